@@ -1,0 +1,111 @@
+// Package cli implements the subcommands of the hashgrid binary. Each subcommand is a
+// value with its own flag.FlagSet and a run function that takes its context, arguments
+// and streams explicitly, so tests call subcommands directly, in process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// Env carries what a subcommand may read from its surroundings.
+type Env struct {
+	Getenv func(string) string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Command is one subcommand.
+type Command struct {
+	Name  string
+	Short string // one line for the usage listing
+	// Run executes the command with the arguments after its name.
+	Run func(ctx context.Context, args []string, env Env) error
+}
+
+// commands lists every subcommand. Each lives in its own file of this package.
+func commands() []*Command {
+	return []*Command{
+		versionCommand(),
+	}
+}
+
+// ErrUsage is returned (wrapped) for bad command-line usage; it exits with status 2.
+var ErrUsage = errors.New("usage")
+
+// Run runs the subcommand named by args[0].
+func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	env := Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr, cmds)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: no subcommand", ErrUsage)
+		}
+		return nil
+	}
+	for _, c := range cmds {
+		if c.Name == args[0] {
+			err := c.Run(ctx, args[1:], env)
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			if err != nil && !errors.Is(err, context.Canceled) {
+				fmt.Fprintf(stderr, "hashgrid %s: %v\n", c.Name, err)
+			}
+			return err
+		}
+	}
+	usage(stderr, cmds)
+	return fmt.Errorf("%w: unknown subcommand %q", ErrUsage, args[0])
+}
+
+func usage(w io.Writer, cmds []*Command) {
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
+	var b strings.Builder
+	b.WriteString("usage: hashgrid <command> [flags]\n\ncommands:\n")
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "  %-10s %s\n", c.Name, c.Short)
+	}
+	b.WriteString("\nRun 'hashgrid <command> -h' for a command's flags.\n")
+	io.WriteString(w, b.String())
+}
+
+// ExitCode maps an error from Run to a process exit status.
+func ExitCode(err error) int {
+	switch {
+	case err == nil, errors.Is(err, context.Canceled):
+		return 0
+	case errors.Is(err, ErrUsage):
+		return 2
+	default:
+		return 1
+	}
+}
+
+// newFlagSet returns a FlagSet that reports errors instead of exiting.
+func newFlagSet(name string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet("hashgrid "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	return fs
+}
+
+// parseFlags parses args and wraps flag errors as usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	}
+	return nil
+}
