@@ -1,0 +1,541 @@
+package pool
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/address/v2"
+	"github.com/btcsuite/btcd/chaincfg/v2"
+	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/btcsuite/btcd/txscript/v2"
+	"github.com/btcsuite/btcd/wire/v2"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/node"
+	"github.com/hashgrid/hashgrid/stratum"
+)
+
+// Node is what the pool needs from the node adapter.
+type Node interface {
+	SubmitBlock(ctx context.Context, b *wire.MsgBlock) error
+}
+
+// ShareSink makes shares durable. Record returns once the share is safe (a crash after
+// it returns cannot lose it) and gives the share's sequence number.
+type ShareSink interface {
+	Record(ctx context.Context, s *hashgrid.Share) (uint64, error)
+}
+
+// BlockSink records found blocks and their fate.
+type BlockSink interface {
+	PutBlock(ctx context.Context, b hashgrid.Block) error
+}
+
+// OutputFunc returns the coinbase outputs for a template whose coinbase may pay value
+// satoshis. finder is the address of the miner the work is for; key says which miners
+// may share one layout (all miners get the same key except under SOLO). The sum of the
+// values must equal value.
+type OutputFunc func(tmpl *node.Template, value int64, finder string) (outs []Output, key string, err error)
+
+// Config configures a Pool.
+type Config struct {
+	Network         *chaincfg.Params
+	Tag             string        // written into every coinbase script
+	Extranonce2Size int           // default 8
+	ShareInterval   time.Duration // vardiff aims at one share per interval per connection; default 5s
+	StartDiff       float64       // first difficulty of a connection; default 0.001
+	MinDiff         float64       // default 1e-6
+	MaxDiff         float64       // default 4e9 (the largest a Diff holds is about 4.29e9)
+	MaxFutureNTime  time.Duration // how far ntime may run ahead of the pool's clock; default 7000s
+	VersionMask     uint32        // BIP 310 bits miners may roll; default 0x1fffe000
+	Limits          stratum.Limits
+	Outputs         OutputFunc
+	Logger          *slog.Logger
+	Now             func() time.Time
+	Metrics         *Metrics // optional
+	// OnBlock, when set, is called after the node accepted a block found here, so that
+	// the template source can fetch the next template at once.
+	OnBlock func()
+}
+
+// Defaults fills zero fields.
+func (c *Config) defaults() {
+	if c.Extranonce2Size == 0 {
+		c.Extranonce2Size = 8
+	}
+	if c.ShareInterval == 0 {
+		c.ShareInterval = 5 * time.Second
+	}
+	if c.StartDiff == 0 {
+		c.StartDiff = 0.001
+	}
+	if c.MinDiff == 0 {
+		c.MinDiff = 1e-6
+	}
+	if c.MaxDiff == 0 {
+		c.MaxDiff = 4e9
+	}
+	if c.MaxFutureNTime == 0 {
+		c.MaxFutureNTime = 7000 * time.Second
+	}
+	if c.VersionMask == 0 {
+		c.VersionMask = 0x1fffe000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.Network == nil {
+		return errors.New("pool: no network")
+	}
+	if c.Outputs == nil {
+		return errors.New("pool: no coinbase outputs")
+	}
+	if len(c.Tag) > MaxTagBytes {
+		return fmt.Errorf("pool: tag longer than %d bytes", MaxTagBytes)
+	}
+	if c.Extranonce2Size < 2 || c.Extranonce2Size > 16 {
+		return fmt.Errorf("pool: extranonce2 size %d out of range 2..16", c.Extranonce2Size)
+	}
+	if !(c.MinDiff > 0) || c.MaxDiff < c.MinDiff || c.StartDiff < c.MinDiff || c.StartDiff > c.MaxDiff {
+		return fmt.Errorf("pool: difficulties must satisfy 0 < min (%g) <= start (%g) <= max (%g)", c.MinDiff, c.StartDiff, c.MaxDiff)
+	}
+	if c.MaxDiff > hashgrid.MaxDiff.Float() {
+		return fmt.Errorf("pool: max difficulty %g above %g", c.MaxDiff, hashgrid.MaxDiff.Float())
+	}
+	return nil
+}
+
+// SingleAddress returns an OutputFunc paying the whole coinbase to one address.
+func SingleAddress(addr string, net *chaincfg.Params) (OutputFunc, error) {
+	script, err := AddressScript(addr, net)
+	if err != nil {
+		return nil, err
+	}
+	return func(tmpl *node.Template, value int64, finder string) ([]Output, string, error) {
+		return []Output{{Value: value, Script: script}}, "", nil
+	}, nil
+}
+
+// AddressScript checks that addr belongs to net and returns its output script.
+func AddressScript(addr string, net *chaincfg.Params) ([]byte, error) {
+	a, err := address.DecodeAddress(addr, net)
+	if err != nil {
+		return nil, hashgrid.Errorf(hashgrid.EINVALID, "invalid address %q: %v", addr, err)
+	}
+	if !a.IsForNet(net) {
+		return nil, hashgrid.Errorf(hashgrid.EINVALID, "address %q is not for %s", addr, net.Name)
+	}
+	return txscript.PayToAddrScript(a)
+}
+
+// Pool is a running mining pool.
+type Pool struct {
+	cfg    Config
+	node   Node
+	shares ShareSink
+	blocks BlockSink
+	log    *slog.Logger
+	srv    *stratum.Server
+	m      *Metrics
+
+	jobSeq atomic.Uint64
+
+	mu       sync.Mutex
+	tmpl     *node.Template
+	works    map[string]*work // by output key, for the current template
+	current  *job             // the shared job most recently broadcast
+	tipSince time.Time
+	stats    Stats
+
+	bg sync.WaitGroup // block submissions in flight
+}
+
+// Stats is a snapshot for the API.
+type Stats struct {
+	Height         int64   // height of the block being mined
+	NetworkDiff    float64 // from the template's bits
+	PrevHash       string
+	LastTemplate   time.Time
+	LastBroadcast  time.Duration // time to send the last clean job to every miner
+	Connections    int
+	Authorized     int
+	BlocksFound    uint64
+	SharesAccepted uint64
+	SharesRejected uint64
+}
+
+// job is one mining.notify: a work and the ntime it starts from.
+type job struct {
+	id     uint64
+	work   *work
+	ntime  uint32
+	clean  bool
+	notify []byte // pre-encoded line
+}
+
+// New returns a pool; start it with Serve and feed it templates with UpdateTemplate.
+func New(cfg Config, nd Node, shares ShareSink, blocks BlockSink) (*Pool, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Pool{cfg: cfg, node: nd, shares: shares, blocks: blocks, log: cfg.Logger, m: cfg.Metrics, works: map[string]*work{}}
+	var err error
+	p.srv, err = stratum.NewServer(stratum.Config{
+		Extranonce2Size: cfg.Extranonce2Size,
+		VersionMask:     cfg.VersionMask,
+		Limits:          cfg.Limits,
+		Logger:          cfg.Logger.With("component", "stratum"),
+		Now:             cfg.Now,
+		OnDrop:          p.m.drop,
+	}, p)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Server returns the Stratum server.
+func (p *Pool) Server() *stratum.Server { return p.srv }
+
+// Serve accepts miners on l.
+func (p *Pool) Serve(l net.Listener) error { return p.srv.Serve(l) }
+
+// Shutdown asks miners to reconnect, closes their connections and waits for block
+// submissions in flight.
+func (p *Pool) Shutdown(ctx context.Context) error {
+	err := p.srv.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { p.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
+
+// Stats returns current figures.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	s := p.stats
+	p.mu.Unlock()
+	s.Connections = p.srv.NumConns()
+	for _, c := range p.srv.Conns() {
+		if c.Authorized() {
+			s.Authorized++
+		}
+	}
+	return s
+}
+
+// HasWork reports whether the pool has a template to hand out.
+func (p *Pool) HasWork() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.current != nil
+}
+
+// UpdateTemplate installs a new template. newTip means the previous block changed:
+// old work becomes stale and miners are told to drop it (clean_jobs).
+func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
+	start := p.cfg.Now()
+	p.mu.Lock()
+	if p.tmpl != nil && t.PrevHash != p.tmpl.PrevHash {
+		newTip = true
+	}
+	if p.tmpl == nil {
+		newTip = true
+	}
+	netTgt, err := compactTarget(t.Bits)
+	if err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	old := p.works
+	p.tmpl = t
+	p.works = map[string]*work{}
+	w, err := p.workLocked("")
+	if err != nil {
+		p.tmpl, p.works = nil, old
+		p.mu.Unlock()
+		return err
+	}
+	if newTip {
+		for _, ow := range old {
+			ow.stale.Store(true)
+		}
+		if p.current != nil && p.current.work.prev != t.PrevHash {
+			p.current.work.stale.Store(true)
+		}
+		p.tipSince = start
+	}
+	j := p.newJobLocked(w, newTip)
+	p.current = j
+	p.stats.Height = t.Height
+	p.stats.NetworkDiff = hashDifficultyOfTarget(netTgt)
+	p.stats.PrevHash = t.PrevHash.String()
+	p.stats.LastTemplate = start
+	p.mu.Unlock()
+
+	p.srv.Broadcast(func(c *stratum.Conn) {
+		if s, ok := c.Data.(*session); ok {
+			s.sendJob(p, j)
+		}
+	})
+	el := p.cfg.Now().Sub(start)
+	p.m.broadcast(el)
+	if newTip {
+		p.mu.Lock()
+		p.stats.LastBroadcast = el
+		p.mu.Unlock()
+		p.log.Info("new block template", "height", t.Height, "txs", len(t.Transactions), "reward", t.CoinbaseValue, "broadcast", el)
+	}
+	return nil
+}
+
+func hashDifficultyOfTarget(t target) float64 {
+	h := chainhash.Hash{}
+	for i := 0; i < 4; i++ {
+		binary.LittleEndian.PutUint64(h[8*i:], t[i])
+	}
+	return hashDifficulty(&h)
+}
+
+// workLocked returns the work for an output key, building it on first use.
+func (p *Pool) workLocked(finder string) (*work, error) {
+	t := p.tmpl
+	outs, key, err := p.cfg.Outputs(t, t.CoinbaseValue, finder)
+	if err != nil {
+		return nil, fmt.Errorf("pool: coinbase outputs: %w", err)
+	}
+	if w, ok := p.works[key]; ok {
+		return w, nil
+	}
+	var sum int64
+	for _, o := range outs {
+		sum += o.Value
+	}
+	if sum != t.CoinbaseValue {
+		return nil, fmt.Errorf("pool: coinbase outputs pay %d, template allows %d", sum, t.CoinbaseValue)
+	}
+	cb1, cb2, err := coinbaseParts(t.Height, []byte(p.cfg.Tag), 4, p.cfg.Extranonce2Size, outs, t.WitnessCommitment)
+	if err != nil {
+		return nil, err
+	}
+	netTgt, err := compactTarget(t.Bits)
+	if err != nil {
+		return nil, err
+	}
+	w := &work{
+		tmpl:    t,
+		height:  t.Height,
+		version: uint32(t.Version),
+		bits:    t.Bits,
+		prev:    t.PrevHash,
+		prevStr: stratumPrevHash(t.PrevHash),
+		coinb1:  cb1,
+		coinb2:  cb2,
+		branch:  merkleBranch(t.TxIDs()),
+		netTgt:  netTgt,
+		en1Size: 4,
+		en2Size: p.cfg.Extranonce2Size,
+		witness: t.WitnessCommitment != nil,
+		outputs: outs,
+		reward:  t.CoinbaseValue,
+	}
+	p.works[key] = w
+	return w, nil
+}
+
+func (p *Pool) newJobLocked(w *work, clean bool) *job {
+	id := p.jobSeq.Add(1)
+	ntime := uint32(p.tmpl.CurTime)
+	if now := uint32(p.cfg.Now().Unix()); now > ntime && int64(now) >= p.tmpl.MinTime {
+		ntime = now
+	}
+	j := &job{id: id, work: w, ntime: ntime, clean: clean}
+	branch := make([]string, len(w.branch))
+	for i := range w.branch {
+		branch[i] = hex.EncodeToString(w.branch[i][:])
+	}
+	n := stratum.Notify{
+		JobID:        strconv.FormatUint(id, 16),
+		PrevHash:     w.prevStr,
+		Coinb1:       hex.EncodeToString(w.coinb1),
+		Coinb2:       hex.EncodeToString(w.coinb2),
+		MerkleBranch: branch,
+		Version:      fmt.Sprintf("%08x", w.version),
+		NBits:        fmt.Sprintf("%08x", w.bits),
+		NTime:        fmt.Sprintf("%08x", ntime),
+		CleanJobs:    clean,
+	}
+	j.notify = stratum.AppendNotification(nil, "mining.notify", n.MarshalParams())
+	return j
+}
+
+// jobFor returns the job a session should get now: the shared current job, or for
+// a finder-specific layout (SOLO) one built for it.
+func (p *Pool) jobFor(s *session, shared *job) *job {
+	if s.address == "" {
+		return shared
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tmpl == nil {
+		return shared
+	}
+	_, key, err := p.cfg.Outputs(p.tmpl, p.tmpl.CoinbaseValue, s.address)
+	if err != nil || key == "" {
+		return shared
+	}
+	w, err := p.workLocked(s.address)
+	if err != nil {
+		p.log.Warn("finder work", "address", s.address, "err", err)
+		return shared
+	}
+	return p.newJobLocked(w, shared != nil && shared.clean)
+}
+
+// cloneCurrent returns a new job id over the current work, for a session whose
+// difficulty just changed: set_difficulty applies from the next job.
+func (p *Pool) cloneCurrent(s *session) *job {
+	p.mu.Lock()
+	cur := p.current
+	if cur == nil {
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	j := p.jobFor(s, cur)
+	if j != cur {
+		return j
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.newJobLocked(cur.work, false)
+}
+
+// --- stratum.Handler ---
+
+// Authorize checks that the user is ADDRESS or ADDRESS.WORKER with an address of the
+// pool's network, and reads password options (d=DIFF for a fixed difficulty).
+func (p *Pool) Authorize(c *stratum.Conn, user, password string) error {
+	addr, worker, _ := strings.Cut(user, ".")
+	if len(worker) > 64 {
+		return errors.New("worker name longer than 64 characters")
+	}
+	if _, err := AddressScript(addr, p.cfg.Network); err != nil {
+		return errors.New(hashgrid.ErrorMessage(err))
+	}
+	s := p.session(c)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.address != "" && s.address != addr {
+		// One connection, one payout address: shares carry the worker's address, but a
+		// SOLO coinbase is built for the connection.
+		return errors.New("one payout address per connection")
+	}
+	s.address = addr
+	s.workers[user] = worker
+	for _, opt := range strings.Split(password, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(opt), "=")
+		if !ok || k != "d" {
+			continue
+		}
+		d, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(d > 0) {
+			return fmt.Errorf("bad difficulty option %q", opt)
+		}
+		s.fixed = true
+		s.diff = p.clampDiff(d)
+	}
+	return nil
+}
+
+// Authorized sends the first difficulty and job.
+func (p *Pool) Authorized(c *stratum.Conn) {
+	s := p.session(c)
+	s.mu.Lock()
+	if !s.fixed {
+		d := p.cfg.StartDiff
+		if sd := c.SuggestedDifficulty(); sd > 0 {
+			d = sd
+		}
+		if md := c.MinDifficulty(); md > d {
+			d = md
+		}
+		s.diff = p.clampDiff(d)
+	}
+	s.authorized = true
+	s.windowStart = p.cfg.Now()
+	s.mu.Unlock()
+	p.m.connAuthorized()
+	p.mu.Lock()
+	cur := p.current
+	p.mu.Unlock()
+	if cur != nil {
+		s.sendJob(p, cur)
+	}
+}
+
+// SuggestDifficulty applies a miner's suggestion from the next job.
+func (p *Pool) SuggestDifficulty(c *stratum.Conn, d float64) {
+	s := p.session(c)
+	s.mu.Lock()
+	if s.fixed {
+		s.mu.Unlock()
+		return
+	}
+	if md := c.MinDifficulty(); md > d {
+		d = md
+	}
+	s.diff = p.clampDiff(d)
+	s.mu.Unlock()
+	if j := p.cloneCurrent(s); j != nil {
+		s.sendJob(p, j)
+	}
+}
+
+// Closed forgets the session.
+func (p *Pool) Closed(c *stratum.Conn) {
+	if c.Authorized() {
+		p.m.connClosed()
+	}
+}
+
+func (p *Pool) clampDiff(d float64) hashgrid.Diff {
+	if d < p.cfg.MinDiff {
+		d = p.cfg.MinDiff
+	}
+	if d > p.cfg.MaxDiff {
+		d = p.cfg.MaxDiff
+	}
+	return hashgrid.DiffFromFloat(d)
+}
+
+func (p *Pool) session(c *stratum.Conn) *session {
+	if s, ok := c.Data.(*session); ok {
+		return s
+	}
+	s := &session{conn: c, workers: map[string]string{}}
+	c.Data = s
+	return s
+}

@@ -1,0 +1,338 @@
+package pool
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/btcsuite/btcd/chainhash/v2"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/stratum"
+)
+
+// sentJobs is how many recent jobs a connection may still submit against; a share
+// for an older job is stale.
+const sentJobs = 8
+
+// vardiffShares is how many shares close a vardiff window early.
+const vardiffShares = 16
+
+type sentJob struct {
+	j    *job
+	diff hashgrid.Diff
+	tgt  target
+}
+
+// session is the pool's state for one miner connection.
+type session struct {
+	conn *stratum.Conn
+
+	mu         sync.Mutex
+	address    string
+	workers    map[string]string // user → worker name
+	authorized bool
+	fixed      bool          // difficulty set by password option: no vardiff
+	diff       hashgrid.Diff // applies from the next job sent
+	sentDiff   hashgrid.Diff // last difficulty sent with set_difficulty
+	tgt        target        // target of diff
+	tgtDiff    hashgrid.Diff
+	sent       [sentJobs]sentJob
+	nsent      int
+
+	windowStart  time.Time
+	windowShares int
+	windowWork   float64 // difficulty units; estimation only
+}
+
+func (s *session) lookup(id uint64) (sentJob, bool) {
+	for i := range s.sent {
+		if s.sent[i].j != nil && s.sent[i].j.id == id {
+			return s.sent[i], true
+		}
+	}
+	return sentJob{}, false
+}
+
+// sendJob sends j (or this session's own layout of it) with the session's current
+// difficulty, preceded by set_difficulty when that changed.
+func (s *session) sendJob(p *Pool, j *job) {
+	j = p.jobFor(s, j)
+	now := p.cfg.Now()
+	s.mu.Lock()
+	s.idleRetarget(p, now)
+	if s.tgtDiff != s.diff || s.nsent == 0 {
+		s.tgt, s.tgtDiff = shareTarget(s.diff), s.diff
+	}
+	s.sent[s.nsent%sentJobs] = sentJob{j: j, diff: s.diff, tgt: s.tgt}
+	s.nsent++
+	var line []byte
+	if s.sentDiff != s.diff {
+		s.sentDiff = s.diff
+		p := strconv.AppendFloat([]byte("["), s.diff.Float(), 'g', -1, 64)
+		line = stratum.AppendNotification(nil, "mining.set_difficulty", append(p, ']'))
+		line = append(line, j.notify...)
+	}
+	s.mu.Unlock()
+	if line == nil {
+		line = j.notify
+	}
+	s.conn.WriteRaw(line)
+}
+
+// idleRetarget lowers the difficulty of a connection that has found too few shares
+// for a long time (a device much slower than the start difficulty assumed).
+func (s *session) idleRetarget(p *Pool, now time.Time) {
+	if s.fixed || s.windowStart.IsZero() {
+		return
+	}
+	el := now.Sub(s.windowStart)
+	if el < 6*p.cfg.ShareInterval || s.windowShares >= 2 {
+		return
+	}
+	// Fewer than two shares in six intervals: the rate is at most a third of the
+	// target; estimate from what came (or assume one share just missed).
+	work := s.windowWork
+	if work == 0 {
+		work = s.diff.Float()
+	}
+	nd := work * p.cfg.ShareInterval.Seconds() / el.Seconds()
+	if nd > s.diff.Float()/4 {
+		nd = s.diff.Float() / 4
+	}
+	s.diff = p.clampDiff(nd)
+	s.windowStart, s.windowShares, s.windowWork = now, 0, 0
+}
+
+// accepted updates vardiff after an accepted share; it reports whether the
+// difficulty changed (the caller then sends a new job).
+func (s *session) accepted(p *Pool, d hashgrid.Diff, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fixed {
+		return false
+	}
+	s.windowShares++
+	s.windowWork += d.Float()
+	el := now.Sub(s.windowStart)
+	T := p.cfg.ShareInterval
+	if s.windowShares < vardiffShares && el < 3*T {
+		return false
+	}
+	if el < time.Millisecond {
+		el = time.Millisecond
+	}
+	nd := s.windowWork * T.Seconds() / el.Seconds()
+	cur := s.diff.Float()
+	s.windowStart, s.windowShares, s.windowWork = now, 0, 0
+	if r := nd / cur; r > 0.67 && r < 1.5 {
+		return false
+	}
+	old := s.diff
+	s.diff = p.clampDiff(nd)
+	return s.diff != old
+}
+
+// Submit validates a share and records it. It answers nil only once the share is
+// durable in the share sink.
+func (p *Pool) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error {
+	s := p.session(c)
+	now := p.cfg.Now()
+	sh := hashgrid.Share{Time: now, JobID: sub.JobID, UserAgent: c.UserAgent(), Remote: c.RemoteAddr()}
+	s.mu.Lock()
+	sh.Address, sh.Worker = s.address, s.workers[sub.Worker]
+	s.mu.Unlock()
+
+	res, w, block, err := p.validate(c, s, sub, &sh)
+	if res != hashgrid.ShareAccepted {
+		sh.Result = res
+		p.m.share(res)
+		p.mu.Lock()
+		p.stats.SharesRejected++
+		p.mu.Unlock()
+		// Rejected shares are kept for reject rates; failing to keep one loses nothing
+		// the miner is owed.
+		if _, rerr := p.shares.Record(context.Background(), &sh); rerr != nil {
+			p.log.Warn("record rejected share", "err", rerr)
+		}
+		return err
+	}
+	var seqc chan uint64
+	if block != nil {
+		seqc = make(chan uint64, 1)
+		p.bg.Add(1)
+		go p.submitBlock(block, sh, seqc)
+	}
+	seq, rerr := p.shares.Record(context.Background(), &sh)
+	if seqc != nil {
+		seqc <- seq
+	}
+	if rerr != nil {
+		p.log.Error("share not recorded", "err", rerr, "address", sh.Address)
+		p.m.recordFailed()
+		if block == nil {
+			// Let the miner resubmit it once the sink recovers.
+			w.unmarkSeen(sh.Hash)
+		}
+		return &stratum.Error{Code: stratum.ErrCodeOther, Message: "pool could not record the share"}
+	}
+	p.m.share(hashgrid.ShareAccepted)
+	p.mu.Lock()
+	p.stats.SharesAccepted++
+	p.mu.Unlock()
+	if s.accepted(p, sh.Diff, now) {
+		if j := p.cloneCurrent(s); j != nil {
+			s.sendJob(p, j)
+		}
+	}
+	return nil
+}
+
+// solved is a block candidate ready to submit.
+type solved struct {
+	w    *work
+	hdr  [80]byte
+	cb   []byte
+	hash chainhash.Hash
+}
+
+// validate checks a share. It fills sh and returns the verdict, the block to submit
+// when the share solves one, and the Stratum error for a rejection.
+func (p *Pool) validate(c *stratum.Conn, s *session, sub *stratum.Submit, sh *hashgrid.Share) (hashgrid.ShareResult, *work, *solved, *stratum.Error) {
+	invalid := func(msg string) (hashgrid.ShareResult, *work, *solved, *stratum.Error) {
+		return hashgrid.ShareInvalid, nil, nil, &stratum.Error{Code: stratum.ErrCodeOther, Message: msg}
+	}
+	id, err := strconv.ParseUint(sub.JobID, 16, 64)
+	if err != nil {
+		return hashgrid.ShareStale, nil, nil, &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "job not found"}
+	}
+	s.mu.Lock()
+	sj, ok := s.lookup(id)
+	s.mu.Unlock()
+	if !ok {
+		return hashgrid.ShareStale, nil, nil, &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "job not found"}
+	}
+	w := sj.j.work
+	sh.Height, sh.Diff = w.height, sj.diff
+	if w.stale.Load() {
+		return hashgrid.ShareStale, nil, nil, &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "stale job"}
+	}
+	var en2 [16]byte
+	if len(sub.Extranonce2) != 2*w.en2Size {
+		return invalid(fmt.Sprintf("extranonce2 must be %d hex digits", 2*w.en2Size))
+	}
+	if _, err := hex.Decode(en2[:w.en2Size], []byte(sub.Extranonce2)); err != nil {
+		return invalid("extranonce2 is not hex")
+	}
+	ntime, ok1 := parseHex32(sub.NTime)
+	nonce, ok2 := parseHex32(sub.Nonce)
+	if !ok1 || !ok2 {
+		return invalid("ntime and nonce must be 8 hex digits")
+	}
+	if int64(ntime) < w.tmpl.MinTime || int64(ntime) > sh.Time.Add(p.cfg.MaxFutureNTime).Unix() {
+		return invalid("ntime out of range")
+	}
+	version := w.version
+	if sub.VersionBits != "" {
+		vb, ok := parseHex32(sub.VersionBits)
+		if !ok {
+			return invalid("version bits must be 8 hex digits")
+		}
+		mask := c.VersionMask()
+		// BIP 310: bits outside the mask must be zero; some firmware sends the whole
+		// version instead, which is fine when its outside bits equal the job's.
+		if out := vb &^ mask; out != 0 && out != w.version&^mask {
+			return invalid("version bits outside the negotiated mask")
+		}
+		version = (w.version &^ mask) | (vb & mask)
+	}
+
+	bufp := cbPool.Get().(*[]byte)
+	cb := w.coinbase((*bufp)[:0], c.Extranonce1(), en2[:w.en2Size])
+	root := merkleRoot(sha256d(cb), w.branch)
+	var hdr [80]byte
+	w.header(&hdr, version, &root, ntime, nonce)
+	hash := sha256d(hdr[:])
+	sh.Hash = hash
+	sh.Actual = hashgrid.DiffFromFloat(math.Min(hashDifficulty(&hash), hashgrid.MaxDiff.Float()))
+	ht := targetFromHash(&hash)
+	if !ht.le(sj.tgt) {
+		*bufp = cb
+		cbPool.Put(bufp)
+		return hashgrid.ShareLowDiff, nil, nil, &stratum.Error{Code: stratum.ErrCodeLowDifficulty, Message: "low difficulty share"}
+	}
+	if err := w.markSeen(hash); err != nil {
+		*bufp = cb
+		cbPool.Put(bufp)
+		return hashgrid.ShareDuplicate, nil, nil, &stratum.Error{Code: stratum.ErrCodeDuplicate, Message: "duplicate share"}
+	}
+	var blk *solved
+	if ht.le(w.netTgt) {
+		sh.Block = true
+		blk = &solved{w: w, hdr: hdr, cb: append([]byte(nil), cb...), hash: hash}
+	}
+	*bufp = cb
+	cbPool.Put(bufp)
+	return hashgrid.ShareAccepted, w, blk, nil
+}
+
+var cbPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func parseHex32(s string) (uint32, bool) {
+	if len(s) != 8 {
+		return 0, false
+	}
+	var b [4]byte
+	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(b[:]), true
+}
+
+// submitBlock sends a solved block to the node and records its fate. seqc delivers
+// the finding share's sequence number once it is recorded (0 if it could not be).
+func (p *Pool) submitBlock(b *solved, sh hashgrid.Share, seqc <-chan uint64) {
+	defer p.bg.Done()
+	start := p.cfg.Now()
+	rec := hashgrid.Block{
+		Hash:        b.hash,
+		Height:      b.w.height,
+		PrevHash:    b.w.prev,
+		Time:        sh.Time,
+		Address:     sh.Address,
+		Worker:      sh.Worker,
+		Reward:      b.w.reward,
+		Fees:        b.w.tmpl.TotalFees(),
+		NetworkDiff: hashDifficultyOfTarget(b.w.netTgt),
+		Status:      hashgrid.BlockSubmitted,
+	}
+	blk, err := b.w.block(&b.hdr, b.cb)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		err = p.node.SubmitBlock(ctx, blk)
+		cancel()
+	}
+	if err != nil {
+		rec.Status, rec.Reason = hashgrid.BlockRejected, err.Error()
+		p.log.Error("block rejected", "height", rec.Height, "hash", chainhash.Hash(rec.Hash).String(), "err", err)
+	} else {
+		rec.Status = hashgrid.BlockAccepted
+		p.log.Info("block found", "height", rec.Height, "hash", chainhash.Hash(rec.Hash).String(), "finder", sh.Address+"."+sh.Worker, "reward", rec.Reward, "submit", p.cfg.Now().Sub(start))
+		p.mu.Lock()
+		p.stats.BlocksFound++
+		p.mu.Unlock()
+	}
+	p.m.block(rec.Status)
+	rec.ShareSeq = <-seqc
+	if err := p.blocks.PutBlock(context.Background(), rec); err != nil {
+		p.log.Error("record block", "err", err, "hash", chainhash.Hash(rec.Hash).String())
+	}
+	if rec.Status == hashgrid.BlockAccepted && p.cfg.OnBlock != nil {
+		p.cfg.OnBlock()
+	}
+}

@@ -1,0 +1,894 @@
+package stratum
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/bits"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Limits bounds what one peer can make the server hold or do. Zero values take the
+// defaults from DefaultLimits.
+type Limits struct {
+	MaxLineBytes      int           // longest accepted line; a longer one drops the peer
+	MaxConns          int           // connections in all
+	MaxConnsPerIP     int           // connections from one IP address
+	HandshakeTimeout  time.Duration // time to subscribe and authorize after connecting
+	IdleTimeout       time.Duration // longest silence from an authorized peer
+	WriteTimeout      time.Duration // longest a write to a peer may block
+	MaxBadLines       int           // malformed lines tolerated before the peer is dropped
+	MaxStrikes        int           // invalid shares (not stale) tolerated in StrikeWindow
+	StrikeWindow      time.Duration // window over which strikes are counted
+	BanDuration       time.Duration // how long an IP that exceeded MaxStrikes is refused
+	MaxWorkersPerConn int           // distinct mining.authorize users on one connection
+	ResumeSessions    int           // recently closed sessions remembered for resume
+}
+
+// DefaultLimits are sized for a public pool: enough room for a farm behind one NAT
+// address, little for an abusive peer.
+var DefaultLimits = Limits{
+	MaxLineBytes:      4096,
+	MaxConns:          100_000,
+	MaxConnsPerIP:     2048,
+	HandshakeTimeout:  60 * time.Second,
+	IdleTimeout:       15 * time.Minute,
+	WriteTimeout:      10 * time.Second,
+	MaxBadLines:       10,
+	MaxStrikes:        200,
+	StrikeWindow:      time.Minute,
+	BanDuration:       10 * time.Minute,
+	MaxWorkersPerConn: 64,
+	ResumeSessions:    100_000,
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	set := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setD := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set(&l.MaxLineBytes, d.MaxLineBytes)
+	set(&l.MaxConns, d.MaxConns)
+	set(&l.MaxConnsPerIP, d.MaxConnsPerIP)
+	setD(&l.HandshakeTimeout, d.HandshakeTimeout)
+	setD(&l.IdleTimeout, d.IdleTimeout)
+	setD(&l.WriteTimeout, d.WriteTimeout)
+	set(&l.MaxBadLines, d.MaxBadLines)
+	set(&l.MaxStrikes, d.MaxStrikes)
+	setD(&l.StrikeWindow, d.StrikeWindow)
+	setD(&l.BanDuration, d.BanDuration)
+	set(&l.MaxWorkersPerConn, d.MaxWorkersPerConn)
+	set(&l.ResumeSessions, d.ResumeSessions)
+	return l
+}
+
+// Handler is what the server asks about everything beyond the protocol's own state.
+// Methods are called from the connection's goroutine, one at a time per connection.
+type Handler interface {
+	// Authorize checks a mining.authorize. A non-nil error answers false and its
+	// message is shown to the miner.
+	Authorize(c *Conn, user, password string) error
+	// Authorized is called once, after the first successful authorize of a subscribed
+	// connection (or after subscribe when authorize came first): send difficulty and work.
+	Authorized(c *Conn)
+	// SuggestDifficulty is called for mining.suggest_difficulty after Authorized.
+	SuggestDifficulty(c *Conn, d float64)
+	// Submit validates a share. nil answers true.
+	Submit(c *Conn, s *Submit) *Error
+	// Closed is called once when the connection ends.
+	Closed(c *Conn)
+}
+
+// Config configures a Server.
+type Config struct {
+	Extranonce2Size int    // bytes of extranonce2 the miner rolls (4 to 8; default 8)
+	VersionMask     uint32 // bits the pool lets miners roll (BIP 310); default 0x1fffe000
+	Limits          Limits
+	Logger          *slog.Logger
+	Now             func() time.Time
+	// OnDrop, when set, is told each time a peer is dropped or refused, with a reason
+	// ("ban", "limit_ip", "limit_total", "line_too_long", "bad_lines", "idle", ...).
+	OnDrop func(reason string)
+}
+
+// Server accepts Stratum connections and runs one goroutine per connection.
+type Server struct {
+	cfg     Config
+	lim     Limits
+	handler Handler
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*Conn]struct{}
+	perIP     map[string]int
+	bans      map[string]time.Time
+	active    map[uint32]*Conn     // extranonce1 in use
+	recent    map[uint32]time.Time // recently closed sessions, for resume
+	recentQ   []uint32
+	nextEN1   uint32
+	closing   bool
+
+	wg     sync.WaitGroup
+	nconns atomic.Int64
+}
+
+// NewServer returns a server that hands requests to h.
+func NewServer(cfg Config, h Handler) (*Server, error) {
+	if cfg.Extranonce2Size == 0 {
+		cfg.Extranonce2Size = 8
+	}
+	if cfg.Extranonce2Size < 2 || cfg.Extranonce2Size > 16 {
+		return nil, fmt.Errorf("stratum: extranonce2 size %d out of range 2..16", cfg.Extranonce2Size)
+	}
+	if cfg.VersionMask == 0 {
+		cfg.VersionMask = 0x1fffe000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var seed [4]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("stratum: seed extranonce1: %w", err)
+	}
+	return &Server{
+		cfg:     cfg,
+		lim:     cfg.Limits.withDefaults(),
+		handler: h,
+		log:     cfg.Logger,
+		conns:   make(map[*Conn]struct{}),
+		perIP:   make(map[string]int),
+		bans:    make(map[string]time.Time),
+		active:  make(map[uint32]*Conn),
+		recent:  make(map[uint32]time.Time),
+		nextEN1: binary.BigEndian.Uint32(seed[:]),
+	}, nil
+}
+
+// Extranonce2Size returns the configured extranonce2 size.
+func (s *Server) Extranonce2Size() int { return s.cfg.Extranonce2Size }
+
+// NumConns returns the number of open connections.
+func (s *Server) NumConns() int { return int(s.nconns.Load()) }
+
+// Serve accepts connections on l until l is closed or Shutdown is called.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errors.New("stratum: server closed")
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off, never exit.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			s.log.Warn("accept", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.accept(nc)
+	}
+}
+
+func (s *Server) drop(reason string) {
+	if s.cfg.OnDrop != nil {
+		s.cfg.OnDrop(reason)
+	}
+}
+
+func (s *Server) accept(nc net.Conn) {
+	ip := hostOf(nc.RemoteAddr())
+	now := s.cfg.Now()
+	s.mu.Lock()
+	if until, ok := s.bans[ip]; ok {
+		if now.Before(until) {
+			s.mu.Unlock()
+			s.drop("ban")
+			nc.Close()
+			return
+		}
+		delete(s.bans, ip)
+	}
+	if s.closing || len(s.conns) >= s.lim.MaxConns {
+		s.mu.Unlock()
+		s.drop("limit_total")
+		nc.Close()
+		return
+	}
+	if s.perIP[ip] >= s.lim.MaxConnsPerIP {
+		s.mu.Unlock()
+		s.drop("limit_ip")
+		nc.Close()
+		return
+	}
+	s.perIP[ip]++
+	c := &Conn{srv: s, nc: nc, ip: ip, connected: now, version: 0}
+	s.conns[c] = struct{}{}
+	s.nconns.Add(1)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go c.serve()
+}
+
+// Ban refuses new connections from ip for d and closes its current ones.
+func (s *Server) Ban(ip string, d time.Duration) {
+	s.mu.Lock()
+	s.bans[ip] = s.cfg.Now().Add(d)
+	var victims []*Conn
+	for c := range s.conns {
+		if c.ip == ip {
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.Close()
+	}
+}
+
+// Banned reports whether ip is banned now.
+func (s *Server) Banned(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.bans[ip]
+	return ok && s.cfg.Now().Before(until)
+}
+
+// Conns returns a snapshot of the open connections.
+func (s *Server) Conns() []*Conn {
+	s.mu.Lock()
+	out := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	s.mu.Unlock()
+	return out
+}
+
+// Broadcast calls fn for every authorized connection, spread over a few goroutines so
+// that one slow peer (bounded by WriteTimeout) does not hold up the others. It returns
+// when fn has returned for all of them.
+func (s *Server) Broadcast(fn func(c *Conn)) {
+	conns := s.Conns()
+	workers := 8
+	if len(conns) < 64 {
+		workers = 1
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(conns) {
+					return
+				}
+				if c := conns[i]; c.authorized.Load() {
+					fn(c)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Shutdown stops accepting, asks every miner to reconnect (client.reconnect, so that it
+// returns to this address once the pool is back or fails over), closes the
+// connections and waits for their goroutines, or until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	s.Broadcast(func(c *Conn) {
+		c.writeLine(AppendNotification(nil, "client.reconnect", []byte("[]")))
+	})
+	for _, c := range s.Conns() {
+		c.Close()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) allocExtranonce1(resume string) uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(resume) == 8 {
+		if v, err := strconv.ParseUint(resume, 16, 32); err == nil {
+			if _, busy := s.active[uint32(v)]; !busy {
+				delete(s.recent, uint32(v))
+				return uint32(v)
+			}
+		}
+	}
+	for {
+		s.nextEN1++
+		v := s.nextEN1
+		if _, busy := s.active[v]; busy {
+			continue
+		}
+		if _, held := s.recent[v]; held {
+			continue
+		}
+		return v
+	}
+}
+
+func (s *Server) release(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.nconns.Add(-1)
+	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+		delete(s.perIP, c.ip)
+	}
+	if c.subscribed && s.active[c.en1] == c {
+		delete(s.active, c.en1)
+		s.recent[c.en1] = s.cfg.Now()
+		s.recentQ = append(s.recentQ, c.en1)
+		for len(s.recentQ) > s.lim.ResumeSessions {
+			delete(s.recent, s.recentQ[0])
+			s.recentQ = s.recentQ[1:]
+		}
+	}
+	s.mu.Unlock()
+}
+
+func hostOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}
+
+// Conn is one miner's connection. Fields set during the handshake are read-only once
+// Authorized has been called.
+type Conn struct {
+	srv       *Server
+	nc        net.Conn
+	ip        string
+	connected time.Time
+
+	wmu    sync.Mutex
+	closed atomic.Bool
+
+	// Protocol state, owned by the connection's goroutine.
+	subscribed    bool
+	en1           uint32
+	agent         string
+	version       uint32 // negotiated version-rolling mask; 0 = none
+	minDiff       float64
+	suggested     float64
+	extranonceSub bool
+	users         []string
+	authorized    atomic.Bool
+	badLines      int
+	strikes       int
+	strikeStart   time.Time
+
+	// Data is the handler's per-connection state.
+	Data any
+}
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
+
+// IP returns the peer's IP address.
+func (c *Conn) IP() string { return c.ip }
+
+// Extranonce1 returns the connection's 4-byte extranonce1.
+func (c *Conn) Extranonce1() uint32 { return c.en1 }
+
+// Extranonce2Size returns how many extranonce2 bytes the miner rolls.
+func (c *Conn) Extranonce2Size() int { return c.srv.cfg.Extranonce2Size }
+
+// UserAgent returns the agent string sent with mining.subscribe.
+func (c *Conn) UserAgent() string { return c.agent }
+
+// VersionMask returns the negotiated BIP 310 mask, 0 when the miner did not ask.
+func (c *Conn) VersionMask() uint32 { return c.version }
+
+// MinDifficulty returns the floor set by the minimum-difficulty extension, 0 if none.
+func (c *Conn) MinDifficulty() float64 { return c.minDiff }
+
+// SuggestedDifficulty returns the last mining.suggest_difficulty value, 0 if none.
+func (c *Conn) SuggestedDifficulty() float64 { return c.suggested }
+
+// Users returns the users authorized on this connection.
+func (c *Conn) Users() []string { return c.users }
+
+// ConnectedAt returns when the connection was accepted.
+func (c *Conn) ConnectedAt() time.Time { return c.connected }
+
+// ExtranonceSubscribed reports whether the miner accepts mining.set_extranonce.
+func (c *Conn) ExtranonceSubscribed() bool { return c.extranonceSub }
+
+// Authorized reports whether the connection has subscribed and authorized. Data is
+// safe to read from other goroutines once this is true.
+func (c *Conn) Authorized() bool { return c.authorized.Load() }
+
+// Close closes the connection; its goroutine then ends and Closed is called.
+func (c *Conn) Close() {
+	if c.closed.CompareAndSwap(false, true) {
+		c.nc.Close()
+	}
+}
+
+// writeLine writes one complete line, bounded by WriteTimeout. A failed write closes
+// the connection: a peer that cannot keep up is dropped, the server is not held up.
+func (c *Conn) writeLine(b []byte) error {
+	if c.closed.Load() {
+		return net.ErrClosed
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.nc.SetWriteDeadline(c.srv.cfg.Now().Add(c.srv.lim.WriteTimeout))
+	_, err := c.nc.Write(b)
+	if err != nil {
+		c.srv.drop("write")
+		c.Close()
+	}
+	return err
+}
+
+// WriteRaw writes pre-encoded lines (each ending in a newline).
+func (c *Conn) WriteRaw(b []byte) error { return c.writeLine(b) }
+
+// SetDifficulty sends mining.set_difficulty.
+func (c *Conn) SetDifficulty(d float64) error {
+	p := strconv.AppendFloat([]byte("["), d, 'g', -1, 64)
+	return c.writeLine(AppendNotification(nil, "mining.set_difficulty", append(p, ']')))
+}
+
+// SetExtranonce sends mining.set_extranonce, if the miner subscribed to it, and
+// switches the connection to the new extranonce1. It reports whether it was sent.
+func (c *Conn) SetExtranonce(en1 uint32) (bool, error) {
+	if !c.extranonceSub {
+		return false, nil
+	}
+	s := c.srv
+	s.mu.Lock()
+	if other, busy := s.active[en1]; busy && other != c {
+		s.mu.Unlock()
+		return false, fmt.Errorf("stratum: extranonce1 %08x in use", en1)
+	}
+	delete(s.active, c.en1)
+	s.active[en1] = c
+	c.en1 = en1
+	s.mu.Unlock()
+	p := fmt.Appendf(nil, `["%08x",%d]`, en1, s.cfg.Extranonce2Size)
+	return true, c.writeLine(AppendNotification(nil, "mining.set_extranonce", p))
+}
+
+// ShowMessage sends client.show_message.
+func (c *Conn) ShowMessage(text string) error {
+	p, _ := json.Marshal([]string{text})
+	return c.writeLine(AppendNotification(nil, "client.show_message", p))
+}
+
+// Reconnect sends client.reconnect to host:port after wait seconds ("" host: same server).
+func (c *Conn) Reconnect(host string, port int, wait int) error {
+	p := []byte("[]")
+	if host != "" {
+		p, _ = json.Marshal([]any{host, port, wait})
+	}
+	return c.writeLine(AppendNotification(nil, "client.reconnect", p))
+}
+
+// readLine reads one line into a buffer owned by the reader. It returns the line
+// without its newline. A line longer than MaxLineBytes is an error.
+type lineReader struct {
+	r   io.Reader
+	buf []byte // holds unread bytes in buf[start:end]
+	st  int
+	end int
+	max int
+}
+
+func (lr *lineReader) readLine() ([]byte, error) {
+	for {
+		if i := indexByte(lr.buf[lr.st:lr.end], '\n'); i >= 0 {
+			line := lr.buf[lr.st : lr.st+i]
+			lr.st += i + 1
+			return line, nil
+		}
+		if lr.end-lr.st >= lr.max {
+			return nil, errLineTooLong
+		}
+		// Make room: move unread bytes to the front, grow up to max+1.
+		if lr.st > 0 {
+			n := copy(lr.buf, lr.buf[lr.st:lr.end])
+			lr.st, lr.end = 0, n
+		}
+		if lr.end == len(lr.buf) {
+			nb := make([]byte, min(2*len(lr.buf), lr.max+1))
+			copy(nb, lr.buf[:lr.end])
+			lr.buf = nb
+		}
+		n, err := lr.r.Read(lr.buf[lr.end:])
+		lr.end += n
+		if err != nil && n == 0 {
+			return nil, err
+		}
+	}
+}
+
+// shrink drops a grown buffer when it holds nothing, so idle connections stay small.
+func (lr *lineReader) shrink(size int) {
+	if lr.st == lr.end && len(lr.buf) > size {
+		lr.buf = make([]byte, size)
+		lr.st, lr.end = 0, 0
+	}
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+var errLineTooLong = errors.New("stratum: line too long")
+
+// readBufSize is the initial per-connection read buffer: a submit line is about 160
+// bytes, so most connections never grow it.
+const readBufSize = 512
+
+func (c *Conn) serve() {
+	s := c.srv
+	defer s.wg.Done()
+	defer func() {
+		c.Close()
+		s.release(c)
+		if c.authorized.Load() || c.subscribed {
+			s.handler.Closed(c)
+		}
+	}()
+	lr := &lineReader{r: c.nc, buf: make([]byte, readBufSize), max: s.lim.MaxLineBytes}
+	for {
+		timeout := s.lim.IdleTimeout
+		if !c.authorized.Load() {
+			timeout = s.lim.HandshakeTimeout - s.cfg.Now().Sub(c.connected)
+			if timeout <= 0 {
+				s.drop("handshake_timeout")
+				return
+			}
+		}
+		c.nc.SetReadDeadline(s.cfg.Now().Add(timeout))
+		line, err := lr.readLine()
+		if err != nil {
+			switch {
+			case errors.Is(err, errLineTooLong):
+				s.drop("line_too_long")
+				s.log.Debug("line too long", "remote", c.RemoteAddr())
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			case isTimeout(err):
+				s.drop("idle")
+			}
+			return
+		}
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			continue
+		}
+		if !c.handleLine(line) {
+			return
+		}
+		lr.shrink(readBufSize)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// handleLine processes one request; false means drop the peer.
+func (c *Conn) handleLine(line []byte) bool {
+	s := c.srv
+	m, err := ParseMessage(line)
+	if err != nil || !m.IsRequest() {
+		c.badLines++
+		if err == nil {
+			// A response from the miner (to client.get_version, say): ignore it.
+			c.badLines--
+			return true
+		}
+		if c.badLines > s.lim.MaxBadLines {
+			s.drop("bad_lines")
+			return false
+		}
+		id := json.RawMessage("null")
+		if m != nil {
+			id = m.ID
+		}
+		c.writeLine(AppendResponse(nil, id, nil, &Error{ErrCodeOther, "malformed request"}))
+		return true
+	}
+	switch m.Method {
+	case "mining.submit":
+		return c.handleSubmit(m)
+	case "mining.subscribe":
+		return c.handleSubscribe(m)
+	case "mining.authorize":
+		return c.handleAuthorize(m)
+	case "mining.configure":
+		return c.handleConfigure(m)
+	case "mining.suggest_difficulty":
+		p, err := m.StringParams(4)
+		if err != nil || len(p) < 1 {
+			return c.replyErr(m, ErrCodeOther, "bad params")
+		}
+		d, err := strconv.ParseFloat(p[0], 64)
+		if err != nil || !(d > 0) || math.IsInf(d, 0) {
+			return c.replyErr(m, ErrCodeOther, "difficulty must be a positive number")
+		}
+		c.suggested = d
+		if c.authorized.Load() {
+			s.handler.SuggestDifficulty(c, d)
+		}
+		return c.reply(m, []byte("true"))
+	case "mining.extranonce.subscribe":
+		c.extranonceSub = true
+		return c.reply(m, []byte("true"))
+	case "mining.multi_version", "mining.get_transactions", "mining.capabilities":
+		return c.replyErr(m, ErrCodeOther, "not supported")
+	default:
+		c.badLines++
+		if c.badLines > s.lim.MaxBadLines {
+			s.drop("bad_lines")
+			return false
+		}
+		return c.replyErr(m, ErrCodeOther, "unknown method")
+	}
+}
+
+func (c *Conn) reply(m *Message, result []byte) bool {
+	if len(m.ID) == 0 || string(m.ID) == "null" {
+		return true // a notification needs no answer
+	}
+	return c.writeLine(AppendResponse(nil, m.ID, result, nil)) == nil
+}
+
+func (c *Conn) replyErr(m *Message, code int, msg string) bool {
+	return c.writeLine(AppendResponse(nil, m.ID, nil, &Error{code, msg})) == nil
+}
+
+// maxAgentLen bounds the stored user agent.
+const maxAgentLen = 128
+
+func (c *Conn) handleSubscribe(m *Message) bool {
+	s := c.srv
+	p, err := m.StringParams(4)
+	if err != nil {
+		return c.replyErr(m, ErrCodeOther, "bad params")
+	}
+	resume := ""
+	if len(p) > 0 {
+		c.agent = p[0]
+		if len(c.agent) > maxAgentLen {
+			c.agent = c.agent[:maxAgentLen]
+		}
+	}
+	if len(p) > 1 {
+		resume = strings.ToLower(p[1])
+	}
+	if !c.subscribed {
+		c.en1 = s.allocExtranonce1(resume)
+		s.mu.Lock()
+		s.active[c.en1] = c
+		s.mu.Unlock()
+		c.subscribed = true
+	}
+	sid := fmt.Sprintf("%08x", c.en1)
+	res := fmt.Appendf(nil, `[[["mining.set_difficulty","%s"],["mining.notify","%s"]],"%s",%d]`, sid, sid, sid, s.cfg.Extranonce2Size)
+	if !c.reply(m, res) {
+		return false
+	}
+	if len(c.users) > 0 && !c.authorized.Load() {
+		c.authorized.Store(true)
+		s.handler.Authorized(c)
+	}
+	return true
+}
+
+func (c *Conn) handleAuthorize(m *Message) bool {
+	s := c.srv
+	p, err := m.StringParams(4)
+	if err != nil || len(p) < 1 {
+		return c.replyErr(m, ErrCodeOther, "bad params")
+	}
+	pass := ""
+	if len(p) > 1 {
+		pass = p[1]
+	}
+	if len(c.users) >= s.lim.MaxWorkersPerConn {
+		return c.replyErr(m, ErrCodeOther, "too many workers on one connection")
+	}
+	if err := s.handler.Authorize(c, p[0], pass); err != nil {
+		msg := err.Error()
+		var se *Error
+		if errors.As(err, &se) {
+			msg = se.Message
+		}
+		return c.writeLine(AppendResponse(nil, m.ID, []byte("false"), &Error{ErrCodeUnauthorized, msg})) == nil
+	}
+	known := false
+	for _, u := range c.users {
+		known = known || u == p[0]
+	}
+	if !known {
+		c.users = append(c.users, p[0])
+	}
+	if !c.reply(m, []byte("true")) {
+		return false
+	}
+	if c.subscribed && !c.authorized.Load() {
+		c.authorized.Store(true)
+		s.handler.Authorized(c)
+	}
+	return true
+}
+
+func (c *Conn) handleConfigure(m *Message) bool {
+	var params []json.RawMessage
+	if err := json.Unmarshal(m.Params, &params); err != nil || len(params) < 1 {
+		return c.replyErr(m, ErrCodeOther, "bad params")
+	}
+	var exts []string
+	if err := json.Unmarshal(params[0], &exts); err != nil || len(exts) > 16 {
+		return c.replyErr(m, ErrCodeOther, "bad extension list")
+	}
+	opts := map[string]json.RawMessage{}
+	if len(params) > 1 {
+		if err := json.Unmarshal(params[1], &opts); err != nil {
+			return c.replyErr(m, ErrCodeOther, "bad extension parameters")
+		}
+	}
+	res := map[string]any{}
+	for _, ext := range exts {
+		switch ext {
+		case "version-rolling":
+			minerMask := uint32(0xffffffff)
+			if raw, ok := opts["version-rolling.mask"]; ok {
+				var hexMask string
+				if json.Unmarshal(raw, &hexMask) != nil {
+					return c.replyErr(m, ErrCodeOther, "bad version-rolling.mask")
+				}
+				v, err := strconv.ParseUint(hexMask, 16, 32)
+				if err != nil {
+					return c.replyErr(m, ErrCodeOther, "bad version-rolling.mask")
+				}
+				minerMask = uint32(v)
+			}
+			minBits := 0
+			if raw, ok := opts["version-rolling.min-bit-count"]; ok {
+				json.Unmarshal(raw, &minBits)
+			}
+			mask := c.srv.cfg.VersionMask & minerMask
+			if bits.OnesCount32(mask) < minBits {
+				res["version-rolling"] = false
+				continue
+			}
+			c.version = mask
+			res["version-rolling"] = true
+			res["version-rolling.mask"] = fmt.Sprintf("%08x", mask)
+		case "minimum-difficulty":
+			var v float64
+			if raw, ok := opts["minimum-difficulty.value"]; ok && json.Unmarshal(raw, &v) == nil && v > 0 && !math.IsInf(v, 0) {
+				c.minDiff = v
+				res["minimum-difficulty"] = true
+			} else {
+				res["minimum-difficulty"] = false
+			}
+		case "subscribe-extranonce":
+			c.extranonceSub = true
+			res["subscribe-extranonce"] = true
+		case "info":
+			res["info"] = true
+		default:
+			res[ext] = false
+		}
+	}
+	b, _ := json.Marshal(res)
+	return c.reply(m, b)
+}
+
+func (c *Conn) handleSubmit(m *Message) bool {
+	s := c.srv
+	sub, err := ParseSubmit(m)
+	if err != nil {
+		return c.strike(m, &Error{ErrCodeOther, "bad submit params"})
+	}
+	if !c.subscribed {
+		return c.strike(m, &Error{ErrCodeNotSubscribed, "not subscribed"})
+	}
+	if !c.authorized.Load() || !c.hasUser(sub.Worker) {
+		return c.strike(m, &Error{ErrCodeUnauthorized, "unauthorized worker"})
+	}
+	if e := s.handler.Submit(c, sub); e != nil {
+		if e.Code == ErrCodeJobNotFound {
+			// Stale work is normal around a new block; it is no sign of abuse.
+			return c.writeLine(AppendResponse(nil, m.ID, nil, e)) == nil
+		}
+		return c.strike(m, e)
+	}
+	return c.writeLine(AppendResponse(nil, m.ID, []byte("true"), nil)) == nil
+}
+
+func (c *Conn) hasUser(u string) bool {
+	for _, x := range c.users {
+		if x == u {
+			return true
+		}
+	}
+	return false
+}
+
+// strike answers with e and counts it against the peer; a peer over MaxStrikes in
+// StrikeWindow is banned.
+func (c *Conn) strike(m *Message, e *Error) bool {
+	s := c.srv
+	now := s.cfg.Now()
+	if now.Sub(c.strikeStart) > s.lim.StrikeWindow {
+		c.strikeStart, c.strikes = now, 0
+	}
+	c.strikes++
+	if c.strikes > s.lim.MaxStrikes {
+		s.log.Warn("banning peer for invalid shares", "ip", c.ip, "strikes", c.strikes)
+		s.drop("strikes")
+		s.Ban(c.ip, s.lim.BanDuration)
+		return false
+	}
+	return c.writeLine(AppendResponse(nil, m.ID, nil, e)) == nil
+}
