@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -49,7 +50,7 @@ func (c *Client) SubmitBlockHex(ctx context.Context, blockHex string) error {
 		return err
 	}
 	if res != nil {
-		return &RejectedError{Reason: clip(*res)}
+		return &RejectedError{Reason: clipN(*res, maxErrorBody)}
 	}
 	return nil
 }
@@ -65,50 +66,61 @@ type ChainInfo struct {
 
 // ChainInfo calls getblockchaininfo.
 func (c *Client) ChainInfo(ctx context.Context) (ChainInfo, error) {
+	var info ChainInfo
+	err := c.call(ctx, c.timeout, "getblockchaininfo", nil, &info)
+	return info, err
+}
+
+// UnmarshalJSON decodes and checks a getblockchaininfo result.
+func (info *ChainInfo) UnmarshalJSON(data []byte) error {
 	var j struct {
 		Chain         string  `json:"chain"`
 		Blocks        int64   `json:"blocks"`
 		Headers       int64   `json:"headers"`
-		BestBlockHash string  `json:"bestblockhash"`
+		BestBlockHash hexHash `json:"bestblockhash"`
 		Difficulty    float64 `json:"difficulty"`
 	}
-	if err := c.call(ctx, c.timeout, "getblockchaininfo", nil, &j); err != nil {
-		return ChainInfo{}, err
-	}
-	info := ChainInfo{Chain: j.Chain, Blocks: j.Blocks, Headers: j.Headers, Difficulty: j.Difficulty}
-	if err := chainhash.DecodeStrict(&info.BestBlockHash, j.BestBlockHash); err != nil || len(j.BestBlockHash) != 64 {
-		return ChainInfo{}, fmt.Errorf("getblockchaininfo: bestblockhash %q: want 64 hex digits", clip(j.BestBlockHash))
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
 	}
 	if j.Chain == "" || j.Blocks < 0 || j.Headers < 0 {
-		return ChainInfo{}, fmt.Errorf("getblockchaininfo: bad reply (chain %q, blocks %d)", clip(j.Chain), j.Blocks)
+		return fmt.Errorf("chain %q, blocks %d, headers %d out of range", clip(j.Chain), j.Blocks, j.Headers)
 	}
 	if !validDifficulty(j.Difficulty) {
-		return ChainInfo{}, fmt.Errorf("getblockchaininfo: difficulty %v out of range", j.Difficulty)
+		return fmt.Errorf("difficulty %v out of range", j.Difficulty)
 	}
-	return info, nil
+	*info = ChainInfo{Chain: j.Chain, Blocks: j.Blocks, Headers: j.Headers, BestBlockHash: chainhash.Hash(j.BestBlockHash), Difficulty: j.Difficulty}
+	return nil
 }
 
 func validDifficulty(d float64) bool { return d > 0 && !math.IsInf(d, 0) && !math.IsNaN(d) }
 
 // Difficulty calls getdifficulty.
 func (c *Client) Difficulty(ctx context.Context) (float64, error) {
-	var d float64
-	if err := c.call(ctx, c.timeout, "getdifficulty", nil, &d); err != nil {
-		return 0, err
+	var d difficulty
+	err := c.call(ctx, c.timeout, "getdifficulty", nil, &d)
+	return float64(d), err
+}
+
+type difficulty float64
+
+func (d *difficulty) UnmarshalJSON(data []byte) error {
+	var f float64
+	if err := json.Unmarshal(data, &f); err != nil {
+		return err
 	}
-	if !validDifficulty(d) {
-		return 0, fmt.Errorf("getdifficulty: %v out of range", d)
+	if !validDifficulty(f) {
+		return fmt.Errorf("difficulty %v out of range", f)
 	}
-	return d, nil
+	*d = difficulty(f)
+	return nil
 }
 
 // BestBlockHash calls getbestblockhash.
 func (c *Client) BestBlockHash(ctx context.Context) (chainhash.Hash, error) {
-	var s string
-	if err := c.call(ctx, c.timeout, "getbestblockhash", nil, &s); err != nil {
-		return chainhash.Hash{}, err
-	}
-	return parseHash("getbestblockhash", s)
+	var h hexHash
+	err := c.call(ctx, c.timeout, "getbestblockhash", nil, &h)
+	return chainhash.Hash(h), err
 }
 
 // BlockHash calls getblockhash: the hash of the main-chain block at height.
@@ -116,19 +128,27 @@ func (c *Client) BlockHash(ctx context.Context, height int64) (chainhash.Hash, e
 	if height < 0 {
 		return chainhash.Hash{}, fmt.Errorf("getblockhash: height %d out of range", height)
 	}
-	var s string
-	if err := c.call(ctx, c.timeout, "getblockhash", []any{height}, &s); err != nil {
-		return chainhash.Hash{}, err
-	}
-	return parseHash("getblockhash", s)
+	var h hexHash
+	err := c.call(ctx, c.timeout, "getblockhash", []any{height}, &h)
+	return chainhash.Hash(h), err
 }
 
-func parseHash(method, s string) (chainhash.Hash, error) {
-	var h chainhash.Hash
-	if err := chainhash.DecodeStrict(&h, s); err != nil || len(s) != 64 {
-		return h, fmt.Errorf("%s: %q: want 64 hex digits", method, clip(s))
+// hexHash is a block or transaction hash in RPC hex (byte-reversed) that must be exactly
+// 64 hex digits.
+type hexHash chainhash.Hash
+
+func (h *hexHash) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
 	}
-	return h, nil
+	if len(s) != 2*chainhash.HashSize {
+		return fmt.Errorf("hash %q: want 64 hex digits", clip(s))
+	}
+	if err := chainhash.DecodeStrict((*chainhash.Hash)(h), s); err != nil {
+		return fmt.Errorf("hash %q: want 64 hex digits", clip(s))
+	}
+	return nil
 }
 
 // BlockHeader is the part of a verbose getblockheader the pool uses.
@@ -146,14 +166,8 @@ type BlockHeader struct {
 // chain gives Confirmations -1 on both nodes (btcd answers it with an internal error,
 // so the raw header is fetched instead).
 func (c *Client) BlockHeaderVerbose(ctx context.Context, hash chainhash.Hash) (BlockHeader, error) {
-	var j struct {
-		Hash          string `json:"hash"`
-		Height        int64  `json:"height"`
-		Confirmations int64  `json:"confirmations"`
-		Time          int64  `json:"time"`
-		PreviousHash  string `json:"previousblockhash"`
-	}
-	err := c.call(ctx, c.timeout, "getblockheader", []any{hash.String(), true}, &j)
+	var h BlockHeader
+	err := c.call(ctx, c.timeout, "getblockheader", []any{hash.String(), true}, &h)
 	var rpcErr *RPCError
 	if errors.As(err, &rpcErr) && rpcErr.Code == CodeInternal && strings.Contains(rpcErr.Message, "not in the main chain") {
 		return c.sideChainHeader(ctx, hash)
@@ -161,41 +175,43 @@ func (c *Client) BlockHeaderVerbose(ctx context.Context, hash chainhash.Hash) (B
 	if err != nil {
 		return BlockHeader{}, err
 	}
-	h := BlockHeader{Height: j.Height, Confirmations: j.Confirmations, Time: j.Time}
-	if h.Hash, err = parseHash("getblockheader", j.Hash); err != nil {
-		return BlockHeader{}, err
-	}
 	if h.Hash != hash {
 		return BlockHeader{}, fmt.Errorf("getblockheader: asked for %s, got %s", hash, h.Hash)
-	}
-	if j.PreviousHash != "" { // the genesis block has none
-		if h.PrevHash, err = parseHash("getblockheader", j.PreviousHash); err != nil {
-			return BlockHeader{}, err
-		}
-	}
-	if h.Height < 0 || h.Confirmations < -1 {
-		return BlockHeader{}, fmt.Errorf("getblockheader: height %d, confirmations %d out of range", h.Height, h.Confirmations)
-	}
-	if h.Confirmations < 1 {
-		h.Confirmations = -1
 	}
 	return h, nil
 }
 
+// UnmarshalJSON decodes and checks a verbose getblockheader result.
+func (h *BlockHeader) UnmarshalJSON(data []byte) error {
+	var j struct {
+		Hash          hexHash  `json:"hash"`
+		Height        int64    `json:"height"`
+		Confirmations int64    `json:"confirmations"`
+		Time          int64    `json:"time"`
+		PreviousHash  *hexHash `json:"previousblockhash"` // the genesis block has none
+	}
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	if j.Height < 0 || j.Confirmations < -1 {
+		return fmt.Errorf("height %d, confirmations %d out of range", j.Height, j.Confirmations)
+	}
+	*h = BlockHeader{Hash: chainhash.Hash(j.Hash), Height: j.Height, Confirmations: j.Confirmations, Time: j.Time}
+	if j.PreviousHash != nil {
+		h.PrevHash = chainhash.Hash(*j.PreviousHash)
+	}
+	if h.Confirmations < 1 {
+		h.Confirmations = -1
+	}
+	return nil
+}
+
 func (c *Client) sideChainHeader(ctx context.Context, hash chainhash.Hash) (BlockHeader, error) {
-	var s string
-	if err := c.call(ctx, c.timeout, "getblockheader", []any{hash.String(), false}, &s); err != nil {
+	var hdr rawHeader
+	if err := c.call(ctx, c.timeout, "getblockheader", []any{hash.String(), false}, &hdr); err != nil {
 		return BlockHeader{}, err
 	}
-	raw, err := hex.DecodeString(s)
-	if err != nil || len(raw) != wire.MaxBlockHeaderPayload {
-		return BlockHeader{}, fmt.Errorf("getblockheader: raw header %q: want %d bytes of hex", clip(s), wire.MaxBlockHeaderPayload)
-	}
-	var hdr wire.BlockHeader
-	if err := hdr.Deserialize(bytes.NewReader(raw)); err != nil {
-		return BlockHeader{}, fmt.Errorf("getblockheader: %w", err)
-	}
-	if got := hdr.BlockHash(); got != hash {
+	if got := (*wire.BlockHeader)(&hdr).BlockHash(); got != hash {
 		return BlockHeader{}, fmt.Errorf("getblockheader: asked for %s, got %s", hash, got)
 	}
 	return BlockHeader{Hash: hash, Height: -1, Confirmations: -1, Time: hdr.Timestamp.Unix(), PrevHash: hdr.PrevBlock}, nil
@@ -207,21 +223,32 @@ func (c *Client) Generate(ctx context.Context, n int) ([]chainhash.Hash, error) 
 	if n < 1 || n > maxGenerate {
 		return nil, fmt.Errorf("generate: %d blocks out of range 1..%d", n, maxGenerate)
 	}
-	var ss []string
+	var hs []hexHash
 	// Mining is CPU work on the node: allow it the long poll timeout.
-	if err := c.call(ctx, c.longPollTimeout, "generate", []any{n}, &ss); err != nil {
+	if err := c.call(ctx, c.longPollTimeout, "generate", []any{n}, &hs); err != nil {
 		return nil, err
 	}
-	if len(ss) != n {
-		return nil, fmt.Errorf("generate: asked for %d blocks, got %d", n, len(ss))
+	if len(hs) != n {
+		return nil, fmt.Errorf("generate: asked for %d blocks, got %d", n, len(hs))
 	}
-	hs := make([]chainhash.Hash, n)
-	for i, s := range ss {
-		h, err := parseHash("generate", s)
-		if err != nil {
-			return nil, err
-		}
-		hs[i] = h
+	out := make([]chainhash.Hash, n)
+	for i := range hs {
+		out[i] = chainhash.Hash(hs[i])
 	}
-	return hs, nil
+	return out, nil
+}
+
+// rawHeader is a non-verbose getblockheader result: 80 bytes in hex.
+type rawHeader wire.BlockHeader
+
+func (h *rawHeader) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	raw, err := hex.DecodeString(s)
+	if err != nil || len(raw) != wire.MaxBlockHeaderPayload {
+		return fmt.Errorf("raw header %q: want %d bytes of hex", clip(s), wire.MaxBlockHeaderPayload)
+	}
+	return (*wire.BlockHeader)(h).Deserialize(bytes.NewReader(raw))
 }

@@ -88,15 +88,20 @@ func (c *Client) BlockTemplate(ctx context.Context, longPollID string) (*Templat
 		req["longpollid"] = longPollID
 		timeout = c.longPollTimeout
 	}
-	var raw json.RawMessage
-	if err := c.call(ctx, timeout, "getblocktemplate", []any{req}, &raw); err != nil {
+	var t templateResult
+	if err := c.call(ctx, timeout, "getblocktemplate", []any{req}, &t); err != nil {
 		return nil, err
 	}
-	t, err := ParseTemplate(raw)
-	if err != nil {
-		return nil, fmt.Errorf("getblocktemplate: node %s: %w", c.redacted, err)
-	}
-	return t, nil
+	return t.t, nil
+}
+
+// templateResult runs ParseTemplate while the reply is decoded, so that a template that
+// fails its checks counts as a failed call.
+type templateResult struct{ t *Template }
+
+func (r *templateResult) UnmarshalJSON(data []byte) (err error) {
+	r.t, err = ParseTemplate(data)
+	return err
 }
 
 type templateJSON struct {
@@ -366,9 +371,11 @@ func CompactToTarget(bits uint32) ([32]byte, error) {
 }
 
 // clip shortens untrusted text quoted in an error.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
+func clip(s string) string { return clipN(s, 80) }
+
+func clipN(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
 	}
 	return s
 }
