@@ -1,0 +1,139 @@
+// Package stream is the durable share stream: an append-only log of opaque records,
+// each numbered by a sequence that starts at 1 (or Options.FirstSeq) and never repeats.
+//
+// The pool appends every share it answers and replies to the miner only once the append
+// is durable, then a consumer (Tail) copies the stream into the store in batches. Log is
+// the implementation for one machine: segment files in a directory, each record framed
+// with its length, sequence and a CRC32C, written by one goroutine that commits
+// concurrent appends with a single write and fsync (group commit). The Stream interface
+// is what a NATS JetStream implementation will satisfy across machines.
+//
+// The package does not interpret records, replicate them, or decide when they have been
+// consumed: the consumer calls Prune once the store holds them.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Record is one record of a stream with its sequence number.
+type Record struct {
+	Seq  uint64
+	Data []byte
+}
+
+// Stream is a durable, ordered log of records.
+type Stream interface {
+	// Append adds rec and returns its sequence once it is durable. An error means the
+	// record may not have been stored; the caller must not report it as recorded.
+	Append(ctx context.Context, rec []byte) (seq uint64, err error)
+	// Read returns up to max records with Seq > after, oldest first; none if there are
+	// no newer records yet.
+	Read(ctx context.Context, after uint64, max int) ([]Record, error)
+	// Wait blocks until a record with Seq > after exists, ctx ends or the stream closes.
+	Wait(ctx context.Context, after uint64) error
+	// Close stops the stream; appends under way are completed or failed first.
+	Close() error
+}
+
+// Errors returned by Log. Other errors (I/O) are wrapped with a "stream:" prefix.
+var (
+	ErrClosed   = errors.New("stream: closed")
+	ErrTooLarge = errors.New("stream: record too large")
+	ErrPruned   = errors.New("stream: records pruned")
+)
+
+// Default tail backoff: a consumer whose store fails retries after MinBackoff, doubling
+// up to MaxBackoff, so a briefly unavailable database is retried quickly and a long
+// outage is not hammered.
+const (
+	DefaultTailBatch      = 500
+	DefaultTailMinBackoff = 50 * time.Millisecond
+	DefaultTailMaxBackoff = 5 * time.Second
+)
+
+// Tailer copies a stream to a consumer in batches. The zero value uses the defaults.
+type Tailer struct {
+	Batch      int           // records per call of fn; DefaultTailBatch if 0
+	MinBackoff time.Duration // first retry delay after fn fails
+	MaxBackoff time.Duration // retry delay cap
+	Logger     *slog.Logger  // failed batches are logged here; silent if nil
+}
+
+// permanentError marks an error that Tail must return rather than retry.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so that Tail stops and returns it instead of retrying the batch,
+// for errors that waiting cannot cure (a record the consumer cannot decode).
+func Permanent(err error) error { return permanentError{err} }
+
+// Tail calls fn with batches of at most batch records of s with Seq > after, in order,
+// until ctx ends. See Tailer.Run.
+func Tail(ctx context.Context, s Stream, after uint64, batch int, fn func([]Record) error) error {
+	return Tailer{Batch: batch}.Run(ctx, s, after, fn)
+}
+
+// Run calls fn with consecutive batches of records with Seq > after, waiting for new
+// records when it has caught up. A batch that fn fails is offered again, unchanged, after
+// a backoff, so no record is ever skipped; fn must therefore be idempotent for a batch it
+// partly applied. Run returns ctx's error when ctx ends, the error of a failed Read or
+// Wait (ErrClosed when the stream closes), or an error fn marked with Permanent.
+func (t Tailer) Run(ctx context.Context, s Stream, after uint64, fn func([]Record) error) error {
+	if t.Batch <= 0 {
+		t.Batch = DefaultTailBatch
+	}
+	if t.MinBackoff <= 0 {
+		t.MinBackoff = DefaultTailMinBackoff
+	}
+	if t.MaxBackoff < t.MinBackoff {
+		t.MaxBackoff = max(DefaultTailMaxBackoff, t.MinBackoff)
+	}
+	log := t.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		recs, err := s.Read(ctx, after, t.Batch)
+		if err != nil {
+			return fmt.Errorf("stream: tail: read after %d: %w", after, err)
+		}
+		if len(recs) == 0 {
+			if err := s.Wait(ctx, after); err != nil {
+				return err
+			}
+			continue
+		}
+		backoff := t.MinBackoff
+		for attempt := 1; ; attempt++ {
+			err := fn(recs)
+			if err == nil {
+				break
+			}
+			var perm permanentError
+			if errors.As(err, &perm) {
+				return fmt.Errorf("stream: tail: records %d..%d: %w", recs[0].Seq, recs[len(recs)-1].Seq, perm.err)
+			}
+			log.Warn("stream consumer failed; retrying", "first", recs[0].Seq, "last", recs[len(recs)-1].Seq,
+				"attempt", attempt, "backoff", backoff, "err", err)
+			timer := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return ctx.Err()
+			case <-timer.C:
+			}
+			backoff = min(2*backoff, t.MaxBackoff)
+		}
+		after = recs[len(recs)-1].Seq
+	}
+}
