@@ -1,0 +1,173 @@
+package power
+
+import (
+	"math"
+	"time"
+)
+
+// Input is everything a strategy may know when deciding one group's state for one
+// interval: nothing from that interval's own price or later.
+type Input struct {
+	Site      *Site
+	Model     *Model
+	State     State
+	Start     time.Time // start of the interval being decided
+	History   []Price   // published prices of the intervals before it, oldest first
+	Hashprice float64   // $ per TH/s per day, before the pool fee
+	Cond      Conditions
+	Watch     bool // inside the 4CP watch window
+}
+
+// Strategy decides a group's state (0 curtailed, i for mode i) for the next interval.
+// Decide must depend only on its input (and on earlier inputs of the same history);
+// the caller makes the choice feasible under the constraints.
+type Strategy interface {
+	Name() string
+	Decide(in *Input) int
+}
+
+// Strategy names, as reported.
+const (
+	NamePolicy    = "policy"
+	NameAlwaysOn  = "always_on"
+	NameTwoStrike = "two_strike"
+	NameLastPrice = "last_price"
+	NameOptimum   = "optimum"
+)
+
+// steady returns the profit of a steady interval in state s at price p.
+func (in *Input) steady(s int, p Price) Micro {
+	m := in.Model
+	return m.Revenue(s, s, in.Hashprice, in.Site.PoolFee) - EnergyCost(p, m.EnergyWh(s, s))
+}
+
+// bestAt returns the state with the highest steady profit at price p (off included).
+func (in *Input) bestAt(p Price) int {
+	best, arg := in.steady(0, p), 0
+	for s := 1; s < in.Model.States(); s++ {
+		if v := in.steady(s, p); v > best {
+			best, arg = v, s
+		}
+	}
+	return arg
+}
+
+// Breakeven returns the price at which state s (a mode) earns exactly its power bill.
+func (in *Input) Breakeven(s int) Price {
+	md := in.Model.Modes[s-1]
+	return Price(math.Round(in.Hashprice * md.THs * (1 - in.Site.PoolFee) * 1e6 / (24 * md.Watts) * 100))
+}
+
+// AlwaysOn runs every group in its first mode whenever it is allowed to.
+type AlwaysOn struct{}
+
+func (AlwaysOn) Name() string         { return NameAlwaysOn }
+func (AlwaysOn) Decide(in *Input) int { return 1 }
+
+// LastPrice runs each group in the mode that would have been most profitable at the
+// last published price, curtailed if none would: "run in the next interval if the last
+// published price was below breakeven".
+type LastPrice struct{}
+
+func (LastPrice) Name() string { return NameLastPrice }
+func (LastPrice) Decide(in *Input) int {
+	if len(in.History) == 0 {
+		return in.State.Mode
+	}
+	return in.bestAt(in.History[len(in.History)-1])
+}
+
+// TwoStrike is the commercial rule from energy.md on 15-minute prices: curtail when
+// two consecutive prices are at or above the low strike or one is at or above the high
+// strike; resume after four consecutive prices below the low strike. The strikes are
+// multiples of the first mode's breakeven.
+type TwoStrike struct{}
+
+func (TwoStrike) Name() string { return NameTwoStrike }
+func (TwoStrike) Decide(in *Input) int {
+	h := in.History
+	if len(h) == 0 {
+		return in.State.Mode
+	}
+	be := float64(in.Breakeven(1))
+	low, high := Price(be*in.Site.TwoLow), Price(be*in.Site.TwoHigh)
+	last := h[len(h)-1]
+	if in.State.Mode > 0 {
+		if last >= high || (last >= low && len(h) >= 2 && h[len(h)-2] >= low) {
+			return 0
+		}
+		return in.State.Mode
+	}
+	if len(h) < 4 {
+		return 0
+	}
+	for _, p := range h[len(h)-4:] {
+		if p >= low {
+			return 0
+		}
+	}
+	return 1
+}
+
+// Policy is hashgrid's strategy. It forecasts the next prices from the published
+// history alone (a conditional-mean model learnt online, see Forecaster) and plans over
+// a short horizon with the same dynamic programme, constraints and ramp costs as the
+// optimum, applying only the first decision. Two safety rules come first: a published
+// price at or above the shed price, or a demand-response event, curtails at once; in
+// the 4CP watch window a price at or above the alert price curtails.
+type Policy struct {
+	fc       *Forecaster
+	planners map[*Model]*planner
+	fcast    []Price
+	revenue  [][]Micro
+}
+
+// NewPolicy returns a policy with an empty forecaster.
+func NewPolicy() *Policy { return &Policy{planners: map[*Model]*planner{}} }
+
+func (*Policy) Name() string { return NamePolicy }
+
+// Decide implements Strategy.
+func (p *Policy) Decide(in *Input) int {
+	h := in.History
+	if in.Cond.ForcedOff || in.Cond.ShedAllowed {
+		return 0
+	}
+	if len(h) == 0 {
+		return in.State.Mode
+	}
+	last := h[len(h)-1]
+	if last >= in.Site.ShedPrice {
+		return 0
+	}
+	if in.Watch && in.Site.FourCPRate > 0 && last >= in.Site.AlertPrice {
+		return 0
+	}
+	if p.fc == nil || p.fc.horizon != in.Site.Horizon || p.fc.prior != in.Site.Prior {
+		p.fc = NewForecaster(in.Site.Horizon, in.Site.Prior)
+	}
+	p.fcast = p.fc.Forecast(h, p.fcast[:0])
+	pl := p.planners[in.Model]
+	if pl == nil {
+		pl = newPlanner(in.Model)
+		p.planners[in.Model] = pl
+	}
+	m := in.Model
+	if len(p.revenue) != m.States() {
+		p.revenue = make([][]Micro, m.States())
+		for i := range p.revenue {
+			p.revenue[i] = make([]Micro, m.States())
+		}
+	}
+	for f := range m.States() {
+		for to := range m.States() {
+			p.revenue[f][to] = m.Revenue(f, to, in.Hashprice, in.Site.PoolFee)
+		}
+	}
+	return pl.first(in.State, p.revenue[:m.States()], p.fcast, in.Cond)
+}
+
+// Strategies returns fresh instances of the policy and the references, in report order.
+func Strategies() []Strategy {
+	return []Strategy{NewPolicy(), AlwaysOn{}, TwoStrike{}, LastPrice{}}
+}
