@@ -66,6 +66,15 @@ func seal(e *Entry, key ed25519.PrivateKey) error {
 	return nil
 }
 
+// jsonLine encodes an entry as one log line.
+func jsonLine(e Entry) ([]byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
 // ChainError names the first entry of a log (or the entry of a report) that fails
 // verification. Seq is the sequence number the entry should have had at that position;
 // Line is the 1-based line of the log file (0 when checking a report).
@@ -169,17 +178,17 @@ func readLog(r io.Reader, pin ed25519.PublicKey) ([]Entry, ed25519.PublicKey, er
 			return fail("malformed: " + l.err.Error())
 		}
 		e := l.entry
-		if e.Seq != want {
+		if e.Seq < want {
+			return fail(fmt.Sprintf("found entry %d again (entry repeated or inserted)", e.Seq))
+		}
+		if e.Seq > want {
 			// Say whether the expected entry is elsewhere (reordered) or gone (removed).
 			for _, o := range lines[i+1:] {
 				if o.err == nil && o.entry.Seq == want {
 					return fail(fmt.Sprintf("found entry %d here; entry %d is at line %d (entries reordered)", e.Seq, want, o.line))
 				}
 			}
-			if e.Seq > want {
-				return fail(fmt.Sprintf("sequence gap: found entry %d, entry %d is missing (removed)", e.Seq, want))
-			}
-			return fail(fmt.Sprintf("found entry %d again or out of order (entry inserted or reordered)", e.Seq))
+			return fail(fmt.Sprintf("sequence gap: found entry %d, entry %d is missing (removed)", e.Seq, want))
 		}
 		if i == 0 {
 			if e.Kind != kindInit {

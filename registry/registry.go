@@ -456,11 +456,10 @@ func (r *Registry) append(kind string, body any) (Entry, error) {
 	if err := r.state.apply(&e); err != nil {
 		return Entry{}, fmt.Errorf("registry: %w", err)
 	}
-	line, err := json.Marshal(e)
+	line, err := jsonLine(e)
 	if err != nil {
 		return Entry{}, fmt.Errorf("registry: %w", err)
 	}
-	line = append(line, '\n')
 	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return Entry{}, r.fatal(fmt.Errorf("registry: %w", err))
