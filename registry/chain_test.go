@@ -35,7 +35,9 @@ func sampleLog(tb testing.TB) ([]byte, ReportFile, []byte) {
 
 func pub() ed25519.PublicKey { return testKey(1).Public().(ed25519.PublicKey) }
 
-func lines(b []byte) [][]byte { return bytes.SplitAfter(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) }
+func lines(b []byte) [][]byte {
+	return bytes.SplitAfter(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
+}
 
 func wantChainError(t *testing.T, err error, seq uint64, problem string) {
 	t.Helper()
