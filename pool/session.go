@@ -148,7 +148,7 @@ func (p *Pool) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error {
 	sh.Address, sh.Worker = s.address, s.workers[sub.Worker]
 	s.mu.Unlock()
 
-	res, w, block, err := p.validate(c, s, sub, &sh)
+	res, w, block, err := p.validate(s, c.Extranonce1(), c.VersionMask(), sub, &sh)
 	if res != hashgrid.ShareAccepted {
 		sh.Result = res
 		p.m.share(res)
@@ -203,7 +203,7 @@ type solved struct {
 
 // validate checks a share. It fills sh and returns the verdict, the block to submit
 // when the share solves one, and the Stratum error for a rejection.
-func (p *Pool) validate(c *stratum.Conn, s *session, sub *stratum.Submit, sh *hashgrid.Share) (hashgrid.ShareResult, *work, *solved, *stratum.Error) {
+func (p *Pool) validate(s *session, en1, mask uint32, sub *stratum.Submit, sh *hashgrid.Share) (hashgrid.ShareResult, *work, *solved, *stratum.Error) {
 	invalid := func(msg string) (hashgrid.ShareResult, *work, *solved, *stratum.Error) {
 		return hashgrid.ShareInvalid, nil, nil, &stratum.Error{Code: stratum.ErrCodeOther, Message: msg}
 	}
@@ -243,7 +243,6 @@ func (p *Pool) validate(c *stratum.Conn, s *session, sub *stratum.Submit, sh *ha
 		if !ok {
 			return invalid("version bits must be 8 hex digits")
 		}
-		mask := c.VersionMask()
 		// BIP 310: bits outside the mask must be zero; some firmware sends the whole
 		// version instead, which is fine when its outside bits equal the job's.
 		if out := vb &^ mask; out != 0 && out != w.version&^mask {
@@ -253,7 +252,7 @@ func (p *Pool) validate(c *stratum.Conn, s *session, sub *stratum.Submit, sh *ha
 	}
 
 	bufp := cbPool.Get().(*[]byte)
-	cb := w.coinbase((*bufp)[:0], c.Extranonce1(), en2[:w.en2Size])
+	cb := w.coinbase((*bufp)[:0], en1, en2[:w.en2Size])
 	root := merkleRoot(sha256d(cb), w.branch)
 	var hdr [80]byte
 	w.header(&hdr, version, &root, ntime, nonce)
