@@ -33,6 +33,7 @@ type Command struct {
 func commands() []*Command {
 	return []*Command{
 		versionCommand(),
+		registryCommand(),
 	}
 }
 
