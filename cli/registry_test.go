@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// runCLI runs hashgrid with args and returns stdout, stderr and the error.
+func runCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := Run(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, stderr, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("hashgrid %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return out
+}
+
+func TestRegistryCommand(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	d := "-data=" + data
+
+	out := mustRun(t, "registry", "init", d, "-operator=op1", "-name=Nordlys Compute AS", "-country=NO")
+	m := regexp.MustCompile(`public key ([0-9a-f]{64})`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("init printed no public key:\n%s", out)
+	}
+	pub := m[1]
+	if _, _, err := runCLI(t, "registry", "init", d); err == nil {
+		t.Error("a second init over an existing log succeeded")
+	}
+	mustRun(t, "registry", "site", "add", d, "-id=s1", "-operator=op1", "-location=Alta", "-grid=Arva 22 kV", "-capacity-kw=200")
+	mustRun(t, "registry", "device", "add", d, "-id=asic-a", "-site=s1", "-group=miners", "-kind=asic", "-count=4", "-rated-w=3250", "-pool-address=bcrt1qexample", "-workers=rack1-*")
+	mustRun(t, "registry", "device", "add", d, "-id=gpu-a", "-site=s1", "-group=render", "-kind=gpu", "-count=2", "-rated-w=2000", "-gpus=4")
+	_, stderr, err := runCLI(t, "registry", "device", "add", d, "-id=gpu-a", "-site=s1", "-group=render", "-kind=gpu", "-count=2", "-rated-w=2000", "-gpus=4")
+	if err == nil || !strings.Contains(stderr, `duplicate device "gpu-a"`) {
+		t.Errorf("duplicate device: got %v, stderr %q", err, stderr)
+	}
+	mustRun(t, "registry", "workload", "add", d, "-site=s1", "-group=miners", "-class=pow-mining", "-from=2026-03-02T00:00:00Z")
+	_, stderr, err = runCLI(t, "registry", "workload", "add", d, "-site=s1", "-group=render", "-class=rendering", "-from=2026-03-02T00:00:00Z")
+	if err == nil || !strings.Contains(stderr, `unknown workload class "rendering"`) {
+		t.Errorf("class only in the example file, without -classes: got %v, stderr %q", err, stderr)
+	}
+	mustRun(t, "registry", "workload", "add", d, "-site=s1", "-group=render", "-class=rendering", "-from=2026-03-02T00:00:00Z", "-classes=../examples/classes.json")
+
+	energy := `{"start":"2026-03-02T10:00:00Z","end":"2026-03-02T11:00:00Z","site":"s1","group":"miners","mode":"full","machines_on":4,"energy_wh":13000,"hashrate_ghs":416000}
+{"start":"2026-03-02T10:00:00Z","end":"2026-03-02T11:00:00Z","site":"s1","group":"render","mode":"on","machines_on":2,"energy_wh":3600,"hashrate_ghs":0}
+`
+	if err := os.WriteFile(filepath.Join(data, "energy.jsonl"), []byte(energy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = mustRun(t, "registry", "import-energy", d)
+	if !strings.Contains(out, "2 added") {
+		t.Errorf("import-energy: %q", out)
+	}
+	meter := filepath.Join(dir, "meter.csv")
+	os.WriteFile(meter, []byte("meter_id,site,group,start,end,energy_wh\nmain,s1,,2026-03-02T10:00:00Z,2026-03-02T10:30:00Z,8300\nmain,s1,,2026-03-02T10:45:00Z,2026-03-02T11:00:00Z,4150\n"), 0o644)
+	_, stderr, err = runCLI(t, "registry", "import-meter", d, "-file="+meter)
+	if err == nil || !strings.Contains(stderr, "between line 2 and line 3") {
+		t.Errorf("meter with a gap: got %v, stderr %q", err, stderr)
+	}
+	jobs := filepath.Join(dir, "jobs.jsonl")
+	os.WriteFile(jobs, []byte(`{"job":"r1","device_group":"render","start":"2026-03-02T10:00:00Z","end":"2026-03-02T11:00:00Z","gpu_hours":7.5}`+"\n"), 0o644)
+	mustRun(t, "registry", "import-jobs", d, "-file="+jobs, "-site=s1")
+
+	out = mustRun(t, "registry", "report", d, "-site=s1", "-from=2026-03-02T10:00:00Z", "-to=2026-03-02T11:00:00Z")
+	// No pool data imported: the miners' declaration has no share evidence.
+	if !strings.Contains(out, "no_pool_evidence miners") {
+		t.Errorf("report output lacks the missing pool evidence:\n%s", out)
+	}
+	rj := regexp.MustCompile(`(?m)^(.*\.json)$`).FindString(out)
+	rh := strings.TrimSuffix(rj, ".json") + ".html"
+	logPath := filepath.Join(data, "registry.jsonl")
+	out = mustRun(t, "registry", "verify", "-log="+logPath, "-report="+rj, "-html="+rh, "-pubkey="+pub)
+	if !strings.Contains(out, "log ok: 10 entries") || !strings.Contains(out, "html ok, in log") {
+		t.Errorf("verify: %q", out)
+	}
+
+	// Change one byte of entry 4 (the first device's count) in a copy of the log.
+	b, _ := os.ReadFile(logPath)
+	bad := bytes.Replace(b, []byte(`"count":4`), []byte(`"count":5`), 1)
+	badPath := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(badPath, bad, 0o644)
+	_, stderr, err = runCLI(t, "registry", "verify", "-log="+badPath, "-pubkey="+pub)
+	if ExitCode(err) != 1 || !strings.Contains(stderr, "entry 4 (line 4): content does not match its hash") {
+		t.Errorf("tampered log: exit %d, stderr %q", ExitCode(err), stderr)
+	}
+	_, stderr, err = runCLI(t, "registry", "verify", "-report="+rj, "-pubkey="+strings.Repeat("ab", 32))
+	if err == nil || !strings.Contains(stderr, "different signing key") {
+		t.Errorf("report under another key: got %v, stderr %q", err, stderr)
+	}
+	if _, _, err := runCLI(t, "registry", "frobnicate"); ExitCode(err) != 2 {
+		t.Errorf("unknown verb: exit %d, want 2", ExitCode(err))
+	}
+}
