@@ -2,7 +2,6 @@ package pool
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,12 +15,12 @@ import (
 
 	"github.com/btcsuite/btcd/address/v2"
 	"github.com/btcsuite/btcd/chaincfg/v2"
-	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/txscript/v2"
 	"github.com/btcsuite/btcd/wire/v2"
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/node"
+	"github.com/hashgrid/hashgrid/pow"
 	"github.com/hashgrid/hashgrid/stratum"
 )
 
@@ -264,7 +263,7 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 	if p.tmpl == nil {
 		newTip = true
 	}
-	netTgt, err := compactTarget(t.Bits)
+	netTgt, err := pow.CompactTarget(t.Bits)
 	if err != nil {
 		p.mu.Unlock()
 		return err
@@ -290,7 +289,7 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 	j := p.newJobLocked(w, newTip)
 	p.current = j
 	p.stats.Height = t.Height
-	p.stats.NetworkDiff = hashDifficultyOfTarget(netTgt)
+	p.stats.NetworkDiff = netTgt.Difficulty()
 	p.stats.PrevHash = t.PrevHash.String()
 	p.stats.LastTemplate = start
 	p.mu.Unlock()
@@ -309,14 +308,6 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 		p.log.Info("new block template", "height", t.Height, "txs", len(t.Transactions), "reward", t.CoinbaseValue, "broadcast", el)
 	}
 	return nil
-}
-
-func hashDifficultyOfTarget(t target) float64 {
-	h := chainhash.Hash{}
-	for i := 0; i < 4; i++ {
-		binary.LittleEndian.PutUint64(h[8*i:], t[i])
-	}
-	return hashDifficulty(&h)
 }
 
 // workLocked returns the work for an output key, building it on first use.
@@ -340,7 +331,7 @@ func (p *Pool) workLocked(finder string) (*work, error) {
 	if err != nil {
 		return nil, err
 	}
-	netTgt, err := compactTarget(t.Bits)
+	netTgt, err := pow.CompactTarget(t.Bits)
 	if err != nil {
 		return nil, err
 	}
@@ -350,10 +341,10 @@ func (p *Pool) workLocked(finder string) (*work, error) {
 		version: uint32(t.Version),
 		bits:    t.Bits,
 		prev:    t.PrevHash,
-		prevStr: stratumPrevHash(t.PrevHash),
+		prevStr: pow.StratumPrevHash(t.PrevHash),
 		coinb1:  cb1,
 		coinb2:  cb2,
-		branch:  merkleBranch(t.TxIDs()),
+		branch:  pow.MerkleBranch(t.TxIDs()),
 		netTgt:  netTgt,
 		en1Size: 4,
 		en2Size: p.cfg.Extranonce2Size,

@@ -13,6 +13,7 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/pow"
 	"github.com/hashgrid/hashgrid/stratum"
 )
 
@@ -26,7 +27,7 @@ const vardiffShares = 16
 type sentJob struct {
 	j    *job
 	diff hashgrid.Diff
-	tgt  target
+	tgt  pow.Target
 }
 
 // session is the pool's state for one miner connection.
@@ -40,7 +41,7 @@ type session struct {
 	fixed      bool          // difficulty set by password option: no vardiff
 	diff       hashgrid.Diff // applies from the next job sent
 	sentDiff   hashgrid.Diff // last difficulty sent with set_difficulty
-	tgt        target        // target of diff
+	tgt        pow.Target    // target of diff
 	tgtDiff    hashgrid.Diff
 	sent       [sentJobs]sentJob
 	nsent      int
@@ -67,7 +68,7 @@ func (s *session) sendJob(p *Pool, j *job) {
 	s.mu.Lock()
 	s.idleRetarget(p, now)
 	if s.tgtDiff != s.diff || s.nsent == 0 {
-		s.tgt, s.tgtDiff = shareTarget(s.diff), s.diff
+		s.tgt, s.tgtDiff = pow.DiffTarget(s.diff), s.diff
 	}
 	s.sent[s.nsent%sentJobs] = sentJob{j: j, diff: s.diff, tgt: s.tgt}
 	s.nsent++
@@ -253,14 +254,14 @@ func (p *Pool) validate(s *session, en1, mask uint32, sub *stratum.Submit, sh *h
 
 	bufp := cbPool.Get().(*[]byte)
 	cb := w.coinbase((*bufp)[:0], en1, en2[:w.en2Size])
-	root := merkleRoot(sha256d(cb), w.branch)
+	root := pow.MerkleRoot(pow.DoubleSHA256(cb), w.branch)
 	var hdr [80]byte
 	w.header(&hdr, version, &root, ntime, nonce)
-	hash := sha256d(hdr[:])
+	hash := pow.DoubleSHA256(hdr[:])
 	sh.Hash = hash
-	sh.Actual = hashgrid.DiffFromFloat(math.Min(hashDifficulty(&hash), hashgrid.MaxDiff.Float()))
-	ht := targetFromHash(&hash)
-	if !ht.le(sj.tgt) {
+	sh.Actual = hashgrid.DiffFromFloat(math.Min(pow.HashDifficulty(&hash), hashgrid.MaxDiff.Float()))
+	ht := pow.HashTarget(&hash)
+	if !ht.LE(sj.tgt) {
 		*bufp = cb
 		cbPool.Put(bufp)
 		return hashgrid.ShareLowDiff, nil, nil, &stratum.Error{Code: stratum.ErrCodeLowDifficulty, Message: "low difficulty share"}
@@ -271,7 +272,7 @@ func (p *Pool) validate(s *session, en1, mask uint32, sub *stratum.Submit, sh *h
 		return hashgrid.ShareDuplicate, nil, nil, &stratum.Error{Code: stratum.ErrCodeDuplicate, Message: "duplicate share"}
 	}
 	var blk *solved
-	if ht.le(w.netTgt) {
+	if ht.LE(w.netTgt) {
 		sh.Block = true
 		blk = &solved{w: w, hdr: hdr, cb: append([]byte(nil), cb...), hash: hash}
 	}
@@ -307,7 +308,7 @@ func (p *Pool) submitBlock(b *solved, sh hashgrid.Share, seqc <-chan uint64) {
 		Worker:      sh.Worker,
 		Reward:      b.w.reward,
 		Fees:        b.w.tmpl.TotalFees(),
-		NetworkDiff: hashDifficultyOfTarget(b.w.netTgt),
+		NetworkDiff: b.w.netTgt.Difficulty(),
 		Status:      hashgrid.BlockSubmitted,
 	}
 	blk, err := b.w.block(&b.hdr, b.cb)

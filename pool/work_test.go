@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/node"
+	"github.com/hashgrid/hashgrid/pow"
 	"github.com/hashgrid/hashgrid/stratum"
 )
 
@@ -41,11 +42,11 @@ func TestMerkleBranchRealBlock(t *testing.T) {
 	for _, tx := range blk.Transactions[1:] {
 		txids = append(txids, tx.TxHash())
 	}
-	branch := merkleBranch(txids)
+	branch := pow.MerkleBranch(txids)
 	if got, want := len(branch), 8; got != want { // ceil(log2(230))
 		t.Errorf("branch length = %d, want %d", got, want)
 	}
-	root := merkleRoot(blk.Transactions[0].TxHash(), branch)
+	root := pow.MerkleRoot(blk.Transactions[0].TxHash(), branch)
 	if root != blk.Header.MerkleRoot {
 		t.Errorf("merkle root = %s, want %s", root, blk.Header.MerkleRoot)
 	}
@@ -56,10 +57,10 @@ func TestMerkleBranchSmall(t *testing.T) {
 	for n := 0; n <= 9; n++ {
 		leaves := make([]chainhash.Hash, n+1)
 		for i := range leaves {
-			leaves[i] = sha256d([]byte{byte(i)})
+			leaves[i] = pow.DoubleSHA256([]byte{byte(i)})
 		}
 		want := plainRoot(leaves)
-		got := merkleRoot(leaves[0], merkleBranch(leaves[1:]))
+		got := pow.MerkleRoot(leaves[0], pow.MerkleBranch(leaves[1:]))
 		if got != want {
 			t.Errorf("%d transactions: root %s, want %s", n, got, want)
 		}
@@ -73,7 +74,7 @@ func plainRoot(level []chainhash.Hash) chainhash.Hash {
 		}
 		var next []chainhash.Hash
 		for i := 0; i < len(level); i += 2 {
-			next = append(next, hashPair(level[i], level[i+1]))
+			next = append(next, pow.HashPair(level[i], level[i+1]))
 		}
 		level = next
 	}
@@ -86,35 +87,35 @@ func TestHeaderHashAndTargets(t *testing.T) {
 	if got, want := h.String(), "00000000000000000021868c2cefc52a480d173c849412fe81c4e5ab806f94ab"; got != want {
 		t.Fatalf("block hash = %s, want %s", got, want)
 	}
-	netTgt, err := compactTarget(blk.Header.Bits)
+	netTgt, err := pow.CompactTarget(blk.Header.Bits)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !targetFromHash(&h).le(netTgt) {
+	if !pow.HashTarget(&h).LE(netTgt) {
 		t.Error("real block hash does not meet its own nBits")
 	}
 	// The network difficulty of bits 1729d72d (September 2018) was 6,727,225,469,722.53.
-	nd := hashDifficultyOfTarget(netTgt)
+	nd := netTgt.Difficulty()
 	if math.Abs(nd-6727225469722.53) > 1 {
 		t.Errorf("network difficulty = %.2f, want 6727225469722.53", nd)
 	}
-	if d := hashDifficulty(&h); d < nd {
+	if d := pow.HashDifficulty(&h); d < nd {
 		t.Errorf("block hash difficulty %g below network difficulty %g", d, nd)
 	}
 	// Difficulty 1's target is 0x00000000FFFF0000...0000, the same as compact 1d00ffff.
-	one, _ := compactTarget(0x1d00ffff)
-	if got := shareTarget(hashgrid.DiffOne); got != one {
+	one, _ := pow.CompactTarget(0x1d00ffff)
+	if got := pow.DiffTarget(hashgrid.DiffOne); got != one {
 		t.Errorf("difficulty 1 target = %x, want %x", got, one)
 	}
 	if got, want := one[3], uint64(0x00000000FFFF0000); got != want {
 		t.Errorf("difficulty 1 top word = %016x, want %016x", got, want)
 	}
 	// Difficulty 2 halves the target.
-	two := shareTarget(2 * hashgrid.DiffOne)
+	two := pow.DiffTarget(2 * hashgrid.DiffOne)
 	if two[3] != one[3]/2 {
 		t.Errorf("difficulty 2 top word = %016x, want %016x", two[3], one[3]/2)
 	}
-	if _, err := compactTarget(0x1d80ffff); err == nil {
+	if _, err := pow.CompactTarget(0x1d80ffff); err == nil {
 		t.Error("negative compact target accepted")
 	}
 }
@@ -184,7 +185,7 @@ func TestStratumPrevHash(t *testing.T) {
 		h[i] = byte(i)
 	}
 	want := "03020100070605040b0a09080f0e0d0c13121110171615141b1a19181f1e1d1c"
-	if got := stratumPrevHash(h); got != want {
+	if got := pow.StratumPrevHash(h); got != want {
 		t.Errorf("got %s\nwant %s", got, want)
 	}
 }
@@ -208,7 +209,7 @@ func realWork(t *testing.T, blk *wire.MsgBlock) (w *work, en1 uint32, en2 string
 		txids = append(txids, tx.TxHash())
 		tmplTxs = append(tmplTxs, node.TemplateTx{Data: b.Bytes(), TxID: tx.TxHash()})
 	}
-	netTgt, _ := compactTarget(blk.Header.Bits)
+	netTgt, _ := pow.CompactTarget(blk.Header.Bits)
 	w = &work{
 		tmpl:    &node.Template{MinTime: blk.Header.Timestamp.Unix() - 3600, Transactions: tmplTxs, Height: 540107},
 		height:  540107,
@@ -217,7 +218,7 @@ func realWork(t *testing.T, blk *wire.MsgBlock) (w *work, en1 uint32, en2 string
 		prev:    blk.Header.PrevBlock,
 		coinb1:  raw[:off],
 		coinb2:  raw[off+12:],
-		branch:  merkleBranch(txids),
+		branch:  pow.MerkleBranch(txids),
 		netTgt:  netTgt,
 		en1Size: 4,
 		en2Size: 8,
@@ -290,7 +291,7 @@ func TestValidateRealBlock(t *testing.T) {
 			w.stale.Store(tt.stale)
 			d := hashgrid.DiffFromFloat(tt.diff)
 			s := &session{workers: map[string]string{"w": "w"}}
-			s.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d, tgt: shareTarget(d)}
+			s.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d, tgt: pow.DiffTarget(d)}
 			sub := tt.sub
 			sh := hashgrid.Share{Time: now}
 			res, _, blkc, serr := p.validate(s, en1, tt.mask, &sub, &sh)
@@ -338,7 +339,7 @@ func BenchmarkValidate(b *testing.B) {
 	w, en1, en2 := realWork(&testing.T{}, blk)
 	d := hashgrid.DiffFromFloat(1e-12)
 	s := &session{workers: map[string]string{"w": "w"}}
-	s.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d, tgt: shareTarget(d)}
+	s.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d, tgt: pow.DiffTarget(d)}
 	sub := stratum.Submit{Worker: "w", JobID: "1", Extranonce2: en2, NTime: fmt.Sprintf("%08x", uint32(hdr.Timestamp.Unix()))}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -356,6 +357,6 @@ func BenchmarkSHA256dHeader(b *testing.B) {
 	var hdr [80]byte
 	for b.Loop() {
 		hdr[76]++
-		sha256d(hdr[:])
+		pow.DoubleSHA256(hdr[:])
 	}
 }
