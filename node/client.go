@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -189,10 +190,12 @@ func NewClient(rawURL string, opts ...Option) (*Client, error) {
 
 func redact(u *url.URL) string {
 	r := *u
-	if r.User != nil {
-		r.User = url.User("***")
+	if r.User == nil {
+		return r.String()
 	}
-	return r.String()
+	r.User = nil
+	scheme, rest, _ := strings.Cut(r.String(), "://")
+	return scheme + "://***@" + rest
 }
 
 // String returns the node's URL with the credentials redacted.
