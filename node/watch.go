@@ -227,4 +227,3 @@ func (s *Set) probe(ctx context.Context) {
 		}
 	}
 }
-
