@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashgrid/hashgrid/registry"
+	"github.com/hashgrid/hashgrid/sqlite"
 )
 
 const registryUsage = `usage: hashgrid registry <verb> [flags]
@@ -29,6 +30,7 @@ verbs:
   import-energy        import the power controller's energy log (<data>/energy.jsonl)
   import-meter         import meter readings (CSV: ` + registry.MeterHeader + `)
   import-jobs          import AI job records (JSON lines)
+  import-pool          import the pool's shares from its SQLite store for a site and period
   revenue add          record revenue of a device group
   report               write a signed report (JSON and HTML) for a site and period
   verify               check a log or a report offline
@@ -56,6 +58,7 @@ func registryVerbs() map[string]func(context.Context, []string, Env) error {
 		"import-energy": regImportEnergy,
 		"import-meter":  regImportMeter,
 		"import-jobs":   regImportJobs,
+		"import-pool":   regImportPool,
 		"revenue add":   regRevenueAdd,
 		"report":        regReport,
 		"verify":        regVerify,
@@ -409,6 +412,48 @@ func regImportJobs(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	printImport(env, "jobs", res)
+	return nil
+}
+
+func regImportPool(ctx context.Context, args []string, env Env) error {
+	fs := newFlagSet("registry import-pool", env)
+	var rf regFlags
+	rf.add(fs, env)
+	dbPath := fs.String("db", "", "the pool's SQLite share store")
+	site := fs.String("site", "", "site whose devices' payout addresses to take")
+	from := fs.String("from", "", "RFC 3339 start of the period")
+	to := fs.String("to", "", "RFC 3339 end of the period")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := required("db", *dbPath, "site", *site, "from", *from, "to", *to); err != nil {
+		return err
+	}
+	f, err := parseWhen("from", *from)
+	if err != nil {
+		return err
+	}
+	t, err := parseWhen("to", *to)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(*dbPath); err != nil {
+		return err // sqlite.Open would create an empty store
+	}
+	r, err := rf.open(env)
+	if err != nil {
+		return err
+	}
+	db, err := sqlite.Open(*dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	res, err := r.ImportPool(ctx, db, *site, f, t)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "pool: entry %d, %d workers of the site's addresses\n", res.Seq, res.Added)
 	return nil
 }
 

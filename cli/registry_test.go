@@ -8,6 +8,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/sqlite"
 )
 
 // runCLI runs hashgrid with args and returns stdout, stderr and the error.
@@ -75,16 +79,41 @@ func TestRegistryCommand(t *testing.T) {
 	os.WriteFile(jobs, []byte(`{"job":"r1","device_group":"render","start":"2026-03-02T10:00:00Z","end":"2026-03-02T11:00:00Z","gpu_hours":7.5}`+"\n"), 0o644)
 	mustRun(t, "registry", "import-jobs", d, "-file="+jobs, "-site=s1")
 
-	out = mustRun(t, "registry", "report", d, "-site=s1", "-from=2026-03-02T10:00:00Z", "-to=2026-03-02T11:00:00Z")
-	// No pool data imported: the miners' declaration has no share evidence.
+	out = mustRun(t, "registry", "report", d, "-site=s1", "-from=2026-03-02T10:00:00Z", "-to=2026-03-02T10:30:00Z")
+	// No pool data imported yet: the miners' declaration has no share evidence.
 	if !strings.Contains(out, "no_pool_evidence miners") {
 		t.Errorf("report output lacks the missing pool evidence:\n%s", out)
+	}
+
+	// The pool's share store, with shares from the miners in the hour.
+	dbPath := filepath.Join(dir, "pool.db")
+	db, err := sqlite.Open(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shares []hashgrid.Share
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	for i := range 120 {
+		shares = append(shares, hashgrid.Share{Seq: uint64(i + 1), Time: t0.Add(time.Duration(i) * 30 * time.Second),
+			Address: "bcrt1qexample", Worker: "rack1-01", JobID: "a", Diff: hashgrid.DiffFromFloat(4096), Actual: hashgrid.DiffFromFloat(5000)})
+	}
+	if err := db.AddShares(context.Background(), shares); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	out = mustRun(t, "registry", "import-pool", d, "-db="+dbPath, "-site=s1", "-from=2026-03-02T10:00:00Z", "-to=2026-03-02T11:00:00Z")
+	if !strings.Contains(out, "1 workers") {
+		t.Errorf("import-pool: %q", out)
+	}
+	out = mustRun(t, "registry", "report", d, "-site=s1", "-from=2026-03-02T10:00:00Z", "-to=2026-03-02T11:00:00Z")
+	if !strings.Contains(out, "0 discrepancies") {
+		t.Errorf("report of an honest site:\n%s", out)
 	}
 	rj := regexp.MustCompile(`(?m)^(.*\.json)$`).FindString(out)
 	rh := strings.TrimSuffix(rj, ".json") + ".html"
 	logPath := filepath.Join(data, "registry.jsonl")
 	out = mustRun(t, "registry", "verify", "-log="+logPath, "-report="+rj, "-html="+rh, "-pubkey="+pub)
-	if !strings.Contains(out, "log ok: 10 entries") || !strings.Contains(out, "html ok, in log") {
+	if !strings.Contains(out, "log ok: 12 entries") || !strings.Contains(out, "html ok, in log") {
 		t.Errorf("verify: %q", out)
 	}
 
