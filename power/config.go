@@ -231,10 +231,10 @@ func (c *Config) SetDefaults() {
 		c.Prices.Poll.Duration = time.Minute
 	}
 	if c.Policy.Horizon == 0 {
-		c.Policy.Horizon = 12
+		c.Policy.Horizon = 4
 	}
 	if c.Policy.PriorWeight == 0 {
-		c.Policy.PriorWeight = 4
+		c.Policy.PriorWeight = 16
 	}
 	if c.TwoStrike.Low == 0 {
 		c.TwoStrike.Low = 1
@@ -458,4 +458,20 @@ func (z Zone) String() string {
 		return z.Name + "/LZEW"
 	}
 	return z.Name
+}
+
+// SetEfficiency rescales the power of every mode of every group so that the first mode
+// runs at j joules per terahash, keeping hashrates and the ratios between modes; for
+// benchmarking one site at several machine efficiencies.
+func SetEfficiency(c *Config, j float64) {
+	for gi := range c.Groups {
+		g := &c.Groups[gi]
+		if len(g.Modes) == 0 {
+			continue
+		}
+		f := j * g.Modes[0].THs / g.Modes[0].Watts
+		for mi := range g.Modes {
+			g.Modes[mi].Watts *= f
+		}
+	}
 }

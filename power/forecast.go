@@ -3,25 +3,51 @@ package power
 // Forecaster predicts the next prices from the published ones. For every lead k it
 // keeps the mean change from the last price to the price k+1 intervals later,
 // conditioned on the price band of the last two prices, learnt online from the history
-// it has seen. Sparse bands are shrunk toward the band of the last price alone, and
-// that toward no change (persistence), with weight prior: with no history it forecasts
+// it has seen. A cell's mean is used only when it stands out from its
+// noise, and then shrunk toward the band of the last price alone, and that toward no
+// change (persistence), with weight prior: with no history it forecasts
 // the last price, like the last-price rule. Sums are floats: a forecast is a rate.
 type Forecaster struct {
 	horizon int
 	prior   float64
-	n       int     // prices observed
-	last    []Price // the last horizon+1 prices, oldest first
-	cell    [][]stat
-	band    [][]stat
+	n       int      // prices observed
+	last    []Price  // the last horizon+1 prices, oldest first
+	cell    [][]stat // by (band of last, band of the one before)
+	band    [][]stat // by band of last
 }
 
+// significance is how many standard errors a learnt mean change must stand out by
+// before it replaces its fallback (chosen with the sweep recorded in
+// docs/benchmarks.md).
+const significance = 1.0
+
 type stat struct {
-	sum float64 // dollars per MWh
-	n   float64
+	sum, sq float64 // dollars per MWh, and squared
+	n       float64
+}
+
+func (s *stat) add(d float64) {
+	s.sum += d
+	s.sq += d * d
+	s.n++
+}
+
+// mean returns the shrunk mean of the changes if it stands out from its noise by
+// significance standard errors, otherwise the fallback: heavy-tailed prices make most cells noisy.
+func (s stat) mean(prior, fallback float64) float64 {
+	if s.n < 2 {
+		return fallback
+	}
+	m := s.sum / s.n
+	v := max(0, s.sq/s.n-m*m)
+	if (m-fallback)*(m-fallback)*s.n < significance*significance*v {
+		return fallback
+	}
+	return (s.sum + prior*fallback) / (s.n + prior)
 }
 
 // bandEdges split prices ($/MWh ×100) into bands; heavy tails get wide bands.
-var bandEdges = [...]Price{0, 2500, 5000, 10000, 20000, 40000, 80000, 160000, 320000}
+var bandEdges = [...]Price{0, 1500, 2500, 3500, 5000, 7500, 10000, 15000, 20000, 30000, 40000, 60000, 80000, 120000, 160000, 240000, 320000, 500000}
 
 const nBands = len(bandEdges) + 1
 
@@ -70,12 +96,8 @@ func (f *Forecaster) Observe(p Price) {
 		}
 		d := (p - f.last[o]).Dollars()
 		b1, b2 := bandOf(f.last[o]), bandOf(f.last[o-1])
-		c := &f.cell[b1*nBands+b2][k]
-		c.sum += d
-		c.n++
-		b := &f.band[b1][k]
-		b.sum += d
-		b.n++
+		f.cell[b1*nBands+b2][k].add(d)
+		f.band[b1][k].add(d)
 	}
 }
 
@@ -103,18 +125,9 @@ func (f *Forecaster) Forecast(h []Price, dst []Price) []Price {
 		b2 = bandOf(h[len(h)-2])
 	}
 	for k := 0; k < f.horizon; k++ {
-		b := f.band[b1][k]
-		dBand := safeDiv(b.sum, b.n+f.prior)
-		c := f.cell[b1*nBands+b2][k]
-		d := safeDiv(c.sum+f.prior*dBand, c.n+f.prior)
-		dst = append(dst, last+Price(d*100))
+		dBand := f.band[b1][k].mean(f.prior, 0)
+		dCell := f.cell[b1*nBands+b2][k].mean(f.prior, dBand)
+		dst = append(dst, last+Price(dCell*100))
 	}
 	return dst
-}
-
-func safeDiv(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
 }

@@ -112,8 +112,9 @@ func (TwoStrike) Decide(in *Input) int {
 // Policy is hashgrid's strategy. It forecasts the next prices from the published
 // history alone (a conditional-mean model learnt online, see Forecaster) and plans over
 // a short horizon with the same dynamic programme, constraints and ramp costs as the
-// optimum, applying only the first decision. Two safety rules come first: a published
-// price at or above the shed price, or a demand-response event, curtails at once; in
+// optimum, applying only the first decision. Two safety rules come first: a demand-response event, or a
+// published price at or above the shed price at which no mode earns its power bill,
+// curtails at once; in
 // the 4CP watch window a price at or above the alert price curtails.
 type Policy struct {
 	fc       *Forecaster
@@ -130,15 +131,15 @@ func (*Policy) Name() string { return NamePolicy }
 // Decide implements Strategy.
 func (p *Policy) Decide(in *Input) int {
 	h := in.History
-	if in.Cond.ForcedOff || in.Cond.ShedAllowed {
+	if in.Cond.ForcedOff {
 		return 0
 	}
 	if len(h) == 0 {
 		return in.State.Mode
 	}
 	last := h[len(h)-1]
-	if last >= in.Site.ShedPrice {
-		return 0
+	if last >= in.Site.ShedPrice && in.bestAt(last) == 0 {
+		return 0 // a spike: shed at once, without waiting for the planner
 	}
 	if in.Watch && in.Site.FourCPRate > 0 && last >= in.Site.AlertPrice {
 		return 0
