@@ -1,0 +1,45 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashgrid/hashgrid"
+)
+
+// AppendShare encodes sh, appends it to s and sets sh.Seq to the sequence it got. The
+// encoded record carries Seq 0: the stream's sequence is the share's number.
+func AppendShare(ctx context.Context, s Stream, sh *hashgrid.Share) error {
+	rec := *sh
+	rec.Seq = 0
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("stream: %w", err)
+	}
+	seq, err := s.Append(ctx, b)
+	if err != nil {
+		return err
+	}
+	sh.Seq = seq
+	return nil
+}
+
+// StoreShares returns a Tail consumer that decodes each record as a share numbered by
+// its sequence and adds the batch to store. Store errors are returned for Tail to retry
+// (AddShares is idempotent by Seq, so a partly applied batch is safe to offer again);
+// a record that does not decode stops Tail, since no retry can fix it.
+func StoreShares(ctx context.Context, store hashgrid.ShareStore) func([]Record) error {
+	var shares []hashgrid.Share
+	return func(recs []Record) error {
+		shares = shares[:0]
+		for _, r := range recs {
+			var sh hashgrid.Share
+			if err := sh.UnmarshalBinary(r.Data); err != nil {
+				return Permanent(fmt.Errorf("record %d: %w", r.Seq, err))
+			}
+			sh.Seq = r.Seq
+			shares = append(shares, sh)
+		}
+		return store.AddShares(ctx, shares)
+	}
+}
