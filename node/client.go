@@ -51,10 +51,10 @@ const (
 
 // ErrEmptyReply is returned when the node answers with an empty body. btcd does this for
 // a request it cannot parse as JSON-RPC (no "jsonrpc" or "id", or named params).
-var ErrEmptyReply = errors.New("node: empty reply")
+var ErrEmptyReply = errors.New("empty reply (btcd answers a request it cannot parse this way)")
 
 // ErrReplyTooLarge is returned when a reply exceeds the client's size limit.
-var ErrReplyTooLarge = errors.New("node: reply too large")
+var ErrReplyTooLarge = errors.New("reply too large")
 
 // RPCError is an error object returned by the node ({"code":…,"message":…}).
 type RPCError struct {
@@ -267,7 +267,10 @@ func (c *Client) do(ctx context.Context, timeout time.Duration, method string, p
 	if int64(len(data)) > c.maxReply {
 		return fmt.Errorf("node %s: %w (limit %d bytes)", c.redacted, ErrReplyTooLarge, c.maxReply)
 	}
-	return decodeReply(resp.StatusCode, data, id, result)
+	if err := decodeReply(resp.StatusCode, data, id, result); err != nil {
+		return fmt.Errorf("node %s: %w", c.redacted, err)
+	}
+	return nil
 }
 
 // decodeReply interprets one HTTP answer. Bitcoin Core sends RPC errors with status 500 or
