@@ -33,6 +33,9 @@ type Command struct {
 func commands() []*Command {
 	return []*Command{
 		versionCommand(),
+		poolCommand(),
+		minerCommand(),
+		demoCommand(),
 		registryCommand(),
 	}
 }
