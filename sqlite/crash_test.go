@@ -1,0 +1,284 @@
+package sqlite
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/stream"
+)
+
+// crashChildEnv names the directory a re-executed test binary runs the pool's share
+// path in, until it is killed.
+const crashChildEnv = "HASHGRID_SQLITE_CRASH_CHILD"
+
+const (
+	crashAppenders = 16
+	crashAddresses = 4
+	crashSegment   = 64 << 10 // small segments, so the child rotates and prunes
+)
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashChildEnv); dir != "" {
+		if err := crashChild(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "crash child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild does what the pool does with shares: appenders append to the stream and
+// report "ack SEQ JOBID" once Append returned nil; a consumer tails the stream into the
+// store from its LastSeq and prunes what the store holds. It runs until killed.
+func crashChild(dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // in case the parent dies
+	defer cancel()
+	db, err := Open(filepath.Join(dir, "pool.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	last, err := db.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	log, err := stream.Open(filepath.Join(dir, "stream"), stream.Options{SegmentSize: crashSegment, FirstSeq: last + 1})
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	var out sync.Mutex
+	say := func(format string, args ...any) {
+		out.Lock()
+		fmt.Fprintf(os.Stdout, format+"\n", args...)
+		out.Unlock()
+	}
+	run := os.Getpid()
+	var wg sync.WaitGroup
+	store := stream.StoreShares(ctx, db)
+	wg.Go(func() {
+		err := stream.Tail(ctx, log, last, 200, func(recs []stream.Record) error {
+			if err := store(recs); err != nil {
+				return err
+			}
+			top := recs[len(recs)-1].Seq
+			if _, err := log.Prune(top + 1); err != nil {
+				return err
+			}
+			say("stored %d", top)
+			return nil
+		})
+		say("tail %v", err)
+	})
+	for g := range crashAppenders {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				sh := hashgrid.Share{
+					Time: time.Now(), Address: fmt.Sprintf("bcrt1qcrash%d", g%crashAddresses), Worker: fmt.Sprint("w", g),
+					JobID: fmt.Sprintf("%d-%d-%d", run, g, i), Height: 1000, Diff: hashgrid.DiffOne + hashgrid.Diff(g),
+					Actual: hashgrid.DiffOne * 2, UserAgent: "crash-test", Remote: "127.0.0.1:1",
+				}
+				if i%10 == 0 {
+					sh.Result = hashgrid.ShareLowDiff
+				}
+				if err := stream.AppendShare(ctx, log, &sh); err != nil {
+					say("append %v", err)
+					return
+				}
+				say("ack %d %s", sh.Seq, sh.JobID)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// runCrashChild starts the child on dir, waits until it has acknowledged at least
+// minAcks shares and stored some, kills it with SIGKILL and returns what it acknowledged.
+func runCrashChild(t *testing.T, dir string, minAcks int) map[uint64]string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[uint64]string{}
+	stored := 0
+	killed := false
+	deadline := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer deadline.Stop()
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 3 && f[0] == "ack":
+			seq, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("child: %q", sc.Text())
+			}
+			if prev, dup := acked[seq]; dup {
+				t.Fatalf("child: sequence %d acknowledged for %s and %s", seq, prev, f[2])
+			}
+			acked[seq] = f[2]
+		case len(f) == 2 && f[0] == "stored":
+			stored++
+		default:
+			t.Fatalf("child: unexpected line %q", sc.Text())
+		}
+		if !killed && len(acked) >= minAcks && stored >= 3 {
+			// Mid-run: appenders are waiting on fsyncs and the consumer is mid-batch.
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+		}
+	}
+	err = cmd.Wait()
+	if !killed {
+		t.Fatalf("child ended before it was killed (%d acks, %d stored batches): %v", len(acked), stored, err)
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child exit: got %v, want killed by SIGKILL", cmd.ProcessState)
+	}
+	return acked
+}
+
+// TestCrashRecovery kills a process that appends shares through the stream into the
+// store, twice, and checks after each kill that replaying the stream from the store's
+// LastSeq leaves every acknowledged share in the store exactly once.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills child processes")
+	}
+	dir := t.TempDir()
+	acked := map[uint64]string{}
+	for round := range 2 {
+		for seq, job := range runCrashChild(t, dir, 3000) {
+			acked[seq] = job
+		}
+		recoverAndCheck(t, dir, acked, round)
+	}
+}
+
+func recoverAndCheck(t *testing.T, dir string, acked map[uint64]string, round int) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := Open(filepath.Join(dir, "pool.db"))
+	if err != nil {
+		t.Fatalf("reopen store: %v", err)
+	}
+	defer db.Close()
+	from, err := db.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := stream.Open(filepath.Join(dir, "stream"), stream.Options{SegmentSize: crashSegment})
+	if err != nil {
+		t.Fatalf("reopen stream: %v", err)
+	}
+	defer log.Close()
+	top := log.LastSeq()
+	if top < from {
+		t.Fatalf("stream ends at %d, before the store's %d", top, from)
+	}
+
+	// Replay from LastSeq until the store has caught up with the stream.
+	replay := func(after uint64) {
+		t.Helper()
+		if after >= top {
+			return
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		store := stream.StoreShares(ctx, db)
+		err := stream.Tail(ctx, log, after, 500, func(recs []stream.Record) error {
+			if err := store(recs); err != nil {
+				return err
+			}
+			if recs[len(recs)-1].Seq >= top {
+				cancel()
+			}
+			return nil
+		})
+		if err != context.Canceled {
+			t.Fatalf("replay: %v", err)
+		}
+	}
+	replay(from)
+	if got, _ := db.LastSeq(ctx); got != top {
+		t.Fatalf("store LastSeq after replay: got %d, want %d", got, top)
+	}
+
+	// Every acknowledged share is stored under its sequence; nothing is stored twice.
+	byJob := map[string]uint64{}
+	var all []hashgrid.Share
+	for a := range crashAddresses {
+		ss, err := db.SharesFor(ctx, fmt.Sprintf("bcrt1qcrash%d", a), 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, ss...)
+	}
+	bySeq := map[uint64]hashgrid.Share{}
+	for _, s := range all {
+		if prev, dup := byJob[s.JobID]; dup {
+			t.Fatalf("share %s stored twice, as %d and %d", s.JobID, prev, s.Seq)
+		}
+		byJob[s.JobID] = s.Seq
+		bySeq[s.Seq] = s
+	}
+	if uint64(len(all)) != top {
+		t.Fatalf("store holds %d shares, the stream numbered %d", len(all), top)
+	}
+	for seq, job := range acked {
+		s, ok := bySeq[seq]
+		if !ok || s.JobID != job {
+			t.Fatalf("acknowledged share %d (%s) not in the store (found %q)", seq, job, s.JobID)
+		}
+	}
+	checkCounts := func(what string) {
+		t.Helper()
+		var acc, rej uint64
+		var w hashgrid.Work
+		for _, s := range all {
+			if s.Result == hashgrid.ShareAccepted {
+				acc++
+				w = w.Add(s.Diff)
+			} else {
+				rej++
+			}
+		}
+		checkTotals(t, db, acc, rej, w)
+		var sumAcc, sumRej uint64
+		for _, wk := range mustWorkers(t, db, "") {
+			sumAcc += wk.Accepted
+			sumRej += wk.Rejected
+		}
+		if sumAcc != acc || sumRej != rej {
+			t.Fatalf("%s: worker summaries count %d accepted, %d rejected; shares say %d, %d", what, sumAcc, sumRej, acc, rej)
+		}
+	}
+	checkCounts("after replay")
+
+	// Replaying everything the stream still holds counts nothing twice.
+	replay(log.FirstSeq() - 1)
+	checkCounts("after a full replay")
+	t.Logf("round %d: %d shares stored (%d acknowledged; the rest were durable when the kill cut off their reply); "+
+		"store had %d, stream kept from %d in %d segments", round, len(all), len(acked), from, log.FirstSeq(), log.Segments())
+}
