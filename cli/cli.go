@@ -33,6 +33,8 @@ type Command struct {
 func commands() []*Command {
 	return []*Command{
 		versionCommand(),
+		powerCommand(),
+		minersimCommand(),
 		poolCommand(),
 		minerCommand(),
 		demoCommand(),

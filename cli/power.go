@@ -1,0 +1,321 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashgrid/hashgrid/node"
+	"github.com/hashgrid/hashgrid/power"
+	"github.com/hashgrid/hashgrid/power/backtest"
+	"github.com/hashgrid/hashgrid/power/controller"
+	"github.com/hashgrid/hashgrid/power/ercot"
+)
+
+func powerCommand() *Command {
+	return &Command{
+		Name:  "power",
+		Short: "energy-aware fleet control: power run|plan|backtest",
+		Run: func(ctx context.Context, args []string, env Env) error {
+			if len(args) == 0 {
+				fmt.Fprintln(env.Stderr, "usage: hashgrid power run|plan|backtest [flags]")
+				return fmt.Errorf("%w: power needs run, plan or backtest", ErrUsage)
+			}
+			switch args[0] {
+			case "run":
+				return powerRun(ctx, args[1:], env)
+			case "plan":
+				return powerPlan(args[1:], env)
+			case "backtest":
+				return powerBacktest(args[1:], env)
+			case "-h", "--help", "help":
+				fmt.Fprintln(env.Stderr, "usage: hashgrid power run|plan|backtest [flags]")
+				return nil
+			}
+			return fmt.Errorf("%w: unknown power subcommand %q", ErrUsage, args[0])
+		},
+	}
+}
+
+// loadPrices reads a price file for the zone given by flag, or by the config.
+func loadPrices(path, zoneFlag string, cfg *power.Config) ([]power.Interval, string, error) {
+	zs := cfg.Zone
+	if zoneFlag != "" {
+		zs = zoneFlag
+	}
+	z, err := power.ParseZone(zs)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: --zone: %v", ErrUsage, err)
+	}
+	ivs, err := ercot.ReadFile(path, z)
+	return ivs, z.String(), err
+}
+
+func powerBacktest(args []string, env Env) error {
+	fs := newFlagSet("power backtest", env)
+	prices := fs.String("prices", "", "price file (wide or ERCOT published layout)")
+	zone := fs.String("zone", "", "settlement point, e.g. LZ_WEST or LZ_WEST/LZEW (default: the config's)")
+	cfgPath := fs.String("config", "", "site configuration (TOML)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	chart := fs.String("chart", "", "write an SVG chart of price and the policy's site load here")
+	energyOut := fs.String("energy-out", "", "append the policy's energy lines to DIR/energy.jsonl (or to FILE.jsonl)")
+	eff := fs.Float64("efficiency", 0, "rescale every mode so the first runs at this many J/TH")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *prices == "" || *cfgPath == "" {
+		return fmt.Errorf("%w: --prices and --config are required", ErrUsage)
+	}
+	cfg, err := power.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *eff > 0 {
+		power.SetEfficiency(cfg, *eff)
+	}
+	ivs, zs, err := loadPrices(*prices, *zone, cfg)
+	if err != nil {
+		return err
+	}
+	sc, err := power.NewScenario(cfg, ivs)
+	if err != nil {
+		return err
+	}
+	opt := backtest.Options{}
+	if !*quiet {
+		opt.Progress = env.Stderr
+	}
+	var ef *os.File
+	if *energyOut != "" {
+		ef, err = openEnergy(*energyOut)
+		if err != nil {
+			return err
+		}
+		defer ef.Close()
+		opt.Energy = ef
+	}
+	rep, err := backtest.Run(sc, zs, opt)
+	if err != nil {
+		return err
+	}
+	if ef != nil {
+		if err := ef.Close(); err != nil {
+			return fmt.Errorf("energy-out: %w", err)
+		}
+	}
+	if *chart != "" {
+		pol, err := sc.Simulate(power.NewPolicy(), nil)
+		if err != nil {
+			return err
+		}
+		f, err := os.Create(*chart)
+		if err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+		title := fmt.Sprintf("%s %s: price and policy site load", cfg.Name, zs)
+		if err := backtest.WriteSVG(f, sc, backtest.SiteLoadMW(sc, pol), title); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteText(env.Stdout)
+}
+
+// openEnergy opens the energy.jsonl to append to: path itself if it ends in .jsonl,
+// else path/energy.jsonl.
+func openEnergy(path string) (*os.File, error) {
+	if !strings.HasSuffix(path, ".jsonl") {
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			return nil, fmt.Errorf("energy: %w", err)
+		}
+		path = filepath.Join(path, "energy.jsonl")
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("energy: %w", err)
+	}
+	return f, nil
+}
+
+func powerPlan(args []string, env Env) error {
+	fs := newFlagSet("power plan", env)
+	prices := fs.String("prices", "", "price file (wide or ERCOT published layout)")
+	zone := fs.String("zone", "", "settlement point (default: the config's)")
+	cfgPath := fs.String("config", "", "site configuration (TOML)")
+	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *prices == "" || *cfgPath == "" {
+		return fmt.Errorf("%w: --prices and --config are required", ErrUsage)
+	}
+	cfg, err := power.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	ivs, _, err := loadPrices(*prices, *zone, cfg)
+	if err != nil {
+		return err
+	}
+	p, err := backtest.PlanSplits(cfg, ivs)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	}
+	return p.WriteText(env.Stdout)
+}
+
+func powerRun(ctx context.Context, args []string, env Env) error {
+	fs := newFlagSet("power run", env)
+	cfgPath := fs.String("config", "", "site configuration (TOML)")
+	nodeURL := fs.String("node", "", "bitcoind/btcd JSON-RPC URL for the difficulty (default: [bitcoin] node, else the configured difficulty)")
+	pricesFile := fs.String("prices", "", "replay this price file instead of [prices]")
+	pricesURL := fs.String("prices-url", "", "poll this URL instead of [prices]")
+	speed := fs.Float64("speed", 0, "replay speed factor (default: [prices] speed)")
+	from := fs.String("from", "", "replay from this market time (RFC 3339; default: the first interval)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return fmt.Errorf("%w: --config is required", ErrUsage)
+	}
+	cfg, err := power.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("%w: --log-level: %v", ErrUsage, err)
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lv}))
+	zone, err := power.ParseZone(cfg.Zone)
+	if err != nil {
+		return err
+	}
+	if *pricesFile != "" {
+		cfg.Prices.File, cfg.Prices.URL = *pricesFile, ""
+	}
+	if *pricesURL != "" {
+		cfg.Prices.URL, cfg.Prices.File = *pricesURL, ""
+	}
+	if *speed > 0 {
+		cfg.Prices.Speed = *speed
+	}
+	var feed controller.Feed
+	switch {
+	case cfg.Prices.URL != "":
+		feed = &ercot.Poller{URL: cfg.Prices.URL, Zone: zone, Client: &http.Client{Timeout: ercot.FeedTimeout}}
+	case cfg.Prices.File != "":
+		ivs, err := ercot.ReadFile(cfg.Prices.File, zone)
+		if err != nil {
+			return err
+		}
+		var at time.Time
+		if *from != "" {
+			if at, err = time.Parse(time.RFC3339, *from); err != nil {
+				return fmt.Errorf("%w: --from: %v", ErrUsage, err)
+			}
+		}
+		r, err := ercot.NewReplay(ivs, cfg.Prices.Speed, at, time.Now())
+		if err != nil {
+			return err
+		}
+		feed = r
+	default:
+		return fmt.Errorf("config: [prices] needs url or file (or --prices / --prices-url)")
+	}
+	opts := controller.Options{Config: cfg, Feed: feed, Logger: log, Report: env.Stdout}
+	if u := firstNonEmpty(*nodeURL, cfg.Bitcoin.Node); u != "" {
+		nc, err := node.NewClient(u)
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		opts.Difficulty = nc
+	} else if !(cfg.Bitcoin.Difficulty > 0) {
+		return fmt.Errorf("config: [bitcoin] difficulty or a --node is required")
+	}
+	if cfg.Bitcoin.PriceURL != "" {
+		opts.BTCPrice = httpBTCPrice{url: cfg.Bitcoin.PriceURL}
+	} else if !(cfg.Bitcoin.BTCUSD > 0) {
+		return fmt.Errorf("config: [bitcoin] btc_usd or price_url is required")
+	}
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		dataDir = "."
+	}
+	ef, err := openEnergy(dataDir)
+	if err != nil {
+		return err
+	}
+	defer ef.Close()
+	opts.Energy = ef
+	ctl, err := controller.New(opts)
+	if err != nil {
+		return err
+	}
+	log.Info("power run", "site", cfg.Name, "zone", zone.String(), "machines", cfg.MachineCount(), "energy", filepath.Join(dataDir, "energy.jsonl"))
+	return ctl.Run(ctx)
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// httpBTCPrice reads {"usd": N} or a bare number from a URL.
+type httpBTCPrice struct{ url string }
+
+func (h httpBTCPrice) BTCUSD(ctx context.Context) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+	if err != nil {
+		return 0, fmt.Errorf("btc price: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("btc price: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return 0, fmt.Errorf("btc price: %w", err)
+	}
+	var obj struct {
+		USD *float64 `json:"usd"`
+	}
+	if json.Unmarshal(body, &obj) == nil && obj.USD != nil {
+		return *obj.USD, nil
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(body)), 64)
+	if err != nil {
+		return 0, fmt.Errorf("btc price: want {\"usd\": N} or a number")
+	}
+	return v, nil
+}
