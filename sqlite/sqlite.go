@@ -222,9 +222,28 @@ func checkLimit(limit int) error {
 
 type workerKey struct{ address, name string }
 
-const insertShare = `INSERT OR IGNORE INTO shares
-	(seq, time, address, worker, job_id, height, diff_hi, diff_lo, actual, hash, result, block, user_agent, remote)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// insertChunk is how many shares one INSERT statement carries: one statement per row
+// spends most of its time crossing database/sql, one per batch would need a statement
+// per batch size. 64 rows use 896 of SQLite's 32766 parameters.
+const insertChunk = 64
+
+const shareColumnCount = 14
+
+// insertShares returns an INSERT for n shares that reports the sequences it stored:
+// INSERT OR IGNORE skips stored sequences, and RETURNING lists only inserted rows.
+func insertShares(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT OR IGNORE INTO shares (` + shareColumns + `) VALUES `)
+	row := "(" + strings.Repeat("?, ", shareColumnCount-1) + "?)"
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(" RETURNING seq")
+	return b.String()
+}
 
 // AddShares implements hashgrid.ShareStore. Summaries and totals count only the rows
 // this call inserted, so a batch replayed after a crash changes nothing.
@@ -249,28 +268,55 @@ func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 		return fmt.Errorf("sqlite: add shares: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, insertShare)
-	if err != nil {
-		return fmt.Errorf("sqlite: add shares: %w", err)
-	}
-	defer stmt.Close()
+	var full *sql.Stmt // the statement for a full chunk, prepared once per call
 	deltas := map[workerKey]*hashgrid.Worker{}
 	var total hashgrid.Worker
+	inserted := make(map[int64]bool, len(shares))
+	args := make([]any, 0, insertChunk*shareColumnCount)
+	for start := 0; start < len(shares); start += insertChunk {
+		chunk := shares[start:min(start+insertChunk, len(shares))]
+		args = args[:0]
+		for i := range chunk {
+			s := &chunk[i]
+			args = append(args, int64(s.Seq), times[start+i], s.Address, s.Worker, s.JobID, s.Height,
+				int64(s.Diff>>32), int64(s.Diff&0xffffffff), int64(s.Actual), s.Hash[:], int(s.Result), s.Block,
+				s.UserAgent, s.Remote)
+		}
+		var rows *sql.Rows
+		if len(chunk) == insertChunk {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, insertShares(insertChunk)); err != nil {
+					return fmt.Errorf("sqlite: add shares: %w", err)
+				}
+				defer full.Close()
+			}
+			rows, err = full.QueryContext(ctx, args...)
+		} else {
+			rows, err = tx.QueryContext(ctx, insertShares(len(chunk)), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: add shares %d..%d: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, err)
+		}
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlite: add shares: %w", err)
+			}
+			inserted[seq] = true
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("sqlite: add shares: %w", err)
+		}
+	}
 	for i := range shares {
 		s := &shares[i]
-		res, err := stmt.ExecContext(ctx, int64(s.Seq), times[i], s.Address, s.Worker, s.JobID, s.Height,
-			int64(s.Diff>>32), int64(s.Diff&0xffffffff), int64(s.Actual), s.Hash[:], int(s.Result), s.Block,
-			s.UserAgent, s.Remote)
-		if err != nil {
-			return fmt.Errorf("sqlite: add share %d: %w", s.Seq, err)
+		// Only rows this call inserted are counted, each once even if the batch repeats
+		// a sequence (the first copy is the one stored).
+		if !inserted[int64(s.Seq)] {
+			continue
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("sqlite: add share %d: %w", s.Seq, err)
-		}
-		if n == 0 {
-			continue // stored before: already counted
-		}
+		delete(inserted, int64(s.Seq))
 		k := workerKey{s.Address, s.Worker}
 		d := deltas[k]
 		if d == nil {
