@@ -1,0 +1,264 @@
+package power
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParsePrice(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Price
+		err  bool
+	}{
+		{"27.67", 2767, false}, {"-21.17", -2117, false}, {"33", 3300, false}, {"14.0", 1400, false},
+		{"1,688.26", 168826, false}, {"9,039.53", 903953, false}, {"12,000", 1200000, false},
+		{"", 0, true}, {"1.234", 0, true}, {"1,68.2", 0, true}, {"abc", 0, true}, {"1.", 0, true},
+		{"-", 0, true}, {"900001", 0, true}, {",100", 0, true},
+	}
+	for _, c := range cases {
+		got, err := ParsePrice(c.in)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("ParsePrice(%q): got %v, %v; want %v, error %v", c.in, got, err, c.want, c.err)
+		}
+	}
+}
+
+func FuzzParsePrice(f *testing.F) {
+	for _, s := range []string{"27.67", "-21.17", "1,688.26", "33", "0.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePrice(s)
+		if err != nil {
+			return
+		}
+		back, err := ParsePrice(p.String())
+		if err != nil || back != p {
+			t.Fatalf("round trip of %q: %v -> %q -> %v, %v", s, p, p.String(), back, err)
+		}
+	})
+}
+
+func TestCentral(t *testing.T) {
+	cases := []struct {
+		wall     string
+		repeated bool
+		want     string
+		ok       bool
+	}{
+		{"2019-01-01 00:00", false, "2019-01-01T06:00:00Z", true},
+		{"2019-07-01 00:00", false, "2019-07-01T05:00:00Z", true},
+		{"2019-03-10 02:30", false, "", false}, // skipped
+		{"2019-03-10 03:00", false, "2019-03-10T08:00:00Z", true},
+		{"2019-11-03 01:30", false, "2019-11-03T06:30:00Z", true},
+		{"2019-11-03 01:30", true, "2019-11-03T07:30:00Z", true},
+		{"2019-11-03 02:00", false, "2019-11-03T08:00:00Z", true},
+		{"2019-11-03 03:00", true, "", false},
+	}
+	for _, c := range cases {
+		w, _ := time.Parse("2006-01-02 15:04", c.wall)
+		got, ok := CentralToUTC(w, c.repeated)
+		if ok != c.ok || (ok && got.Format(time.RFC3339) != c.want) {
+			t.Errorf("CentralToUTC(%s, %v): got %s %v, want %s %v", c.wall, c.repeated, got.Format(time.RFC3339), ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestBreakevenFromEnergyDoc(t *testing.T) {
+	// energy.md: at HP = $0.037 per TH/s per day, 15 J/TH breaks even near $104/MWh.
+	e := Economics{BTCUSD: 1, Difficulty: 1, PoolFee: 0}
+	hp := e.HashpriceUSD(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	e.BTCUSD = 0.037 / hp
+	for _, c := range []struct{ jth, want float64 }{{15, 104}, {21.5, 72}, {34.5, 45}} {
+		got := e.Breakeven(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), 100, 100*c.jth)
+		if got < c.want-2 || got > c.want+2 { // the doc rounds
+			t.Errorf("%v J/TH: got %.1f $/MWh, want about %v", c.jth, got, c.want)
+		}
+	}
+}
+
+const testSite = `
+name = "t"
+zone = "LZ_WEST"
+capacity_mw = 1
+[bitcoin]
+difficulty = 1e13
+btc_usd = 10000
+[[economics]]
+from = "2019-01-01"
+btc_usd = 10000
+difficulty = 1e13
+[[group]]
+name = "g"
+count = 10
+min_on = "30m"
+min_off = "45m"
+stagger_batch = 3
+stagger_every = "20s"
+boot = "60s"
+sleep_watts = 10
+  [[group.mode]]
+  name = "full"
+  ths = 100
+  watts = 3000
+  [[group.mode]]
+  name = "eco"
+  ths = 80
+  watts = 2000
+`
+
+func TestConfigErrors(t *testing.T) {
+	cases := []struct{ edit, want string }{
+		{`name = "t"`, "name: required"},
+		{`zone = "LZ_WEST"`, "zone:"},
+		{`count = 10`, "count: must be"},
+		{`watts = 3000`, "ths and watts must be positive"},
+		{`capacity_mw = 1`, "capacity_mw: must be positive"},
+		{`stagger_every = "20s"`, ""},
+	}
+	for _, c := range cases {
+		in := strings.Replace(testSite, c.edit, "", 1)
+		if c.want == "" {
+			continue
+		}
+		_, err := ReadConfig(strings.NewReader(in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("without %s: got %v, want error containing %q", c.edit, err, c.want)
+		}
+	}
+	if _, err := ReadConfig(strings.NewReader("bogus = 1\n" + testSite)); err == nil || !strings.Contains(err.Error(), "unknown key bogus") {
+		t.Errorf("unknown key: got %v", err)
+	}
+	big := strings.Replace(testSite, "count = 10", "count = 1000", 1)
+	if _, err := ReadConfig(strings.NewReader(big)); err == nil || !strings.Contains(err.Error(), "exceeds capacity_mw") {
+		t.Errorf("over capacity: got %v", err)
+	}
+}
+
+func testScenario(t *testing.T, n int, seed uint64) *Scenario {
+	t.Helper()
+	c, err := ReadConfig(strings.NewReader(testSite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ShedPrice = 500
+	rng := rand.New(rand.NewPCG(seed, 1))
+	ivs := make([]Interval, n)
+	t0 := time.Date(2019, 7, 1, 5, 0, 0, 0, time.UTC)
+	for i := range ivs {
+		p := Price(rng.IntN(30000) - 2000)
+		if rng.IntN(5) == 0 {
+			p = Price(rng.IntN(90000))
+		}
+		ivs[i] = Interval{Start: t0.Add(time.Duration(i) * IntervalLength), Price: p}
+	}
+	sc, err := NewScenario(c, ivs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// bruteForce enumerates every feasible path.
+func bruteForce(sc *Scenario, g int) Micro {
+	m := sc.Models[g]
+	best := Micro(-1 << 62)
+	var rec func(t int, s State, acc Micro)
+	rec = func(t int, s State, acc Micro) {
+		if t == len(sc.Intervals) {
+			best = max(best, acc)
+			return
+		}
+		for to := range m.States() {
+			if m.Allowed(s, to, sc.Conditions(t)) {
+				rec(t+1, m.Next(s, to), acc+sc.Reward(g, t, s.Mode, to))
+			}
+		}
+	}
+	rec(0, sc.StartState(g), 0)
+	return best
+}
+
+func TestOptimumIsExact(t *testing.T) {
+	for seed := range uint64(20) {
+		sc := testScenario(t, 9, seed)
+		opt, err := sc.Optimum()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := opt[0].Profit(), bruteForce(sc, 0); got != want {
+			t.Fatalf("seed %d: optimum %v, brute force %v", seed, got, want)
+		}
+	}
+}
+
+func TestOptimumBoundsStrategies(t *testing.T) {
+	sc := testScenario(t, 3000, 7)
+	opt, err := sc.Optimum()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Strategies() {
+		res, err := sc.Simulate(s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Profit() > opt[0].Profit() {
+			t.Errorf("%s: profit %v above the optimum %v", s.Name(), res[0].Profit(), opt[0].Profit())
+		}
+	}
+}
+
+func TestStrategiesAreNonAnticipative(t *testing.T) {
+	// Changing prices from interval k on must not change any decision before k+1.
+	a := testScenario(t, 400, 3)
+	b := testScenario(t, 400, 3)
+	const k = 200
+	for i := k; i < len(b.Prices); i++ {
+		b.Prices[i] = 900000 - b.Prices[i]
+		b.Intervals[i].Price = b.Prices[i]
+	}
+	for _, mk := range []func() Strategy{func() Strategy { return NewPolicy() }, func() Strategy { return LastPrice{} }, func() Strategy { return TwoStrike{} }} {
+		ra, _ := a.Simulate(mk(), nil)
+		rb, _ := b.Simulate(mk(), nil)
+		for i := 0; i <= k; i++ {
+			if ra[0].Path[i] != rb[0].Path[i] {
+				t.Fatalf("%s: decision %d changed when prices from %d on changed", mk().Name(), i, k)
+			}
+		}
+	}
+}
+
+func TestRampEnergy(t *testing.T) {
+	sc := testScenario(t, 1, 1)
+	m := sc.Models[0]
+	// 10 machines in batches of 3 every 20 s: batches wake at 0, 20, 40, 60 s.
+	// Ramp down from full: hashing 0+20+40 s ×3 machines and 60 s ×1, at 3000 W; asleep the rest at 10 W.
+	wantJ := 3.0*(0*3000+900*10) + 3*(20*3000+880*10) + 3*(40*3000+860*10) + (60*3000 + 840*10)
+	if got, want := m.EnergyWh(1, 0), int64(wantJ/3600+0.5); got != want {
+		t.Errorf("ramp down energy: got %d Wh, want %d", got, want)
+	}
+	if got, want := m.EnergyWh(1, 1), int64(10*3000*900/3600); got != want {
+		t.Errorf("steady energy: got %d Wh, want %d", got, want)
+	}
+	// Ramp up: hashing starts 60 s after each batch wakes.
+	wantTHs := 100.0 * (3*(900-60) + 3*(900-80) + 3*(900-100) + (900 - 120))
+	if got := m.THSeconds(0, 1); got != wantTHs {
+		t.Errorf("ramp up TH·s: got %v, want %v", got, wantTHs)
+	}
+	if m.MinOn != 2 || m.MinOff != 3 || m.Dwell != 3 {
+		t.Errorf("dwell: got on %d off %d cap %d, want 2 3 3", m.MinOn, m.MinOff, m.Dwell)
+	}
+}
+
+func TestEnergyCostExact(t *testing.T) {
+	if got := EnergyCost(903953, 1_000_000); got != 9_039_530_000 {
+		t.Errorf("1 MWh at 9039.53: got %d µ$", got)
+	}
+	if got := EnergyCost(-2117, 250_000); got != -5_292_500 {
+		t.Errorf("0.25 MWh at -21.17: got %d µ$", got)
+	}
+}
