@@ -559,3 +559,30 @@ func TestOpenWrongKey(t *testing.T) {
 		t.Errorf("open with another key: got %v, want entry 1 failing the pinned key", err)
 	}
 }
+
+func TestHTMLEscapes(t *testing.T) {
+	r, _ := newRegistry(t)
+	if err := r.AddOperator(Operator{ID: "op1", Name: `<script>alert("x")</script>`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddSite(Site{ID: "s1", Operator: "op1", Name: "a&b", Location: "<b>here</b>", Grid: "g", CapacityKW: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, page, err := r.Report("s1", t0, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"<script>", "<b>here"} {
+		if bytes.Contains(page, []byte(bad)) {
+			t.Errorf("page contains unescaped %q", bad)
+		}
+	}
+	if !bytes.Contains(page, []byte("&lt;script&gt;")) {
+		t.Errorf("page lacks the escaped operator name")
+	}
+	for _, ext := range []string{"src=", "href=", "@import", "url("} {
+		if bytes.Contains(page, []byte(ext)) {
+			t.Errorf("page refers to an external asset (%s)", ext)
+		}
+	}
+}
