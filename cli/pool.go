@@ -42,6 +42,7 @@ type PoolConfig struct {
 	MinDiff       float64       `toml:"min_difficulty"`
 	ShareInterval time.Duration `toml:"share_interval"`
 	PollInterval  time.Duration `toml:"poll_interval"`
+	TrackInterval time.Duration `toml:"track_interval"` // how often found blocks are checked on the node
 	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
 	LogLevel      string        `toml:"log_level"`
 }
@@ -298,7 +299,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 			}
 		})
 	})
-	tracker := &pool.Tracker{Chain: nodes, Store: store, Logger: log.With("component", "tracker")}
+	tracker := &pool.Tracker{Chain: nodes, Store: store, Interval: cfg.TrackInterval, Logger: log.With("component", "tracker")}
 	wg.Go(func() { tracker.Run(runCtx) })
 	wg.Go(func() {
 		if err := p.Serve(sl); err != nil {

@@ -235,9 +235,12 @@ func (s *Set) do(ctx context.Context, op string, fn func(ctx context.Context, c 
 	for _, m := range s.order() {
 		start := s.clock.Now()
 		err := fn(ctx, m.c)
-		if err == nil {
+		var rpcErr *RPCError
+		if err == nil || errors.As(err, &rpcErr) {
+			// An RPC error is the node's answer (a block it does not know, say): the
+			// node is healthy and the caller gets the typed error.
 			s.success(m, s.clock.Now().Sub(start))
-			return nil
+			return err
 		}
 		if ctx.Err() != nil {
 			return err

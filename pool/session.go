@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/pow"
 	"github.com/hashgrid/hashgrid/stratum"
 )
@@ -317,10 +319,27 @@ func (p *Pool) submitBlock(b *solved, sh hashgrid.Share, seqc <-chan uint64) {
 		err = p.node.SubmitBlock(ctx, blk)
 		cancel()
 	}
+	if err == nil {
+		// A node may take a block whose parent it does not know (btcd keeps it as an
+		// orphan and answers null): only a block on its chain counts as accepted.
+		if cr, ok := p.node.(ChainReader); ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			h, herr := cr.BlockHeaderVerbose(ctx, b.hash)
+			cancel()
+			var rpcErr *node.RPCError
+			switch {
+			case errors.As(herr, &rpcErr) || (herr == nil && h.Confirmations < 0):
+				rec.Status, rec.Reason = hashgrid.BlockOrphaned, "not on the node's chain after submission"
+				p.log.Warn("block not on the node's chain", "height", rec.Height, "hash", chainhash.Hash(rec.Hash).String())
+			case herr != nil:
+				p.log.Warn("check submitted block", "err", herr)
+			}
+		}
+	}
 	if err != nil {
 		rec.Status, rec.Reason = hashgrid.BlockRejected, err.Error()
 		p.log.Error("block rejected", "height", rec.Height, "hash", chainhash.Hash(rec.Hash).String(), "err", err)
-	} else {
+	} else if rec.Status == hashgrid.BlockSubmitted {
 		rec.Status = hashgrid.BlockAccepted
 		p.log.Info("block found", "height", rec.Height, "hash", chainhash.Hash(rec.Hash).String(), "finder", sh.Address+"."+sh.Worker, "reward", rec.Reward, "submit", p.cfg.Now().Sub(start))
 		p.mu.Lock()
