@@ -196,6 +196,9 @@ func TestVerifyReportTampering(t *testing.T) {
 
 	// Change one byte of the page.
 	j := bytes.Index(hb, []byte("pow_shares_undeclared"))
+	if j < 0 {
+		t.Fatalf("page lacks the pow_shares_undeclared finding")
+	}
 	hAltered := bytes.Clone(hb)
 	hAltered[j] = 'q'
 	_, err = VerifyReport(jb, pub(), hAltered, nil)
