@@ -277,7 +277,7 @@ func (c *Controller) decide(ctx context.Context, now time.Time, stale bool) (*St
 	watch := lt.Month() >= time.June && lt.Month() <= time.September && lt.Weekday() != time.Saturday && lt.Weekday() != time.Sunday &&
 		lt.Hour() >= c.cfg.FourCP.WindowStartHour && lt.Hour() < c.cfg.FourCP.WindowEndHour
 
-	c.recordEnergy()
+	c.catchUp(start)
 	next := &decided{start: start, from: make([]int, len(c.models)), to: make([]int, len(c.models)), on: make([]int, len(c.models))}
 	targets := make([]int, len(c.models))
 	for g, m := range c.models {
@@ -314,6 +314,9 @@ func (c *Controller) decide(ctx context.Context, now time.Time, stale bool) (*St
 		}()
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err // shutting down mid-command: nothing trustworthy to report
+	}
 	step.Took = c.o.Clock().Sub(began)
 	for g, m := range c.models {
 		c.states[g] = m.Next(c.states[g], targets[g])
@@ -322,6 +325,9 @@ func (c *Controller) decide(ctx context.Context, now time.Time, stale bool) (*St
 			start.Format(time.RFC3339), last.Price, hp, m.Name, m.ModeName(targets[g]), reason, next.on[g], m.Count)
 	}
 	for _, f := range step.Failures {
+		if errors.Is(f.Err, context.Canceled) {
+			continue // shutting down, not disobedience
+		}
 		fmt.Fprintf(c.o.Report, "%s: %s\n", start.Format(time.RFC3339), f)
 		c.log.Warn("machine did not obey", "group", f.Group, "machine", f.Machine, "want", f.Want, "err", f.Err)
 	}
@@ -332,20 +338,35 @@ func (c *Controller) decide(ctx context.Context, now time.Time, stale bool) (*St
 	return step, ctx.Err()
 }
 
-// recordEnergy writes the energy lines of the interval that just ran.
-func (c *Controller) recordEnergy() {
+// catchUp writes the energy lines of every interval run since the last decision, up
+// to next, and advances the groups' dwell over intervals that passed without a
+// decision (several prices published at once, or a slow feed): the state commanded
+// last held through them.
+func (c *Controller) catchUp(next time.Time) {
 	d := c.current
-	if d == nil || c.energy == nil {
+	if d == nil {
 		return
 	}
-	for g, m := range c.models {
-		rec := power.EnergyRecord{Start: d.start, End: d.start.Add(power.IntervalLength), Site: c.cfg.Name, Group: m.Name,
-			Mode: m.ModeName(d.to[g]), MachinesOn: d.on[g], EnergyWh: m.EnergyWh(d.from[g], d.to[g]),
-			HashrateGHs: int64(m.THSeconds(d.from[g], d.to[g])/900*1000 + 0.5)}
-		if err := c.energy.Write(rec); err != nil {
-			c.log.Warn("energy record", "err", err)
+	for at, first := d.start, true; at.Before(next); at, first = at.Add(power.IntervalLength), false {
+		for g, m := range c.models {
+			from := d.to[g]
+			if first {
+				from = d.from[g]
+			} else {
+				c.states[g] = m.Next(c.states[g], d.to[g])
+			}
+			if c.energy == nil {
+				continue
+			}
+			rec := power.EnergyRecord{Start: at, End: at.Add(power.IntervalLength), Site: c.cfg.Name, Group: m.Name,
+				Mode: m.ModeName(d.to[g]), MachinesOn: d.on[g], EnergyWh: m.EnergyWh(from, d.to[g]),
+				HashrateGHs: int64(m.THSeconds(from, d.to[g])/900*1000 + 0.5)}
+			if err := c.energy.Write(rec); err != nil {
+				c.log.Warn("energy record", "err", err)
+			}
 		}
 	}
+	c.current = nil
 }
 
 // apply commands group g into state to, in staggered batches unless shedding, and
