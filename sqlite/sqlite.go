@@ -254,12 +254,13 @@ func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 	times := make([]int64, len(shares))
 	for i := range shares {
 		s := &shares[i]
+		// Bad input is EINVALID, so a consumer knows retrying cannot help.
 		if s.Seq == 0 || s.Seq > math.MaxInt64 {
-			return fmt.Errorf("sqlite: add shares: share %d: sequence %d outside [1, 2^63)", i, s.Seq)
+			return hashgrid.Errorf(hashgrid.EINVALID, "sqlite: add shares: share %d: sequence %d outside [1, 2^63)", i, s.Seq)
 		}
 		t, err := storedTime(s.Time)
 		if err != nil {
-			return fmt.Errorf("sqlite: add shares: share %d (seq %d): %w", i, s.Seq, err)
+			return hashgrid.Errorf(hashgrid.EINVALID, "sqlite: add shares: share %d (seq %d): %v", i, s.Seq, err)
 		}
 		times[i] = t
 	}

@@ -203,8 +203,8 @@ func TestAddSharesRejectsBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := db.AddShares(ctx, []hashgrid.Share{good, tt.s})
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Fatalf("%s: AddShares: got %v, want error containing %q", tt.name, err, tt.want)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || hashgrid.ErrorCode(err) != hashgrid.EINVALID {
+			t.Fatalf("%s: AddShares: got %v, want EINVALID error containing %q", tt.name, err, tt.want)
 		}
 	}
 	// Nothing of a refused batch is stored.

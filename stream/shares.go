@@ -27,7 +27,8 @@ func AppendShare(ctx context.Context, s Stream, sh *hashgrid.Share) error {
 // StoreShares returns a Tail consumer that decodes each record as a share numbered by
 // its sequence and adds the batch to store. Store errors are returned for Tail to retry
 // (AddShares is idempotent by Seq, so a partly applied batch is safe to offer again);
-// a record that does not decode stops Tail, since no retry can fix it.
+// a record that does not decode, or that the store refuses as EINVALID, stops Tail,
+// since no retry can fix it.
 func StoreShares(ctx context.Context, store hashgrid.ShareStore) func([]Record) error {
 	var shares []hashgrid.Share
 	return func(recs []Record) error {
@@ -40,6 +41,10 @@ func StoreShares(ctx context.Context, store hashgrid.ShareStore) func([]Record) 
 			sh.Seq = r.Seq
 			shares = append(shares, sh)
 		}
-		return store.AddShares(ctx, shares)
+		err := store.AddShares(ctx, shares)
+		if err != nil && hashgrid.ErrorCode(err) == hashgrid.EINVALID {
+			return Permanent(err)
+		}
+		return err
 	}
 }
