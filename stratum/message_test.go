@@ -1,0 +1,118 @@
+package stratum
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestAppendResponse(t *testing.T) {
+	tests := []struct {
+		id     string
+		result []byte
+		err    *Error
+		want   string
+	}{
+		{"4", []byte("true"), nil, `{"id":4,"result":true,"error":null}` + "\n"},
+		{`"abc"`, nil, &Error{21, "job not found"}, `{"id":"abc","result":null,"error":[21,"job not found",null]}` + "\n"},
+		{"", nil, &Error{20, `say "hi"`}, `{"id":null,"result":null,"error":[20,"say \"hi\"",null]}` + "\n"},
+	}
+	for _, tt := range tests {
+		if got := string(AppendResponse(nil, json.RawMessage(tt.id), tt.result, tt.err)); got != tt.want {
+			t.Errorf("got %s want %s", got, tt.want)
+		}
+	}
+}
+
+func TestParseMessage(t *testing.T) {
+	bad := []string{"", "[]", `{"id":{},"method":"x"}`, `{"id":1,"method":"x","params":{}}`, "{", `{"id":true}`}
+	for _, b := range bad {
+		if _, err := ParseMessage([]byte(b)); err == nil {
+			t.Errorf("ParseMessage(%q) accepted", b)
+		}
+	}
+	m, err := ParseMessage([]byte(`{"id":null,"result":null,"error":[21,"Job not found",null]}`))
+	if err != nil || m.Error == nil || m.Error.Code != 21 || m.Error.Message != "Job not found" {
+		t.Errorf("error reply: %+v %v", m, err)
+	}
+	n := &Notify{JobID: "1f", PrevHash: strings.Repeat("ab", 32), Coinb1: "01", Coinb2: "02", Version: "20000000", NBits: "207fffff", NTime: "6553f100", CleanJobs: true}
+	line := AppendNotification(nil, "mining.notify", n.MarshalParams())
+	m, err = ParseMessage(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseNotify(m.Params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.JobID != n.JobID || got.PrevHash != n.PrevHash || !got.CleanJobs || len(got.MerkleBranch) != 0 {
+		t.Errorf("round trip %+v", got)
+	}
+}
+
+// FuzzParseMessage: no input panics; a parsed request's params decode or fail cleanly,
+// and answering any id produces one well-formed JSON line.
+func FuzzParseMessage(f *testing.F) {
+	for _, s := range []string{
+		`{"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}`,
+		`{"method": "mining.submit", "params": ["worker1", "1", "00000000", "6b025d54", "42e7d800"], "id":4}`,
+		`{"id":1,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"1fffe000"}]}`,
+		`{"id":"x","result":[[["mining.notify","ab"]],"0000",4],"error":null}`,
+		`{"id":null,"method":"mining.notify","params":["1","00","01","02",[],"20000000","207fffff","00000000",true]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseMessage(b)
+		if err != nil {
+			return
+		}
+		m.StringParams(MaxSubmitParams)
+		ParseSubmit(m)
+		if m.Params != nil {
+			ParseNotify(m.Params)
+		}
+		out := AppendResponse(nil, m.ID, []byte("true"), &Error{20, string(b)})
+		var v map[string]any
+		if err := json.Unmarshal(out, &v); err != nil || bytes.Count(out, []byte("\n")) != 1 {
+			t.Fatalf("response %q not one JSON line: %v", out, err)
+		}
+	})
+}
+
+// FuzzLineReader: the lines read do not depend on how the input is split into reads.
+func FuzzLineReader(f *testing.F) {
+	f.Add([]byte("{\"id\":1}\n{\"id\":2}\n"), 3)
+	f.Add([]byte("abc\n\n\ndef"), 0)
+	f.Fuzz(func(t *testing.T, b []byte, cut int) {
+		if cut < 0 {
+			cut = -cut
+		}
+		if len(b) > 0 {
+			cut %= len(b) + 1
+		} else {
+			cut = 0
+		}
+		read := func(r io.Reader) ([]string, error) {
+			lr := &lineReader{r: r, buf: make([]byte, 8), max: 64}
+			var out []string
+			for {
+				l, err := lr.readLine()
+				if err != nil {
+					if err == io.EOF {
+						return out, nil
+					}
+					return out, err
+				}
+				out = append(out, string(l))
+			}
+		}
+		whole, err1 := read(bytes.NewReader(b))
+		split, err2 := read(io.MultiReader(bytes.NewReader(b[:cut]), bytes.NewReader(b[cut:])))
+		if (err1 == nil) != (err2 == nil) || strings.Join(whole, "\n") != strings.Join(split, "\n") {
+			t.Fatalf("whole %q (%v) != split at %d %q (%v)", whole, err1, cut, split, err2)
+		}
+	})
+}
