@@ -287,7 +287,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	tailCtx, stopTail := context.WithCancel(context.Background())
 	defer stopTail()
 	wg.Go(func() {
-		err := stream.Tailer{Logger: log.With("component", "tail")}.Run(tailCtx, shareLog, last, stream.StoreShares(tailCtx, store))
+		err := stream.Tailer{Logger: log.With("component", "tail")}.Run(tailCtx, shareLog, last, pruneAfter(shareLog, stream.StoreShares(tailCtx, store), time.Minute, log))
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, stream.ErrClosed) {
 			log.Error("share stream consumer stopped", "err", err)
 		}
@@ -337,6 +337,25 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 
 func stratumLimits(cfg PoolConfig) stratum.Limits {
 	return stratum.Limits{MaxConnsPerIP: cfg.MaxConnsPerIP}
+}
+
+// pruneAfter wraps the store consumer: once a batch is stored, segments holding only
+// stored records are removed, at most once per interval. The store is the stream's
+// only consumer; a consumer added later must hold pruning back to what it has read.
+func pruneAfter(l *stream.Log, store func([]stream.Record) error, every time.Duration, log *slog.Logger) func([]stream.Record) error {
+	var last time.Time
+	return func(recs []stream.Record) error {
+		if err := store(recs); err != nil {
+			return err
+		}
+		if len(recs) > 0 && time.Since(last) >= every {
+			last = time.Now()
+			if _, err := l.Prune(recs[len(recs)-1].Seq + 1); err != nil {
+				log.Warn("prune share stream", "err", err)
+			}
+		}
+		return nil
+	}
 }
 
 // shareSink adapts the share stream to the pool.
