@@ -23,8 +23,18 @@ import (
 // for an older job is stale.
 const sentJobs = 8
 
-// vardiffShares is how many shares close a vardiff window early.
-const vardiffShares = 16
+// Vardiff windows: see session.accepted.
+const (
+	vardiffFastShares  = 8
+	vardiffShares      = 32
+	vardiffWindows     = 6
+	vardiffIdleWindows = 12
+	// A window closed on time needs vardiffMinShares shares, or else it stays open
+	// for vardiffLongWindows intervals: one share in six intervals is too weak a sign
+	// (it happens in 1.5% of windows at the right difficulty) to cut the difficulty 6x.
+	vardiffMinShares   = 4
+	vardiffLongWindows = 24
+)
 
 type sentJob struct {
 	j    *job
@@ -88,32 +98,34 @@ func (s *session) sendJob(p *Pool, j *job) {
 	s.conn.WriteRaw(line)
 }
 
-// idleRetarget lowers the difficulty of a connection that has found too few shares
-// for a long time (a device much slower than the start difficulty assumed).
+// idleRetarget lowers the difficulty of a connection that has found no share for
+// vardiffIdleWindows target intervals (a device far slower than its difficulty
+// assumes). At the right difficulty that silence has probability e^-12, so it does not
+// disturb a converged connection. The new difficulty assumes the next share was just
+// about to arrive: cur·2T/elapsed.
 func (s *session) idleRetarget(p *Pool, now time.Time) {
-	if s.fixed || s.windowStart.IsZero() {
+	if s.fixed || s.windowStart.IsZero() || s.windowShares > 0 {
 		return
 	}
+	T := p.cfg.ShareInterval
 	el := now.Sub(s.windowStart)
-	if el < 6*p.cfg.ShareInterval || s.windowShares >= 2 {
+	if el < vardiffIdleWindows*T {
 		return
 	}
-	// Fewer than two shares in six intervals: the rate is at most a third of the
-	// target; estimate from what came (or assume one share just missed).
-	work := s.windowWork
-	if work == 0 {
-		work = s.diff.Float()
-	}
-	nd := work * p.cfg.ShareInterval.Seconds() / el.Seconds()
-	if nd > s.diff.Float()/4 {
-		nd = s.diff.Float() / 4
-	}
-	s.diff = p.clampDiff(nd)
+	s.diff = p.clampDiff(s.diff.Float() * 2 * T.Seconds() / el.Seconds())
 	s.windowStart, s.windowShares, s.windowWork = now, 0, 0
 }
 
 // accepted updates vardiff after an accepted share; it reports whether the
 // difficulty changed (the caller then sends a new job).
+//
+// A window closes early when vardiffFastShares arrive within one target interval (the
+// difficulty is at least that many times too low: jump straight to the estimate, which
+// is how a 200 TH/s ASIC starting at the default difficulty gets to its own within a
+// second), or after vardiffShares shares, or after vardiffWindows intervals with at
+// least vardiffMinShares shares, or after vardiffLongWindows intervals. An estimate
+// within 4x of the current difficulty moves it only halfway (geometrically), so that
+// the noise of a short window (1/sqrt(shares)) does not make the difficulty wander.
 func (s *session) accepted(p *Pool, d hashgrid.Diff, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -124,7 +136,11 @@ func (s *session) accepted(p *Pool, d hashgrid.Diff, now time.Time) bool {
 	s.windowWork += d.Float()
 	el := now.Sub(s.windowStart)
 	T := p.cfg.ShareInterval
-	if s.windowShares < vardiffShares && el < 3*T {
+	fast := s.windowShares >= vardiffFastShares && el < T
+	full := s.windowShares >= vardiffShares ||
+		(el >= vardiffWindows*T && s.windowShares >= vardiffMinShares) ||
+		el >= vardiffLongWindows*T
+	if !fast && !full {
 		return false
 	}
 	if el < time.Millisecond {
@@ -133,8 +149,12 @@ func (s *session) accepted(p *Pool, d hashgrid.Diff, now time.Time) bool {
 	nd := s.windowWork * T.Seconds() / el.Seconds()
 	cur := s.diff.Float()
 	s.windowStart, s.windowShares, s.windowWork = now, 0, 0
-	if r := nd / cur; r > 0.67 && r < 1.5 {
-		return false
+	if r := nd / cur; !fast && r > 0.25 && r < 4 {
+		r = math.Sqrt(r)
+		if r > 0.85 && r < 1.18 {
+			return false
+		}
+		nd = cur * r
 	}
 	old := s.diff
 	s.diff = p.clampDiff(nd)
