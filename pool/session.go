@@ -162,8 +162,18 @@ func (s *session) accepted(p *Pool, d hashgrid.Diff, now time.Time) bool {
 }
 
 // Submit validates a share and records it. It answers nil only once the share is
-// durable in the share sink.
+// durable in the share sink. The server uses SubmitAsync; Submit serves callers that
+// want the answer in line.
 func (p *Pool) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error {
+	ch := make(chan *stratum.Error, 1)
+	p.SubmitAsync(c, sub, func(e *stratum.Error) { ch <- e })
+	return <-ch
+}
+
+// SubmitAsync validates a share in the connection's read loop (so duplicates are
+// decided in arrival order) and answers through done: at once for a rejection, once
+// the share is durable for an accepted one.
+func (p *Pool) SubmitAsync(c *stratum.Conn, sub *stratum.Submit, done func(*stratum.Error)) {
 	s := p.session(c)
 	now := p.cfg.Now()
 	sh := hashgrid.Share{Time: now, JobID: sub.JobID, UserAgent: c.UserAgent(), Remote: c.RemoteAddr()}
@@ -178,12 +188,14 @@ func (p *Pool) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error {
 		p.mu.Lock()
 		p.stats.SharesRejected++
 		p.mu.Unlock()
-		// Rejected shares are kept for reject rates; failing to keep one loses nothing
-		// the miner is owed.
+		// Rejected shares are kept for reject rates, in the read loop: a peer sending
+		// bad shares is slowed, not given more goroutines. Failing to keep one loses
+		// nothing the miner is owed.
 		if _, rerr := p.shares.Record(context.Background(), &sh); rerr != nil {
 			p.log.Warn("record rejected share", "err", rerr)
 		}
-		return err
+		done(err)
+		return
 	}
 	var seqc chan uint64
 	if block != nil {
@@ -191,29 +203,34 @@ func (p *Pool) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error {
 		p.bg.Add(1)
 		go p.submitBlock(block, sh, seqc)
 	}
-	seq, rerr := p.shares.Record(context.Background(), &sh)
-	if seqc != nil {
-		seqc <- seq
-	}
-	if rerr != nil {
-		p.log.Error("share not recorded", "err", rerr, "address", sh.Address)
-		p.m.recordFailed()
-		if block == nil {
-			// Let the miner resubmit it once the sink recovers.
-			w.unmarkSeen(sh.Hash)
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		seq, rerr := p.shares.Record(context.Background(), &sh)
+		if seqc != nil {
+			seqc <- seq
 		}
-		return &stratum.Error{Code: stratum.ErrCodeOther, Message: "pool could not record the share"}
-	}
-	p.m.share(hashgrid.ShareAccepted)
-	p.mu.Lock()
-	p.stats.SharesAccepted++
-	p.mu.Unlock()
-	if s.accepted(p, sh.Diff, now) {
-		if j := p.cloneCurrent(s); j != nil {
-			s.sendJob(p, j)
+		if rerr != nil {
+			p.log.Error("share not recorded", "err", rerr, "address", sh.Address)
+			p.m.recordFailed()
+			if block == nil {
+				// Let the miner resubmit it once the sink recovers.
+				w.unmarkSeen(sh.Hash)
+			}
+			done(&stratum.Error{Code: stratum.ErrCodeOther, Message: "pool could not record the share"})
+			return
 		}
-	}
-	return nil
+		p.m.share(hashgrid.ShareAccepted)
+		p.mu.Lock()
+		p.stats.SharesAccepted++
+		p.mu.Unlock()
+		done(nil)
+		if s.accepted(p, sh.Diff, now) {
+			if j := p.cloneCurrent(s); j != nil {
+				s.sendJob(p, j)
+			}
+		}
+	}()
 }
 
 // solved is a block candidate ready to submit.

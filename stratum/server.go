@@ -34,6 +34,7 @@ type Limits struct {
 	BanDuration       time.Duration // how long an IP that exceeded MaxStrikes is refused
 	MaxWorkersPerConn int           // distinct mining.authorize users on one connection
 	ResumeSessions    int           // recently closed sessions remembered for resume
+	MaxPendingSubmits int           // submits awaiting their answer on one connection; more wait
 }
 
 // DefaultLimits are sized for a public pool: enough room for a farm behind one NAT
@@ -51,6 +52,7 @@ var DefaultLimits = Limits{
 	BanDuration:       10 * time.Minute,
 	MaxWorkersPerConn: 64,
 	ResumeSessions:    100_000,
+	MaxPendingSubmits: 64,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -77,6 +79,7 @@ func (l Limits) withDefaults() Limits {
 	setD(&l.BanDuration, d.BanDuration)
 	set(&l.MaxWorkersPerConn, d.MaxWorkersPerConn)
 	set(&l.ResumeSessions, d.ResumeSessions)
+	set(&l.MaxPendingSubmits, d.MaxPendingSubmits)
 	return l
 }
 
@@ -95,6 +98,15 @@ type Handler interface {
 	Submit(c *Conn, s *Submit) *Error
 	// Closed is called once when the connection ends.
 	Closed(c *Conn)
+}
+
+// AsyncHandler may be implemented by a Handler to answer submits outside the
+// connection's read loop, so that a miner with several submits in flight is not held
+// to one durable write at a time. SubmitAsync is called from the read loop, in order;
+// it must call done exactly once, from any goroutine. Replies are written in the order
+// the submits arrived, whatever order done is called in.
+type AsyncHandler interface {
+	SubmitAsync(c *Conn, s *Submit, done func(*Error))
 }
 
 // Config configures a Server.
@@ -412,8 +424,13 @@ type Conn struct {
 	users         []string
 	authorized    atomic.Bool
 	badLines      int
-	strikes       int
-	strikeStart   time.Time
+
+	// Pipelined submits (AsyncHandler): replies wait in arrival order.
+	pmu         sync.Mutex
+	pending     []*pendingReply
+	sem         chan struct{} // bounds pending submits; made on the first submit
+	strikes     int
+	strikeStart time.Time
 
 	// Data is the handler's per-connection state.
 	Data any
@@ -844,8 +861,17 @@ func (c *Conn) handleConfigure(m *Message) bool {
 	return c.reply(m, b)
 }
 
+type pendingReply struct {
+	id   json.RawMessage
+	err  *Error
+	done bool
+}
+
 func (c *Conn) handleSubmit(m *Message) bool {
 	s := c.srv
+	if ah, ok := s.handler.(AsyncHandler); ok {
+		return c.handleSubmitAsync(m, ah)
+	}
 	sub, err := ParseSubmit(m)
 	if err != nil {
 		return c.strike(m, &Error{ErrCodeOther, "bad submit params"})
@@ -878,17 +904,101 @@ func (c *Conn) hasUser(u string) bool {
 // strike answers with e and counts it against the peer; a peer over MaxStrikes in
 // StrikeWindow is banned.
 func (c *Conn) strike(m *Message, e *Error) bool {
+	if !c.countStrike() {
+		return false
+	}
+	return c.writeLine(AppendResponse(nil, m.ID, nil, e)) == nil
+}
+
+// countStrike counts one invalid share; false means the peer was banned.
+func (c *Conn) countStrike() bool {
 	s := c.srv
 	now := s.cfg.Now()
+	c.pmu.Lock()
 	if now.Sub(c.strikeStart) > s.lim.StrikeWindow {
 		c.strikeStart, c.strikes = now, 0
 	}
 	c.strikes++
-	if c.strikes > s.lim.MaxStrikes {
-		s.log.Warn("banning peer for invalid shares", "ip", c.ip, "strikes", c.strikes)
+	over := c.strikes > s.lim.MaxStrikes
+	n := c.strikes
+	c.pmu.Unlock()
+	if over {
+		s.log.Warn("banning peer for invalid shares", "ip", c.ip, "strikes", n)
 		s.drop("strikes")
 		s.Ban(c.ip, s.lim.BanDuration)
 		return false
 	}
-	return c.writeLine(AppendResponse(nil, m.ID, nil, e)) == nil
+	return true
+}
+
+// handleSubmitAsync queues the reply slot, hands the share to the handler and goes
+// back to reading; complete writes replies as the head of the queue resolves.
+func (c *Conn) handleSubmitAsync(m *Message, ah AsyncHandler) bool {
+	s := c.srv
+	sub, err := ParseSubmit(m)
+	var early *Error
+	switch {
+	case err != nil:
+		early = &Error{ErrCodeOther, "bad submit params"}
+	case !c.subscribed:
+		early = &Error{ErrCodeNotSubscribed, "not subscribed"}
+	case !c.authorized.Load() || !c.hasUser(sub.Worker):
+		early = &Error{ErrCodeUnauthorized, "unauthorized worker"}
+	}
+	if c.sem == nil {
+		c.sem = make(chan struct{}, s.lim.MaxPendingSubmits)
+	}
+	c.sem <- struct{}{} // wait while MaxPendingSubmits are unanswered
+	r := &pendingReply{id: m.ID}
+	c.pmu.Lock()
+	c.pending = append(c.pending, r)
+	c.pmu.Unlock()
+	if early != nil {
+		return c.complete(r, early)
+	}
+	ah.SubmitAsync(c, sub, func(e *Error) { c.complete(r, e) })
+	return !c.closed.Load()
+}
+
+// complete records a submit's verdict and writes every resolved reply at the head of
+// the queue, in order. It reports false when the peer was dropped.
+func (c *Conn) complete(r *pendingReply, e *Error) bool {
+	<-c.sem
+	if e != nil && e.Code != ErrCodeJobNotFound {
+		// Stale work is normal around a new block; anything else counts.
+		if !c.countStrike() {
+			return false
+		}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.pmu.Lock()
+	r.err, r.done = e, true
+	var buf []byte
+	n := 0
+	for n < len(c.pending) && c.pending[n].done {
+		p := c.pending[n]
+		if p.err == nil {
+			buf = AppendResponse(buf, p.id, []byte("true"), nil)
+		} else {
+			buf = AppendResponse(buf, p.id, nil, p.err)
+		}
+		c.pending[n] = nil
+		n++
+	}
+	c.pending = c.pending[n:]
+	if len(c.pending) == 0 {
+		c.pending = nil // let an idle connection hold no queue
+	}
+	c.pmu.Unlock()
+	if len(buf) == 0 || c.closed.Load() {
+		return !c.closed.Load()
+	}
+	c.nc.SetWriteDeadline(c.srv.cfg.Now().Add(c.srv.lim.WriteTimeout))
+	if _, err := c.nc.Write(buf); err != nil {
+		c.srv.drop("write")
+		c.Close()
+		return false
+	}
+	return true
 }

@@ -1,0 +1,345 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashgrid/hashgrid/stratum"
+)
+
+// LoadConfig configures a load run.
+type LoadConfig struct {
+	URL      string
+	User     string
+	Password string
+	Conns    int
+	InFlight int           // submits outstanding per connection (submit mode)
+	Duration time.Duration // submit mode: how long to submit
+	// DialRate bounds new connections per second so the server's accept queue is not
+	// the thing measured; 0 means 2000/s.
+	DialRate int
+}
+
+// Result is what a load run measured.
+type Result struct {
+	Conns       int     `json:"conns"`
+	Submits     uint64  `json:"submits"`
+	Accepted    uint64  `json:"accepted"`
+	Rejected    uint64  `json:"rejected"`
+	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"submits_per_second"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	ConnectSecs float64 `json:"connect_seconds"`
+	// Notify mode: UnixNano of the last connection's receipt of the awaited notify.
+	LastNotifyUnixNano int64 `json:"last_notify_unix_nano,omitempty"`
+	NotifyReceived     int   `json:"notify_received,omitempty"`
+}
+
+// conn is one load connection.
+type conn struct {
+	nc    net.Conn
+	br    *bufio.Reader
+	en2   int
+	job   atomic.Value // string
+	ntime atomic.Value // string
+	clean chan int64   // UnixNano of clean_jobs notifies
+}
+
+func dialConn(ctx context.Context, addr, user, pass string) (*conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 4096), clean: make(chan int64, 4)}
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(nc, `{"id":1,"method":"mining.subscribe","params":["hashgrid-bench/1"]}`+"\n")
+	auth, _ := json.Marshal([]string{user, pass})
+	fmt.Fprintf(nc, `{"id":2,"method":"mining.authorize","params":%s}`+"\n", auth)
+	for c.job.Load() == nil {
+		line, err := c.br.ReadBytes('\n')
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("handshake: %w", err)
+		}
+		m, err := stratum.ParseMessage(line)
+		if err != nil {
+			continue
+		}
+		switch {
+		case string(m.ID) == "1":
+			var res []json.RawMessage
+			if json.Unmarshal(m.Result, &res) != nil || len(res) < 3 {
+				nc.Close()
+				return nil, fmt.Errorf("subscribe: %s", line)
+			}
+			json.Unmarshal(res[2], &c.en2)
+		case string(m.ID) == "2" && string(m.Result) != "true":
+			nc.Close()
+			return nil, fmt.Errorf("authorize refused: %s", line)
+		case m.Method == "mining.notify":
+			c.onNotify(m)
+		}
+	}
+	nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func (c *conn) onNotify(m *stratum.Message) {
+	n, err := stratum.ParseNotify(m.Params)
+	if err != nil {
+		return
+	}
+	c.job.Store(n.JobID)
+	c.ntime.Store(n.NTime)
+	if n.CleanJobs {
+		select {
+		case c.clean <- time.Now().UnixNano():
+		default:
+		}
+	}
+}
+
+func dialAll(ctx context.Context, cfg LoadConfig) ([]*conn, error) {
+	addr, err := stratum.HostPort(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	rate := cfg.DialRate
+	if rate == 0 {
+		rate = 2000
+	}
+	conns := make([]*conn, cfg.Conns)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	sem := make(chan struct{}, 64)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for i := range conns {
+		<-tick.C
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := dialConn(ctx, addr, cfg.User, cfg.Password)
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			conns[i] = c
+		})
+	}
+	wg.Wait()
+	if e := firstErr.Load(); e != nil {
+		for _, c := range conns {
+			if c != nil {
+				c.nc.Close()
+			}
+		}
+		return nil, fmt.Errorf("connect: %w", e.(error))
+	}
+	return conns, nil
+}
+
+// Submit runs the submit benchmark: every connection keeps InFlight submits
+// outstanding for Duration.
+func Submit(ctx context.Context, cfg LoadConfig) (Result, error) {
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = 1
+	}
+	start := time.Now()
+	conns, err := dialAll(ctx, cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Conns: len(conns), ConnectSecs: time.Since(start).Seconds()}
+	var submits, accepted, rejected atomic.Uint64
+	var mu sync.Mutex
+	var lat []int64 // microseconds
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for ci, c := range conns {
+		wg.Go(func() {
+			l := runConn(runCtx, c, ci, cfg.InFlight, cfg.User, &submits, &accepted, &rejected)
+			mu.Lock()
+			lat = append(lat, l...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	el := time.Since(t0).Seconds()
+	for _, c := range conns {
+		c.nc.Close()
+	}
+	slices.Sort(lat)
+	res.Submits, res.Accepted, res.Rejected = submits.Load(), accepted.Load(), rejected.Load()
+	res.Seconds = el
+	res.PerSecond = float64(res.Accepted+res.Rejected) / el
+	if len(lat) > 0 {
+		res.P50ms = float64(lat[len(lat)/2]) / 1000
+		res.P99ms = float64(lat[len(lat)*99/100]) / 1000
+		res.MaxMs = float64(lat[len(lat)-1]) / 1000
+	}
+	return res, nil
+}
+
+// runConn keeps inflight submits outstanding on one connection until ctx ends and
+// returns the reply latencies in microseconds.
+func runConn(ctx context.Context, c *conn, ci, inflight int, user string, submits, accepted, rejected *atomic.Uint64) []int64 {
+	sent := map[uint64]time.Time{}
+	var mu sync.Mutex
+	var lat []int64
+	tokens := make(chan struct{}, inflight)
+	for i := 0; i < inflight; i++ {
+		tokens <- struct{}{}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			line, err := c.br.ReadBytes('\n')
+			if err != nil {
+				return
+			}
+			m, err := stratum.ParseMessage(line)
+			if err != nil {
+				continue
+			}
+			if m.Method == "mining.notify" {
+				c.onNotify(m)
+				continue
+			}
+			if m.IsRequest() {
+				continue
+			}
+			id, err := strconv.ParseUint(string(m.ID), 10, 64)
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			t, ok := sent[id]
+			delete(sent, id)
+			if ok {
+				lat = append(lat, time.Since(t).Microseconds())
+			}
+			mu.Unlock()
+			if string(m.Result) == "true" {
+				accepted.Add(1)
+			} else {
+				rejected.Add(1)
+			}
+			select {
+			case tokens <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	en2 := strings.Repeat("0", 2*c.en2-8) + fmt.Sprintf("%08x", uint32(ci))
+	var id, nonce uint64 = 100, 0
+	var buf []byte
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tokens:
+			id++
+			nonce++
+			job, _ := c.job.Load().(string)
+			ntime, _ := c.ntime.Load().(string)
+			buf = fmt.Appendf(buf[:0], `{"id":%d,"method":"mining.submit","params":["%s","%s","%s","%s","%08x"]}`+"\n", id, user, job, en2, ntime, uint32(nonce))
+			mu.Lock()
+			sent[id] = time.Now()
+			mu.Unlock()
+			submits.Add(1)
+			c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.nc.Write(buf); err != nil {
+				return lat
+			}
+		case <-done:
+			return lat
+		}
+	}
+	// Let outstanding replies arrive so the count is complete, briefly.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(sent)
+		mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.nc.Close()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	return lat
+}
+
+// Hold opens Conns authorized connections, calls ready, and keeps them open (reading
+// and discarding what the pool sends) until ctx ends. With awaitClean it instead
+// waits, after ready, for one clean_jobs notify on every connection and reports when
+// the last one arrived.
+func Hold(ctx context.Context, cfg LoadConfig, awaitClean bool, ready func()) (Result, error) {
+	start := time.Now()
+	conns, err := dialAll(ctx, cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		for _, c := range conns {
+			c.nc.Close()
+		}
+	}()
+	res := Result{Conns: len(conns), ConnectSecs: time.Since(start).Seconds()}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, c := range conns {
+		// Drain the initial clean notify of the handshake.
+		select {
+		case <-c.clean:
+		default:
+		}
+		wg.Go(func() {
+			for {
+				line, err := c.br.ReadBytes('\n')
+				if err != nil {
+					return
+				}
+				if m, err := stratum.ParseMessage(line); err == nil && m.Method == "mining.notify" {
+					c.onNotify(m)
+				}
+			}
+		})
+	}
+	ready()
+	if !awaitClean {
+		<-ctx.Done()
+		return res, nil
+	}
+	var last int64
+	for _, c := range conns {
+		select {
+		case t := <-c.clean:
+			res.NotifyReceived++
+			last = max(last, t)
+		case <-ctx.Done():
+			res.LastNotifyUnixNano = last
+			return res, fmt.Errorf("notify: %d of %d connections got it before the deadline", res.NotifyReceived, len(conns))
+		}
+	}
+	res.LastNotifyUnixNano = last
+	return res, nil
+}

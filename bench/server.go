@@ -1,0 +1,188 @@
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/v2"
+	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/btcsuite/btcd/wire/v2"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/node"
+	"github.com/hashgrid/hashgrid/pool"
+	"github.com/hashgrid/hashgrid/sqlite"
+	"github.com/hashgrid/hashgrid/stratum"
+	"github.com/hashgrid/hashgrid/stream"
+)
+
+// BenchDiff is the fixed difficulty the load client asks the benchmark pool for:
+// 2^-32, the smallest a hashgrid.Diff holds. Its target is 0xffff·2^240, which about
+// 99.998% of headers meet.
+const BenchDiff = "2.3283064365386963e-10"
+
+// Template returns a synthetic template at mainnet-like difficulty (nBits 17034219,
+// about 1.1e14) with txs transactions (txids only: its blocks are never assembled, as
+// no share meets that target).
+func Template(height int64, txs int) *node.Template {
+	t := &node.Template{
+		Version:       0x20000000,
+		CoinbaseValue: 312_500_000,
+		Bits:          0x17034219,
+		CurTime:       time.Now().Unix(),
+		MinTime:       time.Now().Unix() - 3600,
+		Height:        height,
+	}
+	binary.LittleEndian.PutUint64(t.PrevHash[:], uint64(height))
+	for i := 0; i < txs; i++ {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], uint64(height)<<32|uint64(i))
+		t.Transactions = append(t.Transactions, node.TemplateTx{TxID: chainhash.Hash(sha256.Sum256(b[:]))})
+	}
+	return t
+}
+
+// noNode refuses blocks: the benchmark template's target is never met.
+type noNode struct{}
+
+func (noNode) SubmitBlock(context.Context, *wire.MsgBlock) error {
+	return fmt.Errorf("bench: no node behind the benchmark pool")
+}
+
+// ServerConfig configures the benchmark pool.
+type ServerConfig struct {
+	Listen  string
+	Data    string // share stream and SQLite; a temp dir when empty
+	Txs     int    // template transactions (merkle branch length log2)
+	MaxConn int
+	Logger  *slog.Logger
+}
+
+// Server is a running benchmark pool.
+type Server struct {
+	Addr  string
+	Pool  *pool.Pool
+	store *sqlite.DB
+	log   *stream.Log
+	stop  func()
+	h     int64
+	txs   int
+}
+
+// StartServer starts the benchmark pool.
+func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Data == "" {
+		d, err := os.MkdirTemp("", "hashgrid-bench-")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Data = d
+	}
+	store, err := sqlite.Open(filepath.Join(cfg.Data, "bench.db"))
+	if err != nil {
+		return nil, err
+	}
+	last, _ := store.LastSeq(ctx)
+	sl, err := stream.Open(filepath.Join(cfg.Data, "shares"), stream.Options{FirstSeq: last + 1})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	out, err := pool.SingleAddress("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", &chaincfg.MainNetParams)
+	if err != nil {
+		return nil, err
+	}
+	p, err := pool.New(pool.Config{
+		Network: &chaincfg.MainNetParams, Outputs: out, MinDiff: 2.3283064365386963e-10, Logger: cfg.Logger,
+		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConn, MaxStrikes: 1 << 30},
+	}, noNode{}, sink{sl}, store)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Pool: p, store: store, log: sl, h: 900_000, txs: cfg.Txs}
+	if err := p.UpdateTemplate(Template(s.h, cfg.Txs), true); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	s.Addr = l.Addr().String()
+	tailCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { stream.Tail(tailCtx, sl, last, 0, stream.StoreShares(tailCtx, store)); done <- struct{}{} }()
+	go func() { p.Serve(l); done <- struct{}{} }()
+	s.stop = func() {
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		p.Shutdown(sctx)
+		cancel()
+		<-done
+		<-done
+		sl.Close()
+		store.Close()
+	}
+	return s, nil
+}
+
+// NewTip installs a template on a new previous block (clean jobs) and returns when it
+// was handed to the pool.
+func (s *Server) NewTip() time.Time {
+	s.h++
+	t0 := time.Now()
+	s.Pool.UpdateTemplate(Template(s.h, s.txs), true)
+	return t0
+}
+
+// Close stops the server.
+func (s *Server) Close() { s.stop() }
+
+// Memory returns the Go heap and stack in use after a collection, and the process's
+// resident set size from /proc (0 where unavailable).
+func Memory() (heapStack uint64, rss uint64) {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse + ms.StackInuse, RSS(os.Getpid())
+}
+
+// RSS returns a process's resident set size in bytes from /proc/PID/status.
+func RSS(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseUint(f[0], 10, 64)
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
+type sink struct{ s stream.Stream }
+
+func (k sink) Record(ctx context.Context, sh *hashgrid.Share) (uint64, error) {
+	if err := stream.AppendShare(ctx, k.s, sh); err != nil {
+		return 0, err
+	}
+	return sh.Seq, nil
+}

@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashgrid/hashgrid/bench"
+)
+
+func benchCommand() *Command {
+	return &Command{
+		Name:  "bench",
+		Short: "load tools: 'bench stratum' loads any Stratum V1 pool; 'bench pool' runs a benchmark pool",
+		Run: func(ctx context.Context, args []string, env Env) error {
+			if len(args) == 0 {
+				return fmt.Errorf("%w: bench stratum|pool", ErrUsage)
+			}
+			switch args[0] {
+			case "stratum":
+				return benchStratum(ctx, args[1:], env)
+			case "pool":
+				return benchPool(ctx, args[1:], env)
+			}
+			return fmt.Errorf("%w: unknown bench %q (want stratum or pool)", ErrUsage, args[0])
+		},
+	}
+}
+
+// benchStratum is the load client. It prints one JSON result line; in idle and notify
+// modes it first prints "READY" once every connection is authorized and has work.
+func benchStratum(ctx context.Context, args []string, env Env) error {
+	fs := newFlagSet("bench stratum", env)
+	var cfg bench.LoadConfig
+	mode := fs.String("mode", "submit", "submit (throughput and latency), idle (hold connections until stdin closes), notify (await one clean notify on every connection)")
+	fs.StringVar(&cfg.URL, "url", "", "pool URL, stratum+tcp://HOST:PORT")
+	fs.StringVar(&cfg.User, "user", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.bench", "user to authorize")
+	fs.StringVar(&cfg.Password, "password", "d="+bench.BenchDiff, "password (hashgrid reads d=DIFF as a fixed difficulty)")
+	fs.IntVar(&cfg.Conns, "conns", 200, "connections")
+	fs.IntVar(&cfg.InFlight, "inflight", 4, "submits outstanding per connection")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "submit mode: how long")
+	fs.IntVar(&cfg.DialRate, "dial-rate", 2000, "new connections per second")
+	timeout := fs.Duration("timeout", 2*time.Minute, "notify mode: how long to wait")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.URL == "" {
+		return fmt.Errorf("%w: --url is required", ErrUsage)
+	}
+	var res bench.Result
+	var err error
+	switch *mode {
+	case "submit":
+		res, err = bench.Submit(ctx, cfg)
+	case "idle", "notify":
+		hctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		if *mode == "notify" {
+			var c2 context.CancelFunc
+			hctx, c2 = context.WithTimeout(hctx, *timeout)
+			defer c2()
+		}
+		res, err = bench.Hold(hctx, cfg, *mode == "notify", func() {
+			fmt.Fprintln(env.Stdout, "READY")
+			if *mode == "idle" {
+				go func() {
+					// Hold until the controller closes stdin.
+					bufio.NewReader(env.Stdin).ReadString('\n')
+					cancel()
+				}()
+			}
+		})
+	default:
+		return fmt.Errorf("%w: unknown mode %q", ErrUsage, *mode)
+	}
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(env.Stdout).Encode(res)
+}
+
+// benchPool runs the benchmark pool. It prints {"addr":..,"pid":..}, then answers
+// commands on stdin, one per line: "tip" (install a new tip; prints {"t0":UnixNano}),
+// "mem" (prints heap+stack in use after GC, RSS, and connections). EOF stops it.
+func benchPool(ctx context.Context, args []string, env Env) error {
+	fs := newFlagSet("bench pool", env)
+	var cfg bench.ServerConfig
+	fs.StringVar(&cfg.Listen, "stratum", "127.0.0.1:0", "listen address")
+	fs.StringVar(&cfg.Data, "data", "", "data directory (default: a temporary one)")
+	fs.IntVar(&cfg.Txs, "txs", 2000, "template transactions (sets the merkle branch length)")
+	fs.IntVar(&cfg.MaxConn, "max-conns-per-ip", 20000, "connections allowed from one IP")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.Data == "" {
+		d, err := os.MkdirTemp("", "hashgrid-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		cfg.Data = d
+	}
+	s, err := bench.StartServer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	out := json.NewEncoder(env.Stdout)
+	out.Encode(map[string]any{"addr": s.Addr, "pid": os.Getpid()})
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(env.Stdin)
+		for sc.Scan() {
+			lines <- strings.TrimSpace(sc.Text())
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case l, ok := <-lines:
+			if !ok {
+				return nil
+			}
+			switch l {
+			case "tip":
+				t0 := s.NewTip()
+				out.Encode(map[string]any{"t0": t0.UnixNano(), "broadcast_ms": float64(s.Pool.Stats().LastBroadcast.Microseconds()) / 1000})
+			case "mem":
+				hs, rss := bench.Memory()
+				out.Encode(map[string]any{"heap_stack": hs, "rss": rss, "conns": s.Pool.Server().NumConns()})
+			default:
+				out.Encode(map[string]any{"error": "unknown command " + l})
+			}
+		}
+	}
+}
