@@ -38,6 +38,7 @@ func commands() []*Command {
 		poolCommand(),
 		minerCommand(),
 		demoCommand(),
+		benchCommand(),
 		registryCommand(),
 	}
 }
