@@ -1,0 +1,25 @@
+// Package market is hashgrid's hashrate market: buyers place orders (a destination
+// pool, a price in satoshis per TH/s per day, a speed limit and a budget held in escrow)
+// or buy fixed-term contracts; sellers point miners at the market's Stratum port with
+// user PAYOUT_ADDRESS.WORKER; the market routes each seller to the highest-priced live
+// order that has room, forwards the seller's shares to that order's destination pool
+// and measures delivery from the destination's answers only.
+//
+// Upstream sharing: all sellers on one order use one upstream connection. The
+// destination's extranonce1 is folded into the coinbase part sent to sellers, and
+// the upstream extranonce2 is the seller's market extranonce1 (unique per seller
+// connection) followed by the seller's own extranonce2 and zero padding. Moving a
+// seller to another order therefore needs no set_extranonce: a new difficulty and a
+// clean job are enough, which every Stratum V1 miner understands.
+//
+// Money: every charge and every earning is an entry in the shared ledger (package
+// ledger). Charges accrue exactly as Σ price · hashes (hashes of a share = its
+// difficulty · 2^32, which is the raw value of a hashgrid.Diff) and are posted as
+// cumulative floors, so no rounding drifts; an order's escrow is reserved before a
+// share is forwarded, so no order is ever charged past its budget, and the ledger
+// refuses any entry that would take an escrow below zero.
+//
+// Left out: on-chain deposits and withdrawals (an operator credits deposits through
+// the admin endpoint; seller balances are ledger accounts the payouts engine pays),
+// several upstream connections per order, and price-decrease throttling.
+package market

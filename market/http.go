@@ -1,0 +1,428 @@
+package market
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashgrid/hashgrid"
+)
+
+// maxBodyBytes bounds a request body.
+const maxBodyBytes = 64 << 10
+
+// WorkerView is one seller worker's record.
+type WorkerView struct {
+	Worker       string  `json:"worker"`
+	Online       bool    `json:"online"`
+	Accepted     uint64  `json:"shares_accepted"`
+	Rejected     uint64  `json:"shares_rejected"`
+	Stale        uint64  `json:"shares_stale"`
+	Invalid      uint64  `json:"shares_invalid"`
+	AcceptedWork float64 `json:"accepted_work"`
+	Earned       int64   `json:"earned"` // posted to the ledger, satoshis
+	LastShare    string  `json:"last_share,omitempty"`
+}
+
+// SellerView is GET /api/v1/sellers/{address}.
+type SellerView struct {
+	Address string       `json:"address"`
+	Earned  int64        `json:"earned"`
+	Workers []WorkerView `json:"workers"`
+}
+
+// Seller returns a payout address's workers and earnings.
+func (m *Market) Seller(ctx context.Context, addr string) (SellerView, error) {
+	bals, err := m.led.Balances(ctx, acctSeller(addr+"/"))
+	if err != nil {
+		return SellerView{}, err
+	}
+	v := SellerView{Address: addr, Workers: []WorkerView{}}
+	m.mu.Lock()
+	for k, w := range m.workers {
+		a, name, _ := strings.Cut(k, "/")
+		if a != addr {
+			continue
+		}
+		wv := WorkerView{Worker: name, Online: w.Conns > 0, Accepted: w.Accepted, Rejected: w.Rejected, Stale: w.Stale,
+			Invalid: w.Invalid, AcceptedWork: w.Work.Float(), Earned: bals[acctSeller(k)]}
+		if !w.Last.IsZero() {
+			wv.LastShare = w.Last.UTC().Format(time.RFC3339Nano)
+		}
+		v.Workers = append(v.Workers, wv)
+	}
+	m.mu.Unlock()
+	for k, b := range bals {
+		v.Earned += b
+		name := strings.TrimPrefix(k, acctSeller(addr+"/"))
+		found := false
+		for _, w := range v.Workers {
+			found = found || w.Worker == name
+		}
+		if !found {
+			v.Workers = append(v.Workers, WorkerView{Worker: name, Earned: b})
+		}
+	}
+	if len(v.Workers) == 0 {
+		return v, hashgrid.Errorf(hashgrid.ENOTFOUND, "no seller %q", addr)
+	}
+	sort.Slice(v.Workers, func(i, j int) bool { return v.Workers[i].Worker < v.Workers[j].Worker })
+	return v, nil
+}
+
+// HTTPConfig configures the API handler.
+type HTTPConfig struct {
+	// AdminToken authorizes POST /api/v1/admin/deposits; empty disables it.
+	AdminToken string
+	Logger     *slog.Logger
+}
+
+type api struct {
+	m   *Market
+	cfg HTTPConfig
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// NewHandler returns the market's HTTP API. Buyers authenticate with
+// "Authorization: Bearer KEY"; keys and the admin token are never logged.
+func NewHandler(m *Market, cfg HTTPConfig) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &api{m: m, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	a.mux.HandleFunc("GET /api/v1/orderbook", a.orderbook)
+	a.mux.HandleFunc("GET /api/v1/orders/{id}/shares", a.shares)
+	a.mux.HandleFunc("GET /api/v1/sellers/{address}", a.seller)
+	a.mux.HandleFunc("GET /api/v1/contracts/quote", a.quote)
+	a.mux.HandleFunc("POST /api/v1/accounts", a.createAccount)
+	a.mux.HandleFunc("POST /api/v1/admin/deposits", a.deposit)
+	a.mux.HandleFunc("GET /api/v1/account", a.auth(a.account))
+	a.mux.HandleFunc("GET /api/v1/orders", a.auth(a.listOrders))
+	a.mux.HandleFunc("POST /api/v1/orders", a.auth(a.placeOrder))
+	a.mux.HandleFunc("GET /api/v1/orders/{id}", a.auth(a.getOrder))
+	a.mux.HandleFunc("PATCH /api/v1/orders/{id}", a.auth(a.editOrder))
+	a.mux.HandleFunc("POST /api/v1/orders/{id}/{action}", a.auth(a.orderAction))
+	a.mux.HandleFunc("POST /api/v1/contracts", a.auth(a.buyContract))
+	a.mux.HandleFunc("POST /api/v1/contracts/{id}/transfer", a.auth(a.offerTransfer))
+	a.mux.HandleFunc("POST /api/v1/contracts/{id}/accept", a.auth(a.acceptTransfer))
+	return a.mux
+}
+
+// Serve runs h on l until ctx ends, then shuts it down.
+func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+var statusOf = map[string]int{
+	hashgrid.ECONFLICT:     http.StatusConflict,
+	hashgrid.EINVALID:      http.StatusBadRequest,
+	hashgrid.ENOTFOUND:     http.StatusNotFound,
+	hashgrid.EUNAUTHORIZED: http.StatusUnauthorized,
+	hashgrid.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	hashgrid.EINTERNAL:     http.StatusInternalServerError,
+}
+
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := hashgrid.ErrorCode(err)
+	st, ok := statusOf[code]
+	if !ok {
+		st = http.StatusInternalServerError
+	}
+	if st == http.StatusInternalServerError {
+		a.log.Error("api", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, st, map[string]string{"error": code, "message": hashgrid.ErrorMessage(err)})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return hashgrid.Errorf(hashgrid.EINVALID, "request body: %v", err)
+	}
+	return nil
+}
+
+type authed func(w http.ResponseWriter, r *http.Request, account string)
+
+func (a *api) auth(h authed) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			a.fail(w, r, hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "missing API key (Authorization: Bearer KEY)"))
+			return
+		}
+		acct, err := a.m.Authenticate(strings.TrimSpace(key))
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		h(w, r, acct)
+	}
+}
+
+func (a *api) orderbook(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.m.OrderBook())
+}
+
+func (a *api) shares(w http.ResponseWriter, r *http.Request) {
+	s, err := a.m.Shares(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+func (a *api) seller(w http.ResponseWriter, r *http.Request) {
+	addr := r.PathValue("address")
+	if addr == "" || len(addr) > 100 {
+		a.fail(w, r, hashgrid.Errorf(hashgrid.EINVALID, "bad address"))
+		return
+	}
+	v, err := a.m.Seller(r.Context(), addr)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *api) quote(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var req struct {
+		Speed float64
+		Start time.Time
+		End   time.Time
+	}
+	if err := json.Unmarshal([]byte(`"`+q.Get("start")+`"`), &req.Start); err != nil {
+		a.fail(w, r, hashgrid.Errorf(hashgrid.EINVALID, "start: want RFC 3339 time"))
+		return
+	}
+	if err := json.Unmarshal([]byte(`"`+q.Get("end")+`"`), &req.End); err != nil {
+		a.fail(w, r, hashgrid.Errorf(hashgrid.EINVALID, "end: want RFC 3339 time"))
+		return
+	}
+	if err := json.Unmarshal([]byte(q.Get("speed")), &req.Speed); err != nil {
+		a.fail(w, r, hashgrid.Errorf(hashgrid.EINVALID, "speed: want a number of TH/s"))
+		return
+	}
+	qt, err := a.m.QuoteContract(req.Speed, req.Start, req.End)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, qt)
+}
+
+// AccountCreated is the reply to POST /api/v1/accounts; the key is shown only here.
+type AccountCreated struct {
+	ID     string `json:"id"`
+	APIKey string `json:"api_key"`
+}
+
+func (a *api) createAccount(w http.ResponseWriter, r *http.Request) {
+	id, key, err := a.m.CreateAccount()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, AccountCreated{ID: id, APIKey: key})
+}
+
+// DepositRequest is POST /api/v1/admin/deposits.
+type DepositRequest struct {
+	Account   string `json:"account"`
+	Amount    int64  `json:"amount"`
+	Reference string `json:"reference"`
+}
+
+func (a *api) deposit(w http.ResponseWriter, r *http.Request) {
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if a.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(a.cfg.AdminToken)) != 1 {
+		a.fail(w, r, hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "admin token required"))
+		return
+	}
+	var req DepositRequest
+	if err := decode(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.m.Deposit(r.Context(), req.Account, req.Amount, req.Reference); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	bal, err := a.m.Balance(r.Context(), req.Account)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, AccountView{ID: req.Account, Balance: bal})
+}
+
+// AccountView is GET /api/v1/account.
+type AccountView struct {
+	ID      string      `json:"id"`
+	Balance int64       `json:"balance"`
+	Orders  []OrderView `json:"orders,omitempty"`
+}
+
+func (a *api) account(w http.ResponseWriter, r *http.Request, acct string) {
+	bal, err := a.m.Balance(r.Context(), acct)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, AccountView{ID: acct, Balance: bal, Orders: a.m.Orders(acct)})
+}
+
+func (a *api) listOrders(w http.ResponseWriter, r *http.Request, acct string) {
+	o := a.m.Orders(acct)
+	if o == nil {
+		o = []OrderView{}
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (a *api) placeOrder(w http.ResponseWriter, r *http.Request, acct string) {
+	var req OrderRequest
+	if err := decode(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.m.PlaceOrder(r.Context(), acct, req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+func (a *api) getOrder(w http.ResponseWriter, r *http.Request, acct string) {
+	v, err := a.m.Order(acct, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *api) editOrder(w http.ResponseWriter, r *http.Request, acct string) {
+	var e OrderEdit
+	if err := decode(r, &e); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.m.EditOrder(acct, r.PathValue("id"), e)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *api) orderAction(w http.ResponseWriter, r *http.Request, acct string) {
+	id := r.PathValue("id")
+	var v OrderView
+	var err error
+	switch r.PathValue("action") {
+	case "pause":
+		v, err = a.m.PauseOrder(acct, id)
+	case "resume":
+		v, err = a.m.ResumeOrder(acct, id)
+	case "cancel":
+		v, err = a.m.CancelOrder(acct, id)
+	case "refill":
+		var req struct {
+			Amount int64 `json:"amount"`
+		}
+		if err = decode(r, &req); err == nil {
+			v, err = a.m.RefillOrder(r.Context(), acct, id, req.Amount)
+		}
+	default:
+		err = hashgrid.Errorf(hashgrid.ENOTFOUND, "no action %q (pause, resume, refill, cancel)", r.PathValue("action"))
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *api) buyContract(w http.ResponseWriter, r *http.Request, acct string) {
+	var req ContractRequest
+	if err := decode(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.m.BuyContract(r.Context(), acct, req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+// TransferRequest is POST /api/v1/contracts/{id}/transfer.
+type TransferRequest struct {
+	To    string `json:"to"`
+	Price int64  `json:"price"`
+}
+
+func (a *api) offerTransfer(w http.ResponseWriter, r *http.Request, acct string) {
+	var req TransferRequest
+	if err := decode(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.m.OfferTransfer(acct, r.PathValue("id"), req.To, req.Price)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.m.save()
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *api) acceptTransfer(w http.ResponseWriter, r *http.Request, acct string) {
+	var d Destination
+	if err := decode(r, &d); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.m.AcceptTransfer(r.Context(), acct, r.PathValue("id"), d)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}

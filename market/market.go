@@ -1,0 +1,475 @@
+package market
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/v2"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/ledger"
+	"github.com/hashgrid/hashgrid/stratum"
+)
+
+// HashesPerTHDay is the number of hashes one TH/s delivers in a day: a price in
+// satoshis per TH/s per day is a price per HashesPerTHDay hashes.
+const HashesPerTHDay = 86_400 * 1_000_000_000_000
+
+var bigK = big.NewInt(HashesPerTHDay)
+
+// Limits on what a buyer may ask for.
+const (
+	MaxPrice       = 1_000_000_000_000_000 // sat per TH/s per day
+	MaxOrders      = 100_000
+	MaxAccounts    = 1_000_000
+	maxFieldLen    = 256
+	maxRateEvents  = 4096
+	sellerJobs     = 16      // recent jobs a seller may submit against
+	maxSeenPerJob  = 100_000 // duplicate detection per job
+	rejectsToPause = 20      // consecutive non-stale rejections that pause an order
+)
+
+// Config configures a Market.
+type Config struct {
+	Network *chaincfg.Params // sellers' payout addresses must belong to it
+	Ledger  *ledger.Ledger
+	// StatePath is the JSON file that holds accounts and orders (money is in the ledger).
+	StatePath string
+	FeeBps    int64 // market fee in basis points of what buyers pay; default 200
+	// SellerExtranonce2Size is the extranonce2 size given to sellers; the destination's
+	// extranonce2 must be at least 4 bytes larger. Default 4.
+	SellerExtranonce2Size int
+	SellerShareInterval   time.Duration // seller vardiff aims at one share per interval; default 5s
+	SellerStartDiff       float64       // default 0.001
+	SellerMinDiff         float64       // default 1e-6
+	RouteInterval         time.Duration // routing runs at least this often; default 1s
+	SettleInterval        time.Duration // charges are posted this often; default 1s
+	UpstreamTimeout       time.Duration // dial and reply timeout towards destinations; default 10s
+	JobTimeout            time.Duration // a destination that sends no job this long after connecting pauses its order; default 15s
+	SpeedWindow           time.Duration // window of "current" speeds; default 60s
+	SampleSize            int           // delivered shares kept per order for audit; default 256
+	MinPrice              int64         // lowest contract quote; default 1
+	Limits                stratum.Limits
+	Logger                *slog.Logger
+	Now                   func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.FeeBps == 0 {
+		c.FeeBps = 200
+	}
+	if c.SellerExtranonce2Size == 0 {
+		c.SellerExtranonce2Size = 4
+	}
+	if c.SellerShareInterval == 0 {
+		c.SellerShareInterval = 5 * time.Second
+	}
+	if c.SellerStartDiff == 0 {
+		c.SellerStartDiff = 0.001
+	}
+	if c.SellerMinDiff == 0 {
+		c.SellerMinDiff = 1e-6
+	}
+	if c.RouteInterval == 0 {
+		c.RouteInterval = time.Second
+	}
+	if c.SettleInterval == 0 {
+		c.SettleInterval = time.Second
+	}
+	if c.UpstreamTimeout == 0 {
+		c.UpstreamTimeout = 10 * time.Second
+	}
+	if c.JobTimeout == 0 {
+		c.JobTimeout = 15 * time.Second
+	}
+	if c.SpeedWindow == 0 {
+		c.SpeedWindow = 60 * time.Second
+	}
+	if c.SampleSize == 0 {
+		c.SampleSize = 256
+	}
+	if c.MinPrice == 0 {
+		c.MinPrice = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.Network == nil {
+		return errors.New("market: no network")
+	}
+	if c.Ledger == nil {
+		return errors.New("market: no ledger")
+	}
+	if c.StatePath == "" {
+		return errors.New("market: no state path")
+	}
+	if c.FeeBps < 0 || c.FeeBps >= 10_000 {
+		return fmt.Errorf("market: fee %d bps out of range 0..9999", c.FeeBps)
+	}
+	if c.SellerExtranonce2Size < 2 || c.SellerExtranonce2Size > 8 {
+		return fmt.Errorf("market: seller extranonce2 size %d out of range 2..8", c.SellerExtranonce2Size)
+	}
+	return nil
+}
+
+// Ledger account names.
+func acctBuyer(id string) string  { return "market:buyer:" + id }
+func acctEscrow(id string) string { return "market:escrow:" + id }
+func acctSeller(k string) string  { return "market:seller:" + k }
+
+const (
+	acctFees     = "market:fees"
+	acctDeposits = "market:deposits" // money that came in from outside; negative
+)
+
+// Account is a buyer.
+type Account struct {
+	ID      string    `json:"id"`
+	KeyHash string    `json:"key_hash"` // hex SHA-256 of the key's secret part
+	Created time.Time `json:"created"`
+}
+
+// state is what StatePath holds.
+type state struct {
+	Accounts map[string]*Account     `json:"accounts"`
+	Orders   map[string]*OrderRecord `json:"orders"`
+	NextID   uint64                  `json:"next_id"`
+}
+
+// Market is a running market.
+type Market struct {
+	cfg Config
+	log *slog.Logger
+	led *ledger.Ledger
+	srv *stratum.Server
+
+	mu      sync.Mutex
+	st      state
+	orders  map[string]*order
+	sellers map[*seller]struct{}
+	workers map[string]*workerStats // "address/worker"
+	dirty   bool
+
+	saveMu sync.Mutex // one writer of StatePath
+	jobSeq atomic.Uint64
+	kickc  chan struct{}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New opens the market's state and reconciles it with the ledger.
+func New(cfg Config) (*Market, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Market{
+		cfg: cfg, log: cfg.Logger, led: cfg.Ledger,
+		st:      state{Accounts: map[string]*Account{}, Orders: map[string]*OrderRecord{}},
+		orders:  map[string]*order{},
+		sellers: map[*seller]struct{}{},
+		workers: map[string]*workerStats{},
+		kickc:   make(chan struct{}, 1),
+		ctx:     ctx, cancel: cancel,
+	}
+	if err := m.load(); err != nil {
+		cancel()
+		return nil, err
+	}
+	srv, err := stratum.NewServer(stratum.Config{
+		Extranonce2Size: cfg.SellerExtranonce2Size,
+		Limits:          cfg.Limits,
+		Logger:          cfg.Logger.With("component", "stratum"),
+		Now:             cfg.Now,
+	}, sellerSide{m})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	m.srv = srv
+	return m, nil
+}
+
+// Start runs the router and the settler, and connects live orders to their pools.
+func (m *Market) Start() {
+	m.mu.Lock()
+	for _, o := range m.orders {
+		m.ensureUpstreamLocked(o)
+	}
+	m.mu.Unlock()
+	m.wg.Go(m.routeLoop)
+	m.wg.Go(m.settleLoop)
+}
+
+// Serve accepts sellers on l until Shutdown.
+func (m *Market) Serve(l net.Listener) error { return m.srv.Serve(l) }
+
+// Server returns the sellers' Stratum server.
+func (m *Market) Server() *stratum.Server { return m.srv }
+
+// Shutdown closes sellers' connections and upstreams, posts the last charges and saves
+// the state.
+func (m *Market) Shutdown(ctx context.Context) error {
+	err := m.srv.Shutdown(ctx)
+	m.cancel()
+	m.mu.Lock()
+	for _, o := range m.orders {
+		if o.up != nil {
+			o.up.close()
+		}
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	m.settle(context.Background())
+	if serr := m.save(); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (m *Market) kick() {
+	select {
+	case m.kickc <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Market) newIDLocked(prefix string) string {
+	m.st.NextID++
+	m.dirty = true
+	return prefix + strconv.FormatUint(m.st.NextID, 10)
+}
+
+// --- accounts and keys ---
+
+// CreateAccount opens a buyer account and returns its API key. The key is shown once:
+// only a hash of its secret part is kept.
+func (m *Market) CreateAccount() (id, key string, err error) {
+	var secret [24]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return "", "", fmt.Errorf("market: key: %w", err)
+	}
+	s := hex.EncodeToString(secret[:])
+	sum := sha256.Sum256([]byte(s))
+	m.mu.Lock()
+	if len(m.st.Accounts) >= MaxAccounts {
+		m.mu.Unlock()
+		return "", "", hashgrid.Errorf(hashgrid.EUNAVAILABLE, "account limit reached")
+	}
+	id = m.newIDLocked("a")
+	m.st.Accounts[id] = &Account{ID: id, KeyHash: hex.EncodeToString(sum[:]), Created: m.cfg.Now().UTC()}
+	m.mu.Unlock()
+	if err := m.save(); err != nil {
+		return "", "", err
+	}
+	return id, "hgk_" + id + "_" + s, nil
+}
+
+var errBadKey = hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "invalid API key")
+
+// Authenticate returns the account a key belongs to. The secret is compared in
+// constant time; the same error is returned whatever was wrong.
+func (m *Market) Authenticate(key string) (string, error) {
+	rest, ok := strings.CutPrefix(key, "hgk_")
+	if !ok {
+		return "", errBadKey
+	}
+	id, secret, ok := strings.Cut(rest, "_")
+	if !ok || len(id) > maxFieldLen {
+		return "", errBadKey
+	}
+	sum := sha256.Sum256([]byte(secret))
+	got := hex.EncodeToString(sum[:])
+	m.mu.Lock()
+	a := m.st.Accounts[id]
+	want := ""
+	if a != nil {
+		want = a.KeyHash
+	}
+	m.mu.Unlock()
+	if a == nil {
+		// Compare anyway so that an unknown id takes as long as a wrong secret.
+		subtle.ConstantTimeCompare([]byte(got), []byte(got))
+		return "", errBadKey
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		return "", errBadKey
+	}
+	return id, nil
+}
+
+func (m *Market) accountExists(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st.Accounts[id] != nil
+}
+
+// Deposit credits a buyer's balance with money that arrived from outside. ref makes
+// it idempotent: the same reference credits once.
+func (m *Market) Deposit(ctx context.Context, account string, amount int64, ref string) error {
+	if !m.accountExists(account) {
+		return hashgrid.Errorf(hashgrid.ENOTFOUND, "no account %q", account)
+	}
+	if amount <= 0 || amount > ledger.MaxAbsAmount {
+		return hashgrid.Errorf(hashgrid.EINVALID, "deposit amount must be 1..%d satoshis", int64(ledger.MaxAbsAmount))
+	}
+	if ref == "" || len(ref) > maxFieldLen {
+		return hashgrid.Errorf(hashgrid.EINVALID, "deposit reference must be 1..%d bytes", maxFieldLen)
+	}
+	_, err := m.led.Post(ctx, ledger.Tx{
+		Key:  "market:deposit:" + ref,
+		Memo: "deposit to " + account,
+		Postings: []ledger.Posting{
+			{Account: acctDeposits, Amount: -amount},
+			{Account: acctBuyer(account), Amount: amount},
+		},
+	})
+	return err
+}
+
+// Balance returns a buyer's free balance (not in any escrow).
+func (m *Market) Balance(ctx context.Context, account string) (int64, error) {
+	return m.led.Balance(ctx, acctBuyer(account))
+}
+
+// --- persistence ---
+
+func (m *Market) load() error {
+	b, err := os.ReadFile(m.cfg.StatePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("market: state: %w", err)
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("market: state %s: %w", m.cfg.StatePath, err)
+	}
+	if st.Accounts == nil {
+		st.Accounts = map[string]*Account{}
+	}
+	if st.Orders == nil {
+		st.Orders = map[string]*OrderRecord{}
+	}
+	m.st = st
+	for id, rec := range st.Orders {
+		o, err := restoreOrder(rec)
+		if err != nil {
+			return fmt.Errorf("market: state: order %s: %w", id, err)
+		}
+		if err := m.reconcile(context.Background(), o); err != nil {
+			return err
+		}
+		m.orders[id] = o
+	}
+	return nil
+}
+
+// reconcile applies ledger entries of an order's escrow that are newer than what the
+// state file knew (a crash between a post and the save that follows it).
+func (m *Market) reconcile(ctx context.Context, o *order) error {
+	es, err := m.led.Entries(ctx, acctEscrow(o.rec.ID), 1000)
+	if err != nil {
+		return err
+	}
+	for i := len(es) - 1; i >= 0; i-- {
+		e := es[i]
+		if e.ID <= o.rec.LastEntry {
+			continue
+		}
+		m.applyEntry(o, e)
+	}
+	return nil
+}
+
+// applyEntry updates an order's money fields from one of its escrow's entries.
+func (m *Market) applyEntry(o *order, e ledger.Entry) {
+	r := o.rec
+	var esc int64
+	for _, p := range e.Postings {
+		if p.Account == acctEscrow(r.ID) {
+			esc = p.Amount
+		}
+	}
+	switch {
+	case strings.HasPrefix(e.Key, "market:settle:"):
+		r.Charged += -esc
+		r.SettleSeq++
+		for _, p := range e.Postings {
+			if k, ok := strings.CutPrefix(p.Account, "market:seller:"); ok {
+				r.SellerPaid[k] += p.Amount
+			}
+		}
+	case strings.HasPrefix(e.Key, "market:refund:"):
+		r.Refunded += -esc
+	default: // funding, refills
+		r.Funded += esc
+	}
+	if e.ID > r.LastEntry {
+		r.LastEntry = e.ID
+	}
+}
+
+// save writes the state atomically (temporary file, fsync, rename).
+func (m *Market) save() error {
+	m.saveMu.Lock()
+	defer m.saveMu.Unlock()
+	m.mu.Lock()
+	for _, o := range m.orders {
+		o.snapshotLocked()
+	}
+	b, err := json.MarshalIndent(&m.st, "", " ")
+	m.dirty = false
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("market: state: %w", err)
+	}
+	dir := filepath.Dir(m.cfg.StatePath)
+	f, err := os.CreateTemp(dir, ".market-state-*")
+	if err != nil {
+		return fmt.Errorf("market: state: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("market: state: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("market: state: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("market: state: %w", err)
+	}
+	if err := os.Rename(f.Name(), m.cfg.StatePath); err != nil {
+		return fmt.Errorf("market: state: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package market
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"sort"
+	"time"
+
+	"github.com/hashgrid/hashgrid/ledger"
+)
+
+func (m *Market) routeLoop() {
+	t := time.NewTicker(m.cfg.RouteInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.kickc:
+		case <-t.C:
+		}
+		m.route()
+	}
+}
+
+type move struct {
+	s *seller
+	j *mjob
+}
+
+// route assigns sellers to live orders: contracts first, then spot orders by price
+// (highest first; older first at the same price). Each order takes sellers while
+// their estimated speeds fit its limit; a seller already on an order is offered to it
+// first, so assignments only change when they must or when a better-paying order has
+// room. Sellers that changed order get the new order's job with clean_jobs.
+func (m *Market) route() {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	for _, o := range m.orders {
+		r := o.rec
+		if r.Kind != KindContract {
+			continue
+		}
+		switch {
+		case r.Status == StatusPending && !now.Before(r.Start):
+			r.Status = StatusActive
+			m.ensureUpstreamLocked(o)
+			m.dirty = true
+		case (r.Status == StatusActive || r.Status == StatusPaused || r.Status == StatusPending || r.Status == StatusExhausted) && !now.Before(r.End):
+			r.Status, r.Reason, r.Offer = StatusExpired, "term ended", nil
+			m.closeUpstreamLocked(o)
+			m.dirty = true
+		}
+	}
+	var live []*order
+	for _, o := range m.orders {
+		if o.liveLocked(now) {
+			live = append(live, o)
+		}
+	}
+	sort.Slice(live, func(i, j int) bool {
+		a, b := live[i].rec, live[j].rec
+		if (a.Kind == KindContract) != (b.Kind == KindContract) {
+			return a.Kind == KindContract
+		}
+		if a.Price != b.Price {
+			return a.Price > b.Price
+		}
+		return idNum(a.ID) < idNum(b.ID)
+	})
+	rank := map[*order]int{}
+	for i, o := range live {
+		rank[o] = i
+	}
+	speeds := map[*seller]float64{}
+	var free []*seller
+	for s := range m.sellers {
+		speeds[s] = s.speed(now)
+		free = append(free, s)
+	}
+	placed := map[*seller]*order{}
+	for i, o := range live {
+		room := o.rec.Limit * 1e12
+		cands := free[:0:0]
+		for _, s := range free {
+			if placed[s] == nil {
+				cands = append(cands, s)
+			}
+		}
+		// Current members first, then sellers from lower-ranked or no orders, faster first.
+		key := func(s *seller) int {
+			if s.ord == o {
+				return 0
+			}
+			if r, ok := rank[s.ord]; ok && r > i {
+				return 1
+			}
+			return 2
+		}
+		sort.SliceStable(cands, func(a, b int) bool {
+			ka, kb := key(cands[a]), key(cands[b])
+			if ka != kb {
+				return ka < kb
+			}
+			return speeds[cands[a]] > speeds[cands[b]]
+		})
+		var used float64
+		for _, s := range cands {
+			sp := speeds[s]
+			if o.rec.Limit > 0 && used+sp > room {
+				continue
+			}
+			placed[s] = o
+			used += sp
+		}
+	}
+	var moves []move
+	for s := range m.sellers {
+		to := placed[s]
+		if s.ord == to {
+			continue
+		}
+		if s.ord != nil {
+			delete(s.ord.sellers, s)
+		}
+		s.ord = to
+		if to != nil {
+			to.sellers[s] = struct{}{}
+			moves = append(moves, move{s, to.up.current()})
+		} else if s.conn != nil {
+			m.log.Debug("seller idle: no order has room", "remote", s.conn.RemoteAddr())
+		}
+	}
+	m.mu.Unlock()
+	for _, mv := range moves {
+		if mv.j != nil {
+			mv.s.sendJob(mv.j, true)
+		}
+	}
+}
+
+func (m *Market) settleLoop() {
+	t := time.NewTicker(m.cfg.SettleInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.settle(m.ctx)
+	}
+}
+
+type settlement struct {
+	o      *order
+	tx     ledger.Tx
+	refund bool
+}
+
+var bigFeeDen = big.NewInt(10_000)
+
+// settle posts what accepted shares owe since the last settlement, as cumulative
+// floors (so rounding never drifts), and refunds the leftover of ended orders whose
+// shares in flight have all been answered.
+func (m *Market) settle(ctx context.Context) {
+	m.mu.Lock()
+	var plans []settlement
+	keep := big.NewInt(10_000 - m.cfg.FeeBps)
+	for _, o := range m.orders {
+		r := o.rec
+		if r.Closed {
+			continue
+		}
+		charge := o.spentLocked() - r.Charged
+		var ps []ledger.Posting
+		var paid int64
+		for k, n := range o.sellerNum {
+			e := new(big.Int).Mul(n, keep)
+			e.Quo(e, bigK)
+			e.Quo(e, bigFeeDen)
+			if d := e.Int64() - r.SellerPaid[k]; d > 0 {
+				ps = append(ps, ledger.Posting{Account: acctSeller(k), Amount: d})
+				paid += d
+			}
+		}
+		if charge > 0 || paid > 0 {
+			if charge > 0 {
+				ps = append(ps, ledger.Posting{Account: acctEscrow(r.ID), Amount: -charge})
+			}
+			if fee := charge - paid; fee != 0 {
+				ps = append(ps, ledger.Posting{Account: acctFees, Amount: fee})
+			}
+			plans = append(plans, settlement{o: o, tx: ledger.Tx{
+				Key: fmt.Sprintf("market:settle:%s:%d", r.ID, r.SettleSeq), Memo: "delivery to order " + r.ID,
+				Postings: ps, NonNegative: []string{acctEscrow(r.ID)},
+			}})
+			continue
+		}
+		ended := r.Status == StatusCancelled || r.Status == StatusExpired
+		if ended && o.reserved.Sign() == 0 && o.up == nil {
+			left := r.Funded - r.Charged - r.Refunded
+			if left <= 0 {
+				r.Closed = true
+				m.dirty = true
+				continue
+			}
+			plans = append(plans, settlement{o: o, refund: true, tx: ledger.Tx{
+				Key: "market:refund:" + r.ID, Memo: "leftover of order " + r.ID,
+				Postings: []ledger.Posting{
+					{Account: acctEscrow(r.ID), Amount: -left},
+					{Account: acctBuyer(r.Account), Amount: left},
+				},
+				NonNegative: []string{acctEscrow(r.ID)},
+			}})
+		}
+	}
+	m.mu.Unlock()
+	changed := false
+	for _, p := range plans {
+		e, err := m.led.Post(ctx, p.tx)
+		if err != nil {
+			m.log.Error("settlement not posted", "order", p.o.rec.ID, "key", p.tx.Key, "err", err)
+			continue
+		}
+		m.mu.Lock()
+		m.applyEntry(p.o, e)
+		if p.refund {
+			p.o.rec.Closed = true
+		}
+		m.dirty = true
+		m.mu.Unlock()
+		changed = true
+	}
+	m.mu.Lock()
+	dirty := m.dirty
+	m.mu.Unlock()
+	if changed || dirty {
+		if err := m.save(); err != nil {
+			m.log.Error("state not saved", "err", err)
+		}
+	}
+}

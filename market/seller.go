@@ -1,0 +1,404 @@
+package market
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/pool"
+	"github.com/hashgrid/hashgrid/pow"
+	"github.com/hashgrid/hashgrid/stratum"
+)
+
+// sellerSpeedWindow is the window over which a seller's speed is estimated for routing.
+const sellerSpeedWindow = 30 * time.Second
+
+// sellerVardiffShares closes a seller's vardiff window early.
+const sellerVardiffShares = 16
+
+type sentJob struct {
+	j    *mjob
+	diff hashgrid.Diff
+	tgt  pow.Target
+}
+
+// seller is one seller connection.
+type seller struct {
+	m         *Market
+	conn      *stratum.Conn
+	keys      map[string]string // authorized user → "address/worker"
+	addr      string
+	en1       [4]byte
+	connected time.Time
+
+	ord *order // assignment; guarded by Market.mu
+
+	mu       sync.Mutex
+	jobs     [sellerJobs]sentJob
+	njobs    int
+	vdiff    hashgrid.Diff
+	sentDiff hashgrid.Diff
+	winStart time.Time
+	winN     int
+	winWork  float64
+	rate     rateWindow
+}
+
+// workerStats is what the market saw from one address/worker.
+type workerStats struct {
+	Accepted uint64 // accepted by a destination
+	Rejected uint64 // rejected by a destination (not stale)
+	Stale    uint64 // stale at the market or at the destination
+	Invalid  uint64 // failed the market's own check: not forwarded
+	Work     hashgrid.Work
+	Conns    int
+	Last     time.Time
+}
+
+func (s *seller) diffFor(j *mjob) hashgrid.Diff {
+	if j.degenerate || s.vdiff == 0 || s.vdiff > j.upDiff {
+		return j.upDiff
+	}
+	return s.vdiff
+}
+
+// sendJob sends j with the difficulty this seller should get for it.
+func (s *seller) sendJob(j *mjob, clean bool) {
+	s.mu.Lock()
+	d := s.diffFor(j)
+	s.jobs[s.njobs%sellerJobs] = sentJob{j: j, diff: d, tgt: pow.DiffTarget(d)}
+	s.njobs++
+	var buf []byte
+	if d != s.sentDiff {
+		s.sentDiff = d
+		p := strconv.AppendFloat([]byte("["), d.Float(), 'g', -1, 64)
+		buf = stratum.AppendNotification(nil, "mining.set_difficulty", append(p, ']'))
+	}
+	s.mu.Unlock()
+	line := j.line
+	if clean {
+		line = j.lineClean
+	}
+	s.conn.WriteRaw(append(buf, line...))
+}
+
+func (s *seller) lookup(id string) (sentJob, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := 1; k <= sellerJobs && k <= s.njobs; k++ {
+		sj := s.jobs[(s.njobs-k)%sellerJobs]
+		if sj.j != nil && sj.j.id == id {
+			return sj, true
+		}
+	}
+	return sentJob{}, false
+}
+
+// speed estimates the seller's hashes per second from its valid shares.
+func (s *seller) speed(now time.Time) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	span := sellerSpeedWindow
+	if el := now.Sub(s.connected); el < span {
+		span = max(el, 5*time.Second)
+	}
+	return s.rate.rate(now, span)
+}
+
+// vardiff adjusts the seller's own difficulty after a valid share of difficulty d.
+func (s *seller) vardiff(d hashgrid.Diff, now time.Time) {
+	m := s.m
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rate.add(now, float64(d))
+	s.winN++
+	s.winWork += d.Float()
+	T := m.cfg.SellerShareInterval
+	el := now.Sub(s.winStart)
+	if s.winN < sellerVardiffShares && el < 3*T {
+		return
+	}
+	el = max(el, time.Millisecond)
+	nd := s.winWork * T.Seconds() / el.Seconds()
+	s.winStart, s.winN, s.winWork = now, 0, 0
+	if r := nd / s.vdiff.Float(); r > 0.67 && r < 1.5 {
+		return
+	}
+	s.vdiff = hashgrid.DiffFromFloat(max(nd, m.cfg.SellerMinDiff))
+}
+
+// sellerSide is the market's stratum.Handler for sellers.
+type sellerSide struct{ m *Market }
+
+func (h sellerSide) seller(c *stratum.Conn) *seller {
+	if s, ok := c.Data.(*seller); ok {
+		return s
+	}
+	s := &seller{m: h.m, conn: c, keys: map[string]string{}}
+	c.Data = s
+	return s
+}
+
+func validWorker(w string) bool {
+	if len(w) > 64 {
+		return false
+	}
+	for _, r := range w {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// Authorize accepts PAYOUT_ADDRESS.WORKER with an address of the market's network.
+func (h sellerSide) Authorize(c *stratum.Conn, user, password string) error {
+	addr, worker, _ := strings.Cut(user, ".")
+	if !validWorker(worker) {
+		return errors.New("worker name must be at most 64 letters, digits, '.', '_' or '-'")
+	}
+	if _, err := pool.AddressScript(addr, h.m.cfg.Network); err != nil {
+		return errors.New(hashgrid.ErrorMessage(err))
+	}
+	s := h.seller(c)
+	if s.addr != "" && s.addr != addr {
+		return errors.New("one payout address per connection")
+	}
+	s.addr = addr
+	s.keys[user] = addr + "/" + worker
+	return nil
+}
+
+// Authorized registers the seller; the router gives it work.
+func (h sellerSide) Authorized(c *stratum.Conn) {
+	m := h.m
+	s := h.seller(c)
+	binary.BigEndian.PutUint32(s.en1[:], c.Extranonce1())
+	now := m.cfg.Now()
+	s.mu.Lock()
+	s.connected, s.winStart = now, now
+	s.vdiff = hashgrid.DiffFromFloat(m.cfg.SellerStartDiff)
+	if d := c.SuggestedDifficulty(); d > 0 {
+		s.vdiff = hashgrid.DiffFromFloat(max(d, m.cfg.SellerMinDiff))
+	}
+	s.mu.Unlock()
+	m.mu.Lock()
+	m.sellers[s] = struct{}{}
+	for _, k := range s.keys {
+		m.worker(k).Conns++
+	}
+	m.mu.Unlock()
+	m.kick()
+}
+
+// SuggestDifficulty sets the seller's own difficulty from its next job.
+func (h sellerSide) SuggestDifficulty(c *stratum.Conn, d float64) {
+	s := h.seller(c)
+	s.mu.Lock()
+	s.vdiff = hashgrid.DiffFromFloat(max(d, h.m.cfg.SellerMinDiff))
+	s.mu.Unlock()
+}
+
+// Closed forgets the seller and re-routes.
+func (h sellerSide) Closed(c *stratum.Conn) {
+	m := h.m
+	s := h.seller(c)
+	m.mu.Lock()
+	if _, ok := m.sellers[s]; ok {
+		delete(m.sellers, s)
+		for _, k := range s.keys {
+			m.worker(k).Conns--
+		}
+	}
+	if s.ord != nil {
+		delete(s.ord.sellers, s)
+		s.ord = nil
+	}
+	m.mu.Unlock()
+	m.kick()
+}
+
+func (m *Market) worker(k string) *workerStats {
+	w := m.workers[k]
+	if w == nil {
+		w = &workerStats{}
+		m.workers[k] = w
+	}
+	return w
+}
+
+var (
+	errStale   = &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "job not found"}
+	errNoOrder = &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "the order this job was for has ended"}
+)
+
+// Submit checks a seller's share by re-hashing it, forwards it to the destination
+// when it meets the destination's target (or the network's), and charges the order
+// only for what the destination accepts.
+func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error {
+	m := h.m
+	s := h.seller(c)
+	now := m.cfg.Now()
+	key := s.keys[sub.Worker]
+	count := func(f func(w *workerStats)) {
+		m.mu.Lock()
+		w := m.worker(key)
+		f(w)
+		w.Last = now
+		m.mu.Unlock()
+	}
+	invalid := func(code int, msg string) *stratum.Error {
+		count(func(w *workerStats) { w.Invalid++ })
+		return &stratum.Error{Code: code, Message: msg}
+	}
+	sj, ok := s.lookup(sub.JobID)
+	if !ok || sj.j.stale.Load() {
+		count(func(w *workerStats) { w.Stale++ })
+		return errStale
+	}
+	j := sj.j
+	en2Size := m.cfg.SellerExtranonce2Size
+	var en2 [8]byte
+	if len(sub.Extranonce2) != 2*en2Size {
+		return invalid(stratum.ErrCodeOther, fmt.Sprintf("extranonce2 must be %d hex digits", 2*en2Size))
+	}
+	if _, err := hex.Decode(en2[:en2Size], []byte(sub.Extranonce2)); err != nil {
+		return invalid(stratum.ErrCodeOther, "extranonce2 is not hex")
+	}
+	ntime, ok1 := parseHex32(sub.NTime)
+	nonce, ok2 := parseHex32(sub.Nonce)
+	if !ok1 || !ok2 {
+		return invalid(stratum.ErrCodeOther, "ntime and nonce must be 8 hex digits")
+	}
+	if ntime < j.ntime || int64(ntime) > now.Add(7000*time.Second).Unix() {
+		return invalid(stratum.ErrCodeOther, "ntime out of range")
+	}
+	version, vbits := j.version, uint32(0)
+	if sub.VersionBits != "" {
+		vb, ok := parseHex32(sub.VersionBits)
+		if !ok {
+			return invalid(stratum.ErrCodeOther, "version bits must be 8 hex digits")
+		}
+		mask := c.VersionMask() & j.mask
+		if out := vb &^ mask; out != 0 && out != j.version&^mask {
+			return invalid(stratum.ErrCodeOther, "version bits outside the negotiated mask")
+		}
+		vbits = vb & mask
+		version = (j.version &^ mask) | vbits
+	}
+	cb := make([]byte, 0, len(j.coinb1)+4+en2Size+len(j.coinb2))
+	cb = append(cb, j.coinb1...)
+	cb = append(cb, s.en1[:]...)
+	cb = append(cb, en2[:en2Size]...)
+	cb = append(cb, j.coinb2...)
+	root := pow.MerkleRoot(pow.DoubleSHA256(cb), j.branch)
+	var hdr [80]byte
+	pow.Header(&hdr, version, &j.prev, &root, ntime, j.bits, nonce)
+	hash := pow.DoubleSHA256(hdr[:])
+	ht := pow.HashTarget(&hash)
+	meetsNet := ht.LE(j.netTgt)
+	if !ht.LE(sj.tgt) && !meetsNet {
+		return invalid(stratum.ErrCodeLowDifficulty, "low difficulty share")
+	}
+	if !j.markSeen(hash) {
+		return invalid(stratum.ErrCodeDuplicate, "duplicate share")
+	}
+	s.vardiff(sj.diff, now)
+	if !ht.LE(j.upTgt) && !meetsNet {
+		// Valid at the seller's difficulty, below the destination's: it measured the
+		// seller's speed and is not forwarded.
+		return nil
+	}
+
+	// Reserve the share's price in the order's escrow before it leaves.
+	m.mu.Lock()
+	o := j.up.o
+	r := o.rec
+	cost := shareCost(r.Price, j.upDiff)
+	if o.up != j.up || r.Status != StatusActive || o.roomLocked().Cmp(cost) < 0 {
+		m.worker(key).Stale++
+		m.mu.Unlock()
+		return errNoOrder
+	}
+	o.reserved.Add(o.reserved, cost)
+	user := r.Dest.User
+	m.mu.Unlock()
+
+	upEN2 := make([]byte, 0, 4+en2Size+j.pad)
+	upEN2 = append(upEN2, s.en1[:]...)
+	upEN2 = append(upEN2, en2[:en2Size]...)
+	upEN2 = append(upEN2, make([]byte, j.pad)...)
+	fwd := stratum.Submit{Worker: user, JobID: j.n.JobID, Extranonce2: hex.EncodeToString(upEN2), NTime: sub.NTime, Nonce: sub.Nonce}
+	if sub.VersionBits != "" {
+		fwd.VersionBits = fmt.Sprintf("%08x", vbits)
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.UpstreamTimeout)
+	err := j.cli.Submit(ctx, &fwd)
+	cancel()
+	now = m.cfg.Now()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o.reserved.Sub(o.reserved, cost)
+	w := m.worker(key)
+	w.Last = now
+	var se *stratum.Error
+	switch {
+	case err == nil:
+		o.num.Add(o.num, cost)
+		sn := o.sellerNum[key]
+		if sn == nil {
+			sn = new(big.Int)
+			o.sellerNum[key] = sn
+		}
+		sn.Add(sn, cost)
+		r.Accepted++
+		r.Work = r.Work.Add(j.upDiff)
+		if r.FirstShare.IsZero() {
+			r.FirstShare = now
+		}
+		seg := &r.Segments[len(r.Segments)-1]
+		seg.Accepted++
+		seg.Work = seg.Work.Add(j.upDiff)
+		o.deliv.add(now, float64(j.upDiff))
+		o.rejects = 0
+		w.Accepted++
+		w.Work = w.Work.Add(j.upDiff)
+		m.sampleLocked(o, j, key, now, upEN2, &fwd, version, hash)
+		m.dirty = true
+		if r.Status == StatusActive && o.roomLocked().Cmp(cost) < 0 {
+			r.Status, r.Reason = StatusExhausted, "budget spent"
+			m.closeUpstreamLocked(o)
+			m.kick()
+		}
+		return nil
+	case errors.As(err, &se) && se.Code == stratum.ErrCodeJobNotFound:
+		r.Stale++
+		w.Stale++
+		return errStale
+	case errors.As(err, &se):
+		r.Rejected++
+		w.Rejected++
+		o.rejects++
+		m.dirty = true
+		if o.rejects >= rejectsToPause && o.up == j.up && r.Status == StatusActive {
+			m.pauseLocked(o, fmt.Sprintf("destination rejected %d valid shares in a row (last: %d %s)", o.rejects, se.Code, se.Message))
+			m.kick()
+		}
+		// A rejection by the destination is not the seller's fault: answer it as
+		// stale work, which the Stratum server does not count against the peer.
+		return &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "rejected by destination: " + se.Message}
+	default:
+		// No verdict (the destination went away): nothing is charged; the upstream's
+		// own goroutine pauses the order.
+		return &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "destination did not answer"}
+	}
+}

@@ -1,0 +1,316 @@
+package market
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/chainhash/v2"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/pow"
+	"github.com/hashgrid/hashgrid/stratum"
+)
+
+// upstreamJobs is how many of a destination's most recent jobs sellers may still
+// submit against (the hashgrid pool keeps eight per connection).
+const upstreamJobs = 8
+
+// upstreamVersionMask is the BIP 310 mask the market asks destinations for.
+const upstreamVersionMask = 0x1fffe000
+
+// mjob is a destination's job as the market hands it to sellers.
+type mjob struct {
+	id      string // market job id, unique over all destinations
+	up      *upstream
+	cli     *stratum.Client
+	n       *stratum.Notify // as the destination sent it
+	en1     []byte          // destination's extranonce1
+	pad     int             // zero bytes after the seller's extranonce2
+	coinb1  []byte          // destination coinb1 ‖ extranonce1
+	coinb2  []byte          // zeros(pad) ‖ destination coinb2
+	prev    chainhash.Hash
+	branch  []chainhash.Hash
+	version uint32
+	bits    uint32
+	ntime   uint32
+	mask    uint32 // version bits the destination lets us roll
+	upDiff  hashgrid.Diff
+	upTgt   pow.Target
+	netTgt  pow.Target
+	// degenerate: the network target is easier than the destination's share target
+	// (regtest), so sellers get the destination's difficulty exactly.
+	degenerate bool
+	line       []byte // mining.notify for sellers
+	lineClean  []byte // the same with clean_jobs set
+	stale      atomic.Bool
+
+	seenMu sync.Mutex
+	seen   map[chainhash.Hash]struct{}
+}
+
+// markSeen reports false for a header hash already submitted on this job.
+func (j *mjob) markSeen(h chainhash.Hash) bool {
+	j.seenMu.Lock()
+	defer j.seenMu.Unlock()
+	if _, dup := j.seen[h]; dup {
+		return false
+	}
+	if len(j.seen) < maxSeenPerJob {
+		j.seen[h] = struct{}{}
+	}
+	return true
+}
+
+// newMJob translates a destination's work for sellers whose extranonce2 is sellerEN2
+// bytes: the destination's extranonce2 becomes seller extranonce1 (4 bytes) ‖ seller
+// extranonce2 ‖ zero padding.
+func newMJob(id string, w stratum.Work, sellerEN2 int) (*mjob, error) {
+	n := w.Notify
+	need := 4 + sellerEN2
+	if w.Extranonce2Size < need {
+		return nil, fmt.Errorf("destination extranonce2 size %d is below the %d bytes the market splits", w.Extranonce2Size, need)
+	}
+	if !(w.Difficulty > 0) {
+		return nil, errors.New("destination sent a job before any difficulty")
+	}
+	j := &mjob{id: id, n: n, en1: w.Extranonce1, pad: w.Extranonce2Size - need, mask: w.VersionMask, seen: map[chainhash.Hash]struct{}{}}
+	var err error
+	if j.prev, err = pow.ParseStratumPrevHash(n.PrevHash); err != nil {
+		return nil, err
+	}
+	cb1, err := hex.DecodeString(n.Coinb1)
+	if err != nil {
+		return nil, fmt.Errorf("coinb1: %w", err)
+	}
+	cb2, err := hex.DecodeString(n.Coinb2)
+	if err != nil {
+		return nil, fmt.Errorf("coinb2: %w", err)
+	}
+	j.coinb1 = append(cb1, w.Extranonce1...)
+	j.coinb2 = append(make([]byte, j.pad), cb2...)
+	for _, b := range n.MerkleBranch {
+		var h chainhash.Hash
+		if len(b) != 64 {
+			return nil, errors.New("merkle branch entry is not 32 bytes")
+		}
+		if _, err := hex.Decode(h[:], []byte(b)); err != nil {
+			return nil, fmt.Errorf("merkle branch: %w", err)
+		}
+		j.branch = append(j.branch, h)
+	}
+	for _, f := range []struct {
+		s   string
+		dst *uint32
+	}{{n.Version, &j.version}, {n.NBits, &j.bits}, {n.NTime, &j.ntime}} {
+		v, ok := parseHex32(f.s)
+		if !ok {
+			return nil, fmt.Errorf("notify field %q is not 8 hex digits", f.s)
+		}
+		*f.dst = v
+	}
+	if j.netTgt, err = pow.CompactTarget(j.bits); err != nil {
+		return nil, err
+	}
+	j.upDiff = hashgrid.DiffFromFloat(w.Difficulty)
+	if j.upDiff == 0 {
+		j.upDiff = 1
+	}
+	j.upTgt = pow.DiffTarget(j.upDiff)
+	j.degenerate = j.upTgt.LE(j.netTgt)
+	out := stratum.Notify{
+		JobID: id, PrevHash: n.PrevHash, Coinb1: hex.EncodeToString(j.coinb1), Coinb2: hex.EncodeToString(j.coinb2),
+		MerkleBranch: n.MerkleBranch, Version: n.Version, NBits: n.NBits, NTime: n.NTime, CleanJobs: n.CleanJobs,
+	}
+	j.line = stratum.AppendNotification(nil, "mining.notify", out.MarshalParams())
+	out.CleanJobs = true
+	j.lineClean = stratum.AppendNotification(nil, "mining.notify", out.MarshalParams())
+	return j, nil
+}
+
+func parseHex32(s string) (uint32, bool) {
+	if len(s) != 8 {
+		return 0, false
+	}
+	var b [4]byte
+	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(b[:]), true
+}
+
+// upstream is the one connection an order has to its destination pool.
+type upstream struct {
+	m      *Market
+	o      *order
+	dest   Destination
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu   sync.Mutex
+	cur  *mjob
+	jobs []*mjob // most recent last
+}
+
+func (u *upstream) current() *mjob {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.cur
+}
+
+func (u *upstream) close() { u.cancel() }
+
+// ensureUpstreamLocked dials an active, funded order's destination if not connected.
+func (m *Market) ensureUpstreamLocked(o *order) {
+	if o.up != nil || o.rec.Status != StatusActive || o.rec.Funded == 0 || m.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	u := &upstream{m: m, o: o, dest: o.rec.Dest, ctx: ctx, cancel: cancel}
+	o.up = u
+	m.wg.Go(u.run)
+}
+
+func (m *Market) closeUpstreamLocked(o *order) {
+	if o.up != nil {
+		o.up.close()
+		o.up = nil
+	}
+}
+
+// maxFollowReconnect bounds how often a destination's client.reconnect is followed
+// before it has sent a job on the new connection.
+const maxFollowReconnect = 1
+
+func (u *upstream) run() {
+	defer u.cancel()
+	url := u.dest.URL
+	follows := 0
+	for {
+		reason, rc := u.session(url)
+		if u.ctx.Err() != nil {
+			return
+		}
+		if rc != nil && follows < maxFollowReconnect {
+			follows++
+			if rc.Host != "" {
+				url = "stratum+tcp://" + net.JoinHostPort(rc.Host, strconv.Itoa(rc.Port))
+			}
+			wait := min(rc.Wait, 5*time.Second)
+			select {
+			case <-u.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			continue
+		}
+		u.m.upstreamFailed(u, reason)
+		return
+	}
+}
+
+// session runs one connection. It returns why it ended and the destination's
+// client.reconnect request, if it sent one.
+func (u *upstream) session(url string) (string, *stratum.Reconnect) {
+	m := u.m
+	dctx, cancel := context.WithTimeout(u.ctx, m.cfg.UpstreamTimeout)
+	cli, err := stratum.Dial(dctx, stratum.ClientConfig{
+		URL: url, User: u.dest.User, Password: u.dest.Password, Agent: "hashgrid-market/1",
+		VersionMask: upstreamVersionMask, Extranonce: true,
+		DialTimeout: m.cfg.UpstreamTimeout, CallTimeout: m.cfg.UpstreamTimeout,
+		Logger: m.log.With("component", "upstream", "order", u.o.rec.ID),
+	})
+	cancel()
+	if err != nil {
+		return "destination unreachable: " + err.Error(), nil
+	}
+	defer cli.Close()
+	timer := time.NewTimer(m.cfg.JobTimeout)
+	defer timer.Stop()
+	first := true
+	for {
+		select {
+		case <-u.ctx.Done():
+			return "", nil
+		case <-timer.C:
+			return fmt.Sprintf("destination sent no job within %s", m.cfg.JobTimeout), nil
+		case <-cli.Done():
+			return "destination closed the connection: " + cli.Err().Error(), cli.ReconnectRequest()
+		case w, ok := <-cli.Updates():
+			if !ok {
+				return "destination closed the connection: " + cli.Err().Error(), cli.ReconnectRequest()
+			}
+			j, err := newMJob(strconv.FormatUint(m.jobSeq.Add(1), 16), w, m.cfg.SellerExtranonce2Size)
+			if err != nil {
+				return "bad job from destination: " + err.Error(), nil
+			}
+			j.up, j.cli = u, cli
+			if first {
+				timer.Stop()
+			}
+			m.upstreamJob(u, j, first || w.Notify.CleanJobs)
+			first = false
+		}
+	}
+}
+
+// upstreamJob installs a destination's new job and sends it to the order's sellers.
+func (m *Market) upstreamJob(u *upstream, j *mjob, clean bool) {
+	u.mu.Lock()
+	wasIdle := u.cur == nil
+	if clean {
+		for _, old := range u.jobs {
+			old.stale.Store(true)
+		}
+		u.jobs = u.jobs[:0]
+	}
+	u.jobs = append(u.jobs, j)
+	if len(u.jobs) > upstreamJobs {
+		u.jobs[0].stale.Store(true)
+		u.jobs = append(u.jobs[:0], u.jobs[1:]...)
+	}
+	u.cur = j
+	u.mu.Unlock()
+
+	m.mu.Lock()
+	if u.o.up != u {
+		m.mu.Unlock()
+		return
+	}
+	sellers := make([]*seller, 0, len(u.o.sellers))
+	for s := range u.o.sellers {
+		sellers = append(sellers, s)
+	}
+	m.mu.Unlock()
+	for _, s := range sellers {
+		s.sendJob(j, clean)
+	}
+	if wasIdle {
+		m.kick()
+	}
+}
+
+// upstreamFailed pauses an order whose destination failed.
+func (m *Market) upstreamFailed(u *upstream, reason string) {
+	m.mu.Lock()
+	o := u.o
+	if o.up != u {
+		m.mu.Unlock()
+		return
+	}
+	o.up = nil
+	if o.rec.Status == StatusActive {
+		o.rec.Status, o.rec.Reason = StatusPaused, reason
+		m.log.Warn("order paused", "order", o.rec.ID, "reason", reason)
+	}
+	m.dirty = true
+	m.mu.Unlock()
+	m.kick()
+}
