@@ -1,5 +1,5 @@
 // Package api is hashgrid's HTTP interface: JSON endpoints under /api/v1, /healthz,
-// Prometheus /metrics, and the status page. Errors are mapped from hashgrid.Error codes
+// Prometheus /metrics, the live dashboard and public-pool compatible endpoints. Errors are mapped from hashgrid.Error codes
 // to HTTP statuses in one place (writeError); clients see safe messages only.
 package api
 
@@ -40,6 +40,9 @@ type Config struct {
 	Now     func() time.Time
 	// HashrateWindow is the period over which hashrates are estimated; default 10m.
 	HashrateWindow time.Duration
+	// Dashboard wires the live dashboard, the public-pool style endpoints and the
+	// admin actions (dashboard.go, compat.go, admin.go).
+	Dashboard DashboardConfig
 }
 
 // Server serves the API.
@@ -69,7 +72,7 @@ func New(cfg Config) *Server {
 	if cfg.Metrics != nil {
 		s.mux.Handle("GET /metrics", cfg.Metrics)
 	}
-	s.mux.HandleFunc("GET /{$}", s.handleStatusPage)
+	s.dashboardRoutes()
 	s.hs = &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/alert"
 	"github.com/hashgrid/hashgrid/api"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/pool"
@@ -45,6 +46,15 @@ type PoolConfig struct {
 	TrackInterval time.Duration `toml:"track_interval"` // how often found blocks are checked on the node
 	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
 	LogLevel      string        `toml:"log_level"`
+
+	// Alerts (see package alert): a webhook, and the thresholds.
+	AlertWebhook     string        `toml:"alert_webhook"`
+	AlertWorkerQuiet time.Duration `toml:"alert_worker_quiet"`
+	AlertRejectRate  float64       `toml:"alert_reject_rate"`
+	AlertInterval    time.Duration `toml:"alert_interval"` // between alert checks; default 10s
+	// AdminToken enables the API's admin actions (ban, kick, settings). Prefer the
+	// HASHGRID_ADMIN_TOKEN environment variable: flags show in process listings.
+	AdminToken string `toml:"admin_token"`
 }
 
 // networkParams maps --network to btcd's parameters.
@@ -80,7 +90,17 @@ func (c *PoolConfig) Validate() error {
 	if c.Data == "" {
 		return errors.New("no --data directory given")
 	}
+	if err := c.alertSettings().Validate(); err != nil {
+		return fmt.Errorf("--alert-*: %s", strings.TrimPrefix(err.Error(), "alert: "))
+	}
+	if c.AlertWebhook != "" && !strings.HasPrefix(c.AlertWebhook, "http://") && !strings.HasPrefix(c.AlertWebhook, "https://") {
+		return errors.New("--alert-webhook must be an http:// or https:// URL")
+	}
 	return nil
+}
+
+func (c *PoolConfig) alertSettings() alert.Settings {
+	return alert.Settings{WorkerQuiet: c.AlertWorkerQuiet, RejectRate: c.AlertRejectRate}
 }
 
 type stringList []string
@@ -121,6 +141,10 @@ func parsePoolFlags(args []string, env Env) (PoolConfig, error) {
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", 0, "how often to poll the node for a new tip (default from node package)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "connections allowed from one IP (default 2048)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.AlertWebhook, "alert-webhook", "", "URL alerts are POSTed to as JSON (they are logged either way)")
+	fs.DurationVar(&cfg.AlertWorkerQuiet, "alert-worker-quiet", 0, "alert when a worker sends no share for this long (0: never)")
+	fs.Float64Var(&cfg.AlertRejectRate, "alert-reject-rate", 0, "alert when the reject rate over 10 minutes is above this fraction (0: never)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "token for the API's admin actions (default $HASHGRID_ADMIN_TOKEN; empty disables them)")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
 	}
@@ -153,6 +177,13 @@ func parsePoolFlags(args []string, env Env) (PoolConfig, error) {
 		override("poll-interval", func() { merged.PollInterval = cfg.PollInterval })
 		override("max-conns-per-ip", func() { merged.MaxConnsPerIP = cfg.MaxConnsPerIP })
 		override("log-level", func() { merged.LogLevel = cfg.LogLevel })
+		override("alert-webhook", func() { merged.AlertWebhook = cfg.AlertWebhook })
+		override("alert-worker-quiet", func() { merged.AlertWorkerQuiet = cfg.AlertWorkerQuiet })
+		override("alert-reject-rate", func() { merged.AlertRejectRate = cfg.AlertRejectRate })
+		override("admin-token", func() { merged.AdminToken = cfg.AdminToken })
+		if merged.AdminToken == "" && env.Getenv != nil {
+			merged.AdminToken = env.Getenv("HASHGRID_ADMIN_TOKEN")
+		}
 		for k, def := range map[*string]string{&merged.Network: "mainnet", &merged.Stratum: ":3333", &merged.API: ":8080", &merged.Data: "data", &merged.LogLevel: "info"} {
 			if *k == "" {
 				*k = def
@@ -167,6 +198,9 @@ func parsePoolFlags(args []string, env Env) (PoolConfig, error) {
 		return merged, nil
 	}
 	cfg.Nodes, cfg.ZMQ = nodes, zmq
+	if cfg.AdminToken == "" && env.Getenv != nil {
+		cfg.AdminToken = env.Getenv("HASHGRID_ADMIN_TOKEN")
+	}
 	return cfg, nil
 }
 
@@ -247,6 +281,15 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	}
 	defer shareLog.Close()
 
+	alerts, err := alert.Open(alert.Config{
+		Dir: cfg.Data, WebhookURL: cfg.AlertWebhook, Source: store, Node: nodes,
+		Settings: cfg.alertSettings(), Interval: cfg.AlertInterval, Logger: log.With("component", "alert"),
+	})
+	if err != nil {
+		return err
+	}
+	defer alerts.Close()
+
 	outputs, err := pool.SingleAddress(cfg.PayoutAddress, params)
 	if err != nil {
 		return err
@@ -261,6 +304,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		Outputs:       outputs,
 		Logger:        log.With("component", "pool"),
 		Metrics:       metrics,
+		OnBlock:       alerts.Poke,
 	}, nodes, shareSink{shareLog}, store)
 	if err != nil {
 		return err
@@ -278,6 +322,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	apiSrv := api.New(api.Config{
 		Store: store, Pool: p, Node: nodes, Network: params.Name,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: log.With("component", "api"),
+		Dashboard: api.DashboardConfig{Sessions: p, Kicker: p, Banner: p.Server(), Alerts: alerts, AdminToken: cfg.AdminToken},
 	})
 
 	// Every goroutine below is owned here and waited for before the store closes.
@@ -299,7 +344,9 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 			}
 		})
 	})
-	tracker := &pool.Tracker{Chain: nodes, Store: store, Interval: cfg.TrackInterval, Logger: log.With("component", "tracker")}
+	tracker := &pool.Tracker{Chain: nodes, Store: store, Interval: cfg.TrackInterval, Logger: log.With("component", "tracker"),
+		OnChange: func(hashgrid.Block, hashgrid.BlockStatus) { alerts.Poke() }}
+	wg.Go(func() { alerts.Run(runCtx) })
 	wg.Go(func() { tracker.Run(runCtx) })
 	wg.Go(func() {
 		if err := p.Serve(sl); err != nil {
