@@ -95,17 +95,18 @@ func MerkleRoot(leaves []Hash32) Hash32 {
 // WindowParams is everything a PPLNS block's split depends on besides its reward; its
 // hash is the commitment placed in the coinbase.
 type WindowParams struct {
-	N         hashgrid.Diff `json:"n"`         // window as a multiple of network difficulty, fixed point
-	Bits      uint32        `json:"bits"`      // network target the window was sized for
-	Size      WorkJSON      `json:"size"`      // floor(N·diff1/target), Diff units
-	FeeBps    int64         `json:"fee_bps"`   // pool fee
+	N         hashgrid.Diff `json:"n"`       // window as a multiple of network difficulty, fixed point
+	Bits      uint32        `json:"bits"`    // network target the window was sized for
+	Size      WorkJSON      `json:"size"`    // floor(N·diff1/target), Diff units
+	FeeBps    int64         `json:"fee_bps"` // pool fee
 	DirectMin int64         `json:"direct_min_sat"`
 	MaxDirect int           `json:"max_direct"`
-	Start     uint64        `json:"start_seq"` // oldest share (0 when empty)
-	End       uint64        `json:"end_seq"`   // newest share
-	Count     uint64        `json:"count"`     // shares in the window
-	Total     WorkJSON      `json:"total"`     // sum of weights: Size, or less for a short window
-	Root      Hash32        `json:"root"`      // Merkle root of the shares' leaves, oldest first
+	Start     uint64        `json:"start_seq"`    // oldest share (0 when empty)
+	End       uint64        `json:"end_seq"`      // newest share
+	Count     uint64        `json:"count"`        // shares in the window
+	First     hashgrid.Diff `json:"first_weight"` // counted weight of the oldest share
+	Total     WorkJSON      `json:"total"`        // sum of weights: Size, or less for a short window
+	Root      Hash32        `json:"root"`         // Merkle root of the shares' leaves, oldest first
 }
 
 // SplitParams returns the split parameters the window commits to.
@@ -117,7 +118,7 @@ func (p WindowParams) SplitParams() SplitParams {
 func (p WindowParams) Commitment() Hash32 {
 	buf := append([]byte(nil), "hgwwin01"...)
 	for _, v := range []uint64{uint64(p.N), uint64(p.Bits), p.Size.Hi, p.Size.Lo, uint64(p.FeeBps), uint64(p.DirectMin),
-		uint64(p.MaxDirect), p.Start, p.End, p.Count, p.Total.Hi, p.Total.Lo} {
+		uint64(p.MaxDirect), p.Start, p.End, p.Count, uint64(p.First), p.Total.Hi, p.Total.Lo} {
 		buf = binary.BigEndian.AppendUint64(buf, v)
 	}
 	buf = append(buf, p.Root[:]...)
@@ -211,21 +212,32 @@ type Window struct {
 // BuildWindow cuts shares to the size N·difficulty(bits) and computes the parameters
 // and root. shares must be oldest first and end with the window's newest share.
 func BuildWindow(shares []WindowShare, n hashgrid.Diff, bits uint32, sp SplitParams) (Window, error) {
+	return buildWindow(shares, nil, n, bits, sp)
+}
+
+// buildWindow is BuildWindow with, optionally, each share's leaf at full weight
+// already computed (leaves[i] for shares[i]); only the cut share's leaf is redone.
+func buildWindow(shares []WindowShare, full []Hash32, n hashgrid.Diff, bits uint32, sp SplitParams) (Window, error) {
 	size, err := WindowSize(n, bits)
 	if err != nil {
 		return Window{}, err
 	}
 	w := CutWindow(shares, size)
+	off := len(shares) - len(w)
 	p := WindowParams{N: n, Bits: bits, Size: WorkJSON(size), FeeBps: sp.FeeBps, DirectMin: sp.DirectMin, MaxDirect: sp.MaxDirect, Count: uint64(len(w))}
 	leaves := make([]Hash32, len(w))
 	var total hashgrid.Work
 	for i := range w {
-		leaves[i] = w[i].Leaf()
+		if full != nil && (i > 0 || w[i].Weight == w[i].Diff) {
+			leaves[i] = full[off+i]
+		} else {
+			leaves[i] = w[i].Leaf()
+		}
 		total = total.Add(w[i].Weight)
 	}
 	p.Total = WorkJSON(total)
 	if len(w) > 0 {
-		p.Start, p.End = w[0].Seq, w[len(w)-1].Seq
+		p.Start, p.End, p.First = w[0].Seq, w[len(w)-1].Seq, w[0].Weight
 	}
 	p.Root = MerkleRoot(leaves)
 	return Window{Params: p, Shares: w}, nil

@@ -1,0 +1,300 @@
+package payout
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/hashgrid/hashgrid"
+)
+
+// db is the payout service's own state: what the ledger cannot say by itself. It holds
+// the window parameters behind every commitment the pool handed out, the PPS rate of
+// each height, the PPS consumer's position and sub-satoshi carries, and payout batches.
+// Money is never here: amounts owed live in the ledger only.
+type db struct{ sql *sql.DB }
+
+func openDB(path string) (*db, error) {
+	s, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("payout: open %s: %w", path, err)
+	}
+	s.SetMaxOpenConns(1)
+	_, err = s.Exec(`
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS windows (commitment TEXT PRIMARY KEY, params TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rates (height INTEGER PRIMARY KEY, subsidy INTEGER NOT NULL, fees INTEGER NOT NULL, bits INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS block_windows (hash TEXT PRIMARY KEY, commitment TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS carries (address TEXT PRIMARY KEY, carry INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (n INTEGER PRIMARY KEY, created INTEGER NOT NULL, items TEXT NOT NULL, status TEXT NOT NULL, txid TEXT NOT NULL DEFAULT '');
+`)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("payout: schema: %w", err)
+	}
+	return &db{s}, nil
+}
+
+func (d *db) close() error { return d.sql.Close() }
+
+func (d *db) meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := d.sql.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+// poolID returns the random id of this pool's books, created on first use; it marks
+// the pool's wallet transactions so that a payout is recognised after a crash.
+func (d *db) poolID(ctx context.Context) (string, error) {
+	var b [8]byte
+	rand.Read(b[:])
+	if _, err := d.sql.ExecContext(ctx, `INSERT OR IGNORE INTO meta(key, value) VALUES ('pool_id', ?)`, hex.EncodeToString(b[:])); err != nil {
+		return "", fmt.Errorf("payout: pool id: %w", err)
+	}
+	return d.meta(ctx, "pool_id")
+}
+
+func (d *db) putWindow(ctx context.Context, p WindowParams, now int64) error {
+	b, _ := json.Marshal(p)
+	_, err := d.sql.ExecContext(ctx, `INSERT OR IGNORE INTO windows(commitment, params, created) VALUES (?, ?, ?)`, p.Commitment().String(), string(b), now)
+	if err != nil {
+		return fmt.Errorf("payout: store window: %w", err)
+	}
+	return nil
+}
+
+func (d *db) window(ctx context.Context, c Hash32) (WindowParams, error) {
+	var s string
+	err := d.sql.QueryRowContext(ctx, `SELECT params FROM windows WHERE commitment = ?`, c.String()).Scan(&s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return WindowParams{}, hashgrid.Errorf(hashgrid.ENOTFOUND, "payout: no window with commitment %s", c)
+	}
+	if err != nil {
+		return WindowParams{}, fmt.Errorf("payout: window: %w", err)
+	}
+	var p WindowParams
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return WindowParams{}, fmt.Errorf("payout: window %s: %w", c, err)
+	}
+	if p.Commitment() != c {
+		return WindowParams{}, fmt.Errorf("payout: stored window %s does not hash to its commitment", c)
+	}
+	return p, nil
+}
+
+// Rate is what one share at a height is paid from under PPS and FPPS.
+type Rate struct {
+	Height  int64
+	Subsidy int64  // coinbase value minus fees of the first template at the height
+	Fees    int64  // FPPS: average fees of the recent templates, including this one
+	Bits    uint32 // network target
+}
+
+// putRate records the first rate seen for a height; later templates at the height do
+// not change it, so that credits replayed after a crash come out the same.
+func (d *db) putRate(ctx context.Context, r Rate) error {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("payout: rate: %w", err)
+	}
+	defer tx.Rollback()
+	var n int
+	// A height at or below one already recorded is never added later: the rate of a
+	// height without one is the nearest lower, and that must not change.
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM rates WHERE height >= ?`, r.Height).Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	// The fees column is this template's own fees; FPPS averages them on read.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO rates(height, subsidy, fees, bits) VALUES (?, ?, ?, ?)`, r.Height, r.Subsidy, r.Fees, int64(r.Bits)); err != nil {
+		return fmt.Errorf("payout: rate: %w", err)
+	}
+	return tx.Commit()
+}
+
+// rate returns the rate for a share at height: the one recorded at that height or, if
+// none was (a crash between template and record), at the nearest lower height. ok is
+// false while no rate at or above height exists yet.
+func (d *db) rate(ctx context.Context, height int64, feeWindow int) (Rate, bool, error) {
+	var r Rate
+	var bits int64
+	err := d.sql.QueryRowContext(ctx, `SELECT height, subsidy, bits FROM rates WHERE height <= ? ORDER BY height DESC LIMIT 1`, height).Scan(&r.Height, &r.Subsidy, &bits)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Rate{}, false, nil
+	}
+	if err != nil {
+		return Rate{}, false, fmt.Errorf("payout: rate: %w", err)
+	}
+	if r.Height != height {
+		var n int
+		if err := d.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM rates WHERE height > ?`, height).Scan(&n); err != nil {
+			return Rate{}, false, fmt.Errorf("payout: rate: %w", err)
+		}
+		if n == 0 {
+			return Rate{}, false, nil
+		}
+	}
+	r.Bits = uint32(bits)
+	var sum, cnt int64
+	if err := d.sql.QueryRowContext(ctx, `SELECT COALESCE(SUM(f), 0), COUNT(*) FROM (SELECT fees AS f FROM rates WHERE height <= ? ORDER BY height DESC LIMIT ?)`,
+		r.Height, feeWindow).Scan(&sum, &cnt); err != nil {
+		return Rate{}, false, fmt.Errorf("payout: rate: %w", err)
+	}
+	if cnt > 0 {
+		r.Fees = sum / cnt
+	}
+	return r, true, nil
+}
+
+// ppsState is the PPS consumer's position and every miner's sub-satoshi carry (in
+// units of 2^-32 satoshi) after the share at cursor.
+func (d *db) ppsState(ctx context.Context) (uint64, map[string]uint64, error) {
+	v, err := d.meta(ctx, "pps_cursor")
+	if err != nil {
+		return 0, nil, fmt.Errorf("payout: pps cursor: %w", err)
+	}
+	var cur uint64
+	if v != "" {
+		if cur, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return 0, nil, fmt.Errorf("payout: pps cursor %q: %w", v, err)
+		}
+	}
+	rows, err := d.sql.QueryContext(ctx, `SELECT address, carry FROM carries`)
+	if err != nil {
+		return 0, nil, fmt.Errorf("payout: carries: %w", err)
+	}
+	defer rows.Close()
+	carries := map[string]uint64{}
+	for rows.Next() {
+		var a string
+		var c int64
+		if err := rows.Scan(&a, &c); err != nil {
+			return 0, nil, err
+		}
+		carries[a] = uint64(c)
+	}
+	return cur, carries, rows.Err()
+}
+
+func (d *db) savePPS(ctx context.Context, cursor uint64, changed map[string]uint64) error {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("payout: pps state: %w", err)
+	}
+	defer tx.Rollback()
+	for a, c := range changed {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO carries(address, carry) VALUES (?, ?) ON CONFLICT(address) DO UPDATE SET carry = excluded.carry`, a, int64(c)); err != nil {
+			return fmt.Errorf("payout: carry: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('pps_cursor', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, strconv.FormatUint(cursor, 10)); err != nil {
+		return fmt.Errorf("payout: pps cursor: %w", err)
+	}
+	return tx.Commit()
+}
+
+// Batch is one payout run's list of payments.
+type Batch struct {
+	N       int64       `json:"batch"`
+	Created int64       `json:"created_unix"`
+	Items   []BatchItem `json:"items"`
+	Status  BatchStatus `json:"status"`
+	TxID    string      `json:"txid,omitempty"`
+	Network string      `json:"network,omitempty"`
+}
+
+// BatchItem pays Amount satoshis to Address.
+type BatchItem struct {
+	Address string `json:"address"`
+	Amount  int64  `json:"amount_sat"`
+}
+
+// BatchStatus follows a batch from creation to payment.
+type BatchStatus string
+
+// Batch statuses.
+const (
+	BatchNew      BatchStatus = "new"      // recorded; balances may not be debited yet
+	BatchExported BatchStatus = "exported" // written for the operator to sign; pending
+	BatchSent     BatchStatus = "sent"     // the wallet sent it; TxID set
+)
+
+func (d *db) putBatch(ctx context.Context, b Batch) error {
+	items, _ := json.Marshal(b.Items)
+	_, err := d.sql.ExecContext(ctx, `INSERT INTO batches(n, created, items, status) VALUES (?, ?, ?, ?)`, b.N, b.Created, string(items), string(b.Status))
+	if err != nil {
+		return fmt.Errorf("payout: batch %d: %w", b.N, err)
+	}
+	return nil
+}
+
+func (d *db) setBatch(ctx context.Context, n int64, st BatchStatus, txid string) error {
+	_, err := d.sql.ExecContext(ctx, `UPDATE batches SET status = ?, txid = ? WHERE n = ?`, string(st), txid, n)
+	if err != nil {
+		return fmt.Errorf("payout: batch %d: %w", n, err)
+	}
+	return nil
+}
+
+func (d *db) batches(ctx context.Context, onlyOpen bool) ([]Batch, error) {
+	q := `SELECT n, created, items, status, txid FROM batches ORDER BY n`
+	if onlyOpen {
+		q = `SELECT n, created, items, status, txid FROM batches WHERE status = 'new' ORDER BY n`
+	}
+	rows, err := d.sql.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("payout: batches: %w", err)
+	}
+	defer rows.Close()
+	var out []Batch
+	for rows.Next() {
+		var b Batch
+		var items, st string
+		if err := rows.Scan(&b.N, &b.Created, &items, &st, &b.TxID); err != nil {
+			return nil, err
+		}
+		b.Status = BatchStatus(st)
+		if err := json.Unmarshal([]byte(items), &b.Items); err != nil {
+			return nil, fmt.Errorf("payout: batch %d items: %w", b.N, err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+func (d *db) nextBatch(ctx context.Context) (int64, error) {
+	var n int64
+	err := d.sql.QueryRowContext(ctx, `SELECT COALESCE(MAX(n), 0) + 1 FROM batches`).Scan(&n)
+	return n, err
+}
+
+func (d *db) putBlockWindow(ctx context.Context, hash, c Hash32) error {
+	_, err := d.sql.ExecContext(ctx, `INSERT OR IGNORE INTO block_windows(hash, commitment) VALUES (?, ?)`, hash.String(), c.String())
+	if err != nil {
+		return fmt.Errorf("payout: block window: %w", err)
+	}
+	return nil
+}
+
+// blockWindow returns the commitment in a credited block's coinbase.
+func (d *db) blockWindow(ctx context.Context, hash Hash32) (Hash32, error) {
+	var s string
+	err := d.sql.QueryRowContext(ctx, `SELECT commitment FROM block_windows WHERE hash = ?`, hash.String()).Scan(&s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Hash32{}, hashgrid.Errorf(hashgrid.ENOTFOUND, "no PPLNS window recorded for block %s", hash)
+	}
+	if err != nil {
+		return Hash32{}, fmt.Errorf("payout: block window: %w", err)
+	}
+	var c Hash32
+	return c, c.UnmarshalText([]byte(s))
+}
