@@ -1,0 +1,567 @@
+package market
+
+import (
+	"context"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/v2"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/ledger"
+	"github.com/hashgrid/hashgrid/miner"
+	"github.com/hashgrid/hashgrid/node/regtest"
+	"github.com/hashgrid/hashgrid/stratum"
+)
+
+type testMarket struct {
+	*Market
+	led    *ledger.Ledger
+	addr   string
+	dir    string
+	closed bool
+}
+
+func startMarket(t testing.TB, tweak func(*Config)) *testMarket {
+	t.Helper()
+	dir := t.TempDir()
+	led, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json"),
+		SellerShareInterval: 500 * time.Millisecond, SellerStartDiff: 0.0002, JobTimeout: 5 * time.Second, UpstreamTimeout: 3 * time.Second,
+		SettleInterval: 200 * time.Millisecond,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := &testMarket{Market: m, led: led, addr: l.Addr().String(), dir: dir}
+	m.Start()
+	var wg sync.WaitGroup
+	wg.Go(func() { m.Serve(l) })
+	t.Cleanup(func() {
+		tm.stop()
+		wg.Wait()
+		led.Close()
+	})
+	return tm
+}
+
+func (tm *testMarket) stop() {
+	if tm.closed {
+		return
+	}
+	tm.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tm.Shutdown(ctx)
+}
+
+func (tm *testMarket) buyer(t testing.TB, deposit int64) (string, string) {
+	t.Helper()
+	id, key, err := tm.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tm.Deposit(context.Background(), id, deposit, "dep-"+id); err != nil {
+		t.Fatal(err)
+	}
+	return id, key
+}
+
+// startSellers runs hashgrid CPU miners against the market until the test ends.
+func startSellers(t testing.TB, addr string, users ...string) []*miner.Miner {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var ms []*miner.Miner
+	for i, u := range users {
+		m, err := miner.New(miner.Config{URL: "stratum+tcp://" + addr, User: u, VersionRoll: i%2 == 0, MaxRetryWait: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+		wg.Go(func() { m.Run(ctx) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return ms
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (tm *testMarket) view(t testing.TB, acct, id string) OrderView {
+	t.Helper()
+	v, err := tm.Order(acct, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func sellerUsers() []string {
+	return []string{regtest.TestAddress() + ".rig1", regtest.TestAddressP2PKH() + ".rig2"}
+}
+
+// floorDiv returns floor(a·b/c) for a Work a.
+func chargeFor(price int64, w hashgrid.Work, keepBps int64) int64 {
+	n := new(big.Int).Mul(w.Big(), big.NewInt(price))
+	n.Mul(n, big.NewInt(keepBps))
+	n.Quo(n, bigK)
+	n.Quo(n, big.NewInt(10_000))
+	return n.Int64()
+}
+
+// TestMarketForwardsMeasuresAndSettles sends two sellers to one order and checks
+// that the destination's records match the market's measurement share for share,
+// and that the buyer's charge, the sellers' earnings and the fee balance to the
+// satoshi, with the leftover refunded on cancel.
+func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
+	dest := startDest(t, 0.0003)
+	tm := startMarket(t, nil)
+	const price = 1_000_000_000_000
+	const deposit = 50_000_000
+	acct, _ := tm.buyer(t, deposit)
+	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "buyer.one", Price: price, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSellers(t, tm.addr, sellerUsers()...)
+	waitFor(t, 60*time.Second, "40 accepted shares", func() bool { return tm.view(t, acct, o.ID).SharesAccepted >= 40 })
+	if _, err := tm.CancelOrder(acct, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "refund after cancel", func() bool {
+		tm.mu.Lock()
+		defer tm.mu.Unlock()
+		return tm.orders[o.ID].rec.Closed
+	})
+	v := tm.view(t, acct, o.ID)
+	acc, work := dest.stats("buyer.one")
+	if v.SharesAccepted != acc {
+		t.Errorf("market counted %d accepted shares, destination %d", v.SharesAccepted, acc)
+	}
+	tm.mu.Lock()
+	mwork := tm.orders[o.ID].rec.Work
+	workers := map[string]hashgrid.Work{}
+	for k, w := range tm.workers {
+		workers[k] = w.Work
+	}
+	tm.mu.Unlock()
+	if mwork != work {
+		t.Errorf("market measured work %v, destination recorded %v", mwork.Float(), work.Float())
+	}
+
+	ctx := context.Background()
+	if err := tm.led.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCharge := chargeFor(price, work, 10_000)
+	if v.Spent != wantCharge {
+		t.Errorf("spent %d, want floor(price·hashes/K) = %d", v.Spent, wantCharge)
+	}
+	if wantCharge == 0 {
+		t.Fatal("nothing charged")
+	}
+	esc, _ := tm.led.Balance(ctx, acctEscrow(o.ID))
+	bal, _ := tm.Balance(ctx, acct)
+	if esc != 0 || bal != deposit-wantCharge {
+		t.Errorf("escrow %d, balance %d; want 0 and %d", esc, bal, deposit-wantCharge)
+	}
+	var paid int64
+	for k, w := range workers {
+		got, _ := tm.led.Balance(ctx, acctSeller(k))
+		if want := chargeFor(price, w, 10_000-200); got != want {
+			t.Errorf("seller %s earned %d, want %d", k, got, want)
+		}
+		paid += got
+	}
+	fees, _ := tm.led.Balance(ctx, acctFees)
+	if paid+fees != wantCharge || fees < 0 {
+		t.Errorf("sellers %d + fees %d != charged %d", paid, fees, wantCharge)
+	}
+	if v.Refunded != 10_000_000-wantCharge {
+		t.Errorf("refunded %d, want %d", v.Refunded, 10_000_000-wantCharge)
+	}
+
+	// The sample re-hashes to the work it claims.
+	samples, err := tm.Shares(o.ID)
+	if err != nil || len(samples) == 0 {
+		t.Fatalf("no samples: %v", err)
+	}
+	rep := Audit(samples)
+	if rep.Valid != len(samples) || len(rep.Problems) > 0 {
+		t.Errorf("audit: %d of %d valid: %v", rep.Valid, len(samples), rep.Problems)
+	}
+	bad := append([]ShareSample(nil), samples...)
+	bad[0].Nonce = "00000000"
+	if rep := Audit(bad); rep.Valid != len(bad)-1 {
+		t.Errorf("audit of a tampered sample: %d of %d valid, want one invalid", rep.Valid, len(bad))
+	}
+}
+
+func sellersOn(tm *testMarket, id string) int {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return len(tm.orders[id].sellers)
+}
+
+// TestMarketDeadPoolAndCancel kills the best order's pool: the order pauses with a
+// reason, its sellers move to the next order, and nothing is charged for the dead
+// time. Cancelling that order moves them on within a second.
+func TestMarketDeadPoolAndCancel(t *testing.T) {
+	destA := startDest(t, 0.0003)
+	destB := startDest(t, 0.0003)
+	tm := startMarket(t, nil)
+	ctx := context.Background()
+	acct, _ := tm.buyer(t, 100_000_000)
+	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destA.url(), PoolUser: "a", Price: 3_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destB.url(), PoolUser: "b", Price: 2_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destB.url(), PoolUser: "c", Price: 1_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSellers(t, tm.addr, sellerUsers()...)
+	waitFor(t, 30*time.Second, "both sellers on the best order and shares accepted", func() bool {
+		return sellersOn(tm, a.ID) == 2 && tm.view(t, acct, a.ID).SharesAccepted >= 5
+	})
+	if n, _ := destB.stats("b"); n != 0 {
+		t.Errorf("order b got %d shares while the better order had room", n)
+	}
+
+	destA.stop()
+	waitFor(t, 5*time.Second, "order a paused", func() bool { return tm.view(t, acct, a.ID).Status == StatusPaused })
+	va := tm.view(t, acct, a.ID)
+	if !strings.Contains(va.Reason, "destination") {
+		t.Errorf("pause reason %q does not name the destination", va.Reason)
+	}
+	waitFor(t, 5*time.Second, "sellers on order b", func() bool { return sellersOn(tm, b.ID) == 2 })
+	waitFor(t, 30*time.Second, "shares accepted for b", func() bool { n, _ := destB.stats("b"); return n >= 5 })
+	if va2 := tm.view(t, acct, a.ID); va2.Spent != va.Spent || va2.SharesAccepted != va.SharesAccepted {
+		t.Errorf("dead order charged on: spent %d → %d, accepted %d → %d", va.Spent, va2.Spent, va.SharesAccepted, va2.SharesAccepted)
+	}
+
+	start := time.Now()
+	if _, err := tm.CancelOrder(acct, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "sellers on order c", func() bool { return sellersOn(tm, c.ID) == 2 })
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("sellers moved %s after the cancel, want within a second", el)
+	}
+	waitFor(t, 30*time.Second, "shares accepted for c", func() bool { n, _ := destB.stats("c"); return n >= 3 })
+	tm.settle(ctx)
+	if err := tm.led.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{a.ID, b.ID, c.ID} {
+		esc, _ := tm.led.Balance(ctx, acctEscrow(id))
+		if esc < 0 {
+			t.Errorf("escrow of %s is %d", id, esc)
+		}
+	}
+}
+
+// TestMarketLimit measures the sellers, then limits the best order to a little more
+// than the fastest of them: exactly one seller stays, the other goes to the next order.
+func TestMarketLimit(t *testing.T) {
+	dest := startDest(t, 0.0003)
+	tm := startMarket(t, nil)
+	ctx := context.Background()
+	acct, _ := tm.buyer(t, 100_000_000)
+	hi, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "hi", Price: 2_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "lo", Price: 1_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSellers(t, tm.addr, sellerUsers()...)
+	waitFor(t, 20*time.Second, "two sellers", func() bool { return sellersOn(tm, hi.ID) == 2 })
+	time.Sleep(6 * time.Second) // let the speed estimates fill
+	var fastest float64
+	tm.mu.Lock()
+	for s := range tm.sellers {
+		fastest = max(fastest, s.speed(tm.cfg.Now()))
+	}
+	tm.mu.Unlock()
+	limit := fastest * 1.3 / 1e12
+	if _, err := tm.EditOrder(acct, hi.ID, OrderEdit{Limit: &limit}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "one seller on each order", func() bool { return sellersOn(tm, hi.ID) == 1 && sellersOn(tm, lo.ID) == 1 })
+	waitFor(t, 30*time.Second, "shares for the lower order", func() bool { n, _ := dest.stats("lo"); return n >= 3 })
+	book := tm.OrderBook()
+	if len(book.Levels) != 2 || book.Levels[0].Price != 2_000_000_000_000 || book.Orders[0].ID != hi.ID {
+		t.Errorf("order book %+v: want the higher price first", book)
+	}
+}
+
+// TestMarketContractTransfer buys a contract, sells it mid-term to another account,
+// and checks that the rest of the delivery goes to the new owner's pool.
+func TestMarketContractTransfer(t *testing.T) {
+	destA := startDest(t, 0.0003)
+	destB := startDest(t, 0.0003)
+	tm := startMarket(t, nil)
+	ctx := context.Background()
+	alice, _ := tm.buyer(t, 100_000_000)
+	bob, _ := tm.buyer(t, 1_000)
+	now := time.Now()
+	q, err := tm.QuoteContract(1, now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tm.BuyContract(ctx, alice, ContractRequest{Speed: 1, Start: now, End: now.Add(time.Hour), Price: q.Price - 1, PoolURL: destA.url(), PoolUser: "alice"}); err == nil {
+		t.Error("a contract below the quote was accepted")
+	}
+	c, err := tm.BuyContract(ctx, alice, ContractRequest{Speed: 1e-3, Start: now, End: now.Add(time.Hour), Price: 1_000_000_000_000, PoolURL: destA.url(), PoolUser: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := contractTotal(1_000_000_000_000, 1e-3, time.Hour); c.Budget != want || want != 41_666_667 {
+		t.Errorf("contract escrow %d, want %d (= 41666667)", c.Budget, want)
+	}
+	startSellers(t, tm.addr, sellerUsers()...)
+	waitFor(t, 30*time.Second, "delivery to alice", func() bool { n, _ := destA.stats("alice"); return n >= 5 })
+	if _, err := tm.AcceptTransfer(ctx, bob, c.ID, Destination{URL: destB.url(), User: "bob"}); err == nil {
+		t.Error("accepted a transfer nobody offered")
+	}
+	if _, err := tm.OfferTransfer(alice, c.ID, bob, 500); err != nil {
+		t.Fatal(err)
+	}
+	v, err := tm.AcceptTransfer(ctx, bob, c.ID, Destination{URL: destB.url(), User: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Account != bob || len(v.Segments) != 2 {
+		t.Fatalf("after transfer: %+v", v)
+	}
+	aliceShares, _ := destA.stats("alice")
+	waitFor(t, 30*time.Second, "delivery to bob", func() bool { n, _ := destB.stats("bob"); return n >= 5 })
+	v = tm.view(t, bob, c.ID)
+	if v.Segments[1].Accepted == 0 || v.Segments[0].Accepted < aliceShares {
+		t.Errorf("segments %+v", v.Segments)
+	}
+	if n, _ := destA.stats("alice"); n > aliceShares+3 {
+		t.Errorf("alice's pool kept receiving shares after the transfer: %d → %d", aliceShares, n)
+	}
+	ba, _ := tm.Balance(ctx, alice)
+	bb, _ := tm.Balance(ctx, bob)
+	if ba != 100_000_000-41_666_667+500 || bb != 500 {
+		t.Errorf("balances alice %d bob %d", ba, bb)
+	}
+	if _, err := tm.Order(alice, c.ID); err == nil {
+		t.Error("the old owner still sees the contract as hers")
+	}
+}
+
+// TestMarketBudget runs an order with a budget of a few shares: it is exhausted,
+// never charged past its budget, and its escrow never goes negative.
+func TestMarketBudget(t *testing.T) {
+	dest := startDest(t, 0.0003)
+	tm := startMarket(t, nil)
+	ctx := context.Background()
+	acct, _ := tm.buyer(t, 100_000_000)
+	// One share of difficulty 0.0003 is about 1.29e6 hashes: at this price ≈ 1490 sat.
+	const price = 100_000_000_000_000
+	o, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "small", Price: price, Budget: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSellers(t, tm.addr, sellerUsers()...)
+	waitFor(t, 30*time.Second, "budget spent", func() bool { return tm.view(t, acct, o.ID).Status == StatusExhausted })
+	tm.settle(ctx)
+	v := tm.view(t, acct, o.ID)
+	if v.Spent > v.Budget || v.SharesAccepted == 0 {
+		t.Errorf("spent %d of %d with %d shares", v.Spent, v.Budget, v.SharesAccepted)
+	}
+	_, work := dest.stats("small")
+	if want := chargeFor(price, work, 10_000); v.Spent != want {
+		t.Errorf("spent %d, destination's work prices at %d", v.Spent, want)
+	}
+	esc, _ := tm.led.Balance(ctx, acctEscrow(o.ID))
+	if esc != v.Budget-v.Spent {
+		t.Errorf("escrow %d, want %d", esc, v.Budget-v.Spent)
+	}
+	if _, err := tm.RefillOrder(ctx, acct, o.ID, 200_000_000); err == nil {
+		t.Error("refilled beyond the balance")
+	}
+	if _, err := tm.RefillOrder(ctx, acct, o.ID, 20_000); err != nil {
+		t.Fatal(err)
+	}
+	if v := tm.view(t, acct, o.ID); v.Status != StatusActive || v.Budget != 30_000 {
+		t.Errorf("after refill: %s budget %d", v.Status, v.Budget)
+	}
+}
+
+func TestAuthenticate(t *testing.T) {
+	tm := startMarket(t, nil)
+	id, key, err := tm.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tm.Authenticate(key); err != nil || got != id {
+		t.Fatalf("Authenticate(good key) = %q, %v", got, err)
+	}
+	for _, bad := range []string{"", "hgk_", key + "0", key[:len(key)-1], strings.Replace(key, id, "a999", 1), "Bearer " + key} {
+		if _, err := tm.Authenticate(bad); hashgrid.ErrorCode(err) != hashgrid.EUNAUTHORIZED {
+			t.Errorf("Authenticate(%q) = %v, want unauthorized", bad, err)
+		}
+	}
+	// The state file holds no key.
+	tm.stop()
+	b, _ := readFile(filepath.Join(tm.dir, "market.json"))
+	if strings.Contains(b, key[len("hgk_"+id+"_"):]) {
+		t.Error("state file contains the key's secret")
+	}
+}
+
+func TestPlaceOrderValidation(t *testing.T) {
+	tm := startMarket(t, nil)
+	acct, _ := tm.buyer(t, 1000)
+	ctx := context.Background()
+	good := OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 1, Budget: 10}
+	cases := []struct {
+		name string
+		edit func(*OrderRequest)
+		code string
+	}{
+		{"bad url", func(r *OrderRequest) { r.PoolURL = "http://x:1" }, hashgrid.EINVALID},
+		{"no user", func(r *OrderRequest) { r.PoolUser = "" }, hashgrid.EINVALID},
+		{"zero price", func(r *OrderRequest) { r.Price = 0 }, hashgrid.EINVALID},
+		{"negative limit", func(r *OrderRequest) { r.Limit = -1 }, hashgrid.EINVALID},
+		{"no budget", func(r *OrderRequest) { r.Budget = 0 }, hashgrid.EINVALID},
+		{"over balance", func(r *OrderRequest) { r.Budget = 1001 }, hashgrid.ECONFLICT},
+	}
+	for _, c := range cases {
+		r := good
+		c.edit(&r)
+		_, err := tm.PlaceOrder(ctx, acct, r)
+		if got := hashgrid.ErrorCode(err); got != c.code {
+			t.Errorf("%s: got %q (%v), want %q", c.name, got, err, c.code)
+		}
+	}
+	if n := len(tm.Orders(acct)); n != 0 {
+		t.Errorf("%d orders left behind by failed placements", n)
+	}
+	// An unreachable pool pauses the order with a reason.
+	o, err := tm.PlaceOrder(ctx, acct, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "order paused", func() bool { return tm.view(t, acct, o.ID).Status == StatusPaused })
+	if r := tm.view(t, acct, o.ID).Reason; !strings.Contains(r, "unreachable") {
+		t.Errorf("reason %q", r)
+	}
+}
+
+func TestNewMJobExtranonceTooSmall(t *testing.T) {
+	w := stratum.Work{Notify: &stratum.Notify{PrevHash: strings.Repeat("0", 64), Version: "20000000", NBits: "1d00ffff", NTime: "00000000"},
+		Difficulty: 1, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 7}
+	if _, err := newMJob("1", w, 4); err == nil || !strings.Contains(err.Error(), "extranonce2") {
+		t.Errorf("newMJob with 7-byte extranonce2: %v, want an extranonce2 error", err)
+	}
+	w.Extranonce2Size = 10
+	j, err := newMJob("1", w, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.pad != 2 || len(j.coinb1) != 4 || len(j.coinb2) != 2 {
+		t.Errorf("pad %d coinb1 %x coinb2 %x", j.pad, j.coinb1, j.coinb2)
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	led, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	cfg := Config{Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json")}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, key, _ := m.CreateAccount()
+	m.Deposit(context.Background(), id, 5000, "d1")
+	o, err := m.PlaceOrder(context.Background(), id, OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 5, Budget: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Shutdown(context.Background())
+	// A refill posted to the ledger but never saved in the state file is found again.
+	if _, err := led.Post(context.Background(), ledger.Tx{Key: "market:fund:" + o.ID + ":1", Postings: []ledger.Posting{
+		{Account: acctBuyer(id), Amount: -300}, {Account: acctEscrow(o.ID), Amount: 300}}}); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Shutdown(context.Background())
+	if got, err := m2.Authenticate(key); err != nil || got != id {
+		t.Fatalf("key after restart: %q %v", got, err)
+	}
+	v, err := m2.Order(id, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Budget != 1300 {
+		t.Errorf("budget after restart %d, want 1300", v.Budget)
+	}
+}
+
+func TestContractTotal(t *testing.T) {
+	for _, c := range []struct {
+		price int64
+		speed float64
+		d     time.Duration
+		want  int64
+	}{
+		{86_400, 1, 24 * time.Hour, 86_400},
+		{1, 1, 24 * time.Hour, 1},
+		{1, 1, time.Hour, 1}, // 1/24 rounds up
+		{1_000_000, 0.5, 12 * time.Hour, 250_000},
+	} {
+		if got := contractTotal(c.price, c.speed, c.d); got != c.want {
+			t.Errorf("contractTotal(%d, %g, %s) = %d, want %d", c.price, c.speed, c.d, got, c.want)
+		}
+	}
+}
+
+func readFile(p string) (string, error) {
+	b, err := os.ReadFile(p)
+	return string(b), err
+}
