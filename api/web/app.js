@@ -88,7 +88,10 @@
     const pad = { l: 64, r: 14, t: 12, b: 26 };
     // Completed history buckets (plotted at their end), then live points after them.
     const pts = [];
-    const hist = chart.history;
+    // A young pool has hours of empty history: start one bucket before the first work.
+    let hist = chart.history;
+    const firstWork = hist.findIndex((p) => p.h > 0);
+    hist = firstWork < 0 ? hist.slice(-1) : hist.slice(Math.max(0, firstWork - 1));
     for (let i = 0; i < hist.length - 1; i++) pts.push([hist[i].t + chart.bucket * 1000, hist[i].h]);
     const lastT = pts.length ? pts[pts.length - 1][0] : 0;
     for (const p of chart.live) if (p.t > lastT) pts.push([p.t, p.h]);
@@ -119,11 +122,11 @@
       lab.textContent = hashrate(v);
       axis.append(lab);
     }
-    const ticks = W < 500 ? 3 : 6;
+    const ticks = W < 500 ? 2 : 6;
     for (let i = 0; i <= ticks; i++) {
       const t = t0 + (t1 - t0) * i / ticks;
       const lab = svg('text', { x: x(t), y: H - 6, 'text-anchor': i === 0 ? 'start' : i === ticks ? 'end' : 'middle' });
-      lab.textContent = new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: (t1 - t0) < 600000 ? '2-digit' : undefined });
+      lab.textContent = new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: (t1 - t0) < 600000 ? '2-digit' : undefined, hour12: false });
       axis.append(lab);
     }
     s.append(grid, axis);
