@@ -12,3 +12,25 @@ need_btcd() {
 	echo "installing btcd $BTCD_VERSION from the Go module proxy..." >&2
 	GOFLAGS=-mod=mod go install "github.com/btcsuite/btcd@$BTCD_VERSION"
 }
+
+# need_chromium installs Debian's chromium package (the dashboard's browser tests run
+# it headless) unless a chromium is already there. It needs apt and root.
+need_chromium() {
+	if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then
+		return 0
+	fi
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "need_chromium: chromium is not installed and apt-get is not available; install Chromium so that /usr/bin/chromium exists" >&2
+		return 1
+	fi
+	local sudo=""
+	if [ "$(id -u)" -ne 0 ]; then
+		if ! command -v sudo >/dev/null 2>&1; then
+			echo "need_chromium: installing chromium needs root (or sudo)" >&2
+			return 1
+		fi
+		sudo="sudo"
+	fi
+	echo "installing chromium from Debian's packages..." >&2
+	$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
