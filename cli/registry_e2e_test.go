@@ -1,0 +1,454 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/api"
+	"github.com/hashgrid/hashgrid/miner"
+	"github.com/hashgrid/hashgrid/node/regtest"
+	"github.com/hashgrid/hashgrid/power"
+	"github.com/hashgrid/hashgrid/power/controller"
+	"github.com/hashgrid/hashgrid/power/ercot"
+	"github.com/hashgrid/hashgrid/power/minersim"
+	"github.com/hashgrid/hashgrid/registry"
+	"github.com/hashgrid/hashgrid/sqlite"
+)
+
+// e2eSiteTOML is the power site of TestRegistryEndToEnd: two groups of two emulated
+// machines each, named like the registry's device groups. Its name is the registry's
+// site id, so the controller's energy lines belong to that site.
+const e2eSiteTOML = `
+name = "west-1"
+zone = "LZ_WEST"
+capacity_mw = 1.0
+pool_fee = 0.02
+shed_price = 1000.0
+shed_within = "2s"
+stale_after = "30m"
+[prices]
+speed = 3600.0
+poll = "10ms"
+[bitcoin]
+difficulty = 10.0e12
+btc_usd = 35000.0
+fees_btc_per_block = 0.3
+[[group]]
+name = "asic-a"
+count = 2
+min_on = "15m"
+min_off = "30m"
+stagger_batch = 1
+stagger_every = "20ms"
+sleep_watts = 12
+protocol = "luxos"
+  [[group.mode]]
+  name = "full"
+  ths = 100.0
+  watts = 3450.0
+  profile = "default"
+  [[group.mode]]
+  name = "eco"
+  ths = 80.0
+  watts = 2240.0
+  profile = "eco"
+[[group]]
+name = "gpu-b"
+count = 2
+min_on = "15m"
+min_off = "30m"
+stagger_batch = 1
+stagger_every = "20ms"
+sleep_watts = 12
+protocol = "luxos"
+  [[group.mode]]
+  name = "full"
+  ths = 100.0
+  watts = 3450.0
+  profile = "default"
+[control]
+timeout = "1s"
+retries = 1
+backoff = "20ms"
+`
+
+// e2ePrices are the real LZ_WEST real-time prices of 13 August 2019, 12:00 to 15:45
+// CDT, in $/MWh ×100 (../shared/data/ercot/2019.csv): a quiet hour, then the climb to
+// the cap that makes the controller shed.
+var e2ePrices = []power.Price{4455, 3727, 4407, 9718, 21609, 52061, 95004, 200438, 216162, 387862, 677018, 680706, 707168, 902157, 903163, 903000}
+
+// TestRegistryEndToEnd builds a site from real evidence: a hashgrid pool on a regtest
+// btcd with two hashgrid miners (one under a worker of a group declared as PoW mining,
+// one under a worker of a group declared as AI inference), and the power controller
+// driving emulated ASICs through a replayed price series, writing energy.jsonl. The
+// registry imports the pool's SQLite store and the energy file; the report's share
+// totals must equal the store's, its energy totals the sum of the energy lines; the AI
+// group that mines must be flagged; and verify must pass on the log and the report and
+// fail after a one-byte change to either.
+func TestRegistryEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts btcd")
+	}
+	began := time.Now()
+	dir := t.TempDir()
+	poolData := filepath.Join(dir, "pool")
+	regData := filepath.Join(dir, "registry")
+	powerData := filepath.Join(dir, "power")
+	for _, d := range []string{poolData, powerData} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Pool evidence: real shares from real miners, through the pool into its store.
+	btcd := regtest.StartT(t)
+	r, stopPool := startPool(t, PoolConfig{
+		Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: regtest.TestAddress(),
+		Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: poolData, Tag: "/registry-e2e/",
+		PollInterval: 100 * time.Millisecond, TrackInterval: 300 * time.Millisecond, ShareInterval: time.Second, LogLevel: "warn",
+	})
+	poolStopped := false
+	defer func() {
+		if !poolStopped {
+			stopPool()
+		}
+	}()
+	addrA, addrB := regtest.TestAddress(), regtest.TestAddressP2PKH()
+	users := []string{addrA + ".rig-a1", addrB + ".gpu-b1"}
+	poolFrom := time.Now().UTC().Truncate(time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	miners := make([]*miner.Miner, len(users))
+	var wg sync.WaitGroup
+	for i, u := range users {
+		m, err := miner.New(miner.Config{URL: "stratum+tcp://" + r.Stratum, User: u, MaxRetryWait: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		miners[i] = m
+		wg.Go(func() { m.Run(ctx) })
+	}
+	waitFor(t, 30*time.Second, "3 accepted shares from each miner", func() bool {
+		return miners[0].Stats().Accepted >= 3 && miners[1].Stats().Accepted >= 3
+	})
+	cancel()
+	wg.Wait()
+	var minersAccepted uint64
+	for _, m := range miners {
+		minersAccepted += m.Stats().Accepted
+	}
+	base := "http://" + r.API
+	waitFor(t, 10*time.Second, "the store to hold every accepted share", func() bool {
+		var info api.PoolInfo
+		getJSON(t, base+"/api/v1/pool", &info)
+		return info.SharesAccepted == minersAccepted
+	})
+	stopPool()
+	poolStopped = true
+	poolTo := time.Now().UTC().Truncate(time.Second).Add(time.Second)
+	dbPath := filepath.Join(poolData, "hashgrid.db")
+	store, err := sqlite.Open(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeWorkers, err := store.WorkBetween(context.Background(), poolFrom, poolTo)
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the store says each group's workers did: the figures the report must show.
+	type shares struct {
+		accepted, rejected uint64
+		work               hashgrid.Work
+	}
+	wantShares := map[string]*shares{"asic-a": {}, "gpu-b": {}}
+	var storeAccepted uint64
+	for _, w := range storeWorkers {
+		g := map[string]string{addrA + ".rig-a1": "asic-a", addrB + ".gpu-b1": "gpu-b"}[w.Address+"."+w.Name]
+		if g == "" {
+			t.Fatalf("store has a worker %s.%s no miner used", w.Address, w.Name)
+		}
+		s := wantShares[g]
+		s.accepted += w.Accepted
+		s.rejected += w.Rejected
+		s.work = s.work.Plus(w.Work)
+		storeAccepted += w.Accepted
+	}
+	if storeAccepted != minersAccepted {
+		t.Fatalf("store: %d accepted shares in %s..%s, miners were told %d", storeAccepted, poolFrom, poolTo, minersAccepted)
+	}
+
+	// Energy evidence: the controller drives emulated machines through the replayed
+	// prices and writes energy.jsonl, as in 'hashgrid power run'.
+	cfg, err := power.ReadConfig(strings.NewReader(e2eSiteTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := minersim.Start(minersim.Config{Count: 4, SleepWatts: 12, Profiles: []minersim.Profile{
+		{Name: "default", THs: 100, Watts: 3450}, {Name: "eco", THs: 80, Watts: 2240}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	cfg.Groups[0].Endpoints = fleet.Addrs()[:2]
+	cfg.Groups[1].Endpoints = fleet.Addrs()[2:]
+	// The replayed series is placed just before the pool's period, so one report
+	// period covers both kinds of evidence.
+	t0 := poolFrom.Truncate(power.IntervalLength).Add(-time.Duration(len(e2ePrices)) * power.IntervalLength)
+	ivs := make([]power.Interval, len(e2ePrices))
+	for i, p := range e2ePrices {
+		ivs[i] = power.Interval{Start: t0.Add(time.Duration(i) * power.IntervalLength), Price: p}
+	}
+	replay, err := ercot.NewReplay(ivs, cfg.Prices.Speed, t0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	energyPath := filepath.Join(powerData, "energy.jsonl")
+	ef, err := os.Create(energyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctlReport bytes.Buffer
+	ctl, err := controller.New(controller.Options{Config: cfg, Feed: replay, Energy: ef, Report: &ctlReport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every published price is decided; the decision after the last one writes the
+	// energy of every interval before it: len-1 intervals for each of the two groups.
+	wantLines := (len(ivs) - 1) * len(cfg.Groups)
+	shed := false
+	waitFor(t, 20*time.Second, "the controller to run the replayed prices", func() bool {
+		st, err := ctl.Step(context.Background())
+		if err != nil {
+			t.Fatalf("controller step: %v", err)
+		}
+		if st != nil && st.Shed {
+			shed = true
+			if len(st.Failures) != 0 {
+				t.Errorf("shed: machines did not obey: %v", st.Failures)
+			}
+		}
+		return countLines(t, energyPath) >= wantLines
+	})
+	if err := ef.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !shed {
+		t.Errorf("the replayed spike made no shed; controller report:\n%s", ctlReport.String())
+	}
+	for _, s := range fleet.States() {
+		if !s.Asleep || s.GHs != 0 {
+			t.Errorf("minersim %s after the spike: asleep %v, %v GH/s; want curtailed", s.Addr, s.Asleep, s.GHs)
+		}
+	}
+	wantWh := map[string]int64{}
+	var wantTotalWh int64
+	hashing := map[string]bool{}
+	for _, rec := range readEnergy(t, energyPath) {
+		wantWh[rec.Group] += rec.EnergyWh
+		wantTotalWh += rec.EnergyWh
+		hashing[rec.Group] = hashing[rec.Group] || rec.HashrateGHs > 0
+	}
+	if wantWh["asic-a"] == 0 || wantWh["gpu-b"] == 0 || !hashing["gpu-b"] {
+		t.Fatalf("energy lines: %v Wh by group, hashing %v; want both groups drawing power and gpu-b hashing", wantWh, hashing)
+	}
+
+	// The registry: operator, site, devices, declarations, then the evidence.
+	d := "-data=" + regData
+	from := t0.Add(-time.Hour).Truncate(time.Hour)
+	to := poolTo.Add(time.Hour).Truncate(time.Hour)
+	declared := "-from=" + from.Add(-time.Hour).Format(time.RFC3339)
+	out := mustRun(t, "registry", "init", d, "-operator=op1", "-name=West Texas Compute LLC", "-country=US")
+	pub := regexp.MustCompile(`public key ([0-9a-f]{64})`).FindStringSubmatch(out)
+	if pub == nil {
+		t.Fatalf("init printed no public key:\n%s", out)
+	}
+	mustRun(t, "registry", "site", "add", d, "-id=west-1", "-operator=op1", "-location=Pecos County, TX", "-grid=Oncor 138 kV", "-capacity-kw=1000")
+	mustRun(t, "registry", "device", "add", d, "-id=s19-rack1", "-site=west-1", "-group=asic-a", "-kind=asic", "-model=Antminer S19",
+		"-count=2", "-rated-w=3450", "-pool-address="+addrA, "-workers=rig-a*")
+	mustRun(t, "registry", "device", "add", d, "-id=gpu-rack1", "-site=west-1", "-group=gpu-b", "-kind=gpu", "-model=8-GPU inference server",
+		"-count=2", "-rated-w=3450", "-gpus=8", "-pool-address="+addrB, "-workers=gpu-b*")
+	mustRun(t, "registry", "workload", "add", d, "-site=west-1", "-group=asic-a", "-class=pow-mining", declared)
+	mustRun(t, "registry", "workload", "add", d, "-site=west-1", "-group=gpu-b", "-class=ai-inference", declared)
+	mustRun(t, "registry", "import-energy", d, "-file="+energyPath, "-site=west-1")
+	mustRun(t, "registry", "import-pool", d, "-db="+dbPath, "-site=west-1",
+		"-from="+poolFrom.Format(time.RFC3339), "-to="+poolTo.Format(time.RFC3339))
+	reports := filepath.Join(dir, "reports")
+	out = mustRun(t, "registry", "report", d, "-site=west-1", "-from="+from.Format(time.RFC3339), "-to="+to.Format(time.RFC3339), "-out="+reports)
+	paths := regexp.MustCompile(`(?m)^(\S+\.json)\n(\S+\.html)$`).FindStringSubmatch(out)
+	if paths == nil {
+		t.Fatalf("report printed no file names:\n%s", out)
+	}
+	jsonPath, htmlPath := paths[1], paths[2]
+	raw, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file registry.ReportFile
+	if err := json.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	var rep registry.Report
+	if err := json.Unmarshal(file.Report, &rep); err != nil {
+		t.Fatal(err)
+	}
+
+	// Share and energy totals match the sources.
+	var gotTotalWh int64
+	for _, gr := range rep.Groups {
+		want, ok := wantShares[gr.Group]
+		if !ok {
+			t.Errorf("report has a group %q the site does not", gr.Group)
+			continue
+		}
+		if gr.Accepted != want.accepted || gr.Rejected != want.rejected || gr.Hashes != want.work.Big().String() {
+			t.Errorf("group %s shares: got %d accepted, %d rejected, %s hashes; store says %d, %d, %s",
+				gr.Group, gr.Accepted, gr.Rejected, gr.Hashes, want.accepted, want.rejected, want.work.Big())
+		}
+		if gr.EnergyWh != wantWh[gr.Group] || gr.ControllerWh != wantWh[gr.Group] || gr.EnergySource != "controller" {
+			t.Errorf("group %s energy: got %d Wh (controller %d, source %q); energy.jsonl sums to %d",
+				gr.Group, gr.EnergyWh, gr.ControllerWh, gr.EnergySource, wantWh[gr.Group])
+		}
+		gotTotalWh += gr.EnergyWh
+	}
+	if len(rep.Groups) != 2 {
+		t.Errorf("report groups: got %d, want 2", len(rep.Groups))
+	}
+	if gotTotalWh != wantTotalWh || rep.Energy.GroupsWh != wantTotalWh {
+		t.Errorf("site energy: groups sum to %d Wh, report says %d; energy.jsonl sums to %d", gotTotalWh, rep.Energy.GroupsWh, wantTotalWh)
+	}
+	classWh := map[string]int64{}
+	classShares := map[string]uint64{}
+	for _, c := range rep.Classes {
+		classWh[c.Class] += c.EnergyWh
+		classShares[c.Class] += c.Accepted
+	}
+	if classWh["pow-mining"] != wantWh["asic-a"] || classWh["ai-inference"] != wantWh["gpu-b"] ||
+		classShares["pow-mining"] != wantShares["asic-a"].accepted || classShares["ai-inference"] != wantShares["gpu-b"].accepted {
+		t.Errorf("by class: energy %v, shares %v; want the groups' figures under their declared classes", classWh, classShares)
+	}
+
+	// The planted discrepancy: the AI inference group mines, by the pool's shares and by
+	// the controller's hashrate; the mining group is not flagged for mining.
+	flagged := map[string]bool{}
+	for _, f := range rep.Discrepancies {
+		flagged[f.Code+" "+f.Group] = true
+		if f.Group == "gpu-b" && f.Code == "pow_shares_undeclared" && (f.Severity != registry.SeverityError || len(f.Evidence) == 0 || !strings.Contains(f.Evidence[0], "gpu-b1")) {
+			t.Errorf("pow_shares_undeclared for gpu-b without its evidence: %+v", f)
+		}
+	}
+	for _, want := range []string{"pow_shares_undeclared gpu-b", "controller_hashrate_undeclared gpu-b"} {
+		if !flagged[want] {
+			t.Errorf("not flagged: %s; discrepancies: %+v", want, rep.Discrepancies)
+		}
+	}
+	for _, notWant := range []string{"pow_shares_undeclared asic-a", "controller_hashrate_undeclared asic-a"} {
+		if flagged[notWant] {
+			t.Errorf("flagged %s, which is declared as PoW mining", notWant)
+		}
+	}
+
+	// Verify passes on the log and the report, and fails after a one-byte change.
+	logPath := filepath.Join(regData, registry.LogFile)
+	out = mustRun(t, "registry", "verify", "-log="+logPath, "-report="+jsonPath, "-html="+htmlPath, "-pubkey="+pub[1])
+	if !strings.Contains(out, "log ok") || !strings.Contains(out, "report ok") || !strings.Contains(out, "in log") {
+		t.Errorf("verify: %s", out)
+	}
+	logBytes, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One byte of the workload entry of gpu-b: its declared class.
+	i := bytes.Index(logBytes, []byte(`"ai-inference"`))
+	if i < 0 {
+		t.Fatal("log has no ai-inference declaration")
+	}
+	entry := bytes.Count(logBytes[:i], []byte("\n")) + 1
+	tampered := bytes.Clone(logBytes)
+	tampered[i+1] = 'A'
+	badLog := filepath.Join(dir, "tampered.jsonl")
+	if err := os.WriteFile(badLog, tampered, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runCLI(t, "registry", "verify", "-log="+badLog)
+	var ce *registry.ChainError
+	if err == nil || !errors.As(err, &ce) || ce.Line != entry {
+		t.Errorf("verify of a log with one byte changed on line %d: got %v, stderr %q; want the entry on that line named", entry, err, stderr)
+	}
+	// One byte of the report: the last digit of the first energy figure, so the file
+	// stays well-formed JSON and only its content changes.
+	j := bytes.Index(raw, []byte(`"energy_wh":`))
+	if j < 0 {
+		t.Fatalf("report file has no energy_wh:\n%.400s", raw)
+	}
+	k := j + len(`"energy_wh":`)
+	for k < len(raw) && (raw[k] < '0' || raw[k] > '9') {
+		k++
+	}
+	for k+1 < len(raw) && raw[k+1] >= '0' && raw[k+1] <= '9' {
+		k++
+	}
+	badRaw := bytes.Clone(raw)
+	badRaw[k] = '0' + (badRaw[k]-'0'+1)%10
+	badReport := filepath.Join(dir, "tampered-report.json")
+	if err := os.WriteFile(badReport, badRaw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := runCLI(t, "registry", "verify", "-log="+logPath, "-report="+badReport, "-pubkey="+pub[1]); err == nil {
+		t.Errorf("verify of a report with one byte changed passed: %s", stderr)
+	}
+	if took := time.Since(began); took > 60*time.Second {
+		t.Errorf("end-to-end run took %v, bound 60 s", took)
+	}
+	var codes []string
+	for _, f := range rep.Discrepancies {
+		codes = append(codes, f.Severity+" "+f.Code+" "+f.Group)
+	}
+	t.Logf("shares: asic-a %d, gpu-b %d accepted; energy: asic-a %d Wh, gpu-b %d Wh in %d lines; discrepancies: %s; took %v",
+		wantShares["asic-a"].accepted, wantShares["gpu-b"].accepted, wantWh["asic-a"], wantWh["gpu-b"], countLines(t, energyPath),
+		strings.Join(codes, "; "), time.Since(began).Round(time.Millisecond))
+}
+
+// countLines returns the number of complete lines in path.
+func countLines(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(b, []byte("\n"))
+}
+
+// readEnergy decodes every line of an energy.jsonl file.
+func readEnergy(t *testing.T, path string) []power.EnergyRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var recs []power.EnergyRecord
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r power.EnergyRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		recs = append(recs, r)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
