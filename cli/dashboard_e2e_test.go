@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -204,6 +206,10 @@ func TestDashboardBrowser(t *testing.T) {
 			}
 		}
 	}
+	// The Grafana dashboard in docs/ reads metrics this pool exports. Counters that only
+	// appear after a drop or an error are exempt from being present.
+	checkGrafana(t, base+"/metrics", map[string]bool{"hashgrid_stratum_dropped_total": true, "hashgrid_node_rpc_errors_total": true, "hashgrid_share_record_failures_total": true})
+
 	// The admin session list (with the token) has the miners, but no password either.
 	req, _ := http.NewRequest("GET", base+"/api/v1/admin/sessions", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -215,5 +221,50 @@ func TestDashboardBrowser(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), first) || strings.Contains(string(body), password) {
 		t.Errorf("admin sessions: %d %s", resp.StatusCode, tail(string(body), 500))
+	}
+}
+
+// checkGrafana checks docs/grafana/hashgrid.json is a dashboard whose queries name
+// only metrics that the pool at metricsURL exports (or the listed event-only ones).
+func checkGrafana(t *testing.T, metricsURL string, eventOnly map[string]bool) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(screenshotDir(t), "..", "grafana", "hashgrid.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Title  string `json:"title"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Type    string `json:"type"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("grafana dashboard: %v", err)
+	}
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	name := regexp.MustCompile(`\b(hashgrid|process|go)_[a-z_]+`)
+	queries := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			queries++
+			for _, m := range name.FindAllString(tg.Expr, -1) {
+				base := strings.TrimSuffix(m, "_bucket")
+				if !eventOnly[base] && !strings.Contains(string(exported), "\n"+m) {
+					t.Errorf("grafana panel %q queries %s, which /metrics does not export", p.Title, m)
+				}
+			}
+		}
+	}
+	if queries < 10 {
+		t.Errorf("grafana dashboard has %d queries", queries)
 	}
 }
