@@ -1,0 +1,364 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashgrid/hashgrid/api"
+	"github.com/hashgrid/hashgrid/market"
+	"github.com/hashgrid/hashgrid/miner"
+	"github.com/hashgrid/hashgrid/node/regtest"
+)
+
+// startMarket runs RunMarket on loopback ports.
+func startMarket(t *testing.T, cfg MarketConfig) (MarketReady, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	readyc := make(chan MarketReady, 1)
+	errc := make(chan error, 1)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	env := Env{Stdout: io.Discard, Stderr: lockedWriter{&mu, &logs}}
+	go func() { errc <- RunMarket(ctx, cfg, env, func(r MarketReady) { readyc <- r }) }()
+	select {
+	case r := <-readyc:
+		return r, func() {
+			cancel()
+			if err := <-errc; err != nil {
+				t.Errorf("RunMarket: %v", err)
+			}
+			if t.Failed() {
+				mu.Lock()
+				t.Logf("market log (tail):\n%s", tail(logs.String(), 6000))
+				mu.Unlock()
+			}
+		}
+	case err := <-errc:
+		cancel()
+		t.Fatalf("RunMarket: %v\n%s", err, logs.String())
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("market did not start")
+	}
+	panic("unreachable")
+}
+
+type marketClient struct {
+	t    *testing.T
+	base string
+}
+
+// do sends a JSON request and decodes the reply into out; it returns the status.
+func (c marketClient) do(method, path, key string, body, out any) int {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.base+path, rd)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			c.t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	if resp.StatusCode >= 300 && out != nil {
+		c.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	return resp.StatusCode
+}
+
+func (c marketClient) must(method, path, key string, body, out any) {
+	c.t.Helper()
+	if st := c.do(method, path, key, body, out); st >= 300 {
+		c.t.Fatalf("%s %s: status %d", method, path, st)
+	}
+}
+
+func (c marketClient) order(key, id string) market.OrderView {
+	c.t.Helper()
+	var v market.OrderView
+	c.must("GET", "/api/v1/orders/"+id, key, nil, &v)
+	return v
+}
+
+func (c marketClient) book() market.Book {
+	c.t.Helper()
+	var b market.Book
+	c.must("GET", "/api/v1/orderbook", "", nil, &b)
+	return b
+}
+
+func (c marketClient) sellers(id string) int {
+	for _, o := range c.book().Orders {
+		if o.ID == id {
+			return o.Sellers
+		}
+	}
+	return 0
+}
+
+// poolWorker returns a pool's record of one address.worker.
+func poolWorker(t *testing.T, apiAddr, user string) api.WorkerInfo {
+	t.Helper()
+	addr, name, _ := strings.Cut(user, ".")
+	resp, err := http.Get("http://" + apiAddr + "/api/v1/workers/" + addr)
+	if err != nil {
+		t.Fatalf("pool API: %v", err)
+	}
+	defer resp.Body.Close()
+	var ai api.AddressInfo
+	json.NewDecoder(resp.Body).Decode(&ai)
+	for _, w := range ai.Workers {
+		if w.Name == name {
+			return w
+		}
+	}
+	return api.WorkerInfo{}
+}
+
+// TestMarketEndToEnd runs two hashgrid pools on btcd regtest (different payout
+// addresses), one market and three hashgrid CPU miners as sellers, and drives the
+// buyers' side through the HTTP API: routing by price and limit, a killed pool, a
+// cancel, a contract sold mid-term, and finally the books.
+func TestMarketEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts btcd")
+	}
+	btcd := regtest.StartT(t)
+	poolCfg := func(payout string) PoolConfig {
+		return PoolConfig{Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: payout,
+			Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Tag: "/market-e2e/",
+			PollInterval: 100 * time.Millisecond, TrackInterval: time.Second, ShareInterval: time.Second, LogLevel: "warn"}
+	}
+	addr1, addr2 := regtest.TestAddress(), regtest.TestAddressP2PKH()
+	p1, stopP1 := startPool(t, poolCfg(addr1))
+	defer stopP1()
+	p2, stopP2 := startPool(t, poolCfg(addr2))
+	p2Stopped := false
+	defer func() {
+		if !p2Stopped {
+			stopP2()
+		}
+	}()
+	mr, stopMarket := startMarket(t, MarketConfig{Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Network: "regtest",
+		FeeBps: 200, SellerShareInterval: time.Second, LogLevel: "info", AdminToken: "e2e-admin"})
+	defer stopMarket()
+	c := marketClient{t: t, base: "http://" + mr.API}
+
+	// Buyers.
+	var alice, bob market.AccountCreated
+	c.must("POST", "/api/v1/accounts", "", nil, &alice)
+	c.must("POST", "/api/v1/accounts", "", nil, &bob)
+	if st := c.do("POST", "/api/v1/admin/deposits", "wrong", market.DepositRequest{Account: alice.ID, Amount: 1, Reference: "x"}, nil); st != http.StatusUnauthorized {
+		t.Errorf("deposit with a wrong admin token: status %d", st)
+	}
+	const depA, depB = 5_000_000_000, 5_000_000_000
+	c.must("POST", "/api/v1/admin/deposits", "e2e-admin", market.DepositRequest{Account: alice.ID, Amount: depA, Reference: "a1"}, nil)
+	c.must("POST", "/api/v1/admin/deposits", "e2e-admin", market.DepositRequest{Account: bob.ID, Amount: depB, Reference: "b1"}, nil)
+	if st := c.do("GET", "/api/v1/orders", "hgk_"+alice.ID+"_00", nil, nil); st != http.StatusUnauthorized {
+		t.Errorf("orders with a bad key: status %d", st)
+	}
+
+	// Orders: A on pool 1 pays most, B on pool 2 next, C on pool 1 least. The pools'
+	// difficulty is fixed by password so that shares come at a steady rate.
+	place := func(pool PoolReady, user string, price int64) market.OrderView {
+		var v market.OrderView
+		c.must("POST", "/api/v1/orders", alice.APIKey, market.OrderRequest{PoolURL: "stratum+tcp://" + pool.Stratum, PoolUser: user,
+			PoolPassword: "d=0.0005", Price: price, Budget: 1_000_000_000}, &v)
+		return v
+	}
+	userA, userB, userC := addr1+".orderA", addr2+".orderB", addr1+".orderC"
+	A := place(p1, userA, 3_000_000_000_000)
+	B := place(p2, userB, 2_000_000_000_000)
+	C := place(p1, userC, 1_000_000_000_000)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	sellers := []string{addr1 + ".s1", addr2 + ".s2", addr1 + ".s3"}
+	for i, u := range sellers {
+		m, err := miner.New(miner.Config{URL: "stratum+tcp://" + mr.Stratum, User: u, VersionRoll: i != 1, MaxRetryWait: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { m.Run(ctx) })
+	}
+
+	// 1. Price: every seller goes to A.
+	waitFor(t, 60*time.Second, "all sellers on A and shares accepted", func() bool {
+		return c.sellers(A.ID) == 3 && c.order(alice.APIKey, A.ID).SharesAccepted >= 10
+	})
+	if v := c.order(alice.APIKey, B.ID); v.SharesAccepted != 0 {
+		t.Errorf("B got %d shares while A had room", v.SharesAccepted)
+	}
+
+	// 2. Limit: A may take about one seller; the others go to B.
+	time.Sleep(5 * time.Second) // fill the speed estimates
+	var aSpeed float64
+	for _, o := range c.book().Orders {
+		if o.ID == A.ID {
+			aSpeed = o.Speed
+		}
+	}
+	limit := aSpeed / 3 * 1.5
+	c.must("PATCH", "/api/v1/orders/"+A.ID, alice.APIKey, market.OrderEdit{Limit: &limit}, nil)
+	waitFor(t, 3*time.Second, "A within its limit, B served", func() bool {
+		n := c.sellers(A.ID)
+		return n >= 1 && n < 3 && c.sellers(B.ID) == 3-n
+	})
+	waitFor(t, 30*time.Second, "shares accepted for B", func() bool { return c.order(alice.APIKey, B.ID).SharesAccepted >= 5 })
+
+	// 3. Kill B's pool: B pauses with a reason, its sellers move to C (A is full), and
+	// nothing more is charged to B.
+	stopP2()
+	p2Stopped = true
+	waitFor(t, 5*time.Second, "B paused", func() bool { return c.order(alice.APIKey, B.ID).Status == market.StatusPaused })
+	vb := c.order(alice.APIKey, B.ID)
+	if !strings.Contains(vb.Reason, "destination") {
+		t.Errorf("B's pause reason %q", vb.Reason)
+	}
+	waitFor(t, 3*time.Second, "B's sellers on C", func() bool { return c.sellers(C.ID) >= 1 && c.sellers(B.ID) == 0 })
+	waitFor(t, 30*time.Second, "shares accepted for C", func() bool { return c.order(alice.APIKey, C.ID).SharesAccepted >= 3 })
+	if vb2 := c.order(alice.APIKey, B.ID); vb2.Spent != vb.Spent || vb2.SharesAccepted != vb.SharesAccepted {
+		t.Errorf("B charged while its pool was dead: spent %d → %d", vb.Spent, vb2.Spent)
+	}
+
+	// 4. Cancel A: its sellers move to C within a second.
+	start := time.Now()
+	c.must("POST", "/api/v1/orders/"+A.ID+"/cancel", alice.APIKey, nil, nil)
+	waitFor(t, 5*time.Second, "all sellers on C", func() bool { return c.sellers(C.ID) == 3 })
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("sellers moved %s after the cancel, want within a second", el)
+	}
+
+	// 5. Bob buys a contract (served before any spot order) to pool 1, then sells it
+	// to Alice, whose own worker on pool 1 receives the rest.
+	now := time.Now().UTC()
+	var q market.Quote
+	c.must("GET", fmt.Sprintf("/api/v1/contracts/quote?speed=0.01&start=%s&end=%s", now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)), "", nil, &q)
+	if q.Price != 1_000_000_000_001 {
+		t.Errorf("quote %d, want one above the best live spot price", q.Price)
+	}
+	userBob, userAliceK := addr1+".bobk", addr1+".alicek"
+	var K market.OrderView
+	c.must("POST", "/api/v1/contracts", bob.APIKey, market.ContractRequest{Speed: 0.01, Start: now, End: now.Add(time.Hour), Price: q.Price,
+		PoolURL: "stratum+tcp://" + p1.Stratum, PoolUser: userBob, PoolPassword: "d=0.0005"}, &K)
+	waitFor(t, 5*time.Second, "sellers on the contract", func() bool { return c.sellers(K.ID) == 3 })
+	waitFor(t, 30*time.Second, "delivery to bob", func() bool { return c.order(bob.APIKey, K.ID).SharesAccepted >= 5 })
+	const xferPrice = 12_345
+	c.must("POST", "/api/v1/contracts/"+K.ID+"/transfer", bob.APIKey, market.TransferRequest{To: alice.ID, Price: xferPrice}, nil)
+	c.must("POST", "/api/v1/contracts/"+K.ID+"/accept", alice.APIKey, market.Destination{URL: "stratum+tcp://" + p1.Stratum, User: userAliceK, Password: "d=0.0005"}, nil)
+	waitFor(t, 30*time.Second, "delivery to alice after the transfer", func() bool {
+		v := c.order(alice.APIKey, K.ID)
+		return len(v.Segments) == 2 && v.Segments[1].Accepted >= 5
+	})
+
+	// 6. End everything and check the books.
+	for _, id := range []string{C.ID, K.ID} {
+		c.must("POST", "/api/v1/orders/"+id+"/cancel", alice.APIKey, nil, nil)
+	}
+	c.must("POST", "/api/v1/orders/"+B.ID+"/cancel", alice.APIKey, nil, nil)
+	waitFor(t, 10*time.Second, "all orders refunded", func() bool {
+		for _, id := range []string{A.ID, B.ID, C.ID, K.ID} {
+			v := c.order(alice.APIKey, id)
+			if v.Remaining != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	wg.Wait()
+
+	// Delivered work as the market measured it against pool 1's records.
+	vK := c.order(alice.APIKey, K.ID)
+	checks := []struct {
+		user   string
+		market float64
+		shares uint64
+	}{
+		{userA, c.order(alice.APIKey, A.ID).AcceptedWork, c.order(alice.APIKey, A.ID).SharesAccepted},
+		{userC, c.order(alice.APIKey, C.ID).AcceptedWork, c.order(alice.APIKey, C.ID).SharesAccepted},
+		{userBob, vK.Segments[0].AcceptedWork, vK.Segments[0].Accepted},
+		{userAliceK, vK.Segments[1].AcceptedWork, vK.Segments[1].Accepted},
+	}
+	for _, ch := range checks {
+		var got api.WorkerInfo
+		waitFor(t, 10*time.Second, "pool 1 to record "+ch.user, func() bool {
+			got = poolWorker(t, p1.API, ch.user)
+			return got.Accepted >= ch.shares
+		})
+		if ch.market == 0 || math.Abs(got.Work-ch.market) > 0.02*got.Work {
+			t.Errorf("%s: market measured %g, pool recorded %g (%d vs %d shares)", ch.user, ch.market, got.Work, ch.shares, got.Accepted)
+		}
+		t.Logf("%s: market %g (%d shares), pool %g (%d shares)", ch.user, ch.market, ch.shares, got.Work, got.Accepted)
+	}
+
+	// Money: the ledger balances; escrows are empty; what buyers paid is what sellers
+	// earned plus the fee; each buyer's balance is explained to the satoshi.
+	lctx := context.Background()
+	if err := mr.Ledger.Check(lctx); err != nil {
+		t.Fatal(err)
+	}
+	var spentAlice, spentAll int64
+	for _, id := range []string{A.ID, B.ID, C.ID} {
+		spentAlice += c.order(alice.APIKey, id).Spent
+	}
+	spentAll = spentAlice + vK.Spent
+	escrows, _ := mr.Ledger.Balances(lctx, "market:escrow:")
+	for a, b := range escrows {
+		if b != 0 {
+			t.Errorf("%s holds %d after every order ended", a, b)
+		}
+	}
+	sellersBal, _ := mr.Ledger.Balances(lctx, "market:seller:")
+	var earned int64
+	for _, b := range sellersBal {
+		earned += b
+	}
+	fees, _ := mr.Ledger.Balance(lctx, "market:fees")
+	if earned+fees != spentAll || fees < spentAll*200/10_000 || fees > spentAll*200/10_000+int64(len(sellersBal))*4 {
+		t.Errorf("sellers earned %d, fees %d, buyers spent %d", earned, fees, spentAll)
+	}
+	var av, bv market.AccountView
+	c.must("GET", "/api/v1/account", alice.APIKey, nil, &av)
+	c.must("GET", "/api/v1/account", bob.APIKey, nil, &bv)
+	if want := int64(depA) - spentAlice - xferPrice - vK.Spent + vK.Budget; av.Balance != want {
+		t.Errorf("alice's balance %d, want %d", av.Balance, want)
+	}
+	if want := int64(depB) - vK.Budget + xferPrice; bv.Balance != want {
+		t.Errorf("bob's balance %d, want %d", bv.Balance, want)
+	}
+	var sv market.SellerView
+	c.must("GET", "/api/v1/sellers/"+addr1, "", nil, &sv)
+	if sv.Earned == 0 || len(sv.Workers) != 2 {
+		t.Errorf("seller view %+v", sv)
+	}
+
+	// Anyone can audit a sample of the delivered shares.
+	var out bytes.Buffer
+	err := Run(lctx, []string{"market", "audit", C.ID, "--api", "http://" + mr.API}, func(string) string { return "" }, nil, &out, &out)
+	if err != nil || !strings.Contains(out.String(), "re-hash and meet their difficulty") {
+		t.Errorf("audit: %v\n%s", err, out.String())
+	}
+	t.Logf("%s", out.String())
+}
