@@ -160,6 +160,9 @@ type PolicyConfig struct {
 	Horizon int `toml:"horizon"` // intervals looked ahead by the planner
 	// PriorWeight is how many observations the persistence prior is worth.
 	PriorWeight float64 `toml:"prior_weight"`
+	// Margin is how many standard errors of the forecast a departure from the
+	// last-price rule must survive (0, the default: the planner's choice suffices).
+	Margin float64 `toml:"margin"`
 }
 
 // TwoStrikeConfig sets the strikes of the two-strike reference, as multiples of the
@@ -390,8 +393,8 @@ func (c *Config) Validate() error {
 	if c.FourCP.USDPerKWYear < 0 || c.FourCP.WindowStartHour < 0 || c.FourCP.WindowEndHour > 24 || c.FourCP.WindowStartHour >= c.FourCP.WindowEndHour {
 		bad("fourcp: usd_per_kw_year not negative, 0 <= window_start_hour < window_end_hour <= 24")
 	}
-	if c.Policy.Horizon < 1 || c.Policy.Horizon > 96 || c.Policy.PriorWeight < 0 {
-		bad("policy: horizon in 1..96, prior_weight not negative")
+	if c.Policy.Horizon < 1 || c.Policy.Horizon > 96 || c.Policy.PriorWeight < 0 || c.Policy.Margin < 0 || c.Policy.Margin > 10 {
+		bad("policy: horizon in 1..96, prior_weight not negative, margin in 0..10")
 	}
 	if c.TwoStrike.Low <= 0 || c.TwoStrike.High < c.TwoStrike.Low {
 		bad("two_strike: 0 < low <= high")

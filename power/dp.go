@@ -60,48 +60,44 @@ func newPlanner(m *Model) *planner {
 	return &planner{m: m, next: make([]int64, S), cur: make([]int64, S), r: make([]int64, A*A)}
 }
 
-// first returns the best first decision from s over len(prices) intervals, where the
+// values sets val[a], for every first decision a from s, to the best total reward over
+// len(prices) intervals that starts with a (math.MinInt64 where a is not allowed). The
 // reward of an interval is revenue(from,to) − cost of its energy at the forecast price.
 // c applies to the first interval; later intervals are assumed unconstrained by events.
-func (p *planner) first(s State, revenue [][]Micro, prices []Price, c Conditions) int {
+func (p *planner) values(s State, revenue [][]Micro, prices []Price, c Conditions, val []int64) {
 	m := p.m
 	S, A := m.States()*m.Dwell, m.States()
 	clear(p.next)
-	bestFirst := s.Mode
-	for t := len(prices) - 1; t >= 0; t-- {
-		for f := range A {
-			for to := range A {
-				p.r[f*A+to] = int64(revenue[f][to] - EnergyCost(prices[t], m.energyWh[f][to]))
-			}
-		}
-		cc := Conditions{}
-		if t == 0 {
-			cc = c
-		}
-		lo, hi := 0, S
-		if t == 0 {
-			lo = m.index(s)
-			hi = lo + 1
-		}
-		for i := lo; i < hi; i++ {
+	for t := len(prices) - 1; t >= 1; t-- {
+		p.rewards(revenue, prices[t])
+		for i := range S {
 			st := m.state(i)
-			best, arg := int64(math.MinInt64), st.Mode
-			for k := range A {
-				to := (st.Mode + k) % A
-				if !m.Allowed(st, to, cc) {
+			best := int64(math.MinInt64)
+			for to := range A {
+				if !m.Allowed(st, to, Conditions{}) {
 					continue
 				}
-				v := p.r[st.Mode*A+to] + p.next[m.index(m.Next(st, to))]
-				if v > best {
-					best, arg = v, to
-				}
+				best = max(best, p.r[st.Mode*A+to]+p.next[m.index(m.Next(st, to))])
 			}
 			p.cur[i] = best
-			if t == 0 {
-				bestFirst = arg
-			}
 		}
 		p.cur, p.next = p.next, p.cur
 	}
-	return bestFirst
+	p.rewards(revenue, prices[0])
+	for to := range A {
+		val[to] = math.MinInt64
+		if m.Allowed(s, to, c) {
+			val[to] = p.r[s.Mode*A+to] + p.next[m.index(m.Next(s, to))]
+		}
+	}
+}
+
+func (p *planner) rewards(revenue [][]Micro, price Price) {
+	m := p.m
+	A := m.States()
+	for f := range A {
+		for to := range A {
+			p.r[f*A+to] = int64(revenue[f][to] - EnergyCost(price, m.energyWh[f][to]))
+		}
+	}
 }

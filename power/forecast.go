@@ -1,5 +1,7 @@
 package power
 
+import "math"
+
 // Forecaster predicts the next prices from the published ones. For every lead k it
 // keeps the mean change from the last price to the price k+1 intervals later,
 // conditioned on the price band of the last two prices, learnt online from the history
@@ -17,8 +19,8 @@ type Forecaster struct {
 }
 
 // significance is how many standard errors a learnt mean change must stand out by
-// before it replaces its fallback (chosen with the sweep recorded in
-// docs/benchmarks.md).
+// before it replaces its fallback (inherited from the first, in-sample sweep recorded
+// in docs/benchmarks.md; not re-tuned).
 const significance = 1.0
 
 type stat struct {
@@ -32,18 +34,20 @@ func (s *stat) add(d float64) {
 	s.n++
 }
 
-// mean returns the shrunk mean of the changes if it stands out from its noise by
-// significance standard errors, otherwise the fallback: heavy-tailed prices make most cells noisy.
-func (s stat) mean(prior, fallback float64) float64 {
+// estimate returns the shrunk mean of the changes and its standard error if the mean
+// stands out from its noise by significance standard errors, otherwise the fallback
+// (with the larger of its and this cell's standard error): heavy-tailed prices make
+// most cells noisy.
+func (s stat) estimate(prior, fallback, fallbackSE float64) (mean, se float64) {
 	if s.n < 2 {
-		return fallback
+		return fallback, fallbackSE
 	}
 	m := s.sum / s.n
 	v := max(0, s.sq/s.n-m*m)
 	if (m-fallback)*(m-fallback)*s.n < significance*significance*v {
-		return fallback
+		return fallback, max(fallbackSE, math.Sqrt(v/s.n))
 	}
-	return (s.sum + prior*fallback) / (s.n + prior)
+	return (s.sum + prior*fallback) / (s.n + prior), math.Sqrt(v / (s.n + prior))
 }
 
 // bandEdges split prices ($/MWh ×100) into bands; heavy tails get wide bands.
@@ -112,12 +116,13 @@ func (f *Forecaster) sync(h []Price) {
 	}
 }
 
-// Forecast appends the expected prices of the next horizon intervals to dst, given the
-// published history (the last element is the most recent price).
-func (f *Forecaster) Forecast(h []Price, dst []Price) []Price {
+// Forecast appends the expected prices of the next horizon intervals to mean, and the
+// standard errors of those expectations in $/MWh to se, given the published history
+// (the last element is the most recent price).
+func (f *Forecaster) Forecast(h []Price, mean []Price, se []float64) ([]Price, []float64) {
 	f.sync(h)
 	if len(h) == 0 {
-		return dst
+		return mean, se
 	}
 	last := h[len(h)-1]
 	b1, b2 := bandOf(last), bandOf(last)
@@ -125,9 +130,10 @@ func (f *Forecaster) Forecast(h []Price, dst []Price) []Price {
 		b2 = bandOf(h[len(h)-2])
 	}
 	for k := 0; k < f.horizon; k++ {
-		dBand := f.band[b1][k].mean(f.prior, 0)
-		dCell := f.cell[b1*nBands+b2][k].mean(f.prior, dBand)
-		dst = append(dst, last+Price(dCell*100))
+		dBand, seBand := f.band[b1][k].estimate(f.prior, 0, 0)
+		d, e := f.cell[b1*nBands+b2][k].estimate(f.prior, dBand, seBand)
+		mean = append(mean, last+Price(math.Round(d*100)))
+		se = append(se, e)
 	}
-	return dst
+	return mean, se
 }

@@ -212,23 +212,93 @@ func TestOptimumBoundsStrategies(t *testing.T) {
 	}
 }
 
-func TestStrategiesAreNonAnticipative(t *testing.T) {
-	// Changing prices from interval k on must not change any decision before k+1.
+// anticipates reports the first decision up to k that changes when the prices from
+// interval k on are changed, or -1: a non-anticipative strategy decides interval k
+// from the prices before it only.
+func anticipates(t *testing.T, mk func(b *Scenario) Strategy, k int) int {
+	t.Helper()
 	a := testScenario(t, 400, 3)
 	b := testScenario(t, 400, 3)
-	const k = 200
 	for i := k; i < len(b.Prices); i++ {
 		b.Prices[i] = 900000 - b.Prices[i]
 		b.Intervals[i].Price = b.Prices[i]
 	}
-	for _, mk := range []func() Strategy{func() Strategy { return NewPolicy() }, func() Strategy { return LastPrice{} }, func() Strategy { return TwoStrike{} }} {
-		ra, _ := a.Simulate(mk(), nil)
-		rb, _ := b.Simulate(mk(), nil)
-		for i := 0; i <= k; i++ {
-			if ra[0].Path[i] != rb[0].Path[i] {
-				t.Fatalf("%s: decision %d changed when prices from %d on changed", mk().Name(), i, k)
-			}
+	ra, err := a.Simulate(mk(a), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.Simulate(mk(b), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i <= k; i++ {
+		if ra[0].Path[i] != rb[0].Path[i] {
+			return i
 		}
+	}
+	return -1
+}
+
+// peeker is a strategy that cheats: it reads the price of the interval it decides.
+type peeker struct{ sc *Scenario }
+
+func (peeker) Name() string { return "peeker" }
+func (p peeker) Decide(in *Input) int {
+	return in.bestAt(p.sc.Prices[len(in.History)])
+}
+
+func TestStrategiesAreNonAnticipative(t *testing.T) {
+	const k = 200
+	for _, mk := range []func(*Scenario) Strategy{
+		func(*Scenario) Strategy { return NewPolicy() },
+		func(*Scenario) Strategy { return LastPrice{} },
+		func(*Scenario) Strategy { return TwoStrike{} },
+	} {
+		if i := anticipates(t, mk, k); i >= 0 {
+			t.Errorf("%s: decision %d changed when prices from %d on changed", mk(nil).Name(), i, k)
+		}
+	}
+	// The check catches a strategy that sees the price of the interval it decides.
+	if i := anticipates(t, func(sc *Scenario) Strategy { return peeker{sc} }, k); i != k {
+		t.Errorf("a strategy reading the current price: first changed decision %d, want %d", i, k)
+	}
+}
+
+// recorder runs the policy and the last-price rule on the same inputs and counts the
+// decisions where the policy would use less energy than the last-price rule.
+type recorder struct {
+	pol        *Policy
+	decisions  int
+	less, more int
+}
+
+func (*recorder) Name() string { return "recorder" }
+func (r *recorder) Decide(in *Input) int {
+	got := in.Model.Feasible(in.State, r.pol.Decide(in), in.Cond)
+	ref := in.Model.Feasible(in.State, LastPrice{}.Decide(in), in.Cond)
+	r.decisions++
+	switch eg, er := in.Model.EnergyWh(in.State.Mode, got), in.Model.EnergyWh(in.State.Mode, ref); {
+	case eg < er && !in.Cond.ForcedOff && !(len(in.History) > 0 && in.History[len(in.History)-1] >= in.Site.ShedPrice):
+		r.less++
+	case eg > er:
+		r.more++
+	}
+	return got
+}
+
+func TestPolicyRunsAtLeastAsLastPrice(t *testing.T) {
+	// Outside the safety rules (demand response, a price at the shed price), the policy
+	// never runs less than the last-price rule would from the same state.
+	for seed := range uint64(5) {
+		sc := testScenario(t, 3000, seed)
+		r := &recorder{pol: NewPolicy()}
+		if _, err := sc.Simulate(r, nil); err != nil {
+			t.Fatal(err)
+		}
+		if r.less != 0 {
+			t.Errorf("seed %d: %d of %d decisions use less energy than the last-price rule's", seed, r.less, r.decisions)
+		}
+		t.Logf("seed %d: %d decisions, %d departures to run more", seed, r.decisions, r.more)
 	}
 }
 

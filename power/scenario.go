@@ -17,6 +17,7 @@ type Site struct {
 	TwoHigh    float64
 	Horizon    int
 	Prior      float64
+	Margin     float64 // standard errors a departure from the last-price rule must survive
 }
 
 // NewSite extracts the site-wide parameters from a validated configuration.
@@ -31,6 +32,7 @@ func NewSite(c *Config) Site {
 		TwoHigh:    c.TwoStrike.High,
 		Horizon:    c.Policy.Horizon,
 		Prior:      c.Policy.PriorWeight,
+		Margin:     c.Policy.Margin,
 	}
 }
 

@@ -109,17 +109,30 @@ func (TwoStrike) Decide(in *Input) int {
 	return 1
 }
 
-// Policy is hashgrid's strategy. It forecasts the next prices from the published
-// history alone (a conditional-mean model learnt online, see Forecaster) and plans over
-// a short horizon with the same dynamic programme, constraints and ramp costs as the
-// optimum, applying only the first decision. Two safety rules come first: a demand-response event, or a
-// published price at or above the shed price at which no mode earns its power bill,
-// curtails at once; in
-// the 4CP watch window a price at or above the alert price curtails.
+// Policy is hashgrid's strategy. It starts from the last-price rule's decision (the
+// most profitable mode at the last published price, made feasible) and departs from it
+// only to run more: to stay on, or in a higher-power mode, when a forecast says the
+// coming prices make that pay. A departure that would curtail or step down where the
+// last-price rule runs is never taken: betting on a price rise from the history is
+// the noisy side of a heavy-tailed market, while a spike's reversion is not.
+//
+// The forecast is learnt online from the published history alone (see Forecaster); a
+// planner over a short horizon, with the same dynamic programme, constraints and ramp
+// costs as the optimum, values every first decision, and the departure must be its
+// choice. With Site.Margin > 0 it must also still beat the last-price decision when
+// every forecast price is raised by Margin standard errors (the default is 0: the
+// dev-zone sweep in docs/benchmarks.md found no margin that helped).
+//
+// Two safety rules come first: a demand-response event, or a published price at or
+// above the shed price at which no mode earns its power bill, curtails at once; in the
+// 4CP watch window a price at or above the alert price curtails.
 type Policy struct {
 	fc       *Forecaster
 	planners map[*Model]*planner
-	fcast    []Price
+	mean     []Price
+	se       []float64
+	shifted  []Price
+	val      []int64
 	revenue  [][]Micro
 }
 
@@ -144,28 +157,53 @@ func (p *Policy) Decide(in *Input) int {
 	if in.Watch && in.Site.FourCPRate > 0 && last >= in.Site.AlertPrice {
 		return 0
 	}
+	m := in.Model
+	ref := m.Feasible(in.State, in.bestAt(last), in.Cond)
 	if p.fc == nil || p.fc.horizon != in.Site.Horizon || p.fc.prior != in.Site.Prior {
 		p.fc = NewForecaster(in.Site.Horizon, in.Site.Prior)
 	}
-	p.fcast = p.fc.Forecast(h, p.fcast[:0])
+	p.mean, p.se = p.fc.Forecast(h, p.mean[:0], p.se[:0])
 	pl := p.planners[in.Model]
 	if pl == nil {
 		pl = newPlanner(in.Model)
 		p.planners[in.Model] = pl
 	}
-	m := in.Model
-	if len(p.revenue) != m.States() {
-		p.revenue = make([][]Micro, m.States())
+	A := m.States()
+	if len(p.revenue) != A {
+		p.revenue = make([][]Micro, A)
 		for i := range p.revenue {
-			p.revenue[i] = make([]Micro, m.States())
+			p.revenue[i] = make([]Micro, A)
 		}
+		p.val = make([]int64, A)
 	}
-	for f := range m.States() {
-		for to := range m.States() {
+	for f := range A {
+		for to := range A {
 			p.revenue[f][to] = m.Revenue(f, to, in.Hashprice, in.Site.PoolFee)
 		}
 	}
-	return pl.first(in.State, p.revenue[:m.States()], p.fcast, in.Cond)
+	pl.values(in.State, p.revenue, p.mean, in.Cond, p.val)
+	dev := ref
+	for a := range A {
+		if p.val[a] > p.val[dev] {
+			dev = a
+		}
+	}
+	if dev == ref || m.EnergyWh(in.State.Mode, dev) <= m.EnergyWh(in.State.Mode, ref) {
+		return ref // only departures that run more than the last-price rule
+	}
+	if in.Site.Margin == 0 {
+		return dev
+	}
+	// Test the departure against dearer prices than forecast.
+	p.shifted = p.shifted[:0]
+	for k, mu := range p.mean {
+		p.shifted = append(p.shifted, mu+Price(math.Round(in.Site.Margin*p.se[k]*100)))
+	}
+	pl.values(in.State, p.revenue, p.shifted, in.Cond, p.val)
+	if p.val[dev] > p.val[ref] {
+		return dev
+	}
+	return ref
 }
 
 // Strategies returns fresh instances of the policy and the references, in report order.

@@ -71,7 +71,7 @@ func TestYears(t *testing.T) {
 				}
 			}
 			if lp := rep.Strategy(power.NameLastPrice); pol.ProfitMicro <= lp.ProfitMicro {
-				// Recorded in docs/benchmarks.md: two cells where last_price is ahead.
+				// Recorded in docs/benchmarks.md: the cell where last_price is ahead.
 				t.Logf("%s %v J/TH: policy %s behind last_price %s by %s", y, eff, pol.ProfitUSD, lp.ProfitUSD, power.Micro(lp.ProfitMicro-pol.ProfitMicro))
 			}
 			if rep.Intervals != len(ivs) {
