@@ -121,7 +121,8 @@ func (TwoStrike) Decide(in *Input) int {
 // costs as the optimum, values every first decision, and the departure must be its
 // choice. With Site.Margin > 0 it must also still beat the last-price decision when
 // every forecast price is raised by Margin standard errors (the default is 0: the
-// dev-zone sweep in docs/benchmarks.md found no margin that helped).
+// development-zone comparison in docs/benchmarks.md found no margin that raised the
+// total lead over the last-price rule).
 //
 // Two safety rules come first: a demand-response event, or a published price at or
 // above the shed price at which no mode earns its power bill, curtails at once; in the
