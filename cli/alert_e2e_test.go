@@ -97,8 +97,10 @@ func TestAlertEndToEnd(t *testing.T) {
 	cfg := PoolConfig{
 		Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: regtest.TestAddress(),
 		Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: data, Tag: "/alert/", LogLevel: "info",
-		PollInterval: 100 * time.Millisecond, TrackInterval: 300 * time.Millisecond, ShareInterval: time.Second,
-		AlertWebhook: hook.srv.URL, AlertWorkerQuiet: 3 * time.Second, AlertInterval: 200 * time.Millisecond,
+		// Shares every half second on average: a gap of 8 s while mining is too unlikely
+		// (about e^-16 per share) to make a mining worker look quiet.
+		PollInterval: 100 * time.Millisecond, TrackInterval: 300 * time.Millisecond, ShareInterval: 500 * time.Millisecond,
+		AlertWebhook: hook.srv.URL, AlertWorkerQuiet: 8 * time.Second, AlertInterval: 200 * time.Millisecond,
 	}
 	r, stopPool := startPool(t, cfg)
 
@@ -115,7 +117,7 @@ func TestAlertEndToEnd(t *testing.T) {
 	stopMiner := mine(regtest.TestAddress() + ".quiet")
 	waitFor(t, 90*time.Second, "two block_found alerts", func() bool { return hook.count(t, alert.BlockFound) >= 2 })
 
-	// The miner stops: after 3 s without shares its worker is announced, once.
+	// The miner stops: after 8 s without shares its worker is announced, once.
 	stopMiner()
 	waitFor(t, 20*time.Second, "a worker_quiet alert", func() bool { return hook.count(t, alert.WorkerQuiet) >= 1 })
 	time.Sleep(time.Second) // several more checks run; none may repeat the alert
