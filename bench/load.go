@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -209,24 +210,29 @@ func runConn(ctx context.Context, c *conn, ci, inflight int, user string, submit
 	go func() {
 		defer close(done)
 		for {
-			line, err := c.br.ReadBytes('\n')
+			line, err := c.br.ReadSlice('\n')
 			if err != nil {
 				return
 			}
-			m, err := stratum.ParseMessage(line)
-			if err != nil {
-				continue
-			}
-			if m.Method == "mining.notify" {
-				c.onNotify(m)
-				continue
-			}
-			if m.IsRequest() {
-				continue
-			}
-			id, err := strconv.ParseUint(string(m.ID), 10, 64)
-			if err != nil {
-				continue
+			// Replies are most of the traffic: read their id and verdict without a
+			// JSON decoder, so that the load client costs the machine little.
+			id, verdict, fast := quickReply(line)
+			if !fast {
+				m, err := stratum.ParseMessage(line)
+				if err != nil {
+					continue
+				}
+				if m.Method == "mining.notify" {
+					c.onNotify(m)
+					continue
+				}
+				if m.IsRequest() {
+					continue
+				}
+				if id, err = strconv.ParseUint(string(m.ID), 10, 64); err != nil {
+					continue
+				}
+				verdict = string(m.Result) == "true"
 			}
 			mu.Lock()
 			t, ok := sent[id]
@@ -235,7 +241,7 @@ func runConn(ctx context.Context, c *conn, ci, inflight int, user string, submit
 				lat = append(lat, time.Since(t).Microseconds())
 			}
 			mu.Unlock()
-			if string(m.Result) == "true" {
+			if verdict {
 				accepted.Add(1)
 			} else {
 				rejected.Add(1)
@@ -298,14 +304,15 @@ func Hold(ctx context.Context, cfg LoadConfig, awaitClean bool, ready func()) (R
 	if err != nil {
 		return Result{}, err
 	}
+	res := Result{Conns: len(conns), ConnectSecs: time.Since(start).Seconds()}
+	var wg sync.WaitGroup
+	// Close the connections first: that is what ends the readers waited for.
 	defer func() {
 		for _, c := range conns {
 			c.nc.Close()
 		}
+		wg.Wait()
 	}()
-	res := Result{Conns: len(conns), ConnectSecs: time.Since(start).Seconds()}
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for _, c := range conns {
 		// Drain the initial clean notify of the handshake.
 		select {
@@ -342,4 +349,28 @@ func Hold(ctx context.Context, cfg LoadConfig, awaitClean bool, ready func()) (R
 	}
 	res.LastNotifyUnixNano = last
 	return res, nil
+}
+
+// quickReply reads {"id":N,"result":true|...} as written by hashgrid and most pools.
+func quickReply(line []byte) (id uint64, accepted, ok bool) {
+	rest, found := bytes.CutPrefix(line, []byte(`{"id":`))
+	if !found {
+		return 0, false, false
+	}
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' && n < 18 {
+		id = id*10 + uint64(rest[n]-'0')
+		n++
+	}
+	if n == 0 {
+		return 0, false, false
+	}
+	rest = rest[n:]
+	switch {
+	case bytes.HasPrefix(rest, []byte(`,"result":true,`)):
+		return id, true, true
+	case bytes.HasPrefix(rest, []byte(`,"result":null,`)), bytes.HasPrefix(rest, []byte(`,"result":false,`)):
+		return id, false, true
+	}
+	return 0, false, false
 }

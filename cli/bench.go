@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -93,8 +94,20 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&cfg.Data, "data", "", "data directory (default: a temporary one)")
 	fs.IntVar(&cfg.Txs, "txs", 2000, "template transactions (sets the merkle branch length)")
 	fs.IntVar(&cfg.MaxConn, "max-conns-per-ip", 20000, "connections allowed from one IP")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the pool to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if cfg.Data == "" {
 		d, err := os.MkdirTemp("", "hashgrid-bench-")

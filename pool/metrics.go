@@ -16,6 +16,7 @@ type Metrics struct {
 	broadcastS  prometheus.Histogram
 	blocks      *prometheus.CounterVec
 	recordFails prometheus.Counter
+	work        prometheus.Counter
 }
 
 // NewMetrics registers the pool's collectors with r.
@@ -47,7 +48,11 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 			Help: "Accepted shares the share stream could not make durable (answered as errors).",
 		}),
 	}
-	r.MustRegister(m.conns, m.shares, m.drops, m.broadcastS, m.blocks, m.recordFails)
+	m.work = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hashgrid_accepted_work_total",
+		Help: "Sum of the difficulty of accepted shares; rate(...) * 2^32 is the pool hashrate in H/s.",
+	})
+	r.MustRegister(m.conns, m.shares, m.drops, m.broadcastS, m.blocks, m.recordFails, m.work)
 	return m
 }
 
@@ -66,6 +71,12 @@ func (m *Metrics) connClosed() {
 func (m *Metrics) share(r hashgrid.ShareResult) {
 	if m != nil {
 		m.shares.WithLabelValues(r.String()).Inc()
+	}
+}
+
+func (m *Metrics) acceptedWork(d hashgrid.Diff) {
+	if m != nil {
+		m.work.Add(d.Float())
 	}
 }
 

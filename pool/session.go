@@ -221,6 +221,7 @@ func (p *Pool) SubmitAsync(c *stratum.Conn, sub *stratum.Submit, done func(*stra
 			return
 		}
 		p.m.share(hashgrid.ShareAccepted)
+		p.m.acceptedWork(sh.Diff)
 		p.mu.Lock()
 		p.stats.SharesAccepted++
 		p.mu.Unlock()

@@ -80,7 +80,7 @@ func (t *Tracker) Check(ctx context.Context) error {
 		case err != nil:
 			return err
 		}
-		old := b.Status
+		old, oldConf := b.Status, b.Confirmations
 		switch {
 		case h.Confirmations < 0:
 			b.Status, b.Confirmations = hashgrid.BlockOrphaned, 0
@@ -89,7 +89,7 @@ func (t *Tracker) Check(ctx context.Context) error {
 		default:
 			b.Status, b.Confirmations = hashgrid.BlockAccepted, h.Confirmations
 		}
-		if b.Status == old && b.Confirmations == h.Confirmations {
+		if b.Status == old && b.Confirmations == oldConf {
 			continue
 		}
 		if err := t.Store.PutBlock(ctx, b); err != nil {

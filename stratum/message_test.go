@@ -116,3 +116,62 @@ func FuzzLineReader(f *testing.F) {
 		}
 	})
 }
+
+func TestSubmitFast(t *testing.T) {
+	tests := []struct {
+		line string
+		ok   bool
+	}{
+		{`{"method": "mining.submit", "params": ["worker1", "1", "00000000", "6b025d54", "42e7d800"], "id":4}`, true},
+		{`{"id":12,"method":"mining.submit","params":["a.b","1f","0000000000000001","6553f100","deadbeef","00002000"]}`, true},
+		{`{"id":"x","method":"mining.submit","params":["a","b","c","d","e"]}`, true},
+		{`{"id":1,"method":"mining.submit","params":["a","b","c","d"]}`, false},           // too few: slow path's error
+		{`{"id":1,"method":"mining.submit","params":["a\"","b","c","d","e"]}`, false},     // escape
+		{`{"id":1,"method":"mining.authorize","params":["a","b","c","d","e"]}`, false},    // other method
+		{`{"id":1,"method":"mining.submit","params":["a","b","c","d","e"],"x":1}`, false}, // extra key
+		{`{"id":1.5,"method":"mining.submit","params":["a","b","c","d","e"]}`, false},
+	}
+	for _, tt := range tests {
+		id, s, ok := parseSubmitFast([]byte(tt.line))
+		if ok != tt.ok {
+			t.Errorf("%s: ok = %v, want %v", tt.line, ok, tt.ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		m, err := ParseMessage([]byte(tt.line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ParseSubmit(m)
+		if err != nil || *want != s || string(m.ID) != string(id) {
+			t.Errorf("%s: fast %s %+v, json %s %+v", tt.line, id, s, m.ID, want)
+		}
+	}
+}
+
+// FuzzSubmitFastMatchesJSON: whenever the fast path accepts a line, the JSON decoder
+// agrees on the id and every parameter.
+func FuzzSubmitFastMatchesJSON(f *testing.F) {
+	f.Add([]byte(`{"method": "mining.submit", "params": ["worker1", "1", "00000000", "6b025d54", "42e7d800"], "id":4}`))
+	f.Add([]byte(`{"id":12,"method":"mining.submit","params":["a.b","1f","00","6553f100","deadbeef","00002000"]}`))
+	f.Add([]byte(`{"params":["a","b","c","d","e"],"id":"7","method":"mining.submit"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id, s, ok := parseSubmitFast(b)
+		if !ok {
+			return
+		}
+		m, err := ParseMessage(b)
+		if err != nil {
+			t.Fatalf("fast path accepted %q, JSON refused: %v", b, err)
+		}
+		want, err := ParseSubmit(m)
+		if err != nil || m.Method != "mining.submit" {
+			t.Fatalf("fast path accepted %q, JSON: %v %q", b, err, m.Method)
+		}
+		if *want != s || string(m.ID) != string(id) {
+			t.Fatalf("%q: fast %s %+v, json %s %+v", b, id, s, m.ID, want)
+		}
+	})
+}

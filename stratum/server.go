@@ -653,6 +653,11 @@ func isTimeout(err error) bool {
 // handleLine processes one request; false means drop the peer.
 func (c *Conn) handleLine(line []byte) bool {
 	s := c.srv
+	if ah, ok := s.handler.(AsyncHandler); ok {
+		if id, sub, ok := parseSubmitFast(line); ok {
+			return c.submitParsed(id, &sub, nil, ah)
+		}
+	}
 	m, err := ParseMessage(line)
 	if err != nil || !m.IsRequest() {
 		c.badLines++
@@ -934,8 +939,12 @@ func (c *Conn) countStrike() bool {
 // handleSubmitAsync queues the reply slot, hands the share to the handler and goes
 // back to reading; complete writes replies as the head of the queue resolves.
 func (c *Conn) handleSubmitAsync(m *Message, ah AsyncHandler) bool {
-	s := c.srv
 	sub, err := ParseSubmit(m)
+	return c.submitParsed(m.ID, sub, err, ah)
+}
+
+func (c *Conn) submitParsed(id json.RawMessage, sub *Submit, err error, ah AsyncHandler) bool {
+	s := c.srv
 	var early *Error
 	switch {
 	case err != nil:
@@ -949,7 +958,7 @@ func (c *Conn) handleSubmitAsync(m *Message, ah AsyncHandler) bool {
 		c.sem = make(chan struct{}, s.lim.MaxPendingSubmits)
 	}
 	c.sem <- struct{}{} // wait while MaxPendingSubmits are unanswered
-	r := &pendingReply{id: m.ID}
+	r := &pendingReply{id: id}
 	c.pmu.Lock()
 	c.pending = append(c.pending, r)
 	c.pmu.Unlock()

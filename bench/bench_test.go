@@ -1,0 +1,61 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestLoadAgainstBenchPool runs the three load modes at small scale against the
+// benchmark pool, so the tools recorded in docs/benchmarks.md keep working.
+func TestLoadAgainstBenchPool(t *testing.T) {
+	ctx := context.Background()
+	s, err := StartServer(ctx, ServerConfig{Listen: "127.0.0.1:0", Data: t.TempDir(), Txs: 100, MaxConn: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cfg := LoadConfig{URL: "stratum+tcp://" + s.Addr, User: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.t", Password: "d=" + BenchDiff, Conns: 8, InFlight: 4, Duration: time.Second}
+	res, err := Submit(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted < 100 || res.Rejected > res.Accepted/100 || res.P99ms <= 0 {
+		t.Errorf("submit run: %+v", res)
+	}
+	// Every accepted share reached the store.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		acc, _, _, err := s.store.Totals(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acc >= res.Accepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store has %d accepted shares, the load client was told %d", acc, res.Accepted)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Notify mode: every held connection receives the next tip's clean job.
+	hctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	ready := make(chan struct{})
+	done := make(chan Result, 1)
+	go func() {
+		r, err := Hold(hctx, LoadConfig{URL: cfg.URL, User: cfg.User, Password: cfg.Password, Conns: 50}, true, func() { close(ready) })
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	<-ready
+	t0 := s.NewTip()
+	r := <-done
+	if r.NotifyReceived != 50 || r.LastNotifyUnixNano < t0.UnixNano() {
+		t.Errorf("notify run: %+v (t0 %d)", r, t0.UnixNano())
+	}
+	t.Logf("50 connections got the new tip within %v", time.Duration(r.LastNotifyUnixNano-t0.UnixNano()))
+}
