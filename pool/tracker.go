@@ -36,6 +36,13 @@ type Tracker struct {
 	OnChange func(b hashgrid.Block, old hashgrid.BlockStatus)
 }
 
+func (t *Tracker) log() *slog.Logger {
+	if t.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return t.Logger
+}
+
 // trackLimit bounds how many recent blocks one pass looks at.
 const trackLimit = 2000
 
@@ -44,14 +51,11 @@ func (t *Tracker) Run(ctx context.Context) error {
 	if t.Interval == 0 {
 		t.Interval = 10 * time.Second
 	}
-	if t.Logger == nil {
-		t.Logger = slog.New(slog.DiscardHandler)
-	}
 	tick := time.NewTicker(t.Interval)
 	defer tick.Stop()
 	for {
 		if err := t.Check(ctx); err != nil && ctx.Err() == nil {
-			t.Logger.Warn("block tracker", "err", err)
+			t.log().Warn("block tracker", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -96,7 +100,7 @@ func (t *Tracker) Check(ctx context.Context) error {
 			return err
 		}
 		if b.Status != old {
-			t.Logger.Info("block status", "height", b.Height, "hash", chainhash.Hash(b.Hash).String(), "from", old.String(), "to", b.Status.String())
+			t.log().Info("block status", "height", b.Height, "hash", chainhash.Hash(b.Hash).String(), "from", old.String(), "to", b.Status.String())
 			if t.OnChange != nil {
 				t.OnChange(b, old)
 			}
