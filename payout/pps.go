@@ -34,14 +34,17 @@ const ppsFrac = 32
 
 // shareRate turns share difficulty into accrued value at one rate.
 type shareRate struct {
-	num, den *big.Int // value = floor(num·w/den) in 2^-32 sat
-	capDiff  hashgrid.Diff
+	target  *big.Int // network target
+	capProd *big.Int // diff1·2^32: w·target above it is a share worth more than a block
+	num     *big.Int // reward·(10000 − fee)
+	den     *big.Int // 10000·diff1
 }
 
 // newShareRate returns the rate of a share: the expected reward of a block
 // (subsidy, plus average fees under FPPS, less the pool fee) times its chance of being
-// one, w/difficulty. A share is never worth more than a block: w is capped at the
-// network difficulty (on regtest every share is a block).
+// one, w/difficulty = w·target/(diff1·2^32) with w in Diff units. A share is never
+// worth more than a block: the chance is capped at 1 (on regtest every share is a
+// block).
 func newShareRate(r Rate, scheme Scheme, feeBps int64) (shareRate, error) {
 	t, err := pow.CompactTarget(r.Bits)
 	if err != nil {
@@ -55,26 +58,22 @@ func newShareRate(r Rate, scheme Scheme, feeBps int64) (shareRate, error) {
 	if scheme == FPPS {
 		reward += r.Fees
 	}
-	num := big.NewInt(reward)
-	num.Mul(num, big.NewInt(MaxFeeBps-feeBps))
-	num.Mul(num, tb)
+	num := new(big.Int).Mul(big.NewInt(reward), big.NewInt(MaxFeeBps-feeBps))
 	den := new(big.Int).Mul(big.NewInt(MaxFeeBps), pow.Diff1)
-	capd := new(big.Int).Lsh(pow.Diff1, 32)
-	capd.Quo(capd, tb)
-	c := hashgrid.MaxDiff
-	if capd.IsUint64() {
-		c = hashgrid.Diff(capd.Uint64())
-	}
-	return shareRate{num: num, den: den, capDiff: c}, nil
+	return shareRate{target: tb, capProd: new(big.Int).Lsh(pow.Diff1, 32), num: num, den: den}, nil
 }
 
-// value returns the share's accrual, split into whole satoshis and a fraction.
+// value returns the share's accrual, floor(num·min(w·target, diff1·2^32)/den) in
+// 2^-32 satoshi, split into whole satoshis and the fraction.
 func (sr shareRate) value(d hashgrid.Diff, tmp *big.Int) (sat int64, frac uint64) {
-	w := min(d, sr.capDiff)
-	tmp.SetUint64(uint64(w))
+	tmp.SetUint64(uint64(d))
+	tmp.Mul(tmp, sr.target)
+	if tmp.Cmp(sr.capProd) > 0 {
+		tmp.Set(sr.capProd)
+	}
 	tmp.Mul(tmp, sr.num)
 	tmp.Quo(tmp, sr.den)
-	frac = new(big.Int).And(tmp, big.NewInt(1<<ppsFrac-1)).Uint64()
+	frac = tmp.Uint64() & (1<<ppsFrac - 1) // low word of a non-negative value
 	tmp.Rsh(tmp, ppsFrac)
 	return tmp.Int64(), frac
 }
