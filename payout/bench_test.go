@@ -1,0 +1,117 @@
+package payout
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/v2"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/ledger"
+	"github.com/hashgrid/hashgrid/node"
+	"github.com/hashgrid/hashgrid/node/regtest"
+	"github.com/hashgrid/hashgrid/stream"
+)
+
+// benchWindow returns a million shares from 1000 miners at equal difficulty and the
+// N that makes exactly them the window on regtest.
+func benchWindow(b *testing.B) ([]WindowShare, hashgrid.Diff) {
+	r := rand.New(rand.NewPCG(1, 1))
+	const n = 1_000_000
+	sh := make([]WindowShare, n)
+	for i := range sh {
+		sh[i] = WindowShare{Seq: uint64(i + 1), Address: fmt.Sprintf("bcrt1qminer%04d", r.IntN(1000)), Diff: 1 << 12, Weight: 1 << 12}
+		sh[i].Hash[0], sh[i].Hash[1], sh[i].Hash[2] = byte(i), byte(i>>8), byte(i>>16)
+	}
+	// On regtest the window is N·4.66e-10 difficulty, N·2.0 Diff units when N is read
+	// as a plain integer: N = n·2^11·2^32 makes a window of about n shares of 2^12.
+	return sh, hashgrid.Diff(n << 43)
+}
+
+// BenchmarkCreditBlockWindow1M rebuilds a one-million-share window from its shares
+// (leaves, Merkle root, commitment) and splits a reward over it: what crediting a
+// PPLNS block and verifying it cost once the shares are read.
+func BenchmarkCreditBlockWindow1M(b *testing.B) {
+	sh, n := benchWindow(b)
+	sp := SplitParams{FeeBps: 100, DirectMin: 10_000_000, MaxDirect: 50}
+	b.ResetTimer()
+	for b.Loop() {
+		w, err := BuildWindow(append([]WindowShare(nil), sh...), n, regtestBits, sp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(w.Shares) < 900_000 {
+			b.Fatalf("window of %d shares", len(w.Shares))
+		}
+		if _, err := SplitReward(50_0000_0000, w.Weights(), sp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCutLiveWindow1M cuts and commits the pool's live window of one million
+// shares, whose leaves were hashed as the shares arrived: the periodic background
+// work that keeps coinbase outputs current.
+func BenchmarkCutLiveWindow1M(b *testing.B) {
+	sh, n := benchWindow(b)
+	var lw liveWindow
+	for _, s := range sh {
+		lw.add(s)
+	}
+	sp := SplitParams{FeeBps: 100}
+	b.ResetTimer()
+	for b.Loop() {
+		w, err := lw.window(n, regtestBits, sp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = w.Weights()
+	}
+}
+
+// BenchmarkPPSCreditPerShare credits accepted shares under PPS in batches of 1000, each
+// batch one ledger transaction plus the consumer's state: the figure is per share.
+func BenchmarkPPSCreditPerShare(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	led, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer led.Close()
+	svc, err := Open(Config{Scheme: PPS, Network: &chaincfg.RegressionNetParams, PoolAddress: regtest.TestAddress(),
+		Funding: 20_000_000 * 100_000_000}, filepath.Join(dir, "payout.db"), led, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	if err := svc.ensureFunding(ctx); err != nil {
+		b.Fatal(err)
+	}
+	// Mainnet-like rate so that shares are worth a fraction of a satoshi to a few.
+	svc.Outputs(&node.Template{Height: 1, CoinbaseValue: 3_1250_0000, Bits: 0x1d00ffff}, 3_1250_0000, "")
+	const batch = 1000
+	recs := make([]stream.Record, batch)
+	carries := map[string]uint64{}
+	rates := map[int64]shareRate{}
+	seq := uint64(0)
+	b.ResetTimer()
+	for i := 0; i < b.N; i += batch {
+		for j := range recs {
+			seq++
+			sh := hashgrid.Share{Time: time.Unix(1, 0), Address: fmt.Sprintf("miner%03d", seq%300), Diff: hashgrid.DiffFromFloat(4096), Height: 1, Result: hashgrid.ShareAccepted}
+			data, _ := sh.MarshalBinary()
+			recs[j] = stream.Record{Seq: seq, Data: data}
+		}
+		if err := svc.creditPPS(ctx, recs, carries, rates); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	// b.N counts shares; a partial last batch still credits a whole one.
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(b.N, batch)), "ns/share")
+}
