@@ -43,6 +43,8 @@ type Config struct {
 	// Dashboard wires the live dashboard, the public-pool style endpoints and the
 	// admin actions (dashboard.go, compat.go, admin.go).
 	Dashboard DashboardConfig
+	// Payouts, when set, serves the miner, payout and block window endpoints (payouts.go).
+	Payouts PayoutService
 }
 
 // Server serves the API.
@@ -73,6 +75,7 @@ func New(cfg Config) *Server {
 		s.mux.Handle("GET /metrics", cfg.Metrics)
 	}
 	s.dashboardRoutes()
+	s.registerPayoutRoutes()
 	s.hs = &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,
