@@ -14,7 +14,6 @@ import (
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/node/regtest"
-	"github.com/hashgrid/hashgrid/stream"
 )
 
 // benchWindow returns a million shares from 1000 miners at equal difficulty and the
@@ -95,7 +94,7 @@ func BenchmarkPPSCreditPerShare(b *testing.B) {
 	// Mainnet-like rate so that shares are worth a fraction of a satoshi to a few.
 	svc.Outputs(&node.Template{Height: 1, CoinbaseValue: 3_1250_0000, Bits: 0x1d00ffff}, 3_1250_0000, "")
 	const batch = 1000
-	recs := make([]stream.Record, batch)
+	recs := make([]hashgrid.Share, batch)
 	carries := map[string]uint64{}
 	rates := map[int64]shareRate{}
 	seq := uint64(0)
@@ -103,9 +102,7 @@ func BenchmarkPPSCreditPerShare(b *testing.B) {
 	for i := 0; i < b.N; i += batch {
 		for j := range recs {
 			seq++
-			sh := hashgrid.Share{Time: time.Unix(1, 0), Address: fmt.Sprintf("miner%03d", seq%300), Diff: hashgrid.DiffFromFloat(4096), Height: 1, Result: hashgrid.ShareAccepted}
-			data, _ := sh.MarshalBinary()
-			recs[j] = stream.Record{Seq: seq, Data: data}
+			recs[j] = hashgrid.Share{Seq: seq, Time: time.Unix(1, 0), Address: fmt.Sprintf("miner%03d", seq%300), Diff: hashgrid.DiffFromFloat(4096), Height: 1, Result: hashgrid.ShareAccepted}
 		}
 		if err := svc.creditPPS(ctx, recs, carries, rates); err != nil {
 			b.Fatal(err)

@@ -3,10 +3,10 @@ package payout
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/hashgrid/hashgrid"
-	"github.com/hashgrid/hashgrid/stream"
 )
 
 // loadChunk is how many sequence numbers one store read covers when the window is
@@ -19,8 +19,10 @@ func shareOf(sh *hashgrid.Share) WindowShare {
 
 // runWindow keeps the PPLNS window: it waits for the first template (the window's size
 // depends on the network target), rebuilds the window from the store, then follows the
-// share stream and cuts and commits a new window at most every SnapshotInterval.
-func (s *Service) runWindow(ctx context.Context, log stream.Stream, after uint64) error {
+// store's accepted shares and cuts and commits a new window at most every
+// SnapshotInterval. It reads the store, not the share stream, because the stream is
+// pruned behind the store and the store keeps every share.
+func (s *Service) runWindow(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -30,50 +32,55 @@ func (s *Service) runWindow(ctx context.Context, log stream.Stream, after uint64
 	if err != nil {
 		return err
 	}
-	if err := s.loadWindow(ctx, after, size.Plus(size)); err != nil {
+	last, err := s.store.LastSeq(ctx)
+	if err != nil {
 		return err
 	}
-	if err := s.cut(ctx, true); err != nil {
-		s.log.Error("payout: cut window", "err", err)
+	if err := s.loadWindow(ctx, last, size.Plus(size)); err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	defer func() { <-done }()
-	go func() {
-		defer close(done)
-		t := time.NewTicker(s.cfg.SnapshotInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := s.cut(ctx, false); err != nil && ctx.Err() == nil {
-					s.log.Error("payout: cut window", "err", err)
-				}
-			}
+	t := time.NewTicker(s.cfg.SnapshotInterval)
+	defer t.Stop()
+	for {
+		if err := s.follow(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("payout: follow shares", "err", err)
 		}
-	}()
-	return stream.Tailer{Logger: s.log}.Run(ctx, log, after, func(recs []stream.Record) error {
+		if err := s.cut(ctx, false); err != nil && ctx.Err() == nil {
+			s.log.Error("payout: cut window", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// followBatch bounds one read of new shares.
+const followBatch = 10_000
+
+// follow adds the shares stored since the last one in the window.
+func (s *Service) follow(ctx context.Context) error {
+	for {
 		s.mu.Lock()
-		for _, r := range recs {
-			var sh hashgrid.Share
-			if err := sh.UnmarshalBinary(r.Data); err != nil {
-				s.mu.Unlock()
-				return stream.Permanent(fmt.Errorf("record %d: %w", r.Seq, err))
-			}
-			sh.Seq = r.Seq
-			if sh.Result == hashgrid.ShareAccepted && r.Seq > s.live.last() {
-				s.live.add(shareOf(&sh))
+		after := s.live.last()
+		s.mu.Unlock()
+		sh, err := s.store.Shares(ctx, after, math.MaxInt64, followBatch)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		for i := range sh {
+			if sh[i].Seq > s.live.last() {
+				s.live.add(shareOf(&sh[i]))
 				s.dirty = true
 			}
 		}
-		due := s.cfg.Now().Sub(s.lastCut) >= s.cfg.SnapshotInterval
 		s.mu.Unlock()
-		if due {
-			return s.cut(ctx, false)
+		if len(sh) < followBatch {
+			return nil
 		}
-		return nil
-	})
+	}
 }
 
 // loadWindow reads the newest accepted shares with Seq ≤ upto from the store, back

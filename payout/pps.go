@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"strconv"
+	"time"
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/pow"
-	"github.com/hashgrid/hashgrid/stream"
 )
 
 // Ledger accounts. A miner's money moves immature → balance → pending → paid; coinbase
@@ -78,20 +79,17 @@ func (sr shareRate) value(d hashgrid.Diff, tmp *big.Int) (sat int64, frac uint64
 	return tmp.Int64(), frac
 }
 
-// ppsCredits computes the ledger entries for a run of records. carries holds each
+// ppsCredits computes the ledger entries for a run of shares (ordered by Seq). carries holds each
 // miner's sub-satoshi accrual before the run; the carries after it are returned (only
 // those that changed), carries itself is not modified. The result depends only on the
 // records, the recorded rates and the carries, so a run replayed after a crash posts
 // the same entries under the same keys.
-func (s *Service) ppsCredits(ctx context.Context, recs []stream.Record, carries map[string]uint64, rates map[int64]shareRate) ([]ledger.Tx, map[string]uint64, error) {
+func (s *Service) ppsCredits(ctx context.Context, shares []hashgrid.Share, carries map[string]uint64, rates map[int64]shareRate) ([]ledger.Tx, map[string]uint64, error) {
 	changed := map[string]uint64{}
 	var txs []ledger.Tx
 	var tmp big.Int
-	for _, r := range recs {
-		var sh hashgrid.Share
-		if err := sh.UnmarshalBinary(r.Data); err != nil {
-			return nil, nil, stream.Permanent(fmt.Errorf("record %d: %w", r.Seq, err))
-		}
+	for i := range shares {
+		sh := &shares[i]
 		if sh.Result != hashgrid.ShareAccepted {
 			continue
 		}
@@ -121,8 +119,8 @@ func (s *Service) ppsCredits(ctx context.Context, recs []stream.Record, carries 
 			continue
 		}
 		txs = append(txs, ledger.Tx{
-			Key:         "pps:" + strconv.FormatUint(r.Seq, 10),
-			Memo:        fmt.Sprintf("%s share %d height %d", s.cfg.Scheme, r.Seq, sh.Height),
+			Key:         "pps:" + strconv.FormatUint(sh.Seq, 10),
+			Memo:        fmt.Sprintf("%s share %d height %d", s.cfg.Scheme, sh.Seq, sh.Height),
 			Postings:    []ledger.Posting{{Account: AcctFunds, Amount: -sat}, {Account: MinerAccount(sh.Address, "balance"), Amount: sat}},
 			NonNegative: []string{AcctFunds},
 		})
@@ -149,8 +147,13 @@ func (s *Service) ensureFunding(ctx context.Context) error {
 	return err
 }
 
-// runPPS credits every accepted share of the stream, in order, once.
-func (s *Service) runPPS(ctx context.Context, log stream.Stream) error {
+// ppsBatch is how many shares one PPS crediting step reads and posts.
+const ppsBatch = 1000
+
+// runPPS credits every accepted share in the store, in order, once. It polls the
+// store (which keeps every share) rather than the share stream (pruned behind it), so
+// a consumer that waits for funds loses nothing.
+func (s *Service) runPPS(ctx context.Context) error {
 	if err := s.ensureFunding(ctx); err != nil {
 		return fmt.Errorf("payout: funding: %w", err)
 	}
@@ -159,16 +162,35 @@ func (s *Service) runPPS(ctx context.Context, log stream.Stream) error {
 		return err
 	}
 	rates := map[int64]shareRate{}
-	return stream.Tailer{Batch: 1000, Logger: s.log}.Run(ctx, log, cursor, func(recs []stream.Record) error {
-		return s.creditPPS(ctx, recs, carries, rates)
-	})
+	t := time.NewTicker(s.cfg.SnapshotInterval)
+	defer t.Stop()
+	for {
+		sh, err := s.store.Shares(ctx, cursor, math.MaxInt64, ppsBatch)
+		if err == nil && len(sh) > 0 {
+			err = s.creditPPS(ctx, sh, carries, rates)
+			if err == nil {
+				cursor = sh[len(sh)-1].Seq
+				if len(sh) == ppsBatch {
+					continue
+				}
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("payout: PPS credit", "after", cursor, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
-func (s *Service) creditPPS(ctx context.Context, recs []stream.Record, carries map[string]uint64, rates map[int64]shareRate) error {
+func (s *Service) creditPPS(ctx context.Context, shares []hashgrid.Share, carries map[string]uint64, rates map[int64]shareRate) error {
 	if len(rates) > 1000 {
 		clear(rates)
 	}
-	txs, changed, err := s.ppsCredits(ctx, recs, carries, rates)
+	txs, changed, err := s.ppsCredits(ctx, shares, carries, rates)
 	if err != nil {
 		return err
 	}
@@ -182,7 +204,7 @@ func (s *Service) creditPPS(ctx context.Context, recs []stream.Record, carries m
 		}
 		txs = txs[n:]
 	}
-	if err := s.db.savePPS(ctx, recs[len(recs)-1].Seq, changed); err != nil {
+	if err := s.db.savePPS(ctx, shares[len(shares)-1].Seq, changed); err != nil {
 		return err
 	}
 	for a, c := range changed {

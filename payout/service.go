@@ -17,7 +17,6 @@ import (
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/pool"
-	"github.com/hashgrid/hashgrid/stream"
 )
 
 // Config configures the payout service.
@@ -37,7 +36,8 @@ type Config struct {
 	// Wallet, when set, sends payout batches; otherwise they are exported to ExportDir.
 	Wallet    Wallet
 	ExportDir string
-	// SnapshotInterval bounds how often the PPLNS window is cut and committed; default 1s.
+	// SnapshotInterval is how often new shares are read from the store: the PPLNS window
+	// is cut and committed, PPS/FPPS shares credited; default 1s.
 	SnapshotInterval time.Duration
 	// Interval is how often found blocks are reconciled with the ledger; default 10s.
 	Interval time.Duration
@@ -274,17 +274,16 @@ func (s *Service) recordRate(t *node.Template) error {
 	return nil
 }
 
-// Run runs the scheme until ctx ends: the PPLNS window or the PPS crediting (consuming
-// the share stream log after the shares the store held when the pool started, after),
-// the block reconciliation and the payout loop. Every goroutine is waited for.
-func (s *Service) Run(ctx context.Context, log stream.Stream, after uint64) error {
+// Run runs the scheme until ctx ends: the PPLNS window or the PPS crediting, the block
+// reconciliation and the payout loop. Every goroutine is waited for.
+func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	switch s.cfg.Scheme {
 	case PPLNS:
-		wg.Go(func() { errc <- s.runWindow(ctx, log, after) })
+		wg.Go(func() { errc <- s.runWindow(ctx) })
 	case PPS, FPPS:
-		wg.Go(func() { errc <- s.runPPS(ctx, log) })
+		wg.Go(func() { errc <- s.runPPS(ctx) })
 	}
 	wg.Go(func() { errc <- s.runBlocks(ctx) })
 	if s.cfg.PayoutInterval > 0 {
@@ -294,7 +293,7 @@ func (s *Service) Run(ctx context.Context, log stream.Stream, after uint64) erro
 	close(errc)
 	var errs []error
 	for err := range errc {
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, stream.ErrClosed) {
+		if err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, err)
 		}
 	}
