@@ -40,6 +40,7 @@ func commands() []*Command {
 		demoCommand(),
 		benchCommand(),
 		registryCommand(),
+		verifyCommand(),
 		marketCommand(),
 	}
 }

@@ -55,6 +55,17 @@ type PoolConfig struct {
 	// AdminToken enables the API's admin actions (ban, kick, settings). Prefer the
 	// HASHGRID_ADMIN_TOKEN environment variable: flags show in process listings.
 	AdminToken string `toml:"admin_token"`
+
+	// Payouts (package payout; cli/payout.go). An empty scheme keeps the old behaviour:
+	// the whole coinbase pays --payout-address and no books are kept.
+	PayoutScheme      string        `toml:"payout_scheme"`      // pplns, pps, fpps or solo
+	PPLNSWindow       float64       `toml:"pplns_window"`       // N, as a multiple of network difficulty
+	PoolFeeBps        int64         `toml:"pool_fee_bps"`       // pool fee in basis points
+	CoinbaseThreshold int64         `toml:"coinbase_threshold"` // sat: PPLNS credits paid in the coinbase
+	PayoutThreshold   int64         `toml:"payout_threshold"`   // sat: balances paid by a payout batch
+	PayoutInterval    time.Duration `toml:"payout_interval"`
+	PPSFunding        int64         `toml:"pps_funding"` // sat the operator backs PPS/FPPS with
+	Wallet            string        `toml:"wallet"`      // Bitcoin Core wallet RPC for sendmany
 }
 
 // networkParams maps --network to btcd's parameters.
@@ -95,6 +106,9 @@ func (c *PoolConfig) Validate() error {
 	}
 	if c.AlertWebhook != "" && !strings.HasPrefix(c.AlertWebhook, "http://") && !strings.HasPrefix(c.AlertWebhook, "https://") {
 		return errors.New("--alert-webhook must be an http:// or https:// URL")
+	}
+	if err := c.validatePayouts(params); err != nil {
+		return err
 	}
 	return nil
 }
@@ -141,6 +155,14 @@ func parsePoolFlags(args []string, env Env) (PoolConfig, error) {
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", 0, "how often to poll the node for a new tip (default from node package)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "connections allowed from one IP (default 2048)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.PayoutScheme, "payout-scheme", "", "pplns, pps, fpps or solo (empty: the coinbase pays --payout-address, no books)")
+	fs.Float64Var(&cfg.PPLNSWindow, "pplns-window", defaultPPLNSWindow, "PPLNS window N as a multiple of network difficulty")
+	fs.Int64Var(&cfg.PoolFeeBps, "pool-fee-bps", 0, "pool fee in basis points (100 = 1%)")
+	fs.Int64Var(&cfg.CoinbaseThreshold, "coinbase-threshold", defaultCoinbaseThreshold, "PPLNS credits of at least this many sat are paid by the block's coinbase (0: none)")
+	fs.Int64Var(&cfg.PayoutThreshold, "payout-threshold", defaultPayoutThreshold, "balances of at least this many sat are paid out")
+	fs.DurationVar(&cfg.PayoutInterval, "payout-interval", defaultPayoutInterval, "how often balances are paid out")
+	fs.Int64Var(&cfg.PPSFunding, "pps-funding", 0, "sat the operator backs PPS/FPPS credits with, beyond the blocks found")
+	fs.StringVar(&cfg.Wallet, "wallet", "", "Bitcoin Core wallet RPC URL for sendmany (default: export payout batches to DATA/payouts)")
 	fs.StringVar(&cfg.AlertWebhook, "alert-webhook", "", "URL alerts are POSTed to as JSON (they are logged either way)")
 	fs.DurationVar(&cfg.AlertWorkerQuiet, "alert-worker-quiet", 0, "alert when a worker sends no share for this long (0: never)")
 	fs.Float64Var(&cfg.AlertRejectRate, "alert-reject-rate", 0, "alert when the reject rate over 10 minutes is above this fraction (0: never)")
@@ -177,6 +199,14 @@ func parsePoolFlags(args []string, env Env) (PoolConfig, error) {
 		override("poll-interval", func() { merged.PollInterval = cfg.PollInterval })
 		override("max-conns-per-ip", func() { merged.MaxConnsPerIP = cfg.MaxConnsPerIP })
 		override("log-level", func() { merged.LogLevel = cfg.LogLevel })
+		override("payout-scheme", func() { merged.PayoutScheme = cfg.PayoutScheme })
+		override("pplns-window", func() { merged.PPLNSWindow = cfg.PPLNSWindow })
+		override("pool-fee-bps", func() { merged.PoolFeeBps = cfg.PoolFeeBps })
+		override("coinbase-threshold", func() { merged.CoinbaseThreshold = cfg.CoinbaseThreshold })
+		override("payout-threshold", func() { merged.PayoutThreshold = cfg.PayoutThreshold })
+		override("payout-interval", func() { merged.PayoutInterval = cfg.PayoutInterval })
+		override("pps-funding", func() { merged.PPSFunding = cfg.PPSFunding })
+		override("wallet", func() { merged.Wallet = cfg.Wallet })
 		override("alert-webhook", func() { merged.AlertWebhook = cfg.AlertWebhook })
 		override("alert-worker-quiet", func() { merged.AlertWorkerQuiet = cfg.AlertWorkerQuiet })
 		override("alert-reject-rate", func() { merged.AlertRejectRate = cfg.AlertRejectRate })
@@ -294,6 +324,14 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	if err != nil {
 		return err
 	}
+	payouts, err := openPayouts(cfg, params, store, clients, log)
+	if err != nil {
+		return err
+	}
+	defer payouts.Close()
+	if payouts != nil {
+		outputs = payouts.Outputs
+	}
 	p, err := pool.New(pool.Config{
 		Network:       params,
 		Tag:           cfg.Tag,
@@ -304,7 +342,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		Outputs:       outputs,
 		Logger:        log.With("component", "pool"),
 		Metrics:       metrics,
-		OnBlock:       alerts.Poke,
+		OnBlock:       func() { alerts.Poke(); payouts.Notify() },
 	}, nodes, shareSink{shareLog}, store)
 	if err != nil {
 		return err
@@ -323,6 +361,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		Store: store, Pool: p, Node: nodes, Network: params.Name,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: log.With("component", "api"),
 		Dashboard: api.DashboardConfig{Sessions: p, Kicker: p, Banner: p.Server(), Alerts: alerts, AdminToken: cfg.AdminToken},
+		Payouts:   payouts.api(),
 	})
 
 	// Every goroutine below is owned here and waited for before the store closes.
@@ -345,9 +384,10 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		})
 	})
 	tracker := &pool.Tracker{Chain: nodes, Store: store, Interval: cfg.TrackInterval, Logger: log.With("component", "tracker"),
-		OnChange: func(hashgrid.Block, hashgrid.BlockStatus) { alerts.Poke() }}
+		OnChange: func(hashgrid.Block, hashgrid.BlockStatus) { alerts.Poke(); payouts.Notify() }}
 	wg.Go(func() { alerts.Run(runCtx) })
 	wg.Go(func() { tracker.Run(runCtx) })
+	wg.Go(func() { payouts.run(runCtx, log) })
 	wg.Go(func() {
 		if err := p.Serve(sl); err != nil {
 			log.Error("stratum", "err", err)
