@@ -142,16 +142,22 @@ func (m *Miner) session(ctx context.Context) error {
 	defer cancel()
 	found := make(chan share, 64)
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		m.submitter(sctx, c, found)
+		m.submitter(c, found)
 	}()
 
 	var cur context.CancelFunc = func() {}
 	var hwg sync.WaitGroup
-	defer func() { cur(); hwg.Wait() }()
+	// On the way out: stop hashing, then let the submitter send what was already found
+	// and hear the answers, so that the miner's counts match the pool's.
+	defer func() {
+		cur()
+		hwg.Wait()
+		close(found)
+		wg.Wait()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -188,35 +194,35 @@ type share struct {
 	block bool
 }
 
-func (m *Miner) submitter(ctx context.Context, c *stratum.Client, found <-chan share) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case s := <-found:
-			err := c.Submit(ctx, &s.sub)
-			var se *stratum.Error
-			switch {
-			case err == nil:
-				m.accepted.Add(1)
-				if s.block {
-					m.blocks.Add(1)
-				}
-				m.mu.Lock()
-				m.work = m.work.Add(hashgrid.DiffFromFloat(s.diff))
-				m.mu.Unlock()
-			case errors.As(err, &se) && se.Code == stratum.ErrCodeJobNotFound:
-				m.stale.Add(1)
-				m.rejected.Add(1)
-			case errors.As(err, &se):
-				m.rejected.Add(1)
-				m.log.Debug("miner: share rejected", "err", err)
-			default:
-				m.errs.Add(1)
-				if ctx.Err() != nil {
-					return
-				}
+// submitDrainTimeout bounds the wait for each answer while stopping.
+const submitDrainTimeout = 10 * time.Second
+
+// submitter sends found shares until found is closed. Each submit has its own timeout
+// rather than the session's context, so a share found just before a stop is still
+// answered; a broken connection fails it at once.
+func (m *Miner) submitter(c *stratum.Client, found <-chan share) {
+	for s := range found {
+		ctx, cancel := context.WithTimeout(context.Background(), submitDrainTimeout)
+		err := c.Submit(ctx, &s.sub)
+		cancel()
+		var se *stratum.Error
+		switch {
+		case err == nil:
+			m.accepted.Add(1)
+			if s.block {
+				m.blocks.Add(1)
 			}
+			m.mu.Lock()
+			m.work = m.work.Add(hashgrid.DiffFromFloat(s.diff))
+			m.mu.Unlock()
+		case errors.As(err, &se) && se.Code == stratum.ErrCodeJobNotFound:
+			m.stale.Add(1)
+			m.rejected.Add(1)
+		case errors.As(err, &se):
+			m.rejected.Add(1)
+			m.log.Debug("miner: share rejected", "err", err)
+		default:
+			m.errs.Add(1)
 		}
 	}
 }
