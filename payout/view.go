@@ -188,16 +188,28 @@ func (s *Service) BlockWindow(ctx context.Context, hash chainhash.Hash, after ui
 	if err != nil {
 		return WindowView{}, err
 	}
+	v := WindowView{Block: hash.String(), Height: b.Height, Reward: b.Reward, Status: b.Status.String(), Scheme: s.cfg.Scheme, Shares: []WindowShare{}}
 	c, err := s.db.blockWindow(ctx, Hash32(hash))
-	if err != nil {
-		return WindowView{}, err
+	switch {
+	case hashgrid.ErrorCode(err) == hashgrid.ENOTFOUND:
+		// Credited without a window (no share had been seen when its coinbase was
+		// built: the pool kept the reward), or not credited yet.
+		k, _, err := s.epoch(ctx, hash)
+		if err != nil {
+			return v, err
+		}
+		if k == 0 {
+			return v, hashgrid.Errorf(hashgrid.ENOTFOUND, "block %s is not credited yet", hash)
+		}
+		return v, s.addCredit(ctx, &v, hash, k)
+	case err != nil:
+		return v, err
 	}
 	p, err := s.db.window(ctx, c)
 	if err != nil {
 		return WindowView{}, err
 	}
-	v := WindowView{Block: hash.String(), Height: b.Height, Reward: b.Reward, Status: b.Status.String(), Scheme: s.cfg.Scheme,
-		Commitment: c, Params: p, Shares: []WindowShare{}}
+	v.Commitment, v.Params = c, p
 	if p.Count > 0 && after < p.End {
 		from := max(after, p.Start-1)
 		page, err := s.store.Shares(ctx, from, p.End, limit)
@@ -216,13 +228,18 @@ func (s *Service) BlockWindow(ctx context.Context, hash chainhash.Hash, after ui
 		}
 	}
 	k, _, err := s.epoch(ctx, hash)
-	if err != nil {
+	if err != nil || k == 0 {
 		return v, err
 	}
-	if k > 0 {
+	return v, s.addCredit(ctx, &v, hash, k)
+}
+
+// addCredit sets v.Credit from credit k of the block.
+func (s *Service) addCredit(ctx context.Context, v *WindowView, hash chainhash.Hash, k int) error {
+	{
 		e, err := s.led.Entry(ctx, blockKey(hash, k, "credit"))
 		if err != nil {
-			return v, err
+			return err
 		}
 		bc := &BlockCredit{Key: e.Key}
 		for _, p := range e.Postings {
@@ -235,12 +252,12 @@ func (s *Service) BlockWindow(ctx context.Context, hash chainhash.Hash, after ui
 				rest := strings.TrimPrefix(p.Account, "miner:")
 				i := strings.LastIndexByte(rest, ':')
 				if i < 0 {
-					return v, fmt.Errorf("payout: bad account %q in %s", p.Account, e.Key)
+					return fmt.Errorf("payout: bad account %q in %s", p.Account, e.Key)
 				}
 				bc.Credits = append(bc.Credits, Credit{Address: rest[:i], Amount: p.Amount, Direct: rest[i+1:] == "direct"})
 			}
 		}
 		v.Credit = bc
 	}
-	return v, nil
+	return nil
 }
