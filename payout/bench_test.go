@@ -14,6 +14,7 @@ import (
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/node/regtest"
+	"github.com/hashgrid/hashgrid/sqlite"
 )
 
 // benchWindow returns a million shares from 1000 miners at equal difficulty and the
@@ -111,4 +112,59 @@ func BenchmarkPPSCreditPerShare(b *testing.B) {
 	b.StopTimer()
 	// b.N counts shares; a partial last batch still credits a whole one.
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(b.N, batch)), "ns/share")
+}
+
+// BenchmarkCreditBlockFromStore1M is crediting a PPLNS block end to end once its
+// coinbase is read: the one-million-share window is read back from the SQLite store,
+// rebuilt, checked against its commitment and split.
+func BenchmarkCreditBlockFromStore1M(b *testing.B) {
+	ctx := context.Background()
+	sh, n := benchWindow(b)
+	dir := b.TempDir()
+	store, err := sqlite.Open(filepath.Join(dir, "hashgrid.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	batch := make([]hashgrid.Share, 0, 5000)
+	for i, s := range sh {
+		batch = append(batch, hashgrid.Share{Seq: s.Seq, Time: time.Unix(1_700_000_000+int64(i/1000), 0), Address: s.Address, Worker: "w",
+			Diff: s.Diff, Actual: s.Diff, Hash: s.Hash, Height: 1, Result: hashgrid.ShareAccepted})
+		if len(batch) == cap(batch) || i == len(sh)-1 {
+			if err := store.AddShares(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	led, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer led.Close()
+	sp := SplitParams{FeeBps: 100, DirectMin: 10_000_000, MaxDirect: 50}
+	svc, err := Open(Config{Scheme: PPLNS, Network: &chaincfg.RegressionNetParams, PoolAddress: regtest.TestAddress(), Window: n, Split: sp},
+		filepath.Join(dir, "payout.db"), led, store, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	w, err := BuildWindow(sh, n, regtestBits, sp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := svc.db.putWindow(ctx, w.Params, 0); err != nil {
+		b.Fatal(err)
+	}
+	c := w.Params.Commitment()
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := svc.windowOf(ctx, c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := SplitReward(50_0000_0000, got.Weights(), sp); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
