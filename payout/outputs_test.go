@@ -2,7 +2,9 @@ package payout
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/node"
@@ -73,5 +75,66 @@ func TestPPSOutputsAndRates(t *testing.T) {
 		if err != nil || ok != tt.ok || (ok && (r.Subsidy != tt.subsidy || r.Fees != tt.fees)) {
 			t.Errorf("rate(%d) = %+v %v %v, want subsidy %d fees %d ok %v", tt.height, r, ok, err, tt.subsidy, tt.fees, tt.ok)
 		}
+	}
+}
+
+// TestPPSRunCreditsOnce runs the PPS consumer: shares from before its first start are
+// not its to pay, every later share is credited once, and a restart credits nothing
+// again.
+func TestPPSRunCreditsOnce(t *testing.T) {
+	h := newHarness(t, Config{Scheme: PPS, Funding: 1000_0000_0000, SnapshotInterval: 10 * time.Millisecond, Interval: 10 * time.Millisecond})
+	before := h.share(t, testMiners[0], 1, 1)
+	h.svc.Outputs(tmpl(1, 50_0000_0000), 50_0000_0000, "")
+	run := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.svc.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	stop := run()
+	// Wait until the consumer has saved its starting point, then add shares.
+	waitUntil(t, func() bool { _, started, _, _ := h.svc.db.ppsState(context.Background()); return started })
+	var seqs []uint64
+	for i := 0; i < 5; i++ {
+		seqs = append(seqs, h.share(t, testMiners[i%2], 1, 1).Seq)
+	}
+	waitUntil(t, func() bool {
+		_, err := h.led.Entry(context.Background(), fmt.Sprintf("pps:%d", seqs[4]))
+		return err == nil
+	})
+	stop()
+	if _, err := h.led.Entry(context.Background(), fmt.Sprintf("pps:%d", before.Seq)); err == nil {
+		t.Error("a share from before PPS started was credited")
+	}
+	total := func() int64 {
+		return balance(t, h.led, MinerAccount(testMiners[0], "balance")) + balance(t, h.led, MinerAccount(testMiners[1], "balance"))
+	}
+	got := total()
+	// One share of Diff 1 unit at regtest difficulty (about 2 units) is worth about
+	// half a block.
+	if got < 5*24_0000_0000 || got > 5*26_0000_0000 {
+		t.Errorf("5 shares credited %d sat", got)
+	}
+	stop = run()
+	time.Sleep(100 * time.Millisecond) // several polls: nothing new to credit
+	stop()
+	if total() != got {
+		t.Errorf("restart changed credits from %d to %d", got, total())
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

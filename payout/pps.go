@@ -157,9 +157,19 @@ func (s *Service) runPPS(ctx context.Context) error {
 	if err := s.ensureFunding(ctx); err != nil {
 		return fmt.Errorf("payout: funding: %w", err)
 	}
-	cursor, carries, err := s.db.ppsState(ctx)
+	cursor, started, carries, err := s.db.ppsState(ctx)
 	if err != nil {
 		return err
+	}
+	if !started {
+		// First start under PPS: shares from before (another scheme, or none) are not
+		// PPS's to pay.
+		if cursor, err = s.store.LastSeq(ctx); err != nil {
+			return err
+		}
+		if err := s.db.savePPS(ctx, cursor, nil); err != nil {
+			return err
+		}
 	}
 	rates := map[int64]shareRate{}
 	t := time.NewTicker(s.cfg.SnapshotInterval)

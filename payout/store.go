@@ -122,19 +122,25 @@ func (d *db) putRate(ctx context.Context, r Rate) error {
 }
 
 // rate returns the rate for a share at height: the one recorded at that height or, if
-// none was (a crash between template and record), at the nearest lower height. ok is
-// false while no rate at or above height exists yet.
+// none was (a crash between template and record), at the nearest lower height (the
+// lowest recorded, for a height below all). ok is false while no rate at or above
+// height exists yet, since one may still be recorded.
 func (d *db) rate(ctx context.Context, height int64, feeWindow int) (Rate, bool, error) {
 	var r Rate
 	var bits int64
 	err := d.sql.QueryRowContext(ctx, `SELECT height, subsidy, bits FROM rates WHERE height <= ? ORDER BY height DESC LIMIT 1`, height).Scan(&r.Height, &r.Subsidy, &bits)
+	if errors.Is(err, sql.ErrNoRows) {
+		// A share below every recorded height (mined on a template from before the
+		// first record): the lowest rate. No lower height is ever added later.
+		err = d.sql.QueryRowContext(ctx, `SELECT height, subsidy, bits FROM rates ORDER BY height LIMIT 1`).Scan(&r.Height, &r.Subsidy, &bits)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Rate{}, false, nil
 	}
 	if err != nil {
 		return Rate{}, false, fmt.Errorf("payout: rate: %w", err)
 	}
-	if r.Height != height {
+	if r.Height < height {
 		var n int
 		if err := d.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM rates WHERE height > ?`, height).Scan(&n); err != nil {
 			return Rate{}, false, fmt.Errorf("payout: rate: %w", err)
@@ -157,32 +163,33 @@ func (d *db) rate(ctx context.Context, height int64, feeWindow int) (Rate, bool,
 
 // ppsState is the PPS consumer's position and every miner's sub-satoshi carry (in
 // units of 2^-32 satoshi) after the share at cursor.
-func (d *db) ppsState(ctx context.Context) (uint64, map[string]uint64, error) {
+// started is false before the consumer first saved its position.
+func (d *db) ppsState(ctx context.Context) (cursor uint64, started bool, carries map[string]uint64, err error) {
 	v, err := d.meta(ctx, "pps_cursor")
 	if err != nil {
-		return 0, nil, fmt.Errorf("payout: pps cursor: %w", err)
+		return 0, false, nil, fmt.Errorf("payout: pps cursor: %w", err)
 	}
 	var cur uint64
 	if v != "" {
 		if cur, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return 0, nil, fmt.Errorf("payout: pps cursor %q: %w", v, err)
+			return 0, false, nil, fmt.Errorf("payout: pps cursor %q: %w", v, err)
 		}
 	}
 	rows, err := d.sql.QueryContext(ctx, `SELECT address, carry FROM carries`)
 	if err != nil {
-		return 0, nil, fmt.Errorf("payout: carries: %w", err)
+		return 0, false, nil, fmt.Errorf("payout: carries: %w", err)
 	}
 	defer rows.Close()
-	carries := map[string]uint64{}
+	carries = map[string]uint64{}
 	for rows.Next() {
 		var a string
 		var c int64
 		if err := rows.Scan(&a, &c); err != nil {
-			return 0, nil, err
+			return 0, false, nil, err
 		}
 		carries[a] = uint64(c)
 	}
-	return cur, carries, rows.Err()
+	return cur, v != "", carries, rows.Err()
 }
 
 func (d *db) savePPS(ctx context.Context, cursor uint64, changed map[string]uint64) error {
