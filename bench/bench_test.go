@@ -59,3 +59,26 @@ func TestLoadAgainstBenchPool(t *testing.T) {
 	}
 	t.Logf("50 connections got the new tip within %v", time.Duration(r.LastNotifyUnixNano-t0.UnixNano()))
 }
+
+func TestQuickReply(t *testing.T) {
+	tests := []struct {
+		line         string
+		id           uint64
+		accepted, ok bool
+	}{
+		{`{"id":12,"result":true,"error":null}` + "\n", 12, true, true},
+		{`{"id":13,"result":false,"error":[23,"Low difficulty share",null]}` + "\n", 13, false, true},
+		{`{"reject-reason":"Above target","result":false,"error":null,"id":7}` + "\n", 7, false, true},
+		{`{"result":true,"error":null,"id":2}` + "\n", 2, true, true},
+		{`{"params":[1],"id":null,"method":"mining.set_difficulty"}` + "\n", 0, false, false},
+		{`{"id":5,"method":"client.reconnect","params":[]}` + "\n", 0, false, false},
+		{`{"result":[1,2],"error":null,"id":9}` + "\n", 0, false, false},
+		{`{"result":true,"id":"x"}` + "\n", 0, false, false},
+	}
+	for _, tt := range tests {
+		id, accepted, ok := quickReply([]byte(tt.line))
+		if id != tt.id || accepted != tt.accepted || ok != tt.ok {
+			t.Errorf("quickReply(%q) = %d, %v, %v; want %d, %v, %v", tt.line, id, accepted, ok, tt.id, tt.accepted, tt.ok)
+		}
+	}
+}

@@ -68,7 +68,10 @@ func dialConn(ctx context.Context, addr, user, pass string) (*conn, error) {
 	fmt.Fprintf(nc, `{"id":1,"method":"mining.subscribe","params":["hashgrid-bench/1"]}`+"\n")
 	auth, _ := json.Marshal([]string{user, pass})
 	fmt.Fprintf(nc, `{"id":2,"method":"mining.authorize","params":%s}`+"\n", auth)
-	for c.job.Load() == nil {
+	// Some pools (ckpool) send the first notify before the authorize reply and
+	// silently drop submits that arrive before authorization completes: wait for both.
+	authorized := false
+	for c.job.Load() == nil || !authorized {
 		line, err := c.br.ReadBytes('\n')
 		if err != nil {
 			nc.Close()
@@ -89,6 +92,8 @@ func dialConn(ctx context.Context, addr, user, pass string) (*conn, error) {
 		case string(m.ID) == "2" && string(m.Result) != "true":
 			nc.Close()
 			return nil, fmt.Errorf("authorize refused: %s", line)
+		case string(m.ID) == "2":
+			authorized = true
 		case m.Method == "mining.notify":
 			c.onNotify(m)
 		}
@@ -241,6 +246,10 @@ func runConn(ctx context.Context, c *conn, ci, inflight int, user string, submit
 				lat = append(lat, time.Since(t).Microseconds())
 			}
 			mu.Unlock()
+			if !ok {
+				// Not a reply to one of our submits (a late handshake reply, say).
+				continue
+			}
 			if verdict {
 				accepted.Add(1)
 			} else {
@@ -351,11 +360,13 @@ func Hold(ctx context.Context, cfg LoadConfig, awaitClean bool, ready func()) (R
 	return res, nil
 }
 
-// quickReply reads {"id":N,"result":true|...} as written by hashgrid and most pools.
+// quickReply reads {"id":N,"result":true|...} as written by hashgrid and most pools,
+// and replies with other key orders such as ckpool's
+// {"reject-reason":"...","result":false,"error":null,"id":N}.
 func quickReply(line []byte) (id uint64, accepted, ok bool) {
 	rest, found := bytes.CutPrefix(line, []byte(`{"id":`))
 	if !found {
-		return 0, false, false
+		return anyOrderReply(line)
 	}
 	n := 0
 	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' && n < 18 {
@@ -370,6 +381,34 @@ func quickReply(line []byte) (id uint64, accepted, ok bool) {
 	case bytes.HasPrefix(rest, []byte(`,"result":true,`)):
 		return id, true, true
 	case bytes.HasPrefix(rest, []byte(`,"result":null,`)), bytes.HasPrefix(rest, []byte(`,"result":false,`)):
+		return id, false, true
+	}
+	return 0, false, false
+}
+
+// anyOrderReply reads a one-line reply whose keys are in any order: it has a
+// numeric "id" and a "result" of true, false or null, and no "method".
+func anyOrderReply(line []byte) (id uint64, accepted, ok bool) {
+	if bytes.Contains(line, []byte(`"method"`)) {
+		return 0, false, false
+	}
+	i := bytes.Index(line, []byte(`"id":`))
+	if i < 0 {
+		return 0, false, false
+	}
+	rest := line[i+len(`"id":`):]
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' && n < 18 {
+		id = id*10 + uint64(rest[n]-'0')
+		n++
+	}
+	if n == 0 || n == len(rest) || (rest[n] != ',' && rest[n] != '}') {
+		return 0, false, false
+	}
+	switch {
+	case bytes.Contains(line, []byte(`"result":true`)):
+		return id, true, true
+	case bytes.Contains(line, []byte(`"result":false`)), bytes.Contains(line, []byte(`"result":null`)):
 		return id, false, true
 	}
 	return 0, false, false
