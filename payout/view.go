@@ -3,6 +3,7 @@ package payout
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -59,6 +60,7 @@ func (s *Service) Miner(ctx context.Context, addr string) (MinerView, error) {
 	b.Earned = b.Immature + b.Mature + b.Pending + b.Paid
 	seen := map[int64]bool{}
 	var all []CreditView
+	var ids []int64
 	for _, kind := range []string{"immature", "direct", "balance", "paid", "pending"} {
 		es, err := s.led.Entries(ctx, MinerAccount(addr, kind), maxViewEntries)
 		if err != nil {
@@ -83,14 +85,20 @@ func (s *Service) Miner(ctx context.Context, addr string) (MinerView, error) {
 				cv.Window = e.Memo[i+len(" window "):]
 			}
 			all = append(all, cv)
+			ids = append(ids, e.ID)
 		}
 	}
-	// Newest first across accounts: ledger keys do not sort by time, times do.
-	for i := 1; i < len(all); i++ {
-		for j := i; j > 0 && all[j].Time > all[j-1].Time; j-- {
-			all[j], all[j-1] = all[j-1], all[j]
-		}
+	// Newest first across accounts: entry ids grow with every entry posted.
+	order := make([]int, len(all))
+	for i := range order {
+		order[i] = i
 	}
+	sort.Slice(order, func(a, b int) bool { return ids[order[a]] > ids[order[b]] })
+	sorted := make([]CreditView, len(all))
+	for i, j := range order {
+		sorted[i] = all[j]
+	}
+	all = sorted
 	if len(all) > maxViewEntries {
 		all = all[:maxViewEntries]
 	}
