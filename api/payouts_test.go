@@ -1,0 +1,83 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/btcsuite/btcd/chainhash/v2"
+
+	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/payout"
+)
+
+// windowPages answers BlockWindow for one known block and records the paging it was
+// asked for.
+type windowPages struct {
+	known        chainhash.Hash
+	after        uint64
+	limit        int
+	payoutsAddrs []string
+}
+
+func (w *windowPages) Miner(ctx context.Context, addr string) (payout.MinerView, error) {
+	return payout.MinerView{Address: addr}, nil
+}
+
+func (w *windowPages) Payouts(ctx context.Context, addr string) ([]payout.PayoutView, error) {
+	w.payoutsAddrs = append(w.payoutsAddrs, addr)
+	return []payout.PayoutView{{Batch: 1, Address: "a", Amount: 5}}, nil
+}
+
+func (w *windowPages) BlockWindow(ctx context.Context, h chainhash.Hash, after uint64, limit int) (payout.WindowView, error) {
+	if h != w.known {
+		return payout.WindowView{}, hashgrid.Errorf(hashgrid.ENOTFOUND, "no such block")
+	}
+	w.after, w.limit = after, limit
+	return payout.WindowView{Block: h.String()}, nil
+}
+
+func TestPayoutRoutes(t *testing.T) {
+	known := chainhash.Hash{1}
+	ps := &windowPages{known: known}
+	s := &Server{cfg: Config{Payouts: ps}, mux: http.NewServeMux()}
+	s.registerPayoutRoutes()
+	tests := []struct {
+		path string
+		want int
+	}{
+		{"/api/v1/blocks/" + known.String() + "/window?after=7&limit=20", http.StatusOK},
+		{"/api/v1/blocks/" + known.String() + "/window", http.StatusOK},
+		{"/api/v1/blocks/" + chainhash.Hash{2}.String() + "/window", http.StatusNotFound},
+		{"/api/v1/blocks/xyz/window", http.StatusBadRequest},
+		{"/api/v1/blocks/" + known.String() + "/window?after=-1", http.StatusBadRequest},
+		{"/api/v1/blocks/" + known.String() + "/window?limit=0", http.StatusBadRequest},
+		{"/api/v1/blocks/" + known.String() + "/window?limit=10001", http.StatusBadRequest},
+		{"/api/v1/payouts?address=abc", http.StatusOK},
+		{"/api/v1/payouts?address=" + strings.Repeat("a", 101), http.StatusBadRequest},
+		{"/api/v1/miners/" + strings.Repeat("a", 101), http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		s.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.path, nil))
+		if rec.Code != tt.want {
+			t.Errorf("GET %s = %d, want %d: %s", tt.path, rec.Code, tt.want, rec.Body.String())
+		}
+		if tt.path == "/api/v1/blocks/"+known.String()+"/window?after=7&limit=20" && (ps.after != 7 || ps.limit != 20) {
+			t.Errorf("paging after=%d limit=%d, want 7, 20", ps.after, ps.limit)
+		}
+	}
+	if len(ps.payoutsAddrs) != 1 || ps.payoutsAddrs[0] != "abc" {
+		t.Errorf("payouts asked for %v", ps.payoutsAddrs)
+	}
+	// Without a payout service the routes do not exist.
+	bare := &Server{cfg: Config{}, mux: http.NewServeMux()}
+	bare.registerPayoutRoutes()
+	rec := httptest.NewRecorder()
+	bare.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/payouts", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("payouts without a service: %d", rec.Code)
+	}
+}
