@@ -91,6 +91,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		}
 		cfg.Data = d
 	}
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	store, err := sqlite.Open(filepath.Join(cfg.Data, "bench.db"))
 	if err != nil {
 		return nil, err
