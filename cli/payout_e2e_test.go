@@ -183,9 +183,16 @@ func TestPayoutPPLNSEndToEnd(t *testing.T) {
 
 	// A pool that publishes an altered window or split fails verify for every miner.
 	tampers := map[string]func(*payout.WindowView){
-		"share moved to another miner": func(v *payout.WindowView) { v.Shares[len(v.Shares)/2].Address = addrs[0] },
-		"share weight raised":          func(v *payout.WindowView) { v.Shares[3].Diff *= 2; v.Shares[3].Weight *= 2 },
-		"split altered":                func(v *payout.WindowView) { v.Credit.Credits[0].Amount -= 1000; v.Credit.Pool += 1000 },
+		"share moved to another miner": func(v *payout.WindowView) {
+			sh := &v.Shares[len(v.Shares)/2]
+			if sh.Address == addrs[0] {
+				sh.Address = addrs[1]
+			} else {
+				sh.Address = addrs[0]
+			}
+		},
+		"share weight raised": func(v *payout.WindowView) { v.Shares[3].Diff *= 2; v.Shares[3].Weight *= 2 },
+		"split altered":       func(v *payout.WindowView) { v.Credit.Credits[0].Amount -= 1000; v.Credit.Pool += 1000 },
 	}
 	for name, tamper := range tampers {
 		proxy := tamperingProxy(t, base, tamper)
@@ -204,10 +211,11 @@ func TestPayoutPPLNSEndToEnd(t *testing.T) {
 		proxy.Close()
 	}
 
-	// 100 more blocks from the node itself: the pool's blocks mature, direct credits
-	// count as paid, custody credits become balances and those above the payout
-	// threshold leave in an exported payout batch.
-	if _, err := btcd.Client().Generate(context.Background(), 100); err != nil {
+	// 69 more blocks from the node itself: the pool's blocks at least 31 deep reach
+	// 100 confirmations and mature (direct credits count as paid, custody credits
+	// become balances, those above the payout threshold leave in an exported payout
+	// batch); the newer ones stay immature for the reorg below.
+	if _, err := btcd.Client().Generate(context.Background(), 69); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "matured credits and a payout batch", func() bool {
@@ -225,7 +233,7 @@ func TestPayoutPPLNSEndToEnd(t *testing.T) {
 		var m api.MinerInfo
 		getJSON(t, base+"/api/v1/miners/"+url.PathEscape(a), &m)
 		t.Logf("miner %s after maturity: shares %d, %+v", a, m.Accepted, m.Balances)
-		if b := m.Balances; b.Earned != b.Immature+b.Mature+b.Pending+b.Paid || b.Earned <= 0 {
+		if b := m.Balances; b.Earned != b.Immature+b.Mature+b.Pending+b.Paid || b.Earned <= 0 || b.Immature <= 0 {
 			t.Errorf("miner %s balances %+v", a, b)
 		}
 	}
