@@ -59,8 +59,10 @@ func TestDiffTarget(t *testing.T) {
 		if !tg.LE(prev) || tg == prev {
 			t.Errorf("target of difficulty %g not below the previous one", d)
 		}
-		if got := tg.Difficulty(); got/d < 0.999999 || got/d > 1.000001 {
-			t.Errorf("Difficulty(DiffTarget(%g)) = %g", d, got)
+		// The target encodes the fixed-point difficulty, which rounds d to 2^-32.
+		want := hashgrid.DiffFromFloat(d).Float()
+		if got := tg.Difficulty(); got/want < 0.999999 || got/want > 1.000001 {
+			t.Errorf("Difficulty(DiffTarget(%g)) = %g, want %g", d, got, want)
 		}
 		prev = tg
 	}
