@@ -146,5 +146,7 @@ func (p *fastParser) id() (json.RawMessage, bool) {
 			return nil, false
 		}
 	}
-	return json.RawMessage(p.b[start:p.i]), true
+	// A copy: the line's buffer is reused for the next line while this submit's reply
+	// may still be waiting.
+	return json.RawMessage(bytes.Clone(p.b[start:p.i])), true
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -388,5 +389,66 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// asyncHandler answers submits from other goroutines, in reverse order of arrival
+// within each batch of four, to show that replies still go out in arrival order with
+// the right ids.
+type asyncHandler struct {
+	testHandler
+	mu    sync.Mutex
+	queue []func()
+}
+
+func (h *asyncHandler) SubmitAsync(c *Conn, s *Submit, done func(*Error)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var verdict *Error
+	if s.Nonce == "bad" {
+		verdict = &Error{ErrCodeLowDifficulty, "low difficulty share"}
+	}
+	h.queue = append(h.queue, func() { done(verdict) })
+	if len(h.queue) == 4 {
+		q := h.queue
+		h.queue = nil
+		go func() {
+			for i := len(q) - 1; i >= 0; i-- {
+				q[i]()
+			}
+		}()
+	}
+}
+
+func TestPipelinedSubmitsKeepIDsAndOrder(t *testing.T) {
+	h := &asyncHandler{}
+	s, err := NewServer(Config{Extranonce2Size: 4}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(l)
+	defer s.Shutdown(context.Background())
+	p := dial(t, l.Addr().String())
+	handshake(t, p, "")
+	// Many submits in one write: they are parsed out of one read buffer, which is
+	// reused while earlier replies still wait.
+	var b strings.Builder
+	for i := 0; i < 64; i++ {
+		nonce := "00000000"
+		if i%5 == 0 {
+			nonce = "bad"
+		}
+		fmt.Fprintf(&b, `{"id":%d,"method":"mining.submit","params":["w","1","00000000","00000000","%s"]}`+"\n", 1000+i, nonce)
+	}
+	p.send(b.String())
+	for i := 0; i < 64; i++ {
+		m := p.msg()
+		if want := fmt.Sprint(1000 + i); string(m.ID) != want {
+			t.Fatalf("reply %d has id %s, want %s", i, m.ID, want)
+		}
+		if bad := i%5 == 0; bad != (m.Error != nil) {
+			t.Errorf("reply %d: error %v, want error %v", i, m.Error, bad)
+		}
 	}
 }
