@@ -155,12 +155,12 @@ func (s *Server) Close() { s.stop() }
 
 // Memory returns the Go heap and stack in use after a collection, and the process's
 // resident set size from /proc (0 where unavailable).
-func Memory() (heapStack uint64, rss uint64) {
+func Memory() (heap, stack, rss uint64) {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse + ms.StackInuse, RSS(os.Getpid())
+	return ms.HeapInuse, ms.StackInuse, RSS(os.Getpid())
 }
 
 // RSS returns a process's resident set size in bytes from /proc/PID/status.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -144,12 +145,33 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 			case "tip":
 				t0 := s.NewTip()
 				out.Encode(map[string]any{"t0": t0.UnixNano(), "broadcast_ms": float64(s.Pool.Stats().LastBroadcast.Microseconds()) / 1000})
+			case "heap":
+				// heap FILE: write a heap profile (after a collection) for go tool pprof.
+				out.Encode(map[string]any{"error": "usage: heap FILE"})
 			case "mem":
-				hs, rss := bench.Memory()
-				out.Encode(map[string]any{"heap_stack": hs, "rss": rss, "conns": s.Pool.Server().NumConns()})
+				heap, stack, rss := bench.Memory()
+				out.Encode(map[string]any{"heap_stack": heap + stack, "heap": heap, "stack": stack, "rss": rss, "conns": s.Pool.Server().NumConns()})
 			default:
+				if f, ok := strings.CutPrefix(l, "heap "); ok {
+					if err := writeHeapProfile(f); err != nil {
+						out.Encode(map[string]any{"error": err.Error()})
+					} else {
+						out.Encode(map[string]any{"heap_profile": f})
+					}
+					continue
+				}
 				out.Encode(map[string]any{"error": "unknown command " + l})
 			}
 		}
 	}
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }

@@ -38,8 +38,8 @@ func (p *Pool) Sessions() []SessionInfo {
 		si := SessionInfo{ID: sessionID(c), IP: c.IP(), UserAgent: c.UserAgent(), ConnectedAt: c.ConnectedAt()}
 		s.mu.Lock()
 		si.Address, si.Difficulty, si.Fixed = s.address, s.diff.Float(), s.fixed
-		for _, name := range s.workers {
-			si.Workers = append(si.Workers, name)
+		for _, uw := range s.workers {
+			si.Workers = append(si.Workers, uw.worker)
 		}
 		s.mu.Unlock()
 		sort.Strings(si.Workers)

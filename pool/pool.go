@@ -155,6 +155,7 @@ type Pool struct {
 	m      *Metrics
 
 	jobSeq atomic.Uint64
+	jobs   atomic.Pointer[jobCache]
 
 	mu       sync.Mutex
 	tmpl     *node.Template
@@ -187,6 +188,9 @@ type job struct {
 	ntime  uint32
 	clean  bool
 	notify []byte // pre-encoded line
+	// broadcast marks the job sent to every miner for a template; a session may get
+	// its own layout of it (see jobFor).
+	broadcast bool
 }
 
 // New returns a pool; start it with Serve and feed it templates with UpdateTemplate.
@@ -287,7 +291,9 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 		p.tipSince = start
 	}
 	j := p.newJobLocked(w, newTip)
+	j.broadcast = true
 	p.current = j
+	p.jobs.Store(&jobCache{shared: j})
 	p.stats.Height = t.Height
 	p.stats.NetworkDiff = netTgt.Difficulty()
 	p.stats.PrevHash = t.PrevHash.String()
@@ -382,46 +388,72 @@ func (p *Pool) newJobLocked(w *work, clean bool) *job {
 	return j
 }
 
-// jobFor returns the job a session should get now: the shared current job, or for
-// a finder-specific layout (SOLO) one built for it.
-func (p *Pool) jobFor(s *session, shared *job) *job {
-	if s.address == "" {
-		return shared
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tmpl == nil {
-		return shared
-	}
-	_, key, err := p.cfg.Outputs(p.tmpl, p.tmpl.CoinbaseValue, s.address)
-	if err != nil || key == "" {
-		return shared
-	}
-	w, err := p.workLocked(s.address)
-	if err != nil {
-		p.log.Warn("finder work", "address", s.address, "err", err)
-		return shared
-	}
-	return p.newJobLocked(w, shared != nil && shared.clean)
+// jobCache maps payout addresses to their job for the current broadcast job: under
+// SOLO each finder has its own coinbase, otherwise every address maps to the shared job.
+// It is replaced with each template, so a broadcast to many connections asks the
+// OutputFunc once per address, not once per connection, and takes no pool-wide lock.
+type jobCache struct {
+	shared *job
+	byAddr sync.Map // address → *job
 }
 
-// cloneCurrent returns a new job id over the current work, for a session whose
-// difficulty just changed: set_difficulty applies from the next job.
+// jobFor returns the job a session gets for a broadcast job: the job itself, or for a
+// finder-specific layout (SOLO) one built for the session's address. Jobs that are not
+// broadcast jobs (retarget clones) are already the session's own.
+func (p *Pool) jobFor(s *session, j *job) *job {
+	if !j.broadcast {
+		return j
+	}
+	s.mu.Lock()
+	addr := s.address
+	s.mu.Unlock()
+	if addr == "" {
+		return j
+	}
+	jc := p.jobs.Load()
+	if jc == nil || jc.shared != j {
+		return p.finderJob(addr, j)
+	}
+	if fj, ok := jc.byAddr.Load(addr); ok {
+		return fj.(*job)
+	}
+	fj, _ := jc.byAddr.LoadOrStore(addr, p.finderJob(addr, j))
+	return fj.(*job)
+}
+
+// finderJob builds (or finds) the work for addr's layout of the template behind j.
+func (p *Pool) finderJob(addr string, j *job) *job {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tmpl == nil || p.tmpl != j.work.tmpl {
+		return j
+	}
+	_, key, err := p.cfg.Outputs(p.tmpl, p.tmpl.CoinbaseValue, addr)
+	if err != nil || key == "" {
+		return j
+	}
+	w, err := p.workLocked(addr)
+	if err != nil {
+		p.log.Warn("finder work", "address", addr, "err", err)
+		return j
+	}
+	return p.newJobLocked(w, j.clean)
+}
+
+// cloneCurrent returns a job with a new id over the session's layout of the current
+// work, for a session whose difficulty just changed: set_difficulty applies from the
+// next job, and a new id keeps each job's difficulty unambiguous.
 func (p *Pool) cloneCurrent(s *session) *job {
 	p.mu.Lock()
 	cur := p.current
+	p.mu.Unlock()
 	if cur == nil {
-		p.mu.Unlock()
 		return nil
 	}
-	p.mu.Unlock()
-	j := p.jobFor(s, cur)
-	if j != cur {
-		return j
-	}
+	base := p.jobFor(s, cur)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.newJobLocked(cur.work, false)
+	return p.newJobLocked(base.work, false)
 }
 
 // --- stratum.Handler ---
@@ -445,7 +477,15 @@ func (p *Pool) Authorize(c *stratum.Conn, user, password string) error {
 		return errors.New("one payout address per connection")
 	}
 	s.address = addr
-	s.workers[user] = worker
+	known := false
+	for i := range s.workers {
+		if s.workers[i].user == user {
+			s.workers[i].worker, known = worker, true
+		}
+	}
+	if !known {
+		s.workers = append(s.workers, userWorker{user, worker})
+	}
 	for _, opt := range strings.Split(password, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(opt), "=")
 		if !ok || k != "d" {
@@ -526,7 +566,7 @@ func (p *Pool) session(c *stratum.Conn) *session {
 	if s, ok := c.Data.(*session); ok {
 		return s
 	}
-	s := &session{conn: c, workers: map[string]string{}}
+	s := &session{conn: c}
 	c.Data = s
 	return s
 }

@@ -39,8 +39,12 @@ const (
 type sentJob struct {
 	j    *job
 	diff hashgrid.Diff
-	tgt  pow.Target
 }
+
+// userWorker maps a mining.authorize user to the worker name shares carry. A slice
+// rather than a map: a connection almost always has one, and idle connections should
+// be small.
+type userWorker struct{ user, worker string }
 
 // session is the pool's state for one miner connection.
 type session struct {
@@ -48,7 +52,7 @@ type session struct {
 
 	mu         sync.Mutex
 	address    string
-	workers    map[string]string // user → worker name
+	workers    []userWorker
 	authorized bool
 	fixed      bool          // difficulty set by password option: no vardiff
 	diff       hashgrid.Diff // applies from the next job sent
@@ -61,6 +65,25 @@ type session struct {
 	windowStart  time.Time
 	windowShares int
 	windowWork   float64 // difficulty units; estimation only
+}
+
+// worker returns the worker name of an authorized user.
+func (s *session) worker(user string) string {
+	for _, uw := range s.workers {
+		if uw.user == user {
+			return uw.worker
+		}
+	}
+	return ""
+}
+
+// target returns the share target of a difficulty the session handed out: the cached
+// one for the current difficulty, computed for an older one.
+func (s *session) target(d hashgrid.Diff) pow.Target {
+	if d == s.tgtDiff {
+		return s.tgt
+	}
+	return pow.DiffTarget(d)
 }
 
 func (s *session) lookup(id uint64) (sentJob, bool) {
@@ -82,7 +105,7 @@ func (s *session) sendJob(p *Pool, j *job) {
 	if s.tgtDiff != s.diff || s.nsent == 0 {
 		s.tgt, s.tgtDiff = pow.DiffTarget(s.diff), s.diff
 	}
-	s.sent[s.nsent%sentJobs] = sentJob{j: j, diff: s.diff, tgt: s.tgt}
+	s.sent[s.nsent%sentJobs] = sentJob{j: j, diff: s.diff}
 	s.nsent++
 	var line []byte
 	if s.sentDiff != s.diff {
@@ -178,7 +201,7 @@ func (p *Pool) SubmitAsync(c *stratum.Conn, sub *stratum.Submit, done func(*stra
 	now := p.cfg.Now()
 	sh := hashgrid.Share{Time: now, JobID: sub.JobID, UserAgent: c.UserAgent(), Remote: c.RemoteAddr()}
 	s.mu.Lock()
-	sh.Address, sh.Worker = s.address, s.workers[sub.Worker]
+	sh.Address, sh.Worker = s.address, s.worker(sub.Worker)
 	s.mu.Unlock()
 
 	res, w, block, err := p.validate(s, c.Extranonce1(), c.VersionMask(), sub, &sh)
@@ -254,6 +277,10 @@ func (p *Pool) validate(s *session, en1, mask uint32, sub *stratum.Submit, sh *h
 	}
 	s.mu.Lock()
 	sj, ok := s.lookup(id)
+	var tgt pow.Target
+	if ok {
+		tgt = s.target(sj.diff)
+	}
 	s.mu.Unlock()
 	if !ok {
 		return hashgrid.ShareStale, nil, nil, &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "job not found"}
@@ -301,7 +328,7 @@ func (p *Pool) validate(s *session, en1, mask uint32, sub *stratum.Submit, sh *h
 	sh.Hash = hash
 	sh.Actual = hashgrid.DiffFromFloat(math.Min(pow.HashDifficulty(&hash), hashgrid.MaxDiff.Float()))
 	ht := pow.HashTarget(&hash)
-	if !ht.LE(sj.tgt) {
+	if !ht.LE(tgt) {
 		*bufp = cb
 		cbPool.Put(bufp)
 		return hashgrid.ShareLowDiff, nil, nil, &stratum.Error{Code: stratum.ErrCodeLowDifficulty, Message: "low difficulty share"}

@@ -290,8 +290,8 @@ func TestValidateRealBlock(t *testing.T) {
 			w.version = tt.jobVer
 			w.stale.Store(tt.stale)
 			d := hashgrid.DiffFromFloat(tt.diff)
-			s := &session{workers: map[string]string{"w": "w"}}
-			s.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d, tgt: pow.DiffTarget(d)}
+			s := &session{workers: []userWorker{{"w", "w"}}}
+			s.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d}
 			sub := tt.sub
 			sh := hashgrid.Share{Time: now}
 			res, _, blkc, serr := p.validate(s, en1, tt.mask, &sub, &sh)
@@ -338,8 +338,8 @@ func BenchmarkValidate(b *testing.B) {
 	p := testPool(&testing.T{}, hdr.Timestamp)
 	w, en1, en2 := realWork(&testing.T{}, blk)
 	d := hashgrid.DiffFromFloat(1e-12)
-	s := &session{workers: map[string]string{"w": "w"}}
-	s.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d, tgt: pow.DiffTarget(d)}
+	s := &session{workers: []userWorker{{"w", "w"}}}
+	s.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d}
 	sub := stratum.Submit{Worker: "w", JobID: "1", Extranonce2: en2, NTime: fmt.Sprintf("%08x", uint32(hdr.Timestamp.Unix()))}
 	nonces := make([]string, 1<<16)
 	for i := range nonces {

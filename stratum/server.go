@@ -140,6 +140,8 @@ type Server struct {
 	closing   bool
 
 	wg     sync.WaitGroup
+	tasks  chan *task    // lines waiting for an idle handler goroutine
+	quit   chan struct{} // closed by Shutdown: idle handler goroutines exit
 	nconns atomic.Int64
 }
 
@@ -175,7 +177,64 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		active:  make(map[uint32]*Conn),
 		recent:  make(map[uint32]time.Time),
 		nextEN1: binary.BigEndian.Uint32(seed[:]),
+		tasks:   make(chan *task),
+		quit:    make(chan struct{}),
 	}, nil
+}
+
+// Handling lines off the connection's goroutine.
+//
+// Each connection's own goroutine only reads: it hands every complete line to a handler
+// goroutine and waits for it, so requests of one connection are still handled one at a
+// time, in order. An idle connection's goroutine then never has run the handlers (JSON
+// decoding, hashing, the pool's bookkeeping), so its stack stays at the runtime's
+// smallest size; the stack a handler needs is paid once per busy handler, not once per
+// connection. Handler goroutines are started when none is idle and exit after
+// handlerIdle without work.
+
+// task is one line for a handler goroutine.
+type task struct {
+	c    *Conn
+	line []byte
+	ok   chan bool
+}
+
+// handlerIdle is how long an idle handler goroutine waits for work before exiting.
+const handlerIdle = 30 * time.Second
+
+var taskPool = sync.Pool{New: func() any { return &task{ok: make(chan bool, 1)} }}
+
+// handle runs c.handleLine(line) on a handler goroutine and returns its result.
+func (s *Server) handle(c *Conn, line []byte) bool {
+	t := taskPool.Get().(*task)
+	t.c, t.line = c, line
+	select {
+	case s.tasks <- t:
+	default:
+		s.wg.Add(1)
+		go s.runHandler(t)
+	}
+	ok := <-t.ok
+	t.c, t.line = nil, nil
+	taskPool.Put(t)
+	return ok
+}
+
+func (s *Server) runHandler(t *task) {
+	defer s.wg.Done()
+	idle := time.NewTimer(handlerIdle)
+	defer idle.Stop()
+	for {
+		t.ok <- t.c.handleLine(t.line)
+		idle.Reset(handlerIdle)
+		select {
+		case t = <-s.tasks:
+		case <-idle.C:
+			return
+		case <-s.quit:
+			return
+		}
+	}
 }
 
 // Extranonce2Size returns the configured extranonce2 size.
@@ -327,6 +386,9 @@ func (s *Server) Broadcast(fn func(c *Conn)) {
 // connections and waits for their goroutines, or until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closing {
+		close(s.quit)
+	}
 	s.closing = true
 	for _, l := range s.listeners {
 		l.Close()
@@ -599,8 +661,9 @@ func indexByte(b []byte, c byte) int {
 var errLineTooLong = errors.New("stratum: line too long")
 
 // readBufSize is the initial per-connection read buffer: a submit line is about 160
-// bytes, so most connections never grow it.
-const readBufSize = 512
+// bytes, so most connections never grow it (a longer line grows it up to MaxLineBytes,
+// and it shrinks back once the connection is idle).
+const readBufSize = 256
 
 func (c *Conn) serve() {
 	s := c.srv
@@ -638,7 +701,7 @@ func (c *Conn) serve() {
 		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
 			continue
 		}
-		if !c.handleLine(line) {
+		if !s.handle(c, line) {
 			return
 		}
 		lr.shrink(readBufSize)
