@@ -38,14 +38,20 @@ func (d *dashboard) adminRoutes() {
 
 // admin wraps h with the token check.
 func (d *dashboard) admin(h http.HandlerFunc) http.HandlerFunc {
+	return d.s.requireAdmin(d.cfg.AdminToken, h)
+}
+
+// requireAdmin wraps h with the admin token check: "Authorization: Bearer TOKEN",
+// compared in constant time. With no token configured every admin request is refused.
+func (s *Server) requireAdmin(token string, h http.HandlerFunc) http.HandlerFunc {
 	var want [32]byte
-	enabled := d.cfg.AdminToken != ""
+	enabled := token != ""
 	if enabled {
-		want = sha256.Sum256([]byte(d.cfg.AdminToken))
+		want = sha256.Sum256([]byte(token))
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !enabled {
-			d.s.writeError(w, r, hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "admin actions are disabled: no admin token configured"))
+			s.writeError(w, r, hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "admin actions are disabled: no admin token configured"))
 			return
 		}
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -53,7 +59,7 @@ func (d *dashboard) admin(h http.HandlerFunc) http.HandlerFunc {
 		got := sha256.Sum256([]byte(tok))
 		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hashgrid admin"`)
-			d.s.writeError(w, r, hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "admin token required"))
+			s.writeError(w, r, hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "admin token required"))
 			return
 		}
 		h(w, r)

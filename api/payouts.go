@@ -30,6 +30,38 @@ func (s *Server) registerPayoutRoutes() {
 	s.mux.HandleFunc("GET /api/v1/miners/{address}", s.handleMiner)
 	s.mux.HandleFunc("GET /api/v1/payouts", s.handlePayouts)
 	s.mux.HandleFunc("GET /api/v1/blocks/{hash}/window", s.handleBlockWindow)
+	if pm, ok := s.cfg.Payouts.(PayoutMarker); ok {
+		s.mux.HandleFunc("POST /api/v1/admin/payouts/{batch}/paid", s.requireAdmin(s.cfg.Dashboard.AdminToken, func(w http.ResponseWriter, r *http.Request) {
+			s.handleMarkPaid(w, r, pm)
+		}))
+	}
+}
+
+// PayoutMarker is implemented by a payout service whose exported batches an operator
+// signs and broadcasts elsewhere: it records the transaction that paid a batch.
+type PayoutMarker interface {
+	MarkPaid(ctx context.Context, batch int64, txid string) error
+}
+
+// handleMarkPaid records that an exported payout batch was paid: body {"txid": "…"}.
+func (s *Server) handleMarkPaid(w http.ResponseWriter, r *http.Request, pm PayoutMarker) {
+	n, err := strconv.ParseInt(r.PathValue("batch"), 10, 64)
+	if err != nil || n <= 0 {
+		s.writeError(w, r, hashgrid.Errorf(hashgrid.EINVALID, "batch must be a positive number"))
+		return
+	}
+	var body struct {
+		TxID string `json:"txid"`
+	}
+	if err := readBody(r, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := pm.MarkPaid(r.Context(), n, body.TxID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"batch": n, "txid": body.TxID, "status": "paid"})
 }
 
 // MinerInfo is the reply of GET /api/v1/miners/{address}: shares and hashrate from

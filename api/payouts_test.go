@@ -81,3 +81,48 @@ func TestPayoutRoutes(t *testing.T) {
 		t.Errorf("payouts without a service: %d", rec.Code)
 	}
 }
+
+type marker struct {
+	windowPages
+	batch int64
+	txid  string
+}
+
+func (m *marker) MarkPaid(ctx context.Context, batch int64, txid string) error {
+	if len(txid) != 64 {
+		return hashgrid.Errorf(hashgrid.EINVALID, "txid must be 64 hex digits")
+	}
+	m.batch, m.txid = batch, txid
+	return nil
+}
+
+func TestMarkPaidNeedsTokenAndTxid(t *testing.T) {
+	m := &marker{}
+	s := &Server{cfg: Config{Payouts: m, Dashboard: DashboardConfig{AdminToken: "s3cret-token"}}, mux: http.NewServeMux()}
+	s.registerPayoutRoutes()
+	txid := strings.Repeat("ab", 32)
+	post := func(path, tok, body string) int {
+		req := httptest.NewRequest("POST", path, strings.NewReader(body))
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		rec := httptest.NewRecorder()
+		s.mux.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := post("/api/v1/admin/payouts/3/paid", "", `{"txid":"`+txid+`"}`); code != http.StatusUnauthorized || m.batch != 0 {
+		t.Errorf("without a token: %d, batch %d", code, m.batch)
+	}
+	if code := post("/api/v1/admin/payouts/3/paid", "wrong", `{"txid":"`+txid+`"}`); code != http.StatusUnauthorized || m.batch != 0 {
+		t.Errorf("wrong token: %d", code)
+	}
+	if code := post("/api/v1/admin/payouts/x/paid", "s3cret-token", `{"txid":"`+txid+`"}`); code != http.StatusBadRequest {
+		t.Errorf("bad batch: %d", code)
+	}
+	if code := post("/api/v1/admin/payouts/3/paid", "s3cret-token", `{"txid":"ab"}`); code != http.StatusBadRequest {
+		t.Errorf("bad txid: %d", code)
+	}
+	if code := post("/api/v1/admin/payouts/3/paid", "s3cret-token", `{"txid":"`+txid+`"}`); code != http.StatusOK || m.batch != 3 || m.txid != txid {
+		t.Errorf("mark paid: %d, batch %d txid %s", code, m.batch, m.txid)
+	}
+}
