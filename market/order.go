@@ -88,8 +88,9 @@ type OrderRecord struct {
 // order is an order at run time.
 type order struct {
 	rec       *OrderRecord
-	num       *big.Int // Σ price·hashes accepted
-	reserved  *big.Int // price·hashes of shares forwarded and not yet answered
+	num       *big.Int    // Σ price·hashes accepted
+	reserved  *big.Int    // price·hashes of shares forwarded and not yet answered
+	draining  []*upstream // detached upstreams kept open until reserved is answered
 	sellerNum map[string]*big.Int
 	up        *upstream
 	sellers   map[*seller]struct{}

@@ -347,7 +347,7 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	o.reserved.Sub(o.reserved, cost)
+	m.releaseLocked(o, cost)
 	w := m.worker(key)
 	w.Last = now
 	var se *stratum.Error

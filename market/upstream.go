@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"strconv"
 	"sync"
@@ -178,10 +179,34 @@ func (m *Market) ensureUpstreamLocked(o *order) {
 	m.wg.Go(u.run)
 }
 
+// closeUpstreamLocked detaches the order's upstream so that no new share goes to it.
+// Its connection stays open while shares already forwarded wait for their answers: the
+// destination may accept them, and then the buyer owes them and their sellers earned
+// them. It is closed when the last answer arrives (releaseLocked), or after
+// UpstreamTimeout at the latest.
 func (m *Market) closeUpstreamLocked(o *order) {
-	if o.up != nil {
-		o.up.close()
-		o.up = nil
+	u := o.up
+	if u == nil {
+		return
+	}
+	o.up = nil
+	if o.reserved.Sign() == 0 {
+		u.close()
+		return
+	}
+	o.draining = append(o.draining, u)
+	time.AfterFunc(m.cfg.UpstreamTimeout+time.Second, u.close)
+}
+
+// releaseLocked returns a forwarded share's reservation once it is answered, and closes
+// detached upstreams that have nothing left in flight.
+func (m *Market) releaseLocked(o *order, cost *big.Int) {
+	o.reserved.Sub(o.reserved, cost)
+	if o.reserved.Sign() == 0 {
+		for _, u := range o.draining {
+			u.close()
+		}
+		o.draining = nil
 	}
 }
 
