@@ -83,40 +83,13 @@ func newMJob(id string, w stratum.Work, sellerEN2 int) (*mjob, error) {
 		return nil, errors.New("destination sent a job before any difficulty")
 	}
 	j := &mjob{id: id, n: n, en1: w.Extranonce1, pad: w.Extranonce2Size - need, mask: w.VersionMask, seen: map[chainhash.Hash]struct{}{}}
-	var err error
-	if j.prev, err = pow.ParseStratumPrevHash(n.PrevHash); err != nil {
+	nj, err := n.Decode()
+	if err != nil {
 		return nil, err
 	}
-	cb1, err := hex.DecodeString(n.Coinb1)
-	if err != nil {
-		return nil, fmt.Errorf("coinb1: %w", err)
-	}
-	cb2, err := hex.DecodeString(n.Coinb2)
-	if err != nil {
-		return nil, fmt.Errorf("coinb2: %w", err)
-	}
-	j.coinb1 = append(cb1, w.Extranonce1...)
-	j.coinb2 = append(make([]byte, j.pad), cb2...)
-	for _, b := range n.MerkleBranch {
-		var h chainhash.Hash
-		if len(b) != 64 {
-			return nil, errors.New("merkle branch entry is not 32 bytes")
-		}
-		if _, err := hex.Decode(h[:], []byte(b)); err != nil {
-			return nil, fmt.Errorf("merkle branch: %w", err)
-		}
-		j.branch = append(j.branch, h)
-	}
-	for _, f := range []struct {
-		s   string
-		dst *uint32
-	}{{n.Version, &j.version}, {n.NBits, &j.bits}, {n.NTime, &j.ntime}} {
-		v, ok := parseHex32(f.s)
-		if !ok {
-			return nil, fmt.Errorf("notify field %q is not 8 hex digits", f.s)
-		}
-		*f.dst = v
-	}
+	j.prev, j.branch, j.version, j.bits, j.ntime = nj.Prev, nj.Branch, nj.Version, nj.Bits, nj.NTime
+	j.coinb1 = append(nj.Coinb1, w.Extranonce1...)
+	j.coinb2 = append(make([]byte, j.pad), nj.Coinb2...)
 	if j.netTgt, err = pow.CompactTarget(j.bits); err != nil {
 		return nil, err
 	}

@@ -242,38 +242,11 @@ type job struct {
 }
 
 func newJob(w stratum.Work) (*job, error) {
-	n := w.Notify
-	j := &job{w: w}
-	var err error
-	if j.prev, err = pow.ParseStratumPrevHash(n.PrevHash); err != nil {
+	nj, err := w.Notify.Decode()
+	if err != nil {
 		return nil, err
 	}
-	if j.coinb1, err = hex.DecodeString(n.Coinb1); err != nil {
-		return nil, fmt.Errorf("coinb1: %w", err)
-	}
-	if j.coinb2, err = hex.DecodeString(n.Coinb2); err != nil {
-		return nil, fmt.Errorf("coinb2: %w", err)
-	}
-	for _, b := range n.MerkleBranch {
-		var h chainhash.Hash
-		if len(b) != 64 {
-			return nil, errors.New("merkle branch entry is not 32 bytes")
-		}
-		if _, err := hex.Decode(h[:], []byte(b)); err != nil {
-			return nil, fmt.Errorf("merkle branch: %w", err)
-		}
-		j.branch = append(j.branch, h)
-	}
-	for _, f := range []struct {
-		s   string
-		dst *uint32
-	}{{n.Version, &j.version}, {n.NBits, &j.bits}, {n.NTime, &j.ntime}} {
-		var b [4]byte
-		if _, err := hex.Decode(b[:], []byte(f.s)); err != nil {
-			return nil, fmt.Errorf("notify field %q: %w", f.s, err)
-		}
-		*f.dst = binary.BigEndian.Uint32(b[:])
-	}
+	j := &job{w: w, prev: nj.Prev, coinb1: nj.Coinb1, coinb2: nj.Coinb2, branch: nj.Branch, version: nj.Version, bits: nj.Bits, ntime: nj.NTime}
 	if w.Difficulty <= 0 {
 		return nil, errors.New("no difficulty set before the first job")
 	}
