@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -149,6 +150,12 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 				// heap FILE: write a heap profile (after a collection) for go tool pprof.
 				out.Encode(map[string]any{"error": "usage: heap FILE"})
 			case "mem":
+				heap, stack, rss := bench.Memory()
+				out.Encode(map[string]any{"heap_stack": heap + stack, "heap": heap, "stack": stack, "rss": rss, "conns": s.Pool.Server().NumConns()})
+			case "mem-released":
+				// The same after returning freed pages to the OS, as the runtime's
+				// scavenger does over time in a long-running pool.
+				debug.FreeOSMemory()
 				heap, stack, rss := bench.Memory()
 				out.Encode(map[string]any{"heap_stack": heap + stack, "heap": heap, "stack": stack, "rss": rss, "conns": s.Pool.Server().NumConns()})
 			default:
