@@ -19,7 +19,7 @@ func TestMinerSharesAccepted(t *testing.T) {
 	}
 	defer s.Close()
 	for _, roll := range []bool{false, true} {
-		m, err := New(Config{URL: "stratum+tcp://" + s.Addr, User: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.t", Password: "d=0.0002", VersionRoll: roll, Duration: 3 * time.Second})
+		m, err := New(Config{URL: "stratum+tcp://" + s.Addr, User: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.t", Password: "d=0.00005", VersionRoll: roll, Duration: 3 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
