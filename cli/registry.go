@@ -328,6 +328,26 @@ func printImport(env Env, what string, res registry.ImportResult) {
 	}
 }
 
+// importFile opens the registry and the file, imports it with fn and prints what was
+// added: the part every file import shares.
+func importFile(env Env, rf *regFlags, path, what string, fn func(r *registry.Registry, f io.Reader, name string) (registry.ImportResult, error)) error {
+	r, err := rf.open(env)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res, err := fn(r, f, path)
+	if err != nil {
+		return err
+	}
+	printImport(env, what, res)
+	return nil
+}
+
 func regImportEnergy(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("registry import-energy", env)
 	var rf regFlags
@@ -340,21 +360,9 @@ func regImportEnergy(ctx context.Context, args []string, env Env) error {
 	if *file == "" {
 		*file = filepath.Join(rf.data, "energy.jsonl")
 	}
-	r, err := rf.open(env)
-	if err != nil {
-		return err
-	}
-	f, err := os.Open(*file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	res, err := r.ImportEnergy(f, *file, *site)
-	if err != nil {
-		return err
-	}
-	printImport(env, "energy", res)
-	return nil
+	return importFile(env, &rf, *file, "energy", func(r *registry.Registry, f io.Reader, name string) (registry.ImportResult, error) {
+		return r.ImportEnergy(f, name, *site)
+	})
 }
 
 func regImportMeter(ctx context.Context, args []string, env Env) error {
@@ -369,21 +377,9 @@ func regImportMeter(ctx context.Context, args []string, env Env) error {
 	if err := required("file", *file); err != nil {
 		return err
 	}
-	r, err := rf.open(env)
-	if err != nil {
-		return err
-	}
-	f, err := os.Open(*file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	res, err := r.ImportMeters(f, *file, *allowGaps)
-	if err != nil {
-		return err
-	}
-	printImport(env, "meter", res)
-	return nil
+	return importFile(env, &rf, *file, "meter", func(r *registry.Registry, f io.Reader, name string) (registry.ImportResult, error) {
+		return r.ImportMeters(f, name, *allowGaps)
+	})
 }
 
 func regImportJobs(ctx context.Context, args []string, env Env) error {
@@ -398,21 +394,9 @@ func regImportJobs(ctx context.Context, args []string, env Env) error {
 	if err := required("file", *file, "site", *site); err != nil {
 		return err
 	}
-	r, err := rf.open(env)
-	if err != nil {
-		return err
-	}
-	f, err := os.Open(*file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	res, err := r.ImportJobs(f, *file, *site)
-	if err != nil {
-		return err
-	}
-	printImport(env, "jobs", res)
-	return nil
+	return importFile(env, &rf, *file, "jobs", func(r *registry.Registry, f io.Reader, name string) (registry.ImportResult, error) {
+		return r.ImportJobs(f, name, *site)
+	})
 }
 
 func regImportPool(ctx context.Context, args []string, env Env) error {
