@@ -22,34 +22,9 @@ import (
 // startMarket runs RunMarket on loopback ports.
 func startMarket(t *testing.T, cfg MarketConfig) (MarketReady, func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	readyc := make(chan MarketReady, 1)
-	errc := make(chan error, 1)
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	env := Env{Stdout: io.Discard, Stderr: lockedWriter{&mu, &logs}}
-	go func() { errc <- RunMarket(ctx, cfg, env, func(r MarketReady) { readyc <- r }) }()
-	select {
-	case r := <-readyc:
-		return r, func() {
-			cancel()
-			if err := <-errc; err != nil {
-				t.Errorf("RunMarket: %v", err)
-			}
-			if t.Failed() {
-				mu.Lock()
-				t.Logf("market log (tail):\n%s", tail(logs.String(), 6000))
-				mu.Unlock()
-			}
-		}
-	case err := <-errc:
-		cancel()
-		t.Fatalf("RunMarket: %v\n%s", err, logs.String())
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("market did not start")
-	}
-	panic("unreachable")
+	return startService(t, "market", func(ctx context.Context, env Env, ready func(MarketReady)) error {
+		return RunMarket(ctx, cfg, env, ready)
+	})
 }
 
 type marketClient struct {

@@ -28,35 +28,47 @@ import (
 // startPool runs RunPool on loopback ports and returns where it listens.
 func startPool(t *testing.T, cfg PoolConfig) (PoolReady, func()) {
 	t.Helper()
+	return startService(t, "pool", func(ctx context.Context, env Env, ready func(PoolReady)) error {
+		return RunPool(ctx, cfg, env, ready)
+	})
+}
+
+// startService runs one of the long-running subcommands (pool, market) until it says
+// it is ready, and returns what it said and a function that stops it, checks that it
+// stopped cleanly, and shows the tail of its log if the test failed.
+func startService[R any](t *testing.T, name string, run func(ctx context.Context, env Env, ready func(R)) error) (R, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	readyc := make(chan PoolReady, 1)
+	readyc := make(chan R, 1)
 	errc := make(chan error, 1)
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	env := Env{Stdout: io.Discard, Stderr: lockedWriter{&mu, &logs}}
-	go func() { errc <- RunPool(ctx, cfg, env, func(r PoolReady) { readyc <- r }) }()
+	go func() { errc <- run(ctx, env, func(r R) { readyc <- r }) }()
+	var zero R
 	select {
 	case r := <-readyc:
-		stop := func() {
+		return r, func() {
 			cancel()
 			if err := <-errc; err != nil {
-				t.Errorf("RunPool: %v", err)
+				t.Errorf("%s: %v", name, err)
 			}
 			if t.Failed() {
 				mu.Lock()
-				t.Logf("pool log (tail):\n%s", tail(logs.String(), 6000))
+				t.Logf("%s log (tail):\n%s", name, tail(logs.String(), 6000))
 				mu.Unlock()
 			}
 		}
-		return r, stop
 	case err := <-errc:
 		cancel()
-		t.Fatalf("RunPool: %v\n%s", err, logs.String())
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("%s: %v\n%s", name, err, logs.String())
 	case <-time.After(30 * time.Second):
 		cancel()
-		t.Fatal("pool did not start")
+		t.Fatalf("%s did not start", name)
 	}
-	panic("unreachable")
+	return zero, nil
 }
 
 type lockedWriter struct {
