@@ -329,6 +329,9 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 		return errNoOrder
 	}
 	o.reserved.Add(o.reserved, cost)
+	// The owner the share is delivered for: a contract transferred while the share is in
+	// flight still credits the segment whose pool it went to.
+	segment := len(r.Segments) - 1
 	user := r.Dest.User
 	m.mu.Unlock()
 
@@ -365,7 +368,7 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 		if r.FirstShare.IsZero() {
 			r.FirstShare = now
 		}
-		seg := &r.Segments[len(r.Segments)-1]
+		seg := &r.Segments[segment]
 		seg.Accepted++
 		seg.Work = seg.Work.Add(j.upDiff)
 		o.deliv.add(now, float64(j.upDiff))
