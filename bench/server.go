@@ -18,7 +18,6 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/wire/v2"
 
-	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/sqlite"
@@ -111,7 +110,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	p, err := pool.New(pool.Config{
 		Network: &chaincfg.MainNetParams, Outputs: out, MinDiff: 2.3283064365386963e-10, Logger: cfg.Logger,
 		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConn, MaxStrikes: 1 << 30},
-	}, noNode{}, sink{sl}, store)
+	}, noNode{}, stream.ShareSink{S: sl}, store)
 	if err != nil {
 		return nil, err
 	}
@@ -181,11 +180,3 @@ func RSS(pid int) uint64 {
 	return 0
 }
 
-type sink struct{ s stream.Stream }
-
-func (k sink) Record(ctx context.Context, sh *hashgrid.Share) (uint64, error) {
-	if err := stream.AppendShare(ctx, k.s, sh); err != nil {
-		return 0, err
-	}
-	return sh.Seq, nil
-}

@@ -343,7 +343,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		Logger:        log.With("component", "pool"),
 		Metrics:       metrics,
 		OnBlock:       func() { alerts.Poke(); payouts.Notify() },
-	}, nodes, shareSink{shareLog}, store)
+	}, nodes, stream.ShareSink{S: shareLog}, store)
 	if err != nil {
 		return err
 	}
@@ -445,12 +445,3 @@ func pruneAfter(l *stream.Log, store func([]stream.Record) error, every time.Dur
 	}
 }
 
-// shareSink adapts the share stream to the pool.
-type shareSink struct{ s stream.Stream }
-
-func (k shareSink) Record(ctx context.Context, sh *hashgrid.Share) (uint64, error) {
-	if err := stream.AppendShare(ctx, k.s, sh); err != nil {
-		return 0, err
-	}
-	return sh.Seq, nil
-}

@@ -29,10 +29,11 @@ type Node interface {
 	SubmitBlock(ctx context.Context, b *wire.MsgBlock) error
 }
 
-// ShareSink makes shares durable. Record returns once the share is safe (a crash after
-// it returns cannot lose it) and gives the share's sequence number.
+// ShareSink makes shares durable. Record calls done once the share is safe (a crash
+// after that cannot lose it) with the share's sequence number, or with an error. done
+// may run on another goroutine; it does not block.
 type ShareSink interface {
-	Record(ctx context.Context, s *hashgrid.Share) (uint64, error)
+	Record(s *hashgrid.Share, done func(seq uint64, err error))
 }
 
 // BlockSink records found blocks and their fate.
@@ -157,6 +158,9 @@ type Pool struct {
 	jobSeq atomic.Uint64
 	jobs   atomic.Pointer[jobCache]
 
+	// Share counts, kept apart from mu: every share touches one.
+	sharesAccepted, sharesRejected atomic.Uint64
+
 	mu       sync.Mutex
 	tmpl     *node.Template
 	works    map[string]*work // by output key, for the current template
@@ -240,6 +244,7 @@ func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	s := p.stats
 	p.mu.Unlock()
+	s.SharesAccepted, s.SharesRejected = p.sharesAccepted.Load(), p.sharesRejected.Load()
 	s.Connections = p.srv.NumConns()
 	for _, c := range p.srv.Conns() {
 		if c.Authorized() {

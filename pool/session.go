@@ -208,15 +208,15 @@ func (p *Pool) SubmitAsync(c *stratum.Conn, sub *stratum.Submit, done func(*stra
 	if res != hashgrid.ShareAccepted {
 		sh.Result = res
 		p.m.share(res)
-		p.mu.Lock()
-		p.stats.SharesRejected++
-		p.mu.Unlock()
-		// Rejected shares are kept for reject rates, in the read loop: a peer sending
-		// bad shares is slowed, not given more goroutines. Failing to keep one loses
-		// nothing the miner is owed.
-		if _, rerr := p.shares.Record(context.Background(), &sh); rerr != nil {
-			p.log.Warn("record rejected share", "err", rerr)
-		}
+		p.sharesRejected.Add(1)
+		// Rejected shares are kept for reject rates; the answer does not wait for that,
+		// and failing to keep one loses nothing the miner is owed. A peer sending bad
+		// shares is held back by its strikes, not by the disk.
+		p.shares.Record(&sh, func(_ uint64, rerr error) {
+			if rerr != nil {
+				p.log.Warn("record rejected share", "err", rerr)
+			}
+		})
 		done(err)
 		return
 	}
@@ -226,10 +226,10 @@ func (p *Pool) SubmitAsync(c *stratum.Conn, sub *stratum.Submit, done func(*stra
 		p.bg.Add(1)
 		go p.submitBlock(block, sh, seqc)
 	}
-	p.bg.Add(1)
-	go func() {
-		defer p.bg.Done()
-		seq, rerr := p.shares.Record(context.Background(), &sh)
+	// The answer waits until the share is durable. The callback runs on the sink's
+	// goroutine, which answers shares in batches: it only counts, hands the verdict to
+	// the connection and, rarely, starts a retarget.
+	p.shares.Record(&sh, func(seq uint64, rerr error) {
 		if seqc != nil {
 			seqc <- seq
 		}
@@ -245,16 +245,14 @@ func (p *Pool) SubmitAsync(c *stratum.Conn, sub *stratum.Submit, done func(*stra
 		}
 		p.m.share(hashgrid.ShareAccepted)
 		p.m.acceptedWork(sh.Diff)
-		p.mu.Lock()
-		p.stats.SharesAccepted++
-		p.mu.Unlock()
+		p.sharesAccepted.Add(1)
 		done(nil)
 		if s.accepted(p, sh.Diff, now) {
 			if j := p.cloneCurrent(s); j != nil {
-				s.sendJob(p, j)
+				p.bg.Go(func() { s.sendJob(p, j) })
 			}
 		}
-	}()
+	})
 }
 
 // solved is a block candidate ready to submit.

@@ -490,6 +490,7 @@ type Conn struct {
 	// Pipelined submits (AsyncHandler): replies wait in arrival order.
 	pmu         sync.Mutex
 	pending     []*pendingReply
+	flushing    bool          // a flush goroutine is writing replies
 	sem         chan struct{} // bounds pending submits; made on the first submit
 	strikes     int
 	strikeStart time.Time
@@ -1032,8 +1033,10 @@ func (c *Conn) submitParsed(id json.RawMessage, sub *Submit, err error, ah Async
 	return !c.closed.Load()
 }
 
-// complete records a submit's verdict and writes every resolved reply at the head of
-// the queue, in order. It reports false when the peer was dropped.
+// complete records a submit's verdict. Replies leave in arrival order, written by one
+// flush goroutine per connection at a time: verdicts that resolve together (a batch of
+// shares made durable by one fsync) go out in one write. It reports false when the peer
+// was dropped.
 func (c *Conn) complete(r *pendingReply, e *Error) bool {
 	<-c.sem
 	if e != nil && e.Code != ErrCodeJobNotFound {
@@ -1042,35 +1045,58 @@ func (c *Conn) complete(r *pendingReply, e *Error) bool {
 			return false
 		}
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	c.pmu.Lock()
 	r.err, r.done = e, true
-	var buf []byte
-	n := 0
-	for n < len(c.pending) && c.pending[n].done {
-		p := c.pending[n]
-		if p.err == nil {
-			buf = AppendResponse(buf, p.id, []byte("true"), nil)
-		} else {
-			buf = AppendResponse(buf, p.id, nil, p.err)
-		}
-		c.pending[n] = nil
-		n++
-	}
-	c.pending = c.pending[n:]
-	if len(c.pending) == 0 {
-		c.pending = nil // let an idle connection hold no queue
+	start := !c.flushing && c.pending[0].done
+	if start {
+		c.flushing = true
 	}
 	c.pmu.Unlock()
-	if len(buf) == 0 || c.closed.Load() {
-		return !c.closed.Load()
+	if start {
+		c.srv.wg.Add(1)
+		go c.flush()
 	}
-	c.nc.SetWriteDeadline(c.srv.cfg.Now().Add(c.srv.lim.WriteTimeout))
-	if _, err := c.nc.Write(buf); err != nil {
-		c.srv.drop("write")
-		c.Close()
-		return false
-	}
-	return true
+	return !c.closed.Load()
 }
+
+// flush writes the resolved replies at the head of the queue until none is left.
+func (c *Conn) flush() {
+	defer c.srv.wg.Done()
+	bp := replyBufs.Get().(*[]byte)
+	defer replyBufs.Put(bp)
+	for {
+		buf := (*bp)[:0]
+		c.pmu.Lock()
+		n := 0
+		for n < len(c.pending) && c.pending[n].done {
+			p := c.pending[n]
+			if p.err == nil {
+				buf = AppendResponse(buf, p.id, []byte("true"), nil)
+			} else {
+				buf = AppendResponse(buf, p.id, nil, p.err)
+			}
+			c.pending[n] = nil
+			n++
+		}
+		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			c.pending = nil // let an idle connection hold no queue
+		}
+		if n == 0 {
+			c.flushing = false
+			c.pmu.Unlock()
+			return
+		}
+		c.pmu.Unlock()
+		*bp = buf
+		if c.writeLine(buf) != nil {
+			c.pmu.Lock()
+			c.flushing = false
+			c.pmu.Unlock()
+			return
+		}
+	}
+}
+
+// replyBufs holds the buffers flushes build replies in.
+var replyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

@@ -150,6 +150,7 @@ type Log struct {
 	closeMu sync.RWMutex
 	closing bool
 	reqs    chan *appendReq
+	acks    chan []*appendReq // committed or failed batches, answered by the acker
 	wg      sync.WaitGroup
 	done    chan struct{} // closed when Close starts
 
@@ -166,11 +167,31 @@ type Log struct {
 }
 
 type appendReq struct {
-	ctx  context.Context
+	ctx  context.Context // nil for AppendAsync
 	data []byte
 	seq  uint64
 	err  error
-	done chan struct{}
+	done chan struct{}               // Append: closed when answered
+	cb   func(seq uint64, err error) // AppendAsync: called when answered
+}
+
+// answer reports the request's outcome to whoever waits for it.
+func (r *appendReq) answer() {
+	if r.cb != nil {
+		if r.err != nil {
+			r.seq = 0
+		}
+		r.cb(r.seq, r.err)
+		return
+	}
+	close(r.done)
+}
+
+func (r *appendReq) abandoned() error {
+	if r.ctx == nil {
+		return nil
+	}
+	return r.ctx.Err()
 }
 
 var _ Stream = (*Log)(nil)
@@ -194,6 +215,7 @@ func open(dir string, opts Options, openFile openFileFunc) (*Log, error) {
 	l := &Log{
 		dir: dir, opts: opts, log: opts.Logger, openFile: openFile, unlock: unlock,
 		reqs:   make(chan *appendReq, DefaultQueue),
+		acks:   make(chan []*appendReq, ackQueue),
 		done:   make(chan struct{}),
 		notify: make(chan struct{}),
 	}
@@ -203,8 +225,9 @@ func open(dir string, opts Options, openFile openFileFunc) (*Log, error) {
 	}
 	l.tail = l.segs[len(l.segs)-1]
 	l.last = l.tail.next - 1
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go l.writer()
+	go l.acker()
 	return l, nil
 }
 
@@ -403,26 +426,17 @@ func syncDir(dir string) error {
 // first, Append returns its error, but a record already handed to the writer may still
 // be committed: the caller treats it as not recorded, and the store may hold it anyway.
 func (l *Log) Append(ctx context.Context, rec []byte) (uint64, error) {
-	if len(rec) > l.opts.MaxRecordSize {
-		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(rec), l.opts.MaxRecordSize)
+	if err := l.checkSize(rec); err != nil {
+		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	// The copy lets the caller reuse rec even when it gives up waiting.
 	req := &appendReq{ctx: ctx, data: bytes.Clone(rec), done: make(chan struct{})}
-	l.closeMu.RLock()
-	if l.closing {
-		l.closeMu.RUnlock()
-		return 0, ErrClosed
+	if err := l.enqueue(ctx, req); err != nil {
+		return 0, err
 	}
-	select {
-	case l.reqs <- req:
-	case <-ctx.Done():
-		l.closeMu.RUnlock()
-		return 0, ctx.Err()
-	}
-	l.closeMu.RUnlock()
 	select {
 	case <-req.done:
 		return req.seq, req.err
@@ -431,18 +445,66 @@ func (l *Log) Append(ctx context.Context, rec []byte) (uint64, error) {
 	}
 }
 
+// AppendAsync implements Stream. It takes rec over (the caller must not change it
+// afterwards) and calls done once, from the log's acknowledging goroutine, when the
+// record is durable or has failed; done runs before AppendAsync returns if the record
+// is refused at once (too large, log closed). It blocks only while DefaultQueue
+// appends already wait for the writer. done must not block: every append after it
+// waits for it.
+func (l *Log) AppendAsync(rec []byte, done func(seq uint64, err error)) {
+	if err := l.checkSize(rec); err != nil {
+		done(0, err)
+		return
+	}
+	if err := l.enqueue(nil, &appendReq{data: rec, cb: done}); err != nil {
+		done(0, err)
+	}
+}
+
+func (l *Log) checkSize(rec []byte) error {
+	if len(rec) > l.opts.MaxRecordSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(rec), l.opts.MaxRecordSize)
+	}
+	return nil
+}
+
+// enqueue hands req to the writer; ctx (nil for none) bounds the wait for room.
+func (l *Log) enqueue(ctx context.Context, req *appendReq) error {
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+	if l.closing {
+		return ErrClosed
+	}
+	if ctx == nil {
+		l.reqs <- req
+		return nil
+	}
+	select {
+	case l.reqs <- req:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ackQueue is how many answered batches may wait for the acknowledging goroutine: the
+// writer commits the next batch while the previous one is being answered.
+const ackQueue = 4
+
 // writer is the one goroutine that writes segments: it takes every append waiting in
-// reqs (up to the batch limits), writes them with one write and one fsync, and answers
-// them all. While it waits on the disk new appends queue up for the next batch.
+// reqs (up to the batch limits), writes them with one write and one fsync, and passes
+// the batch to the acker. While it waits on the disk new appends queue up for the next
+// batch.
 func (l *Log) writer() {
 	defer l.wg.Done()
-	batch := make([]*appendReq, 0, l.opts.MaxBatch)
+	defer close(l.acks)
 	for {
 		req, ok := <-l.reqs
 		if !ok {
 			return
 		}
-		batch = append(batch[:0], req)
+		batch := make([]*appendReq, 1, min(l.opts.MaxBatch, 64))
+		batch[0] = req
 		size := len(req.data)
 	fill:
 		for len(batch) < l.opts.MaxBatch && size < l.opts.MaxBatchBytes {
@@ -458,17 +520,32 @@ func (l *Log) writer() {
 			}
 		}
 		l.commit(batch)
-		clear(batch)
+		l.acks <- batch
 	}
 }
 
+// acker answers committed batches in commit order, off the writer's goroutine, so that
+// waking appenders and running their callbacks overlaps the next batch's fsync.
+func (l *Log) acker() {
+	defer l.wg.Done()
+	for batch := range l.acks {
+		for _, req := range batch {
+			req.answer()
+		}
+	}
+}
+
+// commit writes and syncs batch, setting each request's seq or err; the acker answers
+// them.
 func (l *Log) commit(batch []*appendReq) {
-	live := batch[:0]
+	live := batch[:0:0]
 	for _, req := range batch {
-		if err := req.ctx.Err(); err != nil {
+		if err := req.abandoned(); err != nil {
 			req.err = err
-			close(req.done)
 			continue
+		}
+		if live == nil {
+			live = make([]*appendReq, 0, len(batch))
 		}
 		live = append(live, req)
 	}
@@ -478,7 +555,6 @@ func (l *Log) commit(batch []*appendReq) {
 	reply := func(err error) {
 		for _, req := range live {
 			req.err = err
-			close(req.done)
 		}
 	}
 	l.mu.RLock()
@@ -538,7 +614,7 @@ func (l *Log) commit(batch []*appendReq) {
 	l.notify = make(chan struct{})
 	l.mu.Unlock()
 	for _, req := range live {
-		close(req.done)
+		req.data = nil // written: let the record's bytes go before the batch is answered
 	}
 	if cap(l.buf) > 2*l.opts.MaxBatchBytes {
 		l.buf = nil

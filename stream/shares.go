@@ -24,6 +24,24 @@ func AppendShare(ctx context.Context, s Stream, sh *hashgrid.Share) error {
 	return nil
 }
 
+// ShareSink records shares in a stream: it is what the pool makes shares durable with.
+type ShareSink struct{ S Stream }
+
+// Record encodes sh and appends it to the stream, calling done with its sequence once
+// it is durable, or with an error (then the share must not be reported as recorded).
+// done is called from the stream's acknowledging goroutine: it must neither block nor
+// append.
+func (k ShareSink) Record(sh *hashgrid.Share, done func(seq uint64, err error)) {
+	rec := *sh
+	rec.Seq = 0
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		done(0, fmt.Errorf("stream: %w", err))
+		return
+	}
+	k.S.AppendAsync(b, done)
+}
+
 // StoreShares returns a Tail consumer that decodes each record as a share numbered by
 // its sequence and adds the batch to store. Store errors are returned for Tail to retry
 // (AddShares is idempotent by Seq, so a partly applied batch is safe to offer again);

@@ -31,6 +31,10 @@ type Stream interface {
 	// Append adds rec and returns its sequence once it is durable. An error means the
 	// record may not have been stored; the caller must not report it as recorded.
 	Append(ctx context.Context, rec []byte) (seq uint64, err error)
+	// AppendAsync adds rec, which it takes over, and calls done exactly once with the
+	// record's sequence once it is durable, or with an error. done is called in commit
+	// order from one goroutine of the stream's, and must neither block nor append.
+	AppendAsync(rec []byte, done func(seq uint64, err error))
 	// Read returns up to max records with Seq > after, oldest first; none if there are
 	// no newer records yet.
 	Read(ctx context.Context, after uint64, max int) ([]Record, error)
