@@ -7,6 +7,16 @@
 // (synchronous=FULL): the share stream is pruned up to what the store holds, so what
 // the store has committed must survive a power cut.
 //
+// Shares are kept in blocks, not one row each: a row of share_blocks holds the shares
+// of one AddShares batch (or a chunk of one, within MaxBlockShares, MaxBlockBytes and
+// MaxBlockTimeSpan) encoded with the share codec (hashgrid.Share.MarshalBinary), with
+// the columns queries select blocks by: first_seq, last_seq, min_time, max_time and
+// count. Blocks' sequence ranges never overlap, so Shares reads consecutive blocks in
+// order; WorkBetween reads the blocks whose times overlap its window and filters each
+// share by its time; SharesFor reads the blocks share_block_addresses lists for an
+// address (one row per address and block). Adding a batch thus costs a few statements,
+// whatever its size; a query pays for decoding whole blocks.
+//
 // 128-bit work and 64-bit difficulties are stored exactly as integer columns (split
 // into halves where SQL sums them), never as floats. The package does not retain or
 // prune old shares.
@@ -44,6 +54,12 @@ var _ hashgrid.ShareStore = (*DB)(nil)
 
 // Open opens or creates the database at path and brings its schema up to date.
 func Open(path string) (*DB, error) {
+	return open(path, migrations)
+}
+
+// open is Open with the migrations to apply, which tests shorten to build a database
+// as an older program left it.
+func open(path string, ms []migration) (*DB, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: invalid database path %q", path)
 	}
@@ -58,7 +74,7 @@ func Open(path string) (*DB, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	db := &DB{path: path, w: w}
-	if err := db.migrate(context.Background()); err != nil {
+	if err := db.migrate(context.Background(), ms); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -78,12 +94,19 @@ func (db *DB) Close() error {
 	return errors.Join(db.r.Close(), db.w.Close())
 }
 
+// A migration is SQL, then optionally a Go step for what SQL cannot do (re-encoding
+// rows), run in the same transaction.
+type migration struct {
+	sql  string
+	step func(ctx context.Context, tx *sql.Tx) error
+}
+
 // migrations are applied in order, each in its own transaction together with the new
 // user_version; a database's user_version is the number applied. Never edit one that
 // has shipped: append a new one.
-var migrations = []string{
+var migrations = []migration{
 	// 1: shares, worker summaries, pool totals, blocks.
-	`
+	{sql: `
 CREATE TABLE shares (
 	seq        INTEGER PRIMARY KEY,  -- stream sequence, 1..2^63-1
 	time       INTEGER NOT NULL,     -- Unix nanoseconds
@@ -139,25 +162,53 @@ CREATE TABLE blocks (
 	share_seq     INTEGER NOT NULL   -- no foreign key: a block can be stored before its share
 ) WITHOUT ROWID;
 CREATE INDEX blocks_time ON blocks (time, height);
-`,
+`},
+	// 2: shares kept in blocks, one row per batch or chunk of one; the rows of
+	// migration 1's shares table are moved into blocks and the table dropped.
+	{sql: `
+CREATE TABLE share_blocks (
+	first_seq INTEGER PRIMARY KEY,  -- lowest Seq in the block
+	last_seq  INTEGER NOT NULL,     -- highest; blocks' [first_seq, last_seq] never overlap
+	min_time  INTEGER NOT NULL,     -- Unix nanoseconds; max_time - min_time <= MaxBlockTimeSpan
+	max_time  INTEGER NOT NULL,
+	count     INTEGER NOT NULL,     -- shares in the block
+	data      BLOB    NOT NULL      -- blockFormat
+);
+CREATE UNIQUE INDEX share_blocks_last_seq ON share_blocks (last_seq);
+CREATE INDEX share_blocks_time ON share_blocks (min_time, max_time);
+
+-- The distinct addresses of each block, for SharesFor. No foreign key: rows are
+-- deleted with their block, by address, in the same transaction.
+CREATE TABLE share_block_addresses (
+	address   TEXT    NOT NULL,
+	first_seq INTEGER NOT NULL,     -- share_blocks.first_seq
+	PRIMARY KEY (address, first_seq)
+) WITHOUT ROWID;
+`, step: moveSharesToBlocks},
 }
 
-func (db *DB) migrate(ctx context.Context) error {
+func (db *DB) migrate(ctx context.Context, ms []migration) error {
 	var version int
 	if err := db.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("sqlite: %s: read schema version: %w", db.path, err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("sqlite: %s: schema version %d is newer than this program's %d", db.path, version, len(migrations))
+	if version > len(ms) {
+		return fmt.Errorf("sqlite: %s: schema version %d is newer than this program's %d", db.path, version, len(ms))
 	}
-	for v := version; v < len(migrations); v++ {
+	for v := version; v < len(ms); v++ {
 		tx, err := db.w.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("sqlite: migrate to %d: %w", v+1, err)
 		}
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		if _, err := tx.ExecContext(ctx, ms[v].sql); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("sqlite: migrate to %d: %w", v+1, err)
+		}
+		if step := ms[v].step; step != nil {
+			if err := step(ctx, tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("sqlite: migrate to %d: %w", v+1, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
 			tx.Rollback()
@@ -221,247 +272,6 @@ func checkLimit(limit int) error {
 }
 
 type workerKey struct{ address, name string }
-
-// insertChunk is how many shares one INSERT statement carries: one statement per row
-// spends most of its time crossing database/sql, one per batch would need a statement
-// per batch size. 64 rows use 896 of SQLite's 32766 parameters.
-const insertChunk = 64
-
-const shareColumnCount = 14
-
-// insertShares returns an INSERT for n shares that reports the sequences it stored:
-// INSERT OR IGNORE skips stored sequences, and RETURNING lists only inserted rows.
-func insertShares(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT OR IGNORE INTO shares (` + shareColumns + `) VALUES `)
-	row := "(" + strings.Repeat("?, ", shareColumnCount-1) + "?)"
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(row)
-	}
-	b.WriteString(" RETURNING seq")
-	return b.String()
-}
-
-// AddShares implements hashgrid.ShareStore. Summaries and totals count only the rows
-// this call inserted, so a batch replayed after a crash changes nothing.
-func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
-	if len(shares) == 0 {
-		return nil
-	}
-	times := make([]int64, len(shares))
-	for i := range shares {
-		s := &shares[i]
-		// Bad input is EINVALID, so a consumer knows retrying cannot help.
-		if s.Seq == 0 || s.Seq > math.MaxInt64 {
-			return hashgrid.Errorf(hashgrid.EINVALID, "sqlite: add shares: share %d: sequence %d outside [1, 2^63)", i, s.Seq)
-		}
-		t, err := storedTime(s.Time)
-		if err != nil {
-			return hashgrid.Errorf(hashgrid.EINVALID, "sqlite: add shares: share %d (seq %d): %v", i, s.Seq, err)
-		}
-		times[i] = t
-	}
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: add shares: %w", err)
-	}
-	defer tx.Rollback()
-	var full *sql.Stmt // the statement for a full chunk, prepared once per call
-	deltas := map[workerKey]*hashgrid.Worker{}
-	var total hashgrid.Worker
-	inserted := make(map[int64]bool, len(shares))
-	args := make([]any, 0, insertChunk*shareColumnCount)
-	for start := 0; start < len(shares); start += insertChunk {
-		chunk := shares[start:min(start+insertChunk, len(shares))]
-		args = args[:0]
-		for i := range chunk {
-			s := &chunk[i]
-			args = append(args, int64(s.Seq), times[start+i], s.Address, s.Worker, s.JobID, s.Height,
-				int64(s.Diff>>32), int64(s.Diff&0xffffffff), int64(s.Actual), s.Hash[:], int(s.Result), s.Block,
-				s.UserAgent, s.Remote)
-		}
-		var rows *sql.Rows
-		if len(chunk) == insertChunk {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, insertShares(insertChunk)); err != nil {
-					return fmt.Errorf("sqlite: add shares: %w", err)
-				}
-				defer full.Close()
-			}
-			rows, err = full.QueryContext(ctx, args...)
-		} else {
-			rows, err = tx.QueryContext(ctx, insertShares(len(chunk)), args...)
-		}
-		if err != nil {
-			return fmt.Errorf("sqlite: add shares %d..%d: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, err)
-		}
-		for rows.Next() {
-			var seq int64
-			if err := rows.Scan(&seq); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlite: add shares: %w", err)
-			}
-			inserted[seq] = true
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("sqlite: add shares: %w", err)
-		}
-	}
-	for i := range shares {
-		s := &shares[i]
-		// Only rows this call inserted are counted, each once even if the batch repeats
-		// a sequence (the first copy is the one stored).
-		if !inserted[int64(s.Seq)] {
-			continue
-		}
-		delete(inserted, int64(s.Seq))
-		k := workerKey{s.Address, s.Worker}
-		d := deltas[k]
-		if d == nil {
-			d = &hashgrid.Worker{Address: s.Address, Name: s.Worker}
-			deltas[k] = d
-		}
-		count(d, s)
-		count(&total, s)
-	}
-	if len(deltas) == 0 {
-		return nil
-	}
-	keys := make([]workerKey, 0, len(deltas))
-	for k := range deltas {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b workerKey) int {
-		return strings.Compare(a.address+"\x00"+a.name, b.address+"\x00"+b.name)
-	})
-	for _, k := range keys {
-		if err := addWorker(ctx, tx, deltas[k]); err != nil {
-			return err
-		}
-	}
-	if err := addTotals(ctx, tx, &total); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: add shares: commit: %w", err)
-	}
-	return nil
-}
-
-func count(w *hashgrid.Worker, s *hashgrid.Share) {
-	if s.Result == hashgrid.ShareAccepted {
-		w.Accepted++
-		w.Work = w.Work.Add(s.Diff)
-	} else {
-		w.Rejected++
-	}
-	if s.Time.After(w.LastShare) {
-		w.LastShare = s.Time
-	}
-}
-
-// addWorker adds d's counts to the stored summary. The 128-bit sum is done here, not in
-// SQL, whose integers are 64 bits.
-func addWorker(ctx context.Context, tx *sql.Tx, d *hashgrid.Worker) error {
-	var acc, rej, hi, lo int64
-	last := int64(math.MinInt64)
-	err := tx.QueryRowContext(ctx, `SELECT accepted, rejected, work_hi, work_lo, last_share
-		FROM workers WHERE address = ? AND name = ?`, d.Address, d.Name).Scan(&acc, &rej, &hi, &lo, &last)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("sqlite: worker %s.%s: %w", d.Address, d.Name, err)
-	}
-	work := hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}.Plus(d.Work)
-	_, err = tx.ExecContext(ctx, `INSERT INTO workers (address, name, accepted, rejected, work_hi, work_lo, last_share)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (address, name) DO UPDATE SET accepted = excluded.accepted, rejected = excluded.rejected,
-			work_hi = excluded.work_hi, work_lo = excluded.work_lo, last_share = excluded.last_share`,
-		d.Address, d.Name, acc+int64(d.Accepted), rej+int64(d.Rejected), int64(work.Hi), int64(work.Lo),
-		max(last, d.LastShare.UnixNano()))
-	if err != nil {
-		return fmt.Errorf("sqlite: worker %s.%s: %w", d.Address, d.Name, err)
-	}
-	return nil
-}
-
-func addTotals(ctx context.Context, tx *sql.Tx, d *hashgrid.Worker) error {
-	var acc, rej, hi, lo int64
-	if err := tx.QueryRowContext(ctx, `SELECT accepted, rejected, work_hi, work_lo FROM totals WHERE id = 1`).
-		Scan(&acc, &rej, &hi, &lo); err != nil {
-		return fmt.Errorf("sqlite: totals: %w", err)
-	}
-	work := hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}.Plus(d.Work)
-	if _, err := tx.ExecContext(ctx, `UPDATE totals SET accepted = ?, rejected = ?, work_hi = ?, work_lo = ? WHERE id = 1`,
-		acc+int64(d.Accepted), rej+int64(d.Rejected), int64(work.Hi), int64(work.Lo)); err != nil {
-		return fmt.Errorf("sqlite: totals: %w", err)
-	}
-	return nil
-}
-
-// LastSeq implements hashgrid.ShareStore. It reads through the writer connection so
-// that it sees every commit AddShares has returned from.
-func (db *DB) LastSeq(ctx context.Context) (uint64, error) {
-	var seq int64
-	if err := db.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM shares`).Scan(&seq); err != nil {
-		return 0, fmt.Errorf("sqlite: last seq: %w", err)
-	}
-	return uint64(seq), nil
-}
-
-const shareColumns = `seq, time, address, worker, job_id, height, diff_hi, diff_lo, actual, hash, result, block, user_agent, remote`
-
-// Shares implements hashgrid.ShareStore.
-func (db *DB) Shares(ctx context.Context, after, upto uint64, limit int) ([]hashgrid.Share, error) {
-	if err := checkLimit(limit); err != nil {
-		return nil, err
-	}
-	return db.queryShares(ctx, `SELECT `+shareColumns+` FROM shares
-		WHERE seq > ? AND seq <= ? AND result = 0 ORDER BY seq LIMIT ?`, seqBound(after), seqBound(upto), limit)
-}
-
-// SharesFor implements hashgrid.ShareStore; newest means highest sequence.
-func (db *DB) SharesFor(ctx context.Context, address string, limit int) ([]hashgrid.Share, error) {
-	if err := checkLimit(limit); err != nil {
-		return nil, err
-	}
-	return db.queryShares(ctx, `SELECT `+shareColumns+` FROM shares
-		WHERE address = ? ORDER BY seq DESC LIMIT ?`, address, limit)
-}
-
-func (db *DB) queryShares(ctx context.Context, query string, args ...any) ([]hashgrid.Share, error) {
-	rows, err := db.r.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: shares: %w", err)
-	}
-	defer rows.Close()
-	var out []hashgrid.Share
-	for rows.Next() {
-		var s hashgrid.Share
-		var seq, t, hi, lo, actual int64
-		var hash []byte
-		var result int
-		if err := rows.Scan(&seq, &t, &s.Address, &s.Worker, &s.JobID, &s.Height, &hi, &lo, &actual, &hash,
-			&result, &s.Block, &s.UserAgent, &s.Remote); err != nil {
-			return nil, fmt.Errorf("sqlite: shares: %w", err)
-		}
-		if len(hash) != len(s.Hash) {
-			return nil, fmt.Errorf("sqlite: share %d: hash of %d bytes", seq, len(hash))
-		}
-		s.Seq = uint64(seq)
-		s.Time = loadTime(t)
-		s.Diff = hashgrid.Diff(uint64(hi)<<32 | uint64(lo))
-		s.Actual = hashgrid.Diff(uint64(actual))
-		copy(s.Hash[:], hash)
-		s.Result = hashgrid.ShareResult(result)
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: shares: %w", err)
-	}
-	return out, nil
-}
 
 // PutBlock implements hashgrid.ShareStore.
 func (db *DB) PutBlock(ctx context.Context, b hashgrid.Block) error {
@@ -583,44 +393,6 @@ func (db *DB) Workers(ctx context.Context, address string) ([]hashgrid.Worker, e
 		return nil, fmt.Errorf("sqlite: workers: %w", err)
 	}
 	return out, nil
-}
-
-// WorkBetween implements hashgrid.ShareStore, ordered by address and name. The
-// difficulty halves are summed separately so SQLite's 64-bit SUM stays exact for up to
-// 2^31 shares in the window.
-func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.Worker, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT address, worker,
-			SUM(result = 0), SUM(result <> 0),
-			SUM(CASE WHEN result = 0 THEN diff_hi ELSE 0 END),
-			SUM(CASE WHEN result = 0 THEN diff_lo ELSE 0 END),
-			MAX(time)
-		FROM shares WHERE time >= ? AND time < ?
-		GROUP BY address, worker ORDER BY address, worker`, boundTime(from), boundTime(to))
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: work between: %w", err)
-	}
-	defer rows.Close()
-	var out []hashgrid.Worker
-	for rows.Next() {
-		var w hashgrid.Worker
-		var acc, rej, hi, lo, last int64
-		if err := rows.Scan(&w.Address, &w.Name, &acc, &rej, &hi, &lo, &last); err != nil {
-			return nil, fmt.Errorf("sqlite: work between: %w", err)
-		}
-		w.Accepted, w.Rejected = uint64(acc), uint64(rej)
-		w.Work = workOfHalves(uint64(hi), uint64(lo))
-		w.LastShare = loadTime(last)
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: work between: %w", err)
-	}
-	return out, nil
-}
-
-// workOfHalves returns hi·2^32 + lo as 128-bit work.
-func workOfHalves(hi, lo uint64) hashgrid.Work {
-	return hashgrid.Work{Hi: hi >> 32, Lo: hi << 32}.Plus(hashgrid.Work{Lo: lo})
 }
 
 // Totals implements hashgrid.ShareStore.

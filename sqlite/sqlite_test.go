@@ -75,7 +75,7 @@ func TestSchema(t *testing.T) {
 	if fk != 1 || sync != 2 {
 		t.Fatalf("foreign_keys %d, synchronous %d; want 1, 2 (FULL)", fk, sync)
 	}
-	if _, err := db.r.Exec("DELETE FROM shares"); err == nil {
+	if _, err := db.r.Exec("DELETE FROM share_blocks"); err == nil {
 		t.Fatalf("write through a read connection: got nil error")
 	}
 	db.Close()
@@ -286,21 +286,6 @@ func TestWorkBetween(t *testing.T) {
 			t.Fatalf("%s: WorkBetween: %v", tt.name, err)
 		}
 		checkWorkers(t, tt.name, got, tt.want)
-	}
-}
-
-func TestWorkOfHalves(t *testing.T) {
-	// Sums of the halves of many maximal difficulties recombine exactly.
-	var want hashgrid.Work
-	var hi, lo uint64
-	for range 1000 {
-		d := hashgrid.MaxDiff
-		want = want.Add(d)
-		hi += uint64(d >> 32)
-		lo += uint64(d & 0xffffffff)
-	}
-	if got := workOfHalves(hi, lo); got != want {
-		t.Fatalf("workOfHalves: got %+v, want %+v", got, want)
 	}
 }
 
