@@ -173,13 +173,12 @@ func Submit(ctx context.Context, cfg LoadConfig) (Result, error) {
 	var submits, accepted, rejected atomic.Uint64
 	var mu sync.Mutex
 	var lat []int64 // microseconds
-	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
-	defer cancel()
 	t0 := time.Now()
+	stop := t0.Add(cfg.Duration)
 	var wg sync.WaitGroup
 	for ci, c := range conns {
 		wg.Go(func() {
-			l := runConn(runCtx, c, ci, cfg.InFlight, cfg.User, &submits, &accepted, &rejected)
+			l := runConn(ctx, c, ci, cfg.InFlight, cfg.User, stop, &submits, &accepted, &rejected)
 			mu.Lock()
 			lat = append(lat, l...)
 			mu.Unlock()
@@ -202,27 +201,63 @@ func Submit(ctx context.Context, cfg LoadConfig) (Result, error) {
 	return res, nil
 }
 
-// runConn keeps inflight submits outstanding on one connection until ctx ends and
-// returns the reply latencies in microseconds.
-func runConn(ctx context.Context, c *conn, ci, inflight int, user string, submits, accepted, rejected *atomic.Uint64) []int64 {
-	sent := map[uint64]time.Time{}
-	var mu sync.Mutex
+// drainWait bounds how long a connection waits for its outstanding replies after the
+// run's end, so that the counts are complete.
+const drainWait = 2 * time.Second
+
+// runConn keeps inflight submits outstanding on one connection until stop and returns
+// the reply latencies in microseconds. It is one goroutine, like a miner's pipelined
+// submit loop: every reply read frees a slot, and once the replies that arrived
+// together are read, the submits that refill the slots leave in one write. The load
+// client is meant to cost the machine little, so that the pool is what is measured.
+func runConn(ctx context.Context, c *conn, ci, inflight int, user string, stop time.Time, submits, accepted, rejected *atomic.Uint64) []int64 {
 	var lat []int64
-	tokens := make(chan struct{}, inflight)
-	for i := 0; i < inflight; i++ {
-		tokens <- struct{}{}
+	// Send times by id: ids are consecutive, and at most inflight are outstanding.
+	type slot struct {
+		id uint64
+		at time.Time
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	window := make([]slot, inflight)
+	en2 := strings.Repeat("0", 2*c.en2-8) + fmt.Sprintf("%08x", uint32(ci))
+	var id, nonce uint64 = 100, 0
+	outstanding, free := 0, inflight
+	var buf []byte
+	stopping := false
+	for {
+		now := time.Now()
+		if !stopping && (now.After(stop) || ctx.Err() != nil) {
+			stopping = true
+			c.nc.SetReadDeadline(now.Add(drainWait))
+		}
+		if !stopping && free > 0 {
+			job, _ := c.job.Load().(string)
+			ntime, _ := c.ntime.Load().(string)
+			buf = buf[:0]
+			for ; free > 0; free-- {
+				id++
+				nonce++
+				buf = fmt.Appendf(buf, `{"id":%d,"method":"mining.submit","params":["%s","%s","%s","%s","%08x"]}`+"\n", id, user, job, en2, ntime, uint32(nonce))
+				window[id%uint64(inflight)] = slot{id, now}
+				outstanding++
+				submits.Add(1)
+			}
+			c.nc.SetWriteDeadline(now.Add(10 * time.Second))
+			if _, err := c.nc.Write(buf); err != nil {
+				return lat
+			}
+		}
+		if stopping && outstanding == 0 {
+			return lat
+		}
+		// Read every reply that has arrived, then go back to refill the slots.
 		for {
 			line, err := c.br.ReadSlice('\n')
 			if err != nil {
-				return
+				return lat
 			}
 			// Replies are most of the traffic: read their id and verdict without a
-			// JSON decoder, so that the load client costs the machine little.
-			id, verdict, fast := quickReply(line)
+			// JSON decoder.
+			rid, verdict, fast := quickReply(line)
 			if !fast {
 				m, err := stratum.ParseMessage(line)
 				if err != nil {
@@ -230,78 +265,32 @@ func runConn(ctx context.Context, c *conn, ci, inflight int, user string, submit
 				}
 				if m.Method == "mining.notify" {
 					c.onNotify(m)
-					continue
 				}
 				if m.IsRequest() {
 					continue
 				}
-				if id, err = strconv.ParseUint(string(m.ID), 10, 64); err != nil {
+				if rid, err = strconv.ParseUint(string(m.ID), 10, 64); err != nil {
 					continue
 				}
 				verdict = string(m.Result) == "true"
 			}
-			mu.Lock()
-			t, ok := sent[id]
-			delete(sent, id)
-			if ok {
-				lat = append(lat, time.Since(t).Microseconds())
+			if sl := &window[rid%uint64(inflight)]; sl.id == rid && rid != 0 {
+				lat = append(lat, time.Since(sl.at).Microseconds())
+				sl.id = 0
+				outstanding--
+				free++
+				if verdict {
+					accepted.Add(1)
+				} else {
+					rejected.Add(1)
+				}
 			}
-			mu.Unlock()
-			if !ok {
-				// Not a reply to one of our submits (a late handshake reply, say).
-				continue
+			// Otherwise not a reply to one of our submits (a late handshake reply, say).
+			if c.br.Buffered() == 0 && free > 0 {
+				break
 			}
-			if verdict {
-				accepted.Add(1)
-			} else {
-				rejected.Add(1)
-			}
-			select {
-			case tokens <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	en2 := strings.Repeat("0", 2*c.en2-8) + fmt.Sprintf("%08x", uint32(ci))
-	var id, nonce uint64 = 100, 0
-	var buf []byte
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-tokens:
-			id++
-			nonce++
-			job, _ := c.job.Load().(string)
-			ntime, _ := c.ntime.Load().(string)
-			buf = fmt.Appendf(buf[:0], `{"id":%d,"method":"mining.submit","params":["%s","%s","%s","%s","%08x"]}`+"\n", id, user, job, en2, ntime, uint32(nonce))
-			mu.Lock()
-			sent[id] = time.Now()
-			mu.Unlock()
-			submits.Add(1)
-			c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := c.nc.Write(buf); err != nil {
-				return lat
-			}
-		case <-done:
-			return lat
 		}
 	}
-	// Let outstanding replies arrive so the count is complete, briefly.
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := len(sent)
-		mu.Unlock()
-		if n == 0 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	c.nc.Close()
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	return lat
 }
 
 // Hold opens Conns authorized connections, calls ready, and keeps them open (reading

@@ -179,4 +179,3 @@ func RSS(pid int) uint64 {
 	}
 	return 0
 }
-

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -96,17 +97,25 @@ func FuzzLineReader(f *testing.F) {
 			cut = 0
 		}
 		read := func(r io.Reader) ([]string, error) {
-			lr := &lineReader{r: r, buf: make([]byte, 8), max: 64}
+			bufs := &sync.Pool{New: func() any { b := make([]byte, 8+64); return &b }}
+			lr := newLineReader(r, bufs, 64)
 			var out []string
 			for {
-				l, err := lr.readLine()
+				bp, data, err := lr.read()
 				if err != nil {
 					if err == io.EOF {
 						return out, nil
 					}
 					return out, err
 				}
-				out = append(out, string(l))
+				_, err = lr.lines(data, func(l []byte) bool {
+					out = append(out, string(l))
+					return true
+				})
+				lr.release(bp)
+				if err != nil {
+					return out, err
+				}
 			}
 		}
 		whole, err1 := read(bytes.NewReader(b))

@@ -1,6 +1,7 @@
 package stratum
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -12,10 +13,12 @@ import (
 	"math"
 	"math/bits"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -139,10 +142,12 @@ type Server struct {
 	nextEN1   uint32
 	closing   bool
 
-	wg     sync.WaitGroup
-	tasks  chan *task    // lines waiting for an idle handler goroutine
-	quit   chan struct{} // closed by Shutdown: idle handler goroutines exit
-	nconns atomic.Int64
+	wg    sync.WaitGroup
+	tasks chan *task // lines waiting for an idle handler goroutine
+	// readBufs holds read buffers, lent to a connection only while it has input.
+	readBufs sync.Pool
+	quit     chan struct{} // closed by Shutdown: idle handler goroutines exit
+	nconns   atomic.Int64
 }
 
 // NewServer returns a server that hands requests to h.
@@ -166,9 +171,10 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("stratum: seed extranonce1: %w", err)
 	}
+	lim := cfg.Limits.withDefaults()
 	return &Server{
 		cfg:     cfg,
-		lim:     cfg.Limits.withDefaults(),
+		lim:     lim,
 		handler: h,
 		log:     cfg.Logger,
 		conns:   make(map[*Conn]struct{}),
@@ -178,7 +184,11 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		recent:  make(map[uint32]time.Time),
 		nextEN1: binary.BigEndian.Uint32(seed[:]),
 		tasks:   make(chan *task),
-		quit:    make(chan struct{}),
+		readBufs: sync.Pool{New: func() any {
+			b := make([]byte, readChunk+lim.MaxLineBytes)
+			return &b
+		}},
+		quit: make(chan struct{}),
 	}, nil
 }
 
@@ -192,10 +202,11 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 // connection. Handler goroutines are started when none is idle and exit after
 // handlerIdle without work.
 
-// task is one line for a handler goroutine.
+// task is one read's worth of lines for a handler goroutine.
 type task struct {
 	c    *Conn
-	line []byte
+	lr   *lineReader
+	data []byte
 	ok   chan bool
 }
 
@@ -204,10 +215,10 @@ const handlerIdle = 30 * time.Second
 
 var taskPool = sync.Pool{New: func() any { return &task{ok: make(chan bool, 1)} }}
 
-// handle runs c.handleLine(line) on a handler goroutine and returns its result.
-func (s *Server) handle(c *Conn, line []byte) bool {
+// handle runs c.handleLines on a handler goroutine and returns its result.
+func (s *Server) handle(c *Conn, lr *lineReader, data []byte) bool {
 	t := taskPool.Get().(*task)
-	t.c, t.line = c, line
+	t.c, t.lr, t.data = c, lr, data
 	select {
 	case s.tasks <- t:
 	default:
@@ -215,7 +226,7 @@ func (s *Server) handle(c *Conn, line []byte) bool {
 		go s.runHandler(t)
 	}
 	ok := <-t.ok
-	t.c, t.line = nil, nil
+	t.c, t.lr, t.data = nil, nil, nil
 	taskPool.Put(t)
 	return ok
 }
@@ -225,7 +236,7 @@ func (s *Server) runHandler(t *task) {
 	idle := time.NewTimer(handlerIdle)
 	defer idle.Stop()
 	for {
-		t.ok <- t.c.handleLine(t.line)
+		t.ok <- t.c.handleLines(t.lr, t.data)
 		idle.Reset(handlerIdle)
 		select {
 		case t = <-s.tasks:
@@ -604,67 +615,134 @@ func (c *Conn) Reconnect(host string, port int, wait int) error {
 	return c.writeLine(AppendNotification(nil, "client.reconnect", p))
 }
 
-// readLine reads one line into a buffer owned by the reader. It returns the line
-// without its newline. A line longer than MaxLineBytes is an error.
-type lineReader struct {
-	r   io.Reader
-	buf []byte // holds unread bytes in buf[start:end]
-	st  int
-	end int
-	max int
-}
+// Reading.
+//
+// An idle connection holds no read buffer: its goroutine waits for the socket to be
+// readable through syscall.RawConn, and only then takes a buffer from the server's
+// pool and reads everything the peer has sent, up to the buffer's size. The complete
+// lines in it are handled in one hand-off to a handler goroutine; an incomplete last
+// line is copied aside (the only per-connection read memory, held only while a line is
+// split across reads) and put in front of the next read.
 
-func (lr *lineReader) readLine() ([]byte, error) {
-	for {
-		if i := indexByte(lr.buf[lr.st:lr.end], '\n'); i >= 0 {
-			line := lr.buf[lr.st : lr.st+i]
-			lr.st += i + 1
-			return line, nil
-		}
-		if lr.end-lr.st >= lr.max {
-			return nil, errLineTooLong
-		}
-		// Make room: move unread bytes to the front, grow up to max+1.
-		if lr.st > 0 {
-			n := copy(lr.buf, lr.buf[lr.st:lr.end])
-			lr.st, lr.end = 0, n
-		}
-		if lr.end == len(lr.buf) {
-			nb := make([]byte, min(2*len(lr.buf), lr.max+1))
-			copy(nb, lr.buf[:lr.end])
-			lr.buf = nb
-		}
-		n, err := lr.r.Read(lr.buf[lr.end:])
-		lr.end += n
-		if err != nil && n == 0 {
-			return nil, err
-		}
-	}
-}
-
-// shrink drops a grown buffer when it holds nothing, so idle connections stay small.
-func (lr *lineReader) shrink(size int) {
-	if lr.st == lr.end && len(lr.buf) > size {
-		lr.buf = make([]byte, size)
-		lr.st, lr.end = 0, 0
-	}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
+// readChunk is how much a read asks for beyond a carried partial line: a busy miner's
+// pipelined submits (about 160 bytes each) arrive in one read.
+const readChunk = 8 << 10
 
 var errLineTooLong = errors.New("stratum: line too long")
 
-// readBufSize is the initial per-connection read buffer: a submit line is about 160
-// bytes, so most connections never grow it (a longer line grows it up to MaxLineBytes,
-// and it shrinks back once the connection is idle).
-const readBufSize = 256
+// lineReader reads a connection's input in chunks of whole lines.
+type lineReader struct {
+	raw     syscall.RawConn // nil: read r with a blocking Read
+	r       io.Reader
+	bufs    *sync.Pool // of *[]byte, each readChunk+max bytes
+	max     int        // MaxLineBytes: a line must be shorter
+	partial []byte     // the incomplete line carried to the next read
+}
+
+func newLineReader(r io.Reader, bufs *sync.Pool, max int) *lineReader {
+	lr := &lineReader{r: r, bufs: bufs, max: max}
+	if sc, ok := r.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			lr.raw = raw
+		}
+	}
+	return lr
+}
+
+// read waits for input and returns a buffer from the pool holding the carried partial
+// line followed by what was read; the caller passes it to lines and then release.
+func (lr *lineReader) read() (*[]byte, []byte, error) {
+	if lr.raw == nil {
+		bp := lr.take()
+		n, err := lr.r.Read((*bp)[len(lr.partial):])
+		if n == 0 {
+			lr.bufs.Put(bp)
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			return nil, nil, err
+		}
+		return bp, (*bp)[:len(lr.partial)+n], nil
+	}
+	var bp *[]byte
+	var n int
+	var rerr error
+	err := lr.raw.Read(func(fd uintptr) bool {
+		bp = lr.take()
+		for {
+			n, rerr = syscall.Read(int(fd), (*bp)[len(lr.partial):])
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			// Nothing yet: wait for the poller without holding a buffer.
+			lr.bufs.Put(bp)
+			bp = nil
+			return false
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+	case rerr != nil:
+		err = os.NewSyscallError("read", rerr)
+	case n <= 0:
+		err = io.EOF
+	}
+	if err != nil {
+		if bp != nil {
+			lr.bufs.Put(bp)
+		}
+		return nil, nil, err
+	}
+	return bp, (*bp)[:len(lr.partial)+n], nil
+}
+
+// take returns a pooled buffer with the partial line copied to its front.
+func (lr *lineReader) take() *[]byte {
+	bp := lr.bufs.Get().(*[]byte)
+	copy(*bp, lr.partial)
+	return bp
+}
+
+// release returns a buffer from read to the pool.
+func (lr *lineReader) release(bp *[]byte) { lr.bufs.Put(bp) }
+
+// lines calls fn with each complete line of data (without its newline; empty lines are
+// skipped) until fn returns false, and keeps the incomplete rest for the next read. A
+// line of max bytes or more is errLineTooLong.
+func (lr *lineReader) lines(data []byte, fn func(line []byte) bool) (bool, error) {
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		line := data[:i]
+		data = data[i+1:]
+		if len(line) >= lr.max {
+			return false, errLineTooLong
+		}
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 {
+			continue
+		}
+		if !fn(line) {
+			return false, nil
+		}
+	}
+	if len(data) >= lr.max {
+		return false, errLineTooLong
+	}
+	if len(data) == 0 {
+		lr.partial = nil
+	} else {
+		lr.partial = append(lr.partial[:0:0], data...)
+	}
+	return true, nil
+}
 
 func (c *Conn) serve() {
 	s := c.srv
@@ -676,42 +754,53 @@ func (c *Conn) serve() {
 			s.handler.Closed(c)
 		}
 	}()
-	lr := &lineReader{r: c.nc, buf: make([]byte, readBufSize), max: s.lim.MaxLineBytes}
+	lr := newLineReader(c.nc, &s.readBufs, s.lim.MaxLineBytes)
+	var deadline time.Time
 	for {
-		timeout := s.lim.IdleTimeout
+		now := s.cfg.Now()
+		want := now.Add(s.lim.IdleTimeout)
 		if !c.authorized.Load() {
-			timeout = s.lim.HandshakeTimeout - s.cfg.Now().Sub(c.connected)
-			if timeout <= 0 {
+			want = c.connected.Add(s.lim.HandshakeTimeout)
+			if !now.Before(want) {
 				s.drop("handshake_timeout")
 				return
 			}
 		}
-		c.nc.SetReadDeadline(s.cfg.Now().Add(timeout))
-		line, err := lr.readLine()
+		// Moving the deadline costs a timer update: do it when it moved by a second.
+		if d := want.Sub(deadline); d > time.Second || d < -time.Second {
+			c.nc.SetReadDeadline(want)
+			deadline = want
+		}
+		bp, data, err := lr.read()
 		if err != nil {
 			switch {
-			case errors.Is(err, errLineTooLong):
-				s.drop("line_too_long")
-				s.log.Debug("line too long", "remote", c.RemoteAddr())
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 			case isTimeout(err):
 				s.drop("idle")
 			}
 			return
 		}
-		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
-			continue
-		}
-		if !s.handle(c, line) {
+		ok := s.handle(c, lr, data)
+		lr.release(bp)
+		if !ok {
 			return
 		}
-		lr.shrink(readBufSize)
 	}
 }
 
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// handleLines handles the complete lines of one read; false means drop the peer.
+func (c *Conn) handleLines(lr *lineReader, data []byte) bool {
+	ok, err := lr.lines(data, c.handleLine)
+	if err != nil {
+		c.srv.drop("line_too_long")
+		c.srv.log.Debug("line too long", "remote", c.RemoteAddr())
+	}
+	return ok
 }
 
 // handleLine processes one request; false means drop the peer.
