@@ -4,19 +4,37 @@ import "math"
 
 // Forecaster predicts the next prices from the published ones. For every lead k it
 // keeps the mean change from the last price to the price k+1 intervals later,
-// conditioned on the price band of the last two prices, learnt online from the history
-// it has seen. A cell's mean is used only when it stands out from its
-// noise, and then shrunk toward the band of the last price alone, and that toward no
-// change (persistence), with weight prior: with no history it forecasts
+// conditioned on the price band of the last two prices and on the price a day before
+// the forecast interval, learnt online from the history it has seen. A cell's mean is
+// used only when it stands out from its noise, and then shrunk toward its fallback:
+// the same bands without the day-before price, then the band of the last price alone,
+// then no change (persistence), each with weight prior. With no history it forecasts
 // the last price, like the last-price rule. Sums are floats: a forecast is a rate.
+//
+// The day-before price stands for the daily cycle and for the weather that persists
+// from one day to the next: a price of $300 at 03:00 after a calm night tends to fall
+// back, while the same price at 15:00 on the second day of a heat wave tends to climb.
+// The day is counted in intervals (96 of 15 minutes), so on the two daylight-saving
+// days it is an hour off in wall-clock terms.
 type Forecaster struct {
 	horizon int
 	prior   float64
 	n       int      // prices observed
-	last    []Price  // the last horizon+1 prices, oldest first
+	last    []Price  // the last day+horizon+2 prices, oldest first
+	ctx     [][]stat // by (band of last, band of the one before, day-before group)
 	cell    [][]stat // by (band of last, band of the one before)
 	band    [][]stat // by band of last
 }
+
+// day is the number of intervals in a day: the lag of the seasonal context.
+const day = 96
+
+// nDay is the number of day-before groups: none known yet, then the price bands in
+// consecutive threes (coarser than the bands, so that the cells fill).
+const nDay = 1 + (nBands+2)/3
+
+// dayGroup returns the day-before group of a price a day before the forecast interval.
+func dayGroup(p Price) int { return 1 + bandOf(p)/3 }
 
 // significance is how many standard errors a learnt mean change must stand out by
 // before it replaces its fallback (inherited from the first, in-sample sweep recorded
@@ -76,6 +94,10 @@ func (f *Forecaster) reset() {
 	f.last = f.last[:0]
 	f.cell = make([][]stat, nBands*nBands)
 	f.band = make([][]stat, nBands)
+	f.ctx = make([][]stat, nBands*nBands*nDay)
+	for i := range f.ctx {
+		f.ctx[i] = make([]stat, f.horizon)
+	}
 	for i := range f.cell {
 		f.cell[i] = make([]stat, f.horizon)
 	}
@@ -87,12 +109,16 @@ func (f *Forecaster) reset() {
 // Observe learns from one newly published price.
 func (f *Forecaster) Observe(p Price) {
 	f.last = append(f.last, p)
-	if len(f.last) > f.horizon+2 {
+	if len(f.last) > day+f.horizon+2 {
 		f.last = f.last[1:]
 	}
 	f.n++
 	L := len(f.last)
 	// The newest price is the outcome at lead k for the origin k+1 intervals back.
+	z := 0
+	if L-1-day >= 0 {
+		z = dayGroup(f.last[L-1-day])
+	}
 	for k := 0; k < f.horizon; k++ {
 		o := L - 2 - k
 		if o < 1 {
@@ -100,6 +126,7 @@ func (f *Forecaster) Observe(p Price) {
 		}
 		d := (p - f.last[o]).Dollars()
 		b1, b2 := bandOf(f.last[o]), bandOf(f.last[o-1])
+		f.ctx[(b1*nBands+b2)*nDay+z][k].add(d)
 		f.cell[b1*nBands+b2][k].add(d)
 		f.band[b1][k].add(d)
 	}
@@ -129,9 +156,15 @@ func (f *Forecaster) Forecast(h []Price, mean []Price, se []float64) ([]Price, [
 	if len(h) >= 2 {
 		b2 = bandOf(h[len(h)-2])
 	}
+	L := len(f.last)
 	for k := 0; k < f.horizon; k++ {
+		z := 0
+		if i := L + k - day; i >= 0 && i < L {
+			z = dayGroup(f.last[i])
+		}
 		dBand, seBand := f.band[b1][k].estimate(f.prior, 0, 0)
-		d, e := f.cell[b1*nBands+b2][k].estimate(f.prior, dBand, seBand)
+		dCell, seCell := f.cell[b1*nBands+b2][k].estimate(f.prior, dBand, seBand)
+		d, e := f.ctx[(b1*nBands+b2)*nDay+z][k].estimate(f.prior, dCell, seCell)
 		mean = append(mean, last+Price(math.Round(d*100)))
 		se = append(se, e)
 	}

@@ -270,6 +270,7 @@ type recorder struct {
 	pol        *Policy
 	decisions  int
 	less, more int
+	commits    int // departures that switch a curtailed group on
 }
 
 func (*recorder) Name() string { return "recorder" }
@@ -282,6 +283,9 @@ func (r *recorder) Decide(in *Input) int {
 		r.less++
 	case eg > er:
 		r.more++
+		if in.State.Mode == 0 {
+			r.commits++
+		}
 	}
 	return got
 }
@@ -297,6 +301,11 @@ func TestPolicyRunsAtLeastAsLastPrice(t *testing.T) {
 		}
 		if r.less != 0 {
 			t.Errorf("seed %d: %d of %d decisions use less energy than the last-price rule's", seed, r.less, r.decisions)
+		}
+		// With a minimum on time, switching on where the last-price rule stays off
+		// binds the next interval: the policy does not take that departure.
+		if r.commits != 0 {
+			t.Errorf("seed %d: %d departures switch a curtailed group on (min on %d intervals)", seed, r.commits, sc.Models[0].MinOn)
 		}
 		t.Logf("seed %d: %d decisions, %d departures to run more", seed, r.decisions, r.more)
 	}
@@ -330,5 +339,37 @@ func TestEnergyCostExact(t *testing.T) {
 	}
 	if got := EnergyCost(-2117, 250_000); got != -5_292_500 {
 		t.Errorf("0.25 MWh at -21.17: got %d µ$", got)
+	}
+}
+
+// TestForecastDayBefore checks that the forecaster tells apart two jumps from the same
+// price to the same price by what happened a day earlier: a morning jump that always
+// falls back and an afternoon jump that always climbs on.
+func TestForecastDayBefore(t *testing.T) {
+	const days = 30
+	var h []Price
+	for range days {
+		for i := range day {
+			p := Price(3000)
+			switch i {
+			case 20, 60:
+				p = 50000
+			case 61:
+				p = 200000
+			}
+			h = append(h, p)
+		}
+	}
+	f := NewForecaster(4, 16)
+	last := (days - 1) * day
+	morning, _ := f.Forecast(h[:last+21], nil, nil)
+	afternoon, _ := f.Forecast(h[:last+61], nil, nil)
+	// Shrinkage toward the pooled mean (a climb of about $500) keeps both away from
+	// the truth ($30 and $2,000) after 29 days; the direction must be right.
+	if morning[0] >= 50000 {
+		t.Errorf("after the morning jump to $500: forecast %v, want a fall", morning[0])
+	}
+	if afternoon[0] <= 100000 {
+		t.Errorf("after the afternoon jump to $500: forecast %v, want above $1,000", afternoon[0])
 	}
 }

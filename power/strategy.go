@@ -119,7 +119,14 @@ func (TwoStrike) Decide(in *Input) int {
 // The forecast is learnt online from the published history alone (see Forecaster); a
 // planner over a short horizon, with the same dynamic programme, constraints and ramp
 // costs as the optimum, values every first decision, and the departure must be its
-// choice. With Site.Margin > 0 it must also still beat the last-price decision when
+// choice. The departure must also leave every choice open for the next interval: it
+// may keep a group on or raise its mode, but not switch a curtailed group on when that
+// starts a minimum on time. The planner plans on expected prices as if they were sure,
+// so it cannot see what waiting one interval for the next published price is worth:
+// it overvalues a choice that binds the next interval (turning on, then being held on
+// through a spike) and undervalues one that keeps the next interval free. Staying on
+// where the last-price rule would curtail keeps options, since curtailing starts a
+// minimum off time. With Site.Margin > 0 it must also still beat the last-price decision when
 // every forecast price is raised by Margin standard errors (the default is 0: the
 // development-zone comparison in docs/benchmarks.md found no margin that raised the
 // total lead over the last-price rule).
@@ -191,6 +198,9 @@ func (p *Policy) Decide(in *Input) int {
 	}
 	if dev == ref || m.EnergyWh(in.State.Mode, dev) <= m.EnergyWh(in.State.Mode, ref) {
 		return ref // only departures that run more than the last-price rule
+	}
+	if !m.keepsOptions(in.State, dev) {
+		return ref // a departure that commits: see the type's comment
 	}
 	if in.Site.Margin == 0 {
 		return dev

@@ -34,6 +34,19 @@ func exampleConfig(tb testing.TB) *power.Config {
 	return c
 }
 
+// lastPriceAhead holds the LZ_WEST cells (year and J/TH) where the last-price rule
+// earns more than the policy, with the most the policy may trail by there; everywhere
+// else TestYears requires the policy to beat it. Both cells lose in most of the seven
+// development zones too (docs/benchmarks.md): the first summer scarcity spikes of a
+// year climb where everything learnt before them says a price at breakeven falls back.
+var lastPriceAhead = map[string]power.Micro{
+	"2018 21.5": 1_000_000_000, // $1,000
+	"2019 15":   1_000_000_000,
+}
+
+// TestYears backtests the three years at three efficiencies on LZ_WEST and checks the
+// policy against the bar of the issue: at least 98% of the optimum, ahead of
+// always_on and two_strike everywhere, ahead of last_price outside lastPriceAhead.
 func TestYears(t *testing.T) {
 	dir := dataDir(t)
 	for _, y := range []string{"2018", "2019", "2020"} {
@@ -70,9 +83,18 @@ func TestYears(t *testing.T) {
 					t.Errorf("%s %v J/TH: policy %s does not beat %s %s", y, eff, pol.ProfitUSD, ref, r.ProfitUSD)
 				}
 			}
-			if lp := rep.Strategy(power.NameLastPrice); pol.ProfitMicro <= lp.ProfitMicro {
-				// Recorded in docs/benchmarks.md: the cell where last_price is ahead.
-				t.Logf("%s %v J/TH: policy %s behind last_price %s by %s", y, eff, pol.ProfitUSD, lp.ProfitUSD, power.Micro(lp.ProfitMicro-pol.ProfitMicro))
+			lp := rep.Strategy(power.NameLastPrice)
+			lead := power.Micro(pol.ProfitMicro - lp.ProfitMicro)
+			cell := fmt.Sprintf("%s %v", y, eff)
+			switch worst, known := lastPriceAhead[cell]; {
+			case !known && lead <= 0:
+				t.Errorf("%s J/TH: policy %s does not beat last_price %s", cell, pol.ProfitUSD, lp.ProfitUSD)
+			case known && lead < -worst:
+				t.Errorf("%s J/TH: policy %s behind last_price %s by %s, recorded as at most %s", cell, pol.ProfitUSD, lp.ProfitUSD, -lead, worst)
+			case known && lead > 0:
+				t.Logf("%s J/TH: policy now beats last_price by %s; drop the cell from lastPriceAhead", cell, lead)
+			case known:
+				t.Logf("%s J/TH: policy behind last_price by %s (recorded in docs/benchmarks.md)", cell, -lead)
 			}
 			if rep.Intervals != len(ivs) {
 				t.Errorf("intervals: got %d, want %d", rep.Intervals, len(ivs))

@@ -1,0 +1,72 @@
+package backtest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashgrid/hashgrid/power"
+	"github.com/hashgrid/hashgrid/power/ercot"
+)
+
+// devZones are the load zones policy variants are compared on before LZ_WEST, the
+// reported zone, is looked at (docs/benchmarks.md).
+var devZones = []string{"LZ_AEN", "LZ_CPS", "LZ_HOUSTON", "LZ_LCRA", "LZ_NORTH", "LZ_RAYBN", "LZ_SOUTH"}
+
+// TestDevelopmentZones measures the policy's lead over last_price on the development
+// zones, every year and efficiency (63 cells, about ten seconds): the comparison
+// recorded in docs/benchmarks.md. It runs only when HASHGRID_DEV_ZONES is set, and
+// checks there what TestYears checks on LZ_WEST except the lead over last_price.
+func TestDevelopmentZones(t *testing.T) {
+	if os.Getenv("HASHGRID_DEV_ZONES") == "" {
+		t.Skip("set HASHGRID_DEV_ZONES=1 to compare on the development zones")
+	}
+	dir := dataDir(t)
+	var b strings.Builder
+	var total power.Micro
+	won, cells := 0, 0
+	for _, zone := range devZones {
+		var zl power.Micro
+		zw := 0
+		for _, y := range []string{"2018", "2019", "2020"} {
+			ivs, err := ercot.ReadFile(filepath.Join(dir, y+".csv"), power.Zone{Name: zone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, eff := range []float64{15, 21.5, 34.5} {
+				c := exampleConfig(t)
+				power.SetEfficiency(c, eff)
+				sc, err := power.NewScenario(c, ivs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rep, err := Run(sc, zone, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pol := rep.Strategy(power.NamePolicy)
+				if pol.ShareOfOptimum < 0.98 {
+					t.Errorf("%s %s %v J/TH: policy reaches %.4f of the optimum", zone, y, eff, pol.ShareOfOptimum)
+				}
+				if ts := rep.Strategy(power.NameTwoStrike); pol.ProfitMicro <= ts.ProfitMicro {
+					t.Errorf("%s %s %v J/TH: policy %s does not beat two_strike %s", zone, y, eff, pol.ProfitUSD, ts.ProfitUSD)
+				}
+				lead := power.Micro(pol.ProfitMicro - rep.Strategy(power.NameLastPrice).ProfitMicro)
+				zl += lead
+				cells++
+				if lead > 0 {
+					zw++
+					won++
+				} else {
+					fmt.Fprintf(&b, "  behind last_price: %s %s %v J/TH by %s\n", zone, y, eff, -lead)
+				}
+			}
+		}
+		total += zl
+		fmt.Fprintf(&b, "%-10s lead over last_price %12s, ahead in %d of 9\n", zone, zl, zw)
+	}
+	fmt.Fprintf(&b, "total lead over last_price %s, ahead in %d of %d cells\n", total, won, cells)
+	t.Log("\n" + b.String())
+}
