@@ -17,9 +17,8 @@
 // address (one row per address and block). Adding a batch thus costs a few statements,
 // whatever its size; a query pays for decoding whole blocks.
 //
-// 128-bit work and 64-bit difficulties are stored exactly as integer columns (split
-// into halves where SQL sums them), never as floats. The package does not retain or
-// prune old shares.
+// 128-bit work is stored exactly as two 64-bit integer columns and summed in Go, never
+// as floats. The package does not retain or prune old shares.
 package sqlite
 
 import (
