@@ -101,7 +101,7 @@ func FuzzLineReader(f *testing.F) {
 			lr := newLineReader(r, bufs, 64)
 			var out []string
 			for {
-				bp, data, err := lr.read()
+				bp, data, err := lr.read(true)
 				if err != nil {
 					if err == io.EOF {
 						return out, nil

@@ -142,8 +142,10 @@ type Server struct {
 	nextEN1   uint32
 	closing   bool
 
-	wg    sync.WaitGroup
-	tasks chan *task // lines waiting for an idle handler goroutine
+	wg      sync.WaitGroup
+	poll    *poller    // nil: every connection has a reading goroutine
+	polling bool       // the poller and its sweeper run (under mu)
+	tasks   chan *task // lines waiting for an idle handler goroutine
 	// readBufs holds read buffers, lent to a connection only while it has input.
 	readBufs sync.Pool
 	quit     chan struct{} // closed by Shutdown: idle handler goroutines exit
@@ -172,7 +174,12 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, fmt.Errorf("stratum: seed extranonce1: %w", err)
 	}
 	lim := cfg.Limits.withDefaults()
+	poll, err := newPoller()
+	if err != nil {
+		cfg.Logger.Debug("no poller: one reading goroutine per connection", "err", err)
+	}
 	return &Server{
+		poll:    poll,
 		cfg:     cfg,
 		lim:     lim,
 		handler: h,
@@ -204,10 +211,11 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 
 // task is one read's worth of lines for a handler goroutine.
 type task struct {
-	c    *Conn
-	lr   *lineReader
-	data []byte
-	ok   chan bool
+	c     *Conn
+	event bool // a polled connection is readable: the handler reads it
+	lr    *lineReader
+	data  []byte
+	ok    chan bool
 }
 
 // handlerIdle is how long an idle handler goroutine waits for work before exiting.
@@ -231,12 +239,31 @@ func (s *Server) handle(c *Conn, lr *lineReader, data []byte) bool {
 	return ok
 }
 
+// dispatch hands a readable polled connection to a handler goroutine.
+func (s *Server) dispatch(c *Conn) {
+	t := taskPool.Get().(*task)
+	t.c, t.event = c, true
+	select {
+	case s.tasks <- t:
+	default:
+		s.wg.Add(1)
+		go s.runHandler(t)
+	}
+}
+
 func (s *Server) runHandler(t *task) {
 	defer s.wg.Done()
 	idle := time.NewTimer(handlerIdle)
 	defer idle.Stop()
 	for {
-		t.ok <- t.c.handleLines(t.lr, t.data)
+		if t.event {
+			c := t.c
+			t.c, t.event = nil, false
+			taskPool.Put(t)
+			c.onReadable()
+		} else {
+			t.ok <- t.c.handleLines(t.lr, t.data)
+		}
 		idle.Reset(handlerIdle)
 		select {
 		case t = <-s.tasks:
@@ -262,6 +289,16 @@ func (s *Server) Serve(l net.Listener) error {
 		return errors.New("stratum: server closed")
 	}
 	s.listeners = append(s.listeners, l)
+	if s.poll != nil && !s.polling {
+		s.polling = true
+		s.wg.Add(2)
+		go func() {
+			defer s.wg.Done()
+			defer s.poll.close()
+			s.poll.run(s.dispatch)
+		}()
+		go s.sweep()
+	}
 	s.mu.Unlock()
 	var delay time.Duration
 	for {
@@ -321,11 +358,67 @@ func (s *Server) accept(nc net.Conn) {
 	}
 	s.perIP[ip]++
 	c := &Conn{srv: s, nc: nc, ip: ip, connected: now, version: 0}
+	c.lastRead.Store(now.UnixNano())
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
+	c.lr = lineReader{raw: c.raw, r: nc, bufs: &s.readBufs, max: s.lim.MaxLineBytes}
+	var poll *poller
+	if s.polling && c.raw != nil {
+		poll = s.poll
+		c.token = poll.register(c)
+	}
 	s.conns[c] = struct{}{}
 	s.nconns.Add(1)
-	s.wg.Add(1)
+	s.wg.Add(1) // done when the connection is finished
 	s.mu.Unlock()
-	go c.serve()
+	if poll == nil {
+		go c.serve()
+		return
+	}
+	if err := poll.arm(c); err != nil {
+		s.log.Warn("poll connection", "err", err, "remote", c.RemoteAddr())
+		s.drop("poll")
+		c.Close()
+	}
+}
+
+// sweepEvery is how often the sweeper checks polled connections' timeouts: a quarter
+// of the shortest timeout, within [10 ms, 1 s].
+func (s *Server) sweepEvery() time.Duration {
+	return min(max(min(s.lim.HandshakeTimeout, s.lim.IdleTimeout)/4, 10*time.Millisecond), time.Second)
+}
+
+// sweep enforces the handshake and idle timeouts of polled connections, which have no
+// reading goroutine to hold a deadline.
+func (s *Server) sweep() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.sweepEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		now := s.cfg.Now()
+		for _, c := range s.Conns() {
+			if c.token == 0 || c.closed.Load() {
+				continue
+			}
+			if !c.authorized.Load() {
+				if now.Sub(c.connected) >= s.lim.HandshakeTimeout {
+					s.drop("handshake_timeout")
+					c.Close()
+				}
+			} else if now.UnixNano()-c.lastRead.Load() >= int64(s.lim.IdleTimeout) {
+				s.drop("idle")
+				c.Close()
+			}
+		}
+	}
 }
 
 // Ban refuses new connections from ip for d and closes its current ones.
@@ -411,6 +504,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range s.Conns() {
 		c.Close()
 	}
+	s.mu.Lock()
+	if s.poll != nil {
+		if s.polling {
+			s.poll.stop() // its goroutine closes it
+		} else {
+			s.poll.close()
+		}
+		s.poll, s.polling = nil, false
+	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -480,8 +583,16 @@ func hostOf(a net.Addr) string {
 type Conn struct {
 	srv       *Server
 	nc        net.Conn
+	raw       syscall.RawConn // nil if the connection has no descriptor
 	ip        string
 	connected time.Time
+
+	// Polled connections (token != 0): the poller arms them, a handler goroutine reads
+	// them while busy, and whoever moves state to connDone finishes them.
+	token    uint64
+	state    atomic.Int32
+	lastRead atomic.Int64 // UnixNano of the last input, for the idle timeout
+	lr       lineReader
 
 	wmu    sync.Mutex
 	closed atomic.Bool
@@ -547,10 +658,75 @@ func (c *Conn) ExtranonceSubscribed() bool { return c.extranonceSub }
 // safe to read from other goroutines once this is true.
 func (c *Conn) Authorized() bool { return c.authorized.Load() }
 
-// Close closes the connection; its goroutine then ends and Closed is called.
+// Close closes the connection; then Closed is called, once.
 func (c *Conn) Close() {
 	if c.closed.CompareAndSwap(false, true) {
 		c.nc.Close()
+		if c.token != 0 && c.state.CompareAndSwap(connArmed, connDone) {
+			// Idle in the poller: nothing else will notice. Finish apart from the
+			// caller, which may hold the connection's write lock.
+			go c.finish()
+		}
+	}
+}
+
+// States of a polled connection.
+const (
+	connArmed int32 = iota // waiting in the poller for input
+	connBusy               // a handler goroutine is reading it
+	connDone               // finished: released and reported closed
+)
+
+// finish releases a closed connection and tells the handler; it runs once.
+func (c *Conn) finish() {
+	s := c.srv
+	defer s.wg.Done()
+	c.Close()
+	if c.token != 0 {
+		if p := s.pollerOf(); p != nil {
+			p.remove(c)
+		}
+	}
+	s.release(c)
+	if c.authorized.Load() || c.subscribed {
+		s.handler.Closed(c)
+	}
+}
+
+func (s *Server) pollerOf() *poller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.poll
+}
+
+// onReadable runs on a handler goroutine when the poller saw input on c (state busy):
+// it reads what has arrived, handles the complete lines and re-arms c.
+func (c *Conn) onReadable() {
+	s := c.srv
+	bp, data, err := c.lr.read(false)
+	switch {
+	case err == errWouldBlock:
+	case err != nil:
+		c.Close()
+	default:
+		c.lastRead.Store(s.cfg.Now().UnixNano())
+		ok := c.handleLines(&c.lr, data)
+		c.lr.release(bp)
+		if !ok {
+			c.Close()
+		}
+	}
+	c.state.Store(connArmed)
+	if !c.closed.Load() {
+		if p := s.pollerOf(); p != nil && p.rearm(c) == nil {
+			return
+		}
+		c.Close()
+	}
+	// Closed: Close may have seen the connection busy, so finish it here unless Close
+	// got there first.
+	if c.state.CompareAndSwap(connArmed, connDone) {
+		c.finish()
 	}
 }
 
@@ -649,9 +825,13 @@ func newLineReader(r io.Reader, bufs *sync.Pool, max int) *lineReader {
 	return lr
 }
 
-// read waits for input and returns a buffer from the pool holding the carried partial
-// line followed by what was read; the caller passes it to lines and then release.
-func (lr *lineReader) read() (*[]byte, []byte, error) {
+// errWouldBlock is read's answer, without waiting, when no input has arrived.
+var errWouldBlock = errors.New("stratum: no input yet")
+
+// read returns a buffer from the pool holding the carried partial line followed by
+// what was read; the caller passes it to lines and then release. With wait it waits
+// for input; without, it returns errWouldBlock if there is none.
+func (lr *lineReader) read(wait bool) (*[]byte, []byte, error) {
 	if lr.raw == nil {
 		bp := lr.take()
 		n, err := lr.r.Read((*bp)[len(lr.partial):])
@@ -679,10 +859,13 @@ func (lr *lineReader) read() (*[]byte, []byte, error) {
 			// Nothing yet: wait for the poller without holding a buffer.
 			lr.bufs.Put(bp)
 			bp = nil
-			return false
+			return !wait
 		}
 		return true
 	})
+	if err == nil && rerr == syscall.EAGAIN {
+		return nil, nil, errWouldBlock
+	}
 	switch {
 	case err != nil:
 	case rerr != nil:
@@ -744,17 +927,11 @@ func (lr *lineReader) lines(data []byte, fn func(line []byte) bool) (bool, error
 	return true, nil
 }
 
+// serve reads a connection that the poller does not watch, on its own goroutine.
 func (c *Conn) serve() {
 	s := c.srv
-	defer s.wg.Done()
-	defer func() {
-		c.Close()
-		s.release(c)
-		if c.authorized.Load() || c.subscribed {
-			s.handler.Closed(c)
-		}
-	}()
-	lr := newLineReader(c.nc, &s.readBufs, s.lim.MaxLineBytes)
+	defer c.finish()
+	lr := &c.lr
 	var deadline time.Time
 	for {
 		now := s.cfg.Now()
@@ -771,7 +948,7 @@ func (c *Conn) serve() {
 			c.nc.SetReadDeadline(want)
 			deadline = want
 		}
-		bp, data, err := lr.read()
+		bp, data, err := lr.read(true)
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
