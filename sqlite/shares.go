@@ -47,7 +47,8 @@ func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 		return fmt.Errorf("sqlite: add shares: %w", err)
 	}
 	defer tx.Rollback()
-	fresh, err := placeShares(ctx, tx, pending)
+	w := &writeTx{ctx: ctx, tx: tx, shared: db.stmts}
+	fresh, err := placeShares(w, pending)
 	if err != nil {
 		return fmt.Errorf("sqlite: add shares %d..%d: %w", pending[0].s.Seq, pending[len(pending)-1].s.Seq, err)
 	}
@@ -66,10 +67,10 @@ func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 		count(d, p.s)
 		count(&total, p.s)
 	}
-	if err := addWorkers(ctx, tx, deltas); err != nil {
+	if err := addWorkers(w, deltas); err != nil {
 		return err
 	}
-	if err := addTotals(ctx, tx, &total); err != nil {
+	if err := addTotals(w, &total); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -91,11 +92,10 @@ func (b storedBlock) contiguous() bool { return b.last-b.first+1 == uint64(b.cou
 // sequences are not stored yet, and returns them. Blocks' sequence ranges never
 // overlap: new shares falling in the gaps of a stored block (possible only if some
 // batch skipped sequences) are merged with it into new blocks that replace it.
-func placeShares(ctx context.Context, tx *sql.Tx, pending []pendingShare) ([]pendingShare, error) {
+func placeShares(w *writeTx, pending []pendingShare) ([]pendingShare, error) {
 	lo, hi := pending[0].s.Seq, pending[len(pending)-1].s.Seq
 	// The common case, a batch above everything stored, is this one index lookup.
-	rows, err := tx.QueryContext(ctx, `SELECT first_seq, last_seq, count FROM share_blocks
-		WHERE last_seq >= ? AND first_seq <= ? ORDER BY last_seq`, int64(lo), int64(hi))
+	rows, err := w.query(overlapQuery, int64(lo), int64(hi))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func placeShares(ctx context.Context, tx *sql.Tx, pending []pendingShare) ([]pen
 		return nil, err
 	}
 	if len(stored) == 0 {
-		return pending, writeBlocks(ctx, tx, chunkShares(pending, nil))
+		return pending, writeBlocks(w, chunkShares(pending, nil))
 	}
 
 	// The shares of the stored blocks with gaps, by first_seq, loaded when needed.
@@ -140,7 +140,7 @@ func placeShares(ctx context.Context, tx *sql.Tx, pending []pendingShare) ([]pen
 		}
 		in, ok := loaded[b.first]
 		if !ok {
-			if in, err = loadBlock(ctx, tx, b.first); err != nil {
+			if in, err = loadBlock(w, b.first); err != nil {
 				return nil, err
 			}
 			loaded[b.first] = in
@@ -162,7 +162,7 @@ func placeShares(ctx context.Context, tx *sql.Tx, pending []pendingShare) ([]pen
 			keep = append(keep, b.first)
 			continue
 		}
-		if err := deleteBlock(ctx, tx, b.first, loaded[b.first]); err != nil {
+		if err := deleteBlock(w, b.first, loaded[b.first]); err != nil {
 			return nil, err
 		}
 		write = append(write, loaded[b.first]...)
@@ -175,13 +175,13 @@ func placeShares(ctx context.Context, tx *sql.Tx, pending []pendingShare) ([]pen
 		i, _ := slices.BinarySearch(keep, prev+1)
 		return i < len(keep) && keep[i] < next
 	}
-	return fresh, writeBlocks(ctx, tx, chunkShares(write, split))
+	return fresh, writeBlocks(w, chunkShares(write, split))
 }
 
 // loadBlock returns the shares of the block at first, in sequence order.
-func loadBlock(ctx context.Context, tx *sql.Tx, first uint64) ([]pendingShare, error) {
+func loadBlock(w *writeTx, first uint64) ([]pendingShare, error) {
 	var data []byte
-	if err := tx.QueryRowContext(ctx, `SELECT data FROM share_blocks WHERE first_seq = ?`, int64(first)).Scan(&data); err != nil {
+	if err := w.tx.QueryRowContext(w.ctx, `SELECT data FROM share_blocks WHERE first_seq = ?`, int64(first)).Scan(&data); err != nil {
 		return nil, fmt.Errorf("share block %d: %w", first, err)
 	}
 	r, err := readBlock(data)
@@ -206,8 +206,8 @@ func loadBlock(ctx context.Context, tx *sql.Tx, first uint64) ([]pendingShare, e
 }
 
 // deleteBlock deletes the block at first, whose shares are in.
-func deleteBlock(ctx context.Context, tx *sql.Tx, first uint64, in []pendingShare) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM share_blocks WHERE first_seq = ?`, int64(first)); err != nil {
+func deleteBlock(w *writeTx, first uint64, in []pendingShare) error {
+	if _, err := w.tx.ExecContext(w.ctx, `DELETE FROM share_blocks WHERE first_seq = ?`, int64(first)); err != nil {
 		return fmt.Errorf("share block %d: %w", first, err)
 	}
 	seen := map[string]bool{}
@@ -216,7 +216,7 @@ func deleteBlock(ctx context.Context, tx *sql.Tx, first uint64, in []pendingShar
 			continue
 		}
 		seen[p.s.Address] = true
-		if _, err := tx.ExecContext(ctx, `DELETE FROM share_block_addresses WHERE address = ? AND first_seq = ?`,
+		if _, err := w.tx.ExecContext(w.ctx, `DELETE FROM share_block_addresses WHERE address = ? AND first_seq = ?`,
 			p.s.Address, int64(first)); err != nil {
 			return fmt.Errorf("share block %d: %w", first, err)
 		}
@@ -224,45 +224,25 @@ func deleteBlock(ctx context.Context, tx *sql.Tx, first uint64, in []pendingShar
 	return nil
 }
 
-// addressChunk is how many rows one INSERT into share_block_addresses carries; 2
-// parameters a row stay far below SQLite's 32766.
-const addressChunk = 256
-
-func writeBlocks(ctx context.Context, tx *sql.Tx, blocks []*shareBlock) error {
+func writeBlocks(w *writeTx, blocks []*shareBlock) error {
 	args := make([]any, 0, 2*addressChunk)
 	for _, b := range blocks {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO share_blocks (first_seq, last_seq, min_time, max_time, count, data)
-			VALUES (?, ?, ?, ?, ?, ?)`, int64(b.first), int64(b.last), b.minTime, b.maxTime, b.count, b.data()); err != nil {
+		if err := w.exec(insertBlockQuery, int64(b.first), int64(b.last), b.minTime, b.maxTime, b.count, b.data()); err != nil {
 			return fmt.Errorf("share block %d..%d: %w", b.first, b.last, err)
 		}
 		addrs := b.addresses()
-		for start := 0; start < len(addrs); start += addressChunk {
-			chunk := addrs[start:min(start+addressChunk, len(addrs))]
+		for _, n := range pow2Chunks(len(addrs), addressChunk) {
 			args = args[:0]
-			for _, a := range chunk {
+			for _, a := range addrs[:n] {
 				args = append(args, a, int64(b.first))
 			}
-			q := `INSERT INTO share_block_addresses (address, first_seq) VALUES ` + valuesList(len(chunk), 2)
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			addrs = addrs[n:]
+			if err := w.exec(insertAddressesQuery(n), args...); err != nil {
 				return fmt.Errorf("share block %d..%d addresses: %w", b.first, b.last, err)
 			}
 		}
 	}
 	return nil
-}
-
-// valuesList returns "(?, ?), (?, ?)" for rows rows of cols parameters.
-func valuesList(rows, cols int) string {
-	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
-	var b strings.Builder
-	b.Grow(rows * (len(row) + 2))
-	for i := range rows {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(row)
-	}
-	return b.String()
 }
 
 func count(w *hashgrid.Worker, s *hashgrid.Share) {
@@ -277,43 +257,38 @@ func count(w *hashgrid.Worker, s *hashgrid.Share) {
 	}
 }
 
-// workerChunk is how many workers one statement reads or writes: 7 parameters a row
-// stay far below SQLite's 32766, and one statement per chunk instead of two per
-// worker keeps the summaries' cost per batch, not per worker.
-const workerChunk = 128
-
-// addWorkers adds the deltas to the stored summaries. The 128-bit sums are done here,
-// not in SQL, whose integers are 64 bits.
-func addWorkers(ctx context.Context, tx *sql.Tx, deltas map[workerKey]*hashgrid.Worker) error {
+// addWorkers adds the deltas to the stored summaries, many workers a statement. The
+// 128-bit sums are done here, not in SQL, whose integers are 64 bits.
+func addWorkers(w *writeTx, deltas map[workerKey]*hashgrid.Worker) error {
 	keys := make([]workerKey, 0, len(deltas))
 	for k := range deltas {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareWorkerKeys)
 	args := make([]any, 0, 7*workerChunk)
-	for start := 0; start < len(keys); start += workerChunk {
-		chunk := keys[start:min(start+workerChunk, len(keys))]
+	for _, n := range pow2Chunks(len(keys), workerChunk) {
+		chunk := keys[:n]
+		keys = keys[n:]
 		args = args[:0]
 		for _, k := range chunk {
 			args = append(args, k.address, k.name)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT address, name, accepted, rejected, work_hi, work_lo, last_share
-			FROM workers WHERE (address, name) IN (VALUES `+valuesList(len(chunk), 2)+`)`, args...)
+		rows, err := w.query(selectWorkersQuery(n), args...)
 		if err != nil {
 			return fmt.Errorf("sqlite: workers: %w", err)
 		}
-		old := make(map[workerKey]hashgrid.Worker, len(chunk))
+		old := make(map[workerKey]hashgrid.Worker, n)
 		for rows.Next() {
-			var w hashgrid.Worker
+			var o hashgrid.Worker
 			var acc, rej, hi, lo, last int64
-			if err := rows.Scan(&w.Address, &w.Name, &acc, &rej, &hi, &lo, &last); err != nil {
+			if err := rows.Scan(&o.Address, &o.Name, &acc, &rej, &hi, &lo, &last); err != nil {
 				rows.Close()
 				return fmt.Errorf("sqlite: workers: %w", err)
 			}
-			w.Accepted, w.Rejected = uint64(acc), uint64(rej)
-			w.Work = hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}
-			w.LastShare = time.Unix(0, last)
-			old[workerKey{w.Address, w.Name}] = w
+			o.Accepted, o.Rejected = uint64(acc), uint64(rej)
+			o.Work = hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}
+			o.LastShare = time.Unix(0, last)
+			old[workerKey{o.Address, o.Name}] = o
 		}
 		if err := rows.Close(); err != nil {
 			return fmt.Errorf("sqlite: workers: %w", err)
@@ -330,11 +305,7 @@ func addWorkers(ctx context.Context, tx *sql.Tx, deltas map[workerKey]*hashgrid.
 			args = append(args, k.address, k.name, int64(o.Accepted+d.Accepted), int64(o.Rejected+d.Rejected),
 				int64(work.Hi), int64(work.Lo), last)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO workers (address, name, accepted, rejected, work_hi, work_lo, last_share)
-			VALUES `+valuesList(len(chunk), 7)+`
-			ON CONFLICT (address, name) DO UPDATE SET accepted = excluded.accepted, rejected = excluded.rejected,
-				work_hi = excluded.work_hi, work_lo = excluded.work_lo, last_share = excluded.last_share`, args...)
-		if err != nil {
+		if err := w.exec(upsertWorkersQuery(n), args...); err != nil {
 			return fmt.Errorf("sqlite: workers: %w", err)
 		}
 	}
@@ -345,15 +316,13 @@ func compareWorkerKeys(a, b workerKey) int {
 	return cmp.Or(strings.Compare(a.address, b.address), strings.Compare(a.name, b.name))
 }
 
-func addTotals(ctx context.Context, tx *sql.Tx, d *hashgrid.Worker) error {
+func addTotals(w *writeTx, d *hashgrid.Worker) error {
 	var acc, rej, hi, lo int64
-	if err := tx.QueryRowContext(ctx, `SELECT accepted, rejected, work_hi, work_lo FROM totals WHERE id = 1`).
-		Scan(&acc, &rej, &hi, &lo); err != nil {
+	if err := w.queryRow(readTotalsQuery, nil, &acc, &rej, &hi, &lo); err != nil {
 		return fmt.Errorf("sqlite: totals: %w", err)
 	}
 	work := hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}.Plus(d.Work)
-	if _, err := tx.ExecContext(ctx, `UPDATE totals SET accepted = ?, rejected = ?, work_hi = ?, work_lo = ? WHERE id = 1`,
-		acc+int64(d.Accepted), rej+int64(d.Rejected), int64(work.Hi), int64(work.Lo)); err != nil {
+	if err := w.exec(writeTotalsQuery, acc+int64(d.Accepted), rej+int64(d.Rejected), int64(work.Hi), int64(work.Lo)); err != nil {
 		return fmt.Errorf("sqlite: totals: %w", err)
 	}
 	return nil
@@ -565,6 +534,7 @@ const v1ShareColumns = `seq, time, address, worker, job_id, height, diff_hi, dif
 // table. A row the share codec cannot encode (a string over its limit, an unknown
 // result) fails the migration rather than being lost; the pool never stored one.
 func moveSharesToBlocks(ctx context.Context, tx *sql.Tx) error {
+	w := &writeTx{ctx: ctx, tx: tx}
 	after := int64(0)
 	for {
 		rows, err := tx.QueryContext(ctx, `SELECT `+v1ShareColumns+` FROM shares WHERE seq > ? ORDER BY seq LIMIT ?`,
@@ -594,7 +564,7 @@ func moveSharesToBlocks(ctx context.Context, tx *sql.Tx) error {
 			}
 		}
 		// Chunks are read in sequence order, so no block spans another.
-		if err := writeBlocks(ctx, tx, chunkShares(pending, nil)); err != nil {
+		if err := writeBlocks(w, chunkShares(pending, nil)); err != nil {
 			return err
 		}
 		after = int64(pending[len(pending)-1].s.Seq)

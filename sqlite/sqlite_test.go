@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -377,8 +378,8 @@ func TestConcurrentReadsDuringWrites(t *testing.T) {
 	}
 }
 
-// BenchmarkAddShares measures AddShares in batches of 500 new shares from 100 workers,
-// each batch one fsynced transaction.
+// BenchmarkAddShares measures AddShares in batches of 500 new shares from 20 addresses
+// (20 workers: seq%5 follows from seq%20), each batch one fsynced transaction.
 func BenchmarkAddShares(b *testing.B) {
 	ctx := context.Background()
 	db, _ := openDB(b)
@@ -387,6 +388,7 @@ func BenchmarkAddShares(b *testing.B) {
 	seq := uint64(0)
 	b.ResetTimer()
 	start := time.Now()
+	cpu0 := processCPU(b)
 	rows := 0
 	for b.Loop() {
 		for i := range shares {
@@ -400,4 +402,75 @@ func BenchmarkAddShares(b *testing.B) {
 		rows += batch
 	}
 	b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(rows), "cpu-µs/row")
+}
+
+// processCPU returns the user and system CPU time the process has used: what a
+// benchmark costs the pool beside it, where wall time includes waiting on fsync.
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRead measures the queries over 200,000 stored shares, added as the consumer
+// adds them (batches of 500, 20 addresses each with one worker, a tenth rejected, a share
+// a millisecond): Shares reading the whole window (shares/s counts stored shares, of
+// which Shares returns the accepted) in pages of 50,000 as PPLNS loads it, WorkBetween over
+// the last 10,000 shares (a hashrate window), and SharesFor of one address's latest 500.
+func BenchmarkRead(b *testing.B) {
+	ctx := context.Background()
+	db, _ := openDB(b)
+	const n, batch = 200_000, 500
+	shares := make([]hashgrid.Share, batch)
+	for seq := uint64(1); seq <= n; {
+		for i := range shares {
+			shares[i] = share(seq, fmt.Sprintf("bcrt1qaddress%02d", seq%20), fmt.Sprintf("rig%d", seq%5),
+				hashgrid.ShareResult(seq%10/9), hashgrid.DiffOne, time.Duration(seq)*time.Millisecond)
+			seq++
+		}
+		if err := db.AddShares(ctx, shares); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("Shares", func(b *testing.B) {
+		got := 0
+		for b.Loop() {
+			got = 0
+			for after := uint64(0); ; {
+				page, err := db.Shares(ctx, after, n, 50_000)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(page) == 0 {
+					break
+				}
+				got += len(page)
+				after = page[len(page)-1].Seq
+			}
+		}
+		if got != n-n/10 {
+			b.Fatalf("read %d shares, want %d", got, n-n/10)
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "shares/s")
+	})
+	b.Run("WorkBetween", func(b *testing.B) {
+		for b.Loop() {
+			ws, err := db.WorkBetween(ctx, t0.Add((n-10_000)*time.Millisecond), t0.Add((n+1)*time.Millisecond))
+			if err != nil || len(ws) != 20 {
+				b.Fatalf("WorkBetween: %d workers, %v", len(ws), err)
+			}
+		}
+	})
+	b.Run("SharesFor", func(b *testing.B) {
+		for b.Loop() {
+			ss, err := db.SharesFor(ctx, "bcrt1qaddress07", 500)
+			if err != nil || len(ss) != 500 {
+				b.Fatalf("SharesFor: %d shares, %v", len(ss), err)
+			}
+		}
+	})
 }
