@@ -82,3 +82,24 @@ func TestQuickReply(t *testing.T) {
 		}
 	}
 }
+
+func TestIsCleanNotify(t *testing.T) {
+	tests := []struct {
+		line string
+		want bool
+	}{
+		// hashgrid
+		{`{"id":null,"method":"mining.notify","params":["1f","00","01","02",["aa","bb"],"20000000","17034219","6553f100",true]}`, true},
+		{`{"id":null,"method":"mining.notify","params":["1f","00","01","02",["aa","bb"],"20000000","17034219","6553f100",false]}`, false},
+		// ckpool 0.9.9's key order
+		{`{"params":["6","00","01","02",[],"20000000","207fffff","6553f100",true],"id":null,"method":"mining.notify"}`, true},
+		{`{"params":["6","00","01","02",[],"20000000","207fffff","6553f100",false],"id":null,"method":"mining.notify"}`, false},
+		{`{"id":4,"result":true,"error":null}`, false},
+		{`{"id":null,"method":"mining.set_difficulty","params":[1]}`, false},
+	}
+	for _, tt := range tests {
+		if got := isCleanNotify([]byte(tt.line)); got != tt.want {
+			t.Errorf("isCleanNotify(%s) = %v, want %v", tt.line, got, tt.want)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashgrid/hashgrid/stratum"
@@ -51,6 +51,7 @@ type Result struct {
 // conn is one load connection.
 type conn struct {
 	nc    net.Conn
+	raw   syscall.RawConn // set by watch
 	br    *bufio.Reader
 	en2   int
 	job   atomic.Value // string
@@ -304,37 +305,30 @@ func Hold(ctx context.Context, cfg LoadConfig, awaitClean bool, ready func()) (R
 		return Result{}, err
 	}
 	res := Result{Conns: len(conns), ConnectSecs: time.Since(start).Seconds()}
-	var wg sync.WaitGroup
-	// Close the connections first: that is what ends the readers waited for.
-	defer func() {
-		for _, c := range conns {
-			c.nc.Close()
-		}
-		wg.Wait()
-	}()
 	for _, c := range conns {
 		// Drain the initial clean notify of the handshake.
 		select {
 		case <-c.clean:
 		default:
 		}
-		wg.Go(func() {
-			for {
-				line, err := c.br.ReadSlice('\n')
-				if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-					return
-				}
-				// Only the arrival time of a clean notify matters here: note it with a
-				// byte check, leaving the machine's cores to the pool being measured.
-				if isCleanNotify(line) {
-					select {
-					case c.clean <- time.Now().UnixNano():
-					default:
-					}
-				}
+	}
+	stop := make(chan struct{})
+	watched := make(chan error, 1)
+	go func() {
+		watched <- watch(conns, stop, func(i int, t int64) {
+			select {
+			case conns[i].clean <- t:
+			default:
 			}
 		})
-	}
+	}()
+	defer func() {
+		close(stop)
+		<-watched
+		for _, c := range conns {
+			c.nc.Close()
+		}
+	}()
 	ready()
 	if !awaitClean {
 		<-ctx.Done()
@@ -410,8 +404,8 @@ func anyOrderReply(line []byte) (id uint64, accepted, ok bool) {
 }
 
 // isCleanNotify reports whether a line is a mining.notify whose clean_jobs (its last
-// parameter) is true.
+// parameter) is true. Only that parameter ends in "true]": the merkle branch ends in a
+// string. Keys may come in any order (ckpool puts "params" first).
 func isCleanNotify(line []byte) bool {
-	line = bytes.TrimRight(line, " \r\n")
-	return bytes.Contains(line, []byte(`"mining.notify"`)) && (bytes.HasSuffix(line, []byte("true]}")) || bytes.HasSuffix(line, []byte("true],\"id\":null}")))
+	return bytes.Contains(line, []byte(`"mining.notify"`)) && bytes.Contains(line, []byte("true]"))
 }
