@@ -149,6 +149,13 @@ func (s *Server) NewTip() time.Time {
 	return t0
 }
 
+// Backlog returns the share stream's last sequence and the store's: the difference is
+// what the store consumer has yet to copy.
+func (s *Server) Backlog(ctx context.Context) (stream, store uint64, err error) {
+	store, err = s.store.LastSeq(ctx)
+	return s.log.LastSeq(), store, err
+}
+
 // Close stops the server.
 func (s *Server) Close() { s.stop() }
 

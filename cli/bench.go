@@ -88,7 +88,8 @@ func benchStratum(ctx context.Context, args []string, env Env) error {
 
 // benchPool runs the benchmark pool. It prints {"addr":..,"pid":..}, then answers
 // commands on stdin, one per line: "tip" (install a new tip; prints {"t0":UnixNano}),
-// "mem" (prints heap+stack in use after GC, RSS, and connections). EOF stops it.
+// "mem" (prints heap+stack in use after GC, RSS, and connections), "backlog" (the share
+// stream's and the store's last sequences). EOF stops it.
 func benchPool(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("bench pool", env)
 	var cfg bench.ServerConfig
@@ -146,6 +147,14 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 			case "tip":
 				t0 := s.NewTip()
 				out.Encode(map[string]any{"t0": t0.UnixNano(), "broadcast_ms": float64(s.Pool.Stats().LastBroadcast.Microseconds()) / 1000})
+			case "backlog":
+				// How far the store consumer is behind the share stream.
+				st, sq, err := s.Backlog(ctx)
+				if err != nil {
+					out.Encode(map[string]any{"error": err.Error()})
+					continue
+				}
+				out.Encode(map[string]any{"stream_last": st, "store_last": sq, "backlog": st - sq})
 			case "heap":
 				// heap FILE: write a heap profile (after a collection) for go tool pprof.
 				out.Encode(map[string]any{"error": "usage: heap FILE"})
