@@ -649,3 +649,31 @@ func FuzzDecodeBlock(f *testing.F) {
 		}
 	})
 }
+
+// TestPow2Chunks checks that any row count splits into runs whose statements were all
+// prepared when the store opened.
+func TestPow2Chunks(t *testing.T) {
+	db, _ := openDB(t)
+	for _, max := range []int{workerChunk, addressChunk} {
+		for n := range 3 * max {
+			chunks := pow2Chunks(n, max)
+			sum := 0
+			for i, c := range chunks {
+				if c <= 0 || c > max || c&(c-1) != 0 || i > 0 && c > chunks[i-1] {
+					t.Fatalf("pow2Chunks(%d, %d) = %v", n, max, chunks)
+				}
+				sum += c
+				for _, q := range []string{insertAddressesQuery(c), selectWorkersQuery(c), upsertWorkersQuery(c)} {
+					if c <= workerChunk || strings.HasPrefix(q, "INSERT INTO share_block_addresses") {
+						if db.stmts[q] == nil {
+							t.Fatalf("no statement prepared for %.60s… of %d rows", q, c)
+						}
+					}
+				}
+			}
+			if sum != n {
+				t.Fatalf("pow2Chunks(%d, %d) = %v", n, max, chunks)
+			}
+		}
+	}
+}
