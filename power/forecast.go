@@ -52,20 +52,20 @@ func (s *stat) add(d float64) {
 	s.n++
 }
 
-// estimate returns the shrunk mean of the changes and its standard error if the mean
-// stands out from its noise by significance standard errors, otherwise the fallback
-// (with the larger of its and this cell's standard error): heavy-tailed prices make
-// most cells noisy.
-func (s stat) estimate(prior, fallback, fallbackSE float64) (mean, se float64) {
+// estimate returns the shrunk mean of the changes, its standard error and the
+// standard deviation of the changes if the mean stands out from its noise by
+// significance standard errors, otherwise the fallback (with the larger of its and
+// this cell's standard error and deviation): heavy-tailed prices make most cells noisy.
+func (s stat) estimate(prior, fallback, fallbackSE, fallbackSD float64) (mean, se, sd float64) {
 	if s.n < 2 {
-		return fallback, fallbackSE
+		return fallback, fallbackSE, fallbackSD
 	}
 	m := s.sum / s.n
 	v := max(0, s.sq/s.n-m*m)
 	if (m-fallback)*(m-fallback)*s.n < significance*significance*v {
-		return fallback, max(fallbackSE, math.Sqrt(v/s.n))
+		return fallback, max(fallbackSE, math.Sqrt(v/s.n)), max(fallbackSD, math.Sqrt(v))
 	}
-	return (s.sum + prior*fallback) / (s.n + prior), math.Sqrt(v / (s.n + prior))
+	return (s.sum + prior*fallback) / (s.n + prior), math.Sqrt(v / (s.n + prior)), math.Sqrt(v)
 }
 
 // bandEdges split prices ($/MWh ×100) into bands; heavy tails get wide bands.
@@ -143,13 +143,15 @@ func (f *Forecaster) sync(h []Price) {
 	}
 }
 
-// Forecast appends the expected prices of the next horizon intervals to mean, and the
-// standard errors of those expectations in $/MWh to se, given the published history
-// (the last element is the most recent price).
-func (f *Forecaster) Forecast(h []Price, mean []Price, se []float64) ([]Price, []float64) {
+// Forecast appends the expected prices of the next horizon intervals to mean, the
+// standard errors of those expectations in $/MWh to se, and the standard deviations
+// of the prices about them (how far one outcome strays from the expectation, however
+// well the expectation is known) to spread, given the published history (the last
+// element is the most recent price).
+func (f *Forecaster) Forecast(h []Price, mean []Price, se, spread []float64) ([]Price, []float64, []float64) {
 	f.sync(h)
 	if len(h) == 0 {
-		return mean, se
+		return mean, se, spread
 	}
 	last := h[len(h)-1]
 	b1, b2 := bandOf(last), bandOf(last)
@@ -162,11 +164,12 @@ func (f *Forecaster) Forecast(h []Price, mean []Price, se []float64) ([]Price, [
 		if i := L + k - day; i >= 0 && i < L {
 			z = dayGroup(f.last[i])
 		}
-		dBand, seBand := f.band[b1][k].estimate(f.prior, 0, 0)
-		dCell, seCell := f.cell[b1*nBands+b2][k].estimate(f.prior, dBand, seBand)
-		d, e := f.ctx[(b1*nBands+b2)*nDay+z][k].estimate(f.prior, dCell, seCell)
+		dBand, seBand, sdBand := f.band[b1][k].estimate(f.prior, 0, 0, 0)
+		dCell, seCell, sdCell := f.cell[b1*nBands+b2][k].estimate(f.prior, dBand, seBand, sdBand)
+		d, e, sd := f.ctx[(b1*nBands+b2)*nDay+z][k].estimate(f.prior, dCell, seCell, sdCell)
 		mean = append(mean, last+Price(math.Round(d*100)))
 		se = append(se, e)
+		spread = append(spread, sd)
 	}
-	return mean, se
+	return mean, se, spread
 }

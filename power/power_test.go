@@ -362,8 +362,8 @@ func TestForecastDayBefore(t *testing.T) {
 	}
 	f := NewForecaster(4, 16)
 	last := (days - 1) * day
-	morning, _ := f.Forecast(h[:last+21], nil, nil)
-	afternoon, _ := f.Forecast(h[:last+61], nil, nil)
+	morning, _, _ := f.Forecast(h[:last+21], nil, nil, nil)
+	afternoon, _, _ := f.Forecast(h[:last+61], nil, nil, nil)
 	// Shrinkage toward the pooled mean (a climb of about $500) keeps both away from
 	// the truth ($30 and $2,000) after 29 days; the direction must be right.
 	if morning[0] >= 50000 {
@@ -371,5 +371,86 @@ func TestForecastDayBefore(t *testing.T) {
 	}
 	if afternoon[0] <= 100000 {
 		t.Errorf("after the afternoon jump to $500: forecast %v, want above $1,000", afternoon[0])
+	}
+}
+
+// TestDepartureSurvivesSpread checks the spread test of a departure: after a jump
+// above breakeven that, on average, falls back below it at once, the policy keeps a
+// running group on (the last-price rule curtails) when the fall has always been the
+// same, but not when the same average hides prices that as often climb far above
+// breakeven. With the spread test off it stays on in both.
+func TestDepartureSurvivesSpread(t *testing.T) {
+	sc := testScenario(t, 1, 0)
+	m := sc.Models[0]
+	in := &Input{Site: &sc.Site, Model: m, State: State{Mode: 1, Dwell: m.Dwell}, Hashprice: sc.Hashprice[0]}
+	lo, hi := min(in.Breakeven(1), in.Breakeven(2)), max(in.Breakeven(1), in.Breakeven(2))
+	jump := (hi + sc.Site.ShedPrice) / 2 // above breakeven in every mode, below the shed price
+	if jump <= hi || jump >= sc.Site.ShedPrice {
+		t.Fatalf("no room for a jump between breakeven %v and the shed price %v", hi, sc.Site.ShedPrice)
+	}
+	const days, at = 60, 40
+	history := func(wide bool) []Price {
+		rng := rand.New(rand.NewPCG(1, 2))
+		var h []Price
+		for d := range days {
+			for i := range day {
+				p := lo * 3 / 10
+				switch {
+				case i == at:
+					p = jump
+				case i > at && i <= at+4:
+					p = lo / 2 // the mean after the jump, in both histories
+					if wide {
+						p += Price(rng.IntN(2)*2-1) * 2 * hi
+					}
+				}
+				h = append(h, p)
+			}
+			if d == days-1 {
+				h = h[:len(h)-day+at+1] // ends with the last day's jump
+			}
+		}
+		return h
+	}
+	for _, c := range []struct {
+		wide   bool
+		spread float64
+		want   int
+	}{
+		{false, 1, 1}, // a sure fall: stay on
+		{true, 1, 0},  // the same mean, as likely to climb far: curtail like last_price
+		{false, 0, 1},
+		{true, 0, 1}, // without the spread test the mean alone decides
+	} {
+		sc.Site.Spread = c.spread
+		in.History = history(c.wide)
+		if ref := (LastPrice{}).Decide(in); ref != 0 {
+			t.Fatalf("last_price after the jump: got %d, want 0", ref)
+		}
+		if got := NewPolicy().Decide(in); (got > 0) != (c.want > 0) {
+			t.Errorf("wide %v, spread %v: policy chose %s, want %s", c.wide, c.spread, m.ModeName(got), m.ModeName(c.want))
+		}
+	}
+}
+
+func TestConfigSpread(t *testing.T) {
+	for _, c := range []struct {
+		extra string
+		want  float64
+	}{
+		{"", DefaultSpread},
+		{"[policy]\nspread = 0\n", 0},
+		{"[policy]\nspread = 0.5\n", 0.5},
+	} {
+		cfg, err := ReadConfig(strings.NewReader(testSite + c.extra))
+		if err != nil {
+			t.Fatalf("%q: %v", c.extra, err)
+		}
+		if got := NewSite(cfg).Spread; got != c.want {
+			t.Errorf("%q: spread %v, want %v", c.extra, got, c.want)
+		}
+	}
+	if _, err := ReadConfig(strings.NewReader(testSite + "[policy]\nspread = -1\n")); err == nil || !strings.Contains(err.Error(), "spread") {
+		t.Errorf("negative spread: got %v, want an error naming spread", err)
 	}
 }

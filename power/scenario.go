@@ -18,6 +18,7 @@ type Site struct {
 	Horizon    int
 	Prior      float64
 	Margin     float64 // standard errors a departure from the last-price rule must survive
+	Spread     float64 // standard deviations of the price change it must survive
 }
 
 // NewSite extracts the site-wide parameters from a validated configuration.
@@ -33,6 +34,7 @@ func NewSite(c *Config) Site {
 		Horizon:    c.Policy.Horizon,
 		Prior:      c.Policy.PriorWeight,
 		Margin:     c.Policy.Margin,
+		Spread:     c.Policy.spread(),
 	}
 }
 

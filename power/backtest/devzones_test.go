@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,15 +18,23 @@ var devZones = []string{"LZ_AEN", "LZ_CPS", "LZ_HOUSTON", "LZ_LCRA", "LZ_NORTH",
 
 // TestDevelopmentZones measures the policy's lead over last_price on the development
 // zones, every year and efficiency (63 cells, about ten seconds): the comparison
-// recorded in docs/benchmarks.md. It runs only when HASHGRID_DEV_ZONES is set, and
-// checks there what TestYears checks on LZ_WEST except the lead over last_price.
+// recorded in docs/benchmarks.md, with the cells won, the worst cell and the total
+// lead by which the policy's variants are selected. It runs only when
+// HASHGRID_DEV_ZONES is set, and checks there what TestYears checks on LZ_WEST except
+// the lead over last_price. HASHGRID_DEV_MARGIN and HASHGRID_DEV_SPREAD set the
+// policy's margin and spread (defaults: the configuration's).
 func TestDevelopmentZones(t *testing.T) {
 	if os.Getenv("HASHGRID_DEV_ZONES") == "" {
 		t.Skip("set HASHGRID_DEV_ZONES=1 to compare on the development zones")
 	}
+	margin := envFloat(t, "HASHGRID_DEV_MARGIN", 0)
+	spread := envFloat(t, "HASHGRID_DEV_SPREAD", power.DefaultSpread)
+	t.Logf("margin %v standard errors, spread %v standard deviations", *margin, *spread)
 	dir := dataDir(t)
 	var b strings.Builder
 	var total power.Micro
+	worst := power.Micro(1 << 62)
+	worstCell := ""
 	won, cells := 0, 0
 	for _, zone := range devZones {
 		var zl power.Micro
@@ -38,6 +47,7 @@ func TestDevelopmentZones(t *testing.T) {
 			for _, eff := range []float64{15, 21.5, 34.5} {
 				c := exampleConfig(t)
 				power.SetEfficiency(c, eff)
+				c.Policy.Margin, c.Policy.Spread = *margin, spread
 				sc, err := power.NewScenario(c, ivs)
 				if err != nil {
 					t.Fatal(err)
@@ -56,6 +66,9 @@ func TestDevelopmentZones(t *testing.T) {
 				lead := power.Micro(pol.ProfitMicro - rep.Strategy(power.NameLastPrice).ProfitMicro)
 				zl += lead
 				cells++
+				if lead < worst {
+					worst, worstCell = lead, fmt.Sprintf("%s %s %v", zone, y, eff)
+				}
 				if lead > 0 {
 					zw++
 					won++
@@ -67,6 +80,20 @@ func TestDevelopmentZones(t *testing.T) {
 		total += zl
 		fmt.Fprintf(&b, "%-10s lead over last_price %12s, ahead in %d of 9\n", zone, zl, zw)
 	}
-	fmt.Fprintf(&b, "total lead over last_price %s, ahead in %d of %d cells\n", total, won, cells)
+	fmt.Fprintf(&b, "total lead over last_price %s, ahead in %d of %d cells, worst %s (%s)\n", total, won, cells, worst, worstCell)
 	t.Log("\n" + b.String())
+}
+
+// envFloat returns the number in the environment variable name, or def if it is unset.
+func envFloat(tb testing.TB, name string, def float64) *float64 {
+	tb.Helper()
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return &def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		tb.Fatalf("%s: %v", name, err)
+	}
+	return &f
 }
