@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -109,7 +110,7 @@ func placeShares(w *writeTx, pending []pendingShare) ([]pendingShare, error) {
 		}
 		stored = append(stored, storedBlock{uint64(first), uint64(last), n})
 	}
-	if err := rows.Close(); err != nil {
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, err
 	}
 	if len(stored) == 0 {
@@ -155,7 +156,10 @@ func placeShares(w *writeTx, pending []pendingShare) ([]pendingShare, error) {
 		return nil, nil
 	}
 
-	write := fresh
+	write := fresh // with the shares of the dirty blocks, which are rewritten
+	if len(dirty) > 0 {
+		write = slices.Clone(fresh)
+	}
 	var keep []uint64 // first_seq of the stored blocks new ones must not span
 	for _, b := range stored {
 		if !dirty[b.first] {
@@ -168,7 +172,6 @@ func placeShares(w *writeTx, pending []pendingShare) ([]pendingShare, error) {
 		write = append(write, loaded[b.first]...)
 	}
 	if len(dirty) > 0 {
-		write = slices.Clone(write)
 		slices.SortFunc(write, func(a, b pendingShare) int { return cmp.Compare(a.s.Seq, b.s.Seq) })
 	}
 	split := func(prev, next uint64) bool {
@@ -224,6 +227,7 @@ func deleteBlock(w *writeTx, first uint64, in []pendingShare) error {
 	return nil
 }
 
+// writeBlocks inserts blocks and their rows of share_block_addresses.
 func writeBlocks(w *writeTx, blocks []*shareBlock) error {
 	args := make([]any, 0, 2*addressChunk)
 	for _, b := range blocks {
@@ -290,7 +294,7 @@ func addWorkers(w *writeTx, deltas map[workerKey]*hashgrid.Worker) error {
 			o.LastShare = time.Unix(0, last)
 			old[workerKey{o.Address, o.Name}] = o
 		}
-		if err := rows.Close(); err != nil {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return fmt.Errorf("sqlite: workers: %w", err)
 		}
 		args = args[:0]
@@ -551,7 +555,7 @@ func moveSharesToBlocks(ctx context.Context, tx *sql.Tx) error {
 			}
 			pending = append(pending, pendingShare{s: s, time: t})
 		}
-		if err := rows.Close(); err != nil {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return fmt.Errorf("move shares after %d: %w", after, err)
 		}
 		if len(pending) == 0 {
