@@ -164,20 +164,9 @@ type PolicyConfig struct {
 	// last-price rule must survive (0, the default: the planner's choice suffices).
 	Margin float64 `toml:"margin"`
 	// Spread is how many standard deviations of the price change a departure from the
-	// last-price rule must survive (unset: DefaultSpread; 0 turns the test off).
-	Spread *float64 `toml:"spread"`
-}
-
-// DefaultSpread is the policy's spread when the configuration sets none: selected on
-// the development zones by the number of cells where the policy beats the last-price
-// rule (docs/benchmarks.md).
-const DefaultSpread = 1.0
-
-func (p PolicyConfig) spread() float64 {
-	if p.Spread == nil {
-		return DefaultSpread
-	}
-	return *p.Spread
+	// last-price rule must survive (0, the default: off). A risk-averse operator's knob:
+	// it trades expected profit for fewer departures (docs/benchmarks.md).
+	Spread float64 `toml:"spread"`
 }
 
 // TwoStrikeConfig sets the strikes of the two-strike reference, as multiples of the
@@ -409,7 +398,7 @@ func (c *Config) Validate() error {
 		bad("fourcp: usd_per_kw_year not negative, 0 <= window_start_hour < window_end_hour <= 24")
 	}
 	if c.Policy.Horizon < 1 || c.Policy.Horizon > 96 || c.Policy.PriorWeight < 0 || c.Policy.Margin < 0 || c.Policy.Margin > 10 ||
-		c.Policy.spread() < 0 || c.Policy.spread() > 10 {
+		c.Policy.Spread < 0 || c.Policy.Spread > 10 {
 		bad("policy: horizon in 1..96, prior_weight not negative, margin and spread in 0..10")
 	}
 	if c.TwoStrike.Low <= 0 || c.TwoStrike.High < c.TwoStrike.Low {

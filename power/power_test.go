@@ -438,7 +438,7 @@ func TestConfigSpread(t *testing.T) {
 		extra string
 		want  float64
 	}{
-		{"", DefaultSpread},
+		{"", 0},
 		{"[policy]\nspread = 0\n", 0},
 		{"[policy]\nspread = 0.5\n", 0.5},
 	} {

@@ -34,7 +34,7 @@ func NewSite(c *Config) Site {
 		Horizon:    c.Policy.Horizon,
 		Prior:      c.Policy.PriorWeight,
 		Margin:     c.Policy.Margin,
-		Spread:     c.Policy.spread(),
+		Spread:     c.Policy.Spread,
 	}
 }
 

@@ -28,7 +28,7 @@ func TestDevelopmentZones(t *testing.T) {
 		t.Skip("set HASHGRID_DEV_ZONES=1 to compare on the development zones")
 	}
 	margin := envFloat(t, "HASHGRID_DEV_MARGIN", 0)
-	spread := envFloat(t, "HASHGRID_DEV_SPREAD", power.DefaultSpread)
+	spread := envFloat(t, "HASHGRID_DEV_SPREAD", 0)
 	t.Logf("margin %v standard errors, spread %v standard deviations", *margin, *spread)
 	dir := dataDir(t)
 	var b strings.Builder
@@ -47,7 +47,7 @@ func TestDevelopmentZones(t *testing.T) {
 			for _, eff := range []float64{15, 21.5, 34.5} {
 				c := exampleConfig(t)
 				power.SetEfficiency(c, eff)
-				c.Policy.Margin, c.Policy.Spread = *margin, spread
+				c.Policy.Margin, c.Policy.Spread = *margin, *spread
 				sc, err := power.NewScenario(c, ivs)
 				if err != nil {
 					t.Fatal(err)
