@@ -315,3 +315,57 @@ func decodeBlock(data []byte) ([]hashgrid.Share, error) {
 		out = append(out, s)
 	}
 }
+
+// summarizedCodecVersion is the share codec version summarize reads. It is not
+// hashgrid.ShareCodecVersion: a new version may lay the fields out differently.
+const summarizedCodecVersion = 1
+
+// shareSummary is what WorkBetween needs of a share.
+type shareSummary struct {
+	seq    uint64
+	time   int64 // Unix nanoseconds
+	result hashgrid.ShareResult
+	diff   hashgrid.Diff
+}
+
+// summarize returns the summary of the share enc encodes without decoding its strings
+// (five allocations a share in UnmarshalBinary), reading the leading fields of version 1
+// of the share codec as sharecodec.go documents them: version, flags and result bytes,
+// then seq, time seconds and nanoseconds, height and diff varints. A share of another
+// version is decoded in full. Like decode, it checks the block's sequence order.
+func (r *blockReader) summarize(pair int, enc []byte) (shareSummary, error) {
+	if len(enc) == 0 || enc[0] != summarizedCodecVersion {
+		s, err := r.decode(pair, enc)
+		if err != nil {
+			return shareSummary{}, err
+		}
+		return shareSummary{seq: s.Seq, time: s.Time.UnixNano(), result: s.Result, diff: s.Diff}, nil
+	}
+	if len(enc) < 3 {
+		return shareSummary{}, fmt.Errorf("share of %d bytes", len(enc))
+	}
+	var out shareSummary
+	out.result = hashgrid.ShareResult(enc[2])
+	b := enc[3:]
+	var fields [5]uint64 // seq, seconds (zig-zag), nanoseconds, height (zig-zag), diff
+	for i := range fields {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return shareSummary{}, fmt.Errorf("share: field %d: %w", i, errBlockShort)
+		}
+		fields[i], b = v, b[n:]
+	}
+	sec := int64(fields[1] >> 1)
+	if fields[1]&1 != 0 {
+		sec = ^sec
+	}
+	if out.result > hashgrid.ShareInvalid || fields[2] >= uint64(time.Second) {
+		return shareSummary{}, fmt.Errorf("share %d: result %d, nanoseconds %d", fields[0], out.result, fields[2])
+	}
+	out.seq, out.time, out.diff = fields[0], time.Unix(sec, int64(fields[2])).UnixNano(), hashgrid.Diff(fields[4])
+	if out.seq <= r.last {
+		return shareSummary{}, fmt.Errorf("share %d after %d", out.seq, r.last)
+	}
+	r.last = out.seq
+	return out, nil
+}

@@ -677,3 +677,68 @@ func TestPow2Chunks(t *testing.T) {
 		}
 	}
 }
+
+// TestSummarize checks that summarize reads what UnmarshalBinary decodes, for times
+// before 1970 and after 2038, every result and the largest values, and that it fails
+// where decoding would.
+func TestSummarize(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 8))
+	var ps []pendingShare
+	for i := range 2000 {
+		at := time.Duration(rnd.Int64N(2*int64(100*365*24*time.Hour))) - 100*365*24*time.Hour
+		s := share(uint64(i+1)*uint64(1+rnd.IntN(1<<20)), "a", "w", hashgrid.ShareResult(rnd.IntN(int(hashgrid.ShareInvalid)+1)),
+			hashgrid.Diff(rnd.Uint64()>>rnd.IntN(64)), at)
+		s.Height = rnd.Int64() - rnd.Int64()
+		if i == 0 {
+			s.Diff, s.Height = hashgrid.MaxDiff, math.MinInt64
+		}
+		enc, err := s.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, pendingShare{s: &s, enc: enc, time: s.Time.UnixNano()})
+	}
+	slices.SortFunc(ps, func(a, b pendingShare) int { return cmp.Compare(a.s.Seq, b.s.Seq) })
+	ps = slices.CompactFunc(ps, func(a, b pendingShare) bool { return a.s.Seq == b.s.Seq })
+	b := newShareBlock()
+	for i := range ps {
+		b.add(&ps[i]) // one block whatever the limits, to test the encoding alone
+	}
+	r, err := readBlock(b.data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		pair, enc, ok, err := r.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			if i != len(ps) {
+				t.Fatalf("read %d shares, want %d", i, len(ps))
+			}
+			break
+		}
+		got, err := r.summarize(pair, enc)
+		s := ps[i].s
+		want := shareSummary{seq: s.Seq, time: s.Time.UnixNano(), result: s.Result, diff: s.Diff}
+		if err != nil || got != want {
+			t.Fatalf("summarize share %d: got %+v, %v; want %+v", i, got, err, want)
+		}
+	}
+	// Truncated, out of order, and of an unknown version: errors, as from decode.
+	enc := ps[5].enc
+	for n := range 3 + 4 {
+		if _, err := (&blockReader{pairs: r.pairs}).summarize(0, enc[:n]); err == nil {
+			t.Fatalf("summarize of %d bytes: got nil error", n)
+		}
+	}
+	if _, err := (&blockReader{pairs: r.pairs, last: ps[5].s.Seq}).summarize(0, enc); err == nil {
+		t.Fatalf("summarize of a share out of order: got nil error")
+	}
+	v2 := slices.Clone(enc)
+	v2[0] = summarizedCodecVersion + 1
+	if _, err := (&blockReader{pairs: r.pairs}).summarize(0, v2); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Fatalf("summarize of another codec version: got %v, want the decoder's version error", err)
+	}
+}

@@ -487,11 +487,11 @@ func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.W
 			if !ok {
 				break
 			}
-			s, err := r.decode(pair, enc)
+			s, err := r.summarize(pair, enc)
 			if err != nil {
 				return nil, fmt.Errorf("sqlite: share block %d: %w", first, err)
 			}
-			t := s.Time.UnixNano()
+			t := s.time
 			if t < lo || t >= hi {
 				continue
 			}
@@ -504,9 +504,9 @@ func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.W
 				}
 				bySlot[pair] = w
 			}
-			if s.Result == hashgrid.ShareAccepted {
+			if s.result == hashgrid.ShareAccepted {
 				w.w.Accepted++
-				w.w.Work = w.w.Work.Add(s.Diff)
+				w.w.Work = w.w.Work.Add(s.diff)
 			} else {
 				w.w.Rejected++
 			}
