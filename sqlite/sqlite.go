@@ -13,9 +13,12 @@
 // the columns queries select blocks by: first_seq, last_seq, min_time, max_time and
 // count. Blocks' sequence ranges never overlap, so Shares reads consecutive blocks in
 // order; WorkBetween reads the blocks whose times overlap its window and filters each
-// share by its time; SharesFor reads the blocks share_block_addresses lists for an
-// address (one row per address and block). Adding a batch thus costs a few statements,
-// whatever its size; a query pays for decoding whole blocks.
+// share by its time, reading only the fields it sums; SharesFor reads the blocks
+// share_block_addresses lists for an address (one row per address and block) and
+// decodes only that address's shares. Adding a batch thus costs a few statements
+// (prepared once, when the store opens) whatever its size; a query pays for reading
+// whole blocks. A share the codec cannot encode (a string over its limit, such as
+// hashgrid.MaxShareAddressLen) is refused as EINVALID; the pool never builds one.
 //
 // 128-bit work is stored exactly as two 64-bit integer columns and summed in Go, never
 // as floats. The package does not retain or prune old shares.

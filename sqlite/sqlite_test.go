@@ -201,6 +201,12 @@ func TestAddSharesRejectsBadInput(t *testing.T) {
 		{"seq 0", func() hashgrid.Share { s := good; s.Seq = 0; return s }(), "sequence 0"},
 		{"seq too big", func() hashgrid.Share { s := good; s.Seq = math.MaxInt64 + 1; return s }(), "outside [1, 2^63)"},
 		{"zero time", func() hashgrid.Share { s := good; s.Time = time.Time{}; return s }(), "outside the storable range"},
+		{"long address", func() hashgrid.Share {
+			s := good
+			s.Address = strings.Repeat("a", hashgrid.MaxShareAddressLen+1)
+			return s
+		}(), "address is 129 bytes"},
+		{"unknown result", func() hashgrid.Share { s := good; s.Result = hashgrid.ShareInvalid + 1; return s }(), "unknown result"},
 	}
 	for _, tt := range tests {
 		err := db.AddShares(ctx, []hashgrid.Share{good, tt.s})
