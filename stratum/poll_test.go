@@ -1,0 +1,114 @@
+package stratum
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestIdleConnectionsHoldNoGoroutine: where the poller runs, an authorized connection
+// waiting for its miner holds no goroutine, and closing such a connection from the
+// server side (no reader to notice) still releases it and tells the handler.
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	s, h, addr := startServer(t, Limits{})
+	if s.poll == nil {
+		t.Skip("no poller on this system: one goroutine per connection")
+	}
+	before := runtime.NumGoroutine()
+	const n = 200
+	peers := make([]*peer, n)
+	for i := range peers {
+		peers[i] = dial(t, addr)
+		handshake(t, peers[i], "")
+	}
+	waitUntil(t, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.authorized) == n
+	})
+	if grew := runtime.NumGoroutine() - before; grew > n/4 {
+		t.Errorf("%d idle connections added %d goroutines, want few (the poller holds them)", n, grew)
+	}
+	// The connections still work: each answers a request.
+	for _, p := range peers[:10] {
+		p.send(`{"id":7,"method":"mining.suggest_difficulty","params":[2]}` + "\n")
+		if m := p.msg(); string(m.ID) != "7" || string(m.Result) != "true" {
+			t.Fatalf("reply %s %s, want id 7 true", m.ID, m.Result)
+		}
+	}
+	for _, c := range s.Conns() {
+		c.Close()
+	}
+	waitUntil(t, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.closed == n && s.NumConns() == 0
+	})
+	for _, p := range peers[:10] {
+		if !p.closed() {
+			t.Fatal("connection closed by the server still open")
+		}
+	}
+}
+
+// TestPolledTimeouts: the sweeper drops a silent authorized peer after IdleTimeout
+// and keeps one that talks.
+func TestPolledTimeouts(t *testing.T) {
+	var mu sync.Mutex
+	drops := map[string]int{}
+	h := &testHandler{}
+	s, err := NewServer(Config{Limits: Limits{IdleTimeout: 300 * time.Millisecond}, OnDrop: func(r string) {
+		mu.Lock()
+		drops[r]++
+		mu.Unlock()
+	}}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(l)
+	defer s.Shutdown(context.Background())
+	silent, talker := dial(t, l.Addr().String()), dial(t, l.Addr().String())
+	handshake(t, silent, "")
+	handshake(t, talker, "")
+	stop := time.Now().Add(900 * time.Millisecond)
+	for time.Now().Before(stop) {
+		talker.send(`{"id":9,"method":"mining.suggest_difficulty","params":[1]}` + "\n")
+		if m := talker.msg(); string(m.ID) != "9" {
+			t.Fatalf("talker got %s, want the reply to id 9", m.ID)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !silent.closed() {
+		t.Fatal("silent peer not dropped after the idle timeout")
+	}
+	mu.Lock()
+	idle := drops["idle"]
+	mu.Unlock()
+	if idle != 1 {
+		t.Errorf("idle drops: %d, want 1 (the silent peer only)", idle)
+	}
+	talker.send(`{"id":10,"method":"mining.suggest_difficulty","params":[1]}` + "\n")
+	if m := talker.msg(); string(m.ID) != "10" {
+		t.Fatalf("talker got %s after the sweep, want the reply to id 10", m.ID)
+	}
+}
+
+// TestLineSplitAcrossReads: a request that arrives in pieces, with pauses between
+// them (so the poller sees each piece alone), is handled whole.
+func TestLineSplitAcrossReads(t *testing.T) {
+	_, _, addr := startServer(t, Limits{})
+	p := dial(t, addr)
+	handshake(t, p, "")
+	line := `{"id":11,"method":"mining.suggest_difficulty","params":[0.25]}` + "\n"
+	for i := 0; i < len(line); i += 7 {
+		p.send(line[i:min(i+7, len(line))])
+		time.Sleep(5 * time.Millisecond)
+	}
+	if m := p.msg(); string(m.ID) != "11" || string(m.Result) != "true" {
+		t.Fatalf("reply %s %s, want id 11 true", m.ID, m.Result)
+	}
+}
