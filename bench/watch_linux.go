@@ -5,15 +5,34 @@ package bench
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"syscall"
 	"time"
 )
 
-// watch reads every connection from one goroutine over epoll until stop is closed,
-// calling clean(i, t) when connection i receives a clean notify at t (UnixNano). One
-// reader for all connections costs the machine far less than a goroutine each, which
-// matters when the pool under test shares the machine's cores.
+// watch reads every connection over epoll until stop is closed, calling clean(i, t)
+// when connection i receives a clean notify at t (UnixNano). A reader per core, each
+// with its share of the connections, costs the machine far less than a goroutine per
+// connection, which matters when the pool under test shares the machine's cores.
 func watch(conns []*conn, stop <-chan struct{}, clean func(i int, t int64)) error {
+	readers := min(runtime.GOMAXPROCS(0), len(conns))
+	errs := make(chan error, readers)
+	for r := range readers {
+		go func() {
+			errs <- watchSome(conns, r, readers, stop, clean)
+		}()
+	}
+	var first error
+	for range readers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// watchSome is one reader of watch: connections r, r+step, r+2·step, ...
+func watchSome(conns []*conn, r, step int, stop <-chan struct{}, clean func(i int, t int64)) error {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("bench: epoll_create1: %w", err)
@@ -39,7 +58,8 @@ func watch(conns []*conn, stop <-chan struct{}, clean func(i int, t int64)) erro
 			carry[i] = append([]byte(nil), data...)
 		}
 	}
-	for i, c := range conns {
+	for i := r; i < len(conns); i += step {
+		c := conns[i]
 		// What the handshake's reader holds already comes first.
 		if n := c.br.Buffered(); n > 0 {
 			b, _ := c.br.Peek(n)

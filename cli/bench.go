@@ -48,8 +48,14 @@ func benchStratum(ctx context.Context, args []string, env Env) error {
 	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "submit mode: how long")
 	fs.IntVar(&cfg.DialRate, "dial-rate", 2000, "new connections per second")
 	timeout := fs.Duration("timeout", 2*time.Minute, "notify mode: how long to wait")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load client to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if stop, err := startCPUProfile(*cpuprofile); err != nil {
+		return err
+	} else {
+		defer stop()
 	}
 	if cfg.URL == "" {
 		return fmt.Errorf("%w: --url is required", ErrUsage)
@@ -101,16 +107,10 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	if stop, err := startCPUProfile(*cpuprofile); err != nil {
+		return err
+	} else {
+		defer stop()
 	}
 	if cfg.Data == "" {
 		d, err := os.MkdirTemp("", "hashgrid-bench-")
@@ -190,4 +190,23 @@ func writeHeapProfile(path string) error {
 	defer f.Close()
 	runtime.GC()
 	return pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+// startCPUProfile starts a CPU profile into path ("" for none) and returns what stops it.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -444,4 +444,3 @@ func pruneAfter(l *stream.Log, store func([]stream.Record) error, every time.Dur
 		return nil
 	}
 }
-

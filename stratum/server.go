@@ -14,6 +14,7 @@ import (
 	"math/bits"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -461,7 +462,9 @@ func (s *Server) Conns() []*Conn {
 // when fn has returned for all of them.
 func (s *Server) Broadcast(fn func(c *Conn)) {
 	conns := s.Conns()
-	workers := 8
+	// A worker per core: the writes are syscalls that do not block (a peer that cannot
+	// take its line holds its worker up to WriteTimeout, so there are a few more).
+	workers := 4 * runtime.GOMAXPROCS(0)
 	if len(conns) < 64 {
 		workers = 1
 	}
@@ -738,13 +741,43 @@ func (c *Conn) writeLine(b []byte) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(c.srv.cfg.Now().Add(c.srv.lim.WriteTimeout))
-	_, err := c.nc.Write(b)
+	// Most writes fit in the socket's buffer at once: try that first, which needs no
+	// deadline; only what is left waits, bounded by WriteTimeout.
+	n, err := c.tryWrite(b)
+	if err == nil && n == len(b) {
+		return nil
+	}
+	if err == nil || err == syscall.EAGAIN {
+		c.nc.SetWriteDeadline(c.srv.cfg.Now().Add(c.srv.lim.WriteTimeout))
+		_, err = c.nc.Write(b[n:])
+	}
 	if err != nil {
 		c.srv.drop("write")
 		c.Close()
 	}
 	return err
+}
+
+// tryWrite writes what the socket takes now, without waiting. Without a descriptor it
+// writes nothing and returns no error.
+func (c *Conn) tryWrite(b []byte) (int, error) {
+	if c.raw == nil {
+		return 0, nil
+	}
+	var n int
+	var werr error
+	if err := c.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), b)
+			if werr != syscall.EINTR {
+				break
+			}
+		}
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	return max(n, 0), werr
 }
 
 // WriteRaw writes pre-encoded lines (each ending in a newline).
