@@ -51,11 +51,13 @@ var (
 	ErrPruned   = errors.New("stream: records pruned")
 )
 
-// Default tail backoff: a consumer whose store fails retries after MinBackoff, doubling
-// up to MaxBackoff, so a briefly unavailable database is retried quickly and a long
-// outage is not hammered.
+// Tail defaults. A batch is what the consumer takes at once when it is behind: each
+// batch is one store transaction (one commit and fsync), so a busy pool's shares cost
+// the store little more than their bytes; an idle one's come one or a few at a time.
+// A consumer whose store fails retries after MinBackoff, doubling up to MaxBackoff, so
+// a briefly unavailable database is retried quickly and a long outage is not hammered.
 const (
-	DefaultTailBatch      = 500
+	DefaultTailBatch      = 4096
 	DefaultTailMinBackoff = 50 * time.Millisecond
 	DefaultTailMaxBackoff = 5 * time.Second
 )
