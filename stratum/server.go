@@ -293,10 +293,11 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.poll != nil && !s.polling {
 		s.polling = true
 		s.wg.Add(2)
+		p := s.poll
 		go func() {
 			defer s.wg.Done()
-			defer s.poll.close()
-			s.poll.run(s.dispatch)
+			defer p.close()
+			p.run(s.dispatch)
 		}()
 		go s.sweep()
 	}
