@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,5 +111,54 @@ func TestLineSplitAcrossReads(t *testing.T) {
 	}
 	if m := p.msg(); string(m.ID) != "11" || string(m.Result) != "true" {
 		t.Fatalf("reply %s %s, want id 11 true", m.ID, m.Result)
+	}
+}
+
+// TestSlowReaderDropped: a peer that stops reading is dropped once a write to it has
+// waited WriteTimeout (the first part of a line goes out without waiting, the rest
+// waits), and the server and its other peers carry on.
+func TestSlowReaderDropped(t *testing.T) {
+	var mu sync.Mutex
+	drops := map[string]int{}
+	h := &testHandler{}
+	s, err := NewServer(Config{Limits: Limits{WriteTimeout: 200 * time.Millisecond}, OnDrop: func(r string) {
+		mu.Lock()
+		drops[r]++
+		mu.Unlock()
+	}}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(l)
+	defer s.Shutdown(context.Background())
+	slow, fine := dial(t, l.Addr().String()), dial(t, l.Addr().String())
+	handshake(t, slow, "")
+	handshake(t, fine, "")
+	line := []byte(`{"id":null,"method":"client.show_message","params":["` + strings.Repeat("x", 64<<10) + `"]}` + "\n")
+	start := time.Now()
+	var werr error
+	for i := 0; i < 1000 && werr == nil; i++ { // at most 64 MB: far more than socket buffers hold
+		for _, c := range s.Conns() {
+			if c.UserAgent() == "test/1" && c.RemoteAddr() == slow.c.LocalAddr().String() {
+				werr = c.WriteRaw(line)
+			}
+		}
+	}
+	if werr == nil {
+		t.Fatal("writes to a peer that does not read never failed")
+	}
+	if el := time.Since(start); el < 200*time.Millisecond || el > 5*time.Second {
+		t.Errorf("slow peer dropped after %s, want about the 200ms write timeout", el)
+	}
+	mu.Lock()
+	n := drops["write"]
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("write drops: %d, want 1", n)
+	}
+	fine.send(`{"id":5,"method":"mining.suggest_difficulty","params":[1]}` + "\n")
+	if m := fine.msg(); string(m.ID) != "5" {
+		t.Fatalf("other peer got %s, want the reply to id 5", m.ID)
 	}
 }
