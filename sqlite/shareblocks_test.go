@@ -217,13 +217,158 @@ func checkAgainst(t *testing.T, db *DB, m model, addresses []string, windows [][
 			}
 		}
 	}
+	checkMinutes(t, db)
+	checkWorkBetween(t, db, m, windows)
+}
+
+// checkWorkBetween compares WorkBetween over each window with the model and with a
+// decode of every share in the window.
+func checkWorkBetween(tb testing.TB, db *DB, m model, windows [][2]time.Time) {
+	tb.Helper()
 	for _, win := range windows {
-		got, err := db.WorkBetween(ctx, win[0], win[1])
+		got, err := db.WorkBetween(context.Background(), win[0], win[1])
 		if err != nil {
-			t.Fatalf("WorkBetween(%v, %v): %v", win[0], win[1], err)
+			tb.Fatalf("WorkBetween(%v, %v): %v", win[0], win[1], err)
 		}
-		checkWorkers(t, fmt.Sprintf("WorkBetween(%v, %v)", win[0], win[1]), got, m.workBetween(win[0], win[1]))
+		what := fmt.Sprintf("WorkBetween(%v, %v)", win[0], win[1])
+		checkWorkers(tb, what, got, m.workBetween(win[0], win[1]))
+		checkWorkers(tb, what+" against a full decode", got, decodedWorkBetween(tb, db, win[0], win[1]))
 	}
+}
+
+// decodedWorkBetween is WorkBetween without work_minutes: it decodes every share in
+// the window, as schema version 2 did.
+func decodedWorkBetween(tb testing.TB, db *DB, from, to time.Time) []hashgrid.Worker {
+	tb.Helper()
+	tx, err := db.r.Begin()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer tx.Rollback()
+	sums := map[workerKey]*workSum{}
+	if err := sumBlocks(context.Background(), tx, boundTime(from), boundTime(to), sums); err != nil {
+		tb.Fatal(err)
+	}
+	return sortedWorkers(sums)
+}
+
+// checkMinutes checks that work_minutes holds exactly the sums, by minute and worker,
+// of the shares the blocks hold.
+func checkMinutes(tb testing.TB, db *DB) {
+	tb.Helper()
+	want := map[minuteKey]workSum{}
+	rows, err := db.r.Query(`SELECT data FROM share_blocks`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			tb.Fatal(err)
+		}
+		shares, err := decodeBlock(data)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, s := range shares {
+			t := s.Time.UnixNano()
+			// Floor division the long way: the minute starting at or before t.
+			m := t / int64(time.Minute)
+			for m*int64(time.Minute) > t {
+				m--
+			}
+			k := minuteKey{m, s.Address, s.Worker}
+			w, ok := want[k]
+			if !ok {
+				w.last = math.MinInt64
+			}
+			w.count(s.Result, s.Diff, t)
+			want[k] = w
+		}
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	got := map[minuteKey]workSum{}
+	mrows, err := db.r.Query(`SELECT minute, address, worker, accepted, rejected, work_hi, work_lo, last_share FROM work_minutes`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer mrows.Close()
+	for mrows.Next() {
+		var k minuteKey
+		var acc, rej, hi, lo, last int64
+		if err := mrows.Scan(&k.minute, &k.address, &k.name, &acc, &rej, &hi, &lo, &last); err != nil {
+			tb.Fatal(err)
+		}
+		got[k] = workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last}
+	}
+	if err := mrows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	if len(got) != len(want) {
+		tb.Fatalf("work_minutes holds %d rows, the blocks' shares make %d", len(got), len(want))
+	}
+	for k, w := range want {
+		if got[k] != w {
+			tb.Fatalf("work_minutes %+v: got %+v, want %+v", k, got[k], w)
+		}
+	}
+}
+
+// minuteWindows returns n windows cut where work_minutes meets the blocks: on minutes
+// and a nanosecond either side, at and around shares' times, inside one minute,
+// across many, around all the shares, empty and reversed.
+func minuteWindows(rnd *rand.Rand, shares []hashgrid.Share, n int) [][2]time.Time {
+	lo, hi := shares[0].Time, shares[0].Time
+	for _, s := range shares {
+		if s.Time.Before(lo) {
+			lo = s.Time
+		}
+		if s.Time.After(hi) {
+			hi = s.Time
+		}
+	}
+	onMinute := func(t time.Time) time.Time { return time.Unix(0, minuteOf(t.UnixNano())*minuteNanos).UTC() }
+	point := func() time.Time {
+		s := shares[rnd.IntN(len(shares))].Time
+		switch rnd.IntN(6) {
+		case 0:
+			return s
+		case 1:
+			return s.Add(time.Duration(rnd.IntN(3) - 1))
+		case 2:
+			return onMinute(s).Add(time.Duration(rnd.IntN(3) - 1))
+		case 3:
+			return onMinute(s).Add(time.Duration(rnd.IntN(7)-3) * time.Minute)
+		case 4:
+			return s.Add(time.Duration(rnd.Int64N(int64(10*time.Minute))) - 5*time.Minute)
+		}
+		return lo.Add(time.Duration(rnd.Int64N(int64(hi.Sub(lo)+4*time.Minute+1))) - 2*time.Minute)
+	}
+	out := [][2]time.Time{
+		{onMinute(lo), onMinute(hi).Add(time.Minute)}, // every share, minutes only
+		{lo, hi.Add(1)},                    // every share, exactly
+		{lo.Add(1), hi},                    // all but the first and the last
+		{lo.Add(-time.Hour), lo},           // before every share
+		{hi.Add(1), hi.Add(time.Hour)},     // after every share
+		{time.Time{}, time.Unix(1<<40, 0)}, // beyond the storable range
+		{hi, lo},                           // reversed
+	}
+	for len(out) < n {
+		a, b := point(), point()
+		switch k := rnd.IntN(10); {
+		case k == 0: // empty
+			b = a
+		case k == 1: // inside the minute of a
+			b = a.Add(time.Duration(rnd.Int64N(int64(onMinute(a).Add(time.Minute).Sub(a)))))
+		case b.Before(a) && k < 9: // mostly in order; sometimes reversed
+			a, b = b, a
+		}
+		out = append(out, [2]time.Time{a, b})
+	}
+	return out
 }
 
 // windows returns time windows starting and ending exactly at, and a nanosecond
@@ -252,10 +397,11 @@ func TestAddSharesOverlapping(t *testing.T) {
 	addresses := []string{"bcrt1qa", "bcrt1qb", "bcrt1qc", "bcrt1qd", "bcrt1qe"}
 	const n = 3000
 	version := 0
-	// variant returns a copy of sequence seq, its job id telling copies apart.
+	// variant returns a copy of sequence seq, its job id telling copies apart; copies'
+	// times differ, sometimes by a minute boundary.
 	variant := func(seq uint64) hashgrid.Share {
 		version++
-		at := time.Duration(seq)*10*time.Millisecond + time.Duration(rnd.IntN(100)-50)*time.Millisecond
+		at := time.Duration(seq)*100*time.Millisecond + time.Duration(rnd.IntN(1000)-500)*time.Millisecond
 		if seq > 2000 {
 			at -= 5 * time.Minute // the clock stepped back
 		}
@@ -286,6 +432,8 @@ func TestAddSharesOverlapping(t *testing.T) {
 		if a, r, _, _ := db.Totals(ctx); a != acc || r != rej {
 			t.Fatalf("after %v: Totals %d accepted, %d rejected; want %d, %d", seqs(batch), a, r, acc, rej)
 		}
+		// Re-offered shares must not be summed twice, nor a later copy's time used.
+		checkWorkBetween(t, db, m, minuteWindows(rnd, m.sorted(), 12))
 	}
 	next := uint64(1)
 	for next <= n {
@@ -332,7 +480,7 @@ func TestAddSharesOverlapping(t *testing.T) {
 	}
 	blocks := checkBlocks(t, db)
 	t.Logf("%d shares in %d blocks", n, len(blocks))
-	checkAgainst(t, db, m, addresses, windows(rnd, m.sorted()))
+	checkAgainst(t, db, m, addresses, append(windows(rnd, m.sorted()), minuteWindows(rnd, m.sorted(), 300)...))
 }
 
 // TestAddSharesRepeatsFirstCopy checks that of copies of a sequence, the first offered
@@ -654,7 +802,7 @@ func FuzzDecodeBlock(f *testing.F) {
 // prepared when the store opened.
 func TestPow2Chunks(t *testing.T) {
 	db, _ := openDB(t)
-	for _, max := range []int{workerChunk, addressChunk} {
+	for _, max := range []int{workerChunk, addressChunk, minuteChunk} {
 		for n := range 3 * max {
 			chunks := pow2Chunks(n, max)
 			sum := 0
@@ -663,11 +811,16 @@ func TestPow2Chunks(t *testing.T) {
 					t.Fatalf("pow2Chunks(%d, %d) = %v", n, max, chunks)
 				}
 				sum += c
-				for _, q := range []string{insertAddressesQuery(c), selectWorkersQuery(c), upsertWorkersQuery(c)} {
-					if c <= workerChunk || strings.HasPrefix(q, "INSERT INTO share_block_addresses") {
-						if db.stmts[q] == nil {
-							t.Fatalf("no statement prepared for %.60s… of %d rows", q, c)
-						}
+				for _, q := range []string{insertAddressesQuery(c), selectWorkersQuery(c), upsertWorkersQuery(c),
+					selectMinutesQuery(c), upsertMinutesQuery(c)} {
+					switch {
+					case strings.Contains(q, "share_block_addresses") && c > addressChunk,
+						strings.Contains(q, "workers") && c > workerChunk,
+						strings.Contains(q, "work_minutes") && c > minuteChunk:
+						continue
+					}
+					if db.stmts[q] == nil {
+						t.Fatalf("no statement prepared for %.60s… of %d rows", q, c)
 					}
 				}
 			}

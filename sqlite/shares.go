@@ -17,7 +17,7 @@ import (
 // AddShares implements hashgrid.ShareStore. The batch's new shares become one block, or
 // several where a limit or a stored block's sequence range splits them. Summaries and
 // totals count only the shares this call stored, so a batch replayed after a crash
-// changes nothing.
+// changes nothing. The same goes for the rows of work_minutes.
 func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 	if len(shares) == 0 {
 		return nil
@@ -57,8 +57,10 @@ func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 		return nil
 	}
 	deltas := map[workerKey]*hashgrid.Worker{}
+	minutes := map[minuteKey]*workSum{}
 	var total hashgrid.Worker
 	for _, p := range fresh {
+		countMinute(minutes, p.s.Address, p.s.Worker, p.s.Result, p.s.Diff, p.time)
 		k := workerKey{p.s.Address, p.s.Worker}
 		d := deltas[k]
 		if d == nil {
@@ -72,6 +74,9 @@ func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 		return err
 	}
 	if err := addTotals(w, &total); err != nil {
+		return err
+	}
+	if err := addMinutes(w, minutes); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -447,49 +452,100 @@ func (db *DB) SharesFor(ctx context.Context, address string, limit int) ([]hashg
 	return out, nil
 }
 
-// WorkBetween implements hashgrid.ShareStore, ordered by address and name. A block
-// overlapping [from, to) starts at most MaxBlockTimeSpan before from, which bounds the
-// index range read; shares are then filtered by their own time.
+// WorkBetween implements hashgrid.ShareStore, ordered by address and name. The whole
+// minutes inside [from, to) are read from work_minutes; only the shares of the partial
+// minutes at its edges (none if from and to are on minutes) are read from their blocks.
+// Both reads are in one transaction, so they see the same commits.
 func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.Worker, error) {
 	lo, hi := boundTime(from), boundTime(to)
+	if lo >= hi {
+		return nil, nil
+	}
+	tx, err := db.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: work between: %w", err)
+	}
+	defer tx.Rollback()
+	sums := map[workerKey]*workSum{}
+	// Whole minutes are [first, last); their times [first·minute, last·minute) lie in
+	// [lo, hi), so neither product overflows.
+	first, last := minuteAtOrAfter(lo), minuteOf(hi)
+	if first >= last {
+		if err := sumBlocks(ctx, tx, lo, hi, sums); err != nil {
+			return nil, err
+		}
+		return sortedWorkers(sums), nil
+	}
+	if err := sumMinutes(ctx, tx, first, last, sums); err != nil {
+		return nil, err
+	}
+	if err := sumBlocks(ctx, tx, lo, first*minuteNanos, sums); err != nil {
+		return nil, err
+	}
+	if err := sumBlocks(ctx, tx, last*minuteNanos, hi, sums); err != nil {
+		return nil, err
+	}
+	return sortedWorkers(sums), nil
+}
+
+// sortedWorkers returns sums as workers ordered by address and name, nil if empty.
+func sortedWorkers(sums map[workerKey]*workSum) []hashgrid.Worker {
+	if len(sums) == 0 {
+		return nil
+	}
+	out := make([]hashgrid.Worker, 0, len(sums))
+	for k, w := range sums {
+		out = append(out, hashgrid.Worker{Address: k.address, Name: k.name, Accepted: w.accepted, Rejected: w.rejected,
+			Work: w.work, LastShare: loadTime(w.last)})
+	}
+	slices.SortFunc(out, func(a, b hashgrid.Worker) int {
+		return compareWorkerKeys(workerKey{a.Address, a.Name}, workerKey{b.Address, b.Name})
+	})
+	return out
+}
+
+// sumBlocks adds the shares with times in [lo, hi) to sums, reading the blocks that
+// overlap it. A block overlapping [lo, hi) starts at most MaxBlockTimeSpan before lo,
+// which bounds the index range read; shares are then filtered by their own time. Only
+// the fields summed are read of each share.
+func sumBlocks(ctx context.Context, tx *sql.Tx, lo, hi int64, sums map[workerKey]*workSum) error {
+	if lo >= hi {
+		return nil
+	}
 	start := int64(math.MinInt64)
 	if lo > math.MinInt64+int64(MaxBlockTimeSpan) {
 		start = lo - int64(MaxBlockTimeSpan)
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT first_seq, data FROM share_blocks
+	rows, err := tx.QueryContext(ctx, `SELECT first_seq, data FROM share_blocks
 		WHERE min_time >= ? AND min_time < ? AND max_time >= ?`, start, hi, lo)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: work between: %w", err)
+		return fmt.Errorf("sqlite: work between: %w", err)
 	}
 	defer rows.Close()
-	type sum struct {
-		w    hashgrid.Worker
-		last int64
-	}
-	sums := map[workerKey]*sum{}
-	var bySlot []*sum // the block's pairs' sums
+	var bySlot []*workSum // the block's pairs' sums
 	for rows.Next() {
 		var first int64
 		var data []byte
 		if err := rows.Scan(&first, &data); err != nil {
-			return nil, fmt.Errorf("sqlite: work between: %w", err)
+			return fmt.Errorf("sqlite: work between: %w", err)
 		}
 		r, err := readBlock(data)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: share block %d: %w", first, err)
+			return fmt.Errorf("sqlite: share block %d: %w", first, err)
 		}
-		bySlot = append(bySlot[:0], make([]*sum, len(r.pairs))...)
+		bySlot = slices.Grow(bySlot[:0], len(r.pairs))[:len(r.pairs)]
+		clear(bySlot)
 		for {
 			pair, enc, ok, err := r.next()
 			if err != nil {
-				return nil, fmt.Errorf("sqlite: share block %d: %w", first, err)
+				return fmt.Errorf("sqlite: share block %d: %w", first, err)
 			}
 			if !ok {
 				break
 			}
 			s, err := r.summarize(pair, enc)
 			if err != nil {
-				return nil, fmt.Errorf("sqlite: share block %d: %w", first, err)
+				return fmt.Errorf("sqlite: share block %d: %w", first, err)
 			}
 			t := s.time
 			if t < lo || t >= hi {
@@ -499,35 +555,18 @@ func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.W
 			if w == nil {
 				k := r.pairs[pair]
 				if w = sums[k]; w == nil {
-					w = &sum{w: hashgrid.Worker{Address: k.address, Name: k.name}, last: math.MinInt64}
+					w = &workSum{last: math.MinInt64}
 					sums[k] = w
 				}
 				bySlot[pair] = w
 			}
-			if s.result == hashgrid.ShareAccepted {
-				w.w.Accepted++
-				w.w.Work = w.w.Work.Add(s.diff)
-			} else {
-				w.w.Rejected++
-			}
-			w.last = max(w.last, t)
+			w.count(s.result, s.diff, t)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: work between: %w", err)
+		return fmt.Errorf("sqlite: work between: %w", err)
 	}
-	if len(sums) == 0 {
-		return nil, nil
-	}
-	out := make([]hashgrid.Worker, 0, len(sums))
-	for _, w := range sums {
-		w.w.LastShare = loadTime(w.last)
-		out = append(out, w.w)
-	}
-	slices.SortFunc(out, func(a, b hashgrid.Worker) int {
-		return compareWorkerKeys(workerKey{a.Address, a.Name}, workerKey{b.Address, b.Name})
-	})
-	return out, nil
+	return nil
 }
 
 // v1ShareColumns are the columns of migration 1's shares table.

@@ -12,12 +12,16 @@
 // MaxBlockTimeSpan) encoded with the share codec (hashgrid.Share.MarshalBinary), with
 // the columns queries select blocks by: first_seq, last_seq, min_time, max_time and
 // count. Blocks' sequence ranges never overlap, so Shares reads consecutive blocks in
-// order; WorkBetween reads the blocks whose times overlap its window and filters each
-// share by its time, reading only the fields it sums; SharesFor reads the blocks
-// share_block_addresses lists for an address (one row per address and block) and
-// decodes only that address's shares. Adding a batch thus costs a few statements
-// (prepared once, when the store opens) whatever its size; a query pays for reading
-// whole blocks. A share the codec cannot encode (a string over its limit, such as
+// order; SharesFor reads the blocks share_block_addresses lists for an address (one row
+// per address and block) and decodes only that address's shares. WorkBetween reads the
+// whole minutes of its window from work_minutes, which holds each worker's summary of
+// every minute (the minute is the share's Unix nanoseconds divided by 60e9, rounded
+// down), kept by AddShares in the same transaction; only the shares of the partial
+// minutes at the window's edges are read from the blocks overlapping them, filtered by
+// their own times, and only the fields summed are read. Its cost thus grows with the
+// workers and minutes of the window and the shares of at most two partial minutes, not
+// with all the shares in it. Adding a batch costs a few statements (prepared once, when
+// the store opens) whatever its size; a query pays for reading whole blocks. A share the codec cannot encode (a string over its limit, such as
 // hashgrid.MaxShareAddressLen) is refused as EINVALID; the pool never builds one.
 //
 // 128-bit work is stored exactly as two 64-bit integer columns and summed in Go, never
@@ -196,6 +200,21 @@ CREATE TABLE share_block_addresses (
 	PRIMARY KEY (address, first_seq)
 ) WITHOUT ROWID;
 `, step: moveSharesToBlocks},
+	// 3: per-minute worker summaries, so that WorkBetween decodes only the shares of
+	// the partial minutes at the edges of its window; filled from share_blocks.
+	{sql: `
+CREATE TABLE work_minutes (
+	minute     INTEGER NOT NULL,     -- floor(time / 1 minute), time in Unix nanoseconds
+	address    TEXT    NOT NULL,
+	worker     TEXT    NOT NULL,
+	accepted   INTEGER NOT NULL,
+	rejected   INTEGER NOT NULL,
+	work_hi    INTEGER NOT NULL,     -- hashgrid.Work words, bits as signed integers
+	work_lo    INTEGER NOT NULL,
+	last_share INTEGER NOT NULL,     -- Unix nanoseconds
+	PRIMARY KEY (minute, address, worker)
+) WITHOUT ROWID;
+`, step: fillWorkMinutes},
 }
 
 func (db *DB) migrate(ctx context.Context, ms []migration) error {

@@ -13,11 +13,12 @@ import (
 // per batch cost a quarter of AddShares' CPU. Statements over many rows come in
 // power-of-two row counts (see pow2Chunks), so a fixed set serves any batch.
 
-// Most rows one multi-row statement carries; powers of two. At 7 parameters a row they
-// stay far below SQLite's 32766.
+// Most rows one multi-row statement carries; powers of two. At 8 parameters a row at
+// most they stay far below SQLite's 32766.
 const (
 	workerChunk  = 128 // workers read or written by one statement
 	addressChunk = 256 // rows of share_block_addresses inserted by one statement
+	minuteChunk  = 128 // rows of work_minutes read or written by one statement
 )
 
 const (
@@ -43,6 +44,19 @@ func upsertWorkersQuery(n int) string {
 		VALUES ` + valuesList(n, 7) + `
 		ON CONFLICT (address, name) DO UPDATE SET accepted = excluded.accepted, rejected = excluded.rejected,
 			work_hi = excluded.work_hi, work_lo = excluded.work_lo, last_share = excluded.last_share`
+}
+
+func selectMinutesQuery(n int) string {
+	return `SELECT minute, address, worker, accepted, rejected, work_hi, work_lo, last_share
+		FROM work_minutes WHERE (minute, address, worker) IN (VALUES ` + valuesList(n, 3) + `)`
+}
+
+func upsertMinutesQuery(n int) string {
+	return `INSERT INTO work_minutes (minute, address, worker, accepted, rejected, work_hi, work_lo, last_share)
+		VALUES ` + valuesList(n, 8) + `
+		ON CONFLICT (minute, address, worker) DO UPDATE SET accepted = excluded.accepted,
+			rejected = excluded.rejected, work_hi = excluded.work_hi, work_lo = excluded.work_lo,
+			last_share = excluded.last_share`
 }
 
 // valuesList returns "(?, ?), (?, ?)" for rows rows of cols parameters.
@@ -82,6 +96,9 @@ func writeQueries() []string {
 	}
 	for n := 1; n <= workerChunk; n *= 2 {
 		qs = append(qs, selectWorkersQuery(n), upsertWorkersQuery(n))
+	}
+	for n := 1; n <= minuteChunk; n *= 2 {
+		qs = append(qs, selectMinutesQuery(n), upsertMinutesQuery(n))
 	}
 	return qs
 }

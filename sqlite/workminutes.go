@@ -1,0 +1,239 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/hashgrid/hashgrid"
+)
+
+// minuteNanos is the span of one row of work_minutes.
+const minuteNanos = int64(60e9)
+
+// minuteOf returns the minute holding the time t (Unix nanoseconds): t divided by a
+// minute, rounded down, so that times before 1970 fall in the minute they began in.
+func minuteOf(t int64) int64 {
+	m := t / minuteNanos
+	if t%minuteNanos < 0 {
+		m--
+	}
+	return m
+}
+
+// minuteAtOrAfter returns the first minute starting at or after t.
+func minuteAtOrAfter(t int64) int64 {
+	m := t / minuteNanos
+	if t%minuteNanos > 0 {
+		m++
+	}
+	return m
+}
+
+// minuteKey is a row of work_minutes.
+type minuteKey struct {
+	minute        int64
+	address, name string
+}
+
+func compareMinuteKeys(a, b minuteKey) int {
+	return cmp.Or(cmp.Compare(a.minute, b.minute), strings.Compare(a.address, b.address), strings.Compare(a.name, b.name))
+}
+
+// workSum is a worker's summary over some shares; last is the time of the latest,
+// math.MinInt64 before any.
+type workSum struct {
+	accepted, rejected uint64
+	work               hashgrid.Work
+	last               int64
+}
+
+func (w *workSum) count(result hashgrid.ShareResult, diff hashgrid.Diff, t int64) {
+	if result == hashgrid.ShareAccepted {
+		w.accepted++
+		w.work = w.work.Add(diff)
+	} else {
+		w.rejected++
+	}
+	w.last = max(w.last, t)
+}
+
+func (w *workSum) plus(v *workSum) {
+	w.accepted += v.accepted
+	w.rejected += v.rejected
+	w.work = w.work.Plus(v.work)
+	w.last = max(w.last, v.last)
+}
+
+// countMinute adds a share to its minute's delta in deltas.
+func countMinute(deltas map[minuteKey]*workSum, address, name string, result hashgrid.ShareResult, diff hashgrid.Diff, t int64) {
+	k := minuteKey{minuteOf(t), address, name}
+	d := deltas[k]
+	if d == nil {
+		d = &workSum{last: math.MinInt64}
+		deltas[k] = d
+	}
+	d.count(result, diff, t)
+}
+
+// addMinutes adds the deltas to the rows of work_minutes, many rows a statement. Like
+// addWorkers it reads the rows and writes the sums, done here because SQL integers are
+// 64 bits.
+func addMinutes(w *writeTx, deltas map[minuteKey]*workSum) error {
+	keys := make([]minuteKey, 0, len(deltas))
+	for k := range deltas {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareMinuteKeys)
+	args := make([]any, 0, 8*minuteChunk)
+	for _, n := range pow2Chunks(len(keys), minuteChunk) {
+		chunk := keys[:n]
+		keys = keys[n:]
+		args = args[:0]
+		for _, k := range chunk {
+			args = append(args, k.minute, k.address, k.name)
+		}
+		rows, err := w.query(selectMinutesQuery(n), args...)
+		if err != nil {
+			return fmt.Errorf("sqlite: work minutes: %w", err)
+		}
+		old := make(map[minuteKey]workSum, n)
+		for rows.Next() {
+			var k minuteKey
+			var acc, rej, hi, lo, last int64
+			if err := rows.Scan(&k.minute, &k.address, &k.name, &acc, &rej, &hi, &lo, &last); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlite: work minutes: %w", err)
+			}
+			old[k] = workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("sqlite: work minutes: %w", err)
+		}
+		args = args[:0]
+		for _, k := range chunk {
+			s := *deltas[k]
+			if o, ok := old[k]; ok {
+				s.plus(&o)
+			}
+			args = append(args, k.minute, k.address, k.name, int64(s.accepted), int64(s.rejected),
+				int64(s.work.Hi), int64(s.work.Lo), s.last)
+		}
+		if err := w.exec(upsertMinutesQuery(n), args...); err != nil {
+			return fmt.Errorf("sqlite: work minutes: %w", err)
+		}
+	}
+	return nil
+}
+
+// fillFlush is how many rows of work_minutes fillWorkMinutes sums in memory before
+// adding them to the table; tests lower it.
+var fillFlush = 1 << 16
+
+// fillWorkBlocks is how many blocks fillWorkMinutes reads a query.
+const fillWorkBlocks = 64
+
+// fillWorkMinutes is migration 3's step: it sums the shares of every stored block into
+// work_minutes, reading the blocks in sequence order a few at a time and adding the
+// sums to the table whenever fillFlush rows are pending, so that memory stays bounded
+// however many minutes and workers the database holds.
+func fillWorkMinutes(ctx context.Context, tx *sql.Tx) error {
+	w := &writeTx{ctx: ctx, tx: tx}
+	deltas := map[minuteKey]*workSum{}
+	after := int64(0)
+	for {
+		rows, err := tx.QueryContext(ctx, `SELECT first_seq, data FROM share_blocks WHERE first_seq > ? ORDER BY first_seq LIMIT ?`,
+			after, fillWorkBlocks)
+		if err != nil {
+			return fmt.Errorf("fill work minutes after %d: %w", after, err)
+		}
+		type block struct {
+			first int64
+			data  []byte
+		}
+		var blocks []block
+		for rows.Next() {
+			var b block
+			if err := rows.Scan(&b.first, &b.data); err != nil {
+				rows.Close()
+				return fmt.Errorf("fill work minutes: %w", err)
+			}
+			blocks = append(blocks, b)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("fill work minutes after %d: %w", after, err)
+		}
+		if len(blocks) == 0 {
+			break
+		}
+		for _, b := range blocks {
+			if err := eachSummary(b.data, func(k workerKey, s shareSummary) {
+				countMinute(deltas, k.address, k.name, s.result, s.diff, s.time)
+			}); err != nil {
+				return fmt.Errorf("share block %d: %w", b.first, err)
+			}
+			if len(deltas) >= fillFlush {
+				if err := addMinutes(w, deltas); err != nil {
+					return err
+				}
+				clear(deltas)
+			}
+		}
+		after = blocks[len(blocks)-1].first
+	}
+	return addMinutes(w, deltas)
+}
+
+// eachSummary calls fn with the pair and summary of every share in a block's data.
+func eachSummary(data []byte, fn func(workerKey, shareSummary)) error {
+	r, err := readBlock(data)
+	if err != nil {
+		return err
+	}
+	for {
+		pair, enc, ok, err := r.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		s, err := r.summarize(pair, enc)
+		if err != nil {
+			return err
+		}
+		fn(r.pairs[pair], s)
+	}
+}
+
+// sumMinutes adds the rows of work_minutes for the minutes [from, to) to sums.
+func sumMinutes(ctx context.Context, tx *sql.Tx, from, to int64, sums map[workerKey]*workSum) error {
+	rows, err := tx.QueryContext(ctx, `SELECT address, worker, accepted, rejected, work_hi, work_lo, last_share
+		FROM work_minutes WHERE minute >= ? AND minute < ?`, from, to)
+	if err != nil {
+		return fmt.Errorf("sqlite: work between: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k workerKey
+		var acc, rej, hi, lo, last int64
+		if err := rows.Scan(&k.address, &k.name, &acc, &rej, &hi, &lo, &last); err != nil {
+			return fmt.Errorf("sqlite: work between: %w", err)
+		}
+		w := sums[k]
+		if w == nil {
+			w = &workSum{last: math.MinInt64}
+			sums[k] = w
+		}
+		w.plus(&workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last})
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: work between: %w", err)
+	}
+	return nil
+}
