@@ -119,10 +119,24 @@ type ShareStore interface {
 	// Workers returns the summaries of one address's workers (all if address is "").
 	Workers(ctx context.Context, address string) ([]Worker, error)
 	// WorkBetween returns per-worker summaries (accepted and rejected counts, accepted
-	// work, last share) of shares received in [from, to).
+	// work, last share) of shares received in [from, to). Windows on whole minutes
+	// (see RecentWindow) are the cheap ones: stores keep per-minute summaries.
 	WorkBetween(ctx context.Context, from, to time.Time) ([]Worker, error)
 	// Totals returns pool-wide accepted and rejected counts and accepted work.
 	Totals(ctx context.Context) (accepted, rejected uint64, work Work, err error)
 
 	Close() error
+}
+
+// RecentWindow returns a window of about d that ends now, for hashrates and reject
+// rates, laid on whole minutes so that a store answers it from per-minute summaries
+// however busy the pool is: from the minute boundary d before the current minute's
+// start to the end of the current minute (whose shares after now do not exist yet).
+// span is the time the window has covered so far, between d and d plus a minute: the
+// divisor of a rate. d is rounded up to a whole minute, at least one.
+func RecentWindow(now time.Time, d time.Duration) (from, to time.Time, span time.Duration) {
+	d = max(time.Minute, (d+time.Minute-1)/time.Minute*time.Minute)
+	cur := now.Truncate(time.Minute)
+	from, to = cur.Add(-d), cur.Add(time.Minute)
+	return from, to, now.Sub(from)
 }

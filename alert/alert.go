@@ -361,7 +361,8 @@ func (m *Monitor) checkRejects(ctx context.Context, now time.Time, set Settings)
 	if set.RejectRate <= 0 {
 		return nil
 	}
-	recent, err := m.cfg.Source.WorkBetween(ctx, now.Add(-set.RejectWindow), now.Add(time.Second))
+	from, to, _ := hashgrid.RecentWindow(now, set.RejectWindow)
+	recent, err := m.cfg.Source.WorkBetween(ctx, from, to)
 	if err != nil {
 		return fmt.Errorf("alert: recent shares: %w", err)
 	}

@@ -138,7 +138,8 @@ func (s *Server) poolInfo(ctx context.Context) (PoolInfo, error) {
 		return PoolInfo{}, err
 	}
 	now := s.cfg.Now()
-	recent, err := s.cfg.Store.WorkBetween(ctx, now.Add(-s.cfg.HashrateWindow), now.Add(time.Second))
+	from, to, span := hashgrid.RecentWindow(now, s.cfg.HashrateWindow)
+	recent, err := s.cfg.Store.WorkBetween(ctx, from, to)
 	if err != nil {
 		return PoolInfo{}, err
 	}
@@ -167,7 +168,7 @@ func (s *Server) poolInfo(ctx context.Context) (PoolInfo, error) {
 		PrevHash:          st.PrevHash,
 		Connections:       st.Connections,
 		WorkersOnline:     online,
-		Hashrate:          rw.Hashes() / s.cfg.HashrateWindow.Seconds(),
+		Hashrate:          rw.Hashes() / span.Seconds(),
 		HashrateWindow:    int64(s.cfg.HashrateWindow / time.Second),
 		SharesAccepted:    acc,
 		SharesRejected:    rej,
@@ -216,7 +217,8 @@ func (s *Server) handleWorkers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	recent, err := s.cfg.Store.WorkBetween(ctx, now.Add(-s.cfg.HashrateWindow), now.Add(time.Second))
+	from, to, span := hashgrid.RecentWindow(now, s.cfg.HashrateWindow)
+	recent, err := s.cfg.Store.WorkBetween(ctx, from, to)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -224,7 +226,7 @@ func (s *Server) handleWorkers(w http.ResponseWriter, r *http.Request) {
 	rate := map[string]float64{}
 	for _, wk := range recent {
 		if wk.Address == addr {
-			rate[wk.Name] = wk.Work.Hashes() / s.cfg.HashrateWindow.Seconds()
+			rate[wk.Name] = wk.Work.Hashes() / span.Seconds()
 		}
 	}
 	out := AddressInfo{Address: addr, Workers: []WorkerInfo{}}

@@ -318,8 +318,8 @@ func (d *dashboard) nodeView() NodeView {
 // workers merges the live connections with the shares of the hashrate window, for
 // one address or ("") all.
 func (d *dashboard) workers(ctx context.Context, addr string, now time.Time) ([]WorkerView, error) {
-	win := d.s.cfg.HashrateWindow
-	recent, err := d.s.cfg.Store.WorkBetween(ctx, now.Add(-win), now.Add(time.Second))
+	from, to, span := hashgrid.RecentWindow(now, d.s.cfg.HashrateWindow)
+	recent, err := d.s.cfg.Store.WorkBetween(ctx, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +340,7 @@ func (d *dashboard) workers(ctx context.Context, addr string, now time.Time) ([]
 		}
 		v := get(wk.Address, wk.Name)
 		v.Accepted, v.Rejected = wk.Accepted, wk.Rejected
-		v.Hashrate = wk.Work.Hashes() / win.Seconds()
+		v.Hashrate = wk.Work.Hashes() / span.Seconds()
 		if n := wk.Accepted + wk.Rejected; n > 0 {
 			v.RejectRate = float64(wk.Rejected) / float64(n)
 		}

@@ -94,14 +94,15 @@ func (s *Server) handleMiner(w http.ResponseWriter, r *http.Request) {
 		out.Rejected += wk.Rejected
 	}
 	now := s.cfg.Now()
-	recent, err := s.cfg.Store.WorkBetween(ctx, now.Add(-s.cfg.HashrateWindow), now.Add(time.Second))
+	from, to, span := hashgrid.RecentWindow(now, s.cfg.HashrateWindow)
+	recent, err := s.cfg.Store.WorkBetween(ctx, from, to)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	for _, wk := range recent {
 		if wk.Address == addr {
-			out.Hashrate += wk.Work.Hashes() / s.cfg.HashrateWindow.Seconds()
+			out.Hashrate += wk.Work.Hashes() / span.Seconds()
 		}
 	}
 	mv, err := s.cfg.Payouts.Miner(ctx, addr)
