@@ -463,8 +463,9 @@ func (s *Server) Conns() []*Conn {
 // when fn has returned for all of them.
 func (s *Server) Broadcast(fn func(c *Conn)) {
 	conns := s.Conns()
-	// A worker per core: the writes are syscalls that do not block (a peer that cannot
-	// take its line holds its worker up to WriteTimeout, so there are a few more).
+	// A few workers per core: the writes are short syscalls, and a peer that cannot take
+	// its line holds its worker up to WriteTimeout. (Two in all measured slower, on two
+	// cores shared with the readers; docs/benchmarks.md.)
 	workers := 4 * runtime.GOMAXPROCS(0)
 	if len(conns) < 64 {
 		workers = 1
