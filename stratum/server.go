@@ -334,7 +334,7 @@ func (s *Server) drop(reason string) {
 }
 
 func (s *Server) accept(nc net.Conn) {
-	ip := hostOf(nc.RemoteAddr())
+	ip, remote := hostOf(nc.RemoteAddr()), nc.RemoteAddr().String()
 	now := s.cfg.Now()
 	s.mu.Lock()
 	if until, ok := s.bans[ip]; ok {
@@ -359,7 +359,7 @@ func (s *Server) accept(nc net.Conn) {
 		return
 	}
 	s.perIP[ip]++
-	c := &Conn{srv: s, nc: nc, ip: ip, connected: now, version: 0}
+	c := &Conn{srv: s, nc: nc, ip: ip, remote: remote, connected: now, version: 0}
 	c.lastRead.Store(now.UnixNano())
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -590,6 +590,7 @@ type Conn struct {
 	nc        net.Conn
 	raw       syscall.RawConn // nil if the connection has no descriptor
 	ip        string
+	remote    string // "ip:port", formatted once: every share records it
 	connected time.Time
 
 	// Polled connections (token != 0): the poller arms them, a handler goroutine reads
@@ -627,7 +628,7 @@ type Conn struct {
 }
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
+func (c *Conn) RemoteAddr() string { return c.remote }
 
 // IP returns the peer's IP address.
 func (c *Conn) IP() string { return c.ip }
