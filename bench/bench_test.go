@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"github.com/hashgrid/hashgrid/stratum"
 	"testing"
 	"time"
 )
@@ -101,5 +102,16 @@ func TestIsCleanNotify(t *testing.T) {
 		if got := isCleanNotify([]byte(tt.line)); got != tt.want {
 			t.Errorf("isCleanNotify(%s) = %v, want %v", tt.line, got, tt.want)
 		}
+	}
+}
+
+func TestAppendSubmit(t *testing.T) {
+	got := string(appendSubmit(nil, 101, "a.w", "1f", "0000000000000007", "6553f100", 0x00ab0c0d))
+	want := `{"id":101,"method":"mining.submit","params":["a.w","1f","0000000000000007","6553f100","00ab0c0d"]}` + "\n"
+	if got != want {
+		t.Errorf("appendSubmit = %q, want %q", got, want)
+	}
+	if _, err := stratum.ParseMessage([]byte(got)); err != nil {
+		t.Errorf("line does not parse: %v", err)
 	}
 }
