@@ -273,6 +273,8 @@ func recoverAndCheck(t *testing.T, dir string, acked map[uint64]string, round in
 		if sumAcc != acc || sumRej != rej {
 			t.Fatalf("%s: worker summaries count %d accepted, %d rejected; shares say %d, %d", what, sumAcc, sumRej, acc, rej)
 		}
+		// The per-minute summaries agree with the stored shares row for row.
+		checkMinutes(t, db)
 	}
 	checkCounts("after replay")
 
