@@ -58,21 +58,8 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 // TestPolledTimeouts: the sweeper drops a silent authorized peer after IdleTimeout
 // and keeps one that talks.
 func TestPolledTimeouts(t *testing.T) {
-	var mu sync.Mutex
-	drops := map[string]int{}
-	h := &testHandler{}
-	s, err := NewServer(Config{Limits: Limits{IdleTimeout: 300 * time.Millisecond}, OnDrop: func(r string) {
-		mu.Lock()
-		drops[r]++
-		mu.Unlock()
-	}}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	go s.Serve(l)
-	defer s.Shutdown(context.Background())
-	silent, talker := dial(t, l.Addr().String()), dial(t, l.Addr().String())
+	_, addr, drops := startDropCounting(t, Limits{IdleTimeout: 300 * time.Millisecond})
+	silent, talker := dial(t, addr), dial(t, addr)
 	handshake(t, silent, "")
 	handshake(t, talker, "")
 	stop := time.Now().Add(900 * time.Millisecond)
@@ -86,10 +73,7 @@ func TestPolledTimeouts(t *testing.T) {
 	if !silent.closed() {
 		t.Fatal("silent peer not dropped after the idle timeout")
 	}
-	mu.Lock()
-	idle := drops["idle"]
-	mu.Unlock()
-	if idle != 1 {
+	if idle := drops("idle"); idle != 1 {
 		t.Errorf("idle drops: %d, want 1 (the silent peer only)", idle)
 	}
 	talker.send(`{"id":10,"method":"mining.suggest_difficulty","params":[1]}` + "\n")
@@ -118,21 +102,8 @@ func TestLineSplitAcrossReads(t *testing.T) {
 // waited WriteTimeout (the first part of a line goes out without waiting, the rest
 // waits), and the server and its other peers carry on.
 func TestSlowReaderDropped(t *testing.T) {
-	var mu sync.Mutex
-	drops := map[string]int{}
-	h := &testHandler{}
-	s, err := NewServer(Config{Limits: Limits{WriteTimeout: 200 * time.Millisecond}, OnDrop: func(r string) {
-		mu.Lock()
-		drops[r]++
-		mu.Unlock()
-	}}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	go s.Serve(l)
-	defer s.Shutdown(context.Background())
-	slow, fine := dial(t, l.Addr().String()), dial(t, l.Addr().String())
+	s, addr, drops := startDropCounting(t, Limits{WriteTimeout: 200 * time.Millisecond})
+	slow, fine := dial(t, addr), dial(t, addr)
 	handshake(t, slow, "")
 	handshake(t, fine, "")
 	line := []byte(`{"id":null,"method":"client.show_message","params":["` + strings.Repeat("x", 64<<10) + `"]}` + "\n")
@@ -151,14 +122,38 @@ func TestSlowReaderDropped(t *testing.T) {
 	if el := time.Since(start); el < 200*time.Millisecond || el > 5*time.Second {
 		t.Errorf("slow peer dropped after %s, want about the 200ms write timeout", el)
 	}
-	mu.Lock()
-	n := drops["write"]
-	mu.Unlock()
-	if n != 1 {
+	if n := drops("write"); n != 1 {
 		t.Errorf("write drops: %d, want 1", n)
 	}
 	fine.send(`{"id":5,"method":"mining.suggest_difficulty","params":[1]}` + "\n")
 	if m := fine.msg(); string(m.ID) != "5" {
 		t.Fatalf("other peer got %s, want the reply to id 5", m.ID)
+	}
+}
+
+// startDropCounting starts a server whose drops are counted by reason; drops(r) reads
+// the count.
+func startDropCounting(t *testing.T, lim Limits) (s *Server, addr string, drops func(reason string) int) {
+	t.Helper()
+	var mu sync.Mutex
+	counts := map[string]int{}
+	s, err := NewServer(Config{Limits: lim, OnDrop: func(r string) {
+		mu.Lock()
+		counts[r]++
+		mu.Unlock()
+	}}, &testHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s, l.Addr().String(), func(r string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return counts[r]
 	}
 }
