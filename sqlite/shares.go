@@ -70,13 +70,13 @@ func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 		count(d, p.s)
 		count(&total, p.s)
 	}
-	if err := addWorkers(w, deltas); err != nil {
+	if err := workerSums.add(w, deltas); err != nil {
 		return err
 	}
 	if err := addTotals(w, &total); err != nil {
 		return err
 	}
-	if err := addMinutes(w, minutes); err != nil {
+	if err := minuteSums.add(w, minutes); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -266,59 +266,34 @@ func count(w *hashgrid.Worker, s *hashgrid.Share) {
 	}
 }
 
-// addWorkers adds the deltas to the stored summaries, many workers a statement. The
-// 128-bit sums are done here, not in SQL, whose integers are 64 bits.
-func addWorkers(w *writeTx, deltas map[workerKey]*hashgrid.Worker) error {
-	keys := make([]workerKey, 0, len(deltas))
-	for k := range deltas {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, compareWorkerKeys)
-	args := make([]any, 0, 7*workerChunk)
-	for _, n := range pow2Chunks(len(keys), workerChunk) {
-		chunk := keys[:n]
-		keys = keys[n:]
-		args = args[:0]
-		for _, k := range chunk {
-			args = append(args, k.address, k.name)
+// workerSums keeps the worker summaries.
+var workerSums = sumRows[workerKey, *hashgrid.Worker]{
+	what: "workers", chunk: workerChunk, compare: compareWorkerKeys,
+	selectQ: selectWorkersQuery, upsertQ: upsertWorkersQuery,
+	keyArgs: func(args []any, k workerKey) []any { return append(args, k.address, k.name) },
+	scan: func(rows *sql.Rows) (workerKey, *hashgrid.Worker, error) {
+		var o hashgrid.Worker
+		var acc, rej, hi, lo, last int64
+		if err := rows.Scan(&o.Address, &o.Name, &acc, &rej, &hi, &lo, &last); err != nil {
+			return workerKey{}, nil, err
 		}
-		rows, err := w.query(selectWorkersQuery(n), args...)
-		if err != nil {
-			return fmt.Errorf("sqlite: workers: %w", err)
+		o.Accepted, o.Rejected = uint64(acc), uint64(rej)
+		o.Work = hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}
+		o.LastShare = time.Unix(0, last)
+		return workerKey{o.Address, o.Name}, &o, nil
+	},
+	rowArgs: func(args []any, k workerKey, d, o *hashgrid.Worker, found bool) []any {
+		if !found {
+			o = &hashgrid.Worker{}
 		}
-		old := make(map[workerKey]hashgrid.Worker, n)
-		for rows.Next() {
-			var o hashgrid.Worker
-			var acc, rej, hi, lo, last int64
-			if err := rows.Scan(&o.Address, &o.Name, &acc, &rej, &hi, &lo, &last); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlite: workers: %w", err)
-			}
-			o.Accepted, o.Rejected = uint64(acc), uint64(rej)
-			o.Work = hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}
-			o.LastShare = time.Unix(0, last)
-			old[workerKey{o.Address, o.Name}] = o
+		last := d.LastShare.UnixNano()
+		if found {
+			last = max(last, o.LastShare.UnixNano())
 		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return fmt.Errorf("sqlite: workers: %w", err)
-		}
-		args = args[:0]
-		for _, k := range chunk {
-			d := deltas[k]
-			o, ok := old[k]
-			last := d.LastShare.UnixNano()
-			if ok {
-				last = max(last, o.LastShare.UnixNano())
-			}
-			work := o.Work.Plus(d.Work)
-			args = append(args, k.address, k.name, int64(o.Accepted+d.Accepted), int64(o.Rejected+d.Rejected),
-				int64(work.Hi), int64(work.Lo), last)
-		}
-		if err := w.exec(upsertWorkersQuery(n), args...); err != nil {
-			return fmt.Errorf("sqlite: workers: %w", err)
-		}
-	}
-	return nil
+		work := o.Work.Plus(d.Work)
+		return append(args, k.address, k.name, int64(o.Accepted+d.Accepted), int64(o.Rejected+d.Rejected),
+			int64(work.Hi), int64(work.Lo), last)
+	},
 }
 
 func compareWorkerKeys(a, b workerKey) int {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"github.com/hashgrid/hashgrid"
@@ -81,54 +80,27 @@ func countMinute(deltas map[minuteKey]*workSum, address, name string, result has
 	d.count(result, diff, t)
 }
 
-// addMinutes adds the deltas to the rows of work_minutes, many rows a statement. Like
-// addWorkers it reads the rows and writes the sums, done here because SQL integers are
-// 64 bits.
-func addMinutes(w *writeTx, deltas map[minuteKey]*workSum) error {
-	keys := make([]minuteKey, 0, len(deltas))
-	for k := range deltas {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, compareMinuteKeys)
-	args := make([]any, 0, 8*minuteChunk)
-	for _, n := range pow2Chunks(len(keys), minuteChunk) {
-		chunk := keys[:n]
-		keys = keys[n:]
-		args = args[:0]
-		for _, k := range chunk {
-			args = append(args, k.minute, k.address, k.name)
+// minuteSums keeps work_minutes.
+var minuteSums = sumRows[minuteKey, *workSum]{
+	what: "work minutes", chunk: minuteChunk, compare: compareMinuteKeys,
+	selectQ: selectMinutesQuery, upsertQ: upsertMinutesQuery,
+	keyArgs: func(args []any, k minuteKey) []any { return append(args, k.minute, k.address, k.name) },
+	scan: func(rows *sql.Rows) (minuteKey, *workSum, error) {
+		var k minuteKey
+		var acc, rej, hi, lo, last int64
+		if err := rows.Scan(&k.minute, &k.address, &k.name, &acc, &rej, &hi, &lo, &last); err != nil {
+			return minuteKey{}, nil, err
 		}
-		rows, err := w.query(selectMinutesQuery(n), args...)
-		if err != nil {
-			return fmt.Errorf("sqlite: work minutes: %w", err)
+		return k, &workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last}, nil
+	},
+	rowArgs: func(args []any, k minuteKey, d, o *workSum, found bool) []any {
+		s := *d
+		if found {
+			s.plus(o)
 		}
-		old := make(map[minuteKey]workSum, n)
-		for rows.Next() {
-			var k minuteKey
-			var acc, rej, hi, lo, last int64
-			if err := rows.Scan(&k.minute, &k.address, &k.name, &acc, &rej, &hi, &lo, &last); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlite: work minutes: %w", err)
-			}
-			old[k] = workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last}
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return fmt.Errorf("sqlite: work minutes: %w", err)
-		}
-		args = args[:0]
-		for _, k := range chunk {
-			s := *deltas[k]
-			if o, ok := old[k]; ok {
-				s.plus(&o)
-			}
-			args = append(args, k.minute, k.address, k.name, int64(s.accepted), int64(s.rejected),
-				int64(s.work.Hi), int64(s.work.Lo), s.last)
-		}
-		if err := w.exec(upsertMinutesQuery(n), args...); err != nil {
-			return fmt.Errorf("sqlite: work minutes: %w", err)
-		}
-	}
-	return nil
+		return append(args, k.minute, k.address, k.name, int64(s.accepted), int64(s.rejected),
+			int64(s.work.Hi), int64(s.work.Lo), s.last)
+	},
 }
 
 // fillFlush is how many rows of work_minutes fillWorkMinutes sums in memory before
@@ -178,7 +150,7 @@ func fillWorkMinutes(ctx context.Context, tx *sql.Tx) error {
 				return fmt.Errorf("share block %d: %w", b.first, err)
 			}
 			if len(deltas) >= fillFlush {
-				if err := addMinutes(w, deltas); err != nil {
+				if err := minuteSums.add(w, deltas); err != nil {
 					return err
 				}
 				clear(deltas)
@@ -186,7 +158,7 @@ func fillWorkMinutes(ctx context.Context, tx *sql.Tx) error {
 		}
 		after = blocks[len(blocks)-1].first
 	}
-	return addMinutes(w, deltas)
+	return minuteSums.add(w, deltas)
 }
 
 // eachSummary calls fn with the pair and summary of every share in a block's data.

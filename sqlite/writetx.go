@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -186,4 +187,63 @@ func (w *writeTx) queryRow(query string, args []any, dest ...any) error {
 		return err
 	}
 	return rows.Close()
+}
+
+// sumRows describes a table of sums kept per key, whose rows AddShares reads, adds its
+// deltas to in Go (SQL integers are 64 bits, the work sums 128) and writes back, many
+// keys a statement: the worker summaries and work_minutes.
+type sumRows[K comparable, V any] struct {
+	what    string                      // for errors
+	chunk   int                         // most keys a statement
+	compare func(a, b K) int            // key order, so that writes come in a fixed order
+	selectQ func(n int) string          // reads the rows of n keys
+	upsertQ func(n int) string          // writes n rows
+	keyArgs func(args []any, k K) []any // appends a key's parameters for selectQ
+	scan    func(*sql.Rows) (K, V, error)
+	// rowArgs appends the parameters of k's new row for upsertQ: the delta d plus the
+	// stored row old, if found.
+	rowArgs func(args []any, k K, d, old V, found bool) []any
+}
+
+// add adds deltas to the stored rows.
+func (t sumRows[K, V]) add(w *writeTx, deltas map[K]V) error {
+	keys := make([]K, 0, len(deltas))
+	for k := range deltas {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, t.compare)
+	args := make([]any, 0, 8*t.chunk)
+	for _, n := range pow2Chunks(len(keys), t.chunk) {
+		chunk := keys[:n]
+		keys = keys[n:]
+		args = args[:0]
+		for _, k := range chunk {
+			args = t.keyArgs(args, k)
+		}
+		rows, err := w.query(t.selectQ(n), args...)
+		if err != nil {
+			return fmt.Errorf("sqlite: %s: %w", t.what, err)
+		}
+		old := make(map[K]V, n)
+		for rows.Next() {
+			k, v, err := t.scan(rows)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlite: %s: %w", t.what, err)
+			}
+			old[k] = v
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", t.what, err)
+		}
+		args = args[:0]
+		for _, k := range chunk {
+			o, found := old[k]
+			args = t.rowArgs(args, k, deltas[k], o, found)
+		}
+		if err := w.exec(t.upsertQ(n), args...); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", t.what, err)
+		}
+	}
+	return nil
 }
