@@ -176,18 +176,7 @@ func TestMigrateSharesToBlocks(t *testing.T) {
 		wantWork = append(wantWork, v1WorkBetween(t, old, w[0], w[1]))
 	}
 	wantWorkers := mustWorkers(t, old, "")
-	if err := old.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	db, err := Open(path)
-	if err != nil {
-		t.Fatalf("Open of a version 1 database: %v", err)
-	}
-	defer db.Close()
-	if v, _ := db.SchemaVersion(ctx); v != len(migrations) {
-		t.Fatalf("schema version after migration: got %d, want %d", v, len(migrations))
-	}
+	db := reopenMigrated(t, old, path, 1)
 	var n int
 	if err := db.r.QueryRow(`SELECT COUNT(*) FROM sqlite_schema WHERE name LIKE 'shares%'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("objects of the old shares table left: %d, %v", n, err)
@@ -267,4 +256,22 @@ func TestMigrateRefusesUnencodableRow(t *testing.T) {
 	if got := v1SharesFor(t, old, "a", 10); len(got) != 2 {
 		t.Fatalf("after the failed migration: %d rows in shares, want 2", len(got))
 	}
+}
+
+// reopenMigrated closes old, a database at schema version from, and opens path with
+// every migration; it fails the test unless the schema is then the latest.
+func reopenMigrated(t *testing.T, old *DB, path string, from int) *DB {
+	t.Helper()
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open of a version %d database: %v", from, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if v, _ := db.SchemaVersion(context.Background()); v != len(migrations) {
+		t.Fatalf("schema version after migration: got %d, want %d", v, len(migrations))
+	}
+	return db
 }

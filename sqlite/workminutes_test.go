@@ -177,17 +177,9 @@ func testMigrateWorkMinutes(t *testing.T) {
 	for _, w := range wins {
 		want = append(want, decodedWorkBetween(t, old, w[0], w[1]))
 	}
-	if err := old.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	db, err := Open(path)
-	if err != nil {
-		t.Fatalf("Open of a version 2 database: %v", err)
-	}
-	defer db.Close()
-	if v, _ := db.SchemaVersion(ctx); v != len(migrations) || v != 3 {
-		t.Fatalf("schema version after migration: got %d, want 3", v)
+	db := reopenMigrated(t, old, path, 2)
+	if len(migrations) != 3 {
+		t.Fatalf("%d migrations, this test knows 3", len(migrations))
 	}
 	checkMinutes(t, db)
 	m := model{}
