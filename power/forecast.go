@@ -24,6 +24,11 @@ type Forecaster struct {
 	ctx     [][]stat // by (band of last, band of the one before, day-before group)
 	cell    [][]stat // by (band of last, band of the one before)
 	band    [][]stat // by band of last
+	// The next price's distribution (lead 1), by the band it falls in: count and sum of
+	// the changes, by (band of last, band of the one before, outcome band) and by (band
+	// of last, outcome band).
+	nextCell []stat
+	nextBand []stat
 }
 
 // day is the number of intervals in a day: the lag of the seasonal context.
@@ -104,6 +109,8 @@ func (f *Forecaster) reset() {
 	for i := range f.band {
 		f.band[i] = make([]stat, f.horizon)
 	}
+	f.nextCell = make([]stat, nBands*nBands*nBands)
+	f.nextBand = make([]stat, nBands*nBands)
 }
 
 // Observe learns from one newly published price.
@@ -129,6 +136,11 @@ func (f *Forecaster) Observe(p Price) {
 		f.ctx[(b1*nBands+b2)*nDay+z][k].add(d)
 		f.cell[b1*nBands+b2][k].add(d)
 		f.band[b1][k].add(d)
+		if k == 0 {
+			bo := bandOf(p)
+			f.nextCell[(b1*nBands+b2)*nBands+bo].add(d)
+			f.nextBand[b1*nBands+bo].add(d)
+		}
 	}
 }
 
@@ -153,16 +165,33 @@ func (f *Forecaster) Forecast(h []Price, mean []Price, se, spread []float64) ([]
 	if len(h) == 0 {
 		return mean, se, spread
 	}
-	last := h[len(h)-1]
-	b1, b2 := bandOf(last), bandOf(last)
+	last, prev := h[len(h)-1], h[len(h)-1]
 	if len(h) >= 2 {
-		b2 = bandOf(h[len(h)-2])
+		prev = h[len(h)-2]
 	}
+	return f.predict(last, prev, 0, mean, se, spread)
+}
+
+// ForecastAfter is Forecast for the intervals after the next one, as it will read once
+// the next price is published at next: the history last given to Forecast, then next.
+func (f *Forecaster) ForecastAfter(next Price, mean []Price, se, spread []float64) ([]Price, []float64, []float64) {
+	if len(f.last) == 0 {
+		return mean, se, spread
+	}
+	return f.predict(next, f.last[len(f.last)-1], 1, mean, se, spread)
+}
+
+// predict forecasts from a last price and the one before it; ahead is how many
+// hypothetical prices (0 or 1, the last) follow the observed ones.
+func (f *Forecaster) predict(last, prev Price, ahead int, mean []Price, se, spread []float64) ([]Price, []float64, []float64) {
+	b1, b2 := bandOf(last), bandOf(prev)
 	L := len(f.last)
 	for k := 0; k < f.horizon; k++ {
 		z := 0
-		if i := L + k - day; i >= 0 && i < L {
+		if i := L + ahead + k - day; i >= 0 && i < L {
 			z = dayGroup(f.last[i])
+		} else if i == L && ahead == 1 {
+			z = dayGroup(last)
 		}
 		dBand, seBand, sdBand := f.band[b1][k].estimate(f.prior, 0, 0, 0)
 		dCell, seCell, sdCell := f.cell[b1*nBands+b2][k].estimate(f.prior, dBand, seBand, sdBand)
@@ -172,4 +201,60 @@ func (f *Forecaster) Forecast(h []Price, mean []Price, se, spread []float64) ([]
 		spread = append(spread, sd)
 	}
 	return mean, se, spread
+}
+
+// Outcome is one outcome of the next price, with its probability.
+type Outcome struct {
+	Price  Price
+	Weight float64
+}
+
+// Next appends to out the distribution of the next price after the history last given
+// to Forecast, as a few weighted outcomes whose mean is mean (the forecast of lead 1):
+// the changes seen after the same bands of the last two prices, grouped by the band
+// they ended in, shrunk toward those seen after the band of the last price alone
+// (weight prior), themselves shrunk toward no change (weight prior), then shifted so
+// that their mean is the forecast's.
+func (f *Forecaster) Next(mean Price, out []Outcome) []Outcome {
+	L := len(f.last)
+	if L == 0 {
+		return append(out, Outcome{Price: mean, Weight: 1})
+	}
+	last, prev := f.last[L-1], f.last[L-1]
+	if L >= 2 {
+		prev = f.last[L-2]
+	}
+	b1, b2 := bandOf(last), bandOf(prev)
+	band := f.nextBand[b1*nBands : (b1+1)*nBands]
+	cell := f.nextCell[(b1*nBands+b2)*nBands : (b1*nBands+b2+1)*nBands]
+	var nb, nc float64
+	for bo := range nBands {
+		nb += band[bo].n
+		nc += cell[bo].n
+	}
+	start := len(out)
+	var sum float64
+	// The no-change atom of the band level, carried into the cell level.
+	w0 := f.prior / (nb + f.prior) * f.prior / (nc + f.prior)
+	out = append(out, Outcome{Price: 0, Weight: w0})
+	for bo := range nBands {
+		pb := band[bo].n / (nb + f.prior)
+		wc := cell[bo].n + f.prior*pb
+		if wc == 0 {
+			continue
+		}
+		var mb float64
+		if band[bo].n > 0 {
+			mb = band[bo].sum / band[bo].n
+		}
+		d := (cell[bo].sum + f.prior*pb*mb) / wc
+		w := wc / (nc + f.prior)
+		sum += w * d
+		out = append(out, Outcome{Price: Price(math.Round(d * 100)), Weight: w})
+	}
+	shift := (mean - last).Dollars() - sum
+	for i := start; i < len(out); i++ {
+		out[i].Price = last + out[i].Price + Price(math.Round(shift*100))
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package power
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -452,5 +453,100 @@ func TestConfigSpread(t *testing.T) {
 	}
 	if _, err := ReadConfig(strings.NewReader(testSite + "[policy]\nspread = -1\n")); err == nil || !strings.Contains(err.Error(), "spread") {
 		t.Errorf("negative spread: got %v, want an error naming spread", err)
+	}
+}
+
+// TestPolicyValuesTheNextPrice checks that the policy values waiting for the next
+// published price. After a jump above breakeven, the next prices are, as often, cheap
+// for the whole horizon or dear (above the shed price) for the whole horizon; their
+// mean is above breakeven in every mode. A planner on the mean alone curtails, like the
+// last-price rule. Staying on pays: once the next price is published, a running group
+// runs on through the cheap case and curtails at once in the dear one, while a
+// curtailed group stays off for its minimum off time either way.
+func TestPolicyValuesTheNextPrice(t *testing.T) {
+	sc := testScenario(t, 1, 0)
+	m := sc.Models[0]
+	in := &Input{Site: &sc.Site, Model: m, State: State{Mode: 1, Dwell: m.Dwell}, Hashprice: sc.Hashprice[0]}
+	lo, hi := min(in.Breakeven(1), in.Breakeven(2)), max(in.Breakeven(1), in.Breakeven(2))
+	jump := (hi + sc.Site.ShedPrice) / 2
+	cheap, dear := lo*3/10, 2*sc.Site.ShedPrice-lo*3/10 // mean: the shed price
+	if jump <= hi || jump >= sc.Site.ShedPrice || (cheap+dear)/2 <= hi {
+		t.Fatalf("breakevens %v, %v and shed price %v leave no room for the test", lo, hi, sc.Site.ShedPrice)
+	}
+	const days, at = 60, 40
+	rng := rand.New(rand.NewPCG(3, 4))
+	var h []Price
+	for range days {
+		dearDay := rng.IntN(2) == 1
+		for i := range day {
+			p := cheap
+			if i == at {
+				p = jump
+			} else if i > at && i <= at+m.Dwell+4 && dearDay {
+				p = dear
+			}
+			h = append(h, p)
+		}
+	}
+	in.History = h[:len(h)-day+at+1] // ends with the last day's jump
+	if ref := (LastPrice{}).Decide(in); ref != 0 {
+		t.Fatalf("last_price after the jump: got %d, want 0", ref)
+	}
+	if got := NewPolicy().Decide(in); got == 0 {
+		t.Errorf("policy curtails after the jump; want it to stay on")
+	}
+}
+
+// TestNextOutcomes checks the forecaster's distribution of the next price: weights
+// that sum to one, a mean equal to the forecast it is given, and outcomes on both sides
+// of it after a history where the next price sometimes falls and sometimes climbs.
+func TestNextOutcomes(t *testing.T) {
+	sc := testScenario(t, 3000, 5)
+	f := NewForecaster(4, 16)
+	for _, n := range []int{1, 2, 500, 3000} {
+		mean, _, _ := f.Forecast(sc.Prices[:n], nil, nil, nil)
+		out := f.Next(mean[0], nil)
+		var w, mu float64
+		below, above := false, false
+		for _, o := range out {
+			w += o.Weight
+			mu += o.Weight * o.Price.Dollars()
+			below = below || o.Price < mean[0]
+			above = above || o.Price > mean[0]
+		}
+		if math.Abs(w-1) > 1e-9 {
+			t.Errorf("after %d prices: weights sum to %v", n, w)
+		}
+		if math.Abs(mu-mean[0].Dollars()) > 0.01*float64(len(out)) {
+			t.Errorf("after %d prices: outcomes average %.2f, forecast %v", n, mu, mean[0])
+		}
+		if n >= 500 && (!below || !above) {
+			t.Errorf("after %d prices: %d outcomes, all on one side of %v", n, len(out), mean[0])
+		}
+	}
+}
+
+// TestScenarioEarlier checks that prices published before a scenario starts are what
+// the strategies see first, and that only the scenario's own intervals are accounted.
+func TestScenarioEarlier(t *testing.T) {
+	sc := testScenario(t, 50, 2)
+	in := &Input{Site: &sc.Site, Model: sc.Models[0], Hashprice: sc.Hashprice[0]}
+	dear := 2 * max(in.Breakeven(1), in.Breakeven(2))
+	sc.Prices[0], sc.Intervals[0].Price = 0, 0
+	plain, err := sc.Simulate(LastPrice{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Earlier = []Price{100, dear}
+	warm, err := sc.Simulate(LastPrice{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain[0].Path[0] == 0 || warm[0].Path[0] != 0 {
+		t.Errorf("first interval: %d without earlier prices, %d after a published $%v; want on, then curtailed",
+			plain[0].Path[0], warm[0].Path[0], dear)
+	}
+	if len(warm[0].Path) != len(sc.Prices) {
+		t.Errorf("accounted %d intervals, want %d", len(warm[0].Path), len(sc.Prices))
 	}
 }

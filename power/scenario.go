@@ -55,6 +55,10 @@ type Scenario struct {
 	Watch     []bool    // in the 4CP watch window (June–September weekdays)
 	Peak      []bool    // a 4CP peak interval
 	PeakProxy bool      // Peak was derived from prices, not configured
+	// Earlier holds prices published before the first interval, oldest first: what the
+	// strategies have seen before the scenario starts (History begins with them). It
+	// is not accounted.
+	Earlier []Price
 }
 
 // NewScenario prepares a backtest of the site in c over the intervals ivs.
@@ -206,12 +210,14 @@ func (sc *Scenario) Simulate(s Strategy, progress func(done int)) ([]GroupResult
 		paths[g] = make([]uint8, n)
 		states[g] = sc.StartState(g)
 	}
+	hist := append(append(make([]Price, 0, len(sc.Earlier)+n), sc.Earlier...), sc.Prices...)
 	for t := range n {
 		cond := sc.Conditions(t)
+		e := len(sc.Earlier) + t
 		for g, m := range sc.Models {
 			in := Input{
 				Site: &sc.Site, Model: m, State: states[g], Start: sc.Intervals[t].Start,
-				History: sc.Prices[:t:t], Hashprice: sc.Hashprice[t], Cond: cond, Watch: sc.Watch[t],
+				History: hist[:e:e], Hashprice: sc.Hashprice[t], Cond: cond, Watch: sc.Watch[t],
 			}
 			to := m.Feasible(states[g], s.Decide(&in), cond)
 			paths[g][t] = uint8(to)

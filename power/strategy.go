@@ -116,29 +116,30 @@ func (TwoStrike) Decide(in *Input) int {
 // last-price rule runs is never taken: betting on a price rise from the history is
 // the noisy side of a heavy-tailed market, while a spike's reversion is not.
 //
-// The forecast is learnt online from the published history alone (see Forecaster); a
-// planner over a short horizon, with the same dynamic programme, constraints and ramp
-// costs as the optimum, values every first decision, and the departure must be its
-// choice. The departure must also leave every choice open for the next interval: it
-// may keep a group on or raise its mode, but not switch a curtailed group on when that
-// starts a minimum on time. The planner plans on expected prices as if they were sure,
-// so it cannot see what waiting one interval for the next published price is worth:
-// it overvalues a choice that binds the next interval (turning on, then being held on
-// through a spike) and undervalues one that keeps the next interval free. Staying on
-// where the last-price rule would curtail keeps options, since curtailing starts a
-// minimum off time.
+// The forecast is learnt online from the published history alone (see Forecaster).
+// Every first decision is valued over a short horizon, with the same constraints and
+// ramp costs as the optimum, in two stages: the next interval at the expected next
+// price, then the rest of the horizon planned (by the same dynamic programme) once
+// that price is published, averaged over the forecaster's distribution of it
+// (Forecaster.Next), each outcome with the forecast that would follow it
+// (Forecaster.ForecastAfter) and, at or above the shed price, the shed it allows. A
+// planner on the expected prices alone, as if they were sure, cannot see what the next
+// published price is worth: a running group can react to it at once, a curtailed one
+// only after its minimum off time, so after a jump whose next price is cheap as often
+// as dear it curtails where staying on pays (TestPolicyValuesTheNextPrice). The
+// departure must be the two-stage choice and must leave every choice open for the
+// next interval: it may keep a group on or raise its mode, but not switch a curtailed
+// group on when that starts a minimum on time (the outcome distribution is coarse, by
+// price band, and switching on still lost on the development zones).
 //
-// A departure must also still beat the last-price decision when every forecast price
-// is raised by Site.Spread standard deviations of the price change (default 1) plus
-// Site.Margin standard errors of its mean (default 0). The spread is how far one
-// outcome strays from the mean however well the mean is known: a mean that says a
-// price above breakeven falls back may average a sure small fall, or falls and climbs
-// far above breakeven; the planner, risk-neutral on the mean, departs on both, and
-// the second is where a departure loses a whole cell's lead in one afternoon. The
-// test gives up most of the expected lead over the last-price rule for fewer, surer
-// departures. It was selected on the development zones for the most year×efficiency
-// cells won (56 of 63, tied with a 1-standard-error margin, with the smaller worst-cell
-// loss); on LZ_WEST it wins fewer than the policy without it (docs/benchmarks.md).
+// Optionally (Site.Spread, Site.Margin; both 0 by default, off), a departure must
+// also still beat the last-price decision, for the planner on expected prices alone,
+// when every forecast price is raised by Spread standard deviations of the price
+// change plus Margin standard errors of its mean: a risk-averse operator's knobs, which
+// give up expected profit for fewer departures (docs/benchmarks.md). The spread is how
+// far one outcome strays from the mean however well the mean is known: a mean that
+// says a price above breakeven falls back may average a sure small fall, or falls and
+// climbs far above breakeven.
 //
 // Two safety rules come first: a demand-response event, or a published price at or
 // above the shed price at which no mode earns its power bill, curtails at once; in the
@@ -152,6 +153,12 @@ type Policy struct {
 	shifted  []Price
 	val      []int64
 	revenue  [][]Micro
+
+	outcomes []Outcome
+	after    []Price
+	se2, sd2 []float64
+	q        []float64
+	cval     []int64
 }
 
 // NewPolicy returns a policy with an empty forecaster.
@@ -177,6 +184,9 @@ func (p *Policy) Decide(in *Input) int {
 	}
 	m := in.Model
 	ref := m.Feasible(in.State, in.bestAt(last), in.Cond)
+	if !p.canDepart(in, ref) {
+		return ref // nothing to weigh (the forecaster catches up on the next call)
+	}
 	if p.fc == nil || p.fc.horizon != in.Site.Horizon || p.fc.prior != in.Site.Prior {
 		p.fc = NewForecaster(in.Site.Horizon, in.Site.Prior)
 	}
@@ -193,13 +203,14 @@ func (p *Policy) Decide(in *Input) int {
 			p.revenue[i] = make([]Micro, A)
 		}
 		p.val = make([]int64, A)
+		p.q = make([]float64, A)
 	}
 	for f := range A {
 		for to := range A {
 			p.revenue[f][to] = m.Revenue(f, to, in.Hashprice, in.Site.PoolFee)
 		}
 	}
-	pl.values(in.State, p.revenue, p.mean, in.Cond, p.val)
+	p.twoStage(in, pl)
 	dev := ref
 	for a := range A {
 		if p.val[a] > p.val[dev] {
@@ -226,6 +237,58 @@ func (p *Policy) Decide(in *Input) int {
 		return dev
 	}
 	return ref
+}
+
+// canDepart reports whether some choice allowed from the group's state runs more than
+// ref and keeps every option for the next interval: the only departures Decide takes.
+func (p *Policy) canDepart(in *Input, ref int) bool {
+	m := in.Model
+	for a := range m.States() {
+		if m.Allowed(in.State, a, in.Cond) && m.EnergyWh(in.State.Mode, a) > m.EnergyWh(in.State.Mode, ref) && m.keepsOptions(in.State, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// twoStage sets p.val[a], for every first decision a, to the expected reward of the
+// next interval plus the expected value of planning the rest of the horizon once its
+// price is published, over the forecaster's distribution of that price.
+func (p *Policy) twoStage(in *Input, pl *planner) {
+	m := in.Model
+	A := m.States()
+	p.outcomes = p.fc.Next(p.mean[0], p.outcomes[:0])
+	for a := range A {
+		p.val[a] = math.MinInt64
+		if m.Allowed(in.State, a, in.Cond) {
+			p.q[a] = float64(p.revenue[in.State.Mode][a] - EnergyCost(p.mean[0], m.EnergyWh(in.State.Mode, a)))
+		}
+	}
+	if len(p.mean) > 1 {
+		if len(p.cval) != A {
+			p.cval = make([]int64, A)
+		}
+		for _, o := range p.outcomes {
+			p.after, p.se2, p.sd2 = p.fc.ForecastAfter(o.Price, p.after[:0], p.se2[:0], p.sd2[:0])
+			c := Conditions{ShedAllowed: o.Price >= in.Site.ShedPrice}
+			for a := range A {
+				if !m.Allowed(in.State, a, in.Cond) {
+					continue
+				}
+				pl.values(m.Next(in.State, a), p.revenue, p.after[:len(p.mean)-1], c, p.cval)
+				best := int64(math.MinInt64)
+				for _, v := range p.cval {
+					best = max(best, v)
+				}
+				p.q[a] += o.Weight * float64(best)
+			}
+		}
+	}
+	for a := range A {
+		if m.Allowed(in.State, a, in.Cond) {
+			p.val[a] = int64(math.Round(p.q[a]))
+		}
+	}
 }
 
 // Strategies returns fresh instances of the policy and the references, in report order.

@@ -21,15 +21,22 @@ var devZones = []string{"LZ_AEN", "LZ_CPS", "LZ_HOUSTON", "LZ_LCRA", "LZ_NORTH",
 // recorded in docs/benchmarks.md, with the cells won, the worst cell and the total
 // lead by which the policy's variants are selected. It runs only when
 // HASHGRID_DEV_ZONES is set, and checks there what TestYears checks on LZ_WEST except
-// the lead over last_price. HASHGRID_DEV_MARGIN and HASHGRID_DEV_SPREAD set the
-// policy's margin and spread (defaults: the configuration's).
+// the lead over last_price. Each year is run after the prices of the year before in
+// the same zone, as TestYears does (none for 2018; HASHGRID_DEV_COLD=1 runs every
+// year from an empty history). HASHGRID_DEV_MARGIN, HASHGRID_DEV_SPREAD,
+// HASHGRID_DEV_HORIZON and HASHGRID_DEV_PRIOR set the policy's margin, spread,
+// horizon and prior weight (defaults: the configuration's; margin and spread 0).
 func TestDevelopmentZones(t *testing.T) {
 	if os.Getenv("HASHGRID_DEV_ZONES") == "" {
 		t.Skip("set HASHGRID_DEV_ZONES=1 to compare on the development zones")
 	}
 	margin := envFloat(t, "HASHGRID_DEV_MARGIN", 0)
 	spread := envFloat(t, "HASHGRID_DEV_SPREAD", 0)
-	t.Logf("margin %v standard errors, spread %v standard deviations", *margin, *spread)
+	def := exampleConfig(t).Policy
+	horizon := envFloat(t, "HASHGRID_DEV_HORIZON", float64(def.Horizon))
+	prior := envFloat(t, "HASHGRID_DEV_PRIOR", def.PriorWeight)
+	cold := os.Getenv("HASHGRID_DEV_COLD") != ""
+	t.Logf("cold start %v, margin %v standard errors, spread %v standard deviations, horizon %v, prior weight %v", cold, *margin, *spread, *horizon, *prior)
 	dir := dataDir(t)
 	var b strings.Builder
 	var total power.Micro
@@ -39,6 +46,7 @@ func TestDevelopmentZones(t *testing.T) {
 	for _, zone := range devZones {
 		var zl power.Micro
 		zw := 0
+		var earlier []power.Price // the year before, published before the year starts
 		for _, y := range []string{"2018", "2019", "2020"} {
 			ivs, err := ercot.ReadFile(filepath.Join(dir, y+".csv"), power.Zone{Name: zone})
 			if err != nil {
@@ -48,10 +56,12 @@ func TestDevelopmentZones(t *testing.T) {
 				c := exampleConfig(t)
 				power.SetEfficiency(c, eff)
 				c.Policy.Margin, c.Policy.Spread = *margin, *spread
+				c.Policy.Horizon, c.Policy.PriorWeight = int(*horizon), *prior
 				sc, err := power.NewScenario(c, ivs)
 				if err != nil {
 					t.Fatal(err)
 				}
+				sc.Earlier = earlier
 				rep, err := Run(sc, zone, Options{})
 				if err != nil {
 					t.Fatal(err)
@@ -76,12 +86,24 @@ func TestDevelopmentZones(t *testing.T) {
 					fmt.Fprintf(&b, "  behind last_price: %s %s %v J/TH by %s\n", zone, y, eff, -lead)
 				}
 			}
+			if !cold {
+				earlier = prices(ivs)
+			}
 		}
 		total += zl
 		fmt.Fprintf(&b, "%-10s lead over last_price %12s, ahead in %d of 9\n", zone, zl, zw)
 	}
 	fmt.Fprintf(&b, "total lead over last_price %s, ahead in %d of %d cells, worst %s (%s)\n", total, won, cells, worst, worstCell)
 	t.Log("\n" + b.String())
+}
+
+// prices returns the prices of ivs.
+func prices(ivs []power.Interval) []power.Price {
+	out := make([]power.Price, len(ivs))
+	for i, iv := range ivs {
+		out[i] = iv.Price
+	}
+	return out
 }
 
 // envFloat returns the number in the environment variable name, or def if it is unset.
