@@ -161,18 +161,6 @@ func (m *Model) Feasible(s State, want int, c Conditions) int {
 	return s.Mode
 }
 
-// keepsOptions reports whether moving from s to state to leaves every state allowed
-// in the next interval (ignoring events): no minimum on or off time starts.
-func (m *Model) keepsOptions(s State, to int) bool {
-	next := m.Next(s, to)
-	for k := range m.States() {
-		if !m.Allowed(next, k, Conditions{}) {
-			return false
-		}
-	}
-	return true
-}
-
 // index maps a state to a dense index for the dynamic programme.
 func (m *Model) index(s State) int { return s.Mode*m.Dwell + s.Dwell - 1 }
 

@@ -126,11 +126,11 @@ func (TwoStrike) Decide(in *Input) int {
 // planner on the expected prices alone, as if they were sure, cannot see what the next
 // published price is worth: a running group can react to it at once, a curtailed one
 // only after its minimum off time, so after a jump whose next price is cheap as often
-// as dear it curtails where staying on pays (TestPolicyValuesTheNextPrice). The
-// departure must be the two-stage choice and must leave every choice open for the
-// next interval: it may keep a group on or raise its mode, but not switch a curtailed
-// group on when that starts a minimum on time (the outcome distribution is coarse, by
-// price band, and switching on still lost on the development zones).
+// as dear it curtails where staying on pays (TestPolicyValuesTheNextPrice); and it
+// sees a switch-on as binding the next interval whatever that price turns out to be,
+// while a published price at or above the shed price frees it at once
+// (TestPolicySwitchesOnKnowingItCanShed). The departure is the two-stage choice: it
+// may keep a group on, raise its mode or switch a curtailed group on.
 //
 // Optionally (Site.Spread, Site.Margin; both 0 by default, off), a departure must
 // also still beat the last-price decision, for the planner on expected prices alone,
@@ -220,9 +220,6 @@ func (p *Policy) Decide(in *Input) int {
 	if dev == ref || m.EnergyWh(in.State.Mode, dev) <= m.EnergyWh(in.State.Mode, ref) {
 		return ref // only departures that run more than the last-price rule
 	}
-	if !m.keepsOptions(in.State, dev) {
-		return ref // a departure that commits: see the type's comment
-	}
 	if in.Site.Margin == 0 && in.Site.Spread == 0 {
 		return dev
 	}
@@ -240,11 +237,11 @@ func (p *Policy) Decide(in *Input) int {
 }
 
 // canDepart reports whether some choice allowed from the group's state runs more than
-// ref and keeps every option for the next interval: the only departures Decide takes.
+// ref: the only departures Decide takes.
 func (p *Policy) canDepart(in *Input, ref int) bool {
 	m := in.Model
 	for a := range m.States() {
-		if m.Allowed(in.State, a, in.Cond) && m.EnergyWh(in.State.Mode, a) > m.EnergyWh(in.State.Mode, ref) && m.keepsOptions(in.State, a) {
+		if m.Allowed(in.State, a, in.Cond) && m.EnergyWh(in.State.Mode, a) > m.EnergyWh(in.State.Mode, ref) {
 			return true
 		}
 	}
