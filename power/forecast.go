@@ -27,6 +27,7 @@ type Forecaster struct {
 	// The next price's distribution (lead 1), by the band it falls in: count and sum of
 	// the changes, by (band of last, band of the one before, outcome band) and by (band
 	// of last, outcome band).
+	nextCtx  []stat
 	nextCell []stat
 	nextBand []stat
 }
@@ -109,6 +110,7 @@ func (f *Forecaster) reset() {
 	for i := range f.band {
 		f.band[i] = make([]stat, f.horizon)
 	}
+	f.nextCtx = make([]stat, nBands*nBands*nDay*nBands)
 	f.nextCell = make([]stat, nBands*nBands*nBands)
 	f.nextBand = make([]stat, nBands*nBands)
 }
@@ -138,6 +140,7 @@ func (f *Forecaster) Observe(p Price) {
 		f.band[b1][k].add(d)
 		if k == 0 {
 			bo := bandOf(p)
+			f.nextCtx[((b1*nBands+b2)*nDay+z)*nBands+bo].add(d)
 			f.nextCell[(b1*nBands+b2)*nBands+bo].add(d)
 			f.nextBand[b1*nBands+bo].add(d)
 		}
@@ -211,9 +214,10 @@ type Outcome struct {
 
 // Next appends to out the distribution of the next price after the history last given
 // to Forecast, as a few weighted outcomes whose mean is mean (the forecast of lead 1):
-// the changes seen after the same bands of the last two prices, grouped by the band
-// they ended in, shrunk toward those seen after the band of the last price alone
-// (weight prior), themselves shrunk toward no change (weight prior), then shifted so
+// the changes seen in the forecaster's context of the next interval (the bands of the
+// last two prices and the day-before group), grouped by the band they ended in, shrunk
+// (weight prior) toward those seen after the same two bands, these toward those seen
+// after the band of the last price alone, and these toward no change; then shifted so
 // that their mean is the forecast's.
 func (f *Forecaster) Next(mean Price, out []Outcome) []Outcome {
 	L := len(f.last)
@@ -225,36 +229,44 @@ func (f *Forecaster) Next(mean Price, out []Outcome) []Outcome {
 		prev = f.last[L-2]
 	}
 	b1, b2 := bandOf(last), bandOf(prev)
-	band := f.nextBand[b1*nBands : (b1+1)*nBands]
-	cell := f.nextCell[(b1*nBands+b2)*nBands : (b1*nBands+b2+1)*nBands]
-	var nb, nc float64
-	for bo := range nBands {
-		nb += band[bo].n
-		nc += cell[bo].n
+	z := 0
+	if i := L - day; i >= 0 {
+		z = dayGroup(f.last[i])
 	}
-	start := len(out)
+	// w and m: weight and mean change of each outcome band, the last slot no change.
+	var w, m [nBands + 1]float64
+	w[nBands] = 1
+	levels := [][]stat{
+		f.nextBand[b1*nBands : (b1+1)*nBands],
+		f.nextCell[(b1*nBands+b2)*nBands : (b1*nBands+b2+1)*nBands],
+		f.nextCtx[((b1*nBands+b2)*nDay+z)*nBands : ((b1*nBands+b2)*nDay+z+1)*nBands],
+	}
+	for _, lv := range levels {
+		var n float64
+		for bo := range nBands {
+			n += lv[bo].n
+		}
+		for bo := range nBands + 1 {
+			var s stat
+			if bo < nBands {
+				s = lv[bo]
+			}
+			wc := s.n + f.prior*w[bo]
+			if wc > 0 {
+				m[bo] = (s.sum + f.prior*w[bo]*m[bo]) / wc
+			}
+			w[bo] = wc / (n + f.prior)
+		}
+	}
 	var sum float64
-	// The no-change atom of the band level, carried into the cell level.
-	w0 := f.prior / (nb + f.prior) * f.prior / (nc + f.prior)
-	out = append(out, Outcome{Price: 0, Weight: w0})
-	for bo := range nBands {
-		pb := band[bo].n / (nb + f.prior)
-		wc := cell[bo].n + f.prior*pb
-		if wc == 0 {
-			continue
-		}
-		var mb float64
-		if band[bo].n > 0 {
-			mb = band[bo].sum / band[bo].n
-		}
-		d := (cell[bo].sum + f.prior*pb*mb) / wc
-		w := wc / (nc + f.prior)
-		sum += w * d
-		out = append(out, Outcome{Price: Price(math.Round(d * 100)), Weight: w})
+	for bo := range nBands + 1 {
+		sum += w[bo] * m[bo]
 	}
 	shift := (mean - last).Dollars() - sum
-	for i := start; i < len(out); i++ {
-		out[i].Price = last + out[i].Price + Price(math.Round(shift*100))
+	for bo := range nBands + 1 {
+		if w[bo] > 0 {
+			out = append(out, Outcome{Price: last + Price(math.Round((m[bo]+shift)*100)), Weight: w[bo]})
+		}
 	}
 	return out
 }

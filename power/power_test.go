@@ -597,3 +597,48 @@ func TestPolicySwitchesOnKnowingItCanShed(t *testing.T) {
 		}
 	}
 }
+
+// TestNextDayBefore checks that the distribution of the next price is conditioned on
+// the day-before price like the forecast: a jump that is followed by a cheap or a dear
+// price in the morning, and always by a middling one in the afternoon, must leave
+// little weight on a dear price after the afternoon jump.
+func TestNextDayBefore(t *testing.T) {
+	const days = 60
+	const cheap, jump, mid, dear = Price(1000), Price(50000), Price(30000), Price(200000)
+	rng := rand.New(rand.NewPCG(7, 8))
+	var h []Price
+	for range days {
+		for i := range day {
+			p := cheap
+			switch i {
+			case 20, 60:
+				p = jump
+			case 21:
+				if rng.IntN(2) == 1 {
+					p = dear
+				}
+			case 61:
+				p = mid
+			}
+			h = append(h, p)
+		}
+	}
+	dearWeight := func(n int) float64 {
+		f := NewForecaster(4, 16)
+		mean, _, _ := f.Forecast(h[:n], nil, nil, nil)
+		var w float64
+		for _, o := range f.Next(mean[0], nil) {
+			if o.Price > 100000 {
+				w += o.Weight
+			}
+		}
+		return w
+	}
+	last := (days - 1) * day
+	if w := dearWeight(last + 21); w < 0.3 {
+		t.Errorf("after the morning jump: weight %.3f above $1,000, want about half", w)
+	}
+	if w := dearWeight(last + 61); w > 0.1 {
+		t.Errorf("after the afternoon jump: weight %.3f above $1,000, want little", w)
+	}
+}
