@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashgrid/hashgrid/stratum"
@@ -29,6 +28,20 @@ type LoadConfig struct {
 	// DialRate bounds new connections per second so the server's accept queue is not
 	// the thing measured; 0 means 2000/s.
 	DialRate int
+	// Notify mode (Linux). RxTimestamps dates each notify by the kernel's receive time
+	// of the read that completed it (SO_TIMESTAMPNS) instead of the reader's clock, so
+	// the figure is when the line reached the client's socket, not when the client got
+	// round to reading it. PollInterval > 0 makes the readers look for input every
+	// PollInterval instead of sleeping in epoll_wait, so that they do not wake (and
+	// take a core from the pool under test) for each notify; use it with RxTimestamps.
+	RxTimestamps bool
+	PollInterval time.Duration
+}
+
+// watchOptions are the parts of a LoadConfig that watch uses.
+type watchOptions struct {
+	rxTimestamps bool
+	poll         time.Duration
 }
 
 // Result is what a load run measured.
@@ -51,7 +64,6 @@ type Result struct {
 // conn is one load connection.
 type conn struct {
 	nc    net.Conn
-	raw   syscall.RawConn // set by watch
 	br    *bufio.Reader
 	en2   int
 	job   atomic.Value // string
@@ -332,7 +344,8 @@ func Hold(ctx context.Context, cfg LoadConfig, awaitClean bool, ready func()) (R
 	stop := make(chan struct{})
 	watched := make(chan error, 1)
 	go func() {
-		watched <- watch(conns, stop, func(i int, t int64) {
+		opt := watchOptions{rxTimestamps: cfg.RxTimestamps, poll: cfg.PollInterval}
+		watched <- watch(conns, opt, stop, func(i int, t int64) {
 			select {
 			case conns[i].clean <- t:
 			default:

@@ -10,8 +10,10 @@ import (
 )
 
 // watch reads every connection on a goroutine of its own until stop is closed,
-// calling clean(i, t) when connection i receives a clean notify at t (UnixNano).
-func watch(conns []*conn, stop <-chan struct{}, clean func(i int, t int64)) error {
+// calling clean(i, t) when connection i receives a clean notify at t (UnixNano). The
+// options are Linux's (kernel receive times, polling readers): elsewhere each line is
+// dated when its goroutine reads it.
+func watch(conns []*conn, _ watchOptions, stop <-chan struct{}, clean func(i int, t int64)) error {
 	var wg sync.WaitGroup
 	for i, c := range conns {
 		wg.Go(func() {

@@ -48,6 +48,8 @@ func benchStratum(ctx context.Context, args []string, env Env) error {
 	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "submit mode: how long")
 	fs.IntVar(&cfg.DialRate, "dial-rate", 2000, "new connections per second")
 	timeout := fs.Duration("timeout", 2*time.Minute, "notify mode: how long to wait")
+	fs.BoolVar(&cfg.RxTimestamps, "rx-timestamps", false, "notify mode (Linux): date each notify by the kernel's receive time (SO_TIMESTAMPNS), not by when the client read it")
+	fs.DurationVar(&cfg.PollInterval, "poll", 0, "notify mode (Linux): readers look for input every D instead of waking for each line (use with --rx-timestamps)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load client to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -93,7 +95,8 @@ func benchStratum(ctx context.Context, args []string, env Env) error {
 }
 
 // benchPool runs the benchmark pool. It prints {"addr":..,"pid":..}, then answers
-// commands on stdin, one per line: "tip" (install a new tip; prints {"t0":UnixNano}),
+// commands on stdin, one per line: "tip" (install a new tip; prints {"t0":UnixNano,...}
+// with the broadcast's duration, CPU time and context switches),
 // "mem" (prints heap+stack in use after GC, RSS, and connections), "backlog" (the share
 // stream's and the store's last sequences). EOF stops it.
 func benchPool(ctx context.Context, args []string, env Env) error {
@@ -145,8 +148,17 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 			}
 			switch l {
 			case "tip":
+				u0 := bench.ProcessUsage()
 				t0 := s.NewTip()
-				out.Encode(map[string]any{"t0": t0.UnixNano(), "broadcast_ms": float64(s.Pool.Stats().LastBroadcast.Microseconds()) / 1000})
+				u := bench.ProcessUsage().Sub(u0)
+				out.Encode(map[string]any{
+					"t0":           t0.UnixNano(),
+					"broadcast_ms": float64(s.Pool.Stats().LastBroadcast.Microseconds()) / 1000,
+					// What the broadcast cost the pool process.
+					"cpu_ms":          float64(u.CPU.Microseconds()) / 1000,
+					"csw_voluntary":   u.Voluntary,
+					"csw_involuntary": u.Involuntary,
+				})
 			case "backlog":
 				// How far the store consumer is behind the share stream.
 				st, sq, err := s.Backlog(ctx)
