@@ -118,7 +118,7 @@ func (d *fakeDest) newJob(clean bool) {
 	srv := d.srv
 	d.mu.Unlock()
 	if srv != nil {
-		srv.Broadcast(func(c *stratum.Conn) { c.WriteRaw(j.notify) })
+		srv.Broadcast(func(*stratum.Conn) []byte { return j.notify })
 	}
 }
 

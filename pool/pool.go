@@ -305,10 +305,11 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 	p.stats.LastTemplate = start
 	p.mu.Unlock()
 
-	p.srv.Broadcast(func(c *stratum.Conn) {
+	p.srv.Broadcast(func(c *stratum.Conn) []byte {
 		if s, ok := c.Data.(*session); ok {
-			s.sendJob(p, j)
+			return s.jobLine(p, j)
 		}
+		return nil
 	})
 	el := p.cfg.Now().Sub(start)
 	p.m.broadcast(el)
@@ -400,6 +401,14 @@ func (p *Pool) newJobLocked(w *work, clean bool) *job {
 type jobCache struct {
 	shared *job
 	byAddr sync.Map // address → *job
+	// last is the address asked for last and its job: connections of one address tend
+	// to come together (a farm's workers, a load test), and a hit needs no map lookup.
+	last atomic.Pointer[addrJob]
+}
+
+type addrJob struct {
+	addr string
+	j    *job
 }
 
 // jobFor returns the job a session gets for a broadcast job: the job itself, or for a
@@ -419,10 +428,14 @@ func (p *Pool) jobFor(s *session, j *job) *job {
 	if jc == nil || jc.shared != j {
 		return p.finderJob(addr, j)
 	}
-	if fj, ok := jc.byAddr.Load(addr); ok {
-		return fj.(*job)
+	if l := jc.last.Load(); l != nil && l.addr == addr {
+		return l.j
 	}
-	fj, _ := jc.byAddr.LoadOrStore(addr, p.finderJob(addr, j))
+	fj, ok := jc.byAddr.Load(addr)
+	if !ok {
+		fj, _ = jc.byAddr.LoadOrStore(addr, p.finderJob(addr, j))
+	}
+	jc.last.Store(&addrJob{addr, fj.(*job)})
 	return fj.(*job)
 }
 

@@ -97,7 +97,11 @@ func (s *session) lookup(id uint64) (sentJob, bool) {
 
 // sendJob sends j (or this session's own layout of it) with the session's current
 // difficulty, preceded by set_difficulty when that changed.
-func (s *session) sendJob(p *Pool, j *job) {
+func (s *session) sendJob(p *Pool, j *job) { s.conn.WriteRaw(s.jobLine(p, j)) }
+
+// jobLine records j (or this session's own layout of it) as sent and returns the
+// lines that send it: its notify, preceded by set_difficulty when that changed.
+func (s *session) jobLine(p *Pool, j *job) []byte {
 	j = p.jobFor(s, j)
 	now := p.cfg.Now()
 	s.mu.Lock()
@@ -118,7 +122,7 @@ func (s *session) sendJob(p *Pool, j *job) {
 	if line == nil {
 		line = j.notify
 	}
-	s.conn.WriteRaw(line)
+	return line
 }
 
 // idleRetarget lowers the difficulty of a connection that has found no share for

@@ -76,3 +76,63 @@ func TestFinderLayouts(t *testing.T) {
 		}
 	}
 }
+
+// TestFinderLayoutsOnBroadcast checks that a new tip's broadcast gives each SOLO
+// connection the layout paying its own address, with connections of different
+// addresses interleaved (the broadcast's address cache must tell them apart).
+func TestFinderLayoutsOnBroadcast(t *testing.T) {
+	net0 := &chaincfg.MainNetParams
+	solo := func(tmpl *node.Template, value int64, finder string) ([]pool.Output, string, error) {
+		if finder == "" {
+			finder = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+		}
+		sc, err := pool.AddressScript(finder, net0)
+		if err != nil {
+			return nil, "", err
+		}
+		return []pool.Output{{Value: value, Script: sc}}, finder, nil
+	}
+	p, err := pool.New(pool.Config{Network: net0, Outputs: solo}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.UpdateTemplate(bench.Template(900_000, 10), true); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(l)
+	defer p.Shutdown(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, b := "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+	addrs := []string{a, b, a, b, b, a}
+	clients := make([]*stratum.Client, len(addrs))
+	for i, addr := range addrs {
+		c, err := stratum.Dial(ctx, stratum.ClientConfig{URL: "stratum+tcp://" + l.Addr().String(), User: addr + ".w", Password: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		<-c.Updates() // the job on authorizing
+		clients[i] = c
+	}
+	if err := p.UpdateTemplate(bench.Template(900_001, 10), true); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		want, _ := pool.AddressScript(addrs[i], net0)
+		select {
+		case w := <-c.Updates():
+			cb2, _ := hex.DecodeString(w.Notify.Coinb2)
+			if !w.Notify.CleanJobs || !bytes.Contains(cb2, want) {
+				t.Errorf("connection %d (%s): new tip's job (clean %v) does not pay its address", i, addrs[i], w.Notify.CleanJobs)
+			}
+		case <-ctx.Done():
+			t.Fatalf("connection %d: no job for the new tip", i)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // poller watches idle connections for input with one epoll instance, so that a
@@ -127,4 +128,17 @@ func (p *poller) close() {
 	syscall.Close(p.wake[0])
 	syscall.Close(p.wake[1])
 	syscall.Close(p.epfd)
+}
+
+// rawWrite is write(2) as a raw system call: the scheduler is not told, which suits a
+// descriptor that does not block (see Server.Broadcast).
+func rawWrite(fd uintptr, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }

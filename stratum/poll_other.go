@@ -2,7 +2,10 @@
 
 package stratum
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // poller is Linux's epoll only; elsewhere each connection has a reading goroutine.
 type poller struct{}
@@ -16,3 +19,6 @@ func (*poller) remove(*Conn)          {}
 func (*poller) run(func(*Conn))       {}
 func (*poller) stop()                 {}
 func (*poller) close()                {}
+
+// rawWrite is an ordinary write elsewhere.
+func rawWrite(fd uintptr, b []byte) (int, error) { return syscall.Write(int(fd), b) }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -128,6 +129,64 @@ func TestSlowReaderDropped(t *testing.T) {
 	fine.send(`{"id":5,"method":"mining.suggest_difficulty","params":[1]}` + "\n")
 	if m := fine.msg(); string(m.ID) != "5" {
 		t.Fatalf("other peer got %s, want the reply to id 5", m.ID)
+	}
+}
+
+// TestBroadcastPastAStuckPeer: broadcasts keep reaching the peers that read while one
+// has stopped reading; that one is dropped once its socket buffers are full and a
+// write to it has waited WriteTimeout, and no reading peer misses a line.
+func TestBroadcastPastAStuckPeer(t *testing.T) {
+	s, addr, drops := startDropCounting(t, Limits{WriteTimeout: 200 * time.Millisecond})
+	stuck := dial(t, addr)
+	handshake(t, stuck, "")
+	fine := make([]*peer, 3)
+	got := make([]atomic.Int64, len(fine))
+	for i := range fine {
+		fine[i] = dial(t, addr)
+		handshake(t, fine[i], "")
+	}
+	waitUntil(t, func() bool { return s.NumConns() == 4 })
+	for i, p := range fine {
+		go func() {
+			for {
+				l, err := p.br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if strings.Contains(l, "client.show_message") {
+					got[i].Add(1)
+				}
+			}
+		}()
+	}
+	line := []byte(`{"id":null,"method":"client.show_message","params":["` + strings.Repeat("x", 16<<10) + `"]}` + "\n")
+	each := func(*Conn) []byte { return line }
+	sent := 0
+	start := time.Now()
+	for sent < 4000 && drops("write") == 0 { // at most 64 MB to the stuck peer
+		s.Broadcast(each)
+		sent++
+	}
+	if drops("write") != 1 {
+		t.Fatalf("after %d broadcasts, write drops: %d, want 1", sent, drops("write"))
+	}
+	if el := time.Since(start); el < 200*time.Millisecond || el > 5*time.Second {
+		t.Errorf("stuck peer dropped after %s, want about the 200ms write timeout", el)
+	}
+	for range 5 {
+		s.Broadcast(each)
+		sent++
+	}
+	waitUntil(t, func() bool {
+		for i := range got {
+			if got[i].Load() != int64(sent) {
+				return false
+			}
+		}
+		return true
+	})
+	if s.NumConns() != 3 {
+		t.Errorf("%d connections open, want the 3 that read", s.NumConns())
 	}
 }
 

@@ -458,14 +458,22 @@ func (s *Server) Conns() []*Conn {
 	return out
 }
 
-// Broadcast calls fn for every authorized connection, spread over a few goroutines so
-// that one slow peer (bounded by WriteTimeout) does not hold up the others. It returns
-// when fn has returned for all of them.
-func (s *Server) Broadcast(fn func(c *Conn)) {
+// Broadcast writes to every authorized connection the line fn returns for it (nothing
+// if fn returns nil), spread over a few goroutines so that one slow peer (bounded by
+// WriteTimeout) does not hold up the others. It returns when every line is written or
+// its connection dropped.
+//
+// The writes are made as raw system calls: on a socket that is not blocking, a write
+// either fits in its buffer at once or is left for the deadline path, and a broadcast
+// is the only work then, so handing the worker's processor to the scheduler around
+// each call (as an ordinary system call does) only costs time. Replies to submits keep
+// ordinary calls: there other connections' work is waiting for the processor.
+func (s *Server) Broadcast(fn func(c *Conn) []byte) {
 	conns := s.Conns()
 	// A few workers per core: the writes are short syscalls, and a peer that cannot take
 	// its line holds its worker up to WriteTimeout. (Two in all measured slower, on two
-	// cores shared with the readers; docs/benchmarks.md.)
+	// cores shared with the readers; docs/benchmarks.md.) Each takes broadcastClaim
+	// connections at a time, so the workers do not contend on the counter per line.
 	workers := 4 * runtime.GOMAXPROCS(0)
 	if len(conns) < 64 {
 		workers = 1
@@ -473,22 +481,29 @@ func (s *Server) Broadcast(fn func(c *Conn)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
-				i := int(next.Add(1)) - 1
+				end := int(next.Add(broadcastClaim))
+				i := end - broadcastClaim
 				if i >= len(conns) {
 					return
 				}
-				if c := conns[i]; c.authorized.Load() {
-					fn(c)
+				for _, c := range conns[i:min(end, len(conns))] {
+					if !c.authorized.Load() {
+						continue
+					}
+					if b := fn(c); b != nil {
+						c.write(b, true)
+					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
+
+// broadcastClaim is how many connections a broadcast worker takes at once.
+const broadcastClaim = 16
 
 // Shutdown stops accepting, asks every miner to reconnect (client.reconnect, so that it
 // returns to this address once the pool is back or fails over), closes the
@@ -503,9 +518,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	s.mu.Unlock()
-	s.Broadcast(func(c *Conn) {
-		c.writeLine(AppendNotification(nil, "client.reconnect", []byte("[]")))
-	})
+	reconnect := AppendNotification(nil, "client.reconnect", []byte("[]"))
+	s.Broadcast(func(*Conn) []byte { return reconnect })
 	for _, c := range s.Conns() {
 		c.Close()
 	}
@@ -738,7 +752,10 @@ func (c *Conn) onReadable() {
 
 // writeLine writes one complete line, bounded by WriteTimeout. A failed write closes
 // the connection: a peer that cannot keep up is dropped, the server is not held up.
-func (c *Conn) writeLine(b []byte) error {
+func (c *Conn) writeLine(b []byte) error { return c.write(b, false) }
+
+// write is writeLine; raw makes the first attempt a raw system call (see Broadcast).
+func (c *Conn) write(b []byte, raw bool) error {
 	if c.closed.Load() {
 		return net.ErrClosed
 	}
@@ -746,7 +763,7 @@ func (c *Conn) writeLine(b []byte) error {
 	defer c.wmu.Unlock()
 	// Most writes fit in the socket's buffer at once: try that first, which needs no
 	// deadline; only what is left waits, bounded by WriteTimeout.
-	n, err := c.tryWrite(b)
+	n, err := c.tryWrite(b, raw)
 	if err == nil && n == len(b) {
 		return nil
 	}
@@ -763,7 +780,7 @@ func (c *Conn) writeLine(b []byte) error {
 
 // tryWrite writes what the socket takes now, without waiting. Without a descriptor it
 // writes nothing and returns no error.
-func (c *Conn) tryWrite(b []byte) (int, error) {
+func (c *Conn) tryWrite(b []byte, raw bool) (int, error) {
 	if c.raw == nil {
 		return 0, nil
 	}
@@ -771,7 +788,11 @@ func (c *Conn) tryWrite(b []byte) (int, error) {
 	var werr error
 	if err := c.raw.Write(func(fd uintptr) bool {
 		for {
-			n, werr = syscall.Write(int(fd), b)
+			if raw {
+				n, werr = rawWrite(fd, b)
+			} else {
+				n, werr = syscall.Write(int(fd), b)
+			}
 			if werr != syscall.EINTR {
 				break
 			}
