@@ -41,13 +41,13 @@ func TestLoadAgainstBenchPool(t *testing.T) {
 	}
 
 	// Notify mode: every held connection receives the next tip's clean job, dated by
-	// the reader's clock and by the kernel's receive time with polling readers.
-	for _, opt := range []LoadConfig{{}, {RxTimestamps: true, PollInterval: 20 * time.Millisecond}} {
+	// the reader's clock, and by the kernel's receive time with settling readers.
+	for _, opt := range []LoadConfig{{}, {RxTimestamps: true, Settle: 100 * time.Millisecond}} {
 		hctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		ready := make(chan struct{})
 		done := make(chan Result, 1)
 		go func() {
-			hc := LoadConfig{URL: cfg.URL, User: cfg.User, Password: cfg.Password, Conns: 50, RxTimestamps: opt.RxTimestamps, PollInterval: opt.PollInterval}
+			hc := LoadConfig{URL: cfg.URL, User: cfg.User, Password: cfg.Password, Conns: 50, RxTimestamps: opt.RxTimestamps, Settle: opt.Settle}
 			r, err := Hold(hctx, hc, true, func() { close(ready) })
 			if err != nil {
 				t.Error(err)
@@ -55,11 +55,18 @@ func TestLoadAgainstBenchPool(t *testing.T) {
 			done <- r
 		}()
 		<-ready
+		if opt.RxTimestamps {
+			// The kernel switches receive timestamps on a moment after a socket asks.
+			time.Sleep(200 * time.Millisecond)
+		}
 		t0 := s.NewTip()
 		r := <-done
 		cancel()
-		if r.NotifyReceived != 50 || r.LastNotifyUnixNano < t0.UnixNano() || r.LastNotifyUnixNano > time.Now().UnixNano() {
+		if r.NotifyReceived != 50 || r.NotifyUnstamped != 0 || r.LastNotifyUnixNano < t0.UnixNano() || r.LastNotifyUnixNano > time.Now().UnixNano() {
 			t.Errorf("notify run %+v: %+v (t0 %d)", opt, r, t0.UnixNano())
+		}
+		if el := time.Duration(r.LastNotifyUnixNano - t0.UnixNano()); opt.Settle > 0 && el >= opt.Settle {
+			t.Errorf("notify run %+v: last notify at %v, after the readers' settle time: dated by the read, not the kernel", opt, el)
 		}
 		t.Logf("%+v: 50 connections got the new tip within %v", opt, time.Duration(r.LastNotifyUnixNano-t0.UnixNano()))
 	}

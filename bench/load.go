@@ -31,17 +31,19 @@ type LoadConfig struct {
 	// Notify mode (Linux). RxTimestamps dates each notify by the kernel's receive time
 	// of the read that completed it (SO_TIMESTAMPNS) instead of the reader's clock, so
 	// the figure is when the line reached the client's socket, not when the client got
-	// round to reading it. PollInterval > 0 makes the readers look for input every
-	// PollInterval instead of sleeping in epoll_wait, so that they do not wake (and
-	// take a core from the pool under test) for each notify; use it with RxTimestamps.
+	// round to reading it. Settle > 0 makes a reader that sees input after a quiet
+	// spell wait Settle before reading, so that the client does not take a core from the
+	// pool under test while the pool is still writing; use it with RxTimestamps.
 	RxTimestamps bool
-	PollInterval time.Duration
+	Settle       time.Duration
 }
 
 // watchOptions are the parts of a LoadConfig that watch uses.
 type watchOptions struct {
 	rxTimestamps bool
-	poll         time.Duration
+	settle       time.Duration
+	unstamped    *atomic.Int64 // clean notifies the kernel gave no receive time for
+	registered   func()        // called once every connection is watched
 }
 
 // Result is what a load run measured.
@@ -59,6 +61,9 @@ type Result struct {
 	// Notify mode: UnixNano of the last connection's receipt of the awaited notify.
 	LastNotifyUnixNano int64 `json:"last_notify_unix_nano,omitempty"`
 	NotifyReceived     int   `json:"notify_received,omitempty"`
+	// With RxTimestamps: notifies that came without a kernel receive time and were
+	// dated by the reader's clock instead.
+	NotifyUnstamped int64 `json:"notify_unstamped,omitempty"`
 }
 
 // conn is one load connection.
@@ -343,8 +348,11 @@ func Hold(ctx context.Context, cfg LoadConfig, awaitClean bool, ready func()) (R
 	}
 	stop := make(chan struct{})
 	watched := make(chan error, 1)
+	var unstamped atomic.Int64
+	watching := make(chan struct{})
 	go func() {
-		opt := watchOptions{rxTimestamps: cfg.RxTimestamps, poll: cfg.PollInterval}
+		opt := watchOptions{rxTimestamps: cfg.RxTimestamps, settle: cfg.Settle, unstamped: &unstamped,
+			registered: func() { close(watching) }}
 		watched <- watch(conns, opt, stop, func(i int, t int64) {
 			select {
 			case conns[i].clean <- t:
@@ -359,6 +367,12 @@ func Hold(ctx context.Context, cfg LoadConfig, awaitClean bool, ready func()) (R
 			c.nc.Close()
 		}
 	}()
+	// Ready once every socket is watched (with RxTimestamps, asking for receive times).
+	select {
+	case <-watching:
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
 	ready()
 	if !awaitClean {
 		<-ctx.Done()
@@ -372,10 +386,12 @@ func Hold(ctx context.Context, cfg LoadConfig, awaitClean bool, ready func()) (R
 			last = max(last, t)
 		case <-ctx.Done():
 			res.LastNotifyUnixNano = last
+			res.NotifyUnstamped = unstamped.Load()
 			return res, fmt.Errorf("notify: %d of %d connections got it before the deadline", res.NotifyReceived, len(conns))
 		}
 	}
 	res.LastNotifyUnixNano = last
+	res.NotifyUnstamped = unstamped.Load()
 	return res, nil
 }
 

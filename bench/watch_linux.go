@@ -7,12 +7,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"sync"
 	"syscall"
 	"time"
 )
 
 // watch reads every connection over epoll until stop is closed, calling clean(i, t)
-// when connection i receives a clean notify at t (UnixNano). A reader per core, each
+// when connection i receives a clean notify at t (UnixNano), and opt.registered once
+// every connection is watched. A reader per core, each
 // with its share of the connections, costs the machine far less than a goroutine per
 // connection, which matters when the pool under test shares the machine's cores.
 //
@@ -23,11 +25,19 @@ import (
 func watch(conns []*conn, opt watchOptions, stop <-chan struct{}, clean func(i int, t int64)) error {
 	readers := min(runtime.GOMAXPROCS(0), len(conns))
 	errs := make(chan error, readers)
+	var reg sync.WaitGroup
+	reg.Add(readers)
 	for r := range readers {
 		go func() {
-			errs <- watchSome(conns, r, readers, opt, stop, clean)
+			errs <- watchSome(conns, r, readers, opt, stop, clean, reg.Done)
 		}()
 	}
+	go func() {
+		reg.Wait()
+		if opt.registered != nil {
+			opt.registered()
+		}
+	}()
 	var first error
 	for range readers {
 		if err := <-errs; err != nil && first == nil {
@@ -71,7 +81,10 @@ func detach(c *conn) (int, error) {
 }
 
 // watchSome is one reader of watch: connections r, r+step, r+2·step, ...
-func watchSome(conns []*conn, r, step int, opt watchOptions, stop <-chan struct{}, clean func(i int, t int64)) error {
+// It calls registered once its connections are in its epoll set (or it failed).
+func watchSome(conns []*conn, r, step int, opt watchOptions, stop <-chan struct{}, clean func(i int, t int64), registered func()) error {
+	var once sync.Once
+	defer once.Do(registered)
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("bench: epoll_create1: %w", err)
@@ -100,10 +113,15 @@ func watchSome(conns []*conn, r, step int, opt watchOptions, stop <-chan struct{
 				break
 			}
 			if isCleanNotify(data[:j]) {
-				if at == 0 {
-					at = time.Now().UnixNano()
+				t := at
+				if t == 0 {
+					// No kernel time (or not asked for): the reader's clock.
+					t = time.Now().UnixNano()
+					if opt.rxTimestamps && opt.unstamped != nil {
+						opt.unstamped.Add(1)
+					}
 				}
-				clean(i, at)
+				clean(i, t)
 			}
 			data = data[j+1:]
 		}
@@ -133,40 +151,39 @@ func watchSome(conns []*conn, r, step int, opt watchOptions, stop <-chan struct{
 			return fmt.Errorf("bench: epoll_ctl: %w", err)
 		}
 	}
+	once.Do(registered)
 	events := make([]syscall.EpollEvent, 512)
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, syscall.CmsgSpace(16))
-	var nap *time.Timer
-	if opt.poll > 0 {
-		nap = time.NewTimer(opt.poll)
-		defer nap.Stop()
-	}
+	idle := true // the last wait found nothing
 	for {
 		select {
 		case <-stop:
 			return nil
 		default:
 		}
-		wait := 50
-		if nap != nil {
-			wait = 0
-		}
-		n, err := syscall.EpollWait(epfd, events, wait)
+		n, err := syscall.EpollWait(epfd, events, 50)
 		if err != nil {
 			if err == syscall.EINTR {
 				continue
 			}
 			return fmt.Errorf("bench: epoll_wait: %w", err)
 		}
-		if n == 0 && nap != nil {
-			nap.Reset(opt.poll)
+		if n == 0 {
+			idle = true
+			continue
+		}
+		if idle && opt.settle > 0 {
+			// Input after a quiet spell: let the rest of it arrive before reading.
+			idle = false
 			select {
 			case <-stop:
 				return nil
-			case <-nap.C:
+			case <-time.After(opt.settle):
 			}
-			continue
+			continue // wait again: more is ready now
 		}
+		idle = false
 		for _, ev := range events[:n] {
 			i := int(ev.Fd)
 			fd := fds[i]

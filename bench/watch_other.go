@@ -10,10 +10,11 @@ import (
 )
 
 // watch reads every connection on a goroutine of its own until stop is closed,
-// calling clean(i, t) when connection i receives a clean notify at t (UnixNano). The
-// options are Linux's (kernel receive times, polling readers): elsewhere each line is
+// calling clean(i, t) when connection i receives a clean notify at t (UnixNano), and
+// opt.registered once the goroutines are started. The
+// options are Linux's (kernel receive times, settling readers): elsewhere each line is
 // dated when its goroutine reads it.
-func watch(conns []*conn, _ watchOptions, stop <-chan struct{}, clean func(i int, t int64)) error {
+func watch(conns []*conn, opt watchOptions, stop <-chan struct{}, clean func(i int, t int64)) error {
 	var wg sync.WaitGroup
 	for i, c := range conns {
 		wg.Go(func() {
@@ -27,6 +28,9 @@ func watch(conns []*conn, _ watchOptions, stop <-chan struct{}, clean func(i int
 				}
 			}
 		})
+	}
+	if opt.registered != nil {
+		opt.registered()
 	}
 	<-stop
 	for _, c := range conns {

@@ -49,7 +49,7 @@ func benchStratum(ctx context.Context, args []string, env Env) error {
 	fs.IntVar(&cfg.DialRate, "dial-rate", 2000, "new connections per second")
 	timeout := fs.Duration("timeout", 2*time.Minute, "notify mode: how long to wait")
 	fs.BoolVar(&cfg.RxTimestamps, "rx-timestamps", false, "notify mode (Linux): date each notify by the kernel's receive time (SO_TIMESTAMPNS), not by when the client read it")
-	fs.DurationVar(&cfg.PollInterval, "poll", 0, "notify mode (Linux): readers look for input every D instead of waking for each line (use with --rx-timestamps)")
+	fs.DurationVar(&cfg.Settle, "settle", 0, "notify mode (Linux): a reader seeing input after a quiet spell waits D before reading it, not competing with the pool while it writes (use with --rx-timestamps)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load client to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
