@@ -59,6 +59,25 @@ func loadPrices(path, zoneFlag string, cfg *power.Config) ([]power.Interval, str
 	return ivs, z.String(), err
 }
 
+// loadEarlier reads the prices published before a backtest that starts at start: they
+// must end with the interval just before it, since the strategies read history by
+// position (the same interval a day before, and so on).
+func loadEarlier(path, zoneFlag string, cfg *power.Config, start time.Time) ([]power.Price, error) {
+	ivs, _, err := loadPrices(path, zoneFlag, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--earlier: %w", err)
+	}
+	if last := ivs[len(ivs)-1]; !last.End().Equal(start) {
+		return nil, fmt.Errorf("%w: --earlier %s ends at %s, but --prices starts at %s: the earlier prices must end where the backtest starts",
+			ErrUsage, path, last.End().Format(time.RFC3339), start.Format(time.RFC3339))
+	}
+	out := make([]power.Price, len(ivs))
+	for i, iv := range ivs {
+		out[i] = iv.Price
+	}
+	return out, nil
+}
+
 func powerBacktest(args []string, env Env) error {
 	fs := newFlagSet("power backtest", env)
 	prices := fs.String("prices", "", "price file (wide or ERCOT published layout)")
@@ -69,6 +88,7 @@ func powerBacktest(args []string, env Env) error {
 	energyOut := fs.String("energy-out", "", "append the policy's energy lines to DIR/energy.jsonl (or to FILE.jsonl)")
 	eff := fs.Float64("efficiency", 0, "rescale every mode so the first runs at this many J/TH")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	earlierPath := fs.String("earlier", "", "prices of the same zone published just before --prices (e.g. the year before): the strategies start having seen them; they are not accounted")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -89,6 +109,11 @@ func powerBacktest(args []string, env Env) error {
 	sc, err := power.NewScenario(cfg, ivs)
 	if err != nil {
 		return err
+	}
+	if *earlierPath != "" {
+		if sc.Earlier, err = loadEarlier(*earlierPath, *zone, cfg, ivs[0].Start); err != nil {
+			return err
+		}
 	}
 	opt := backtest.Options{}
 	if !*quiet {

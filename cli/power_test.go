@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/hashgrid/hashgrid/power"
+	"github.com/hashgrid/hashgrid/power/backtest"
+	"github.com/hashgrid/hashgrid/power/ercot"
 )
 
 func TestPowerBacktestJSON(t *testing.T) {
@@ -67,5 +72,83 @@ func TestPowerUsage(t *testing.T) {
 	}
 	if err := Run(context.Background(), []string{"power", "fly"}, os.Getenv, nil, &out, &errb); ExitCode(err) != 2 {
 		t.Errorf("unknown subcommand: got %v, want a usage error", err)
+	}
+}
+
+// TestPowerBacktestEarlier runs 2019 after 2018's prices (--earlier), as the recorded
+// backtests do: the policy's profit must be the backtest package's with the same
+// history, differ from a cold start, and a history that does not end where the
+// backtest starts is refused.
+func TestPowerBacktestEarlier(t *testing.T) {
+	dir, err := filepath.Abs("../../shared/data/ercot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y2018, y2019 := filepath.Join(dir, "2018.csv"), filepath.Join(dir, "2019.csv")
+	if _, err := os.Stat(y2019); err != nil {
+		t.Skipf("real ERCOT data not found at %s: %v", dir, err)
+	}
+	policy := func(extra ...string) (int64, error) {
+		args := append([]string{"power", "backtest", "--json", "--quiet", "--prices", y2019, "--zone", "LZ_WEST",
+			"--config", "../examples/site.toml", "--efficiency", "21.5"}, extra...)
+		var out, errb bytes.Buffer
+		if err := Run(context.Background(), args, os.Getenv, nil, &out, &errb); err != nil {
+			return 0, fmt.Errorf("%w\n%s", err, errb.String())
+		}
+		var rep struct {
+			Strategies []struct {
+				Name   string `json:"name"`
+				Profit int64  `json:"profit_micro_usd"`
+			} `json:"strategies"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			return 0, err
+		}
+		return rep.Strategies[0].Profit, nil
+	}
+	warm, err := policy("--earlier", y2018)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cold, err := policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same run through the backtest package.
+	cfg, err := power.LoadConfig("../examples/site.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	power.SetEfficiency(cfg, 21.5)
+	z := power.Zone{Name: "LZ_WEST"}
+	before, err := ercot.ReadFile(y2018, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ivs, err := ercot.ReadFile(y2019, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := power.NewScenario(cfg, ivs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, iv := range before {
+		sc.Earlier = append(sc.Earlier, iv.Price)
+	}
+	rep, err := backtest.Run(sc, "LZ_WEST", backtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := rep.Strategy(power.NamePolicy).ProfitMicro; warm != want {
+		t.Errorf("--earlier: policy profit %d, the backtest package's with the same history %d", warm, want)
+	}
+	if warm == cold {
+		t.Errorf("--earlier changed nothing: %d both ways", warm)
+	}
+	t.Logf("policy 2019 LZ_WEST 21.5 J/TH: after 2018 %d µ$, cold %d µ$", warm, cold)
+	// 2019 does not end where 2019 starts.
+	if _, err := policy("--earlier", y2019); ExitCode(err) != 2 {
+		t.Errorf("--earlier not ending at the start: got %v, want a usage error", err)
 	}
 }
