@@ -21,34 +21,13 @@ import (
 // address, and that a difficulty change brings a new job id over the same layout.
 func TestFinderLayouts(t *testing.T) {
 	net0 := &chaincfg.MainNetParams
-	solo := func(tmpl *node.Template, value int64, finder string) ([]pool.Output, string, error) {
-		if finder == "" {
-			finder = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
-		}
-		sc, err := pool.AddressScript(finder, net0)
-		if err != nil {
-			return nil, "", err
-		}
-		return []pool.Output{{Value: value, Script: sc}}, finder, nil
-	}
-	p, err := pool.New(pool.Config{Network: net0, Outputs: solo}, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.UpdateTemplate(bench.Template(900_000, 10), true); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(l)
+	p, poolAddr := startSolo(t, net0)
 	defer p.Shutdown(context.Background())
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, addr := range []string{"1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"} {
-		c, err := stratum.Dial(ctx, stratum.ClientConfig{URL: "stratum+tcp://" + l.Addr().String(), User: addr + ".w", Password: "x"})
+		c, err := stratum.Dial(ctx, stratum.ClientConfig{URL: "stratum+tcp://" + poolAddr, User: addr + ".w", Password: "x"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,28 +61,7 @@ func TestFinderLayouts(t *testing.T) {
 // addresses interleaved (the broadcast's address cache must tell them apart).
 func TestFinderLayoutsOnBroadcast(t *testing.T) {
 	net0 := &chaincfg.MainNetParams
-	solo := func(tmpl *node.Template, value int64, finder string) ([]pool.Output, string, error) {
-		if finder == "" {
-			finder = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
-		}
-		sc, err := pool.AddressScript(finder, net0)
-		if err != nil {
-			return nil, "", err
-		}
-		return []pool.Output{{Value: value, Script: sc}}, finder, nil
-	}
-	p, err := pool.New(pool.Config{Network: net0, Outputs: solo}, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.UpdateTemplate(bench.Template(900_000, 10), true); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(l)
+	p, poolAddr := startSolo(t, net0)
 	defer p.Shutdown(context.Background())
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -112,7 +70,7 @@ func TestFinderLayoutsOnBroadcast(t *testing.T) {
 	addrs := []string{a, b, a, b, b, a}
 	clients := make([]*stratum.Client, len(addrs))
 	for i, addr := range addrs {
-		c, err := stratum.Dial(ctx, stratum.ClientConfig{URL: "stratum+tcp://" + l.Addr().String(), User: addr + ".w", Password: "x"})
+		c, err := stratum.Dial(ctx, stratum.ClientConfig{URL: "stratum+tcp://" + poolAddr, User: addr + ".w", Password: "x"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,4 +93,33 @@ func TestFinderLayoutsOnBroadcast(t *testing.T) {
 			t.Fatalf("connection %d: no job for the new tip", i)
 		}
 	}
+}
+
+// startSolo serves a pool whose coinbase pays each share's finder (SOLO-style), on a
+// template at height 900,000, and returns it with its Stratum address.
+func startSolo(t *testing.T, net0 *chaincfg.Params) (*pool.Pool, string) {
+	t.Helper()
+	solo := func(tmpl *node.Template, value int64, finder string) ([]pool.Output, string, error) {
+		if finder == "" {
+			finder = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+		}
+		sc, err := pool.AddressScript(finder, net0)
+		if err != nil {
+			return nil, "", err
+		}
+		return []pool.Output{{Value: value, Script: sc}}, finder, nil
+	}
+	p, err := pool.New(pool.Config{Network: net0, Outputs: solo}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.UpdateTemplate(bench.Template(900_000, 10), true); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(l)
+	return p, l.Addr().String()
 }
