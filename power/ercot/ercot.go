@@ -12,6 +12,7 @@
 package ercot
 
 import (
+	"compress/gzip"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -41,14 +42,24 @@ const (
 
 var publishedHeader = []string{"Delivery Date", "Delivery Hour", "Delivery Interval", "Repeated Hour Flag", "Settlement Point Name", "Settlement Point Type", "Settlement Point Price"}
 
-// ReadFile reads the prices of zone from a file in either layout.
+// ReadFile reads the prices of zone from a file in either layout, gzip-compressed if
+// its name ends in ".gz" (MaxFileBytes then bounds the uncompressed text).
 func ReadFile(path string, zone power.Zone) ([]power.Interval, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("ercot: %w", err)
 	}
 	defer f.Close()
-	ivs, err := Read(io.LimitReader(f, MaxFileBytes), zone)
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: ercot: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	ivs, err := Read(io.LimitReader(r, MaxFileBytes), zone)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

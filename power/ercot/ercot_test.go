@@ -1,6 +1,8 @@
 package ercot
 
 import (
+	"bytes"
+	"compress/gzip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -280,4 +282,55 @@ func FuzzRead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestGzip reads 2017 (the backtests' year before 2018, kept compressed) and a
+// compressed copy of 2018: the same intervals as the plain file, and a truncated
+// compressed file is refused.
+func TestGzip(t *testing.T) {
+	z := mustZone(t, "LZ_WEST")
+	y2017, err := ReadFile("../backtest/testdata/ercot-2017.csv.gz", z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2017 has no leap day; the autumn repeat adds four intervals, the spring gap
+	// takes four away.
+	if len(y2017) != 365*96 {
+		t.Errorf("2017: %d intervals, want %d", len(y2017), 365*96)
+	}
+	if got := y2017[len(y2017)-1].End(); !got.Equal(time.Date(2018, 1, 1, 6, 0, 0, 0, time.UTC)) {
+		t.Errorf("2017 ends at %s, want 2018-01-01 00:00 Central (06:00 UTC)", got)
+	}
+	plain := filepath.Join(dataDir(t), "2018.csv")
+	b, err := os.ReadFile(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	zw.Write(b)
+	zw.Close()
+	dir := t.TempDir()
+	gz := filepath.Join(dir, "2018.csv.gz")
+	if err := os.WriteFile(gz, zb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ReadFile(plain, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadFile(gz, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) || got[len(got)-1] != want[len(want)-1] || got[1000] != want[1000] {
+		t.Errorf("compressed 2018: %d intervals, plain %d", len(got), len(want))
+	}
+	cut := filepath.Join(dir, "cut.csv.gz")
+	if err := os.WriteFile(cut, zb.Bytes()[:zb.Len()/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(cut, z); err == nil {
+		t.Error("a truncated compressed file was read without an error")
+	}
 }
