@@ -22,8 +22,9 @@ var devZones = []string{"LZ_AEN", "LZ_CPS", "LZ_HOUSTON", "LZ_LCRA", "LZ_NORTH",
 // lead by which the policy's variants are selected. It runs only when
 // HASHGRID_DEV_ZONES is set, and checks there what TestYears checks on LZ_WEST except
 // the lead over last_price. Each year is run after the prices of the year before in
-// the same zone, as TestYears does (none for 2018; HASHGRID_DEV_COLD=1 runs every
-// year from an empty history). HASHGRID_DEV_MARGIN, HASHGRID_DEV_SPREAD,
+// the same zone, as TestYears does (2018 after 2017's, from testdata;
+// HASHGRID_DEV_2018_COLD=1 starts 2018 from an empty history, HASHGRID_DEV_COLD=1
+// every year). HASHGRID_DEV_MARGIN, HASHGRID_DEV_SPREAD,
 // HASHGRID_DEV_HORIZON and HASHGRID_DEV_PRIOR set the policy's margin, spread,
 // horizon and prior weight (defaults: the configuration's; margin and spread 0).
 func TestDevelopmentZones(t *testing.T) {
@@ -47,6 +48,9 @@ func TestDevelopmentZones(t *testing.T) {
 		var zl power.Micro
 		zw := 0
 		var earlier []power.Price // the year before, published before the year starts
+		if !cold && os.Getenv("HASHGRID_DEV_2018_COLD") == "" {
+			earlier = year2017(t, zone)
+		}
 		for _, y := range []string{"2018", "2019", "2020"} {
 			ivs, err := ercot.ReadFile(filepath.Join(dir, y+".csv"), power.Zone{Name: zone})
 			if err != nil {
@@ -95,6 +99,17 @@ func TestDevelopmentZones(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "total lead over last_price %s, ahead in %d of %d cells, worst %s (%s)\n", total, won, cells, worst, worstCell)
 	t.Log("\n" + b.String())
+}
+
+// year2017 returns the 2017 prices of zone (testdata/ercot-2017.csv.gz), the year
+// before the first of ../shared/data/ercot.
+func year2017(tb testing.TB, zone string) []power.Price {
+	tb.Helper()
+	ivs, err := ercot.ReadFile(filepath.Join("testdata", "ercot-2017.csv.gz"), power.Zone{Name: zone})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return prices(ivs)
 }
 
 // prices returns the prices of ivs.
