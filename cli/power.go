@@ -71,11 +71,7 @@ func loadEarlier(path, zoneFlag string, cfg *power.Config, start time.Time) ([]p
 		return nil, fmt.Errorf("%w: --earlier %s ends at %s, but --prices starts at %s: the earlier prices must end where the backtest starts",
 			ErrUsage, path, last.End().Format(time.RFC3339), start.Format(time.RFC3339))
 	}
-	out := make([]power.Price, len(ivs))
-	for i, iv := range ivs {
-		out[i] = iv.Price
-	}
-	return out, nil
+	return power.PricesOf(ivs), nil
 }
 
 func powerBacktest(args []string, env Env) error {

@@ -133,9 +133,7 @@ func TestPowerBacktestEarlier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, iv := range before {
-		sc.Earlier = append(sc.Earlier, iv.Price)
-	}
+	sc.Earlier = power.PricesOf(before)
 	rep, err := backtest.Run(sc, "LZ_WEST", backtest.Options{})
 	if err != nil {
 		t.Fatal(err)

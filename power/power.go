@@ -170,6 +170,15 @@ type Interval struct {
 // End returns the end of the interval.
 func (iv Interval) End() time.Time { return iv.Start.Add(IntervalLength) }
 
+// PricesOf returns the prices of ivs, in order: a history, as Scenario.Earlier takes.
+func PricesOf(ivs []Interval) []Price {
+	out := make([]Price, len(ivs))
+	for i, iv := range ivs {
+		out[i] = iv.Price
+	}
+	return out
+}
+
 // Curtailed is the mode name recorded for a group that is switched off.
 const Curtailed = "curtailed"
 

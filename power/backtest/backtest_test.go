@@ -102,7 +102,7 @@ func TestYears(t *testing.T) {
 				t.Errorf("intervals: got %d, want %d", rep.Intervals, len(ivs))
 			}
 		}
-		earlier = prices(ivs)
+		earlier = power.PricesOf(ivs)
 	}
 }
 

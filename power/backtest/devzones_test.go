@@ -91,7 +91,7 @@ func TestDevelopmentZones(t *testing.T) {
 				}
 			}
 			if !cold {
-				earlier = prices(ivs)
+				earlier = power.PricesOf(ivs)
 			}
 		}
 		total += zl
@@ -109,16 +109,7 @@ func year2017(tb testing.TB, zone string) []power.Price {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return prices(ivs)
-}
-
-// prices returns the prices of ivs.
-func prices(ivs []power.Interval) []power.Price {
-	out := make([]power.Price, len(ivs))
-	for i, iv := range ivs {
-		out[i] = iv.Price
-	}
-	return out
+	return power.PricesOf(ivs)
 }
 
 // envFloat returns the number in the environment variable name, or def if it is unset.
