@@ -126,3 +126,17 @@ func TestAppendSubmit(t *testing.T) {
 		t.Errorf("line does not parse: %v", err)
 	}
 }
+
+// TestProcessUsage: burning CPU shows in the process's usage.
+func TestProcessUsage(t *testing.T) {
+	u0 := ProcessUsage()
+	deadline := time.Now().Add(50 * time.Millisecond)
+	x := 0
+	for time.Now().Before(deadline) {
+		x++
+	}
+	u := ProcessUsage().Sub(u0)
+	if u.CPU < 20*time.Millisecond {
+		t.Errorf("50 ms of spinning (%d loops) used %v of CPU by getrusage", x, u.CPU)
+	}
+}

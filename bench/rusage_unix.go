@@ -7,18 +7,6 @@ import (
 	"time"
 )
 
-// Usage is a process's CPU time and context switches so far.
-type Usage struct {
-	CPU         time.Duration // user + system
-	Voluntary   int64         // context switches: waits
-	Involuntary int64         // context switches: preempted
-}
-
-// Sub returns the usage between v and u (u taken later).
-func (u Usage) Sub(v Usage) Usage {
-	return Usage{CPU: u.CPU - v.CPU, Voluntary: u.Voluntary - v.Voluntary, Involuntary: u.Involuntary - v.Involuntary}
-}
-
 // ProcessUsage returns this process's usage (getrusage RUSAGE_SELF).
 func ProcessUsage() Usage {
 	var ru syscall.Rusage
