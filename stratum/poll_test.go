@@ -134,7 +134,8 @@ func TestSlowReaderDropped(t *testing.T) {
 
 // TestBroadcastPastAStuckPeer: broadcasts keep reaching the peers that read while one
 // has stopped reading; that one is dropped once its socket buffers are full and a
-// write to it has waited WriteTimeout, and no reading peer misses a line.
+// write to it has waited WriteTimeout, and no reading peer misses a line. (Unpaced, a
+// reader that a loaded machine left unscheduled for WriteTimeout was dropped too.)
 func TestBroadcastPastAStuckPeer(t *testing.T) {
 	s, addr, drops := startDropCounting(t, Limits{WriteTimeout: 200 * time.Millisecond})
 	stuck := dial(t, addr)
@@ -163,9 +164,20 @@ func TestBroadcastPastAStuckPeer(t *testing.T) {
 	each := func(*Conn) []byte { return line }
 	sent := 0
 	start := time.Now()
+	// Each broadcast waits for the reading peers to have its line, so that only the
+	// stuck peer's socket fills, however late a busy machine schedules the readers.
+	caughtUp := func() {
+		deadline := time.Now().Add(2 * time.Second)
+		for i := range got {
+			for got[i].Load() < int64(sent) && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Microsecond)
+			}
+		}
+	}
 	for sent < 4000 && drops("write") == 0 { // at most 64 MB to the stuck peer
 		s.Broadcast(each)
 		sent++
+		caughtUp()
 	}
 	if drops("write") != 1 {
 		t.Fatalf("after %d broadcasts, write drops: %d, want 1", sent, drops("write"))
