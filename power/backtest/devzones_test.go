@@ -20,7 +20,7 @@ var devZones = []string{"LZ_AEN", "LZ_CPS", "LZ_HOUSTON", "LZ_LCRA", "LZ_NORTH",
 // zones, every year and efficiency (63 cells, about ten seconds): the comparison
 // recorded in docs/benchmarks.md, with the cells won, the worst cell and the total
 // lead by which the policy's variants are selected. It runs only when
-// HASHGRID_DEV_ZONES is set, and checks there what TestYears checks on LZ_WEST except
+// HASHGRID_DEV_ZONES is set, and checks there what TestYears checks on LZ_WEST (checkBar) except
 // the lead over last_price. Each year is run after the prices of the year before in
 // the same zone, as TestYears does (2018 after 2017's, from testdata;
 // HASHGRID_DEV_2018_COLD=1 starts 2018 from an empty history, HASHGRID_DEV_COLD=1
@@ -57,26 +57,12 @@ func TestDevelopmentZones(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, eff := range []float64{15, 21.5, 34.5} {
-				c := exampleConfig(t)
-				power.SetEfficiency(c, eff)
-				c.Policy.Margin, c.Policy.Spread = *margin, *spread
-				c.Policy.Horizon, c.Policy.PriorWeight = int(*horizon), *prior
-				sc, err := power.NewScenario(c, ivs)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sc.Earlier = earlier
-				rep, err := Run(sc, zone, Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				rep := runCell(t, zone, ivs, earlier, eff, func(c *power.Config) {
+					c.Policy.Margin, c.Policy.Spread = *margin, *spread
+					c.Policy.Horizon, c.Policy.PriorWeight = int(*horizon), *prior
+				})
+				checkBar(t, fmt.Sprintf("%s %s %v J/TH", zone, y, eff), rep)
 				pol := rep.Strategy(power.NamePolicy)
-				if pol.ShareOfOptimum < 0.98 {
-					t.Errorf("%s %s %v J/TH: policy reaches %.4f of the optimum", zone, y, eff, pol.ShareOfOptimum)
-				}
-				if ts := rep.Strategy(power.NameTwoStrike); pol.ProfitMicro <= ts.ProfitMicro {
-					t.Errorf("%s %s %v J/TH: policy %s does not beat two_strike %s", zone, y, eff, pol.ProfitUSD, ts.ProfitUSD)
-				}
 				lead := power.Micro(pol.ProfitMicro - rep.Strategy(power.NameLastPrice).ProfitMicro)
 				zl += lead
 				cells++

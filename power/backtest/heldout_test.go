@@ -52,33 +52,12 @@ func TestHeldOutYears(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, eff := range []float64{15, 21.5, 34.5} {
-				c := exampleConfig(t)
-				power.SetEfficiency(c, eff)
-				c.Policy.Margin, c.Policy.Spread = *margin, *spread
-				sc, err := power.NewScenario(c, ivs)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sc.Earlier = earlier
-				rep, err := Run(sc, zone, Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				rep := runCell(t, zone, ivs, earlier, eff, func(c *power.Config) {
+					c.Policy.Margin, c.Policy.Spread = *margin, *spread
+				})
 				cell := fmt.Sprintf("%s %s %v J/TH", zone, y, eff)
+				checkBar(t, cell, rep)
 				pol, opt := rep.Strategy(power.NamePolicy), rep.Strategy(power.NameOptimum)
-				for _, s := range rep.Strategies {
-					if s.ProfitMicro > opt.ProfitMicro {
-						t.Errorf("%s: %s profit %s above the optimum %s", cell, s.Name, s.ProfitUSD, opt.ProfitUSD)
-					}
-				}
-				if pol.ShareOfOptimum < 0.98 {
-					t.Errorf("%s: policy reaches %.4f of the optimum, want >= 0.98", cell, pol.ShareOfOptimum)
-				}
-				for _, ref := range []string{power.NameTwoStrike, power.NameAlwaysOn} {
-					if r := rep.Strategy(ref); pol.ProfitMicro <= r.ProfitMicro {
-						t.Errorf("%s: policy %s does not beat %s %s", cell, pol.ProfitUSD, ref, r.ProfitUSD)
-					}
-				}
 				lp, ts := rep.Strategy(power.NameLastPrice), rep.Strategy(power.NameTwoStrike)
 				lead := power.Micro(pol.ProfitMicro - lp.ProfitMicro)
 				cells++
