@@ -17,11 +17,11 @@ import (
 var devZones = []string{"LZ_AEN", "LZ_CPS", "LZ_HOUSTON", "LZ_LCRA", "LZ_NORTH", "LZ_RAYBN", "LZ_SOUTH"}
 
 // TestDevelopmentZones measures the policy's lead over last_price on the development
-// zones, every year and efficiency (63 cells, about ten seconds): the comparison
+// zones, every year and efficiency (63 cells, about four seconds): the comparison
 // recorded in docs/benchmarks.md, with the cells won, the worst cell and the total
 // lead by which the policy's variants are selected. It runs only when
-// HASHGRID_DEV_ZONES is set, and checks there what TestYears checks on LZ_WEST (checkBar) except
-// the lead over last_price. Each year is run after the prices of the year before in
+// HASHGRID_DEV_ZONES is set, and checks there what TestYears checks on LZ_WEST
+// (checkBar), all but the lead over last_price. Each year is run after the prices of the year before in
 // the same zone, as TestYears does (2018 after 2017's, from testdata;
 // HASHGRID_DEV_2018_COLD=1 starts 2018 from an empty history, HASHGRID_DEV_COLD=1
 // every year). HASHGRID_DEV_MARGIN, HASHGRID_DEV_SPREAD,
