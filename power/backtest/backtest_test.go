@@ -3,7 +3,6 @@ package backtest
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,18 +11,9 @@ import (
 	"github.com/hashgrid/hashgrid/power/ercot"
 )
 
-func dataDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := filepath.Abs("../..")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	d := filepath.Join(dir, "..", "shared", "data", "ercot")
-	if _, err := os.Stat(d); err != nil {
-		tb.Skipf("real ERCOT data not found at %s (../shared/data/ercot from the module root): %v", d, err)
-	}
-	return d
-}
+// wideYear returns the path of the repository's wide ERCOT price file of year
+// (testdata/README.md gives its source, licence and checksum).
+func wideYear(year string) string { return filepath.Join("testdata", "ercot-"+year+".csv.gz") }
 
 func exampleConfig(tb testing.TB) *power.Config {
 	tb.Helper()
@@ -90,10 +80,9 @@ var lastPriceAhead = map[string]power.Micro{
 // checks the policy against the bar of the issue: at least 98% of the optimum, ahead of
 // always_on and two_strike everywhere, ahead of last_price outside lastPriceAhead.
 func TestYears(t *testing.T) {
-	dir := dataDir(t)
 	earlier := year2017(t, "LZ_WEST") // the year before, published before the year starts
 	for _, y := range []string{"2018", "2019", "2020"} {
-		ivs, err := ercot.ReadFile(filepath.Join(dir, y+".csv"), power.Zone{Name: "LZ_WEST"})
+		ivs, err := ercot.ReadFile(wideYear(y), power.Zone{Name: "LZ_WEST"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +118,7 @@ func TestYears(t *testing.T) {
 // BenchmarkYear10000Machines backtests a year of 15-minute prices (2019, LZ_WEST) for
 // 10,000 machines in four groups: the policy, three references and the exact optimum.
 func BenchmarkYear10000Machines(b *testing.B) {
-	ivs, err := ercot.ReadFile(filepath.Join(dataDir(b), "2019.csv"), power.Zone{Name: "LZ_WEST"})
+	ivs, err := ercot.ReadFile(wideYear("2019"), power.Zone{Name: "LZ_WEST"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,7 +151,7 @@ func BenchmarkYear10000Machines(b *testing.B) {
 }
 
 func TestChartAndEnergy(t *testing.T) {
-	ivs, err := ercot.ReadFile(filepath.Join(dataDir(t), "2020.csv"), power.Zone{Name: "LZ_WEST"})
+	ivs, err := ercot.ReadFile(wideYear("2020"), power.Zone{Name: "LZ_WEST"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,6 @@ func TestDevelopmentZones(t *testing.T) {
 	prior := envFloat(t, "HASHGRID_DEV_PRIOR", def.PriorWeight)
 	cold := os.Getenv("HASHGRID_DEV_COLD") != ""
 	t.Logf("cold start %v, margin %v standard errors, spread %v standard deviations, horizon %v, prior weight %v", cold, *margin, *spread, *horizon, *prior)
-	dir := dataDir(t)
 	var b strings.Builder
 	var total power.Micro
 	worst := power.Micro(1 << 62)
@@ -52,7 +51,7 @@ func TestDevelopmentZones(t *testing.T) {
 			earlier = year2017(t, zone)
 		}
 		for _, y := range []string{"2018", "2019", "2020"} {
-			ivs, err := ercot.ReadFile(filepath.Join(dir, y+".csv"), power.Zone{Name: zone})
+			ivs, err := ercot.ReadFile(wideYear(y), power.Zone{Name: zone})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +87,7 @@ func TestDevelopmentZones(t *testing.T) {
 }
 
 // year2017 returns the 2017 prices of zone (testdata/ercot-2017.csv.gz), the year
-// before the first of ../shared/data/ercot.
+// before the first year the policy was developed on.
 func year2017(tb testing.TB, zone string) []power.Price {
 	tb.Helper()
 	ivs, err := ercot.ReadFile(filepath.Join("testdata", "ercot-2017.csv.gz"), power.Zone{Name: zone})

@@ -2,7 +2,6 @@ package backtest
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -33,13 +32,12 @@ func TestHeldOutYears(t *testing.T) {
 	margin := envFloat(t, "HASHGRID_DEV_MARGIN", 0)
 	spread := envFloat(t, "HASHGRID_DEV_SPREAD", 0)
 	t.Logf("margin %v standard errors, spread %v standard deviations", *margin, *spread)
-	dir := dataDir(t)
 	var b strings.Builder
 	won, cells := 0, 0
 	var total power.Micro
 	worst, worstCell := power.Micro(1<<62), ""
 	for _, zone := range heldOutZones {
-		prev, err := ercot.ReadFile(filepath.Join(dir, "2020.csv"), power.Zone{Name: zone})
+		prev, err := ercot.ReadFile(wideYear("2020"), power.Zone{Name: zone})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +45,7 @@ func TestHeldOutYears(t *testing.T) {
 		zw := 0
 		var zl power.Micro
 		for _, y := range []string{"2021", "2022"} {
-			ivs, err := ercot.ReadFile(filepath.Join("testdata", "ercot-"+y+".csv.gz"), power.Zone{Name: zone})
+			ivs, err := ercot.ReadFile(wideYear(y), power.Zone{Name: zone})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -56,25 +54,12 @@ retries = 2
 backoff = "50ms"
 `
 
-func dataDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := filepath.Abs("../..")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	d := filepath.Join(dir, "..", "shared", "data", "ercot")
-	if _, err := os.Stat(d); err != nil {
-		tb.Skipf("real ERCOT data not found at %s (../shared/data/ercot from the module root): %v", d, err)
-	}
-	return d
-}
-
 // TestShedOnReplayedSpike replays the real 13 August 2019 LZ_WEST spike ($2,004/MWh at
 // 13:45 CDT, on its way to $9,039) through the controller against an emulated fleet in
 // which one miner ignores commands. Every other miner must report curtailed within the
 // stated shed time, and the ignoring one must be reported.
 func TestShedOnReplayedSpike(t *testing.T) {
-	ivs, err := ercot.ReadFile(filepath.Join(dataDir(t), "2019.csv"), power.Zone{Name: "LZ_WEST"})
+	ivs, err := ercot.ReadFile("../backtest/testdata/ercot-2019.csv.gz", power.Zone{Name: "LZ_WEST"})
 	if err != nil {
 		t.Fatal(err)
 	}

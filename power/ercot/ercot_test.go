@@ -3,6 +3,9 @@ package ercot
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,19 +15,16 @@ import (
 	"github.com/hashgrid/hashgrid/power"
 )
 
-// dataDir finds ../shared/data/ercot relative to the module root.
-func dataDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := filepath.Abs("../..") // power/ercot -> module root
-	if err != nil {
-		tb.Fatal(err)
-	}
-	d := filepath.Join(dir, "..", "shared", "data", "ercot")
-	if _, err := os.Stat(d); err != nil {
-		tb.Skipf("real ERCOT data not found at %s (../shared/data/ercot from the module root): %v", d, err)
-	}
-	return d
-}
+// testdata is where the repository keeps the real ERCOT prices the tests read
+// (README.md there gives their source, licence and checksums).
+const testdata = "../backtest/testdata"
+
+// wideYear returns the path of the repository's wide price file of year.
+func wideYear(year string) string { return filepath.Join(testdata, "ercot-"+year+".csv.gz") }
+
+// published returns the path of the repository's copy of ERCOT's published file name
+// (RTM-2019-02.csv or RTM-2020-02.csv).
+func published(name string) string { return filepath.Join(testdata, "ercot-"+name+".gz") }
 
 func mustZone(tb testing.TB, s string) power.Zone {
 	tb.Helper()
@@ -36,7 +36,6 @@ func mustZone(tb testing.TB, s string) power.Zone {
 }
 
 func TestWideYears(t *testing.T) {
-	dir := dataDir(t)
 	cases := []struct {
 		year          string
 		n             int
@@ -51,7 +50,7 @@ func TestWideYears(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.year, func(t *testing.T) {
-			ivs, err := ReadFile(filepath.Join(dir, c.year+".csv"), mustZone(t, "LZ_WEST"))
+			ivs, err := ReadFile(wideYear(c.year), mustZone(t, "LZ_WEST"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +108,7 @@ func TestWideYears(t *testing.T) {
 }
 
 func TestWideFallRepeatPrices(t *testing.T) {
-	ivs, err := ReadFile(filepath.Join(dataDir(t), "2018.csv"), mustZone(t, "LZ_WEST"))
+	ivs, err := ReadFile(wideYear("2018"), mustZone(t, "LZ_WEST"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +128,6 @@ func TestWideFallRepeatPrices(t *testing.T) {
 }
 
 func TestPublishedLayout(t *testing.T) {
-	dir := dataDir(t)
 	cases := []struct {
 		file, zone string
 		n          int
@@ -143,7 +141,7 @@ func TestPublishedLayout(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.file+"/"+c.zone, func(t *testing.T) {
-			ivs, err := ReadFile(filepath.Join(dir, "raw", c.file), mustZone(t, c.zone))
+			ivs, err := ReadFile(published(c.file), mustZone(t, c.zone))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -158,12 +156,11 @@ func TestPublishedLayout(t *testing.T) {
 }
 
 func TestPublishedQuotedThousandsAndLZEW(t *testing.T) {
-	dir := dataDir(t)
-	lz, err := ReadFile(filepath.Join(dir, "raw", "RTM-2019-02.csv"), mustZone(t, "LZ_CPS"))
+	lz, err := ReadFile(published("RTM-2019-02.csv"), mustZone(t, "LZ_CPS"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ew, err := ReadFile(filepath.Join(dir, "raw", "RTM-2019-02.csv"), mustZone(t, "LZ_CPS/LZEW"))
+	ew, err := ReadFile(published("RTM-2019-02.csv"), mustZone(t, "LZ_CPS/LZEW"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,20 +298,26 @@ func TestGzip(t *testing.T) {
 	if got := y2017[len(y2017)-1].End(); !got.Equal(time.Date(2018, 1, 1, 6, 0, 0, 0, time.UTC)) {
 		t.Errorf("2017 ends at %s, want 2018-01-01 00:00 Central (06:00 UTC)", got)
 	}
-	plain := filepath.Join(dataDir(t), "2018.csv")
-	b, err := os.ReadFile(plain)
+	// 2018 read plain and compressed: the same intervals.
+	zdata, err := os.ReadFile(wideYear("2018"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var zb bytes.Buffer
-	zw := gzip.NewWriter(&zb)
-	zw.Write(b)
-	zw.Close()
-	dir := t.TempDir()
-	gz := filepath.Join(dir, "2018.csv.gz")
-	if err := os.WriteFile(gz, zb.Bytes(), 0o644); err != nil {
+	zr, err := gzip.NewReader(bytes.NewReader(zdata))
+	if err != nil {
 		t.Fatal(err)
 	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "2018.csv")
+	if err := os.WriteFile(plain, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zb := bytes.NewBuffer(zdata)
+	gz := wideYear("2018")
 	want, err := ReadFile(plain, z)
 	if err != nil {
 		t.Fatal(err)
@@ -332,5 +335,58 @@ func TestGzip(t *testing.T) {
 	}
 	if _, err := ReadFile(cut, z); err == nil {
 		t.Error("a truncated compressed file was read without an error")
+	}
+}
+
+// TestTestdataChecksums checks the repository's price files against the SHA-256 sums
+// that ../backtest/testdata/README.md gives for their uncompressed contents, and that
+// the README gives each of them.
+func TestTestdataChecksums(t *testing.T) {
+	want := map[string]string{
+		"ercot-2017.csv.gz":        "dac478e8de91a0cf54a2c0aa5272d74f8b993cc82fedcbde93eea05374468529",
+		"ercot-2018.csv.gz":        "db5ba54374e4a3e8cb94bda5495438e9bb91149b00c164d37acb2f94c133ce8e",
+		"ercot-2019.csv.gz":        "b83ee599edb135ca54f588ce20f8a4feb99e88def7cddfee107cb2d782303770",
+		"ercot-2020.csv.gz":        "dc472cb403a85b8f75a21af874efce0875d9108a3747bd1737602a1bf33886f8",
+		"ercot-2021.csv.gz":        "8c3995d4308990f506819e3c2233cb1206105ccfb47fe26e6f89afaa5198b318",
+		"ercot-2022.csv.gz":        "46a41c509fb24d437c951b4da8f8f65b33088bb6a1ac6b481f67661448f9934d",
+		"ercot-RTM-2019-02.csv.gz": "c180c654d3a10e66438f9354866e18e43149fe21f7ceb4bdcdebbbc1b89533ec",
+		"ercot-RTM-2020-02.csv.gz": "1730104609ca4e0191e6b69663b9571f13eb76f4e6ffeac9491b87b9a27a97c8",
+	}
+	readme, err := os.ReadFile(filepath.Join(testdata, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(testdata, "*.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(want) {
+		t.Errorf("testdata holds %d compressed files, the table %d: %v", len(files), len(want), files)
+	}
+	for name, sum := range want {
+		f, err := os.Open(filepath.Join(testdata, name))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, zr)
+		f.Close()
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+			t.Errorf("%s: SHA-256 %s, want %s", name, got, sum)
+		}
+		if !bytes.Contains(readme, []byte(sum)) {
+			t.Errorf("README.md does not give %s's checksum %s", name, sum)
+		}
 	}
 }
