@@ -40,15 +40,15 @@ type Conn struct {
 	extranonceSub bool
 	users         []string
 	authorized    atomic.Bool
-	badLines      int
+	badLines      leaky // malformed lines and unknown methods
 
 	// Pipelined submits (AsyncHandler): replies wait in arrival order.
-	pmu         sync.Mutex
-	pending     []*pendingReply
-	flushing    bool          // a flush goroutine is writing replies
-	sem         chan struct{} // bounds pending submits; made on the first submit
-	strikes     int
-	strikeStart time.Time
+	pmu          sync.Mutex
+	pending      []*pendingReply
+	flushing     bool          // a flush goroutine is writing replies
+	sem          chan struct{} // bounds pending submits; made on the first submit
+	strikes      leaky         // invalid submits
+	rejectsSince int64         // UnixNano of the first of the rejects since the last accepted share; 0 none
 
 	// Data is the handler's per-connection state.
 	Data any

@@ -20,14 +20,11 @@ func (c *Conn) handleLine(line []byte) bool {
 	}
 	m, err := ParseMessage(line)
 	if err != nil || !m.IsRequest() {
-		c.badLines++
 		if err == nil {
 			// A response from the miner (to client.get_version, say): ignore it.
-			c.badLines--
 			return true
 		}
-		if c.badLines > s.lim.MaxBadLines {
-			s.drop("bad_lines")
+		if !c.badLine() {
 			return false
 		}
 		id := json.RawMessage("null")
@@ -66,9 +63,10 @@ func (c *Conn) handleLine(line []byte) bool {
 	case "mining.multi_version", "mining.get_transactions", "mining.capabilities":
 		return c.replyErr(m, ErrCodeOther, "not supported")
 	default:
-		c.badLines++
-		if c.badLines > s.lim.MaxBadLines {
-			s.drop("bad_lines")
+		// Answered, and counted like a malformed line: the count drains over
+		// StrikeWindow, so a miner that now and then tries an extension this server
+		// does not know is never dropped for it.
+		if !c.badLine() {
 			return false
 		}
 		return c.replyErr(m, ErrCodeOther, "unknown method")
@@ -248,12 +246,9 @@ func (c *Conn) handleSubmit(m *Message) bool {
 		return c.strike(m, &Error{ErrCodeUnauthorized, "unauthorized worker"})
 	}
 	if e := s.handler.Submit(c, sub); e != nil {
-		if e.Code == ErrCodeJobNotFound {
-			// Stale work is normal around a new block; it is no sign of abuse.
-			return c.writeLine(AppendResponse(nil, m.ID, nil, e)) == nil
-		}
 		return c.strike(m, e)
 	}
+	c.verdict(nil)
 	return c.writeLine(AppendResponse(nil, m.ID, []byte("true"), nil)) == nil
 }
 

@@ -149,8 +149,8 @@ func (lr *lineReader) lines(data []byte, fn func(line []byte) bool) (bool, error
 func (c *Conn) handleLines(lr *lineReader, data []byte) bool {
 	ok, err := lr.lines(data, c.handleLine)
 	if err != nil {
-		c.srv.drop("line_too_long")
 		c.srv.log.Debug("line too long", "remote", c.RemoteAddr())
+		c.srv.abuseDrop(c, "line_too_long")
 	}
 	return ok
 }

@@ -49,7 +49,8 @@ type Config struct {
 	Logger          *slog.Logger
 	Now             func() time.Time
 	// OnDrop, when set, is told each time a peer is dropped or refused, with a reason
-	// ("ban", "limit_ip", "limit_total", "line_too_long", "bad_lines", "idle", ...).
+	// ("ban", "abuse_ban", "limit_ip", "limit_total", "line_too_long", "bad_lines",
+	// "strikes", "rejects_only", "idle", ...).
 	OnDrop func(reason string)
 }
 
@@ -65,6 +66,7 @@ type Server struct {
 	conns     map[*Conn]struct{}
 	perIP     map[string]int
 	bans      map[string]time.Time
+	abuse     map[string]*leaky    // abuse drops per IP, toward a ban
 	active    map[uint32]*Conn     // extranonce1 in use
 	recent    map[uint32]time.Time // recently closed sessions, for resume
 	recentQ   []uint32
@@ -116,6 +118,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		conns:   make(map[*Conn]struct{}),
 		perIP:   make(map[string]int),
 		bans:    make(map[string]time.Time),
+		abuse:   make(map[string]*leaky),
 		active:  make(map[uint32]*Conn),
 		recent:  make(map[uint32]time.Time),
 		nextEN1: binary.BigEndian.Uint32(seed[:]),

@@ -162,11 +162,8 @@ func (c *Conn) Reconnect(host string, port int, wait int) error {
 // was dropped.
 func (c *Conn) complete(r *pendingReply, e *Error) bool {
 	<-c.sem
-	if e != nil && e.Code != ErrCodeJobNotFound {
-		// Stale work is normal around a new block; anything else counts.
-		if !c.countStrike() {
-			return false
-		}
+	if !c.verdict(e) {
+		return false
 	}
 	c.pmu.Lock()
 	r.err, r.done = e, true
