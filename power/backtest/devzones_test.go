@@ -19,8 +19,8 @@ var devZones = []string{"LZ_AEN", "LZ_CPS", "LZ_HOUSTON", "LZ_LCRA", "LZ_NORTH",
 // TestDevelopmentZones measures the policy's lead over last_price on the development
 // zones, every year and efficiency (63 cells, about four seconds): the comparison
 // recorded in docs/benchmarks.md, with the cells won, the worst cell and the total
-// lead by which the policy's variants are selected. It runs only when
-// HASHGRID_DEV_ZONES is set, and checks there what TestYears checks on LZ_WEST
+// lead by which the policy's variants are selected. It runs unless -short (the data
+// are in testdata), and checks there what TestYears checks on LZ_WEST
 // (checkBar), all but the lead over last_price. Each year is run after the prices of the year before in
 // the same zone, as TestYears does (2018 after 2017's, from testdata;
 // HASHGRID_DEV_2018_COLD=1 starts 2018 from an empty history, HASHGRID_DEV_COLD=1
@@ -28,8 +28,8 @@ var devZones = []string{"LZ_AEN", "LZ_CPS", "LZ_HOUSTON", "LZ_LCRA", "LZ_NORTH",
 // HASHGRID_DEV_HORIZON and HASHGRID_DEV_PRIOR set the policy's margin, spread,
 // horizon and prior weight (defaults: the configuration's; margin and spread 0).
 func TestDevelopmentZones(t *testing.T) {
-	if os.Getenv("HASHGRID_DEV_ZONES") == "" {
-		t.Skip("set HASHGRID_DEV_ZONES=1 to compare on the development zones")
+	if testing.Short() {
+		t.Skip("63 year-long backtests")
 	}
 	margin := envFloat(t, "HASHGRID_DEV_MARGIN", 0)
 	spread := envFloat(t, "HASHGRID_DEV_SPREAD", 0)
