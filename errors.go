@@ -5,12 +5,13 @@ import (
 	"fmt"
 )
 
-// Error codes shared by every service. Each maps to one HTTP status (see http.go in the
-// api package) and, where it applies, to a Stratum error code.
+// Error codes shared by every service. Each maps to one HTTP status (httpStatus in
+// errors_http.go, the one table) and, where it applies, to a Stratum error code.
 const (
 	ECONFLICT     = "conflict"
 	EINTERNAL     = "internal"
 	EINVALID      = "invalid"
+	ENOTALLOWED   = "method_not_allowed"
 	ENOTFOUND     = "not_found"
 	EUNAUTHORIZED = "unauthorized"
 	EUNAVAILABLE  = "unavailable"

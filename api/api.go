@@ -50,7 +50,7 @@ type Config struct {
 // Server serves the API.
 type Server struct {
 	cfg Config
-	mux *http.ServeMux
+	mux *hashgrid.Mux
 	hs  *http.Server
 }
 
@@ -65,7 +65,7 @@ func New(cfg Config) *Server {
 	if cfg.HashrateWindow == 0 {
 		cfg.HashrateWindow = 10 * time.Minute
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, mux: hashgrid.NewMux(cfg.Logger)}
 	s.mux.HandleFunc("GET /api/v1/pool", s.handlePool)
 	s.mux.HandleFunc("GET /api/v1/workers/{address}", s.handleWorkers)
 	s.mux.HandleFunc("GET /api/v1/blocks", s.handleBlocks)
@@ -77,7 +77,7 @@ func New(cfg Config) *Server {
 	s.dashboardRoutes()
 	s.registerPayoutRoutes()
 	s.hs = &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -87,8 +87,12 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the API's handler, for tests and for mounting elsewhere.
+// Handler returns the API's handler, for tests and for mounting elsewhere. What no
+// route takes is answered in the one error shape too.
 func (s *Server) Handler() http.Handler { return s.mux }
+
+// Patterns returns every route pattern registered, for the OpenAPI document's test.
+func (s *Server) Patterns() []string { return s.mux.Patterns() }
 
 // Handle adds a route (used by other services sharing the listener).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
@@ -341,24 +345,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// statusOf maps error codes to HTTP statuses: the one table.
-var statusOf = map[string]int{
-	hashgrid.ECONFLICT:     http.StatusConflict,
-	hashgrid.EINVALID:      http.StatusBadRequest,
-	hashgrid.ENOTFOUND:     http.StatusNotFound,
-	hashgrid.EUNAUTHORIZED: http.StatusUnauthorized,
-	hashgrid.EUNAVAILABLE:  http.StatusServiceUnavailable,
-	hashgrid.EINTERNAL:     http.StatusInternalServerError,
-}
-
+// writeError answers err in the one error shape of every hashgrid service
+// (hashgrid.WriteHTTPError: the code's status from the catalogue's one table).
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	code := hashgrid.ErrorCode(err)
-	if code == hashgrid.EINTERNAL {
-		s.cfg.Logger.Error("http", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	st, ok := statusOf[code]
-	if !ok {
-		st = http.StatusInternalServerError
-	}
-	writeJSON(w, st, map[string]string{"error": hashgrid.ErrorMessage(err), "code": code})
+	hashgrid.WriteHTTPError(w, r, s.cfg.Logger, err)
 }

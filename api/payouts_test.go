@@ -42,7 +42,7 @@ func (w *windowPages) BlockWindow(ctx context.Context, h chainhash.Hash, after u
 func TestPayoutRoutes(t *testing.T) {
 	known := chainhash.Hash{1}
 	ps := &windowPages{known: known}
-	s := &Server{cfg: Config{Payouts: ps}, mux: http.NewServeMux()}
+	s := &Server{cfg: Config{Payouts: ps}, mux: hashgrid.NewMux(nil)}
 	s.registerPayoutRoutes()
 	tests := []struct {
 		path string
@@ -73,7 +73,7 @@ func TestPayoutRoutes(t *testing.T) {
 		t.Errorf("payouts asked for %v", ps.payoutsAddrs)
 	}
 	// Without a payout service the routes do not exist.
-	bare := &Server{cfg: Config{}, mux: http.NewServeMux()}
+	bare := &Server{cfg: Config{}, mux: hashgrid.NewMux(nil)}
 	bare.registerPayoutRoutes()
 	rec := httptest.NewRecorder()
 	bare.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/payouts", nil))
@@ -98,7 +98,7 @@ func (m *marker) MarkPaid(ctx context.Context, batch int64, txid string) error {
 
 func TestMarkPaidNeedsTokenAndTxid(t *testing.T) {
 	m := &marker{}
-	s := &Server{cfg: Config{Payouts: m, Dashboard: DashboardConfig{AdminToken: "s3cret-token"}}, mux: http.NewServeMux()}
+	s := &Server{cfg: Config{Payouts: m, Dashboard: DashboardConfig{AdminToken: "s3cret-token"}}, mux: hashgrid.NewMux(nil)}
 	s.registerPayoutRoutes()
 	txid := strings.Repeat("ab", 32)
 	post := func(path, tok, body string) int {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
 	"github.com/hashgrid/hashgrid/stratum"
@@ -174,7 +175,11 @@ func runMarketAudit(ctx context.Context, args []string, env Env) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("audit: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		msg := strings.TrimSpace(string(body))
+		if e, ok := hashgrid.ParseErrorReply(body); ok {
+			msg = e.Message
+		}
+		return fmt.Errorf("audit: %s: %s", resp.Status, msg)
 	}
 	var samples []market.ShareSample
 	if err := json.Unmarshal(body, &samples); err != nil {

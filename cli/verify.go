@@ -16,6 +16,7 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/txscript/v2"
 
+	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/payout"
 )
@@ -119,9 +120,11 @@ func getAPI(ctx context.Context, hc *http.Client, u string, v any) error {
 		return fmt.Errorf("verify: %s: reply larger than %d bytes", u, maxVerifyReply)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		json.Unmarshal(body, &e)
-		return fmt.Errorf("verify: %s: %s %s", u, resp.Status, e.Error)
+		msg := strings.TrimSpace(string(body))
+		if e, ok := hashgrid.ParseErrorReply(body); ok {
+			msg = e.Message
+		}
+		return fmt.Errorf("verify: %s: %s: %s", u, resp.Status, msg)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("verify: %s: %w", u, err)

@@ -89,7 +89,7 @@ type api struct {
 	m   *Market
 	cfg HTTPConfig
 	log *slog.Logger
-	mux *http.ServeMux
+	mux *hashgrid.Mux
 }
 
 // NewHandler returns the market's HTTP API. Buyers authenticate with
@@ -98,7 +98,7 @@ func NewHandler(m *Market, cfg HTTPConfig) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{m: m, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	a := &api{m: m, cfg: cfg, log: cfg.Logger, mux: hashgrid.NewMux(cfg.Logger)}
 	a.mux.HandleFunc("GET /api/v1/orderbook", a.orderbook)
 	a.mux.HandleFunc("GET /api/v1/orders/{id}/shares", a.shares)
 	a.mux.HandleFunc("GET /api/v1/sellers/{address}", a.seller)
@@ -136,25 +136,9 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 	return nil
 }
 
-var statusOf = map[string]int{
-	hashgrid.ECONFLICT:     http.StatusConflict,
-	hashgrid.EINVALID:      http.StatusBadRequest,
-	hashgrid.ENOTFOUND:     http.StatusNotFound,
-	hashgrid.EUNAUTHORIZED: http.StatusUnauthorized,
-	hashgrid.EUNAVAILABLE:  http.StatusServiceUnavailable,
-	hashgrid.EINTERNAL:     http.StatusInternalServerError,
-}
-
+// fail answers err in the one error shape of every hashgrid service.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := hashgrid.ErrorCode(err)
-	st, ok := statusOf[code]
-	if !ok {
-		st = http.StatusInternalServerError
-	}
-	if st == http.StatusInternalServerError {
-		a.log.Error("api", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	writeJSON(w, st, map[string]string{"error": code, "message": hashgrid.ErrorMessage(err)})
+	hashgrid.WriteHTTPError(w, r, a.log, err)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
