@@ -43,6 +43,11 @@ type Share struct {
 	Block     bool        // the hash met the network target
 	UserAgent string      // client's mining.subscribe agent
 	Remote    string      // client address (ip:port)
+	// Repeats is, for a rejected share, how many more rejections of the same worker
+	// and Result this record stands for: the pool keeps a bounded sample of rejected
+	// shares and folds the others into a count on the last one of their interval.
+	// Zero for an accepted share and for a rejected one recorded alone.
+	Repeats uint64
 }
 
 // BlockStatus follows a found block from submission to maturity.

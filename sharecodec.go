@@ -22,11 +22,22 @@ import (
 //	address, worker, job id, user agent, remote:
 //	          each a uvarint length (at most the named limit below), then the bytes
 //
+// Version 2 is version 1 followed by
+//
+//	repeats   uvarint, at least 1: Share.Repeats of a rejected share
+//
+// and is written only for a share whose Repeats is not zero, so that every other share
+// keeps its version 1 encoding.
+//
 // Varints must be minimal, and nothing may follow the last field, so that every share
 // has exactly one encoding and decode(encode(s)) == s.
 
-// ShareCodecVersion is the version byte that leads every encoded share.
-const ShareCodecVersion = 1
+// ShareCodecVersion is the version byte that leads an encoded share whose Repeats is
+// zero; ShareCodecVersionRepeats leads one whose Repeats is not.
+const (
+	ShareCodecVersion        = 1
+	ShareCodecVersionRepeats = 2
+)
 
 // Limits on the strings of an encoded share. They bound what one share can cost in the
 // stream and the store; the pool must refuse longer values before a share is built.
@@ -52,6 +63,9 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 	if s.Result > ShareInvalid {
 		return nil, fmt.Errorf("share: unknown result %d", s.Result)
 	}
+	if s.Repeats != 0 && s.Result == ShareAccepted {
+		return nil, errors.New("share: an accepted share cannot stand for repeats")
+	}
 	strs := [...]struct {
 		name string
 		v    string
@@ -63,7 +77,7 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 		{"user agent", s.UserAgent, MaxShareUserAgentLen},
 		{"remote", s.Remote, MaxShareRemoteLen},
 	}
-	size := 3 + 5*binary.MaxVarintLen64 + 32
+	size := 3 + 6*binary.MaxVarintLen64 + 32
 	for _, f := range strs {
 		if len(f.v) > f.max {
 			return nil, fmt.Errorf("share: %s is %d bytes, limit %d", f.name, len(f.v), f.max)
@@ -75,7 +89,11 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 		flags |= shareFlagBlock
 	}
 	b := make([]byte, 0, size)
-	b = append(b, ShareCodecVersion, flags, byte(s.Result))
+	version := byte(ShareCodecVersion)
+	if s.Repeats != 0 {
+		version = ShareCodecVersionRepeats
+	}
+	b = append(b, version, flags, byte(s.Result))
 	b = binary.AppendUvarint(b, s.Seq)
 	b = binary.AppendVarint(b, s.Time.Unix())
 	b = binary.AppendUvarint(b, uint64(s.Time.Nanosecond()))
@@ -87,6 +105,9 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(f.v)))
 		b = append(b, f.v...)
 	}
+	if s.Repeats != 0 {
+		b = binary.AppendUvarint(b, s.Repeats)
+	}
 	return b, nil
 }
 
@@ -95,7 +116,7 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 func (s *Share) UnmarshalBinary(data []byte) error {
 	d := shareDecoder{b: data}
 	version := d.byte("version")
-	if d.err == nil && version != ShareCodecVersion {
+	if d.err == nil && version != ShareCodecVersion && version != ShareCodecVersionRepeats {
 		return fmt.Errorf("share: unsupported version %d", version)
 	}
 	flags := d.byte("flags")
@@ -125,6 +146,15 @@ func (s *Share) UnmarshalBinary(data []byte) error {
 	out.JobID = d.string("job id", MaxShareJobIDLen)
 	out.UserAgent = d.string("user agent", MaxShareUserAgentLen)
 	out.Remote = d.string("remote", MaxShareRemoteLen)
+	if version == ShareCodecVersionRepeats {
+		out.Repeats = d.uvarint("repeats")
+		if d.err == nil && out.Repeats == 0 {
+			return errors.New("share: version 2 with zero repeats")
+		}
+		if d.err == nil && out.Result == ShareAccepted {
+			return errors.New("share: an accepted share cannot stand for repeats")
+		}
+	}
 	if d.err != nil {
 		return d.err
 	}

@@ -73,6 +73,21 @@ var shareCodecTests = []struct {
 			0000000000000000000000000000000000000000000000000000000000000000
 			00 00 00 00 00`,
 	},
+	{
+		name: "rejected lowdiff standing for 300 more",
+		share: Share{
+			Seq:     2,
+			Time:    time.Unix(0, 0).UTC(),
+			Diff:    1,
+			Result:  ShareLowDiff,
+			Worker:  "w",
+			Repeats: 300,
+		},
+		hex: `02 00 03 02 00 00 00 01 00
+			0000000000000000000000000000000000000000000000000000000000000000
+			00 01 77 00 00 00
+			ac02`,
+	},
 }
 
 func TestShareMarshalBinary(t *testing.T) {
@@ -126,7 +141,10 @@ func TestShareUnmarshalErrors(t *testing.T) {
 		in   []byte
 		want string
 	}{
-		{"version", mutate(func(b []byte) []byte { b[0] = 2; return b }), "unsupported version 2"},
+		{"version", mutate(func(b []byte) []byte { b[0] = 3; return b }), "unsupported version 3"},
+		{"version 2 without repeats", mutate(func(b []byte) []byte { b[0] = 2; return b }), "repeats: truncated"},
+		{"zero repeats", append(mutate(func(b []byte) []byte { b[0], b[2] = 2, 3; return b }), 0), "zero repeats"},
+		{"accepted with repeats", append(mutate(func(b []byte) []byte { b[0] = 2; return b }), 1), "accepted share cannot stand for repeats"},
 		{"flags", mutate(func(b []byte) []byte { b[1] = 0x81; return b }), "unknown flags 0x81"},
 		{"result", mutate(func(b []byte) []byte { b[2] = 7; return b }), "unknown result 7"},
 		{"trailing", append(bytes.Clone(valid), 0), "1 trailing bytes"},
@@ -154,6 +172,7 @@ func TestShareMarshalLimits(t *testing.T) {
 		share Share
 		want  string
 	}{
+		{"accepted with repeats", Share{Repeats: 1}, "accepted share cannot stand for repeats"},
 		{"address", Share{Address: strings.Repeat("a", MaxShareAddressLen+1)}, "address is 129 bytes, limit 128"},
 		{"worker", Share{Worker: strings.Repeat("a", MaxShareWorkerLen+1)}, "worker is 129 bytes"},
 		{"job id", Share{JobID: strings.Repeat("a", MaxShareJobIDLen+1)}, "job id is 65 bytes"},
