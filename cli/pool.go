@@ -295,6 +295,9 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	if err != nil {
 		return err
 	}
+	if err := nodes.CheckNetwork(ctx, params.Name); err != nil {
+		return err
+	}
 
 	store, err := sqlite.Open(filepath.Join(cfg.Data, "hashgrid.db"))
 	if err != nil {

@@ -62,6 +62,9 @@ type ChainInfo struct {
 	Headers       int64
 	BestBlockHash chainhash.Hash
 	Difficulty    float64
+	// InitialBlockDownload is Bitcoin Core's flag that the node is still catching up
+	// with the network (btcd does not send it).
+	InitialBlockDownload bool
 }
 
 // ChainInfo calls getblockchaininfo.
@@ -79,6 +82,7 @@ func (info *ChainInfo) UnmarshalJSON(data []byte) error {
 		Headers       int64   `json:"headers"`
 		BestBlockHash hexHash `json:"bestblockhash"`
 		Difficulty    float64 `json:"difficulty"`
+		IBD           bool    `json:"initialblockdownload"`
 	}
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
@@ -89,7 +93,7 @@ func (info *ChainInfo) UnmarshalJSON(data []byte) error {
 	if !validDifficulty(j.Difficulty) {
 		return fmt.Errorf("difficulty %v out of range", j.Difficulty)
 	}
-	*info = ChainInfo{Chain: j.Chain, Blocks: j.Blocks, Headers: j.Headers, BestBlockHash: chainhash.Hash(j.BestBlockHash), Difficulty: j.Difficulty}
+	*info = ChainInfo{Chain: j.Chain, Blocks: j.Blocks, Headers: j.Headers, BestBlockHash: chainhash.Hash(j.BestBlockHash), Difficulty: j.Difficulty, InitialBlockDownload: j.IBD}
 	return nil
 }
 

@@ -20,7 +20,14 @@ const (
 	DefaultPollInterval    = 500 * time.Millisecond
 	DefaultRefreshInterval = 30 * time.Second
 	DefaultProbeTimeout    = 3 * time.Second
+	// misconfiguredLogEvery bounds how often a node that refuses the credentials is
+	// logged: it is tried at most every MaxBackoff, and said at most this often.
+	misconfiguredLogEvery = time.Minute
 )
+
+// errInitialDownload is a probe's verdict on a node that answers but says it is still
+// catching up with the network.
+var errInitialDownload = errors.New("node: in initial block download")
 
 // ErrNoNode is returned when no node of a Set answered.
 var ErrNoNode = errors.New("node: no node answered")
@@ -55,11 +62,22 @@ type NodeHealth struct {
 	LastSuccess time.Time     `json:"last_success,omitzero"`
 	Latency     time.Duration `json:"latency_ns"` // of the last successful call
 	Failures    int           `json:"consecutive_failures"`
+	// Height is the node's tip height when last asked (-1: not known yet); Behind is
+	// true when another node of the set reported a higher tip at the same check.
+	Height int64 `json:"height"`
+	Behind bool  `json:"behind,omitempty"`
 }
 
 // Set presents several nodes as one: calls go to the first healthy node and fail over to
 // the next on error; failed nodes are retried with exponential backoff, and earlier
 // nodes are preferred again as soon as they answer. Blocks go to every node.
+//
+// A node is unhealthy when it cannot be reached, when it answers with a transport or
+// HTTP error, and when it answers that it cannot serve yet (NotReady: not connected,
+// initial block download, warming up). A node that refuses the credentials is retried
+// at most every MaxBackoff and logged at most once a minute. While Watch runs, the tips
+// of all healthy nodes are compared at every poll, and a node whose tip lags behind
+// another's is used only when no node that is not behind answers.
 type Set struct {
 	members []*member
 	log     *slog.Logger
@@ -84,6 +102,9 @@ type member struct {
 	lastOK    time.Time
 	latency   time.Duration
 	retryAt   time.Time
+	height    int64 // tip height when last asked; -1 when never
+	behind    bool  // another node had a higher tip at the last comparison
+	loggedAt  time.Time
 }
 
 // NewSet returns a Set over clients, preferred in the order given.
@@ -116,7 +137,7 @@ func NewSet(clients []*Client, opts SetOptions) (*Set, error) {
 			return nil, errors.New("node: nil client in set")
 		}
 		// Nodes start up: the first call finds out.
-		s.members = append(s.members, &member{c: c, up: true})
+		s.members = append(s.members, &member{c: c, up: true, height: -1})
 	}
 	return s, nil
 }
@@ -126,7 +147,7 @@ func (s *Set) Health() []NodeHealth {
 	out := make([]NodeHealth, len(s.members))
 	for i, m := range s.members {
 		m.mu.Lock()
-		out[i] = NodeHealth{URL: m.c.String(), Up: m.up, LastErrorAt: m.lastErrAt, LastSuccess: m.lastOK, Latency: m.latency, Failures: m.fails}
+		out[i] = NodeHealth{URL: m.c.String(), Up: m.up, LastErrorAt: m.lastErrAt, LastSuccess: m.lastOK, Latency: m.latency, Failures: m.fails, Height: m.height, Behind: m.behind}
 		if m.lastErr != nil {
 			out[i].LastError = m.lastErr.Error()
 		}
@@ -187,12 +208,23 @@ func (s *Set) failure(m *member, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := s.clock.Now()
+	m.fails++
+	m.lastErr, m.lastErrAt = err, now
+	if Misconfigured(err) {
+		// Not an outage: the password will not heal by itself. Ask seldom, say it
+		// plainly, and not on every try.
+		if m.loggedAt.IsZero() || now.Sub(m.loggedAt) >= misconfiguredLogEvery {
+			s.log.Error("node refuses the RPC credentials; fix the node URL", "node", m.c.String(), "err", err, "retry_in", s.opts.MaxBackoff)
+			m.loggedAt = now
+		}
+		m.up = false
+		m.retryAt = now.Add(s.opts.MaxBackoff)
+		return
+	}
 	if m.up {
 		s.log.Warn("node down", "node", m.c.String(), "err", err)
 	}
 	m.up = false
-	m.fails++
-	m.lastErr, m.lastErrAt = err, now
 	m.retryAt = now.Add(s.backoff(m.fails))
 }
 
@@ -207,10 +239,12 @@ func (s *Set) order() []*member {
 	probed := s.watching
 	s.mu.Unlock()
 	now := s.clock.Now()
-	var up, usable []*member
+	var up, usable, behind []*member
 	for _, m := range s.members {
 		m.mu.Lock()
 		switch {
+		case m.up && m.behind:
+			behind = append(behind, m)
 		case m.up:
 			up = append(up, m)
 			usable = append(usable, m)
@@ -219,6 +253,9 @@ func (s *Set) order() []*member {
 		}
 		m.mu.Unlock()
 	}
+	// A node behind the others is tried last: mining on its tip would waste work.
+	up = append(up, behind...)
+	usable = append(usable, behind...)
 	switch {
 	case probed && len(up) > 0:
 		return up
@@ -236,9 +273,10 @@ func (s *Set) do(ctx context.Context, op string, fn func(ctx context.Context, c 
 		start := s.clock.Now()
 		err := fn(ctx, m.c)
 		var rpcErr *RPCError
-		if err == nil || errors.As(err, &rpcErr) {
+		if err == nil || (errors.As(err, &rpcErr) && !NotReady(err)) {
 			// An RPC error is the node's answer (a block it does not know, say): the
-			// node is healthy and the caller gets the typed error.
+			// node is healthy and the caller gets the typed error. A node that says it
+			// cannot serve yet is failed over from below.
 			s.success(m, s.clock.Now().Sub(start))
 			return err
 		}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
@@ -77,20 +78,15 @@ type watcher struct {
 	cur *Template
 }
 
-// poll asks for the best block hash and fetches a template when it moved (or when
-// there is no valid template yet).
+// poll compares the healthy nodes' tips and fetches a template when the preferred
+// node's tip moved, or the preference moved to another node's tip (or when there is no
+// valid template yet).
 func (w *watcher) poll(ctx context.Context) {
+	best, err := w.s.CheckTips(ctx)
 	if w.cur == nil {
 		w.fetch(ctx)
 		return
 	}
-	var best chainhash.Hash
-	err := w.s.do(ctx, "getbestblockhash", func(ctx context.Context, c *Client) (err error) {
-		ctx, cancel := context.WithTimeout(ctx, w.s.opts.ProbeTimeout)
-		defer cancel()
-		best, err = c.BestBlockHash(ctx)
-		return err
-	})
 	if err != nil {
 		w.s.templateError(err)
 		return
@@ -98,6 +94,102 @@ func (w *watcher) poll(ctx context.Context) {
 	if best != w.cur.PrevHash {
 		w.fetch(ctx)
 	}
+}
+
+// CheckTips asks every healthy node for its tip at once, marks the nodes whose tip is
+// lower than the highest as behind (calls then prefer the others), and returns the
+// best block hash of the node now preferred. A node that does not answer, answers
+// NotReady, or reports initial block download is marked down.
+func (s *Set) CheckTips(ctx context.Context) (chainhash.Hash, error) {
+	var ask []*member
+	for _, m := range s.members {
+		m.mu.Lock()
+		if m.up {
+			ask = append(ask, m)
+		}
+		m.mu.Unlock()
+	}
+	infos := make([]ChainInfo, len(ask))
+	oks := make([]bool, len(ask))
+	var wg sync.WaitGroup
+	for i, m := range ask {
+		wg.Go(func() { infos[i], oks[i] = s.askTip(ctx, m) })
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return chainhash.Hash{}, ctx.Err()
+	}
+	top := int64(-1)
+	for i := range ask {
+		if oks[i] {
+			top = max(top, infos[i].Blocks)
+		}
+	}
+	for i, m := range ask {
+		if !oks[i] {
+			continue
+		}
+		behind := infos[i].Blocks < top
+		m.mu.Lock()
+		was := m.behind
+		m.behind = behind
+		m.mu.Unlock()
+		if behind && !was {
+			s.log.Warn("node behind; mining on another node's tip", "node", m.c.String(), "height", infos[i].Blocks, "best_height", top)
+		} else if was && !behind {
+			s.log.Info("node caught up", "node", m.c.String(), "height", infos[i].Blocks)
+		}
+	}
+	pref := s.order()[0]
+	for i, m := range ask {
+		if m == pref && oks[i] {
+			return infos[i].BestBlockHash, nil
+		}
+	}
+	// The preferred node was not asked (none was up) or did not answer: ask it alone.
+	info, ok := s.askTip(ctx, pref)
+	if !ok {
+		return chainhash.Hash{}, fmt.Errorf("getblockchaininfo: %w", ErrNoNode)
+	}
+	return info.BestBlockHash, nil
+}
+
+// askTip asks one node for its chain tip, bounded by ProbeTimeout, and records the
+// outcome in the node's health.
+func (s *Set) askTip(ctx context.Context, m *member) (ChainInfo, bool) {
+	pctx, cancel := context.WithTimeout(ctx, s.opts.ProbeTimeout)
+	defer cancel()
+	start := s.clock.Now()
+	info, err := m.c.ChainInfo(pctx)
+	if err == nil && info.InitialBlockDownload {
+		err = fmt.Errorf("getblockchaininfo: %w", errInitialDownload)
+	}
+	switch {
+	case ctx.Err() != nil:
+		return info, false
+	case err != nil:
+		s.failure(m, err)
+		return info, false
+	}
+	// Until the next comparison, judge the node against the heights the others
+	// reported last, so that a node coming back on a short chain is not preferred.
+	top := int64(-1)
+	for _, o := range s.members {
+		if o == m {
+			continue
+		}
+		o.mu.Lock()
+		if o.up {
+			top = max(top, o.height)
+		}
+		o.mu.Unlock()
+	}
+	s.success(m, s.clock.Now().Sub(start))
+	m.mu.Lock()
+	m.height = info.Blocks
+	m.behind = info.Blocks < top
+	m.mu.Unlock()
+	return info, true
 }
 
 func (w *watcher) fetch(ctx context.Context) {
@@ -175,6 +267,11 @@ func (s *Set) longPoll(ctx context.Context, out chan<- *Template) {
 				s.log.Info("node does not long poll; polling only", "node", m.c.String())
 				return
 			}
+			if s.order()[0] != m {
+				// The node fell behind or failed while the poll was open: its
+				// template is no longer the one to mine on.
+				continue
+			}
 			select {
 			case out <- t:
 			case <-ctx.Done():
@@ -212,17 +309,10 @@ func (s *Set) probe(ctx context.Context) {
 			if !due {
 				continue
 			}
-			pctx, cancel := context.WithTimeout(ctx, s.opts.ProbeTimeout)
-			start := s.clock.Now()
-			_, err := m.c.BestBlockHash(pctx)
-			cancel()
-			switch {
-			case ctx.Err() != nil:
+			// The same question as the tip comparison, so that a node still
+			// downloading the chain is not taken back.
+			if s.askTip(ctx, m); ctx.Err() != nil {
 				return
-			case err == nil:
-				s.success(m, s.clock.Now().Sub(start))
-			default:
-				s.failure(m, err)
 			}
 		}
 	}
