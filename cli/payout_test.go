@@ -11,6 +11,7 @@ import (
 // with an error naming the setting.
 func TestPayoutConfigValidate(t *testing.T) {
 	good := PoolConfig{Nodes: []string{"http://u:p@127.0.0.1:1"}, Network: "regtest", PayoutAddress: regtest.TestAddress(), Data: t.TempDir(),
+		Stratum: "127.0.0.1:0", API: "127.0.0.1:0", LogLevel: "info",
 		PayoutScheme: "pplns", PPLNSWindow: 2, PoolFeeBps: 150, CoinbaseThreshold: 1_000_000, PayoutThreshold: 100_000}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)

@@ -3,17 +3,14 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,45 +25,6 @@ import (
 	"github.com/hashgrid/hashgrid/stratum"
 	"github.com/hashgrid/hashgrid/stream"
 )
-
-// PoolConfig is the configuration of `hashgrid pool`, from flags or a TOML file.
-type PoolConfig struct {
-	Nodes         []string      `toml:"nodes"` // http://USER:PASS@HOST:PORT; several = failover
-	ZMQ           []string      `toml:"zmq"`   // tcp://HOST:PORT of Bitcoin Core's zmqpubhashblock
-	Network       string        `toml:"network"`
-	PayoutAddress string        `toml:"payout_address"`
-	Stratum       string        `toml:"stratum"`
-	API           string        `toml:"api"`
-	Data          string        `toml:"data"`
-	Tag           string        `toml:"tag"`
-	StartDiff     float64       `toml:"start_difficulty"`
-	MinDiff       float64       `toml:"min_difficulty"`
-	ShareInterval time.Duration `toml:"share_interval"`
-	PollInterval  time.Duration `toml:"poll_interval"`
-	TrackInterval time.Duration `toml:"track_interval"` // how often found blocks are checked on the node
-	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
-	LogLevel      string        `toml:"log_level"`
-
-	// Alerts (see package alert): a webhook, and the thresholds.
-	AlertWebhook     string        `toml:"alert_webhook"`
-	AlertWorkerQuiet time.Duration `toml:"alert_worker_quiet"`
-	AlertRejectRate  float64       `toml:"alert_reject_rate"`
-	AlertInterval    time.Duration `toml:"alert_interval"` // between alert checks; default 10s
-	// AdminToken enables the API's admin actions (ban, kick, settings). Prefer the
-	// HASHGRID_ADMIN_TOKEN environment variable: flags show in process listings.
-	AdminToken string `toml:"admin_token"`
-
-	// Payouts (package payout; cli/payout.go). An empty scheme keeps the old behaviour:
-	// the whole coinbase pays --payout-address and no books are kept.
-	PayoutScheme      string        `toml:"payout_scheme"`      // pplns, pps, fpps or solo
-	PPLNSWindow       float64       `toml:"pplns_window"`       // N, as a multiple of network difficulty
-	PoolFeeBps        int64         `toml:"pool_fee_bps"`       // pool fee in basis points
-	CoinbaseThreshold int64         `toml:"coinbase_threshold"` // sat: PPLNS credits paid in the coinbase
-	PayoutThreshold   int64         `toml:"payout_threshold"`   // sat: balances paid by a payout batch
-	PayoutInterval    time.Duration `toml:"payout_interval"`
-	PPSFunding        int64         `toml:"pps_funding"` // sat the operator backs PPS/FPPS with
-	Wallet            string        `toml:"wallet"`      // Bitcoin Core wallet RPC for sendmany
-}
 
 // networkParams maps --network to btcd's parameters.
 func networkParams(name string) (*chaincfg.Params, error) {
@@ -83,45 +41,6 @@ func networkParams(name string) (*chaincfg.Params, error) {
 	return nil, fmt.Errorf("unknown network %q (want regtest, signet, testnet or mainnet)", name)
 }
 
-// Validate checks the configuration before anything starts.
-func (c *PoolConfig) Validate() error {
-	if len(c.Nodes) == 0 {
-		return errors.New("no --node given")
-	}
-	params, err := networkParams(c.Network)
-	if err != nil {
-		return err
-	}
-	if c.PayoutAddress == "" {
-		return errors.New("no --payout-address given")
-	}
-	if _, err := pool.AddressScript(c.PayoutAddress, params); err != nil {
-		return fmt.Errorf("--payout-address: %s", hashgrid.ErrorMessage(err))
-	}
-	if c.Data == "" {
-		return errors.New("no --data directory given")
-	}
-	if err := c.alertSettings().Validate(); err != nil {
-		return fmt.Errorf("--alert-*: %s", strings.TrimPrefix(err.Error(), "alert: "))
-	}
-	if c.AlertWebhook != "" && !strings.HasPrefix(c.AlertWebhook, "http://") && !strings.HasPrefix(c.AlertWebhook, "https://") {
-		return errors.New("--alert-webhook must be an http:// or https:// URL")
-	}
-	if err := c.validatePayouts(params); err != nil {
-		return err
-	}
-	return nil
-}
-
-func (c *PoolConfig) alertSettings() alert.Settings {
-	return alert.Settings{WorkerQuiet: c.AlertWorkerQuiet, RejectRate: c.AlertRejectRate}
-}
-
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
 func poolCommand() *Command {
 	return &Command{
 		Name:  "pool",
@@ -134,112 +53,6 @@ func poolCommand() *Command {
 			return RunPool(ctx, cfg, env, nil)
 		},
 	}
-}
-
-func parsePoolFlags(args []string, env Env) (PoolConfig, error) {
-	fs := newFlagSet("pool", env)
-	cfg := PoolConfig{Network: "mainnet", Stratum: ":3333", API: ":8080", Data: "data", LogLevel: "info", Tag: "/hashgrid/"}
-	var nodes, zmq stringList
-	configFile := fs.String("config", "", "TOML file with the same settings (flags given override it)")
-	fs.Var(&nodes, "node", "node RPC URL http://USER:PASS@HOST:PORT (repeat for failover)")
-	fs.Var(&zmq, "zmq", "Bitcoin Core zmqpubhashblock endpoint tcp://HOST:PORT (repeatable)")
-	fs.StringVar(&cfg.Network, "network", cfg.Network, "regtest, signet, testnet or mainnet")
-	fs.StringVar(&cfg.PayoutAddress, "payout-address", "", "address the coinbase pays")
-	fs.StringVar(&cfg.Stratum, "stratum", cfg.Stratum, "Stratum listen address")
-	fs.StringVar(&cfg.API, "api", cfg.API, "HTTP listen address")
-	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory (share stream and database)")
-	fs.StringVar(&cfg.Tag, "tag", cfg.Tag, "text written into every coinbase")
-	fs.Float64Var(&cfg.StartDiff, "start-difficulty", 0, "first difficulty of a connection (default 0.001)")
-	fs.Float64Var(&cfg.MinDiff, "min-difficulty", 0, "lowest vardiff difficulty (default 1e-6)")
-	fs.DurationVar(&cfg.ShareInterval, "share-interval", 0, "vardiff target time between shares (default 5s)")
-	fs.DurationVar(&cfg.PollInterval, "poll-interval", 0, "how often to poll the node for a new tip (default from node package)")
-	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "connections allowed from one IP (default 2048)")
-	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&cfg.PayoutScheme, "payout-scheme", "", "pplns, pps, fpps or solo (empty: the coinbase pays --payout-address, no books)")
-	fs.Float64Var(&cfg.PPLNSWindow, "pplns-window", defaultPPLNSWindow, "PPLNS window N as a multiple of network difficulty")
-	fs.Int64Var(&cfg.PoolFeeBps, "pool-fee-bps", 0, "pool fee in basis points (100 = 1%)")
-	fs.Int64Var(&cfg.CoinbaseThreshold, "coinbase-threshold", defaultCoinbaseThreshold, "PPLNS credits of at least this many sat are paid by the block's coinbase (0: none)")
-	fs.Int64Var(&cfg.PayoutThreshold, "payout-threshold", defaultPayoutThreshold, "balances of at least this many sat are paid out")
-	fs.DurationVar(&cfg.PayoutInterval, "payout-interval", defaultPayoutInterval, "how often balances are paid out")
-	fs.Int64Var(&cfg.PPSFunding, "pps-funding", 0, "sat the operator backs PPS/FPPS credits with, beyond the blocks found")
-	fs.StringVar(&cfg.Wallet, "wallet", "", "Bitcoin Core wallet RPC URL for sendmany (default: export payout batches to DATA/payouts)")
-	fs.StringVar(&cfg.AlertWebhook, "alert-webhook", "", "URL alerts are POSTed to as JSON (they are logged either way)")
-	fs.DurationVar(&cfg.AlertWorkerQuiet, "alert-worker-quiet", 0, "alert when a worker sends no share for this long (0: never)")
-	fs.Float64Var(&cfg.AlertRejectRate, "alert-reject-rate", 0, "alert when the reject rate over 10 minutes is above this fraction (0: never)")
-	fs.StringVar(&cfg.AdminToken, "admin-token", "", "token for the API's admin actions (default $HASHGRID_ADMIN_TOKEN; empty disables them)")
-	if err := parseFlags(fs, args); err != nil {
-		return cfg, err
-	}
-	if *configFile != "" {
-		var fileCfg PoolConfig
-		md, err := toml.DecodeFile(*configFile, &fileCfg)
-		if err != nil {
-			return cfg, fmt.Errorf("config %s: %w", *configFile, err)
-		}
-		if und := md.Undecoded(); len(und) > 0 {
-			return cfg, fmt.Errorf("config %s: unknown setting %q", *configFile, und[0].String())
-		}
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		merged := fileCfg
-		override := func(name string, apply func()) {
-			if set[name] {
-				apply()
-			}
-		}
-		override("network", func() { merged.Network = cfg.Network })
-		override("payout-address", func() { merged.PayoutAddress = cfg.PayoutAddress })
-		override("stratum", func() { merged.Stratum = cfg.Stratum })
-		override("api", func() { merged.API = cfg.API })
-		override("data", func() { merged.Data = cfg.Data })
-		override("tag", func() { merged.Tag = cfg.Tag })
-		override("start-difficulty", func() { merged.StartDiff = cfg.StartDiff })
-		override("min-difficulty", func() { merged.MinDiff = cfg.MinDiff })
-		override("share-interval", func() { merged.ShareInterval = cfg.ShareInterval })
-		override("poll-interval", func() { merged.PollInterval = cfg.PollInterval })
-		override("max-conns-per-ip", func() { merged.MaxConnsPerIP = cfg.MaxConnsPerIP })
-		override("log-level", func() { merged.LogLevel = cfg.LogLevel })
-		override("payout-scheme", func() { merged.PayoutScheme = cfg.PayoutScheme })
-		override("pplns-window", func() { merged.PPLNSWindow = cfg.PPLNSWindow })
-		override("pool-fee-bps", func() { merged.PoolFeeBps = cfg.PoolFeeBps })
-		override("coinbase-threshold", func() { merged.CoinbaseThreshold = cfg.CoinbaseThreshold })
-		override("payout-threshold", func() { merged.PayoutThreshold = cfg.PayoutThreshold })
-		override("payout-interval", func() { merged.PayoutInterval = cfg.PayoutInterval })
-		override("pps-funding", func() { merged.PPSFunding = cfg.PPSFunding })
-		override("wallet", func() { merged.Wallet = cfg.Wallet })
-		override("alert-webhook", func() { merged.AlertWebhook = cfg.AlertWebhook })
-		override("alert-worker-quiet", func() { merged.AlertWorkerQuiet = cfg.AlertWorkerQuiet })
-		override("alert-reject-rate", func() { merged.AlertRejectRate = cfg.AlertRejectRate })
-		override("admin-token", func() { merged.AdminToken = cfg.AdminToken })
-		if merged.AdminToken == "" && env.Getenv != nil {
-			merged.AdminToken = env.Getenv("HASHGRID_ADMIN_TOKEN")
-		}
-		for k, def := range map[*string]string{&merged.Network: "mainnet", &merged.Stratum: ":3333", &merged.API: ":8080", &merged.Data: "data", &merged.LogLevel: "info"} {
-			if *k == "" {
-				*k = def
-			}
-		}
-		if len(nodes) > 0 {
-			merged.Nodes = nodes
-		}
-		if len(zmq) > 0 {
-			merged.ZMQ = zmq
-		}
-		return merged, nil
-	}
-	cfg.Nodes, cfg.ZMQ = nodes, zmq
-	if cfg.AdminToken == "" && env.Getenv != nil {
-		cfg.AdminToken = env.Getenv("HASHGRID_ADMIN_TOKEN")
-	}
-	return cfg, nil
-}
-
-func newLogger(w interface{ Write([]byte) (int, error) }, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
 // PoolReady tells a caller (the demo, tests) where a started pool listens.
@@ -256,7 +69,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	log, err := newLogger(env.Stderr, cfg.LogLevel)
+	log, err := newFormatLogger(env.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
