@@ -85,6 +85,7 @@ func powerBacktest(args []string, env Env) error {
 	eff := fs.Float64("efficiency", 0, "rescale every mode so the first runs at this many J/TH")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	earlierPath := fs.String("earlier", "", "prices of the same zone published just before --prices (e.g. the year before): the strategies start having seen them; they are not accounted")
+	extend := fs.Bool("extend-economics", false, "on dates the [[economics]] table does not cover, reuse its first or last row (default: refuse, naming the gap)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -102,6 +103,8 @@ func powerBacktest(args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	cfg.ExtendEconomics = *extend
+	noteExtended(env.Stderr, "power backtest", cfg, ivs)
 	sc, err := power.NewScenario(cfg, ivs)
 	if err != nil {
 		return err
@@ -159,6 +162,25 @@ func powerBacktest(args []string, env Env) error {
 	return rep.WriteText(env.Stdout)
 }
 
+// noteExtended says on w which prices --extend-economics priced with a row of the
+// [[economics]] table that does not cover them, so that an extension is never silent.
+func noteExtended(w io.Writer, cmd string, cfg *power.Config, ivs []power.Interval) {
+	from, until, ok := cfg.EconomicsCovered()
+	if !cfg.ExtendEconomics || !ok || len(ivs) == 0 {
+		return
+	}
+	const day = "2006-01-02"
+	first, last := ivs[0].Start, ivs[len(ivs)-1].Start
+	if first.Before(from) {
+		fmt.Fprintf(w, "%s: --extend-economics: prices from %s UTC to %s priced with the first [[economics]] row (from %s)\n",
+			cmd, first.UTC().Format("2006-01-02 15:04"), from.Format(day), cfg.Economics[0].From)
+	}
+	if !last.Before(until) {
+		fmt.Fprintf(w, "%s: --extend-economics: prices from %s to %s UTC priced with the last [[economics]] row (from %s), which ends on %s\n",
+			cmd, until.Format(day), last.UTC().Format("2006-01-02 15:04"), cfg.Economics[len(cfg.Economics)-1].From, until.AddDate(0, 0, -1).Format(day))
+	}
+}
+
 // openEnergy opens the energy.jsonl to append to: path itself if it ends in .jsonl,
 // else path/energy.jsonl.
 func openEnergy(path string) (*os.File, error) {
@@ -181,6 +203,7 @@ func powerPlan(args []string, env Env) error {
 	zone := fs.String("zone", "", "settlement point (default: the config's)")
 	cfgPath := fs.String("config", "", "site configuration (TOML)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	extend := fs.Bool("extend-economics", false, "on dates the [[economics]] table does not cover, reuse its first or last row (default: refuse, naming the gap)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -195,6 +218,8 @@ func powerPlan(args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	cfg.ExtendEconomics = *extend
+	noteExtended(env.Stderr, "power plan", cfg, ivs)
 	p, err := backtest.PlanSplits(cfg, ivs)
 	if err != nil {
 		return err

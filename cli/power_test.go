@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/hashgrid/hashgrid/power"
@@ -14,14 +16,11 @@ import (
 	"github.com/hashgrid/hashgrid/power/ercot"
 )
 
+// ercotData holds the real ERCOT prices the repository carries (README.md there).
+const ercotData = "../power/backtest/testdata"
+
 func TestPowerBacktestJSON(t *testing.T) {
-	prices, err := filepath.Abs("../../shared/data/ercot/raw/RTM-2019-02.csv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(prices); err != nil {
-		t.Skipf("real ERCOT data not found at %s: %v", prices, err)
-	}
+	prices := filepath.Join(ercotData, "ercot-RTM-2019-02.csv.gz")
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
 	args := []string{"power", "backtest", "--json", "--prices", prices, "--zone", "LZ_WEST/LZEW", "--config", "../examples/site.toml",
@@ -80,14 +79,7 @@ func TestPowerUsage(t *testing.T) {
 // history, differ from a cold start, and a history that does not end where the
 // backtest starts is refused.
 func TestPowerBacktestEarlier(t *testing.T) {
-	dir, err := filepath.Abs("../../shared/data/ercot")
-	if err != nil {
-		t.Fatal(err)
-	}
-	y2018, y2019 := filepath.Join(dir, "2018.csv"), filepath.Join(dir, "2019.csv")
-	if _, err := os.Stat(y2019); err != nil {
-		t.Skipf("real ERCOT data not found at %s: %v", dir, err)
-	}
+	y2018, y2019 := filepath.Join(ercotData, "ercot-2018.csv.gz"), filepath.Join(ercotData, "ercot-2019.csv.gz")
 	policy := func(extra ...string) (int64, error) {
 		args := append([]string{"power", "backtest", "--json", "--quiet", "--prices", y2019, "--zone", "LZ_WEST",
 			"--config", "../examples/site.toml", "--efficiency", "21.5"}, extra...)
@@ -148,5 +140,57 @@ func TestPowerBacktestEarlier(t *testing.T) {
 	// 2019 does not end where 2019 starts.
 	if _, err := policy("--earlier", y2019); ExitCode(err) != 2 {
 		t.Errorf("--earlier not ending at the start: got %v, want a usage error", err)
+	}
+}
+
+// TestPowerBacktestEconomicsGap: prices of February 2019 against a table whose last
+// row is 2018 Q4 are refused, naming the first uncovered date and the last covered
+// quarter (they used to be priced silently with 2018 Q4's bitcoin figures);
+// --extend-economics runs them on that row and says so.
+func TestPowerBacktestEconomicsGap(t *testing.T) {
+	site, err := os.ReadFile("../examples/site.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := regexp.MustCompile(`(?m)^\[\[economics\]\]\nfrom = "20(19|2\d)-[^\n]*\n(?:[a-z_]+ = [^\n]*\n)*`)
+	cut := later.ReplaceAll(site, nil)
+	if n := bytes.Count(cut, []byte("[[economics]]")); n != 4 {
+		t.Fatalf("the cut table has %d rows, want 2018's 4", n)
+	}
+	cfg := filepath.Join(t.TempDir(), "site.toml")
+	if err := os.WriteFile(cfg, cut, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prices := filepath.Join(ercotData, "ercot-RTM-2019-02.csv.gz")
+	run := func(extra ...string) (string, string, error) {
+		args := append([]string{"power", "backtest", "--json", "--prices", prices, "--zone", "LZ_WEST", "--config", cfg}, extra...)
+		var out, errb bytes.Buffer
+		err := Run(context.Background(), args, os.Getenv, nil, &out, &errb)
+		return out.String(), errb.String(), err
+	}
+	_, _, err = run()
+	if err == nil {
+		t.Fatal("a backtest past the [[economics]] table ran")
+	}
+	for _, w := range []string{"2019-02-01 06:00 UTC", "2018-10-01 (2018 Q4)", "ends on 2018-12-31", "--extend-economics"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	out, stderr, err := run("--extend-economics")
+	if err != nil {
+		t.Fatalf("--extend-economics: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "priced with the last [[economics]] row (from 2018-10-01), which ends on 2018-12-31") {
+		t.Errorf("--extend-economics said nothing of the extension: %q", stderr)
+	}
+	if !strings.Contains(out, `"intervals": 2688`) {
+		t.Errorf("--extend-economics: report %.200s", out)
+	}
+	// plan refuses and extends alike.
+	var pout, perr bytes.Buffer
+	if err := Run(context.Background(), []string{"power", "plan", "--prices", prices, "--config", cfg}, os.Getenv, nil, &pout, &perr); err == nil ||
+		!strings.Contains(err.Error(), "2019-02-01 06:00 UTC") {
+		t.Errorf("plan past the table: got %v", err)
 	}
 }

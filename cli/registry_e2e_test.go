@@ -84,7 +84,7 @@ backoff = "20ms"
 `
 
 // e2ePrices are the real LZ_WEST real-time prices of 13 August 2019, 12:00 to 15:45
-// CDT, in $/MWh ×100 (../shared/data/ercot/2019.csv): a quiet hour, then the climb to
+// CDT, in $/MWh ×100 (power/backtest/testdata/ercot-2019.csv.gz): a quiet hour, then the climb to
 // the cap that makes the controller shed.
 var e2ePrices = []power.Price{4455, 3727, 4407, 9718, 21609, 52061, 95004, 200438, 216162, 387862, 677018, 680706, 707168, 902157, 903163, 903000}
 

@@ -64,6 +64,12 @@ type Config struct {
 	Policy         PolicyConfig    `toml:"policy"`
 	TwoStrike      TwoStrikeConfig `toml:"two_strike"`
 	Control        ControlConfig   `toml:"control"`
+
+	// ExtendEconomics lets a backtest run on dates the [[economics]] table does not
+	// cover: the first row stands for every earlier date and the last row for every
+	// later one. Off, such a date is an error (EconomicsGapError). It is not a key of
+	// the file: the operator asks for it per run (power backtest --extend-economics).
+	ExtendEconomics bool `toml:"-"`
 }
 
 // PriceFeed says where live prices come from.
@@ -83,7 +89,9 @@ type Bitcoin struct {
 	FeesBTCPerBlock float64 `toml:"fees_btc_per_block"`
 }
 
-// Period is the economics assumed from a date on, for backtests.
+// Period is the economics assumed from a date on, for backtests: a row covers its
+// dates up to the next row's from, and the last row to the end of the calendar
+// quarter its from falls in (the table is written by quarter).
 type Period struct {
 	From            string  `toml:"from"` // YYYY-MM-DD, UTC
 	BTCUSD          float64 `toml:"btc_usd"`
@@ -410,19 +418,65 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// EconomicsAt returns the economics period in force at t (the last one starting at or
-// before t, or the first one if t precedes them all), falling back to [bitcoin].
-func (c *Config) EconomicsAt(t time.Time) Economics {
-	e := Economics{PoolFee: c.PoolFee, BTCUSD: c.Bitcoin.BTCUSD, Difficulty: c.Bitcoin.Difficulty, FeesBTCPerBlock: c.Bitcoin.FeesBTCPerBlock}
+// EconomicsGapError is a date the [[economics]] table does not cover.
+type EconomicsGapError struct {
+	At time.Time // the first date not covered
+	// Row is the nearest row: the first when At precedes the table, else the last.
+	Row Period
+	// From and Until are the dates the table covers: [From, Until).
+	From, Until time.Time
+}
+
+func (e *EconomicsGapError) Error() string {
+	const day = "2006-01-02"
+	row := e.Row.From
+	if e.Row.Note != "" {
+		row += " (" + e.Row.Note + ")"
+	}
+	if e.At.Before(e.From) {
+		return fmt.Sprintf("economics: no [[economics]] row covers %s UTC: the table starts on %s with the row from %s; add earlier rows, or extend the first row back (power backtest --extend-economics)",
+			e.At.UTC().Format("2006-01-02 15:04"), e.From.Format(day), row)
+	}
+	return fmt.Sprintf("economics: no [[economics]] row covers %s UTC: the last covered quarter is the row from %s, which ends on %s; add rows up to the prices' last date, or extend the last row (power backtest --extend-economics)",
+		e.At.UTC().Format("2006-01-02 15:04"), row, e.Until.AddDate(0, 0, -1).Format(day))
+}
+
+// EconomicsCovered returns the dates the [[economics]] table covers, [from, until):
+// from its first row's date to the end of the calendar quarter of its last. ok is
+// false when there is no table (the [bitcoin] figures then stand for every date).
+func (c *Config) EconomicsCovered() (from, until time.Time, ok bool) {
 	if len(c.Economics) == 0 {
-		return e
+		return time.Time{}, time.Time{}, false
+	}
+	last := c.Economics[len(c.Economics)-1].from
+	q := (int(last.Month()) - 1) / 3
+	return c.Economics[0].from, time.Date(last.Year(), time.Month(3*q+4), 1, 0, 0, 0, 0, time.UTC), true
+}
+
+// EconomicsAt returns the economics in force at t: the [[economics]] row covering t,
+// or the [bitcoin] figures when there is no table. A date outside the table is an
+// *EconomicsGapError, unless ExtendEconomics, which stretches the first row back and
+// the last row forward.
+func (c *Config) EconomicsAt(t time.Time) (Economics, error) {
+	e := Economics{PoolFee: c.PoolFee, BTCUSD: c.Bitcoin.BTCUSD, Difficulty: c.Bitcoin.Difficulty, FeesBTCPerBlock: c.Bitcoin.FeesBTCPerBlock}
+	from, until, ok := c.EconomicsCovered()
+	if !ok {
+		return e, nil
+	}
+	if !c.ExtendEconomics {
+		switch {
+		case t.Before(from):
+			return Economics{}, &EconomicsGapError{At: t, Row: c.Economics[0], From: from, Until: until}
+		case !t.Before(until):
+			return Economics{}, &EconomicsGapError{At: t, Row: c.Economics[len(c.Economics)-1], From: from, Until: until}
+		}
 	}
 	i := sort.Search(len(c.Economics), func(i int) bool { return c.Economics[i].from.After(t) }) - 1
 	if i < 0 {
 		i = 0
 	}
 	p := c.Economics[i]
-	return Economics{PoolFee: c.PoolFee, BTCUSD: p.BTCUSD, Difficulty: p.Difficulty, FeesBTCPerBlock: p.FeesBTCPerBlock}
+	return Economics{PoolFee: c.PoolFee, BTCUSD: p.BTCUSD, Difficulty: p.Difficulty, FeesBTCPerBlock: p.FeesBTCPerBlock}, nil
 }
 
 // MachineCount returns the number of machines on the site.

@@ -1,6 +1,7 @@
 package power
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -89,7 +90,7 @@ capacity_mw = 1
 difficulty = 1e13
 btc_usd = 10000
 [[economics]]
-from = "2019-01-01"
+from = "2019-07-01"
 btc_usd = 10000
 difficulty = 1e13
 [[group]]
@@ -640,5 +641,120 @@ func TestNextDayBefore(t *testing.T) {
 	}
 	if w := dearWeight(last + 61); w > 0.1 {
 		t.Errorf("after the afternoon jump: weight %.3f above $1,000, want little", w)
+	}
+}
+
+// TestEconomicsGap: a date the [[economics]] table does not cover is refused, naming
+// the date and the last covered quarter (the table used to reuse its last row for any
+// later date, so that a 2025 backtest ran on 2019's bitcoin price); ExtendEconomics
+// reuses the nearest row instead.
+func TestEconomicsGap(t *testing.T) {
+	c, err := ReadConfig(strings.NewReader(testSite + `
+[[economics]]
+from = "2019-10-01"
+btc_usd = 20000
+difficulty = 2e13
+note = "2019 Q4"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	utc := func(s string) time.Time {
+		v, err := time.Parse("2006-01-02 15:04", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c2 := range []struct {
+		at   string
+		usd  float64
+		want []string // in the error; nil: covered
+	}{
+		{"2019-07-01 00:00", 10000, nil},
+		{"2019-09-30 23:45", 10000, nil},
+		{"2019-10-01 00:00", 20000, nil},
+		{"2019-12-31 23:45", 20000, nil},
+		{"2020-01-01 00:00", 0, []string{"2020-01-01 00:00 UTC", "2019-10-01 (2019 Q4)", "ends on 2019-12-31", "--extend-economics"}},
+		{"2025-06-01 12:00", 0, []string{"2025-06-01 12:00 UTC", "ends on 2019-12-31"}},
+		{"2019-06-30 23:45", 0, []string{"2019-06-30 23:45 UTC", "starts on 2019-07-01", "--extend-economics"}},
+	} {
+		e, err := c.EconomicsAt(utc(c2.at))
+		if c2.want == nil {
+			if err != nil || e.BTCUSD != c2.usd {
+				t.Errorf("%s: got %v %v, want btc_usd %v", c2.at, e.BTCUSD, err, c2.usd)
+			}
+			continue
+		}
+		var gap *EconomicsGapError
+		if !errors.As(err, &gap) {
+			t.Errorf("%s: got %v, want an EconomicsGapError", c2.at, err)
+			continue
+		}
+		for _, w := range c2.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q lacks %q", c2.at, err, w)
+			}
+		}
+	}
+	// A scenario across the end of the table fails at its first uncovered interval.
+	t0 := utc("2019-12-31 23:00")
+	var ivs []Interval
+	for i := range 8 {
+		ivs = append(ivs, Interval{Start: t0.Add(time.Duration(i) * IntervalLength), Price: 2000})
+	}
+	if _, err := NewScenario(c, ivs); err == nil || !strings.Contains(err.Error(), "no [[economics]] row covers 2020-01-01 00:00 UTC") {
+		t.Errorf("scenario past the table: got %v", err)
+	}
+	c.ExtendEconomics = true
+	sc, err := NewScenario(c, ivs)
+	if err != nil {
+		t.Fatalf("extended: %v", err)
+	}
+	if sc.Hashprice[len(ivs)-1] != sc.Hashprice[0] {
+		t.Errorf("extended: the last row's hashprice %v is not reused after the table (%v)", sc.Hashprice[len(ivs)-1], sc.Hashprice[0])
+	}
+	if e, err := c.EconomicsAt(utc("2019-01-01 00:00")); err != nil || e.BTCUSD != 10000 {
+		t.Errorf("extended before the table: got %v %v, want the first row", e.BTCUSD, err)
+	}
+}
+
+// TestExampleEconomics: examples/site.toml prices every date from 2018 to the end of
+// 2025 with its own quarter's row, and none after; its hashprice there is of the order
+// published for each period (about $0.04–0.06 per TH/s per day in 2024–2025, after the
+// halving), not 2022's figures carried forward.
+func TestExampleEconomics(t *testing.T) {
+	c, err := LoadConfig("../examples/site.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, until, ok := c.EconomicsCovered()
+	if !ok || !from.Equal(time.Date(2018, 1, 1, 0, 0, 0, 0, time.UTC)) || !until.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("covered: %s to %s (%v), want 2018-01-01 to 2026-01-01", from, until, ok)
+	}
+	for i, p := range c.Economics {
+		if want := time.Date(2018+i/4, time.Month(1+3*(i%4)), 1, 0, 0, 0, 0, time.UTC).Format("2006-01-02"); p.From != want {
+			t.Errorf("row %d from %s, want %s: one row per quarter", i, p.From, want)
+		}
+	}
+	for _, c2 := range []struct {
+		at     time.Time
+		lo, hi float64
+	}{
+		{time.Date(2024, 4, 19, 12, 0, 0, 0, time.UTC), 0.08, 0.15}, // before the halving
+		{time.Date(2024, 4, 21, 12, 0, 0, 0, time.UTC), 0.04, 0.075},
+		{time.Date(2025, 8, 1, 0, 0, 0, 0, time.UTC), 0.04, 0.07},
+		{time.Date(2025, 12, 31, 23, 45, 0, 0, time.UTC), 0.03, 0.06},
+	} {
+		e, err := c.EconomicsAt(c2.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hp := e.HashpriceUSD(c2.at); hp < c2.lo || hp > c2.hi {
+			t.Errorf("%s: hashprice $%.4f per TH/s per day, want %.2f..%.2f", c2.at, hp, c2.lo, c2.hi)
+		}
+	}
+	if _, err := c.EconomicsAt(time.Date(2026, 1, 1, 6, 0, 0, 0, time.UTC)); err == nil {
+		t.Error("2026 priced by the 2025 Q4 row")
 	}
 }

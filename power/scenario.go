@@ -86,7 +86,10 @@ func NewScenario(c *Config, ivs []Interval) (*Scenario, error) {
 	}
 	for i, iv := range ivs {
 		sc.Prices[i] = iv.Price
-		e := c.EconomicsAt(iv.Start)
+		e, err := c.EconomicsAt(iv.Start)
+		if err != nil {
+			return nil, fmt.Errorf("scenario: %w", err)
+		}
 		if !(e.Difficulty > 0) || !(e.BTCUSD > 0) {
 			return nil, fmt.Errorf("scenario: no economics (btc_usd, difficulty) for %s", iv.Start.Format(time.RFC3339))
 		}
