@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -24,6 +25,11 @@ func benchCommand() *Command {
 				return fmt.Errorf("%w: bench stratum|pool", ErrUsage)
 			}
 			switch args[0] {
+			case "-h", "-help", "--help", "help":
+				fmt.Fprint(env.Stderr, "usage: hashgrid bench stratum|pool [flags]\n\n"+
+					"  stratum  load any Stratum V1 pool\n  pool     run a benchmark pool\n\n"+
+					"Run 'hashgrid bench stratum -h' or 'hashgrid bench pool -h' for their flags.\n")
+				return flag.ErrHelp
 			case "stratum":
 				return benchStratum(ctx, args[1:], env)
 			case "pool":

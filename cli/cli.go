@@ -48,10 +48,26 @@ func commands() []*Command {
 // ErrUsage is returned (wrapped) for bad command-line usage; it exits with status 2.
 var ErrUsage = errors.New("usage")
 
-// Run runs the subcommand named by args[0].
+// Run runs the subcommand named by args[0], after hashgrid's own flags:
+//
+//	hashgrid [--log-format text|json] <command> [flags]
+//
+// $HASHGRID_LOG_FORMAT sets the log format when the flag is not given.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	env := Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
 	cmds := commands()
+	format, args, err := globalFlags(args, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "hashgrid: %v\n", err)
+		usage(stderr, cmds)
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if format != "" {
+		stderr = logWriter{Writer: stderr, format: format}
+	}
+	env := Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr, cmds)
 		if len(args) == 0 {
@@ -71,8 +87,32 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return err
 		}
 	}
+	fmt.Fprintf(stderr, "hashgrid: unknown command %q\n\n", args[0])
 	usage(stderr, cmds)
-	return fmt.Errorf("%w: unknown subcommand %q", ErrUsage, args[0])
+	return fmt.Errorf("%w: unknown command %q", ErrUsage, args[0])
+}
+
+// globalFlags takes hashgrid's own flags from the front of args.
+func globalFlags(args []string, getenv func(string) string) (format string, rest []string, err error) {
+	format = getenv(envLogFormat)
+	for len(args) > 0 {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if !strings.HasPrefix(args[0], "-") || name != "log-format" {
+			break
+		}
+		args = args[1:]
+		if !hasValue {
+			if len(args) == 0 {
+				return "", nil, errors.New("--log-format needs a value: text or json")
+			}
+			value, args = args[0], args[1:]
+		}
+		format = value
+	}
+	if err := checkLogFormat(format); err != nil {
+		return "", nil, err
+	}
+	return format, args, nil
 }
 
 func usage(w io.Writer, cmds []*Command) {
