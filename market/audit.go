@@ -32,9 +32,11 @@ type ShareSample struct {
 	Difficulty   float64   `json:"difficulty"`       // the destination's difficulty: the share's weight
 	DiffFixed    uint64    `json:"difficulty_fixed"` // the same as a hashgrid.Diff (2^32 = 1)
 	Hash         string    `json:"hash"`             // block header hash, display order
+
+	segment int // the order's segment (owner) the share was delivered for
 }
 
-func (m *Market) sampleLocked(o *order, j *mjob, worker string, now time.Time, upEN2 []byte, fwd *stratum.Submit, version uint32, hash chainhash.Hash) {
+func (m *Market) sampleLocked(o *order, segment int, j *mjob, worker string, now time.Time, upEN2 []byte, fwd *stratum.Submit, version uint32, hash chainhash.Hash) {
 	branch := j.n.MerkleBranch
 	if branch == nil {
 		branch = []string{}
@@ -43,7 +45,7 @@ func (m *Market) sampleLocked(o *order, j *mjob, worker string, now time.Time, u
 		Time: now.UTC(), Worker: worker, JobID: j.n.JobID, PrevHash: j.n.PrevHash,
 		Coinb1: j.n.Coinb1, Extranonce1: hex.EncodeToString(j.en1), Extranonce2: hex.EncodeToString(upEN2), Coinb2: j.n.Coinb2,
 		MerkleBranch: branch, Version: fmt.Sprintf("%08x", version), NBits: j.n.NBits, NTime: fwd.NTime, Nonce: fwd.Nonce,
-		Difficulty: j.upDiff.Float(), DiffFixed: uint64(j.upDiff), Hash: hash.String(),
+		Difficulty: j.upDiff.Float(), DiffFixed: uint64(j.upDiff), Hash: hash.String(), segment: segment,
 	}
 	if len(o.samples) < m.cfg.SampleSize {
 		o.samples = append(o.samples, s)

@@ -1,6 +1,7 @@
 package market
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,11 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,9 +53,12 @@ const (
 type Config struct {
 	Network *chaincfg.Params // sellers' payout addresses must belong to it
 	Ledger  *ledger.Ledger
-	// StatePath is the JSON file that holds accounts and orders (money is in the ledger).
-	StatePath string
-	FeeBps    int64 // market fee in basis points of what buyers pay; default 200
+	// StatePath is the JSON file that holds orders (money is in the ledger). Accounts
+	// are appended, one JSON line each, to AccountsPath, which defaults to StatePath
+	// with "-accounts.jsonl" for its ".json".
+	StatePath    string
+	AccountsPath string
+	FeeBps       int64 // market fee in basis points of what buyers pay; default 200
 	// SellerExtranonce2Size is the extranonce2 size given to sellers; the destination's
 	// extranonce2 must be at least 4 bytes larger. Default 4.
 	SellerExtranonce2Size int
@@ -64,10 +71,20 @@ type Config struct {
 	JobTimeout            time.Duration // a destination that sends no job this long after connecting pauses its order; default 15s
 	SpeedWindow           time.Duration // window of "current" speeds; default 60s
 	SampleSize            int           // delivered shares kept per order for audit; default 256
-	MinPrice              int64         // lowest contract quote; default 1
-	Limits                stratum.Limits
-	Logger                *slog.Logger
-	Now                   func() time.Time
+	// SpeedBucket and SpeedHistory shape an order's delivered speed over time (kept in
+	// memory only): default one-minute buckets over three hours.
+	SpeedBucket  time.Duration
+	SpeedHistory time.Duration
+	MinPrice     int64 // lowest contract quote; default 1
+	// AllowPrivateDestinations lets buyers' orders point at loopback, private,
+	// link-local and other non-public addresses (tests, demos, a private farm). Off,
+	// such destinations are refused when placed and when dialled.
+	AllowPrivateDestinations bool
+	// Resolver resolves destination host names; default the system resolver.
+	Resolver func(ctx context.Context, host string) ([]netip.Addr, error)
+	Limits   stratum.Limits
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -101,11 +118,23 @@ func (c *Config) defaults() {
 	if c.SpeedWindow == 0 {
 		c.SpeedWindow = 60 * time.Second
 	}
+	if c.SpeedBucket == 0 {
+		c.SpeedBucket = time.Minute
+	}
+	if c.SpeedHistory == 0 {
+		c.SpeedHistory = 3 * time.Hour
+	}
 	if c.SampleSize == 0 {
 		c.SampleSize = 256
 	}
 	if c.MinPrice == 0 {
 		c.MinPrice = 1
+	}
+	if c.AccountsPath == "" {
+		c.AccountsPath = strings.TrimSuffix(c.StatePath, ".json") + "-accounts.jsonl"
+	}
+	if c.Resolver == nil {
+		c.Resolver = defaultResolver
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -152,9 +181,10 @@ type Account struct {
 	Created time.Time `json:"created"`
 }
 
-// state is what StatePath holds.
+// state is what StatePath holds. Accounts are in the accounts journal; state files
+// written before it existed hold them here, and are moved to it when read.
 type state struct {
-	Accounts map[string]*Account     `json:"accounts"`
+	Accounts map[string]*Account     `json:"accounts,omitempty"`
 	Orders   map[string]*OrderRecord `json:"orders"`
 	NextID   uint64                  `json:"next_id"`
 }
@@ -174,6 +204,9 @@ type Market struct {
 	dirty   bool
 
 	saveMu sync.Mutex // one writer of StatePath
+	acctMu sync.Mutex // one writer of the accounts journal
+	acctF  *os.File   // the accounts journal, open for appending
+	pseudo [32]byte   // key of the per-order seller pseudonyms buyers see
 	jobSeq atomic.Uint64
 	kickc  chan struct{}
 
@@ -198,8 +231,15 @@ func New(cfg Config) (*Market, error) {
 		kickc:   make(chan struct{}, 1),
 		ctx:     ctx, cancel: cancel,
 	}
+	if _, err := rand.Read(m.pseudo[:]); err != nil {
+		cancel()
+		return nil, fmt.Errorf("market: pseudonym key: %w", err)
+	}
 	if err := m.load(); err != nil {
 		cancel()
+		if m.acctF != nil {
+			m.acctF.Close()
+		}
 		return nil, err
 	}
 	srv, err := stratum.NewServer(stratum.Config{
@@ -250,6 +290,14 @@ func (m *Market) Shutdown(ctx context.Context) error {
 	if serr := m.save(); serr != nil && err == nil {
 		err = serr
 	}
+	m.acctMu.Lock()
+	if m.acctF != nil {
+		if cerr := m.acctF.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("market: accounts: %w", cerr)
+		}
+		m.acctF = nil
+	}
+	m.acctMu.Unlock()
 	return err
 }
 
@@ -269,7 +317,9 @@ func (m *Market) newIDLocked(prefix string) string {
 // --- accounts and keys ---
 
 // CreateAccount opens a buyer account and returns its API key. The key is shown once:
-// only a hash of its secret part is kept.
+// only a hash of its secret part is kept. The account is one line appended to the
+// accounts journal (and fsynced) before the key is returned; the state file is not
+// rewritten.
 func (m *Market) CreateAccount() (id, key string, err error) {
 	var secret [24]byte
 	if _, err := rand.Read(secret[:]); err != nil {
@@ -282,13 +332,82 @@ func (m *Market) CreateAccount() (id, key string, err error) {
 		m.mu.Unlock()
 		return "", "", hashgrid.Errorf(hashgrid.EUNAVAILABLE, "account limit reached")
 	}
-	id = m.newIDLocked("a")
-	m.st.Accounts[id] = &Account{ID: id, KeyHash: hex.EncodeToString(sum[:]), Created: m.cfg.Now().UTC()}
+	// Not marked dirty: load raises NextID past every journalled account, so the
+	// counter needs no save of its own.
+	m.st.NextID++
+	id = "a" + strconv.FormatUint(m.st.NextID, 10)
 	m.mu.Unlock()
-	if err := m.save(); err != nil {
+	a := &Account{ID: id, KeyHash: hex.EncodeToString(sum[:]), Created: m.cfg.Now().UTC()}
+	if err := m.appendAccounts(a); err != nil {
 		return "", "", err
 	}
+	m.mu.Lock()
+	m.st.Accounts[id] = a
+	m.mu.Unlock()
 	return id, "hgk_" + id + "_" + s, nil
+}
+
+// appendAccounts writes accounts to the journal, one JSON line each, and fsyncs it.
+func (m *Market) appendAccounts(as ...*Account) error {
+	var b []byte
+	for _, a := range as {
+		line, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("market: accounts: %w", err)
+		}
+		b = append(append(b, line...), '\n')
+	}
+	m.acctMu.Lock()
+	defer m.acctMu.Unlock()
+	if m.acctF == nil {
+		return hashgrid.Errorf(hashgrid.EUNAVAILABLE, "market is shut down")
+	}
+	if _, err := m.acctF.Write(b); err != nil {
+		return fmt.Errorf("market: accounts: %w", err)
+	}
+	if err := m.acctF.Sync(); err != nil {
+		return fmt.Errorf("market: accounts: %w", err)
+	}
+	return nil
+}
+
+// loadAccounts reads the accounts journal into m.st.Accounts and opens it for
+// appending. A last line without its newline is what a crash mid-append leaves: it is
+// cut off (its key was never returned).
+func (m *Market) loadAccounts() error {
+	f, err := os.OpenFile(m.cfg.AccountsPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("market: accounts: %w", err)
+	}
+	m.acctF = f
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("market: accounts: %w", err)
+	}
+	whole := bytes.LastIndexByte(b, '\n') + 1
+	if whole < len(b) {
+		m.log.Warn("accounts journal: cutting off a torn last line", "path", m.cfg.AccountsPath, "bytes", len(b)-whole)
+		if err := f.Truncate(int64(whole)); err != nil {
+			return fmt.Errorf("market: accounts: %w", err)
+		}
+	}
+	if _, err := f.Seek(int64(whole), io.SeekStart); err != nil {
+		return fmt.Errorf("market: accounts: %w", err)
+	}
+	for n, line := range bytes.Split(b[:whole], []byte{'\n'}) {
+		if len(line) == 0 {
+			continue
+		}
+		var a Account
+		if err := json.Unmarshal(line, &a); err != nil || a.ID == "" {
+			return fmt.Errorf("market: accounts %s: line %d: not an account", m.cfg.AccountsPath, n+1)
+		}
+		m.st.Accounts[a.ID] = &a
+		if num, err := strconv.ParseUint(strings.TrimPrefix(a.ID, "a"), 10, 64); err == nil && num > m.st.NextID {
+			m.st.NextID = num
+		}
+	}
+	return nil
 }
 
 var errBadKey = hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "invalid API key")
@@ -363,7 +482,7 @@ func (m *Market) Balance(ctx context.Context, account string) (int64, error) {
 func (m *Market) load() error {
 	b, err := os.ReadFile(m.cfg.StatePath)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return m.loadAccounts()
 	}
 	if err != nil {
 		return fmt.Errorf("market: state: %w", err)
@@ -378,7 +497,28 @@ func (m *Market) load() error {
 	if st.Orders == nil {
 		st.Orders = map[string]*OrderRecord{}
 	}
+	old := st.Accounts
+	st.Accounts = map[string]*Account{}
 	m.st = st
+	if err := m.loadAccounts(); err != nil {
+		return err
+	}
+	// Accounts of a state file from before the journal move to the journal; the next
+	// save leaves them out of the state file.
+	var move []*Account
+	for id, a := range old {
+		if m.st.Accounts[id] == nil {
+			move = append(move, a)
+			m.st.Accounts[id] = a
+		}
+	}
+	if len(move) > 0 {
+		sort.Slice(move, func(i, j int) bool { return move[i].ID < move[j].ID })
+		if err := m.appendAccounts(move...); err != nil {
+			return err
+		}
+		m.dirty = true
+	}
 	for id, rec := range st.Orders {
 		o, err := restoreOrder(rec)
 		if err != nil {
@@ -445,7 +585,7 @@ func (m *Market) save() error {
 	for _, o := range m.orders {
 		o.snapshotLocked()
 	}
-	b, err := json.MarshalIndent(&m.st, "", " ")
+	b, err := json.MarshalIndent(&state{Orders: m.st.Orders, NextID: m.st.NextID}, "", " ")
 	m.dirty = false
 	m.mu.Unlock()
 	if err != nil {

@@ -38,7 +38,7 @@ func startMarket(t testing.TB, tweak func(*Config)) *testMarket {
 	cfg := Config{
 		Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json"),
 		SellerShareInterval: 500 * time.Millisecond, SellerStartDiff: 0.0002, JobTimeout: 5 * time.Second, UpstreamTimeout: 3 * time.Second,
-		SettleInterval: 200 * time.Millisecond,
+		SettleInterval: 200 * time.Millisecond, AllowPrivateDestinations: true, // the test pools are on loopback
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -145,7 +145,7 @@ func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
 	tm := startMarket(t, nil)
 	const price = 1_000_000_000_000
 	const deposit = 50_000_000
-	acct, _ := tm.buyer(t, deposit)
+	acct, key := tm.buyer(t, deposit)
 	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "buyer.one", Price: price, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +222,7 @@ func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
 	if rep := Audit(bad); rep.Valid != len(bad)-1 {
 		t.Errorf("audit of a tampered sample: %d of %d valid, want one invalid", rep.Valid, len(bad))
 	}
+	checkSharesAccess(t, tm, acct, key, o.ID, samples)
 }
 
 func sellersOn(tm *testMarket, id string) int {
@@ -360,6 +361,10 @@ func TestMarketContractTransfer(t *testing.T) {
 	if _, err := tm.OfferTransfer(alice, c.ID, bob, 500); err != nil {
 		t.Fatal(err)
 	}
+	// The account a contract is offered to sees its terms, not where it delivers.
+	if ov, err := tm.Order(bob, c.ID); err != nil || ov.PoolURL != "" || ov.PoolUser != "" {
+		t.Errorf("the offeree sees the contract as %+v (%v), want no destination", ov, err)
+	}
 	v, err := tm.AcceptTransfer(ctx, bob, c.ID, Destination{URL: destB.url(), User: "bob"})
 	if err != nil {
 		t.Fatal(err)
@@ -383,6 +388,26 @@ func TestMarketContractTransfer(t *testing.T) {
 	}
 	if _, err := tm.Order(alice, c.ID); err == nil {
 		t.Error("the old owner still sees the contract as hers")
+	}
+	// Each owner audits the shares delivered to its own pool, and only those.
+	all, _ := tm.Shares(c.ID)
+	coinb := map[string]int{} // coinb1 → segment
+	for _, s := range all {
+		coinb[s.Coinb1] = s.segment
+	}
+	for i, who := range []string{alice, bob} {
+		got, err := tm.SharesFor(who, c.ID)
+		if err != nil || len(got) == 0 {
+			t.Fatalf("segment %d's owner gets %d samples: %v", i, len(got), err)
+		}
+		for _, s := range got {
+			if seg, ok := coinb[s.Coinb1]; !ok || seg != i {
+				t.Fatalf("segment %d's owner sees a share delivered for segment %d", i, seg)
+			}
+		}
+		if rep := Audit(got); rep.Valid != len(got) {
+			t.Errorf("segment %d's owner: %d of %d samples verify", i, rep.Valid, len(got))
+		}
 	}
 }
 
@@ -509,7 +534,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer led.Close()
-	cfg := Config{Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json")}
+	cfg := Config{Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json"), AllowPrivateDestinations: true}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

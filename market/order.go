@@ -2,6 +2,9 @@ package market
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -96,6 +99,7 @@ type order struct {
 	sellers   map[*seller]struct{}
 	deliv     rateWindow
 	samples   []ShareSample
+	speeds    []speedBucket // delivered work by SpeedBucket, oldest first
 	sampleAt  int
 	rejects   int // consecutive non-stale rejections
 }
@@ -178,7 +182,8 @@ type OrderRequest struct {
 	Budget       int64   `json:"budget"` // sat moved from the balance into escrow
 }
 
-func checkDest(d Destination) error {
+// checkDest checks a destination's fields, then that the market may connect to it.
+func (m *Market) checkDest(ctx context.Context, d Destination) error {
 	if _, err := stratum.HostPort(d.URL); err != nil {
 		return hashgrid.Errorf(hashgrid.EINVALID, "pool_url: %v", err)
 	}
@@ -188,7 +193,7 @@ func checkDest(d Destination) error {
 	if len(d.Password) > maxFieldLen || len(d.URL) > maxFieldLen {
 		return hashgrid.Errorf(hashgrid.EINVALID, "pool_url and pool_password must be at most %d bytes", maxFieldLen)
 	}
-	return nil
+	return m.checkDestPolicy(ctx, d.URL)
 }
 
 func checkPrice(p int64) error {
@@ -208,7 +213,7 @@ func checkLimit(l float64) error {
 // PlaceOrder opens a spot order funded with req.Budget from the account's balance.
 func (m *Market) PlaceOrder(ctx context.Context, account string, req OrderRequest) (OrderView, error) {
 	dest := Destination{URL: req.PoolURL, User: req.PoolUser, Password: req.PoolPassword}
-	if err := checkDest(dest); err != nil {
+	if err := m.checkDest(ctx, dest); err != nil {
 		return OrderView{}, err
 	}
 	if err := checkPrice(req.Price); err != nil {
@@ -528,7 +533,7 @@ type ContractRequest struct {
 // BuyContract escrows the whole term's price and opens the contract.
 func (m *Market) BuyContract(ctx context.Context, account string, req ContractRequest) (OrderView, error) {
 	dest := Destination{URL: req.PoolURL, User: req.PoolUser, Password: req.PoolPassword}
-	if err := checkDest(dest); err != nil {
+	if err := m.checkDest(ctx, dest); err != nil {
 		return OrderView{}, err
 	}
 	q, err := m.QuoteContract(req.Speed, req.Start, req.End)
@@ -576,7 +581,7 @@ func (m *Market) OfferTransfer(account, id, to string, price int64) (OrderView, 
 // AcceptTransfer takes over a contract offered to account: the offer's price moves
 // from its balance to the seller's, and the rest of the delivery goes to dest.
 func (m *Market) AcceptTransfer(ctx context.Context, account, id string, dest Destination) (OrderView, error) {
-	if err := checkDest(dest); err != nil {
+	if err := m.checkDest(ctx, dest); err != nil {
 		return OrderView{}, err
 	}
 	m.mu.Lock()
@@ -694,7 +699,12 @@ func (m *Market) Order(account, id string) (OrderView, error) {
 	if o == nil || (o.rec.Account != account && (o.rec.Offer == nil || o.rec.Offer.To != account)) {
 		return OrderView{}, hashgrid.Errorf(hashgrid.ENOTFOUND, "no order %q", id)
 	}
-	return m.viewLocked(o), nil
+	v := m.viewLocked(o)
+	if o.rec.Account != account {
+		// The account a contract is offered to sees its terms, not where it delivers.
+		v.PoolURL, v.PoolUser = "", ""
+	}
+	return v, nil
 }
 
 // Orders returns the account's orders, newest first.
@@ -780,7 +790,8 @@ func (m *Market) OrderBook() Book {
 	return b
 }
 
-// Shares returns the sample of an order's delivered shares, oldest first.
+// Shares returns the sample of an order's delivered shares, oldest first, with the
+// sellers' workers: the operator's view.
 func (m *Market) Shares(id string) ([]ShareSample, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -788,14 +799,124 @@ func (m *Market) Shares(id string) ([]ShareSample, error) {
 	if o == nil {
 		return nil, hashgrid.Errorf(hashgrid.ENOTFOUND, "no order %q", id)
 	}
+	return o.samplesLocked(m.cfg.SampleSize), nil
+}
+
+func (o *order) samplesLocked(size int) []ShareSample {
 	out := make([]ShareSample, 0, len(o.samples))
-	if len(o.samples) == m.cfg.SampleSize {
+	if len(o.samples) == size {
 		out = append(out, o.samples[o.sampleAt:]...)
 		out = append(out, o.samples[:o.sampleAt]...)
 	} else {
 		out = append(out, o.samples...)
 	}
+	return out
+}
+
+// SharesFor returns the samples of the shares delivered to account on order id: only
+// those of the segments it owned (a contract's earlier owner's pool stays hidden from
+// its later one, and the other way round), with each seller's worker replaced by a
+// pseudonym that is stable within the order and unlinkable across orders.
+func (m *Market) SharesFor(account, id string) ([]ShareSample, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o := m.orders[id]
+	owned := map[int]bool{}
+	if o != nil {
+		for i, s := range o.rec.Segments {
+			if s.Account == account {
+				owned[i] = true
+			}
+		}
+	}
+	if len(owned) == 0 {
+		return nil, hashgrid.Errorf(hashgrid.ENOTFOUND, "no order %q", id)
+	}
+	out := []ShareSample{}
+	for _, s := range o.samplesLocked(m.cfg.SampleSize) {
+		if !owned[s.segment] {
+			continue
+		}
+		s.Worker = m.pseudonym(id, s.Worker)
+		out = append(out, s)
+	}
 	return out, nil
+}
+
+// pseudonym names a seller's worker to a buyer: "seller-" and 12 hex digits of an
+// HMAC keyed by a secret the market draws at start.
+func (m *Market) pseudonym(order, worker string) string {
+	h := hmac.New(sha256.New, m.pseudo[:])
+	h.Write([]byte(order))
+	h.Write([]byte{0})
+	h.Write([]byte(worker))
+	return "seller-" + hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// speedBucket is the work delivered to an order in one SpeedBucket.
+type speedBucket struct {
+	start  time.Time
+	hashes float64
+}
+
+func (o *order) recordSpeedLocked(now time.Time, diff float64, width time.Duration, keep int) {
+	t := now.Truncate(width)
+	hashes := diff // a Diff's raw value counts hashes (difficulty · 2^32)
+	if n := len(o.speeds); n > 0 && o.speeds[n-1].start.Equal(t) {
+		o.speeds[n-1].hashes += hashes
+		return
+	}
+	if len(o.speeds) >= keep {
+		o.speeds = append(o.speeds[:0], o.speeds[len(o.speeds)-keep+1:]...)
+	}
+	o.speeds = append(o.speeds, speedBucket{start: t, hashes: hashes})
+}
+
+// SpeedPoint is one bucket of an order's delivered speed.
+type SpeedPoint struct {
+	Time  time.Time `json:"time"`  // the bucket's start
+	Speed float64   `json:"speed"` // TH/s accepted by the destination over the bucket
+}
+
+// SpeedHistory is GET /api/v1/orders/{id}/speed.
+type SpeedHistory struct {
+	BucketSeconds float64      `json:"bucket_seconds"`
+	Points        []SpeedPoint `json:"points"`        // completed buckets, oldest first, gaps as zero
+	CurrentSpeed  float64      `json:"current_speed"` // TH/s over the speed window, now
+}
+
+// SpeedHistory returns the delivered speed of one of the account's orders over the
+// last SpeedHistory, one point per completed SpeedBucket from the first delivery on.
+func (m *Market) SpeedHistory(account, id string) (SpeedHistory, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, err := m.ownOrder(account, id)
+	if err != nil {
+		return SpeedHistory{}, err
+	}
+	width := m.cfg.SpeedBucket
+	now := m.cfg.Now()
+	cur := now.Truncate(width)
+	h := SpeedHistory{BucketSeconds: width.Seconds(), Points: []SpeedPoint{}, CurrentSpeed: o.deliv.rate(now, m.cfg.SpeedWindow) / 1e12}
+	if len(o.speeds) == 0 {
+		return h, nil
+	}
+	from := o.speeds[0].start
+	if early := cur.Add(-m.cfg.SpeedHistory); from.Before(early) {
+		from = early
+	}
+	i := 0
+	for t := from; t.Before(cur); t = t.Add(width) {
+		var hashes float64
+		for i < len(o.speeds) && !o.speeds[i].start.After(t) {
+			if o.speeds[i].start.Equal(t) {
+				hashes = o.speeds[i].hashes
+			}
+			i++
+		}
+		h.Points = append(h.Points, SpeedPoint{Time: t.UTC(), Speed: hashes / width.Seconds() / 1e12})
+	}
+	return h, nil
 }
 
 // rateWindow estimates a rate of hashes from recent events.

@@ -372,10 +372,11 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 		seg.Accepted++
 		seg.Work = seg.Work.Add(j.upDiff)
 		o.deliv.add(now, float64(j.upDiff))
+		o.recordSpeedLocked(now, float64(j.upDiff), m.cfg.SpeedBucket, int(m.cfg.SpeedHistory/m.cfg.SpeedBucket)+1)
 		o.rejects = 0
 		w.Accepted++
 		w.Work = w.Work.Add(j.upDiff)
-		m.sampleLocked(o, j, key, now, upEN2, &fwd, version, hash)
+		m.sampleLocked(o, segment, j, key, now, upEN2, &fwd, version, hash)
 		m.dirty = true
 		if r.Status == StatusActive && o.roomLocked().Cmp(cost) < 0 {
 			r.Status, r.Reason = StatusExhausted, "budget spent"

@@ -218,16 +218,24 @@ func (u *upstream) run() {
 // client.reconnect request, if it sent one.
 func (u *upstream) session(url string) (string, *stratum.Reconnect) {
 	m := u.m
+	log := m.log.With("component", "upstream", "order", u.o.rec.ID)
+	// Resolved and checked at every dial, and the checked address is what is dialled.
+	addr, err := m.resolveDest(u.ctx, url)
+	if err != nil {
+		log.Warn("destination refused", "err", err)
+		return reasonUnreachable, nil
+	}
 	dctx, cancel := context.WithTimeout(u.ctx, m.cfg.UpstreamTimeout)
 	cli, err := stratum.Dial(dctx, stratum.ClientConfig{
-		URL: url, User: u.dest.User, Password: u.dest.Password, Agent: "hashgrid-market/1",
+		URL: "stratum+tcp://" + addr, User: u.dest.User, Password: u.dest.Password, Agent: "hashgrid-market/1",
 		VersionMask: upstreamVersionMask, Extranonce: true,
 		DialTimeout: m.cfg.UpstreamTimeout, CallTimeout: m.cfg.UpstreamTimeout,
-		Logger: m.log.With("component", "upstream", "order", u.o.rec.ID),
+		Logger: log,
 	})
 	cancel()
 	if err != nil {
-		return "destination unreachable: " + err.Error(), nil
+		log.Warn("destination unreachable", "err", err)
+		return reasonUnreachable, nil
 	}
 	defer cli.Close()
 	timer := time.NewTimer(m.cfg.JobTimeout)
@@ -240,14 +248,18 @@ func (u *upstream) session(url string) (string, *stratum.Reconnect) {
 		case <-timer.C:
 			return fmt.Sprintf("destination sent no job within %s", m.cfg.JobTimeout), nil
 		case <-cli.Done():
-			return "destination closed the connection: " + cli.Err().Error(), cli.ReconnectRequest()
+			log.Warn("destination closed the connection", "err", cli.Err())
+			return "destination closed the connection", cli.ReconnectRequest()
 		case w, ok := <-cli.Updates():
 			if !ok {
-				return "destination closed the connection: " + cli.Err().Error(), cli.ReconnectRequest()
+				log.Warn("destination closed the connection", "err", cli.Err())
+				return "destination closed the connection", cli.ReconnectRequest()
 			}
 			j, err := newMJob(strconv.FormatUint(m.jobSeq.Add(1), 16), w, m.cfg.SellerExtranonce2Size)
 			if err != nil {
-				return "bad job from destination: " + err.Error(), nil
+				log.Warn("bad job from destination", "err", err)
+				return "destination sent a job the market cannot use (its extranonce2 must be at least " +
+					strconv.Itoa(4+m.cfg.SellerExtranonce2Size) + " bytes)", nil
 			}
 			j.up, j.cli = u, cli
 			if first {
