@@ -320,18 +320,20 @@ func decodeBlock(data []byte) ([]hashgrid.Share, error) {
 // hashgrid.ShareCodecVersion: a new version may lay the fields out differently.
 const summarizedCodecVersion = 1
 
-// shareSummary is what WorkBetween needs of a share.
+// shareSummary is what WorkBetween and the per-minute summaries need of a share.
 type shareSummary struct {
-	seq    uint64
-	time   int64 // Unix nanoseconds
-	result hashgrid.ShareResult
-	diff   hashgrid.Diff
+	seq     uint64
+	time    int64 // Unix nanoseconds
+	result  hashgrid.ShareResult
+	diff    hashgrid.Diff
+	actual  hashgrid.Diff
+	repeats uint64 // Share.Repeats
 }
 
 // summarize returns the summary of the share enc encodes without decoding its strings
 // (five allocations a share in UnmarshalBinary), reading the leading fields of version 1
 // of the share codec as sharecodec.go documents them: version, flags and result bytes,
-// then seq, time seconds and nanoseconds, height and diff varints. A share of another
+// then seq, time seconds and nanoseconds, height, diff and actual varints. A share of another
 // version is decoded in full. Like decode, it checks the block's sequence order.
 func (r *blockReader) summarize(pair int, enc []byte) (shareSummary, error) {
 	if len(enc) == 0 || enc[0] != summarizedCodecVersion {
@@ -339,7 +341,7 @@ func (r *blockReader) summarize(pair int, enc []byte) (shareSummary, error) {
 		if err != nil {
 			return shareSummary{}, err
 		}
-		return shareSummary{seq: s.Seq, time: s.Time.UnixNano(), result: s.Result, diff: s.Diff}, nil
+		return shareSummary{seq: s.Seq, time: s.Time.UnixNano(), result: s.Result, diff: s.Diff, actual: s.Actual, repeats: s.Repeats}, nil
 	}
 	if len(enc) < 3 {
 		return shareSummary{}, fmt.Errorf("share of %d bytes", len(enc))
@@ -347,7 +349,7 @@ func (r *blockReader) summarize(pair int, enc []byte) (shareSummary, error) {
 	var out shareSummary
 	out.result = hashgrid.ShareResult(enc[2])
 	b := enc[3:]
-	var fields [5]uint64 // seq, seconds (zig-zag), nanoseconds, height (zig-zag), diff
+	var fields [6]uint64 // seq, seconds (zig-zag), nanoseconds, height (zig-zag), diff, actual
 	for i := range fields {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -362,7 +364,7 @@ func (r *blockReader) summarize(pair int, enc []byte) (shareSummary, error) {
 	if out.result > hashgrid.ShareInvalid || fields[2] >= uint64(time.Second) {
 		return shareSummary{}, fmt.Errorf("share %d: result %d, nanoseconds %d", fields[0], out.result, fields[2])
 	}
-	out.seq, out.time, out.diff = fields[0], time.Unix(sec, int64(fields[2])).UnixNano(), hashgrid.Diff(fields[4])
+	out.seq, out.time, out.diff, out.actual = fields[0], time.Unix(sec, int64(fields[2])).UnixNano(), hashgrid.Diff(fields[4]), hashgrid.Diff(fields[5])
 	if out.seq <= r.last {
 		return shareSummary{}, fmt.Errorf("share %d after %d", out.seq, r.last)
 	}

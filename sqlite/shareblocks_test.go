@@ -283,7 +283,7 @@ func checkMinutes(tb testing.TB, db *DB) {
 			if !ok {
 				w.last = math.MinInt64
 			}
-			w.count(s.Result, s.Diff, t)
+			w.count(s.Result, s.Diff, s.Actual, s.Repeats, t)
 			want[k] = w
 		}
 	}
@@ -291,18 +291,18 @@ func checkMinutes(tb testing.TB, db *DB) {
 		tb.Fatal(err)
 	}
 	got := map[minuteKey]workSum{}
-	mrows, err := db.r.Query(`SELECT minute, address, worker, accepted, rejected, work_hi, work_lo, last_share FROM work_minutes`)
+	mrows, err := db.r.Query(`SELECT minute, address, worker, accepted, rejected, work_hi, work_lo, last_share, best FROM work_minutes`)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer mrows.Close()
 	for mrows.Next() {
 		var k minuteKey
-		var acc, rej, hi, lo, last int64
-		if err := mrows.Scan(&k.minute, &k.address, &k.name, &acc, &rej, &hi, &lo, &last); err != nil {
+		var acc, rej, hi, lo, last, best int64
+		if err := mrows.Scan(&k.minute, &k.address, &k.name, &acc, &rej, &hi, &lo, &last, &best); err != nil {
 			tb.Fatal(err)
 		}
-		got[k] = workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last}
+		got[k] = workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last, hashgrid.Diff(best)}
 	}
 	if err := mrows.Err(); err != nil {
 		tb.Fatal(err)
@@ -842,8 +842,12 @@ func TestSummarize(t *testing.T) {
 		s := share(uint64(i+1)*uint64(1+rnd.IntN(1<<20)), "a", "w", hashgrid.ShareResult(rnd.IntN(int(hashgrid.ShareInvalid)+1)),
 			hashgrid.Diff(rnd.Uint64()>>rnd.IntN(64)), at)
 		s.Height = rnd.Int64() - rnd.Int64()
+		s.Actual = hashgrid.Diff(rnd.Uint64() >> rnd.IntN(64))
+		if s.Result != hashgrid.ShareAccepted && rnd.IntN(3) == 0 {
+			s.Repeats = 1 + rnd.Uint64N(1000) // codec version 2, decoded in full
+		}
 		if i == 0 {
-			s.Diff, s.Height = hashgrid.MaxDiff, math.MinInt64
+			s.Diff, s.Actual, s.Height = hashgrid.MaxDiff, hashgrid.MaxDiff, math.MinInt64
 		}
 		enc, err := s.MarshalBinary()
 		if err != nil {
@@ -874,7 +878,7 @@ func TestSummarize(t *testing.T) {
 		}
 		got, err := r.summarize(pair, enc)
 		s := ps[i].s
-		want := shareSummary{seq: s.Seq, time: s.Time.UnixNano(), result: s.Result, diff: s.Diff}
+		want := shareSummary{seq: s.Seq, time: s.Time.UnixNano(), result: s.Result, diff: s.Diff, actual: s.Actual, repeats: s.Repeats}
 		if err != nil || got != want {
 			t.Fatalf("summarize share %d: got %+v, %v; want %+v", i, got, err, want)
 		}
@@ -890,7 +894,7 @@ func TestSummarize(t *testing.T) {
 		t.Fatalf("summarize of a share out of order: got nil error")
 	}
 	v2 := slices.Clone(enc)
-	v2[0] = summarizedCodecVersion + 1
+	v2[0] = 0xff // no codec version
 	if _, err := (&blockReader{pairs: r.pairs}).summarize(0, v2); err == nil || !strings.Contains(err.Error(), "version") {
 		t.Fatalf("summarize of another codec version: got %v, want the decoder's version error", err)
 	}

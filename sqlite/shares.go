@@ -48,6 +48,15 @@ func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 		return fmt.Errorf("sqlite: add shares: %w", err)
 	}
 	defer tx.Rollback()
+	// Shares at or below the pruned prefix were stored, and counted, before Prune
+	// deleted them: a replay of them is skipped like that of any stored share. Read in
+	// the transaction, which holds the writer connection Prune needs.
+	if pruned := db.pruned.Load(); pruned > 0 {
+		i, _ := slices.BinarySearchFunc(pending, pruned+1, func(p pendingShare, seq uint64) int { return cmp.Compare(p.s.Seq, seq) })
+		if pending = pending[i:]; len(pending) == 0 {
+			return nil
+		}
+	}
 	w := &writeTx{ctx: ctx, tx: tx, shared: db.stmts}
 	fresh, err := placeShares(w, pending)
 	if err != nil {
@@ -60,7 +69,7 @@ func (db *DB) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 	minutes := map[minuteKey]*workSum{}
 	var total hashgrid.Worker
 	for _, p := range fresh {
-		countMinute(minutes, p.s.Address, p.s.Worker, p.s.Result, p.s.Diff, p.time)
+		countMinute(minutes, p.s.Address, p.s.Worker, p.s.Result, p.s.Diff, p.s.Actual, p.s.Repeats, p.time)
 		k := workerKey{p.s.Address, p.s.Worker}
 		d := deltas[k]
 		if d == nil {
@@ -259,7 +268,7 @@ func count(w *hashgrid.Worker, s *hashgrid.Share) {
 		w.Accepted++
 		w.Work = w.Work.Add(s.Diff)
 	} else {
-		w.Rejected++
+		w.Rejected += 1 + s.Repeats // a sampled reject stands for Repeats more
 	}
 	if s.Time.After(w.LastShare) {
 		w.LastShare = s.Time
@@ -313,18 +322,20 @@ func addTotals(w *writeTx, d *hashgrid.Worker) error {
 }
 
 // LastSeq implements hashgrid.ShareStore. It reads through the writer connection so
-// that it sees every commit AddShares has returned from.
+// that it sees every commit AddShares has returned from. Pruned shares count as
+// stored: the stream must not replay them.
 func (db *DB) LastSeq(ctx context.Context) (uint64, error) {
 	var seq int64
 	if err := db.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(last_seq), 0) FROM share_blocks`).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("sqlite: last seq: %w", err)
 	}
-	return uint64(seq), nil
+	return max(uint64(seq), db.pruned.Load()), nil
 }
 
 // Shares implements hashgrid.ShareStore. It reads the blocks from the one holding
 // after+1 (or the first above it) in sequence order, until it has limit shares or
-// passes upto.
+// passes upto. Pruned shares are not returned: a caller that needs all of a range
+// checks it against PrunedSeq.
 func (db *DB) Shares(ctx context.Context, after, upto uint64, limit int) ([]hashgrid.Share, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
@@ -430,7 +441,9 @@ func (db *DB) SharesFor(ctx context.Context, address string, limit int) ([]hashg
 // WorkBetween implements hashgrid.ShareStore, ordered by address and name. The whole
 // minutes inside [from, to) are read from work_minutes; only the shares of the partial
 // minutes at its edges (none if from and to are on minutes) are read from their blocks.
-// Both reads are in one transaction, so they see the same commits.
+// Both reads are in one transaction, so they see the same commits. An edge that falls
+// where shares were pruned cannot be summed exactly and is refused (EINVALID): such a
+// window must start and end on whole minutes, which work_minutes answers for ever.
 func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.Worker, error) {
 	lo, hi := boundTime(from), boundTime(to)
 	if lo >= hi {
@@ -445,6 +458,9 @@ func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.W
 	// Whole minutes are [first, last); their times [first·minute, last·minute) lie in
 	// [lo, hi), so neither product overflows.
 	first, last := minuteAtOrAfter(lo), minuteOf(hi)
+	if err := checkEdges(ctx, tx, lo, hi, first, last); err != nil {
+		return nil, err
+	}
 	if first >= last {
 		if err := sumBlocks(ctx, tx, lo, hi, sums); err != nil {
 			return nil, err
@@ -461,6 +477,33 @@ func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.W
 		return nil, err
 	}
 	return sortedWorkers(sums), nil
+}
+
+// checkEdges fails if a part of [lo, hi) that WorkBetween reads from share blocks
+// (all of it when it holds no whole minute, else the partial minutes at either end)
+// starts at or before the latest pruned share: some of its shares may be gone.
+func checkEdges(ctx context.Context, tx *sql.Tx, lo, hi, first, last int64) error {
+	var edges [][2]int64
+	if first >= last {
+		edges = append(edges, [2]int64{lo, hi})
+	} else {
+		edges = append(edges, [2]int64{lo, first * minuteNanos}, [2]int64{last * minuteNanos, hi})
+	}
+	var prunedSeq, prunedTime int64
+	if err := tx.QueryRowContext(ctx, `SELECT pruned_seq, pruned_time FROM retention WHERE id = 1`).Scan(&prunedSeq, &prunedTime); err != nil {
+		return fmt.Errorf("sqlite: work between: %w", err)
+	}
+	if prunedSeq == 0 {
+		return nil
+	}
+	for _, e := range edges {
+		if e[0] < e[1] && e[0] <= prunedTime {
+			return hashgrid.Errorf(hashgrid.EINVALID, "sqlite: work between: shares up to %s are pruned, so the part of the window "+
+				"from %s to %s cannot be summed; start and end it on whole minutes", loadTime(prunedTime).Format(time.RFC3339Nano),
+				loadTime(e[0]).Format(time.RFC3339Nano), loadTime(e[1]).Format(time.RFC3339Nano))
+		}
+	}
+	return nil
 }
 
 // sortedWorkers returns sums as workers ordered by address and name, nil if empty.
@@ -535,7 +578,7 @@ func sumBlocks(ctx context.Context, tx *sql.Tx, lo, hi int64, sums map[workerKey
 				}
 				bySlot[pair] = w
 			}
-			w.count(s.result, s.diff, t)
+			w.count(s.result, s.diff, s.actual, s.repeats, t)
 		}
 	}
 	if err := rows.Err(); err != nil {

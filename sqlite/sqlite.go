@@ -25,7 +25,16 @@
 // hashgrid.MaxShareAddressLen) is refused as EINVALID; the pool never builds one.
 //
 // 128-bit work is stored exactly as two 64-bit integer columns and summed in Go, never
-// as floats. The package does not retain or prune old shares.
+// as floats.
+//
+// Raw shares are not kept forever: Prune deletes the oldest share blocks, in bounded
+// transactions, up to what the caller says is still needed (see Retention), and gives
+// the pages back to the file system by incremental vacuum. What is pruned is always a
+// prefix of the sequence, recorded in the retention row: LastSeq still answers the
+// highest sequence ever stored, and AddShares skips a replayed share below the prefix
+// as already stored, so the stream is never replayed twice into the summaries. The
+// summaries (workers, totals, and work_minutes with each minute's best share) are
+// never pruned: they are what remains of pruned shares.
 package sqlite
 
 import (
@@ -36,6 +45,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashgrid/hashgrid"
@@ -56,6 +66,11 @@ type DB struct {
 	r    *sql.DB // read-only connections
 
 	stmts map[string]*sql.Stmt // prepared on w: writeQueries
+
+	// pruned is the retention row's pruned_seq. Only the writer changes it, in Prune,
+	// after its commit; AddShares reads it inside its transaction, which holds the one
+	// writer connection, so the two never interleave.
+	pruned atomic.Uint64
 }
 
 var _ hashgrid.ShareStore = (*DB)(nil)
@@ -73,7 +88,12 @@ func open(path string, ms []migration) (*DB, error) {
 	}
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)",
 		BusyTimeout.Milliseconds())
-	w, err := sql.Open("sqlite", path+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	// auto_vacuum takes effect only on a database without tables: new stores are made
+	// incremental, so that pruning can give pages back (see Prune). journal_size_limit
+	// truncates the WAL after a checkpoint, so that a burst of writes (a prune) does not
+	// leave it at its high-water mark.
+	w, err := sql.Open("sqlite", path+"?"+pragmas+"&_pragma=auto_vacuum(incremental)&_pragma=journal_mode(WAL)"+
+		fmt.Sprintf("&_pragma=journal_size_limit(%d)", walSizeLimit)+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -91,6 +111,13 @@ func open(path string, ms []migration) (*DB, error) {
 			w.Close()
 			return nil, err
 		}
+		st, err := db.retentionState(context.Background(), w)
+		if err != nil {
+			closeStmts(db.stmts)
+			w.Close()
+			return nil, err
+		}
+		db.pruned.Store(st.Seq)
 	}
 	r, err := sql.Open("sqlite", path+"?"+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
@@ -215,6 +242,20 @@ CREATE TABLE work_minutes (
 	PRIMARY KEY (minute, address, worker)
 ) WITHOUT ROWID;
 `, step: fillWorkMinutes},
+	// 4: retention. Raw shares are pruned oldest first (see Prune); the retention row
+	// records how far, and work_minutes, which is never pruned, gains each worker's best
+	// share of the minute, filled from share_blocks.
+	{sql: `
+CREATE TABLE retention (
+	id            INTEGER PRIMARY KEY CHECK (id = 1),
+	pruned_seq    INTEGER NOT NULL,  -- every share with Seq <= pruned_seq is pruned; 0 if none
+	pruned_time   INTEGER NOT NULL,  -- Unix nanoseconds: latest time of a pruned share; 0 if none
+	pruned_shares INTEGER NOT NULL,  -- shares pruned, in all
+	pruned_blocks INTEGER NOT NULL   -- rows of share_blocks pruned, in all
+);
+INSERT INTO retention VALUES (1, 0, 0, 0, 0);
+ALTER TABLE work_minutes ADD COLUMN best INTEGER NOT NULL DEFAULT 0; -- highest Actual of an accepted share; Diff bits as a signed integer
+`, step: fillBest},
 }
 
 func (db *DB) migrate(ctx context.Context, ms []migration) error {

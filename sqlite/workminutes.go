@@ -45,19 +45,24 @@ func compareMinuteKeys(a, b minuteKey) int {
 }
 
 // workSum is a worker's summary over some shares; last is the time of the latest,
-// math.MinInt64 before any.
+// math.MinInt64 before any; best is the highest difficulty an accepted share's hash
+// met (its Actual), 0 before any.
 type workSum struct {
 	accepted, rejected uint64
 	work               hashgrid.Work
 	last               int64
+	best               hashgrid.Diff
 }
 
-func (w *workSum) count(result hashgrid.ShareResult, diff hashgrid.Diff, t int64) {
+// count adds one share; repeats is its Share.Repeats, the further rejections a
+// sampled rejected share stands for.
+func (w *workSum) count(result hashgrid.ShareResult, diff, actual hashgrid.Diff, repeats uint64, t int64) {
 	if result == hashgrid.ShareAccepted {
 		w.accepted++
 		w.work = w.work.Add(diff)
+		w.best = max(w.best, actual)
 	} else {
-		w.rejected++
+		w.rejected += 1 + repeats
 	}
 	w.last = max(w.last, t)
 }
@@ -67,17 +72,18 @@ func (w *workSum) plus(v *workSum) {
 	w.rejected += v.rejected
 	w.work = w.work.Plus(v.work)
 	w.last = max(w.last, v.last)
+	w.best = max(w.best, v.best)
 }
 
 // countMinute adds a share to its minute's delta in deltas.
-func countMinute(deltas map[minuteKey]*workSum, address, name string, result hashgrid.ShareResult, diff hashgrid.Diff, t int64) {
+func countMinute(deltas map[minuteKey]*workSum, address, name string, result hashgrid.ShareResult, diff, actual hashgrid.Diff, repeats uint64, t int64) {
 	k := minuteKey{minuteOf(t), address, name}
 	d := deltas[k]
 	if d == nil {
 		d = &workSum{last: math.MinInt64}
 		deltas[k] = d
 	}
-	d.count(result, diff, t)
+	d.count(result, diff, actual, repeats, t)
 }
 
 // minuteSums keeps work_minutes.
@@ -87,11 +93,45 @@ var minuteSums = sumRows[minuteKey, *workSum]{
 	keyArgs: func(args []any, k minuteKey) []any { return append(args, k.minute, k.address, k.name) },
 	scan: func(rows *sql.Rows) (minuteKey, *workSum, error) {
 		var k minuteKey
+		var acc, rej, hi, lo, last, best int64
+		if err := rows.Scan(&k.minute, &k.address, &k.name, &acc, &rej, &hi, &lo, &last, &best); err != nil {
+			return minuteKey{}, nil, err
+		}
+		return k, &workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last, hashgrid.Diff(best)}, nil
+	},
+	rowArgs: func(args []any, k minuteKey, d, o *workSum, found bool) []any {
+		s := *d
+		if found {
+			s.plus(o)
+		}
+		return append(args, k.minute, k.address, k.name, int64(s.accepted), int64(s.rejected),
+			int64(s.work.Hi), int64(s.work.Lo), s.last, int64(s.best))
+	},
+}
+
+// minuteSumsV3 keeps work_minutes as migration 3 left it, without best: the table
+// migration 3's step fills. Later versions use minuteSums.
+var minuteSumsV3 = sumRows[minuteKey, *workSum]{
+	what: "work minutes", chunk: minuteChunk, compare: compareMinuteKeys,
+	selectQ: func(n int) string {
+		return `SELECT minute, address, worker, accepted, rejected, work_hi, work_lo, last_share
+		FROM work_minutes WHERE (minute, address, worker) IN (VALUES ` + valuesList(n, 3) + `)`
+	},
+	upsertQ: func(n int) string {
+		return `INSERT INTO work_minutes (minute, address, worker, accepted, rejected, work_hi, work_lo, last_share)
+		VALUES ` + valuesList(n, 8) + `
+		ON CONFLICT (minute, address, worker) DO UPDATE SET accepted = excluded.accepted,
+			rejected = excluded.rejected, work_hi = excluded.work_hi, work_lo = excluded.work_lo,
+			last_share = excluded.last_share`
+	},
+	keyArgs: minuteSums.keyArgs,
+	scan: func(rows *sql.Rows) (minuteKey, *workSum, error) {
+		var k minuteKey
 		var acc, rej, hi, lo, last int64
 		if err := rows.Scan(&k.minute, &k.address, &k.name, &acc, &rej, &hi, &lo, &last); err != nil {
 			return minuteKey{}, nil, err
 		}
-		return k, &workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last}, nil
+		return k, &workSum{accepted: uint64(acc), rejected: uint64(rej), work: hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last: last}, nil
 	},
 	rowArgs: func(args []any, k minuteKey, d, o *workSum, found bool) []any {
 		s := *d
@@ -145,12 +185,12 @@ func fillWorkMinutes(ctx context.Context, tx *sql.Tx) error {
 		}
 		for _, b := range blocks {
 			if err := eachSummary(b.data, func(k workerKey, s shareSummary) {
-				countMinute(deltas, k.address, k.name, s.result, s.diff, s.time)
+				countMinute(deltas, k.address, k.name, s.result, s.diff, s.actual, s.repeats, s.time)
 			}); err != nil {
 				return fmt.Errorf("share block %d: %w", b.first, err)
 			}
 			if len(deltas) >= fillFlush {
-				if err := minuteSums.add(w, deltas); err != nil {
+				if err := minuteSumsV3.add(w, deltas); err != nil {
 					return err
 				}
 				clear(deltas)
@@ -158,7 +198,7 @@ func fillWorkMinutes(ctx context.Context, tx *sql.Tx) error {
 		}
 		after = blocks[len(blocks)-1].first
 	}
-	return minuteSums.add(w, deltas)
+	return minuteSumsV3.add(w, deltas)
 }
 
 // eachSummary calls fn with the pair and summary of every share in a block's data.
@@ -202,7 +242,7 @@ func sumMinutes(ctx context.Context, tx *sql.Tx, from, to int64, sums map[worker
 			w = &workSum{last: math.MinInt64}
 			sums[k] = w
 		}
-		w.plus(&workSum{uint64(acc), uint64(rej), hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last})
+		w.plus(&workSum{accepted: uint64(acc), rejected: uint64(rej), work: hashgrid.Work{Hi: uint64(hi), Lo: uint64(lo)}, last: last})
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("sqlite: work between: %w", err)

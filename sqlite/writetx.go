@@ -14,7 +14,7 @@ import (
 // per batch cost a quarter of AddShares' CPU. Statements over many rows come in
 // power-of-two row counts (see pow2Chunks), so a fixed set serves any batch.
 
-// Most rows one multi-row statement carries; powers of two. At 8 parameters a row at
+// Most rows one multi-row statement carries; powers of two. At 9 parameters a row at
 // most they stay far below SQLite's 32766.
 const (
 	workerChunk  = 128 // workers read or written by one statement
@@ -48,16 +48,16 @@ func upsertWorkersQuery(n int) string {
 }
 
 func selectMinutesQuery(n int) string {
-	return `SELECT minute, address, worker, accepted, rejected, work_hi, work_lo, last_share
+	return `SELECT minute, address, worker, accepted, rejected, work_hi, work_lo, last_share, best
 		FROM work_minutes WHERE (minute, address, worker) IN (VALUES ` + valuesList(n, 3) + `)`
 }
 
 func upsertMinutesQuery(n int) string {
-	return `INSERT INTO work_minutes (minute, address, worker, accepted, rejected, work_hi, work_lo, last_share)
-		VALUES ` + valuesList(n, 8) + `
+	return `INSERT INTO work_minutes (minute, address, worker, accepted, rejected, work_hi, work_lo, last_share, best)
+		VALUES ` + valuesList(n, 9) + `
 		ON CONFLICT (minute, address, worker) DO UPDATE SET accepted = excluded.accepted,
 			rejected = excluded.rejected, work_hi = excluded.work_hi, work_lo = excluded.work_lo,
-			last_share = excluded.last_share`
+			last_share = excluded.last_share, best = excluded.best`
 }
 
 // valuesList returns "(?, ?), (?, ?)" for rows rows of cols parameters.
