@@ -99,20 +99,7 @@ func TestFinderLayoutsOnBroadcast(t *testing.T) {
 // template at height 900,000, and returns it with its Stratum address.
 func startSolo(t *testing.T, net0 *chaincfg.Params) (*pool.Pool, string) {
 	t.Helper()
-	solo := func(tmpl *node.Template, value int64, finder string) ([]pool.Output, string, error) {
-		if finder == "" {
-			finder = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
-		}
-		sc, err := pool.AddressScript(finder, net0)
-		if err != nil {
-			return nil, "", err
-		}
-		return []pool.Output{{Value: value, Script: sc}}, finder, nil
-	}
-	p, err := pool.New(pool.Config{Network: net0, Outputs: solo}, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newSoloPool(t, net0)
 	if err := p.UpdateTemplate(bench.Template(900_000, 10), true); err != nil {
 		t.Fatal(err)
 	}
@@ -122,4 +109,27 @@ func startSolo(t *testing.T, net0 *chaincfg.Params) (*pool.Pool, string) {
 	}
 	go p.Serve(l)
 	return p, l.Addr().String()
+}
+
+// soloPoolAddress is paid by the shared layout of the SOLO test pools.
+const soloPoolAddress = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+
+// newSoloPool returns a pool whose coinbase pays each share's finder (SOLO-style).
+func newSoloPool(tb testing.TB, net0 *chaincfg.Params) *pool.Pool {
+	tb.Helper()
+	solo := func(tmpl *node.Template, value int64, finder string) ([]pool.Output, string, error) {
+		if finder == "" {
+			finder = soloPoolAddress
+		}
+		sc, err := pool.AddressScript(finder, net0)
+		if err != nil {
+			return nil, "", err
+		}
+		return []pool.Output{{Value: value, Script: sc}}, finder, nil
+	}
+	p, err := pool.New(pool.Config{Network: net0, Outputs: solo}, nil, nil, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }

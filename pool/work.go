@@ -30,26 +30,27 @@ const MaxTagBytes = 64
 // built from, except what the miner chooses (extranonce2, ntime, nonce, version bits).
 // Jobs sent to miners point at a work; several jobs may share one.
 type work struct {
-	tmpl     *node.Template
-	height   int64
-	version  uint32
-	bits     uint32
-	prev     chainhash.Hash // internal byte order
-	prevStr  string         // stratum form: words byte-swapped
-	coinb1   []byte
-	coinb2   []byte
-	branch   []chainhash.Hash
-	netTgt   pow.Target
-	en1Size  int
-	en2Size  int
-	witness  bool
-	outputs  []Output
-	reward   int64
-	stale    atomic.Bool // set when the chain tip moved on
-	mu       sync.Mutex
-	seen     map[chainhash.Hash]struct{} // header hashes of accepted shares: duplicates
-	maxSeen  int
-	notified bool
+	tmpl       *node.Template
+	height     int64
+	version    uint32
+	bits       uint32
+	prev       chainhash.Hash // internal byte order
+	prevStr    string         // stratum form: words byte-swapped
+	coinb1     []byte
+	coinb2     []byte
+	branch     []chainhash.Hash // shared by every layout of the template: read only
+	branchJSON []byte           // the same as mining.notify's JSON list; read only
+	netTgt     pow.Target
+	en1Size    int
+	en2Size    int
+	witness    bool
+	outputs    []Output
+	reward     int64
+	stale      atomic.Bool // set when the chain tip moved on
+	mu         sync.Mutex
+	seen       map[chainhash.Hash]struct{} // header hashes of accepted shares: duplicates
+	maxSeen    int
+	notified   bool
 }
 
 // coinbaseParts builds coinb1 and coinb2 around the extranonce space. The coinbase
@@ -67,37 +68,41 @@ func coinbaseParts(height int64, tag []byte, en1Size, en2Size int, outputs []Out
 	if scriptLen < 2 || scriptLen > 100 {
 		return nil, nil, fmt.Errorf("pool: coinbase script of %d bytes, want 2..100", scriptLen)
 	}
-	var b1 bytes.Buffer
-	binary.Write(&b1, binary.LittleEndian, uint32(1)) // tx version
-	b1.WriteByte(1)                                   // one input
-	b1.Write(make([]byte, 32))                        // null prevout
-	binary.Write(&b1, binary.LittleEndian, uint32(0xffffffff))
-	wire.WriteVarInt(&b1, 0, uint64(scriptLen))
-	b1.Write(hpush)
-	b1.Write(tag)
+	b1 := make([]byte, 0, 42+len(hpush)+len(tag))
+	b1 = binary.LittleEndian.AppendUint32(b1, 1) // tx version
+	b1 = append(b1, 1)                           // one input
+	b1 = append(b1, make([]byte, 32)...)         // null prevout
+	b1 = binary.LittleEndian.AppendUint32(b1, 0xffffffff)
+	b1 = appendVarInt(b1, uint64(scriptLen))
+	b1 = append(append(b1, hpush...), tag...)
 
-	var b2 bytes.Buffer
-	binary.Write(&b2, binary.LittleEndian, uint32(0xffffffff)) // sequence
 	n := len(outputs)
+	size := 4 + 9 + 4
+	for _, o := range outputs {
+		size += 8 + 9 + len(o.Script)
+	}
 	if witnessCommitment != nil {
 		n++
+		size += 8 + 9 + len(witnessCommitment)
 	}
-	wire.WriteVarInt(&b2, 0, uint64(n))
+	b2 := make([]byte, 0, size)
+	b2 = binary.LittleEndian.AppendUint32(b2, 0xffffffff) // sequence
+	b2 = appendVarInt(b2, uint64(n))
 	for _, o := range outputs {
 		if o.Value < 0 {
 			return nil, nil, fmt.Errorf("pool: negative output value %d", o.Value)
 		}
-		binary.Write(&b2, binary.LittleEndian, uint64(o.Value))
-		wire.WriteVarInt(&b2, 0, uint64(len(o.Script)))
-		b2.Write(o.Script)
+		b2 = binary.LittleEndian.AppendUint64(b2, uint64(o.Value))
+		b2 = appendVarInt(b2, uint64(len(o.Script)))
+		b2 = append(b2, o.Script...)
 	}
 	if witnessCommitment != nil {
-		binary.Write(&b2, binary.LittleEndian, uint64(0))
-		wire.WriteVarInt(&b2, 0, uint64(len(witnessCommitment)))
-		b2.Write(witnessCommitment)
+		b2 = binary.LittleEndian.AppendUint64(b2, 0)
+		b2 = appendVarInt(b2, uint64(len(witnessCommitment)))
+		b2 = append(b2, witnessCommitment...)
 	}
-	binary.Write(&b2, binary.LittleEndian, uint32(0)) // lock time
-	return b1.Bytes(), b2.Bytes(), nil
+	b2 = binary.LittleEndian.AppendUint32(b2, 0) // lock time
+	return b1, b2, nil
 }
 
 // header builds the 80-byte header for a share.
@@ -163,4 +168,17 @@ func (w *work) block(hdr *[80]byte, cb []byte) (*wire.MsgBlock, error) {
 		blk.Transactions = append(blk.Transactions, &tx)
 	}
 	return &blk, nil
+}
+
+// appendVarInt appends v as Bitcoin's CompactSize integer.
+func appendVarInt(b []byte, v uint64) []byte {
+	switch {
+	case v < 0xfd:
+		return append(b, byte(v))
+	case v <= 0xffff:
+		return binary.LittleEndian.AppendUint16(append(b, 0xfd), uint16(v))
+	case v <= 0xffffffff:
+		return binary.LittleEndian.AppendUint32(append(b, 0xfe), uint32(v))
+	}
+	return binary.LittleEndian.AppendUint64(append(b, 0xff), v)
 }
