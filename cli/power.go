@@ -68,10 +68,25 @@ func loadEarlier(path, zoneFlag string, cfg *power.Config, start time.Time) ([]p
 		return nil, fmt.Errorf("--earlier: %w", err)
 	}
 	if last := ivs[len(ivs)-1]; !last.End().Equal(start) {
-		return nil, fmt.Errorf("%w: --earlier %s ends at %s, but --prices starts at %s: the earlier prices must end where the backtest starts",
-			ErrUsage, path, last.End().Format(time.RFC3339), start.Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: --earlier %s ends at %s, but --prices starts at %s (US Central, the files' time): the earlier prices must end where the backtest starts",
+			ErrUsage, path, central(last.End()), central(start))
 	}
 	return power.PricesOf(ivs), nil
+}
+
+// central formats t as the price files write it: US Central time.
+func central(t time.Time) string { return power.InCentral(t).Format("2006-01-02 15:04 MST") }
+
+// isTerminal reports whether w is a terminal, where a progress bar redrawn in place
+// belongs; a file or a pipe gets none (a character device counts as a terminal: that
+// also takes in /dev/null, where the bar is lost unseen).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func powerBacktest(args []string, env Env) error {
@@ -83,7 +98,7 @@ func powerBacktest(args []string, env Env) error {
 	chart := fs.String("chart", "", "write an SVG chart of price and the policy's site load here")
 	energyOut := fs.String("energy-out", "", "append the policy's energy lines to DIR/energy.jsonl (or to FILE.jsonl)")
 	eff := fs.Float64("efficiency", 0, "rescale every mode so the first runs at this many J/TH")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	quiet := fs.Bool("quiet", false, "no progress bar (there is none unless stderr is a terminal)")
 	earlierPath := fs.String("earlier", "", "prices of the same zone published just before --prices (e.g. the year before): the strategies start having seen them; they are not accounted")
 	extend := fs.Bool("extend-economics", false, "on dates the [[economics]] table does not cover, reuse its first or last row (default: refuse, naming the gap)")
 	if err := parseFlags(fs, args); err != nil {
@@ -115,7 +130,7 @@ func powerBacktest(args []string, env Env) error {
 		}
 	}
 	opt := backtest.Options{}
-	if !*quiet {
+	if !*quiet && isTerminal(env.Stderr) {
 		opt.Progress = env.Stderr
 	}
 	var ef *os.File

@@ -171,6 +171,11 @@ func readWide(cr *csv.Reader, head []string, zone power.Zone) ([]power.Interval,
 	return out, nil
 }
 
+// central formats t in US Central time, the time of the price files, so that an error
+// names an interval as the file writes it (with CST or CDT to tell November's
+// repeated hour apart).
+func central(t time.Time) string { return power.InCentral(t).Format("2006-01-02 15:04 MST") }
+
 // appendNext appends iv if it follows the last interval by exactly 15 minutes.
 func appendNext(out *[]power.Interval, iv power.Interval) error {
 	if len(*out) >= MaxIntervals {
@@ -180,11 +185,15 @@ func appendNext(out *[]power.Interval, iv power.Interval) error {
 		want := (*out)[n-1].Start.Add(power.IntervalLength)
 		switch {
 		case iv.Start.Equal((*out)[n-1].Start):
-			return fmt.Errorf("interval %s repeats", iv.Start.Format(time.RFC3339))
+			return fmt.Errorf("interval %s repeats", central(iv.Start))
 		case iv.Start.Before(want):
-			return fmt.Errorf("interval %s out of order", iv.Start.Format(time.RFC3339))
+			return fmt.Errorf("interval %s out of order", central(iv.Start))
 		case iv.Start.After(want):
-			return fmt.Errorf("gap: %s missing before %s", want.Format(time.RFC3339), iv.Start.Format(time.RFC3339))
+			n, s := iv.Start.Sub(want)/power.IntervalLength, "s"
+			if n == 1 {
+				s = ""
+			}
+			return fmt.Errorf("gap: %d interval%s missing from %s to %s (US Central)", n, s, central(want), central(iv.Start))
 		}
 	}
 	*out = append(*out, iv)

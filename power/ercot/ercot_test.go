@@ -234,7 +234,10 @@ func TestRefused(t *testing.T) {
 		{"decimals", wide + "2019-01-01 00:00:00,1.234\n", "line 2: column LZ_WEST: price \"1.234\""},
 		{"time", wide + "2019-01-01T00:00,1\n", "line 2: time"},
 		{"quarter", wide + "2019-01-01 00:10:00,1\n", "line 2: time \"2019-01-01 00:10:00\" is not a 15-minute"},
-		{"gap", wide + "2019-01-01 00:00:00,1\n2019-01-01 00:30:00,1\n", "line 3: gap"},
+		{"gap", wide + "2019-01-01 00:00:00,1\n2019-01-01 00:30:00,1\n", "line 3: gap: 1 interval missing from 2019-01-01 00:15 CST to 2019-01-01 00:30 CST (US Central)"},
+		// The file's own (Central) times, in daylight time in summer: not UTC's.
+		{"summer gap", wide + "2019-08-13 15:45:00,1\n2019-08-13 17:00:00,1\n", "line 3: gap: 4 intervals missing from 2019-08-13 16:00 CDT to 2019-08-13 17:00 CDT (US Central)"},
+		{"published gap", strings.Join(publishedHeader, ",") + "\n08/13/2019,17,1,N,LZ_WEST,LZ,1\n08/13/2019,17,3,N,LZ_WEST,LZ,1\n", "line 3: gap: 1 interval missing from 2019-08-13 16:15 CDT to 2019-08-13 16:30 CDT (US Central)"},
 		{"repeat", wide + "2019-01-01 00:00:00,1\n2019-01-01 00:00:00,1\n", "line 3: 2019-01-01 00:00:00 does not exist"},
 		{"skipped hour", wide + "2019-03-10 01:45:00,1\n2019-03-10 02:00:00,1\n", "line 3: 2019-03-10 02:00:00 does not exist"},
 		{"fields", wide + "2019-01-01 00:00:00,1,2\n", "line 2: 3 fields"},
@@ -242,7 +245,7 @@ func TestRefused(t *testing.T) {
 		{"published hour", strings.Join(publishedHeader, ",") + "\n02/01/2019,25,1,N,LZ_WEST,LZ,1\n", "line 2: Delivery Hour"},
 		{"published flag", strings.Join(publishedHeader, ",") + "\n02/01/2019,1,1,X,LZ_WEST,LZ,1\n", "line 2: Repeated Hour Flag"},
 		{"published comma", strings.Join(publishedHeader, ",") + "\n02/01/2019,1,1,N,LZ_WEST,LZ,\"10,00.5\"\n", "line 2: Settlement Point Price"},
-		{"published dup", strings.Join(publishedHeader, ",") + "\n02/01/2019,1,1,N,LZ_WEST,LZ,1\n02/01/2019,1,1,N,LZ_WEST,LZ,1\n", "line 3: interval 2019-02-01T06:00:00Z repeats"},
+		{"published dup", strings.Join(publishedHeader, ",") + "\n02/01/2019,1,1,N,LZ_WEST,LZ,1\n02/01/2019,1,1,N,LZ_WEST,LZ,1\n", "line 3: interval 2019-02-01 00:00 CST repeats"},
 		{"published flag not dst", strings.Join(publishedHeader, ",") + "\n02/01/2019,2,1,Y,LZ_WEST,LZ,1\n", "line 2: 02/01/2019 hour ending 2 (repeated true) does not exist"},
 	}
 	for _, c := range cases {
