@@ -13,6 +13,7 @@ const (
 	EINVALID      = "invalid"
 	ENOTALLOWED   = "method_not_allowed"
 	ENOTFOUND     = "not_found"
+	ERATELIMITED  = "rate_limited"
 	EUNAUTHORIZED = "unauthorized"
 	EUNAVAILABLE  = "unavailable"
 )

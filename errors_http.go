@@ -14,6 +14,7 @@ var httpStatus = map[string]int{
 	EINVALID:      http.StatusBadRequest,
 	ENOTALLOWED:   http.StatusMethodNotAllowed,
 	ENOTFOUND:     http.StatusNotFound,
+	ERATELIMITED:  http.StatusTooManyRequests,
 	EUNAUTHORIZED: http.StatusUnauthorized,
 	EUNAVAILABLE:  http.StatusServiceUnavailable,
 	EINTERNAL:     http.StatusInternalServerError,

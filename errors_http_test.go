@@ -18,6 +18,7 @@ func TestHTTPStatusTable(t *testing.T) {
 		hashgrid.EINVALID:      400,
 		hashgrid.ENOTALLOWED:   405,
 		hashgrid.ENOTFOUND:     404,
+		hashgrid.ERATELIMITED:  429,
 		hashgrid.EUNAUTHORIZED: 401,
 		hashgrid.EUNAVAILABLE:  503,
 		"no-such-code":         500,

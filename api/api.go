@@ -71,6 +71,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /api/v1/blocks", s.handleBlocks)
 	s.mux.HandleFunc("GET /api/v1/blocks/{hash}", s.handleBlock)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.HandleFunc("GET "+hashgrid.OpenAPIPath, hashgrid.ServeOpenAPI)
 	if cfg.Metrics != nil {
 		s.mux.Handle("GET /metrics", cfg.Metrics)
 	}
