@@ -25,13 +25,23 @@ func AppendShare(ctx context.Context, s Stream, sh *hashgrid.Share) error {
 }
 
 // ShareSink records shares in a stream: it is what the pool makes shares durable with.
-type ShareSink struct{ S Stream }
+// One made by NewShareSink samples rejected shares; a literal ShareSink{S: s} writes
+// every share.
+type ShareSink struct {
+	S       Stream
+	rejects *rejectSampler // nil: every rejected share is written
+}
 
 // Record encodes sh and appends it to the stream, calling done with its sequence once
 // it is durable, or with an error (then the share must not be reported as recorded).
 // done is called from the stream's acknowledging goroutine: it must neither block nor
-// append.
+// append. A rejected share the sink holds instead of writing (counted in a later
+// record's Repeats) is answered at once, with sequence 0.
 func (k ShareSink) Record(sh *hashgrid.Share, done func(seq uint64, err error)) {
+	if sh.Result != hashgrid.ShareAccepted && k.rejects != nil && !k.rejects.record(sh) {
+		done(0, nil)
+		return
+	}
 	rec := *sh
 	rec.Seq = 0
 	b, err := rec.MarshalBinary()
