@@ -2,6 +2,7 @@ package market
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,16 +82,28 @@ func (m *Market) Seller(ctx context.Context, addr string) (SellerView, error) {
 
 // HTTPConfig configures the API handler.
 type HTTPConfig struct {
-	// AdminToken authorizes POST /api/v1/admin/deposits; empty disables it.
+	// AdminToken authorizes POST /api/v1/admin/deposits and the unmasked view of an
+	// order's shares; empty disables both.
 	AdminToken string
-	Logger     *slog.Logger
+	// AccountsPerHour and AccountBurst bound POST /api/v1/accounts per remote address
+	// (an IPv4 address, or an IPv6 /64): a bucket of AccountBurst refilled at
+	// AccountsPerHour. Defaults 10 and 5.
+	AccountsPerHour float64
+	AccountBurst    int
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
+// codeRateLimited is the error code of a request a rate limit refused (HTTP 429).
+const codeRateLimited = "rate_limited"
+
 type api struct {
-	m   *Market
-	cfg HTTPConfig
-	log *slog.Logger
-	mux *hashgrid.Mux
+	m         *Market
+	cfg       HTTPConfig
+	log       *slog.Logger
+	mux       *hashgrid.Mux
+	adminHash [sha256.Size]byte
+	accounts  *addrLimiter
 }
 
 // NewHandler returns the market's HTTP API. Buyers authenticate with
@@ -98,7 +112,20 @@ func NewHandler(m *Market, cfg HTTPConfig) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{m: m, cfg: cfg, log: cfg.Logger, mux: hashgrid.NewMux(cfg.Logger)}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.AccountsPerHour <= 0 {
+		cfg.AccountsPerHour = 10
+	}
+	if cfg.AccountBurst <= 0 {
+		cfg.AccountBurst = 5
+	}
+	a := &api{m: m, cfg: cfg, log: cfg.Logger, mux: hashgrid.NewMux(cfg.Logger), adminHash: sha256.Sum256([]byte(cfg.AdminToken)),
+		accounts: newAddrLimiter(cfg.AccountsPerHour/3600, cfg.AccountBurst, maxLimitedAddrs, cfg.Now)}
+	a.mux.HandleFunc("GET /{$}", a.page)
+	a.mux.HandleFunc("GET /static/{file}", a.static)
+	a.mux.HandleFunc("GET /api/v1/orders/{id}/speed", a.auth(a.speed))
 	a.mux.HandleFunc("GET "+hashgrid.OpenAPIPath, hashgrid.ServeOpenAPI)
 	a.mux.HandleFunc("GET /api/v1/orderbook", a.orderbook)
 	a.mux.HandleFunc("GET /api/v1/orders/{id}/shares", a.shares)
@@ -139,7 +166,30 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 
 // fail answers err in the one error shape of every hashgrid service.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if hashgrid.ErrorCode(err) == codeRateLimited {
+		// Not in the catalogue's table (only the market limits a public call): the same
+		// shape, by hand, with 429.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusTooManyRequests)
+		json.NewEncoder(w).Encode(hashgrid.ErrorReply{Error: hashgrid.ErrorBody{Code: codeRateLimited, Message: hashgrid.ErrorMessage(err)}})
+		return
+	}
 	hashgrid.WriteHTTPError(w, r, a.log, err)
+}
+
+// tokenEqual compares a presented secret with the SHA-256 of the expected one. Both
+// sides are hashed first, so the comparison takes the same time whatever the expected
+// secret's length and whichever byte differs.
+func tokenEqual(got string, want [sha256.Size]byte) bool {
+	g := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(g[:], want[:]) == 1
+}
+
+// isAdmin reports whether the request carries the admin token.
+func (a *api) isAdmin(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && a.cfg.AdminToken != "" && tokenEqual(strings.TrimSpace(tok), a.adminHash)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -179,13 +229,36 @@ func (a *api) orderbook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.m.OrderBook())
 }
 
+// shares answers the order's buyer (the owner of any of its segments) with the
+// samples delivered to them, sellers named by a per-order pseudonym; the admin token
+// sees every sample with the sellers' workers.
 func (a *api) shares(w http.ResponseWriter, r *http.Request) {
-	s, err := a.m.Shares(r.PathValue("id"))
+	if a.isAdmin(r) {
+		s, err := a.m.Shares(r.PathValue("id"))
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s)
+		return
+	}
+	a.auth(func(w http.ResponseWriter, r *http.Request, acct string) {
+		s, err := a.m.SharesFor(acct, r.PathValue("id"))
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s)
+	})(w, r)
+}
+
+func (a *api) speed(w http.ResponseWriter, r *http.Request, acct string) {
+	h, err := a.m.SpeedHistory(acct, r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s)
+	writeJSON(w, http.StatusOK, h)
 }
 
 func (a *api) seller(w http.ResponseWriter, r *http.Request) {
@@ -236,6 +309,11 @@ type AccountCreated struct {
 }
 
 func (a *api) createAccount(w http.ResponseWriter, r *http.Request) {
+	if !a.accounts.allow(limitKey(r.RemoteAddr)) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(3600/a.cfg.AccountsPerHour)+1))
+		a.fail(w, r, hashgrid.Errorf(codeRateLimited, "too many accounts created from your address; try again later"))
+		return
+	}
 	id, key, err := a.m.CreateAccount()
 	if err != nil {
 		a.fail(w, r, err)
@@ -252,8 +330,7 @@ type DepositRequest struct {
 }
 
 func (a *api) deposit(w http.ResponseWriter, r *http.Request) {
-	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if a.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(a.cfg.AdminToken)) != 1 {
+	if !a.isAdmin(r) {
 		a.fail(w, r, hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "admin token required"))
 		return
 	}
