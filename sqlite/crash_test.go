@@ -19,8 +19,12 @@ import (
 )
 
 // crashChildEnv names the directory a re-executed test binary runs the pool's share
-// path in, until it is killed.
-const crashChildEnv = "HASHGRID_SQLITE_CRASH_CHILD"
+// path in, until it is killed. With crashPruneEnv set, the child also prunes the store
+// all the while, as the pool's retention does.
+const (
+	crashChildEnv = "HASHGRID_SQLITE_CRASH_CHILD"
+	crashPruneEnv = "HASHGRID_SQLITE_CRASH_PRUNE"
+)
 
 const (
 	crashAppenders = 16
@@ -30,7 +34,7 @@ const (
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
-		if err := crashChild(dir); err != nil {
+		if err := crashChild(dir, os.Getenv(crashPruneEnv) != ""); err != nil {
 			fmt.Fprintln(os.Stderr, "crash child:", err)
 			os.Exit(1)
 		}
@@ -41,8 +45,10 @@ func TestMain(m *testing.M) {
 
 // crashChild does what the pool does with shares: appenders append to the stream and
 // report "ack SEQ JOBID" once Append returned nil; a consumer tails the stream into the
-// store from its LastSeq and prunes what the store holds. It runs until killed.
-func crashChild(dir string) error {
+// store from its LastSeq and prunes what the store holds. With prune, the store's
+// retention prunes one block a transaction, all but the newest few hundred shares,
+// and reports "pruned SEQ". It runs until killed.
+func crashChild(dir string, prune bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // in case the parent dies
 	defer cancel()
 	db, err := Open(filepath.Join(dir, "pool.db"))
@@ -74,7 +80,13 @@ func crashChild(dir string) error {
 				return err
 			}
 			top := recs[len(recs)-1].Seq
-			if _, err := log.Prune(top + 1); err != nil {
+			before := top + 1
+			if p := db.pruned.Load(); prune {
+				// The stream keeps 500 shares the store has pruned, so that a replay
+				// after the kill offers the store shares it no longer holds.
+				before = min(before, max(p, 500)-499)
+			}
+			if _, err := log.Prune(before); err != nil {
 				return err
 			}
 			say("stored %d", top)
@@ -82,6 +94,24 @@ func crashChild(dir string) error {
 		})
 		say("tail %v", err)
 	})
+	if prune {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				last, err := db.LastSeq(ctx)
+				if err != nil || last < 300 {
+					continue
+				}
+				r, err := db.Prune(ctx, time.Now(), last-300, 1)
+				if err != nil {
+					say("prune %v", err)
+					return
+				}
+				if r.Blocks > 0 {
+					say("pruned %d", r.Seq)
+				}
+			}
+		})
+	}
 	for g := range crashAppenders {
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
@@ -106,11 +136,15 @@ func crashChild(dir string) error {
 }
 
 // runCrashChild starts the child on dir, waits until it has acknowledged at least
-// minAcks shares and stored some, kills it with SIGKILL and returns what it acknowledged.
-func runCrashChild(t *testing.T, dir string, minAcks int) map[uint64]string {
+// minAcks shares and stored some (and, with prune, pruned some), kills it with SIGKILL
+// and returns what it acknowledged.
+func runCrashChild(t *testing.T, dir string, minAcks int, prune bool) map[uint64]string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+	if prune {
+		cmd.Env = append(cmd.Env, crashPruneEnv+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -120,7 +154,7 @@ func runCrashChild(t *testing.T, dir string, minAcks int) map[uint64]string {
 		t.Fatal(err)
 	}
 	acked := map[uint64]string{}
-	stored := 0
+	stored, pruned := 0, 0
 	killed := false
 	deadline := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
 	defer deadline.Stop()
@@ -139,10 +173,12 @@ func runCrashChild(t *testing.T, dir string, minAcks int) map[uint64]string {
 			acked[seq] = f[2]
 		case len(f) == 2 && f[0] == "stored":
 			stored++
+		case len(f) == 2 && f[0] == "pruned":
+			pruned++
 		default:
 			t.Fatalf("child: unexpected line %q", sc.Text())
 		}
-		if !killed && len(acked) >= minAcks && stored >= 3 {
+		if !killed && len(acked) >= minAcks && stored >= 3 && (!prune || pruned >= 3) {
 			// Mid-run: appenders are waiting on fsyncs and the consumer is mid-batch.
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
@@ -170,7 +206,7 @@ func TestCrashRecovery(t *testing.T) {
 	dir := t.TempDir()
 	acked := map[uint64]string{}
 	for round := range 2 {
-		for seq, job := range runCrashChild(t, dir, 3000) {
+		for seq, job := range runCrashChild(t, dir, 3000, false) {
 			acked[seq] = job
 		}
 		recoverAndCheck(t, dir, acked, round)
@@ -283,4 +319,134 @@ func recoverAndCheck(t *testing.T, dir string, acked map[uint64]string, round in
 	checkCounts("after a full replay")
 	t.Logf("round %d: %d shares stored (%d acknowledged; the rest were durable when the kill cut off their reply); "+
 		"store had %d, stream kept from %d in %d segments", round, len(all), len(acked), from, log.FirstSeq(), log.Segments())
+}
+
+// TestCrashDuringPrune kills a process that appends shares through the stream into the
+// store while retention prunes the store block by block, twice, and checks after each
+// kill that nothing was lost: after replaying the stream from the store's LastSeq, the
+// store holds exactly the shares after its pruned prefix, every acknowledged one among
+// them, and the summaries count every share the stream numbered exactly once, pruned
+// or not, also after the whole stream is replayed again.
+func TestCrashDuringPrune(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills child processes")
+	}
+	dir := t.TempDir()
+	acked := map[uint64]string{}
+	for round := range 2 {
+		for seq, job := range runCrashChild(t, dir, 3000, true) {
+			acked[seq] = job
+		}
+		recoverPrunedAndCheck(t, dir, acked, round)
+	}
+}
+
+func recoverPrunedAndCheck(t *testing.T, dir string, acked map[uint64]string, round int) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := Open(filepath.Join(dir, "pool.db"))
+	if err != nil {
+		t.Fatalf("reopen store: %v", err)
+	}
+	defer db.Close()
+	from, err := db.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := stream.Open(filepath.Join(dir, "stream"), stream.Options{SegmentSize: crashSegment})
+	if err != nil {
+		t.Fatalf("reopen stream: %v", err)
+	}
+	defer log.Close()
+	top := log.LastSeq()
+	if top < from {
+		t.Fatalf("stream ends at %d, before the store's %d", top, from)
+	}
+	replay := func(after uint64) {
+		t.Helper()
+		if after >= top {
+			return
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		store := stream.StoreShares(ctx, db)
+		err := stream.Tail(ctx, log, after, 500, func(recs []stream.Record) error {
+			if err := store(recs); err != nil {
+				return err
+			}
+			if recs[len(recs)-1].Seq >= top {
+				cancel()
+			}
+			return nil
+		})
+		if err != context.Canceled {
+			t.Fatalf("replay: %v", err)
+		}
+	}
+	check := func(what string) {
+		t.Helper()
+		p, err := db.Pruned(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Seq == 0 {
+			t.Fatalf("%s: nothing pruned", what)
+		}
+		// Exactly the shares after the pruned prefix are stored, each once.
+		stored := storedSeqs(t, db)
+		if uint64(len(stored)) != top-p.Seq || stored[0] != p.Seq+1 || stored[len(stored)-1] != top {
+			t.Fatalf("%s: store holds %d shares (%d..%d); pruned through %d, stream ends at %d",
+				what, len(stored), stored[0], stored[len(stored)-1], p.Seq, top)
+		}
+		if p.Shares != p.Seq {
+			t.Fatalf("%s: %d shares pruned through %d", what, p.Shares, p.Seq)
+		}
+		bySeq := map[uint64]string{}
+		for a := range crashAddresses {
+			ss, err := db.SharesFor(ctx, fmt.Sprintf("bcrt1qcrash%d", a), 1<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range ss {
+				bySeq[s.Seq] = s.JobID
+			}
+		}
+		for seq, job := range acked {
+			if seq > p.Seq && bySeq[seq] != job {
+				t.Fatalf("%s: acknowledged share %d (%s) not in the store (found %q)", what, seq, job, bySeq[seq])
+			}
+		}
+		// Every share the stream numbered is counted once: in the totals, the
+		// workers and the minutes, whether its raw share is pruned or not.
+		acc, rej, _, err := db.Totals(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acc+rej != top {
+			t.Fatalf("%s: totals count %d accepted and %d rejected shares, the stream numbered %d", what, acc, rej, top)
+		}
+		var wAcc, wRej uint64
+		for _, w := range mustWorkers(t, db, "") {
+			wAcc, wRej = wAcc+w.Accepted, wRej+w.Rejected
+		}
+		sums, err := db.Summaries(ctx, "", time.Unix(0, 0), time.Now().Add(time.Hour), maxSummaries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mAcc, mRej uint64
+		for _, s := range sums {
+			mAcc, mRej = mAcc+s.Accepted, mRej+s.Rejected
+		}
+		if wAcc != acc || wRej != rej || mAcc != acc || mRej != rej {
+			t.Fatalf("%s: totals %d/%d, workers %d/%d, minutes %d/%d accepted/rejected", what, acc, rej, wAcc, wRej, mAcc, mRej)
+		}
+	}
+	replay(from)
+	check("after replay")
+	if p, _ := db.Pruned(ctx); log.FirstSeq() > p.Seq {
+		t.Fatalf("the stream keeps shares from %d, the store pruned through %d: a full replay offers no pruned share", log.FirstSeq(), p.Seq)
+	}
+	replay(log.FirstSeq() - 1)
+	check("after a full replay")
+	p, _ := db.Pruned(ctx)
+	t.Logf("round %d: stream numbered %d shares, store pruned through %d and had %d before replay", round, top, p.Seq, from)
 }
