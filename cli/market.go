@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -32,11 +33,20 @@ type MarketConfig struct {
 	SellerStartDiff     float64
 	MaxConnsPerIP       int
 	LogLevel            string
-	// AdminToken authorizes deposits; from HASHGRID_MARKET_ADMIN_TOKEN, never a flag
-	// (flags show in process listings).
+	// AllowPrivateDestinations lets orders point at loopback and private addresses.
+	AllowPrivateDestinations bool
+	// AdminToken authorizes deposits and the admin's view of an order's shares; from
+	// --admin-token-file or $HASHGRID_MARKET_ADMIN_TOKEN, never a flag's value (flags
+	// show in process listings).
 	AdminToken string
 	Now        func() time.Time
 }
+
+// Secrets of the market's command line, read from the environment.
+const (
+	envMarketAdminToken = "HASHGRID_MARKET_ADMIN_TOKEN"
+	envMarketAPIKey     = "HASHGRID_MARKET_API_KEY"
+)
 
 // MarketReady tells a caller where a started market listens.
 type MarketReady struct {
@@ -54,26 +64,46 @@ func marketCommand() *Command {
 			if len(args) > 0 && args[0] == "audit" {
 				return runMarketAudit(ctx, args[1:], env)
 			}
-			fs := newFlagSet("market", env)
-			cfg := MarketConfig{Network: "mainnet", LogLevel: "info"}
-			fs.StringVar(&cfg.Stratum, "stratum", ":3334", "Stratum listen address for sellers")
-			fs.StringVar(&cfg.API, "api", ":8081", "HTTP API listen address")
-			fs.StringVar(&cfg.Data, "data", "market-data", "data directory (ledger and state)")
-			fs.StringVar(&cfg.Network, "network", cfg.Network, "network of sellers' payout addresses: regtest, signet, testnet or mainnet")
-			fs.Int64Var(&cfg.FeeBps, "fee-bps", 200, "market fee in basis points of what buyers pay")
-			fs.DurationVar(&cfg.SellerShareInterval, "seller-share-interval", 0, "seller vardiff target time between shares (default 5s)")
-			fs.Float64Var(&cfg.SellerStartDiff, "seller-start-difficulty", 0, "first difficulty of a seller (default 0.001)")
-			fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "seller connections allowed from one IP (default 2048)")
-			fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-			if err := parseFlags(fs, args); err != nil {
+			cfg, err := parseMarketFlags(args, env)
+			if err != nil {
 				return err
-			}
-			if env.Getenv != nil {
-				cfg.AdminToken = env.Getenv("HASHGRID_MARKET_ADMIN_TOKEN")
 			}
 			return RunMarket(ctx, cfg, env, nil)
 		},
 	}
+}
+
+// parseMarketFlags fills a MarketConfig from the command line and the environment.
+// The sellers' Stratum port listens on every interface; the HTTP API, which carries
+// buyers' keys and the admin's deposits, on loopback unless --api says otherwise.
+func parseMarketFlags(args []string, env Env) (MarketConfig, error) {
+	fs := newFlagSet("market", env)
+	cfg := MarketConfig{Network: "mainnet", LogLevel: "info"}
+	var tokenFile string
+	fs.StringVar(&cfg.Stratum, "stratum", ":3334", "Stratum listen address for sellers")
+	fs.StringVar(&cfg.API, "api", "127.0.0.1:8081", "HTTP API listen address (buyers' page and API; give :8081 to serve every interface)")
+	fs.StringVar(&cfg.Data, "data", "market-data", "data directory (ledger and state)")
+	fs.StringVar(&cfg.Network, "network", cfg.Network, "network of sellers' payout addresses: regtest, signet, testnet or mainnet")
+	fs.Int64Var(&cfg.FeeBps, "fee-bps", 200, "market fee in basis points of what buyers pay")
+	fs.DurationVar(&cfg.SellerShareInterval, "seller-share-interval", 0, "seller vardiff target time between shares (default 5s)")
+	fs.Float64Var(&cfg.SellerStartDiff, "seller-start-difficulty", 0, "first difficulty of a seller (default 0.001)")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "seller connections allowed from one IP (default 2048)")
+	fs.BoolVar(&cfg.AllowPrivateDestinations, "allow-private-destinations", false, "let orders point at loopback, private and link-local addresses (tests, demos, a private farm)")
+	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin token for deposits (or $"+envMarketAdminToken+"; neither: deposits disabled)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return cfg, err
+	}
+	getenv := env.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	tok, err := secret("admin token", "", "", tokenFile, "--admin-token-file", getenv(envMarketAdminToken))
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	cfg.AdminToken = tok
+	return cfg, nil
 }
 
 // RunMarket runs the market until ctx ends. ready, when not nil, is called once the
@@ -102,7 +132,7 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 		Network: params, Ledger: led, StatePath: filepath.Join(cfg.Data, "market.json"),
 		FeeBps: cfg.FeeBps, SellerShareInterval: cfg.SellerShareInterval, SellerStartDiff: cfg.SellerStartDiff,
 		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConnsPerIP, WriteTimeout: 2 * time.Second},
-		Logger: log.With("component", "market"), Now: cfg.Now,
+		Logger: log.With("component", "market"), Now: cfg.Now, AllowPrivateDestinations: cfg.AllowPrivateDestinations,
 	})
 	if err != nil {
 		return err
@@ -131,7 +161,8 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 			log.Error("api", "err", err)
 		}
 	})
-	log.Info("market running", "network", params.Name, "stratum", sl.Addr().String(), "api", "http://"+al.Addr().String(), "deposits", cfg.AdminToken != "")
+	log.Info("market running", "network", params.Name, "stratum", sl.Addr().String(), "api", "http://"+al.Addr().String(), "deposits", cfg.AdminToken != "",
+		"private_destinations", cfg.AllowPrivateDestinations)
 	if ready != nil {
 		ready(MarketReady{Stratum: sl.Addr().String(), API: al.Addr().String(), Market: m, Ledger: led})
 	}
@@ -146,25 +177,38 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 }
 
 // runMarketAudit fetches an order's sample of delivered shares and re-hashes them.
+// The order's buyer runs it with their API key (or the operator with the admin token).
 func runMarketAudit(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("market audit", env)
 	apiURL := fs.String("api", "http://127.0.0.1:8081", "market API base URL")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	var order string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		order, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args); err != nil {
+	keyFile := fs.String("key-file", "", "file holding the order's buyer API key or the admin token (or $"+envMarketAPIKey+")")
+	const usage = "usage: hashgrid market audit ORDER [--api URL] [--key-file FILE] [--json]"
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if order == "" {
-		return fmt.Errorf("%w: usage: hashgrid market audit ORDER [--api URL]", ErrUsage)
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: %s", ErrUsage, usage)
+	}
+	order := pos[0]
+	getenv := env.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	key, err := secret("API key", "", "", *keyFile, "--key-file", getenv(envMarketAPIKey))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if key == "" {
+		return fmt.Errorf("%w: an order's shares are shown to its buyer only: give --key-file or $%s (%s)", ErrUsage, envMarketAPIKey, usage)
 	}
 	u := strings.TrimRight(*apiURL, "/") + "/api/v1/orders/" + url.PathEscape(order) + "/shares"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fmt.Errorf("%w: --api: %v", ErrUsage, err)
 	}
+	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
@@ -204,4 +248,28 @@ func runMarketAudit(ctx context.Context, args []string, env Env) error {
 		return errors.New("audit: some shares do not verify")
 	}
 	return nil
+}
+
+// parseInterspersed parses flags given before, between or after positional
+// arguments, and returns the positional ones in order. A lone "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// flag stops at the first non-flag, or after "--", which it drops.
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -135,7 +139,7 @@ func TestMarketEndToEnd(t *testing.T) {
 		}
 	}()
 	mr, stopMarket := startMarket(t, MarketConfig{Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Network: "regtest",
-		FeeBps: 200, SellerShareInterval: time.Second, LogLevel: "info", AdminToken: "e2e-admin"})
+		FeeBps: 200, SellerShareInterval: time.Second, LogLevel: "info", AdminToken: "e2e-admin", AllowPrivateDestinations: true})
 	defer stopMarket()
 	c := marketClient{t: t, base: "http://" + mr.API}
 
@@ -329,11 +333,114 @@ func TestMarketEndToEnd(t *testing.T) {
 		t.Errorf("seller view %+v", sv)
 	}
 
-	// Anyone can audit a sample of the delivered shares.
-	var out bytes.Buffer
-	err := Run(lctx, []string{"market", "audit", C.ID, "--api", "http://" + mr.API}, func(string) string { return "" }, nil, &out, &out)
-	if err != nil || !strings.Contains(out.String(), "re-hash and meet their difficulty") {
-		t.Errorf("audit: %v\n%s", err, out.String())
+	// The buyer audits a sample of the delivered shares with their key, flags before
+	// or after the order; without a key there are no shares to audit.
+	if st := c.do("GET", "/api/v1/orders/"+C.ID+"/shares", "", nil, nil); st != http.StatusUnauthorized {
+		t.Errorf("shares without a key: status %d", st)
 	}
-	t.Logf("%s", out.String())
+	if st := c.do("GET", "/api/v1/orders/"+C.ID+"/shares", bob.APIKey, nil, nil); st != http.StatusNotFound {
+		t.Errorf("shares with another buyer's key: status %d", st)
+	}
+	keyEnv := func(k string) string {
+		if k == envMarketAPIKey {
+			return alice.APIKey
+		}
+		return ""
+	}
+	for _, args := range [][]string{{C.ID, "--api", "http://" + mr.API}, {"--api", "http://" + mr.API, C.ID}} {
+		var out bytes.Buffer
+		err := Run(lctx, append([]string{"market", "audit"}, args...), keyEnv, nil, &out, &out)
+		if err != nil || !strings.Contains(out.String(), "re-hash and meet their difficulty") {
+			t.Errorf("audit %q: %v\n%s", args, err, out.String())
+		}
+		t.Logf("%s", out.String())
+	}
+	for _, seller := range sellers {
+		addr, _, _ := strings.Cut(seller, ".")
+		var out bytes.Buffer
+		Run(lctx, []string{"market", "audit", C.ID, "--api", "http://" + mr.API, "--json"}, keyEnv, nil, &out, &out)
+		if strings.Contains(out.String(), addr) {
+			t.Errorf("the buyer's audit names seller %s", addr)
+		}
+	}
+}
+
+// TestMarketFlags: the market's HTTP API binds loopback unless told otherwise (the
+// sellers' port stays public), private destinations are refused unless allowed, and
+// the admin token comes from a file or the environment, never a flag's value.
+func TestMarketFlags(t *testing.T) {
+	env := func(vars ...string) Env {
+		return Env{Stderr: io.Discard, Getenv: func(k string) string {
+			for i := 0; i+1 < len(vars); i += 2 {
+				if vars[i] == k {
+					return vars[i+1]
+				}
+			}
+			return ""
+		}}
+	}
+	cfg, err := parseMarketFlags(nil, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _, _ := net.SplitHostPort(cfg.API)
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		t.Errorf("the API listens on %q by default, want loopback", cfg.API)
+	}
+	if cfg.Stratum != ":3334" || cfg.AllowPrivateDestinations || cfg.AdminToken != "" {
+		t.Errorf("defaults %+v", cfg)
+	}
+	cfg, err = parseMarketFlags(nil, env(envMarketAdminToken, "from-env"))
+	if err != nil || cfg.AdminToken != "from-env" {
+		t.Errorf("token from the environment: %q, %v", cfg.AdminToken, err)
+	}
+	file := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(file, []byte("from-file\n"), 0o600)
+	cfg, err = parseMarketFlags([]string{"--admin-token-file", file, "--allow-private-destinations", "--api", ":0"}, env(envMarketAdminToken, "from-env"))
+	if err != nil || cfg.AdminToken != "from-file" || !cfg.AllowPrivateDestinations || cfg.API != ":0" {
+		t.Errorf("token from a file: %+v, %v", cfg, err)
+	}
+	if _, err := parseMarketFlags([]string{"--admin-token-file", file + ".missing"}, env()); !errors.Is(err, ErrUsage) {
+		t.Errorf("a missing token file: %v", err)
+	}
+	if _, err := parseMarketFlags([]string{"--admin-token", "x"}, env()); err == nil {
+		t.Error("the admin token was accepted as a flag's value")
+	}
+}
+
+// TestMarketAuditArgs runs `market audit` against a real market: the order may come
+// before or after the flags, a key is required, and the reply for an order the key
+// does not own is the market's message, not a usage error.
+func TestMarketAuditArgs(t *testing.T) {
+	mr, stop := startMarket(t, MarketConfig{Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Network: "regtest", LogLevel: "warn"})
+	defer stop()
+	c := marketClient{t: t, base: "http://" + mr.API}
+	var acct market.AccountCreated
+	c.must("POST", "/api/v1/accounts", "", nil, &acct)
+	keyFile := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(keyFile, []byte(acct.APIKey+"\n"), 0o600)
+	api := "http://" + mr.API
+	for _, args := range [][]string{
+		{"o99", "--api", api, "--key-file", keyFile},
+		{"--api", api, "o99", "--key-file", keyFile},
+		{"--api", api, "--key-file", keyFile, "o99"},
+		{"--api", api, "--key-file", keyFile, "--", "o99"},
+	} {
+		var out bytes.Buffer
+		err := Run(context.Background(), append([]string{"market", "audit"}, args...), nil, nil, &out, &out)
+		if err == nil || errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "no order") {
+			t.Errorf("audit %q: %v, want the market's 404 for an order that is not the buyer's", args, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"o99", "--api", api},                                 // no key
+		{"--api", api, "--key-file", keyFile},                 // no order
+		{"o1", "o2", "--api", api, "--key-file", keyFile},     // two orders
+		{"o1", "--api", api, "--key-file", keyFile + ".nope"}, // unreadable key
+	} {
+		var out bytes.Buffer
+		if err := Run(context.Background(), append([]string{"market", "audit"}, args...), nil, nil, &out, &out); !errors.Is(err, ErrUsage) {
+			t.Errorf("audit %q: %v, want a usage error", args, err)
+		}
+	}
 }
