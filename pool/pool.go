@@ -55,16 +55,22 @@ type Config struct {
 	Tag             string        // written into every coinbase script
 	Extranonce2Size int           // default 8
 	ShareInterval   time.Duration // vardiff aims at one share per interval per connection; default 5s
-	StartDiff       float64       // first difficulty of a connection; default 0.001
-	MinDiff         float64       // default 1e-6
-	MaxDiff         float64       // default 4e9 (the largest a Diff holds is about 4.29e9)
-	MaxFutureNTime  time.Duration // how far ntime may run ahead of the pool's clock; default 7000s
-	VersionMask     uint32        // BIP 310 bits miners may roll; default 0x1fffe000
-	Limits          stratum.Limits
-	Outputs         OutputFunc
-	Logger          *slog.Logger
-	Now             func() time.Time
-	Metrics         *Metrics // optional
+	// Share difficulties. Zero takes the network's default (NetworkDifficulties:
+	// mainnet 16384 within [256, 4e9], regtest 0.001 within [1e-6, 4e9]). Every
+	// difficulty a connection gets, from vardiff or asked for with a "d=" password
+	// option, mining.suggest_difficulty or the minimum-difficulty extension, is clamped
+	// to [MinDiff, MaxDiff]. A StartDiff below the network's minimum needs MinDiff set
+	// too: a lower floor is never taken silently.
+	StartDiff      float64
+	MinDiff        float64
+	MaxDiff        float64
+	MaxFutureNTime time.Duration // how far ntime may run ahead of the pool's clock; default 7000s
+	VersionMask    uint32        // BIP 310 bits miners may roll; default 0x1fffe000
+	Limits         stratum.Limits
+	Outputs        OutputFunc
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Metrics        *Metrics // optional
 	// OnBlock, when set, is called after the node accepted a block found here, so that
 	// the template source can fetch the next template at once.
 	OnBlock func()
@@ -78,14 +84,15 @@ func (c *Config) defaults() {
 	if c.ShareInterval == 0 {
 		c.ShareInterval = 5 * time.Second
 	}
-	if c.StartDiff == 0 {
-		c.StartDiff = 0.001
-	}
+	nd := NetworkDifficulties(c.Network)
 	if c.MinDiff == 0 {
-		c.MinDiff = 1e-6
+		c.MinDiff = nd.Min
+	}
+	if c.StartDiff == 0 {
+		c.StartDiff = max(nd.Start, c.MinDiff)
 	}
 	if c.MaxDiff == 0 {
-		c.MaxDiff = 4e9
+		c.MaxDiff = nd.Max
 	}
 	if c.MaxFutureNTime == 0 {
 		c.MaxFutureNTime = 7000 * time.Second
@@ -114,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Extranonce2Size < 2 || c.Extranonce2Size > 16 {
 		return fmt.Errorf("pool: extranonce2 size %d out of range 2..16", c.Extranonce2Size)
+	}
+	if c.StartDiff > 0 && c.StartDiff < c.MinDiff && c.Network != nil && c.MinDiff == NetworkDifficulties(c.Network).Min {
+		return fmt.Errorf("pool: start difficulty %g below %s's minimum %g: set the minimum difficulty too to go lower", c.StartDiff, c.Network.Name, c.MinDiff)
 	}
 	if !(c.MinDiff > 0) || c.MaxDiff < c.MinDiff || c.StartDiff < c.MinDiff || c.StartDiff > c.MaxDiff {
 		return fmt.Errorf("pool: difficulties must satisfy 0 < min (%g) <= start (%g) <= max (%g)", c.MinDiff, c.StartDiff, c.MaxDiff)

@@ -38,7 +38,7 @@ func TestFinderLayouts(t *testing.T) {
 			t.Errorf("%s: coinbase does not pay the finder", addr)
 		}
 		// A new difficulty comes with a new job id over the same layout.
-		if _, err := c.Call(ctx, "mining.suggest_difficulty", []byte("[0.5]")); err != nil {
+		if _, err := c.Call(ctx, "mining.suggest_difficulty", []byte("[512]")); err != nil {
 			t.Fatal(err)
 		}
 		var second stratum.Work
@@ -47,7 +47,7 @@ func TestFinderLayouts(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("%s: no job after the difficulty change", addr)
 		}
-		if second.Notify.JobID == first.Notify.JobID || second.Difficulty != 0.5 {
+		if second.Notify.JobID == first.Notify.JobID || second.Difficulty != 512 {
 			t.Errorf("%s: job %s at %g after job %s", addr, second.Notify.JobID, second.Difficulty, first.Notify.JobID)
 		}
 		if second.Notify.Coinb2 != first.Notify.Coinb2 {
