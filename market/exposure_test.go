@@ -370,7 +370,7 @@ func TestAccountRateLimit(t *testing.T) {
 	if st != http.StatusTooManyRequests {
 		t.Fatalf("fourth account from one address: %d %s", st, body)
 	}
-	if e, ok := hashgrid.ParseErrorReply(body); !ok || e.Code != codeRateLimited {
+	if e, ok := hashgrid.ParseErrorReply(body); !ok || e.Code != hashgrid.ERATELIMITED {
 		t.Errorf("429 body %s", body)
 	}
 	if st, body := post(b); st != http.StatusCreated {

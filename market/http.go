@@ -94,9 +94,6 @@ type HTTPConfig struct {
 	Now             func() time.Time
 }
 
-// codeRateLimited is the error code of a request a rate limit refused (HTTP 429).
-const codeRateLimited = "rate_limited"
-
 type api struct {
 	m         *Market
 	cfg       HTTPConfig
@@ -166,15 +163,6 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 
 // fail answers err in the one error shape of every hashgrid service.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if hashgrid.ErrorCode(err) == codeRateLimited {
-		// Not in the catalogue's table (only the market limits a public call): the same
-		// shape, by hand, with 429.
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusTooManyRequests)
-		json.NewEncoder(w).Encode(hashgrid.ErrorReply{Error: hashgrid.ErrorBody{Code: codeRateLimited, Message: hashgrid.ErrorMessage(err)}})
-		return
-	}
 	hashgrid.WriteHTTPError(w, r, a.log, err)
 }
 
@@ -311,7 +299,7 @@ type AccountCreated struct {
 func (a *api) createAccount(w http.ResponseWriter, r *http.Request) {
 	if !a.accounts.allow(limitKey(r.RemoteAddr)) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(3600/a.cfg.AccountsPerHour)+1))
-		a.fail(w, r, hashgrid.Errorf(codeRateLimited, "too many accounts created from your address; try again later"))
+		a.fail(w, r, hashgrid.Errorf(hashgrid.ERATELIMITED, "too many accounts created from your address; try again later"))
 		return
 	}
 	id, key, err := a.m.CreateAccount()
