@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -48,15 +49,17 @@ type watchOptions struct {
 
 // Result is what a load run measured.
 type Result struct {
-	Conns       int     `json:"conns"`
-	Submits     uint64  `json:"submits"`
-	Accepted    uint64  `json:"accepted"`
-	Rejected    uint64  `json:"rejected"`
-	Seconds     float64 `json:"seconds"`
-	PerSecond   float64 `json:"submits_per_second"`
-	P50ms       float64 `json:"p50_ms"`
-	P99ms       float64 `json:"p99_ms"`
-	MaxMs       float64 `json:"max_ms"`
+	Conns     int     `json:"conns"`
+	Submits   uint64  `json:"submits"`
+	Accepted  uint64  `json:"accepted"`
+	Rejected  uint64  `json:"rejected"`
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"submits_per_second"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	MaxMs     float64 `json:"max_ms"`
+	// Dropped counts the connections the pool closed before the run's end.
+	Dropped     int     `json:"dropped"`
 	ConnectSecs float64 `json:"connect_seconds"`
 	// Notify mode: UnixNano of the last connection's receipt of the awaited notify.
 	LastNotifyUnixNano int64 `json:"last_notify_unix_nano,omitempty"`
@@ -196,9 +199,12 @@ func Submit(ctx context.Context, cfg LoadConfig) (Result, error) {
 	var wg sync.WaitGroup
 	for ci, c := range conns {
 		wg.Go(func() {
-			l := runConn(ctx, c, ci, cfg.InFlight, cfg.User, stop, &submits, &accepted, &rejected)
+			l, dropped := runConn(ctx, c, ci, cfg.InFlight, cfg.User, stop, &submits, &accepted, &rejected)
 			mu.Lock()
 			lat = append(lat, l...)
+			if dropped {
+				res.Dropped++
+			}
 			mu.Unlock()
 		})
 	}
@@ -224,11 +230,12 @@ func Submit(ctx context.Context, cfg LoadConfig) (Result, error) {
 const drainWait = 2 * time.Second
 
 // runConn keeps inflight submits outstanding on one connection until stop and returns
-// the reply latencies in microseconds. It is one goroutine, like a miner's pipelined
+// the reply latencies in microseconds, and whether the pool closed the connection
+// first. It is one goroutine, like a miner's pipelined
 // submit loop: every reply read frees a slot, and once the replies that arrived
 // together are read, the submits that refill the slots leave in one write. The load
 // client is meant to cost the machine little, so that the pool is what is measured.
-func runConn(ctx context.Context, c *conn, ci, inflight int, user string, stop time.Time, submits, accepted, rejected *atomic.Uint64) []int64 {
+func runConn(ctx context.Context, c *conn, ci, inflight int, user string, stop time.Time, submits, accepted, rejected *atomic.Uint64) (_ []int64, dropped bool) {
 	var lat []int64
 	// Send times by id: ids are consecutive, and at most inflight are outstanding.
 	type slot struct {
@@ -261,17 +268,19 @@ func runConn(ctx context.Context, c *conn, ci, inflight int, user string, stop t
 			}
 			c.nc.SetWriteDeadline(now.Add(10 * time.Second))
 			if _, err := c.nc.Write(buf); err != nil {
-				return lat
+				return lat, true
 			}
 		}
 		if stopping && outstanding == 0 {
-			return lat
+			return lat, false
 		}
 		// Read every reply that has arrived, then go back to refill the slots.
 		for {
 			line, err := c.br.ReadSlice('\n')
 			if err != nil {
-				return lat
+				// A reply still owed at drainWait is slow, not dropped.
+				var ne net.Error
+				return lat, !(stopping && errors.As(err, &ne) && ne.Timeout())
 			}
 			// Replies are most of the traffic: read their id and verdict without a
 			// JSON decoder.

@@ -103,14 +103,15 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	shares := stream.NewShareSink(sl, stream.RejectSampling{Logger: cfg.Logger})
 	out, err := pool.SingleAddress("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", &chaincfg.MainNetParams)
 	if err != nil {
 		return nil, err
 	}
 	p, err := pool.New(pool.Config{
 		Network: &chaincfg.MainNetParams, Outputs: out, MinDiff: 2.3283064365386963e-10, Logger: cfg.Logger,
-		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConn, MaxStrikes: 1 << 30},
-	}, noNode{}, stream.ShareSink{S: sl}, store)
+		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConn},
+	}, noNode{}, shares, store)
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +132,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
 		defer c()
 		p.Shutdown(sctx)
+		shares.Close()
 		cancel()
 		<-done
 		<-done

@@ -126,6 +126,10 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		return err
 	}
 	defer shareLog.Close()
+	// Rejected shares are sampled (stream.RejectSampling); Close writes the counts it
+	// holds, and runs before the log closes.
+	shares := stream.NewShareSink(shareLog, stream.RejectSampling{Logger: log.With("component", "rejects")})
+	defer shares.Close()
 
 	alerts, err := alert.Open(alert.Config{
 		Dir: cfg.Data, WebhookURL: cfg.AlertWebhook, Source: store, Node: nodes,
@@ -159,7 +163,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		Logger:        log.With("component", "pool"),
 		Metrics:       metrics,
 		OnBlock:       func() { alerts.Poke(); payouts.Notify() },
-	}, nodes, stream.ShareSink{S: shareLog}, store)
+	}, nodes, shares, store)
 	if err != nil {
 		return err
 	}
@@ -224,6 +228,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	p.Shutdown(shutCtx)
+	shares.Close() // its last counts, for the consumer to store below
 	apiSrv.Shutdown(shutCtx)
 	stop()
 	// Let the consumer catch up with every acknowledged share before closing.
