@@ -182,11 +182,19 @@ var openAPIRoutes = []route{
 		reply: map[string]any{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND, hashgrid.ECONFLICT, hashgrid.EINTERNAL}},
 
 	// Market.
+	{services: []string{svcMarket}, pattern: "GET /{$}", summary: "Market page",
+		desc: "The market's page for buyers: the order book, their orders with delivered speed over time, their balance (HTML; its script and style come from /static/).", content: "text/html"},
+	{services: []string{svcMarket}, pattern: "GET /static/{file}", summary: "Market page files",
+		desc: "The market page's script, style sheet and icon, embedded in the binary.", content: "application/octet-stream",
+		params: []param{{name: "file", in: "path", typ: "string", desc: "a file of the page"}}, errors: []string{hashgrid.ENOTFOUND}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/orders/{id}/speed", summary: "Delivered speed of an order over time", auth: authMarketKey,
+		desc:   "One point per completed bucket from the first delivery on, oldest first, gaps as zero, and the speed now.",
+		params: []param{{name: "id", in: "path", typ: "string", desc: "order ID"}}, reply: market.SpeedHistory{}, errors: []string{hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},
 	{services: []string{svcMarket}, pattern: "GET /api/v1/orderbook", summary: "Order book",
 		desc: "Active and paused orders by price, highest first, without destinations or owners.", reply: market.Book{}},
-	{services: []string{svcMarket}, pattern: "GET /api/v1/orders/{id}/shares", summary: "Delivered share sample of an order",
-		desc:   "The last shares delivered for the order, with everything needed to re-hash them (hashgrid market audit).",
-		params: []param{{name: "id", in: "path", typ: "string", desc: "order ID"}}, reply: []market.ShareSample{}, errors: []string{hashgrid.ENOTFOUND}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/orders/{id}/shares", summary: "Delivered share sample of an order", auth: authMarketKey + "|" + authMarketAdmin,
+		desc:   "The last shares delivered for the order, with everything needed to re-hash them (hashgrid market audit). With a buyer's key: the shares delivered to that buyer, sellers as per-order pseudonyms; with the admin token: all of them.",
+		params: []param{{name: "id", in: "path", typ: "string", desc: "order ID"}}, reply: []market.ShareSample{}, errors: []string{hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},
 	{services: []string{svcMarket}, pattern: "GET /api/v1/sellers/{address}", summary: "A seller's workers and earnings",
 		params: []param{addrParam}, reply: market.SellerView{}, errors: []string{hashgrid.EINVALID, hashgrid.ENOTFOUND, hashgrid.EINTERNAL}},
 	{services: []string{svcMarket}, pattern: "GET /api/v1/contracts/quote", summary: "Quote a fixed-term contract",
@@ -195,8 +203,8 @@ var openAPIRoutes = []route{
 			{name: "end", in: "query", typ: "string", desc: "RFC 3339 time", required: true}},
 		reply: market.Quote{}, errors: []string{hashgrid.EINVALID}},
 	{services: []string{svcMarket}, pattern: "POST /api/v1/accounts", summary: "Create a buyer account",
-		desc:   "Answers the account ID and its API key; the key is shown only here. Use it as \"Authorization: Bearer KEY\".",
-		status: http.StatusCreated, reply: market.AccountCreated{}, errors: []string{hashgrid.ECONFLICT, hashgrid.EUNAVAILABLE, hashgrid.EINTERNAL}},
+		desc:   "Answers the account ID and its API key; the key is shown only here. Use it as \"Authorization: Bearer KEY\". Limited per remote address (IPv4 address or IPv6 /64); beyond the limit, 429.",
+		status: http.StatusCreated, reply: market.AccountCreated{}, errors: []string{hashgrid.ERATELIMITED, hashgrid.ECONFLICT, hashgrid.EUNAVAILABLE, hashgrid.EINTERNAL}},
 	{services: []string{svcMarket}, pattern: "POST /api/v1/admin/deposits", summary: "Credit a deposit to an account", auth: authMarketAdmin,
 		desc: "The operator records a deposit received outside the market (the admin token is HASHGRID_MARKET_ADMIN_TOKEN or --admin-token). Idempotent by reference.",
 		body: market.DepositRequest{}, reply: market.AccountView{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND, hashgrid.ECONFLICT, hashgrid.EINTERNAL}},
@@ -429,12 +437,15 @@ func buildOpenAPI() ([]byte, error) {
 		if len(params) > 0 {
 			op["parameters"] = params
 		}
-		switch r.auth {
-		case "":
-		case authPoolAdmin, authMarketKey, authMarketAdmin:
-			op["security"] = []any{map[string]any{r.auth: []string{}}}
-		default:
-			return nil, fmt.Errorf("%s: auth %q", r.pattern, r.auth)
+		if r.auth != "" {
+			var alts []any // any one of them will do
+			for _, a := range strings.Split(r.auth, "|") {
+				if a != authPoolAdmin && a != authMarketKey && a != authMarketAdmin {
+					return nil, fmt.Errorf("%s: auth %q", r.pattern, a)
+				}
+				alts = append(alts, map[string]any{a: []string{}})
+			}
+			op["security"] = alts
 		}
 		if r.body != nil {
 			rb := map[string]any{"required": true,
@@ -481,8 +492,24 @@ func buildOpenAPI() ([]byte, error) {
 				servedBy[path] = append(servedBy[path], svc)
 			}
 		}
-		if _, dup := paths[path][method]; dup {
-			return nil, fmt.Errorf("%s: documented twice", r.pattern)
+		if prev, dup := paths[path][method].(map[string]any); dup {
+			// Two services serve the same path: one operation tagged with both.
+			tags := prev["tags"].([]string)
+			if d, ok := prev["description"]; ok {
+				prev["description"] = fmt.Sprintf("%s: %v", strings.Join(tags, ", "), d)
+			}
+			for _, svc := range r.services {
+				if slices.Contains(tags, svc) {
+					return nil, fmt.Errorf("%s: documented twice for the %s", r.pattern, svc)
+				}
+				tags = append(tags, svc)
+			}
+			prev["tags"] = tags
+			prev["summary"] = fmt.Sprintf("%s; %s", prev["summary"], r.summary)
+			if d, ok := op["description"]; ok {
+				prev["description"] = fmt.Sprintf("%v %s: %v", prev["description"], strings.Join(r.services, ", "), d)
+			}
+			continue
 		}
 		paths[path][method] = op
 	}
