@@ -229,6 +229,9 @@ func (s *Service) windowOf(ctx context.Context, c Hash32) (Window, error) {
 	if last < p.End {
 		return Window{}, fmt.Errorf("store holds shares up to %d, window ends at %d: retry later", last, p.End)
 	}
+	if err := s.checkRetained(ctx, p); err != nil {
+		return Window{}, err
+	}
 	shares := make([]WindowShare, 0, p.Count)
 	after := p.Start - 1
 	for after < p.End {

@@ -50,6 +50,14 @@ func (lw *liveWindow) trim() {
 
 func (lw *liveWindow) len() int { return len(lw.shares) - lw.head }
 
+// first returns the Seq of the oldest share held, or the one after the last if none.
+func (lw *liveWindow) first() uint64 {
+	if lw.len() == 0 {
+		return lw.last() + 1
+	}
+	return lw.shares[lw.head].Seq
+}
+
 func (lw *liveWindow) last() uint64 {
 	if lw.len() == 0 {
 		return 0

@@ -21,7 +21,8 @@ func shareOf(sh *hashgrid.Share) WindowShare {
 // depends on the network target), rebuilds the window from the store, then follows the
 // store's accepted shares and cuts and commits a new window at most every
 // SnapshotInterval. It reads the store, not the share stream, because the stream is
-// pruned behind the store and the store keeps every share.
+// pruned behind the store; the store's retention keeps what the window holds (see
+// RetainFrom).
 func (s *Service) runWindow(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
@@ -112,7 +113,7 @@ func (s *Service) loadWindow(ctx context.Context, upto uint64, retain hashgrid.W
 			s.live.add(shareOf(&pages[i][j]))
 		}
 	}
-	s.dirty = true
+	s.dirty, s.loaded = true, true
 	return nil
 }
 

@@ -119,6 +119,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	live    liveWindow
+	loaded  bool // live was rebuilt from the store
 	dirty   bool
 	cutBits uint32
 	lastCut time.Time
@@ -132,6 +133,9 @@ type Service struct {
 
 	wake chan struct{}
 	seen map[chainhash.Hash]hashgrid.BlockStatus
+
+	startMu sync.Mutex
+	starts  map[chainhash.Hash]uint64 // first Seq of each found block's window; see RetainFrom
 }
 
 // committed is a cut window whose parameters are durable: a coinbase may commit to it.
@@ -165,7 +169,7 @@ func Open(cfg Config, dbPath string, led *ledger.Ledger, store hashgrid.ShareSto
 	}
 	return &Service{cfg: cfg, log: cfg.Logger, led: led, store: store, chain: chain, db: d, poolID: id, script: script,
 		bitsSet: make(chan struct{}), scripts: map[string][]byte{}, wake: make(chan struct{}, 1),
-		seen: map[chainhash.Hash]hashgrid.BlockStatus{}}, nil
+		seen: map[chainhash.Hash]hashgrid.BlockStatus{}, starts: map[chainhash.Hash]uint64{}}, nil
 }
 
 // Close closes the service's state. Call it after Run returned.

@@ -218,6 +218,9 @@ func (s *Service) BlockWindow(ctx context.Context, hash chainhash.Hash, after ui
 		return WindowView{}, err
 	}
 	v.Commitment, v.Params = c, p
+	if err := s.checkRetained(ctx, p); err != nil {
+		return v, err
+	}
 	if p.Count > 0 && after < p.End {
 		from := max(after, p.Start-1)
 		page, err := s.store.Shares(ctx, from, p.End, limit)

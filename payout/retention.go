@@ -1,0 +1,160 @@
+package payout
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/btcsuite/btcd/chainhash/v2"
+
+	"github.com/hashgrid/hashgrid"
+)
+
+// RetainFrom returns the lowest share sequence whose raw share the service may still
+// read; math.MaxUint64 if it needs none. The share store's retention prunes only below
+// it (see sqlite.Retention). What the schemes read:
+//
+//   - PPLNS: the live window (the newest shares, twice the window's work), and the
+//     window each found block's coinbase commits to, until the block is final: its
+//     credit, and the credit again after a reorg, recut the window from the store,
+//     and verify pages through it. A block is final once rejected, orphaned, or
+//     confirmed with its maturity booked.
+//   - PPS, FPPS: every share after the consumer's cursor, not credited yet.
+//   - SOLO: nothing; a block's finder is in the block.
+//
+// Before the PPLNS window has been rebuilt at start-up, or the PPS cursor saved, it
+// answers 0: everything. It fails, and nothing is to be pruned, while a block that
+// is not final cannot be fetched from the chain to read its commitment.
+func (s *Service) RetainFrom(ctx context.Context) (uint64, error) {
+	keep := uint64(math.MaxUint64)
+	switch s.cfg.Scheme {
+	case PPS, FPPS:
+		v, err := s.db.meta(ctx, "pps_cursor")
+		if err != nil {
+			return 0, fmt.Errorf("payout: retain: pps cursor: %w", err)
+		}
+		if v == "" {
+			return 0, nil
+		}
+		cursor, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("payout: retain: pps cursor %q: %w", v, err)
+		}
+		return min(keep, cursor+1), nil
+	case PPLNS:
+	default:
+		return keep, nil
+	}
+	s.mu.Lock()
+	loaded, first := s.loaded, s.live.first()
+	s.mu.Unlock()
+	if !loaded {
+		return 0, nil
+	}
+	keep = min(keep, first)
+	blocks, err := s.store.Blocks(ctx, reconcileLimit)
+	if err != nil {
+		return 0, fmt.Errorf("payout: retain: %w", err)
+	}
+	for _, b := range blocks {
+		final, err := s.final(ctx, b)
+		if err != nil {
+			return 0, fmt.Errorf("payout: retain: block %s: %w", chainhash.Hash(b.Hash), err)
+		}
+		if final {
+			continue
+		}
+		start, err := s.windowStart(ctx, chainhash.Hash(b.Hash))
+		if err != nil {
+			return 0, fmt.Errorf("payout: retain: block %s: %w", chainhash.Hash(b.Hash), err)
+		}
+		keep = min(keep, start)
+	}
+	return keep, nil
+}
+
+// final reports whether the ledger is done with a block: it will not read the block's
+// window again. An orphaned block is final: were it to return to the best chain after
+// its window's shares were pruned, its new credit fails (and says why) rather than
+// paying a wrong split.
+func (s *Service) final(ctx context.Context, b hashgrid.Block) (bool, error) {
+	switch b.Status {
+	case hashgrid.BlockRejected, hashgrid.BlockOrphaned:
+		return true, nil
+	case hashgrid.BlockConfirmed:
+		k, active, err := s.epoch(ctx, chainhash.Hash(b.Hash))
+		if err != nil || k == 0 || !active {
+			return false, err
+		}
+		_, matured, err := s.has(ctx, blockKey(chainhash.Hash(b.Hash), k, "mature"))
+		return matured, err
+	}
+	return false, nil
+}
+
+// windowStart returns the first Seq of the window a found block's coinbase commits
+// to, math.MaxUint64 if it commits to none this service knows (no share had been seen,
+// or not this pool's window) or to an empty one. The answer never changes, so it is
+// kept.
+func (s *Service) windowStart(ctx context.Context, h chainhash.Hash) (uint64, error) {
+	s.startMu.Lock()
+	start, ok := s.starts[h]
+	s.startMu.Unlock()
+	if ok {
+		return start, nil
+	}
+	blk, err := s.chain.Block(ctx, h)
+	if err != nil {
+		return 0, fmt.Errorf("fetch block: %w", err)
+	}
+	if len(blk.Transactions) == 0 {
+		return 0, fmt.Errorf("block without coinbase")
+	}
+	var scripts [][]byte
+	for _, o := range blk.Transactions[0].TxOut {
+		scripts = append(scripts, o.PkScript)
+	}
+	start = math.MaxUint64
+	if c, ok := FindCommitment(scripts); ok {
+		p, err := s.db.window(ctx, c)
+		switch {
+		case hashgrid.ErrorCode(err) == hashgrid.ENOTFOUND:
+		case err != nil:
+			return 0, err
+		case p.Count > 0:
+			start = p.Start
+		}
+	}
+	s.startMu.Lock()
+	if len(s.starts) >= reconcileLimit*2 {
+		clear(s.starts)
+	}
+	s.starts[h] = start
+	s.startMu.Unlock()
+	return start, nil
+}
+
+// prunedStore is a share store that prunes raw shares (sqlite.DB).
+type prunedStore interface {
+	// PrunedSeq returns the highest pruned sequence, 0 if none.
+	PrunedSeq(ctx context.Context) (uint64, error)
+}
+
+// checkRetained fails if the store has pruned shares of window p, which then cannot
+// be rebuilt or published.
+func (s *Service) checkRetained(ctx context.Context, p WindowParams) error {
+	ps, ok := s.store.(prunedStore)
+	if !ok || p.Count == 0 {
+		return nil
+	}
+	pruned, err := ps.PrunedSeq(ctx)
+	if err != nil {
+		return err
+	}
+	if pruned >= p.Start {
+		return hashgrid.Errorf(hashgrid.ENOTFOUND, "the shares of window %s (%d to %d) are pruned: the pool keeps raw shares "+
+			"for its share retention and while a block is not final", p.Commitment(), p.Start, p.End)
+	}
+	return nil
+}
