@@ -31,16 +31,15 @@ type Conn struct {
 	closed atomic.Bool
 
 	// Protocol state, owned by the connection's goroutine.
-	subscribed    bool
-	en1           uint32
-	agent         string
-	version       uint32 // negotiated version-rolling mask; 0 = none
-	minDiff       float64
-	suggested     float64
-	extranonceSub bool
-	users         []string
-	authorized    atomic.Bool
-	badLines      leaky // malformed lines and unknown methods
+	subscribed bool
+	en1        uint32
+	agent      string
+	version    uint32 // negotiated version-rolling mask; 0 = none
+	minDiff    float64
+	suggested  float64
+	users      []string
+	authorized atomic.Bool
+	badLines   leaky // malformed lines and unknown methods
 
 	// Pipelined submits (AsyncHandler): replies wait in arrival order.
 	pmu          sync.Mutex
@@ -83,9 +82,6 @@ func (c *Conn) Users() []string { return c.users }
 
 // ConnectedAt returns when the connection was accepted.
 func (c *Conn) ConnectedAt() time.Time { return c.connected }
-
-// ExtranonceSubscribed reports whether the miner accepts mining.set_extranonce.
-func (c *Conn) ExtranonceSubscribed() bool { return c.extranonceSub }
 
 // Authorized reports whether the connection has subscribed and authorized. Data is
 // safe to read from other goroutines once this is true.

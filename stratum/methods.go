@@ -58,8 +58,10 @@ func (c *Conn) handleLine(line []byte) bool {
 		}
 		return c.reply(m, []byte("true"))
 	case "mining.extranonce.subscribe":
-		c.extranonceSub = true
-		return c.reply(m, []byte("true"))
+		// Refused: this server never sends mining.set_extranonce. A connection's
+		// extranonce1 is fixed at subscribe, because shares in flight and the jobs
+		// already sent are checked against it; a miner moves by reconnecting.
+		return c.reply(m, []byte("false"))
 	case "mining.multi_version", "mining.get_transactions", "mining.capabilities":
 		return c.replyErr(m, ErrCodeOther, "not supported")
 	default:
@@ -212,8 +214,7 @@ func (c *Conn) handleConfigure(m *Message) bool {
 				res["minimum-difficulty"] = false
 			}
 		case "subscribe-extranonce":
-			c.extranonceSub = true
-			res["subscribe-extranonce"] = true
+			res["subscribe-extranonce"] = false // see mining.extranonce.subscribe
 		case "info":
 			res["info"] = true
 		default:

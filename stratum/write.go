@@ -2,7 +2,6 @@ package stratum
 
 import (
 	"encoding/json"
-	"fmt"
 	"net"
 	"runtime"
 	"strconv"
@@ -119,26 +118,6 @@ func (c *Conn) WriteRaw(b []byte) error { return c.writeLine(b) }
 func (c *Conn) SetDifficulty(d float64) error {
 	p := strconv.AppendFloat([]byte("["), d, 'g', -1, 64)
 	return c.writeLine(AppendNotification(nil, "mining.set_difficulty", append(p, ']')))
-}
-
-// SetExtranonce sends mining.set_extranonce, if the miner subscribed to it, and
-// switches the connection to the new extranonce1. It reports whether it was sent.
-func (c *Conn) SetExtranonce(en1 uint32) (bool, error) {
-	if !c.extranonceSub {
-		return false, nil
-	}
-	s := c.srv
-	s.mu.Lock()
-	if other, busy := s.active[en1]; busy && other != c {
-		s.mu.Unlock()
-		return false, fmt.Errorf("stratum: extranonce1 %08x in use", en1)
-	}
-	delete(s.active, c.en1)
-	s.active[en1] = c
-	c.en1 = en1
-	s.mu.Unlock()
-	p := fmt.Appendf(nil, `["%08x",%d]`, en1, s.cfg.Extranonce2Size)
-	return true, c.writeLine(AppendNotification(nil, "mining.set_extranonce", p))
 }
 
 // ShowMessage sends client.show_message.
