@@ -19,11 +19,15 @@ import (
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/payout"
+	"github.com/hashgrid/hashgrid/pool"
 )
 
 // maxVerifyReply bounds one API reply verify reads (a page of 10,000 window shares is
 // about 2 MB).
 const maxVerifyReply = 32 << 20
+
+// errNotFound is a 404 from the pool's API.
+var errNotFound = errors.New("404 Not Found")
 
 // maxVerifyPages bounds how many window pages verify fetches (10 million shares).
 const maxVerifyPages = 1000
@@ -61,7 +65,30 @@ func runVerify(ctx context.Context, args []string, env Env) error {
 	defer cancel()
 	hc := &http.Client{Timeout: *timeout}
 
+	// The address must be one of the pool's network: a typo would verify nothing.
+	var info struct {
+		Network string `json:"network"`
+	}
+	if err := getAPI(ctx, hc, base.String()+"/api/v1/pool", &info); err != nil {
+		return err
+	}
+	params, err := networkParams(info.Network)
+	if err != nil {
+		return fmt.Errorf("verify: the pool's network: %w", err)
+	}
+	if _, err := pool.AddressScript(*addr, params); err != nil {
+		return fmt.Errorf("%w: --address: %s", ErrUsage, hashgrid.ErrorMessage(err))
+	}
+
 	v, err := fetchWindow(ctx, hc, base.String(), h.String())
+	if errors.Is(err, errNotFound) {
+		// Without a payout scheme the pool publishes no windows at all.
+		var none json.RawMessage
+		if perr := getAPI(ctx, hc, base.String()+"/api/v1/payouts", &none); errors.Is(perr, errNotFound) {
+			return fmt.Errorf("verify: the pool at %s runs no payout scheme (started without --payout-scheme): it publishes no share windows and keeps no credits to verify", base)
+		}
+		return fmt.Errorf("verify: the pool publishes no window for block %s: not a block it found, or found before its payout scheme started (%w)", h, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -123,6 +150,9 @@ func getAPI(ctx context.Context, hc *http.Client, u string, v any) error {
 		msg := strings.TrimSpace(string(body))
 		if e, ok := hashgrid.ParseErrorReply(body); ok {
 			msg = e.Message
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("verify: %s: %w: %s", u, errNotFound, msg)
 		}
 		return fmt.Errorf("verify: %s: %s: %s", u, resp.Status, msg)
 	}

@@ -98,7 +98,8 @@ func (m *Miner) Stats() Stats {
 	}
 }
 
-// Run mines, reconnecting with backoff, until ctx ends or Duration passes.
+// Run mines, reconnecting with backoff, until ctx ends or Duration passes. It returns
+// an error only when the pool refuses the user, which no retry would change.
 func (m *Miner) Run(ctx context.Context) error {
 	if m.cfg.Duration > 0 {
 		var cancel context.CancelFunc
@@ -111,6 +112,10 @@ func (m *Miner) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
+		if refused(err) {
+			// The pool refused the user (a wrong address, say): trying again cannot help.
+			return fmt.Errorf("miner: the pool refused to authorize %q: %w", m.cfg.User, err)
+		}
 		m.log.Warn("miner: connection ended", "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
@@ -121,6 +126,13 @@ func (m *Miner) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// refused reports whether err is the pool's refusal of mining.authorize: an error
+// reply (hashgrid answers code 24, unauthorized) or a plain false.
+func refused(err error) bool {
+	var se *stratum.Error
+	return errors.Is(err, stratum.ErrAuthorizeRefused) || errors.As(err, &se) && se.Code == stratum.ErrCodeUnauthorized
 }
 
 func (m *Miner) session(ctx context.Context) error {

@@ -172,6 +172,7 @@ type Pool struct {
 
 	// Share counts, kept apart from mu: every share touches one.
 	sharesAccepted, sharesRejected atomic.Uint64
+	refusals                       refusalLog // authorizations refused (authlog.go)
 
 	mu       sync.Mutex
 	tmpl     *node.Template
@@ -524,9 +525,9 @@ func (p *Pool) cloneCurrent(s *session) *job {
 
 // --- stratum.Handler ---
 
-// Authorize checks that the user is ADDRESS or ADDRESS.WORKER with an address of the
+// authorize checks that the user is ADDRESS or ADDRESS.WORKER with an address of the
 // pool's network, and reads password options (d=DIFF for a fixed difficulty).
-func (p *Pool) Authorize(c *stratum.Conn, user, password string) error {
+func (p *Pool) authorize(c *stratum.Conn, user, password string) error {
 	addr, worker, _ := strings.Cut(user, ".")
 	if len(worker) > 64 {
 		return errors.New("worker name longer than 64 characters")

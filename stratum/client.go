@@ -194,10 +194,14 @@ func (c *Client) handshake(ctx context.Context) error {
 		return fmt.Errorf("stratum: authorize: %w", err)
 	}
 	if string(res) != "true" {
-		return fmt.Errorf("stratum: authorize %q refused", c.cfg.User)
+		return fmt.Errorf("stratum: authorize %q: %w", c.cfg.User, ErrAuthorizeRefused)
 	}
 	return nil
 }
+
+// ErrAuthorizeRefused is returned (wrapped) by Dial when the server answers
+// mining.authorize with false and no error (a refusal with an error returns the *Error).
+var ErrAuthorizeRefused = errors.New("authorization refused")
 
 // Extranonce returns extranonce1 and the extranonce2 size in effect.
 func (c *Client) Extranonce() ([]byte, int) {
