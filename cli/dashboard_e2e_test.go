@@ -81,7 +81,7 @@ func poll(t *testing.T, ctx context.Context, d time.Duration, what, expr string)
 	}
 }
 
-// screenshot saves a full-page PNG under docs/screenshots.
+// screenshot saves a full-page PNG in screenshotDir.
 func screenshot(t *testing.T, ctx context.Context, width, height int64, name string) {
 	t.Helper()
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, height)); err != nil {
@@ -101,20 +101,51 @@ func screenshot(t *testing.T, ctx context.Context, width, height int64, name str
 	t.Logf("saved %s (%d bytes)", filepath.Join(dir, name), len(png))
 }
 
+// updateScreenshotsEnv, set to 1, makes the browser tests write their screenshots
+// over the tracked ones in docs/screenshots (a deliberate refresh of the README's
+// pictures); otherwise they go to the test's artifact directory, kept with
+// go test -artifacts and removed after the test otherwise.
+const updateScreenshotsEnv = "HASHGRID_UPDATE_SCREENSHOTS"
+
 func screenshotDir(t *testing.T) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "docs", "screenshots")
+	if os.Getenv(updateScreenshotsEnv) != "1" {
+		return t.ArtifactDir()
+	}
+	dir := filepath.Join(docsDir(), "screenshots")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return dir
 }
 
+// docsDir is the repository's docs directory.
+func docsDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "docs")
+}
+
+// TestScreenshotsStayOutOfDocs: a test run leaves the tracked screenshots alone
+// unless asked to refresh them.
+func TestScreenshotsStayOutOfDocs(t *testing.T) {
+	docs, err := filepath.Abs(docsDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(updateScreenshotsEnv, "")
+	if dir, _ := filepath.Abs(screenshotDir(t)); strings.HasPrefix(dir, docs) {
+		t.Errorf("screenshots go to %s without %s=1", dir, updateScreenshotsEnv)
+	}
+	t.Setenv(updateScreenshotsEnv, "1")
+	if dir, _ := filepath.Abs(screenshotDir(t)); dir != filepath.Join(docs, "screenshots") {
+		t.Errorf("with %s=1 screenshots go to %s, want %s", updateScreenshotsEnv, dir, filepath.Join(docs, "screenshots"))
+	}
+}
+
 // TestDashboardBrowser drives the dashboard in a real headless Chromium against a pool
 // on btcd (regtest) with CPU miners: the chart draws, a new worker appears within
 // seconds of connecting, a found block appears, and the address page shows the miner.
-// It saves desktop and phone screenshots to docs/screenshots, and checks no page
+// It saves desktop and phone screenshots (see screenshotDir), and checks no page
 // shows a worker's password or the admin token.
 func TestDashboardBrowser(t *testing.T) {
 	if testing.Short() {
@@ -228,7 +259,7 @@ func TestDashboardBrowser(t *testing.T) {
 // only metrics that the pool at metricsURL exports (or the listed event-only ones).
 func checkGrafana(t *testing.T, metricsURL string, eventOnly map[string]bool) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(screenshotDir(t), "..", "grafana", "hashgrid.json"))
+	raw, err := os.ReadFile(filepath.Join(docsDir(), "grafana", "hashgrid.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
