@@ -250,7 +250,8 @@ func powerPlan(args []string, env Env) error {
 func powerRun(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("power run", env)
 	cfgPath := fs.String("config", "", "site configuration (TOML)")
-	nodeURL := fs.String("node", "", "bitcoind/btcd JSON-RPC URL for the difficulty (default: [bitcoin] node, else the configured difficulty)")
+	nodeURL := fs.String("node", "", "bitcoind/btcd JSON-RPC URL (the pool's node) for the difficulty, subsidy and fees (default: [bitcoin] node, else the configured difficulty and fees)")
+	btcUSD := fs.Float64("btc-usd", 0, "the BTC price in US dollars (default: [bitcoin] price_url, else btc_usd)")
 	pricesFile := fs.String("prices", "", "replay this price file instead of [prices]")
 	pricesURL := fs.String("prices-url", "", "poll this URL instead of [prices]")
 	speed := fs.Float64("speed", 0, "replay speed factor (default: [prices] speed)")
@@ -313,9 +314,15 @@ func powerRun(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return fmt.Errorf("node: %w", err)
 		}
-		opts.Difficulty = nc
+		opts.Chain = controller.NodeChain{Client: nc}
 	} else if !(cfg.Bitcoin.Difficulty > 0) {
 		return fmt.Errorf("config: [bitcoin] difficulty or a --node is required")
+	}
+	if *btcUSD < 0 {
+		return fmt.Errorf("%w: --btc-usd must not be negative", ErrUsage)
+	}
+	if *btcUSD > 0 {
+		cfg.Bitcoin.BTCUSD, cfg.Bitcoin.PriceURL = *btcUSD, ""
 	}
 	if cfg.Bitcoin.PriceURL != "" {
 		opts.BTCPrice = httpBTCPrice{url: cfg.Bitcoin.PriceURL}

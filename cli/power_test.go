@@ -10,10 +10,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hashgrid/hashgrid/node/regtest"
 	"github.com/hashgrid/hashgrid/power"
 	"github.com/hashgrid/hashgrid/power/backtest"
 	"github.com/hashgrid/hashgrid/power/ercot"
+	"github.com/hashgrid/hashgrid/power/minersim"
 )
 
 // ercotData holds the real ERCOT prices the repository carries (README.md there).
@@ -194,4 +197,73 @@ func TestPowerBacktestEconomicsGap(t *testing.T) {
 		!strings.Contains(err.Error(), "2019-02-01 06:00 UTC") {
 		t.Errorf("plan past the table: got %v", err)
 	}
+}
+
+// TestPowerRunHashpriceFromNode runs `power run --node` against a real btcd (regtest)
+// and an emulated fleet: every decision's hashprice is the node's (its difficulty, the
+// 50 BTC subsidy of a regtest height below 150, no fees waiting) at the operator's
+// --btc-usd, not the configured [bitcoin] figures.
+func TestPowerRunHashpriceFromNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts btcd")
+	}
+	btcd := regtest.StartT(t)
+	info, err := btcd.Client().ChainInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := minersim.Start(minersim.Config{Count: 2, Profiles: []minersim.Profile{{Name: "default", THs: 100, Watts: 3450}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "site.toml")
+	prices, err := filepath.Abs(filepath.Join(ercotData, "ercot-2019.csv.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := fmt.Sprintf(`name = "t"
+zone = "LZ_WEST"
+capacity_mw = 1.0
+data_dir = %q
+[prices]
+file = %q
+speed = 900.0
+poll = "50ms"
+[bitcoin]
+difficulty = 1.5e14
+btc_usd = 90000.0
+fees_btc_per_block = 0.02
+[[group]]
+name = "g"
+count = 2
+endpoints = [%q, %q]
+  [[group.mode]]
+  name = "full"
+  ths = 100.0
+  watts = 3450.0
+  profile = "default"
+`, dir, prices, fleet.Addrs()[0], fleet.Addrs()[1])
+	if err := os.WriteFile(cfg, []byte(site), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	err = Run(ctx, []string{"power", "run", "--config", cfg, "--node", btcd.RPCURL(), "--btc-usd", "100000"}, os.Getenv, nil, &out, &errb)
+	if ctx.Err() == nil {
+		t.Fatalf("power run returned before its context ended: %v\n%s", err, errb.String())
+	}
+	want := fmt.Sprintf("hashprice %.4f $/TH/day", power.Economics{BTCUSD: 100000, Difficulty: info.Difficulty, SubsidyBTC: 50}.HashpriceUSD(time.Now()))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) == 0 || lines[0] == "" {
+		t.Fatalf("no decisions reported\nstderr:\n%s", errb.String())
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "hashprice") && !strings.Contains(l, want) {
+			t.Fatalf("decision %q: want %q (the node's figures at --btc-usd)", l, want)
+		}
+	}
+	t.Logf("%d decisions, each at %s", len(lines), want)
 }

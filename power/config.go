@@ -80,13 +80,15 @@ type PriceFeed struct {
 	Poll  Duration `toml:"poll"`
 }
 
-// Bitcoin holds the live economics inputs.
+// Bitcoin holds the live economics inputs: the chain's from a node when one is given
+// (difficulty, the subsidy by height, the fees of the block being mined next), the
+// price of bitcoin from the operator.
 type Bitcoin struct {
-	Node            string  `toml:"node"`       // JSON-RPC URL for the difficulty
+	Node            string  `toml:"node"`       // JSON-RPC URL of a bitcoind or btcd (the pool's)
 	Difficulty      float64 `toml:"difficulty"` // used when no node is given
 	BTCUSD          float64 `toml:"btc_usd"`
-	PriceURL        string  `toml:"price_url"` // JSON {"usd": N} or a bare number
-	FeesBTCPerBlock float64 `toml:"fees_btc_per_block"`
+	PriceURL        string  `toml:"price_url"`          // JSON {"usd": N} or a bare number
+	FeesBTCPerBlock float64 `toml:"fees_btc_per_block"` // used when no node is given
 }
 
 // Period is the economics assumed from a date on, for backtests: a row covers its

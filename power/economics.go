@@ -11,6 +11,9 @@ type Economics struct {
 	Difficulty      float64
 	FeesBTCPerBlock float64
 	PoolFee         float64
+	// SubsidyBTC is the block subsidy when a node gave it; 0: by date, from mainnet's
+	// halvings (Subsidy).
+	SubsidyBTC float64
 }
 
 // halvings are the dates of the block subsidy halvings (UTC), for backtests by date.
@@ -41,7 +44,11 @@ func (e Economics) HashpriceUSD(t time.Time) float64 {
 	if !(e.Difficulty > 0) {
 		return 0
 	}
-	btc := (Subsidy(t) + e.FeesBTCPerBlock) * 86400e12 / (e.Difficulty * math.Exp2(32))
+	sub := e.SubsidyBTC
+	if sub == 0 {
+		sub = Subsidy(t)
+	}
+	btc := (sub + e.FeesBTCPerBlock) * 86400e12 / (e.Difficulty * math.Exp2(32))
 	return btc * e.BTCUSD
 }
 

@@ -12,6 +12,11 @@
 // stale_after, every group is curtailed until a fresh price arrives; the history then
 // restarts at the first price after the gap.
 //
+// The hashprice a decision weighs is live: difficulty, subsidy and fees from a node
+// (Options.Chain; NodeChain reads the pool's own node), the BTC price from the
+// operator (a configured price or a price URL). The [[economics]] table of a site is
+// for backtests only.
+//
 // Energy records are the commanded state's modelled energy (power.Model) for the
 // interval, with machines_on counting the machines that were verified in that state.
 package controller
@@ -28,11 +33,6 @@ import (
 	"github.com/hashgrid/hashgrid/power"
 	"github.com/hashgrid/hashgrid/power/control"
 )
-
-// DifficultySource gives the network difficulty (package node's client does).
-type DifficultySource interface {
-	Difficulty(ctx context.Context) (float64, error)
-}
 
 // BTCPriceSource gives the BTC price in US dollars.
 type BTCPriceSource interface {
@@ -57,16 +57,18 @@ type Miner interface {
 
 // Options configures a controller.
 type Options struct {
-	Config     *power.Config
-	Feed       Feed
-	Difficulty DifficultySource // nil: the configured difficulty
-	BTCPrice   BTCPriceSource   // nil: the configured BTC price
-	Miners     [][]Miner        // per group; nil: clients for the configured endpoints
-	Strategy   power.Strategy   // nil: the policy
-	Clock      func() time.Time
-	Logger     *slog.Logger
-	Energy     io.Writer // energy.jsonl lines
-	Report     io.Writer // one line per decision and per disobedient machine
+	Config *power.Config
+	Feed   Feed
+	// Chain gives the difficulty, subsidy and fees (NodeChain: the pool's own node);
+	// nil: the configured [bitcoin] difficulty and fees, the subsidy by date.
+	Chain    ChainSource
+	BTCPrice BTCPriceSource // nil: the configured BTC price
+	Miners   [][]Miner      // per group; nil: clients for the configured endpoints
+	Strategy power.Strategy // nil: the policy
+	Clock    func() time.Time
+	Logger   *slog.Logger
+	Energy   io.Writer // energy.jsonl lines
+	Report   io.Writer // one line per decision and per disobedient machine
 }
 
 // Controller runs one site.
@@ -84,6 +86,8 @@ type Controller struct {
 	// what was commanded for the interval being run, for its energy record
 	current *decided
 	stale   bool
+	// chain is the last figures the chain source gave, used while it fails.
+	chain *Chain
 }
 
 type decided struct {
@@ -232,13 +236,26 @@ func (c *Controller) merge(ivs []power.Interval) bool {
 	return fresh
 }
 
+// economics returns what mining earns now: the chain's figures from the chain source
+// (the last it gave while it fails, the configured ones before it ever answered) and
+// the BTC price from the price source or the configuration.
 func (c *Controller) economics(ctx context.Context) power.Economics {
 	e := power.Economics{PoolFee: c.cfg.PoolFee, BTCUSD: c.cfg.Bitcoin.BTCUSD, Difficulty: c.cfg.Bitcoin.Difficulty, FeesBTCPerBlock: c.cfg.Bitcoin.FeesBTCPerBlock}
-	if c.o.Difficulty != nil {
-		if d, err := c.o.Difficulty.Difficulty(ctx); err == nil && d > 0 {
-			e.Difficulty = d
-		} else {
-			c.log.Warn("difficulty from node; using the last known or configured value", "err", err)
+	if c.o.Chain != nil {
+		ch, err := c.o.Chain.Chain(ctx)
+		switch {
+		case err == nil:
+			c.chain = &ch
+			c.log.Debug("chain", "network", ch.Network, "height", ch.Height, "difficulty", ch.Difficulty, "subsidy_sat", ch.SubsidySats, "fees_sat", ch.FeesSats)
+		case c.chain != nil:
+			c.log.Warn("chain from node; using the last figures it gave", "height", c.chain.Height, "err", err)
+		default:
+			c.log.Warn("chain from node; using the configured difficulty and fees", "err", err)
+		}
+		if c.chain != nil {
+			e.Difficulty = c.chain.Difficulty
+			e.SubsidyBTC = float64(c.chain.SubsidySats) / 1e8
+			e.FeesBTCPerBlock = float64(c.chain.FeesSats) / 1e8
 		}
 	}
 	if c.o.BTCPrice != nil {
