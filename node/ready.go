@@ -139,14 +139,15 @@ func (c *Client) BlockView(ctx context.Context, hash chainhash.Hash, height int6
 	return v, nil
 }
 
-// BlockViews asks every node that is up (every node when none is) about the block
-// hash found at height, at once, and returns the views of the nodes that answered.
-// It fails only when no node answered.
+// BlockViews asks every node that is up or due for a retry (every node when none is)
+// about the block hash found at height, at once, and returns the views of the nodes
+// that answered. It fails only when no node answered.
 func (s *Set) BlockViews(ctx context.Context, hash chainhash.Hash, height int64) ([]BlockView, error) {
 	var ask []*member
+	now := s.clock.Now()
 	for _, m := range s.members {
 		m.mu.Lock()
-		if m.up {
+		if m.up || !now.Before(m.retryAt) {
 			ask = append(ask, m)
 		}
 		m.mu.Unlock()

@@ -183,6 +183,10 @@ type Pool struct {
 	stats    Stats
 
 	bg sync.WaitGroup // block submissions in flight
+	// retryStop is closed at shutdown: found blocks still waiting for a node stop
+	// retrying (see submitBlock).
+	retryStop chan struct{}
+	retryOnce sync.Once
 }
 
 // Stats is a snapshot for the API.
@@ -217,7 +221,7 @@ func New(cfg Config, nd Node, shares ShareSink, blocks BlockSink) (*Pool, error)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, node: nd, shares: shares, blocks: blocks, log: cfg.Logger, m: cfg.Metrics, works: map[string]*work{}}
+	p := &Pool{cfg: cfg, node: nd, shares: shares, blocks: blocks, log: cfg.Logger, m: cfg.Metrics, works: map[string]*work{}, retryStop: make(chan struct{})}
 	var err error
 	p.srv, err = stratum.NewServer(stratum.Config{
 		Extranonce2Size: cfg.Extranonce2Size,
@@ -242,6 +246,7 @@ func (p *Pool) Serve(l net.Listener) error { return p.srv.Serve(l) }
 // Shutdown asks miners to reconnect, closes their connections and waits for block
 // submissions in flight.
 func (p *Pool) Shutdown(ctx context.Context) error {
+	p.stopRetries()
 	err := p.srv.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() { p.bg.Wait(); close(done) }()

@@ -1,10 +1,8 @@
 package pool
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -14,7 +12,6 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 
 	"github.com/hashgrid/hashgrid"
-	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/pow"
 	"github.com/hashgrid/hashgrid/stratum"
 )
@@ -361,64 +358,4 @@ func parseHex32(s string) (uint32, bool) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint32(b[:]), true
-}
-
-// submitBlock sends a solved block to the node and records its fate. seqc delivers
-// the finding share's sequence number once it is recorded (0 if it could not be).
-func (p *Pool) submitBlock(b *solved, sh hashgrid.Share, seqc <-chan uint64) {
-	defer p.bg.Done()
-	start := p.cfg.Now()
-	rec := hashgrid.Block{
-		Hash:        b.hash,
-		Height:      b.w.height,
-		PrevHash:    b.w.prev,
-		Time:        sh.Time,
-		Address:     sh.Address,
-		Worker:      sh.Worker,
-		Reward:      b.w.reward,
-		Fees:        b.w.tmpl.TotalFees(),
-		NetworkDiff: b.w.netTgt.Difficulty(),
-		Status:      hashgrid.BlockSubmitted,
-	}
-	blk, err := b.w.block(&b.hdr, b.cb)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err = p.node.SubmitBlock(ctx, blk)
-		cancel()
-	}
-	if err == nil {
-		// A node may take a block whose parent it does not know (btcd keeps it as an
-		// orphan and answers null): only a block on its chain counts as accepted.
-		if cr, ok := p.node.(ChainReader); ok {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			h, herr := cr.BlockHeaderVerbose(ctx, b.hash)
-			cancel()
-			var rpcErr *node.RPCError
-			switch {
-			case errors.As(herr, &rpcErr) || (herr == nil && h.Confirmations < 0):
-				rec.Status, rec.Reason = hashgrid.BlockOrphaned, "not on the node's chain after submission"
-				p.log.Warn("block not on the node's chain", "height", rec.Height, "hash", chainhash.Hash(rec.Hash).String())
-			case herr != nil:
-				p.log.Warn("check submitted block", "err", herr)
-			}
-		}
-	}
-	if err != nil {
-		rec.Status, rec.Reason = hashgrid.BlockRejected, err.Error()
-		p.log.Error("block rejected", "height", rec.Height, "hash", chainhash.Hash(rec.Hash).String(), "err", err)
-	} else if rec.Status == hashgrid.BlockSubmitted {
-		rec.Status = hashgrid.BlockAccepted
-		p.log.Info("block found", "height", rec.Height, "hash", chainhash.Hash(rec.Hash).String(), "finder", sh.Address+"."+sh.Worker, "reward", rec.Reward, "submit", p.cfg.Now().Sub(start))
-		p.mu.Lock()
-		p.stats.BlocksFound++
-		p.mu.Unlock()
-	}
-	p.m.block(rec.Status)
-	rec.ShareSeq = <-seqc
-	if err := p.blocks.PutBlock(context.Background(), rec); err != nil {
-		p.log.Error("record block", "err", err, "hash", chainhash.Hash(rec.Hash).String())
-	}
-	if rec.Status == hashgrid.BlockAccepted && p.cfg.OnBlock != nil {
-		p.cfg.OnBlock()
-	}
 }

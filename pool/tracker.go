@@ -2,7 +2,7 @@ package pool
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -12,10 +12,16 @@ import (
 	"github.com/hashgrid/hashgrid/node"
 )
 
-// ChainReader is what the block tracker asks the node.
+// ChainReader is what the block tracker asks the nodes: each answering node's view of a
+// block found at a height (node.Set.BlockViews).
 type ChainReader interface {
-	BlockHeaderVerbose(ctx context.Context, hash chainhash.Hash) (node.BlockHeader, error)
+	BlockViews(ctx context.Context, hash chainhash.Hash, height int64) ([]node.BlockView, error)
 }
+
+// DefaultOrphanDepth is how many blocks a node's main chain must hold from the found
+// block's height up, with another block at that height, before the found block is
+// called orphaned: six, the depth at which a payment is customarily taken as final.
+const DefaultOrphanDepth = 6
 
 // BlockStore is where the tracker reads and updates found blocks.
 type BlockStore interface {
@@ -24,14 +30,20 @@ type BlockStore interface {
 }
 
 // Tracker follows found blocks to maturity (CoinbaseMaturity confirmations) or to
-// orphaning. A block the node reports off the main chain, or does not know at all (a
-// node that lost its chain), is orphaned; an orphan that returns to the main chain in a
-// reorg is accepted again.
+// orphaning, judging each block by the node with the highest tip among those that
+// answer. A block is orphaned only by a node that has seen a heavier chain without it:
+// its main chain holds another block at the block's height, with OrphanDepth blocks
+// from there up. A node that does not know the block and whose chain does not reach
+// that far (a node that lags, one that fail-over just switched to) says nothing, and
+// the block keeps its status. An orphan that returns to the main chain in a reorg is
+// accepted again.
 type Tracker struct {
 	Chain    ChainReader
 	Store    BlockStore
 	Interval time.Duration // default 10s
-	Logger   *slog.Logger
+	// OrphanDepth is DefaultOrphanDepth when 0.
+	OrphanDepth int64
+	Logger      *slog.Logger
 	// OnChange, when set, is told each status change (for alerts and payouts).
 	OnChange func(b hashgrid.Block, old hashgrid.BlockStatus)
 }
@@ -75,23 +87,21 @@ func (t *Tracker) Check(ctx context.Context) error {
 		if b.Status != hashgrid.BlockAccepted && b.Status != hashgrid.BlockOrphaned {
 			continue
 		}
-		h, err := t.Chain.BlockHeaderVerbose(ctx, b.Hash)
-		var rpcErr *node.RPCError
-		switch {
-		case errors.As(err, &rpcErr):
-			// The node does not know the block: it is on no chain the node follows.
-			h.Confirmations = -1
-		case err != nil:
+		views, err := t.Chain.BlockViews(ctx, b.Hash, b.Height)
+		if err != nil {
 			return err
 		}
 		old, oldConf := b.Status, b.Confirmations
+		v := judge(b.Hash, b.Height, views, t.depth())
 		switch {
-		case h.Confirmations < 0:
+		case v.verdict == noVerdict:
+			continue
+		case v.verdict == offChain:
 			b.Status, b.Confirmations = hashgrid.BlockOrphaned, 0
-		case h.Confirmations >= hashgrid.CoinbaseMaturity:
-			b.Status, b.Confirmations = hashgrid.BlockConfirmed, h.Confirmations
+		case v.confirmations >= hashgrid.CoinbaseMaturity:
+			b.Status, b.Confirmations = hashgrid.BlockConfirmed, v.confirmations
 		default:
-			b.Status, b.Confirmations = hashgrid.BlockAccepted, h.Confirmations
+			b.Status, b.Confirmations = hashgrid.BlockAccepted, v.confirmations
 		}
 		if b.Status == old && b.Confirmations == oldConf {
 			continue
@@ -100,11 +110,62 @@ func (t *Tracker) Check(ctx context.Context) error {
 			return err
 		}
 		if b.Status != old {
-			t.log().Info("block status", "height", b.Height, "hash", chainhash.Hash(b.Hash).String(), "from", old.String(), "to", b.Status.String())
+			t.log().Info("block status", "height", b.Height, "hash", chainhash.Hash(b.Hash).String(), "from", old.String(), "to", b.Status.String(), "why", v.why)
 			if t.OnChange != nil {
 				t.OnChange(b, old)
 			}
 		}
 	}
 	return nil
+}
+
+func (t *Tracker) depth() int64 {
+	if t.OrphanDepth > 0 {
+		return t.OrphanDepth
+	}
+	return DefaultOrphanDepth
+}
+
+type verdict uint8
+
+const (
+	noVerdict verdict = iota // no answering node can tell: the block keeps its status
+	onChain                  // on the main chain of the heaviest answering node
+	offChain                 // a heavier chain without the block: orphaned or superseded
+)
+
+// judgement is what the nodes' views say about a found block.
+type judgement struct {
+	verdict       verdict
+	confirmations int64  // when onChain
+	why           string // for the log and, when offChain, the block's reason
+}
+
+// judge reads the views of the answering nodes about the block hash found at height.
+// The node with the highest tip speaks (on a tie, one that has the block on its main
+// chain): the block is on the chain if that node has it there, off the chain if that
+// node's main chain holds another block at its height under at least depth blocks, and
+// otherwise nobody can tell yet. A node that never saw the block and lags behind it, as
+// a node just failed over to may, can never orphan a block.
+func judge(hash [32]byte, height int64, views []node.BlockView, depth int64) judgement {
+	if len(views) == 0 {
+		return judgement{}
+	}
+	best := views[0]
+	for _, v := range views[1:] {
+		if v.Tip > best.Tip || (v.Tip == best.Tip && v.Confirmations > best.Confirmations) {
+			best = v
+		}
+	}
+	switch {
+	case best.Confirmations >= 1:
+		return judgement{verdict: onChain, confirmations: best.Confirmations, why: "on the main chain of " + best.Node}
+	case best.AtHeight != (chainhash.Hash{}) && best.AtHeight != hash && best.Tip-height+1 >= depth:
+		return judgement{verdict: offChain, why: fmt.Sprintf("node %s holds block %s at height %d, with its tip at %d", best.Node, best.AtHeight, height, best.Tip)}
+	}
+	why := fmt.Sprintf("node %s does not have the block on its main chain, but its tip %d is not %d blocks past height %d", best.Node, best.Tip, depth, height)
+	if !best.Known && best.Tip < height {
+		why = fmt.Sprintf("node %s does not know the block and its tip %d is below its height %d", best.Node, best.Tip, height)
+	}
+	return judgement{why: why}
 }

@@ -89,7 +89,7 @@ func (p *Proxy) Set(m Mode) { p.mode.Store(m) }
 // Requests returns how many calls reached the proxy.
 func (p *Proxy) Requests() int64 { return p.requests.Load() }
 
-// Calls returns how many calls of method reached the proxy.
+// Calls returns how many calls of method reached the proxy, answered or not.
 func (p *Proxy) Calls(method string) int64 {
 	if v, ok := p.methods.Load(method); ok {
 		return v.(*atomic.Int64).Load()
@@ -104,15 +104,6 @@ const maxProxyBody = 32 << 20
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
 	m := p.mode.Load().(Mode)
-	if m.Down {
-		if hj, ok := w.(http.Hijacker); ok {
-			if c, _, err := hj.Hijack(); err == nil {
-				_ = c.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxProxyBody))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -125,6 +116,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &req)
 	v, _ := p.methods.LoadOrStore(req.Method, new(atomic.Int64))
 	v.(*atomic.Int64).Add(1)
+	if m.Down {
+		if hj, ok := w.(http.Hijacker); ok {
+			if c, _, err := hj.Hijack(); err == nil {
+				_ = c.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler)
+	}
 	if m.HTTPStatus != 0 {
 		w.WriteHeader(m.HTTPStatus)
 		return
