@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +39,10 @@ func minersimCommand() *Command {
 				}
 				ps = append(ps, minersim.Profile{Name: f[0], THs: ths, Watts: w})
 			}
-			log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+			log, err := newLogger(env.Stderr, "info")
+			if err != nil {
+				return err
+			}
 			fleet, err := minersim.Start(minersim.Config{Count: *count, Host: *host, BasePort: *base, Profiles: ps,
 				SleepWatts: *sleepW, Boot: *boot, Logger: log})
 			if err != nil {
