@@ -35,6 +35,8 @@ type MarketConfig struct {
 	LogLevel            string
 	// AllowPrivateDestinations lets orders point at loopback and private addresses.
 	AllowPrivateDestinations bool
+	// SpeedBucket is the width of an order's delivered-speed history; default a minute.
+	SpeedBucket time.Duration
 	// AdminToken authorizes deposits and the admin's view of an order's shares; from
 	// --admin-token-file or $HASHGRID_MARKET_ADMIN_TOKEN, never a flag's value (flags
 	// show in process listings).
@@ -133,6 +135,7 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 		FeeBps: cfg.FeeBps, SellerShareInterval: cfg.SellerShareInterval, SellerStartDiff: cfg.SellerStartDiff,
 		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConnsPerIP, WriteTimeout: 2 * time.Second},
 		Logger: log.With("component", "market"), Now: cfg.Now, AllowPrivateDestinations: cfg.AllowPrivateDestinations,
+		SpeedBucket: cfg.SpeedBucket,
 	})
 	if err != nil {
 		return err

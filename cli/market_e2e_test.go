@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/hashgrid/hashgrid/api"
 	"github.com/hashgrid/hashgrid/market"
 	"github.com/hashgrid/hashgrid/miner"
@@ -441,6 +443,128 @@ func TestMarketAuditArgs(t *testing.T) {
 		var out bytes.Buffer
 		if err := Run(context.Background(), append([]string{"market", "audit"}, args...), nil, nil, &out, &out); !errors.Is(err, ErrUsage) {
 			t.Errorf("audit %q: %v, want a usage error", args, err)
+		}
+	}
+}
+
+// TestMarketPageBrowser drives the buyers' page in a real headless Chromium against a
+// market whose sellers are hashgrid CPU miners delivering to a hashgrid pool on btcd
+// (regtest): the public order book shows the order, a wrong key is refused in words,
+// the buyer's key (typed in, kept in the tab's session storage) shows the balance,
+// the order and its delivered speed over time. No page state, at desktop or phone
+// width, shows a raw object, a ledger account name, the key, a seller's address or
+// the order's destination to the public.
+func TestMarketPageBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts btcd and Chromium")
+	}
+	btcd := regtest.StartT(t)
+	payout := regtest.TestAddress()
+	p, stopPool := startPool(t, PoolConfig{Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: payout,
+		Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Tag: "/market-page/",
+		PollInterval: 100 * time.Millisecond, TrackInterval: time.Second, ShareInterval: time.Second, LogLevel: "warn"})
+	defer stopPool()
+	const admin = "page-admin-SECRET"
+	mr, stopMarket := startMarket(t, MarketConfig{Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Network: "regtest",
+		SellerShareInterval: time.Second, LogLevel: "warn", AdminToken: admin, AllowPrivateDestinations: true, SpeedBucket: 2 * time.Second})
+	defer stopMarket()
+	base := "http://" + mr.API
+	c := marketClient{t: t, base: base}
+	var buyer market.AccountCreated
+	c.must("POST", "/api/v1/accounts", "", nil, &buyer)
+	c.must("POST", "/api/v1/admin/deposits", admin, market.DepositRequest{Account: buyer.ID, Amount: 2_000_000_000, Reference: "page"}, nil)
+	poolUser := payout + ".bought"
+	var o market.OrderView
+	c.must("POST", "/api/v1/orders", buyer.APIKey, market.OrderRequest{PoolURL: "stratum+tcp://" + p.Stratum, PoolUser: poolUser,
+		PoolPassword: "d=0.0005", Price: 1_000_000_000_000, Limit: 0, Budget: 1_000_000_000}, &o)
+
+	seller := regtest.TestAddressP2PKH()
+	mctx, stopMiners := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { stopMiners(); wg.Wait() }()
+	for i, name := range []string{"rig1", "rig2"} {
+		m, err := miner.New(miner.Config{URL: "stratum+tcp://" + mr.Stratum, User: seller + "." + name, VersionRoll: i == 0, MaxRetryWait: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { m.Run(mctx) })
+	}
+	waitFor(t, 60*time.Second, "shares delivered to the order", func() bool { return c.order(buyer.APIKey, o.ID).SharesAccepted >= 5 })
+
+	ctx, cancel := browser(t)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	// The public view: the order book, and nothing of the buyer's.
+	poll(t, ctx, 20*time.Second, "the order in the public book", fmt.Sprintf(`!!document.querySelector('#book tr[data-order=%q]') && document.getElementById('live').classList.contains('on')`, o.ID))
+	poll(t, ctx, 5*time.Second, "the buyer's view hidden", `document.getElementById('buyer-view').hidden && !document.getElementById('welcome').hidden`)
+	checkMarketPage(t, ctx, "public", []string{buyer.APIKey, p.Stratum, poolUser, seller, admin})
+
+	// A wrong key is refused in words.
+	if err := chromedp.Do(ctx, chromedp.SendKeys("#key-input", "hgk_"+buyer.ID+"_00"), chromedp.Click("#key-button")); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 10*time.Second, "the wrong key refused", `(() => { const n = document.getElementById('key-note'); return !n.hidden && /not valid/.test(n.textContent) && document.getElementById('buyer-view').hidden })()`)
+	checkMarketPage(t, ctx, "wrong key", []string{buyer.APIKey, p.Stratum, poolUser, seller, admin})
+
+	// The buyer's key: balance, the order, its delivered speed over time.
+	if err := chromedp.Do(ctx, chromedp.SendKeys("#key-input", buyer.APIKey), chromedp.Click("#key-button")); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 15*time.Second, "the buyer's order", fmt.Sprintf(`!!document.querySelector('#orders tr[data-order=%q][data-status="active"].selected') && /BTC|sat/.test(document.getElementById('c-balance').textContent)`, o.ID))
+	poll(t, ctx, 30*time.Second, "a speed chart with delivered points",
+		`(() => { const p = document.querySelector('#chart path.line'); return !!p && Number(p.dataset.points) >= 3 && /[1-9]/.test(document.getElementById('c-speed').textContent) })()`)
+	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem('hashgrid-market-key')`)); got != buyer.APIKey {
+		t.Errorf("session storage holds %q, want the key", got)
+	}
+	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`localStorage.length + ':' + document.cookie`)); got != "0:" {
+		t.Errorf("the key went elsewhere than session storage: %q", got)
+	}
+	balance, _ := chromedp.Run(ctx, chromedp.Text("#c-balance"))
+	delivered, _ := chromedp.Run(ctx, chromedp.Text("#c-speed"))
+	t.Logf("balance shown %q, delivered %q", balance, delivered)
+	// The buyer sees their own destination, and still no seller, key or ledger name.
+	checkMarketPage(t, ctx, "buyer", []string{buyer.APIKey, seller, admin})
+	screenshot(t, ctx, 1280, 900, "market-desktop.png")
+	checkMarketPage(t, ctx, "buyer, desktop", []string{buyer.APIKey, seller, admin})
+	screenshot(t, ctx, 390, 844, "market-phone.png")
+	checkMarketPage(t, ctx, "buyer, phone", []string{buyer.APIKey, seller, admin})
+	if w, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`)); w > 1 {
+		t.Errorf("the phone layout is %d px wider than the screen", w)
+	}
+
+	// A reload keeps the buyer signed in (same tab); signing out forgets the key.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 15*time.Second, "signed in after a reload", fmt.Sprintf(`!!document.querySelector('#orders tr[data-order=%q]') && !document.getElementById('buyer-view').hidden`, o.ID))
+	if err := chromedp.Do(ctx, chromedp.Click("#sign-out")); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 5*time.Second, "signed out", `document.getElementById('buyer-view').hidden && sessionStorage.getItem('hashgrid-market-key') === null`)
+}
+
+// checkMarketPage fails the test if the page's text shows a raw object, a ledger
+// account name or any of the given secrets.
+func checkMarketPage(t *testing.T, ctx context.Context, state string, secrets []string) {
+	t.Helper()
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`{"`, `":`, "[object", "object Object", "undefined", "NaN", "market:buyer", "market:escrow", "market:seller", "market:fee", "market:deposit", "key_hash"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("%s: the page shows %q:\n%s", state, bad, tail(text, 2000))
+		}
+	}
+	for _, s := range secrets {
+		if strings.Contains(html, s) {
+			t.Errorf("%s: the page holds %q", state, s)
 		}
 	}
 }
