@@ -1,5 +1,5 @@
-// Package alert tells a pool operator what needs attention: a block found, a block
-// orphaned, a worker gone quiet, a node down, a reject rate above a threshold. Each
+// Package alert tells a pool operator what needs attention: a block found, a found
+// block no node has taken yet, a block orphaned, a worker gone quiet, a node down, a reject rate above a threshold. Each
 // alert is written to the log and POSTed as JSON to a webhook.
 //
 // Alerts are edge-triggered and deduplicated by a key (a block's hash; a condition and
@@ -37,6 +37,9 @@ type Kind string
 const (
 	BlockFound    Kind = "block_found"
 	BlockOrphaned Kind = "block_orphaned"
+	// BlockWaiting: a block was found but no node has taken it yet (every node down
+	// or not ready); the pool keeps sending it.
+	BlockWaiting Kind = "block_waiting"
 	WorkerQuiet   Kind = "worker_quiet"
 	NodeDown      Kind = "node_down"
 	RejectRate    Kind = "reject_rate"
@@ -305,6 +308,13 @@ func (m *Monitor) checkBlocks(ctx context.Context, now time.Time, baseline bool)
 				if err := m.once(ctx, ev, baseline); err != nil {
 					return err
 				}
+			}
+		}
+		if b.Status == hashgrid.BlockSubmitted && b.Reason != "" {
+			ev := Event{ID: string(BlockWaiting) + ":" + hash, Kind: BlockWaiting, Time: now, Fields: fields,
+				Text: fmt.Sprintf("block found at height %d by %s (%s) but not yet on any node, retrying: %s", b.Height, finderName(b), short(hash), b.Reason)}
+			if err := m.once(ctx, ev, baseline); err != nil {
+				return err
 			}
 		}
 		if b.Status == hashgrid.BlockOrphaned {

@@ -189,6 +189,18 @@ func TestAlertEachEventOnce(t *testing.T) {
 	src.blocks[0].Status = hashgrid.BlockOrphaned
 	src.mu.Unlock()
 	pass(t, m)
+	// A block no node could take yet: one alert while the pool retries it, and the
+	// usual one when a node accepts it.
+	src.mu.Lock()
+	src.blocks = append([]hashgrid.Block{{Hash: hash(3), Height: 102, Status: hashgrid.BlockSubmitted, Reason: "no node has taken the block yet: node: no node answered", Address: "bcrt1a", Worker: "rig"}}, src.blocks...)
+	src.mu.Unlock()
+	for range 2 {
+		pass(t, m)
+	}
+	src.mu.Lock()
+	src.blocks[0].Status, src.blocks[0].Reason = hashgrid.BlockAccepted, ""
+	src.mu.Unlock()
+	pass(t, m)
 
 	// Restart: nothing is announced again.
 	must(t, m.Close())
@@ -197,7 +209,7 @@ func TestAlertEachEventOnce(t *testing.T) {
 		pass(t, m)
 	}
 	got := rcv.kinds(t)
-	want := map[Kind]int{BlockFound: 1, BlockOrphaned: 1, WorkerQuiet: 1, NodeDown: 1, RejectRate: 2} // worker and pool
+	want := map[Kind]int{BlockFound: 2, BlockWaiting: 1, BlockOrphaned: 1, WorkerQuiet: 1, NodeDown: 1, RejectRate: 2} // worker and pool
 	for k, n := range want {
 		if got[k] != n {
 			t.Errorf("%s alerts: got %d, want %d (all: %v)", k, got[k], n, got)
