@@ -225,7 +225,8 @@ func (c *Controller) merge(ivs []power.Interval) bool {
 				continue
 			}
 			if !iv.Start.Equal(last.Add(power.IntervalLength)) {
-				c.log.Warn("price feed gap: history restarts", "after", last, "next", iv.Start)
+				// In US Central time, the market's and the price files' own.
+				c.log.Warn("price feed gap: history restarts", "after", power.InCentral(last), "next", power.InCentral(iv.Start))
 				c.history, c.prices = c.history[:0], c.prices[:0]
 			}
 		}

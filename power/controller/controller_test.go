@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,40 @@ func TestStaleFeedCurtails(t *testing.T) {
 		if !s.Asleep {
 			t.Errorf("miner %s still running on a stale feed", s.Addr)
 		}
+	}
+}
+
+// gapFeed publishes fixed intervals whatever the time.
+type gapFeed []power.Interval
+
+func (f gapFeed) Published(context.Context, time.Time) ([]power.Interval, error) { return f, nil }
+func (f gapFeed) MarketTime(wall time.Time) time.Time                            { return wall }
+
+// TestFeedGapLoggedInCentral: a gap in a live feed is logged in US Central time, the
+// market's, as the price files write it (CDT in August), not in UTC.
+func TestFeedGapLoggedInCentral(t *testing.T) {
+	cfg, err := power.ReadConfig(strings.NewReader(siteTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := minersim.Start(minersim.Config{Count: 6, Profiles: []minersim.Profile{{Name: "default", THs: 100, Watts: 3450}, {Name: "eco", THs: 80, Watts: 2240}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	cfg.Groups[0].Endpoints = fleet.Addrs()
+	t0 := time.Date(2019, 8, 13, 20, 0, 0, 0, time.UTC) // 15:00 CDT
+	feed := gapFeed{{Start: t0, Price: 2500}, {Start: t0.Add(time.Hour), Price: 2600}}
+	var logs bytes.Buffer
+	ctl, err := controller.New(controller.Options{Config: cfg, Feed: feed, Clock: func() time.Time { return t0.Add(75 * time.Minute) },
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := "after=2019-08-13T15:00:00.000-05:00 next=2019-08-13T16:00:00.000-05:00"; !strings.Contains(logs.String(), want) {
+		t.Errorf("gap log: got\n%s\nwant it to contain %q", logs.String(), want)
 	}
 }
