@@ -65,12 +65,20 @@ type Config struct {
 	MinDiff        float64
 	MaxDiff        float64
 	MaxFutureNTime time.Duration // how far ntime may run ahead of the pool's clock; default 7000s
-	VersionMask    uint32        // BIP 310 bits miners may roll; default 0x1fffe000
-	Limits         stratum.Limits
-	Outputs        OutputFunc
-	Logger         *slog.Logger
-	Now            func() time.Time
-	Metrics        *Metrics // optional
+	// MaxJobShares bounds the shares one connection may have accepted on one work (a
+	// template's coinbase layout; its jobs, clones included, share it), since the
+	// duplicate check keeps every accepted share's hash until the work is dropped:
+	// past it the connection's further shares on that work are refused as stale
+	// (Stratum 21), except a block-solving one, until a new template brings new work.
+	// Default 4096: about 6 hours of one connection's shares at vardiff's 5 s, at
+	// most some 200 kB of hashes.
+	MaxJobShares int
+	VersionMask  uint32 // BIP 310 bits miners may roll; default 0x1fffe000
+	Limits       stratum.Limits
+	Outputs      OutputFunc
+	Logger       *slog.Logger
+	Now          func() time.Time
+	Metrics      *Metrics // optional
 	// OnBlock, when set, is called after the node accepted a block found here, so that
 	// the template source can fetch the next template at once.
 	OnBlock func()
@@ -94,6 +102,9 @@ func (c *Config) defaults() {
 	if c.MaxDiff == 0 {
 		c.MaxDiff = nd.Max
 	}
+	if c.MaxJobShares == 0 {
+		c.MaxJobShares = DefaultMaxJobShares
+	}
 	if c.MaxFutureNTime == 0 {
 		c.MaxFutureNTime = 7000 * time.Second
 	}
@@ -115,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Outputs == nil {
 		return errors.New("pool: no coinbase outputs")
+	}
+	if c.MaxJobShares < 1 {
+		return fmt.Errorf("pool: max job shares %d below 1", c.MaxJobShares)
 	}
 	if len(c.Tag) > MaxTagBytes {
 		return fmt.Errorf("pool: tag longer than %d bytes", MaxTagBytes)

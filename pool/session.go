@@ -38,6 +38,13 @@ type sentJob struct {
 	diff hashgrid.Diff
 }
 
+// workShares counts a connection's accepted shares on one work (template and coinbase
+// layout), which its jobs' clones share, against Config.MaxJobShares.
+type workShares struct {
+	w *work
+	n int
+}
+
 // userWorker maps a mining.authorize user to the worker name shares carry. A slice
 // rather than a map: a connection almost always has one, and idle connections should
 // be small.
@@ -58,6 +65,8 @@ type session struct {
 	tgtDiff    hashgrid.Diff
 	sent       [sentJobs]sentJob
 	nsent      int
+	// counts holds one entry per work the sent jobs refer to (at most sentJobs).
+	counts [sentJobs]workShares
 
 	windowStart  time.Time
 	windowShares int
@@ -81,6 +90,37 @@ func (s *session) target(d hashgrid.Diff) pow.Target {
 		return s.tgt
 	}
 	return pow.DiffTarget(d)
+}
+
+// sharesOn returns the count of the connection's accepted shares on w, a work one of
+// its sent jobs refers to. s.mu must be held.
+func (s *session) sharesOn(w *work) *workShares {
+	free := -1
+	for i := range s.counts {
+		if s.counts[i].w == w {
+			return &s.counts[i]
+		}
+		if free < 0 && !s.refersTo(s.counts[i].w) {
+			free = i
+		}
+	}
+	// The sent jobs refer to at most sentJobs works, w among them, so a slot whose
+	// work none of them refers to any more is always left.
+	s.counts[free] = workShares{w: w}
+	return &s.counts[free]
+}
+
+// refersTo reports whether a sent job is over w.
+func (s *session) refersTo(w *work) bool {
+	if w == nil {
+		return false
+	}
+	for i := range s.sent {
+		if s.sent[i].j != nil && s.sent[i].j.work == w {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *session) lookup(id uint64) (sentJob, bool) {
@@ -286,9 +326,11 @@ func (p *Pool) validate(s *session, en1, mask uint32, sub *stratum.Submit, sh *h
 	}
 	w := sj.j.work
 	sh.Height, sh.Diff = w.height, sj.diff
-	if w.stale.Load() {
-		return hashgrid.ShareStale, nil, nil, &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "stale job"}
-	}
+	// A share on a stale job is still hashed: it may solve a block, which the node,
+	// not the pool, decides about (a clean template on the same previous block
+	// supersedes the job, yet its blocks are as good).
+	stale := w.stale.Load()
+	staleErr := &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "stale job"}
 	var en2 [16]byte
 	if len(sub.Extranonce2) != 2*w.en2Size {
 		return invalid(fmt.Sprintf("extranonce2 must be %d hex digits", 2*w.en2Size))
@@ -327,18 +369,37 @@ func (p *Pool) validate(s *session, en1, mask uint32, sub *stratum.Submit, sh *h
 	sh.Hash = hash
 	sh.Actual = hashgrid.DiffFromFloat(math.Min(pow.HashDifficulty(&hash), hashgrid.MaxDiff.Float()))
 	ht := pow.HashTarget(&hash)
-	if !ht.LE(tgt) {
+	reject := func(res hashgrid.ShareResult, e *stratum.Error) (hashgrid.ShareResult, *work, *solved, *stratum.Error) {
 		*bufp = cb
 		cbPool.Put(bufp)
-		return hashgrid.ShareLowDiff, nil, nil, &stratum.Error{Code: stratum.ErrCodeLowDifficulty, Message: "low difficulty share"}
+		return res, nil, nil, e
+	}
+	if !ht.LE(tgt) {
+		if stale {
+			return reject(hashgrid.ShareStale, staleErr)
+		}
+		return reject(hashgrid.ShareLowDiff, &stratum.Error{Code: stratum.ErrCodeLowDifficulty, Message: "low difficulty share"})
+	}
+	// A block-solving share is taken whatever else holds: stale job or full job.
+	isBlock := ht.LE(w.netTgt)
+	if stale && !isBlock {
+		return reject(hashgrid.ShareStale, staleErr)
+	}
+	s.mu.Lock()
+	count := s.sharesOn(w)
+	full := count.n >= p.cfg.MaxJobShares
+	s.mu.Unlock()
+	if full && !isBlock {
+		return reject(hashgrid.ShareStale, &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "job share limit reached: wait for the next job"})
 	}
 	if err := w.markSeen(hash); err != nil {
-		*bufp = cb
-		cbPool.Put(bufp)
-		return hashgrid.ShareDuplicate, nil, nil, &stratum.Error{Code: stratum.ErrCodeDuplicate, Message: "duplicate share"}
+		return reject(hashgrid.ShareDuplicate, &stratum.Error{Code: stratum.ErrCodeDuplicate, Message: "duplicate share"})
 	}
+	s.mu.Lock()
+	count.n++
+	s.mu.Unlock()
 	var blk *solved
-	if ht.LE(w.netTgt) {
+	if isBlock {
 		sh.Block = true
 		blk = &solved{w: w, hdr: hdr, cb: append([]byte(nil), cb...), hash: hash}
 	}

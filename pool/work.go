@@ -22,6 +22,9 @@ type Output struct {
 	Script []byte
 }
 
+// DefaultMaxJobShares is Config.MaxJobShares's default.
+const DefaultMaxJobShares = 4096
+
 // MaxTagBytes bounds the pool tag written into the coinbase script; with BIP 34's
 // height push and up to 20 extranonce bytes the script stays within consensus's 100.
 const MaxTagBytes = 64
@@ -48,9 +51,9 @@ type work struct {
 	reward     int64
 	stale      atomic.Bool // set when the chain tip moved on
 	mu         sync.Mutex
-	seen       map[chainhash.Hash]struct{} // header hashes of accepted shares: duplicates
-	maxSeen    int
-	notified   bool
+	// seen holds the header hashes of accepted shares, for the duplicate check. Each
+	// connection adds at most Config.MaxJobShares (see session.sharesOn).
+	seen map[chainhash.Hash]struct{}
 }
 
 // coinbaseParts builds coinb1 and coinb2 around the extranonce space. The coinbase

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -275,7 +276,11 @@ func TestValidateRealBlock(t *testing.T) {
 		{name: "share but not block", diff: math.Exp2(-32), jobVer: 0x20000000, sub: with(func(s *stratum.Submit) { s.Nonce = hex8(hdr.Nonce + 1) }), want: hashgrid.ShareAccepted},
 		{name: "low difficulty", diff: 1, jobVer: 0x20000000, sub: with(func(s *stratum.Submit) { s.Nonce = hex8(hdr.Nonce + 1) }), want: hashgrid.ShareLowDiff, wantCode: stratum.ErrCodeLowDifficulty},
 		{name: "at the largest share difficulty", diff: 4e9, jobVer: 0x20000000, sub: base, want: hashgrid.ShareAccepted, block: true},
-		{name: "stale job", diff: 1, jobVer: 0x20000000, sub: base, stale: true, want: hashgrid.ShareStale, wantCode: stratum.ErrCodeJobNotFound},
+		// A stale job's share is hashed: one that solves a block is taken and submitted
+		// (the node decides), any other is stale.
+		{name: "stale job, block solved", diff: 1, jobVer: 0x20000000, sub: base, stale: true, want: hashgrid.ShareAccepted, block: true},
+		{name: "stale job, share but not block", diff: math.Exp2(-32), jobVer: 0x20000000, sub: with(func(s *stratum.Submit) { s.Nonce = hex8(hdr.Nonce + 1) }), stale: true, want: hashgrid.ShareStale, wantCode: stratum.ErrCodeJobNotFound},
+		{name: "stale job, low difficulty", diff: 1, jobVer: 0x20000000, sub: with(func(s *stratum.Submit) { s.Nonce = hex8(hdr.Nonce + 1) }), stale: true, want: hashgrid.ShareStale, wantCode: stratum.ErrCodeJobNotFound},
 		{name: "unknown job", diff: 1, jobVer: 0x20000000, sub: with(func(s *stratum.Submit) { s.JobID = "2" }), want: hashgrid.ShareStale, wantCode: stratum.ErrCodeJobNotFound},
 		{name: "job id not hex", diff: 1, jobVer: 0x20000000, sub: with(func(s *stratum.Submit) { s.JobID = "zz" }), want: hashgrid.ShareStale, wantCode: stratum.ErrCodeJobNotFound},
 		{name: "short extranonce2", diff: 1, jobVer: 0x20000000, sub: with(func(s *stratum.Submit) { s.Extranonce2 = en2[:14] }), want: hashgrid.ShareInvalid, wantCode: stratum.ErrCodeOther},
@@ -385,5 +390,65 @@ func BenchmarkShareHashing(b *testing.B) {
 		root := pow.MerkleRoot(pow.DoubleSHA256(cb), w.branch)
 		w.header(&hdr, w.version, &root, uint32(i), uint32(i))
 		pow.DoubleSHA256(hdr[:])
+	}
+}
+
+// TestJobShareLimit checks that a connection's accepted shares on one work are bounded
+// by MaxJobShares, across clones of its job: past the limit its shares are refused as
+// stale, not accepted unchecked, a block-solving share is still taken, another
+// connection is not affected, and a new work starts a new count.
+func TestJobShareLimit(t *testing.T) {
+	blk := loadBlock(t)
+	hdr := blk.Header
+	now := hdr.Timestamp.Add(time.Minute)
+	p := testPool(t, now)
+	p.cfg.MaxJobShares = 3
+	w, en1, en2 := realWork(t, blk)
+	d := hashgrid.Diff(1) // 2^-32: nearly every header meets it
+	s := &session{workers: []userWorker{{"w", "w"}}}
+	// Two jobs over one work, as a retarget's clone makes.
+	s.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d}
+	s.sent[1] = sentJob{j: &job{id: 2, work: w}, diff: d}
+	sub := func(job string, nonce uint32) *stratum.Submit {
+		return &stratum.Submit{Worker: "w", JobID: job, Extranonce2: en2, NTime: fmt.Sprintf("%08x", uint32(hdr.Timestamp.Unix())), Nonce: fmt.Sprintf("%08x", nonce)}
+	}
+	submit := func(s *session, en1 uint32, sb *stratum.Submit) (hashgrid.ShareResult, *stratum.Error, bool) {
+		sh := hashgrid.Share{Time: now}
+		res, _, b, err := p.validate(s, en1, 0, sb, &sh)
+		return res, err, b != nil
+	}
+	for i, job := range []string{"1", "2", "1"} {
+		if res, err, _ := submit(s, en1, sub(job, uint32(i+1))); res != hashgrid.ShareAccepted {
+			t.Fatalf("share %d: %v (%v), want accepted", i, res, err)
+		}
+	}
+	for _, job := range []string{"1", "2"} {
+		res, err, _ := submit(s, en1, sub(job, 100))
+		if res != hashgrid.ShareStale || err == nil || err.Code != stratum.ErrCodeJobNotFound || !strings.Contains(err.Message, "limit") {
+			t.Errorf("share past the limit on job %s: %v (%v), want stale at the job share limit", job, res, err)
+		}
+	}
+	// The real block's nonce solves the block: taken even past the limit.
+	if res, err, block := submit(s, en1, sub("1", hdr.Nonce)); res != hashgrid.ShareAccepted || !block {
+		t.Errorf("block-solving share past the limit: %v (%v), block %v", res, err, block)
+	}
+	// Duplicates are still found, past the limit as before it.
+	if res, _, _ := submit(s, en1, sub("1", hdr.Nonce)); res != hashgrid.ShareDuplicate {
+		t.Errorf("block share again: %v, want duplicate", res)
+	}
+	if n := len(w.seen); n != 4 {
+		t.Errorf("work holds %d hashes, want 4", n)
+	}
+	// Another connection (another extranonce1) on the same work has its own count.
+	o := &session{workers: []userWorker{{"w", "w"}}}
+	o.sent[0] = sentJob{j: &job{id: 1, work: w}, diff: d}
+	if res, err, _ := submit(o, en1+1, sub("1", 7)); res != hashgrid.ShareAccepted {
+		t.Errorf("other connection: %v (%v), want accepted", res, err)
+	}
+	// A job over a new work (a new template) starts a new count.
+	w2, _, _ := realWork(t, blk)
+	s.sent[2] = sentJob{j: &job{id: 3, work: w2}, diff: d}
+	if res, err, _ := submit(s, en1, sub("3", 100)); res != hashgrid.ShareAccepted {
+		t.Errorf("new work: %v (%v), want accepted", res, err)
 	}
 }
