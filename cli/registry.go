@@ -403,7 +403,7 @@ func regImportPool(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("registry import-pool", env)
 	var rf regFlags
 	rf.add(fs, env)
-	dbPath := fs.String("db", "", "the pool's SQLite share store")
+	dbPath := fs.String("db", "", "the pool's SQLite share store (hashgrid.db in its data directory), read only")
 	site := fs.String("site", "", "site whose devices' payout addresses to take")
 	from := fs.String("from", "", "RFC 3339 start of the period")
 	to := fs.String("to", "", "RFC 3339 end of the period")
@@ -421,18 +421,17 @@ func regImportPool(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(*dbPath); err != nil {
-		return err // sqlite.Open would create an empty store
-	}
-	r, err := rf.open(env)
-	if err != nil {
-		return err
-	}
-	db, err := sqlite.Open(*dbPath)
+	// Read-only: the pool's store is never written, and a file that is not one (the
+	// pool's alerts.db, say) is refused untouched rather than given the store's schema.
+	db, err := sqlite.OpenReadOnly(*dbPath)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	r, err := rf.open(env)
+	if err != nil {
+		return err
+	}
 	res, err := r.ImportPool(ctx, db, *site, f, t)
 	if err != nil {
 		return err

@@ -71,6 +71,8 @@ type DB struct {
 	// after its commit; AddShares reads it inside its transaction, which holds the one
 	// writer connection, so the two never interleave.
 	pruned atomic.Uint64
+
+	readOnly bool // OpenReadOnly: w and r are the same read-only handle
 }
 
 var _ hashgrid.ShareStore = (*DB)(nil)
@@ -133,6 +135,9 @@ func open(path string, ms []migration) (*DB, error) {
 
 // Close closes the database.
 func (db *DB) Close() error {
+	if db.readOnly {
+		return db.r.Close()
+	}
 	return errors.Join(db.r.Close(), closeStmts(db.stmts), db.w.Close())
 }
 
