@@ -184,15 +184,19 @@ func noteExtended(w io.Writer, cmd string, cfg *power.Config, ivs []power.Interv
 	if !cfg.ExtendEconomics || !ok || len(ivs) == 0 {
 		return
 	}
-	const day = "2006-01-02"
+	const day, minute = "2006-01-02", "2006-01-02 15:04"
 	first, last := ivs[0].Start, ivs[len(ivs)-1].Start
 	if first.Before(from) {
-		fmt.Fprintf(w, "%s: --extend-economics: prices from %s UTC to %s priced with the first [[economics]] row (from %s)\n",
-			cmd, first.UTC().Format("2006-01-02 15:04"), from.Format(day), cfg.Economics[0].From)
+		fmt.Fprintf(w, "%s: --extend-economics: prices from %s UTC up to %s 00:00 UTC priced with the first [[economics]] row (from %s)\n",
+			cmd, first.UTC().Format(minute), from.Format(day), cfg.Economics[0].From)
 	}
 	if !last.Before(until) {
-		fmt.Fprintf(w, "%s: --extend-economics: prices from %s to %s UTC priced with the last [[economics]] row (from %s), which ends on %s\n",
-			cmd, until.Format(day), last.UTC().Format("2006-01-02 15:04"), cfg.Economics[len(cfg.Economics)-1].From, until.AddDate(0, 0, -1).Format(day))
+		beyond := until
+		if first.After(beyond) {
+			beyond = first
+		}
+		fmt.Fprintf(w, "%s: --extend-economics: prices from %s UTC to %s UTC priced with the last [[economics]] row (from %s), which ends on %s\n",
+			cmd, beyond.UTC().Format(minute), last.UTC().Format(minute), cfg.Economics[len(cfg.Economics)-1].From, until.AddDate(0, 0, -1).Format(day))
 	}
 }
 
