@@ -170,3 +170,21 @@ func TestCheckNetwork(t *testing.T) {
 		t.Fatalf("node down at startup: %v, want nil (fail over until it answers)", err)
 	}
 }
+
+// btcd downloading the chain answers getblockchaininfo but refuses templates: the set
+// must not take it back at every probe and drop it again at the next template.
+func TestSetBacksOffNodeRefusingTemplates(t *testing.T) {
+	a, b := regtest.StartT(t), regtest.StartT(t)
+	pa := regtest.StartProxy(t, a)
+	pa.Set(regtest.Mode{Code: -10, Message: "Bitcoin is downloading blocks...", Methods: []string{"getblocktemplate"}})
+	s := newSet(t, node.SetOptions{PollInterval: 20 * time.Millisecond, RefreshInterval: 50 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 10 * time.Second}, proxied(t, pa), b.Client())
+	ch := watch(t, s)
+	bestB, _ := b.Client().BestBlockHash(testContext(t))
+	next(t, ch, 5*time.Second, func(d delivery) bool { return d.t.PrevHash == bestB })
+	time.Sleep(3 * time.Second) // templates every 50 ms: 60 chances to ask the refusing node
+	// Backoff doubling from 50 ms allows about seven tries in 3 s.
+	if n := pa.Calls("getblocktemplate"); n > 10 {
+		t.Errorf("node refusing templates asked for %d in 3 s, want at most 10", n)
+	}
+	t.Logf("getblocktemplate calls to the refusing node: %d", pa.Calls("getblocktemplate"))
+}

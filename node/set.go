@@ -204,6 +204,19 @@ func (s *Set) success(m *member, dur time.Duration) {
 	m.up, m.fails, m.lastOK, m.latency = true, 0, s.clock.Now(), dur
 }
 
+// answered marks a node up after a tip check, keeping its failure count: a node may
+// answer getblockchaininfo and still refuse templates (btcd while it downloads the
+// chain answers -10 to getblocktemplate only), so only a real call resets the backoff.
+// Otherwise such a node would be taken back and dropped at every probe.
+func (s *Set) answered(m *member, dur time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.up {
+		s.log.Info("node up", "node", m.c.String(), "after_failures", m.fails)
+	}
+	m.up, m.lastOK, m.latency = true, s.clock.Now(), dur
+}
+
 func (s *Set) failure(m *member, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

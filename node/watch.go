@@ -184,7 +184,7 @@ func (s *Set) askTip(ctx context.Context, m *member) (ChainInfo, bool) {
 		}
 		o.mu.Unlock()
 	}
-	s.success(m, s.clock.Now().Sub(start))
+	s.answered(m, s.clock.Now().Sub(start))
 	m.mu.Lock()
 	m.height = info.Blocks
 	m.behind = info.Blocks < top
