@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,10 +58,11 @@ func poolCommand() *Command {
 
 // PoolReady tells a caller (the demo, tests) where a started pool listens.
 type PoolReady struct {
-	Stratum string // host:port
-	API     string // host:port
-	Pool    *pool.Pool
-	Store   hashgrid.ShareStore
+	Stratum      string   // host:port of the first Stratum port
+	StratumPorts []string // host:port of every Stratum port, in the configuration's order
+	API          string   // host:port
+	Pool         *pool.Pool
+	Store        hashgrid.ShareStore
 }
 
 // RunPool runs the pool until ctx ends. ready, when not nil, is called once the
@@ -168,13 +170,13 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		return err
 	}
 
-	sl, err := net.Listen("tcp", cfg.Stratum)
+	listeners, err := listenStratum(cfg)
 	if err != nil {
-		return fmt.Errorf("stratum listen: %w", err)
+		return err
 	}
 	al, err := net.Listen("tcp", cfg.API)
 	if err != nil {
-		sl.Close()
+		closeAll(listeners)
 		return fmt.Errorf("api listen: %w", err)
 	}
 	apiSrv := api.New(api.Config{
@@ -208,19 +210,27 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	wg.Go(func() { alerts.Run(runCtx) })
 	wg.Go(func() { tracker.Run(runCtx) })
 	wg.Go(func() { payouts.run(runCtx, log) })
-	wg.Go(func() {
-		if err := p.Serve(sl); err != nil {
-			log.Error("stratum", "err", err)
-		}
-	})
+	wg.Go(func() { runRetention(runCtx, cfg, store, payouts, log) })
+	var addrs []string
+	for _, l := range listeners {
+		addrs = append(addrs, l.Addr().String())
+		wg.Go(func() {
+			if err := p.Serve(l); err != nil {
+				log.Error("stratum", "err", err, "listen", l.Addr().String())
+			}
+		})
+	}
 	wg.Go(func() {
 		if err := apiSrv.Serve(al); err != nil {
 			log.Error("api", "err", err)
 		}
 	})
-	log.Info("pool running", "network", params.Name, "stratum", sl.Addr().String(), "api", "http://"+al.Addr().String(), "nodes", len(clients))
+	for i, l := range listeners {
+		log.Info("stratum listening", "listen", addrs[i], "tls", l.tls, "start_difficulty", l.startDiff)
+	}
+	log.Info("pool running", "network", params.Name, "stratum", addrs[0], "api", "http://"+al.Addr().String(), "nodes", len(clients))
 	if ready != nil {
-		ready(PoolReady{Stratum: sl.Addr().String(), API: al.Addr().String(), Pool: p, Store: store})
+		ready(PoolReady{Stratum: addrs[0], StratumPorts: addrs, API: al.Addr().String(), Pool: p, Store: store})
 	}
 
 	<-ctx.Done()
@@ -241,6 +251,51 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	stopTail()
 	wg.Wait()
 	return nil
+}
+
+// stratumListener is one open Stratum port.
+type stratumListener struct {
+	net.Listener
+	tls       bool
+	startDiff float64
+}
+
+// listenStratum opens every Stratum port of cfg: TLS ports with the operator's
+// certificate, and ports with a start difficulty of their own marked so that the pool
+// starts their connections there.
+func listenStratum(cfg PoolConfig) ([]stratumListener, error) {
+	ports, err := cfg.Ports()
+	if err != nil {
+		return nil, err
+	}
+	var tlsConfig *tls.Config
+	var out []stratumListener
+	for _, p := range ports {
+		if p.TLS && tlsConfig == nil {
+			cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+			if err != nil {
+				closeAll(out)
+				return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+			}
+			tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		l, err := net.Listen("tcp", p.Listen)
+		if err != nil {
+			closeAll(out)
+			return nil, fmt.Errorf("stratum listen: %w", err)
+		}
+		if p.TLS {
+			l = tls.NewListener(l, tlsConfig)
+		}
+		out = append(out, stratumListener{Listener: stratum.WithStartDifficulty(l, p.StartDiff), tls: p.TLS, startDiff: p.StartDiff})
+	}
+	return out, nil
+}
+
+func closeAll(ls []stratumListener) {
+	for _, l := range ls {
+		l.Close()
+	}
 }
 
 func stratumLimits(cfg PoolConfig) stratum.Limits {

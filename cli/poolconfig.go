@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,12 +28,18 @@ import (
 // package that uses it" (pool, node), which may depend on the network; the CLI does not
 // repeat those defaults.
 type PoolConfig struct {
-	Nodes         []string      `toml:"nodes"` // http://USER:PASS@HOST:PORT; several = failover
-	ZMQ           []string      `toml:"zmq"`   // tcp://HOST:PORT of Bitcoin Core's zmqpubhashblock
-	Network       string        `toml:"network"`
-	PayoutAddress string        `toml:"payout_address"`
-	Stratum       string        `toml:"stratum"`
-	API           string        `toml:"api"` // also serves /metrics: loopback unless told otherwise
+	Nodes         []string `toml:"nodes"` // http://USER:PASS@HOST:PORT; several = failover
+	ZMQ           []string `toml:"zmq"`   // tcp://HOST:PORT of Bitcoin Core's zmqpubhashblock
+	Network       string   `toml:"network"`
+	PayoutAddress string   `toml:"payout_address"`
+	// Stratum is the first Stratum port, HOST:PORT[=START_DIFFICULTY]; StratumPorts
+	// are more, plain or TLS. In TOML both are `stratum`: one address, or [[stratum]]
+	// tables of listen, start_difficulty and tls.
+	Stratum       string        `toml:"-"`
+	StratumPorts  []StratumPort `toml:"-"`
+	TLSCert       string        `toml:"tls_cert"` // PEM certificate (chain) of the TLS ports
+	TLSKey        string        `toml:"tls_key"`  // PEM private key of the TLS ports
+	API           string        `toml:"api"`      // also serves /metrics: loopback unless told otherwise
 	Data          string        `toml:"data"`
 	Tag           string        `toml:"tag"`
 	StartDiff     float64       `toml:"start_difficulty"`
@@ -71,6 +78,166 @@ type PoolConfig struct {
 	PayoutInterval    time.Duration `toml:"payout_interval"`
 	PPSFunding        int64         `toml:"pps_funding"` // sat the operator backs PPS/FPPS with
 	Wallet            string        `toml:"wallet"`      // Bitcoin Core wallet RPC for sendmany
+
+	// ShareRetention is how long raw shares are kept at least (cli/retention.go); 0
+	// keeps them for ever.
+	ShareRetention time.Duration `toml:"share_retention"`
+}
+
+// StratumPort is one Stratum listener.
+type StratumPort struct {
+	Listen    string  // HOST:PORT
+	StartDiff float64 // first difficulty of its connections; 0: the pool's
+	TLS       bool    // Stratum over TLS, with --tls-cert and --tls-key
+}
+
+// parseStratumPort reads HOST:PORT[=START_DIFFICULTY].
+func parseStratumPort(v string, tls bool) (StratumPort, error) {
+	addr, d, hasDiff := strings.Cut(v, "=")
+	p := StratumPort{Listen: addr, TLS: tls}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return p, fmt.Errorf("%q: want HOST:PORT or :PORT, then =START_DIFFICULTY if the port has its own", v)
+	}
+	if hasDiff {
+		f, err := strconv.ParseFloat(d, 64)
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
+			return p, fmt.Errorf("%q: start difficulty %q is not a positive number", v, d)
+		}
+		p.StartDiff = f
+	}
+	return p, nil
+}
+
+// stratumFlag is --stratum or --stratum-tls: repeatable, and its first use replaces
+// the ports of its kind that the file named.
+type stratumFlag struct {
+	c   *PoolConfig
+	tls bool
+	set bool
+}
+
+func (f *stratumFlag) String() string {
+	if f == nil || f.c == nil {
+		return ""
+	}
+	var out []string
+	if !f.tls && f.c.Stratum != "" {
+		out = append(out, f.c.Stratum)
+	}
+	for _, p := range f.c.StratumPorts {
+		if p.TLS == f.tls {
+			s := p.Listen
+			if p.StartDiff > 0 {
+				s += "=" + strconv.FormatFloat(p.StartDiff, 'g', -1, 64)
+			}
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func (f *stratumFlag) Set(v string) error {
+	p, err := parseStratumPort(v, f.tls)
+	if err != nil {
+		return err
+	}
+	if !f.set {
+		f.set = true
+		kept := f.c.StratumPorts[:0:0]
+		for _, q := range f.c.StratumPorts {
+			if q.TLS != f.tls {
+				kept = append(kept, q)
+			}
+		}
+		f.c.StratumPorts = kept
+		if !f.tls {
+			f.c.Stratum = ""
+		}
+	}
+	if !f.tls && f.c.Stratum == "" {
+		f.c.Stratum = v
+		return nil
+	}
+	f.c.StratumPorts = append(f.c.StratumPorts, p)
+	return nil
+}
+
+// stratumKey is the TOML `stratum` setting: one address, or an array of tables.
+type stratumKey struct {
+	ports []StratumPort
+}
+
+func (k *stratumKey) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		p, err := parseStratumPort(v, false)
+		if err != nil {
+			return fmt.Errorf("stratum %v", err)
+		}
+		k.ports = []StratumPort{p}
+		return nil
+	case []map[string]any:
+		for i, t := range v {
+			p, err := stratumTable(t)
+			if err != nil {
+				return fmt.Errorf("[[stratum]] %d: %v", i+1, err)
+			}
+			k.ports = append(k.ports, p)
+		}
+		return nil
+	}
+	return fmt.Errorf("stratum: want \"HOST:PORT\" or [[stratum]] tables, not %T", v)
+}
+
+func stratumTable(t map[string]any) (StratumPort, error) {
+	var p StratumPort
+	for key, v := range t {
+		switch key {
+		case "listen":
+			s, ok := v.(string)
+			if !ok {
+				return p, errors.New("listen: want a string")
+			}
+			p.Listen = s
+		case "start_difficulty":
+			switch f := v.(type) {
+			case float64:
+				p.StartDiff = f
+			case int64:
+				p.StartDiff = float64(f)
+			default:
+				return p, errors.New("start_difficulty: want a number")
+			}
+			if !(p.StartDiff > 0) || math.IsInf(p.StartDiff, 0) {
+				return p, fmt.Errorf("start_difficulty %v: want a positive number", v)
+			}
+		case "tls":
+			b, ok := v.(bool)
+			if !ok {
+				return p, errors.New("tls: want true or false")
+			}
+			p.TLS = b
+		default:
+			return p, fmt.Errorf("unknown setting %q (want listen, start_difficulty, tls)", key)
+		}
+	}
+	if _, _, err := net.SplitHostPort(p.Listen); err != nil {
+		return p, fmt.Errorf("listen %q: want HOST:PORT or :PORT", p.Listen)
+	}
+	return p, nil
+}
+
+// Ports returns every Stratum port: the first (Stratum), then StratumPorts.
+func (c *PoolConfig) Ports() ([]StratumPort, error) {
+	var out []StratumPort
+	if c.Stratum != "" {
+		p, err := parseStratumPort(c.Stratum, false)
+		if err != nil {
+			return nil, fmt.Errorf("--stratum %v", err)
+		}
+		out = append(out, p)
+	}
+	return append(out, c.StratumPorts...), nil
 }
 
 // Default listen addresses. Stratum listens on every interface because miners must
@@ -103,6 +270,7 @@ func DefaultPoolConfig() PoolConfig {
 		CoinbaseThreshold: defaultCoinbaseThreshold,
 		PayoutThreshold:   defaultPayoutThreshold,
 		PayoutInterval:    defaultPayoutInterval,
+		ShareRetention:    defaultShareRetention,
 	}
 }
 
@@ -136,7 +304,10 @@ func bindPoolFlags(fs *flag.FlagSet, c *PoolConfig) *string {
 	fs.Var(&listFlag{dst: &c.ZMQ}, "zmq", "Bitcoin Core zmqpubhashblock endpoint tcp://HOST:PORT (repeatable)")
 	fs.StringVar(&c.Network, "network", c.Network, "regtest, signet, testnet or mainnet")
 	fs.StringVar(&c.PayoutAddress, "payout-address", c.PayoutAddress, "address the coinbase pays")
-	fs.StringVar(&c.Stratum, "stratum", c.Stratum, "Stratum listen address (all interfaces: miners must reach it)")
+	fs.Var(&stratumFlag{c: c}, "stratum", "Stratum port HOST:PORT[=START_DIFFICULTY], on all interfaces by default: miners must reach it (repeat for more ports)")
+	fs.Var(&stratumFlag{c: c, tls: true}, "stratum-tls", "Stratum over TLS port HOST:PORT[=START_DIFFICULTY], with --tls-cert and --tls-key (repeatable)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) for the --stratum-tls ports")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key for the --stratum-tls ports")
 	fs.StringVar(&c.API, "api", c.API, "HTTP listen address of the API, dashboard and /metrics (loopback by default)")
 	fs.StringVar(&c.Data, "data", c.Data, "data directory (share stream and database)")
 	fs.StringVar(&c.Tag, "tag", c.Tag, "text written into every coinbase")
@@ -154,6 +325,7 @@ func bindPoolFlags(fs *flag.FlagSet, c *PoolConfig) *string {
 	fs.Int64Var(&c.PayoutThreshold, "payout-threshold", c.PayoutThreshold, "balances of at least this many sat are paid out")
 	fs.DurationVar(&c.PayoutInterval, "payout-interval", c.PayoutInterval, "how often balances are paid out")
 	fs.Int64Var(&c.PPSFunding, "pps-funding", c.PPSFunding, "sat the operator backs PPS/FPPS credits with, beyond the blocks found")
+	fs.DurationVar(&c.ShareRetention, "share-retention", c.ShareRetention, "keep raw shares at least this long, and while payouts and verify need them (0: for ever)")
 	fs.StringVar(&c.Wallet, "wallet", c.Wallet, "Bitcoin Core wallet RPC URL for sendmany (default: export payout batches to DATA/payouts)")
 	fs.StringVar(&c.AlertWebhook, "alert-webhook", c.AlertWebhook, "URL alerts are POSTed to as JSON (they are logged either way)")
 	fs.DurationVar(&c.AlertWorkerQuiet, "alert-worker-quiet", c.AlertWorkerQuiet, "alert when a worker sends no share for this long (0: never)")
@@ -202,8 +374,30 @@ func decodePoolFile(path string, c *PoolConfig) error {
 	if err != nil {
 		return fmt.Errorf("%w: config %s: %v", ErrUsage, path, err)
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return fmt.Errorf("%w: config %s: unknown setting %q", ErrUsage, path, und[0].String())
+	// `stratum` is one address or [[stratum]] tables: read on its own.
+	var ports struct {
+		Stratum *stratumKey `toml:"stratum"`
+	}
+	if _, err := toml.DecodeFile(path, &ports); err != nil {
+		return fmt.Errorf("%w: config %s: %v", ErrUsage, path, err)
+	}
+	for _, k := range md.Undecoded() {
+		if k[0] != "stratum" {
+			return fmt.Errorf("%w: config %s: unknown setting %q", ErrUsage, path, k.String())
+		}
+	}
+	if ports.Stratum != nil {
+		c.Stratum, c.StratumPorts = "", nil
+		for _, p := range ports.Stratum.ports {
+			if c.Stratum == "" && !p.TLS {
+				c.Stratum = p.Listen
+				if p.StartDiff > 0 {
+					c.Stratum += "=" + strconv.FormatFloat(p.StartDiff, 'g', -1, 64)
+				}
+				continue
+			}
+			c.StratumPorts = append(c.StratumPorts, p)
+		}
 	}
 	return nil
 }
@@ -311,10 +505,30 @@ func (c *PoolConfig) Validate() error {
 	if c.Data == "" {
 		return errors.New("no --data directory given")
 	}
-	for _, l := range []struct{ flag, addr string }{{"--stratum", c.Stratum}, {"--api", c.API}} {
-		if _, _, err := net.SplitHostPort(l.addr); err != nil {
-			return fmt.Errorf("%s %q: want HOST:PORT or :PORT", l.flag, l.addr)
+	if _, _, err := net.SplitHostPort(c.API); err != nil {
+		return fmt.Errorf("--api %q: want HOST:PORT or :PORT", c.API)
+	}
+	ports, err := c.Ports()
+	if err != nil {
+		return err
+	}
+	if len(ports) == 0 {
+		return errors.New("no --stratum port given")
+	}
+	seen := map[string]bool{}
+	hasTLS := false
+	for _, p := range ports {
+		if _, port, _ := net.SplitHostPort(p.Listen); seen[p.Listen] && port != "0" {
+			return fmt.Errorf("Stratum port %s given twice", p.Listen)
 		}
+		seen[p.Listen] = true
+		hasTLS = hasTLS || p.TLS
+	}
+	if hasTLS && (c.TLSCert == "" || c.TLSKey == "") {
+		return errors.New("--stratum-tls needs --tls-cert and --tls-key")
+	}
+	if !hasTLS && (c.TLSCert != "" || c.TLSKey != "") {
+		return errors.New("--tls-cert and --tls-key are for --stratum-tls ports, and none is given")
 	}
 	if len(c.Tag) > pool.MaxTagBytes {
 		return fmt.Errorf("--tag is %d bytes, longer than %d", len(c.Tag), pool.MaxTagBytes)
@@ -334,7 +548,7 @@ func (c *PoolConfig) Validate() error {
 		flag string
 		v    time.Duration
 	}{{"--share-interval", c.ShareInterval}, {"--poll-interval", c.PollInterval}, {"track_interval", c.TrackInterval},
-		{"alert_interval", c.AlertInterval}, {"--payout-interval", c.PayoutInterval}} {
+		{"alert_interval", c.AlertInterval}, {"--payout-interval", c.PayoutInterval}, {"--share-retention", c.ShareRetention}} {
 		if d.v < 0 {
 			return fmt.Errorf("%s %s is negative", d.flag, d.v)
 		}

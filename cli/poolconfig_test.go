@@ -137,7 +137,11 @@ func TestPoolConfigInvalid(t *testing.T) {
 		{"start below min", "start_difficulty = 0.5\nmin_difficulty = 1.0\n", nil, "below --min-difficulty"},
 		{"negative share interval", "", []string{"--share-interval", "-5s"}, "--share-interval -5s is negative"},
 		{"api without port", "api = \"127.0.0.1\"\n", nil, `--api "127.0.0.1"`},
-		{"stratum without port", "", []string{"--stratum", "3333"}, `--stratum "3333"`},
+		{"stratum without port", "", []string{"--stratum", "3333"}, `"3333": want HOST:PORT`},
+		{"stratum bad difficulty", "", []string{"--stratum", ":3334=fast"}, `start difficulty "fast"`},
+		{"tls port without a certificate", "", []string{"--stratum-tls", ":3443"}, "--stratum-tls needs --tls-cert and --tls-key"},
+		{"stratum table with an unknown key", "[[stratum]]\nlisten = \":3334\"\nstart_diff = 5\n", nil, `unknown setting "start_diff"`},
+		{"stratum port twice", "", []string{"--stratum", ":3333", "--stratum", ":3333=4"}, "given twice"},
 		{"bad log level", "log_level = \"loud\"\n", nil, `log level "loud"`},
 		{"bad log format", "", []string{"--log-format", "xml"}, `unknown log format "xml"`},
 		{"negative conns", "max_conns_per_ip = -1\n", nil, "--max-conns-per-ip -1"},
@@ -230,5 +234,53 @@ func TestPoolListenDefaults(t *testing.T) {
 	}
 	if host, _, _ := net.SplitHostPort(cfg.Stratum); host != "" {
 		t.Errorf("Stratum listens on %q by default, want every interface", cfg.Stratum)
+	}
+}
+
+// TestStratumPortsConfig checks that several Stratum ports, each with its own start
+// difficulty, and TLS ports come from flags and from the file alike.
+func TestStratumPortsConfig(t *testing.T) {
+	env := Env{Stderr: &bytes.Buffer{}}
+	want := []StratumPort{{Listen: ":3333"}, {Listen: ":3334", StartDiff: 5000}, {Listen: "0.0.0.0:3443", StartDiff: 64, TLS: true}}
+	check := func(name string, cfg PoolConfig, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := cfg.Ports()
+		if err != nil || len(got) != len(want) {
+			t.Fatalf("%s: ports %+v, %v; want %+v", name, got, err, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("%s: port %d is %+v, want %+v", name, i, got[i], want[i])
+			}
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	cfg, err := parsePoolFlags([]string{"--node", "http://u:p@127.0.0.1:1", "--network", "regtest", "--payout-address", regtest.TestAddress(),
+		"--stratum", ":3333", "--stratum", ":3334=5000", "--stratum-tls", "0.0.0.0:3443=64", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, env)
+	check("flags", cfg, err)
+
+	file := writeFile(t, "pool.toml", minimalPoolTOML()+"tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n"+
+		"[[stratum]]\nlisten = \":3333\"\n[[stratum]]\nlisten = \":3334\"\nstart_difficulty = 5000\n"+
+		"[[stratum]]\nlisten = \"0.0.0.0:3443\"\nstart_difficulty = 64\ntls = true\n")
+	cfg, err = parsePoolFlags([]string{"--config", file}, env)
+	check("[[stratum]] tables", cfg, err)
+
+	// --stratum replaces the file's plain ports and keeps its TLS ones.
+	cfg, err = parsePoolFlags([]string{"--config", file, "--stratum", "127.0.0.1:4000=2"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := cfg.Ports(); len(got) != 2 || got[0] != (StratumPort{Listen: "127.0.0.1:4000", StartDiff: 2}) || !got[1].TLS {
+		t.Errorf("--stratum over the file's tables: %+v", got)
+	}
+	// One address, as before.
+	cfg, err = parsePoolFlags([]string{"--config", writeFile(t, "one.toml", minimalPoolTOML()+"stratum = \":3999\"\n")}, env)
+	if got, _ := cfg.Ports(); err != nil || len(got) != 1 || got[0].Listen != ":3999" {
+		t.Errorf("stratum = \":3999\": %+v, %v", got, err)
 	}
 }
