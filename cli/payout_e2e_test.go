@@ -238,10 +238,18 @@ func TestPayoutPPLNSEndToEnd(t *testing.T) {
 		}
 	}
 
-	// btcd restarts on a fresh chain: every credited block is orphaned and its credit
-	// reversed; the miners' immature earnings go back to zero.
+	// btcd restarts on a fresh chain that grows past the old one: every credited block
+	// is orphaned and its credit reversed; the miners' immature earnings go back to
+	// zero. (A fresh chain that stays shorter only lags: it orphans nothing.)
+	old, err := btcd.Client().ChainInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	btcd.Kill()
 	if err := btcd.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := btcd.Client().Generate(context.Background(), int(old.Blocks)+pool.DefaultOrphanDepth); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "old blocks orphaned and reversed", func() bool {

@@ -194,8 +194,19 @@ func TestPoolEndToEnd(t *testing.T) {
 		var h api.Health
 		return getJSON(t, base+"/healthz", &h) == http.StatusOK
 	})
-	// The restarted btcd begins a new chain: the old blocks are orphaned, and new ones
-	// are found on it.
+	// The restarted btcd begins a new chain; once it is OrphanDepth blocks past the
+	// old blocks' heights (a shorter chain only lags and orphans nothing), the old
+	// blocks are orphaned, the ones found while it was down are superseded, and new
+	// ones are found on it.
+	var oldTop int64
+	var old []api.BlockInfo
+	getJSON(t, base+"/api/v1/blocks", &old)
+	for _, b := range old {
+		oldTop = max(oldTop, b.Height)
+	}
+	if _, err := btcd.Client().Generate(context.Background(), int(oldTop)+pool.DefaultOrphanDepth); err != nil {
+		t.Fatal(err)
+	}
 	newBlocks := func() (n int) {
 		var bl []api.BlockInfo
 		getJSON(t, base+"/api/v1/blocks", &bl)
@@ -207,7 +218,7 @@ func TestPoolEndToEnd(t *testing.T) {
 		return n
 	}
 	waitFor(t, 90*time.Second, "two blocks on the restarted node", func() bool { return newBlocks() >= 2 })
-	waitFor(t, 10*time.Second, "old-chain blocks to be orphaned", func() bool {
+	waitFor(t, 30*time.Second, "old-chain blocks to be orphaned", func() bool {
 		var bl []api.BlockInfo
 		getJSON(t, base+"/api/v1/blocks", &bl)
 		for _, b := range bl {

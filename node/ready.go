@@ -117,6 +117,11 @@ func (c *Client) BlockView(ctx context.Context, hash chainhash.Hash, height int6
 		v.Known = false
 	case err != nil:
 		return BlockView{}, err
+	case h.Confirmations >= 1 && h.Height >= 0:
+		// On the main chain (the common case, once per block per tracker pass): the
+		// header alone tells the tip.
+		v.Confirmations, v.Tip, v.AtHeight = h.Confirmations, h.Height+h.Confirmations-1, hash
+		return v, nil
 	default:
 		v.Confirmations = h.Confirmations
 	}
