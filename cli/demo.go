@@ -22,10 +22,11 @@ func demoCommand() *Command {
 			dir := fs.String("data", "", "data directory (default: a new temporary directory)")
 			threads := fs.Int("threads", 1, "CPU miner threads")
 			level := fs.String("log-level", "info", "debug, info, warn or error")
+			scheme := fs.String("payout-scheme", "pplns", "pplns, pps, fpps, solo, or none (the coinbase pays the demo's address, no books)")
 			if err := parseFlags(fs, args); err != nil {
 				return err
 			}
-			return runDemo(ctx, env, demoConfig{Stratum: *stratumAddr, API: *apiAddr, Data: *dir, Threads: *threads, LogLevel: *level}, nil)
+			return runDemo(ctx, env, demoConfig{Stratum: *stratumAddr, API: *apiAddr, Data: *dir, Threads: *threads, LogLevel: *level, PayoutScheme: *scheme}, nil)
 		},
 	}
 }
@@ -34,6 +35,10 @@ type demoConfig struct {
 	Stratum, API, Data string
 	Threads            int
 	LogLevel           string
+	// PayoutScheme is the pool's; "none" runs it without books. The demo keeps books by
+	// default so that its dashboard shows earnings and 'hashgrid verify' has a window to
+	// recompute.
+	PayoutScheme string
 }
 
 // runDemo starts btcd on regtest, the pool on it and a CPU miner pointed at the pool.
@@ -59,6 +64,9 @@ func runDemo(ctx context.Context, env Env, dc demoConfig, ready func(PoolReady, 
 	cfg := PoolConfig{
 		Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: addr,
 		Stratum: dc.Stratum, API: dc.API, Data: filepath.Join(dc.Data, "pool"), Tag: "/hashgrid-demo/", LogLevel: dc.LogLevel,
+	}
+	if dc.PayoutScheme != "none" {
+		cfg.PayoutScheme = dc.PayoutScheme
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
