@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/hashgrid/hashgrid/sqlite"
+)
+
+// defaultShareRetention is how long the pool keeps raw shares by default: long enough
+// for a miner to verify a block's credit after it matures (a block window's shares are
+// kept anyway until the block is final), short enough that the store's size follows
+// the pool's rate of shares rather than its age.
+const defaultShareRetention = 7 * 24 * time.Hour
+
+// runRetention prunes the store's raw shares older than cfg.ShareRetention that the
+// payout scheme no longer needs (payout.Service.RetainFrom) until ctx ends; a retention
+// of 0 keeps every share. The summaries (workers, totals, per-minute work and best
+// share) are kept for ever: hashrate charts, alerts and the registry's import read
+// those.
+func runRetention(ctx context.Context, cfg PoolConfig, store *sqlite.DB, payouts *payouts, log *slog.Logger) {
+	log = log.With("component", "retention")
+	if cfg.ShareRetention <= 0 {
+		log.Info("share retention off: raw shares are kept for ever")
+		return
+	}
+	r := sqlite.Retention{DB: store, Keep: cfg.ShareRetention, Logger: log}
+	if payouts != nil {
+		r.KeepFrom = payouts.RetainFrom
+	}
+	if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("share retention stopped", "err", err)
+	}
+}
