@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -50,14 +51,14 @@ func TestStratumPortsAndTLS(t *testing.T) {
 		t.Fatalf("TLS dial: %v", err)
 	}
 	defer tc.Close()
-	tlsDiff := handshake(t, tc, user)
+	tlsDiff, tlsr := handshake(t, tc, user)
 
 	plain, err := net.DialTimeout("tcp", r.StratumPorts[1], 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	if d := handshake(t, plain, user); d != portDiff {
+	if d, _ := handshake(t, plain, user); d != portDiff {
 		t.Errorf("a miner on the port with start difficulty %g starts at %g", portDiff, d)
 	}
 	first, err := net.DialTimeout("tcp", r.StratumPorts[0], 10*time.Second)
@@ -65,9 +66,31 @@ func TestStratumPortsAndTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	if d := handshake(t, first, user); d == portDiff || d != tlsDiff {
+	if d, _ := handshake(t, first, user); d == portDiff || d != tlsDiff {
 		t.Errorf("the first port starts at %g, the TLS port at %g: want the pool's default on both, not the other port's %g", d, tlsDiff, portDiff)
 	}
+	// A new block reaches the TLS miner too: broadcasts fall back from the raw
+	// descriptor write to the TLS connection's own.
+	var hashes []string
+	if err := btcd.Client().Call(context.Background(), "generate", []any{1}, &hashes); err != nil {
+		t.Fatalf("generate: %v", err)
+	}
+	tc.SetDeadline(time.Now().Add(60 * time.Second))
+	for {
+		line, err := tlsr.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("TLS miner: no clean job after a new block: %v", err)
+		}
+		var m struct {
+			Method string            `json:"method"`
+			Params []json.RawMessage `json:"params"`
+		}
+		json.Unmarshal(line, &m)
+		if m.Method == "mining.notify" && len(m.Params) == 9 && string(m.Params[8]) == "true" {
+			break
+		}
+	}
+
 	// Plain Stratum on the TLS port is no TLS handshake: the pool must not hand it work.
 	raw, err := net.DialTimeout("tcp", r.StratumPorts[2], 10*time.Second)
 	if err != nil {
@@ -82,8 +105,8 @@ func TestStratumPortsAndTLS(t *testing.T) {
 }
 
 // handshake subscribes and authorizes user over c and reads until the first job; it
-// returns the difficulty the pool set.
-func handshake(t *testing.T, c net.Conn, user string) float64 {
+// returns the difficulty the pool set and the reader of c.
+func handshake(t *testing.T, c net.Conn, user string) (float64, *bufio.Reader) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(60 * time.Second))
 	req, _ := json.Marshal(map[string]any{"id": 2, "method": "mining.authorize", "params": []string{user, "x"}})
@@ -119,7 +142,7 @@ func handshake(t *testing.T, c net.Conn, user string) float64 {
 			if !authorized || diff == 0 {
 				t.Fatalf("job before authorize and difficulty: %s", line)
 			}
-			return diff
+			return diff, br
 		}
 	}
 }
