@@ -1,0 +1,113 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashgrid/hashgrid"
+)
+
+// BenchmarkRetentionDisk measures the store's bytes on disk per accepted share before
+// and after retention, for a pool of 1,000 workers (500 addresses, bech32 length) each
+// sending a share every 10 s: 100 shares/s, stored in batches of 200 as the stream's
+// consumer does. HASHGRID_RETENTION_SHARES sets the number of shares (default 1e6,
+// 2.8 hours); a twentieth of them are rejected. Retention then keeps the last hour.
+// Run it with -benchtime=1x. Reported:
+//
+//	raw_B/share     file size / shares with every share kept
+//	kept_B/share    file size after retention / shares stored in all
+//	summary_B/row   file size with every share pruned / rows of work_minutes
+func BenchmarkRetentionDisk(b *testing.B) {
+	n := 1_000_000
+	if v := os.Getenv("HASHGRID_RETENTION_SHARES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("HASHGRID_RETENTION_SHARES=%q", v)
+		}
+	}
+	const (
+		workers  = 1000
+		perSec   = 100
+		batch    = 200
+		keepLast = time.Hour
+	)
+	ctx := context.Background()
+	for range b.N {
+		path := filepath.Join(b.TempDir(), "hashgrid.db")
+		db, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rnd := rand.New(rand.NewPCG(1, 2))
+		addrs := make([]string, workers/2)
+		for i := range addrs {
+			addrs[i] = fmt.Sprintf("bc1q%038x", rnd.Uint64()) // 42 characters, as a P2WPKH address
+		}
+		start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		shares := make([]hashgrid.Share, 0, batch)
+		var rejected int
+		b.ResetTimer()
+		for i := range n {
+			w := rnd.IntN(workers)
+			s := hashgrid.Share{
+				Seq: uint64(i + 1), Time: start.Add(time.Duration(i) * time.Second / perSec),
+				Address: addrs[w/2], Worker: fmt.Sprintf("rack%02d-s19-%03d", w/40, w),
+				JobID: strconv.FormatUint(uint64(i/3000), 16), Height: 930_000 + int64(i/60_000),
+				Diff:      hashgrid.DiffFromFloat(float64(uint64(1) << (14 + rnd.IntN(4)))),
+				UserAgent: "bmminer/2.0.0", Remote: fmt.Sprintf("203.0.113.%d:%d", w%250, 40000+w),
+			}
+			s.Actual = s.Diff + hashgrid.Diff(rnd.Uint64N(uint64(s.Diff)))
+			for j := range s.Hash {
+				s.Hash[j] = byte(rnd.Uint32())
+			}
+			if rnd.IntN(20) == 0 {
+				s.Result = hashgrid.ShareLowDiff
+				rejected++
+			}
+			shares = append(shares, s)
+			if len(shares) == batch || i == n-1 {
+				if err := db.AddShares(ctx, shares); err != nil {
+					b.Fatal(err)
+				}
+				shares = shares[:0]
+			}
+		}
+		b.StopTimer()
+		if err := db.Checkpoint(ctx); err != nil {
+			b.Fatal(err)
+		}
+		raw := fileSize(b, path)
+		end := start.Add(time.Duration(n) * time.Second / perSec)
+		t0 := time.Now()
+		res, err := (Retention{DB: db, Keep: keepLast, Now: func() time.Time { return end }, Pause: time.Millisecond}).Pass(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		passTime := time.Since(t0)
+		kept := fileSize(b, path)
+		if _, err := db.Prune(ctx, end.Add(time.Hour), 1<<62, 1<<20); err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Checkpoint(ctx); err != nil {
+			b.Fatal(err)
+		}
+		summaries := fileSize(b, path)
+		var rows int
+		if err := db.r.QueryRow(`SELECT COUNT(*) FROM work_minutes`).Scan(&rows); err != nil {
+			b.Fatal(err)
+		}
+		db.Close()
+		b.ReportMetric(float64(raw)/float64(n), "raw_B/share")
+		b.ReportMetric(float64(kept)/float64(n), "kept_B/share")
+		b.ReportMetric(float64(summaries)/float64(rows), "summary_B/row")
+		b.Logf("%d shares (%d rejected) over %v: %d bytes; retention of %v pruned %d shares in %v, leaving %d bytes "+
+			"(%d shares kept); every share pruned: %d bytes for %d rows of work_minutes",
+			n, rejected, end.Sub(start), raw, keepLast, res.Shares, passTime.Round(time.Millisecond), kept, n-res.Shares, summaries, rows)
+	}
+}
