@@ -19,6 +19,15 @@
 // share is forwarded, so no order is ever charged past its budget, and the ledger
 // refuses any entry that would take an escrow below zero.
 //
+// Exposure: a buyer names the host the market dials, so destinations must resolve to
+// public addresses (destpolicy.go), checked when an order is placed and at every
+// dial, and a failed dial's detail goes to the log, not to the buyer. Anyone may open
+// an account, so account creation is rate-limited per address and appends one line
+// to a journal instead of rewriting the state file. An order's delivered shares, which
+// carry its destination's coinbase, are shown only to its buyer (sellers under
+// pseudonyms) and to the operator's admin token. The buyers' page (web/) is served at
+// "/" by the same handler.
+//
 // Left out: on-chain deposits and withdrawals (an operator credits deposits through
 // the admin endpoint; seller balances are ledger accounts the payouts engine pays),
 // several upstream connections per order, and price-decrease throttling.

@@ -87,7 +87,9 @@ type HTTPConfig struct {
 	AdminToken string
 	// AccountsPerHour and AccountBurst bound POST /api/v1/accounts per remote address
 	// (an IPv4 address, or an IPv6 /64): a bucket of AccountBurst refilled at
-	// AccountsPerHour. Defaults 10 and 5.
+	// AccountsPerHour. Defaults 10 and 5. The address is the TCP peer's: behind a
+	// reverse proxy every buyer shares the proxy's bucket (forwarded headers are not
+	// trusted, since anyone can send them).
 	AccountsPerHour float64
 	AccountBurst    int
 	Logger          *slog.Logger
