@@ -14,12 +14,11 @@ import (
 // RPC error codes by which a node says it cannot serve yet: the same codes in Bitcoin
 // Core (src/rpc/protocol.h) and btcd (btcjson/jsonrpcerr.go).
 const (
-	CodeSafeMode         = -2  // old Core and btcd: "forbidden by safe mode"
-	CodeNotConnected     = -9  // no peers: getblocktemplate refuses on a real network
-	CodeInWarmup         = -28 // Core while loading: "Loading block index…", "Loading banlist…"
-	CodeP2PDisabled      = -31 // Core started without networking: cannot relay a block
-	CodeBlockNotFound    = -5  // getblockheader of an unknown hash
-	misconfiguredMessage = "the node refuses the RPC credentials (check --node USER:PASS)"
+	CodeSafeMode      = -2  // old Core and btcd: "forbidden by safe mode"
+	CodeNotConnected  = -9  // no peers: getblocktemplate refuses on a real network
+	CodeInWarmup      = -28 // Core while loading: "Loading block index…", "Loading banlist…"
+	CodeP2PDisabled   = -31 // Core started without networking: cannot relay a block
+	CodeBlockNotFound = -5  // getblockheader of an unknown hash
 )
 
 // NotReady reports whether err is a node's answer that it cannot serve the pool now:
@@ -79,7 +78,9 @@ func (s *Set) CheckNetwork(ctx context.Context, network string) error {
 			info, err := m.c.ChainInfo(pctx)
 			switch {
 			case Misconfigured(err):
-				errs[i] = fmt.Errorf("%w: node %s: %s: %v", ErrMisconfigured, m.c, misconfiguredMessage, err)
+				var he *HTTPError
+				errors.As(err, &he)
+				errs[i] = fmt.Errorf("%w: node %s refuses the RPC credentials (http %d): check the user and password in --node", ErrMisconfigured, m.c, he.StatusCode)
 			case err != nil:
 				s.log.Warn("node not answering at startup; failing over until it does", "node", m.c.String(), "err", err)
 			case chainName(info.Chain) != want:
