@@ -118,11 +118,11 @@ func globalFlags(args []string, getenv func(string) string) (format string, rest
 func usage(w io.Writer, cmds []*Command) {
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
 	var b strings.Builder
-	b.WriteString("usage: hashgrid <command> [flags]\n\ncommands:\n")
+	b.WriteString("usage: hashgrid [--log-format text|json] <command> [flags]\n\ncommands:\n")
 	for _, c := range cmds {
 		fmt.Fprintf(&b, "  %-10s %s\n", c.Name, c.Short)
 	}
-	b.WriteString("\nRun 'hashgrid <command> -h' for a command's flags.\n")
+	b.WriteString("\nRun 'hashgrid <command> -h' for a command's flags. Logs are text unless --log-format or\n$HASHGRID_LOG_FORMAT says json.\n")
 	io.WriteString(w, b.String())
 }
 
