@@ -17,6 +17,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/pool"
@@ -76,6 +77,7 @@ type Server struct {
 	stop  func()
 	h     int64
 	txs   int
+	reg   *prometheus.Registry
 }
 
 // StartServer starts the benchmark pool.
@@ -108,14 +110,16 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	reg := prometheus.NewRegistry()
 	p, err := pool.New(pool.Config{
 		Network: &chaincfg.MainNetParams, Outputs: out, MinDiff: 2.3283064365386963e-10, Logger: cfg.Logger,
-		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConn},
+		Metrics: pool.NewMetrics(reg),
+		Limits:  stratum.Limits{MaxConnsPerIP: cfg.MaxConn},
 	}, noNode{}, shares, store)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Pool: p, store: store, log: sl, h: 900_000, txs: cfg.Txs}
+	s := &Server{Pool: p, store: store, log: sl, h: 900_000, txs: cfg.Txs, reg: reg}
 	if err := p.UpdateTemplate(Template(s.h, cfg.Txs), true); err != nil {
 		return nil, err
 	}
@@ -156,6 +160,28 @@ func (s *Server) NewTip() time.Time {
 func (s *Server) Backlog(ctx context.Context) (stream, store uint64, err error) {
 	store, err = s.store.LastSeq(ctx)
 	return s.log.LastSeq(), store, err
+}
+
+// Drops returns how many peers the stratum server dropped or refused, by reason.
+func (s *Server) Drops() map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "hashgrid_stratum_dropped_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Close stops the server.

@@ -102,7 +102,9 @@ func benchStratum(ctx context.Context, args []string, env Env) error {
 
 // benchPool runs the benchmark pool. It prints {"addr":..,"pid":..}, then answers
 // commands on stdin, one per line: "tip" (install a new tip; prints {"t0":UnixNano,...}
-// with the broadcast's duration, CPU time and context switches),
+// with the broadcast's duration, CPU time and context switches), "stats" (shares
+// answered, connections, peers dropped by reason, whether 127.0.0.1 is banned, CPU
+// time used),
 // "mem" (prints heap+stack in use after GC, RSS, and connections), "backlog" (the share
 // stream's and the store's last sequences). EOF stops it.
 func benchPool(ctx context.Context, args []string, env Env) error {
@@ -164,6 +166,17 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 					"cpu_ms":          float64(u.CPU.Microseconds()) / 1000,
 					"csw_voluntary":   u.Voluntary,
 					"csw_involuntary": u.Involuntary,
+				})
+			case "stats":
+				// Shares answered so far, open connections and whether the loopback
+				// address is banned, with the CPU time the pool process has used: a
+				// load run's figures are the difference of two of these.
+				st := s.Pool.Stats()
+				u := bench.ProcessUsage()
+				out.Encode(map[string]any{
+					"accepted": st.SharesAccepted, "rejected": st.SharesRejected,
+					"conns": s.Pool.Server().NumConns(), "banned": s.Pool.Server().Banned("127.0.0.1"), "drops": s.Drops(),
+					"cpu_ms": float64(u.CPU.Microseconds()) / 1000, "unix_nano": time.Now().UnixNano(),
 				})
 			case "backlog":
 				// How far the store consumer is behind the share stream.
