@@ -35,8 +35,9 @@ func solve(tb testing.TB, w stratum.Work, en2 uint64, maxTries uint32) (*stratum
 	root := pow.MerkleRoot(pow.DoubleSHA256(cb), j.Branch)
 	tgt := pow.DiffTarget(hashgrid.DiffFromFloat(w.Difficulty))
 	var hdr [80]byte
+	pow.Header(&hdr, j.Version, &j.Prev, &root, j.NTime, j.Bits, 0)
 	for nonce := range maxTries {
-		pow.Header(&hdr, j.Version, &j.Prev, &root, j.NTime, j.Bits, nonce)
+		binary.LittleEndian.PutUint32(hdr[76:], nonce)
 		if h := pow.DoubleSHA256(hdr[:]); pow.Meets(&h, tgt) {
 			return &stratum.Submit{Worker: "", JobID: j.ID, Extranonce2: hex.EncodeToString(e2),
 				NTime: fmt.Sprintf("%08x", j.NTime), Nonce: fmt.Sprintf("%08x", nonce)}, h
