@@ -207,7 +207,9 @@ func TestFoundBlocksRetriedUntilNodeBack(t *testing.T) {
 		t.Fatalf("%d blocks rejected while no node could see them", n)
 	}
 	pa.Set(regtest.Pass)
+	back := time.Now()
 	waitUntil(t, 30*time.Second, "a retried block accepted", func() bool { return store.count(hashgrid.BlockAccepted) == 1 })
+	t.Logf("retried block accepted %s after the node answered again", time.Since(back).Round(time.Millisecond))
 	waitUntil(t, 30*time.Second, "every found block settled", func() bool { return store.count(hashgrid.BlockSubmitted) == 0 })
 
 	bl, _ := store.Blocks(context.Background(), 0)
@@ -340,4 +342,36 @@ func TestTrackerAfterFailoverToLaggingNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(hashgrid.BlockAccepted, 13, "first node back and ahead")
+}
+
+// A block still waiting for a node does not hold the pool's shutdown: it is recorded as
+// never submitted, with the reason.
+func TestShutdownWhileBlockWaits(t *testing.T) {
+	a := regtest.StartT(t)
+	pa := regtest.StartProxy(t, a)
+	set, err := node.NewSet([]*node.Client{clientFor(t, pa.URL())}, node.SetOptions{PollInterval: 100 * time.Millisecond, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, ProbeTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &blockLog{}
+	p, addr := runPool(t, set, store)
+	pa.Set(regtest.Down)
+	stop := startMiner(t, addr)
+	waitUntil(t, 60*time.Second, "a found block waiting for a node", func() bool { return store.count(hashgrid.BlockSubmitted) > 0 })
+	stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a block waiting: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("shutdown took %s", d)
+	}
+	bl, _ := store.Blocks(context.Background(), 0)
+	for _, b := range bl {
+		if b.Status != hashgrid.BlockSubmitted || !strings.Contains(b.Reason, "pool stopped") {
+			t.Errorf("block %s: %v %q, want submitted with the pool stopped", chainhash.Hash(b.Hash), b.Status, b.Reason)
+		}
+	}
 }
