@@ -51,10 +51,13 @@ type fakeJob struct {
 	notify         []byte
 }
 
-func startDest(t testing.TB, diff float64) *fakeDest {
+func startDest(t testing.TB, diff float64) *fakeDest { return startDestEN2(t, diff, 8) }
+
+// startDestEN2 is startDest with en2 bytes of extranonce2 for its clients.
+func startDestEN2(t testing.TB, diff float64, en2 int) *fakeDest {
 	t.Helper()
 	d := &fakeDest{t: t, diff: diff, bits: 0x1d00ffff, jobs: map[string]*fakeJob{}, accepted: map[string]uint64{}, work: map[string]hashgrid.Work{}, seen: map[chainhash.Hash]bool{}}
-	srv, err := stratum.NewServer(stratum.Config{Extranonce2Size: 8}, d)
+	srv, err := stratum.NewServer(stratum.Config{Extranonce2Size: en2}, d)
 	if err != nil {
 		t.Fatal(err)
 	}

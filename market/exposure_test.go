@@ -235,6 +235,22 @@ func TestUnreachableReasonGeneric(t *testing.T) {
 	}
 }
 
+// TestSmallExtranonceReason: a destination whose extranonce2 is too small to share
+// pauses the order with a reason that says so, the one detail a buyer can act on.
+func TestSmallExtranonceReason(t *testing.T) {
+	dest := startDestEN2(t, 0.0003, 4)
+	tm := startMarket(t, nil)
+	acct, _ := tm.buyer(t, 1_000_000)
+	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "u", Price: 1, Budget: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the order paused", func() bool { return tm.view(t, acct, o.ID).Status == StatusPaused })
+	if r, want := tm.view(t, acct, o.ID).Reason, "destination gives 4 bytes of extranonce2; the market needs at least 8"; r != want {
+		t.Errorf("reason %q, want %q", r, want)
+	}
+}
+
 // TestAccountsAppendOnly: creating an account appends one line to the accounts
 // journal and leaves the state file alone; accounts, keys and ids survive a restart,
 // a torn last line, and a state file from before the journal.

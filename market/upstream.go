@@ -258,8 +258,10 @@ func (u *upstream) session(url string) (string, *stratum.Reconnect) {
 			j, err := newMJob(strconv.FormatUint(m.jobSeq.Add(1), 16), w, m.cfg.SellerExtranonce2Size)
 			if err != nil {
 				log.Warn("bad job from destination", "err", err)
-				return "destination sent a job the market cannot use (its extranonce2 must be at least " +
-					strconv.Itoa(4+m.cfg.SellerExtranonce2Size) + " bytes)", nil
+				if need := 4 + m.cfg.SellerExtranonce2Size; w.Extranonce2Size < need {
+					return fmt.Sprintf("destination gives %d bytes of extranonce2; the market needs at least %d", w.Extranonce2Size, need), nil
+				}
+				return "destination sent a job the market cannot use", nil
 			}
 			j.up, j.cli = u, cli
 			if first {
