@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -109,14 +110,30 @@ func crashChild(dir string, prune bool) error {
 				if r.Blocks > 0 {
 					say("pruned %d", r.Seq)
 				}
+				// And the minutes of the pruned hours into hours, a few rows at a time.
+				if p, err := db.Pruned(ctx); err != nil || p.Seq == 0 {
+					continue
+				} else if _, err := db.Rollup(ctx, p.Time, 8); err != nil {
+					say("rollup %v", err)
+					return
+				}
 			}
 		})
+	}
+	// Under pruning the shares' times run thirty seconds apart from a fixed start, so
+	// that a run spans hours to roll up.
+	var clock atomic.Int64
+	at := func() time.Time {
+		if prune {
+			return time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(clock.Add(1)) * 30 * time.Second)
+		}
+		return time.Now()
 	}
 	for g := range crashAppenders {
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
 				sh := hashgrid.Share{
-					Time: time.Now(), Address: fmt.Sprintf("bcrt1qcrash%d", g%crashAddresses), Worker: fmt.Sprint("w", g),
+					Time: at(), Address: fmt.Sprintf("bcrt1qcrash%d", g%crashAddresses), Worker: fmt.Sprint("w", g),
 					JobID: fmt.Sprintf("%d-%d-%d", run, g, i), Height: 1000, Diff: hashgrid.DiffOne + hashgrid.Diff(g),
 					Actual: hashgrid.DiffOne * 2, UserAgent: "crash-test", Remote: "127.0.0.1:1",
 				}
@@ -322,7 +339,8 @@ func recoverAndCheck(t *testing.T, dir string, acked map[uint64]string, round in
 }
 
 // TestCrashDuringPrune kills a process that appends shares through the stream into the
-// store while retention prunes the store block by block, twice, and checks after each
+// store while retention prunes the store block by block and rolls the summaries of
+// pruned hours up into hours, twice, and checks after each
 // kill that nothing was lost: after replaying the stream from the store's LastSeq, the
 // store holds exactly the shares after its pruned prefix, every acknowledged one among
 // them, and the summaries count every share the stream numbered exactly once, pruned
@@ -448,5 +466,11 @@ func recoverPrunedAndCheck(t *testing.T, dir string, acked map[uint64]string, ro
 	replay(log.FirstSeq() - 1)
 	check("after a full replay")
 	p, _ := db.Pruned(ctx)
-	t.Logf("round %d: stream numbered %d shares, store pruned through %d and had %d before replay", round, top, p.Seq, from)
+	var hours int
+	db.r.QueryRow(`SELECT COUNT(*) FROM work_hours`).Scan(&hours)
+	if hours == 0 {
+		t.Fatalf("round %d: no summary rolled up into hours", round)
+	}
+	t.Logf("round %d: stream numbered %d shares, store pruned through %d and had %d before replay; %d rows of work_hours",
+		round, top, p.Seq, from, hours)
 }

@@ -11,7 +11,7 @@ import (
 
 // storeTables are the tables a share store of the current schema has; a file without
 // them is not one.
-var storeTables = []string{"share_blocks", "share_block_addresses", "work_minutes", "workers", "totals", "blocks", "retention"}
+var storeTables = []string{"share_blocks", "share_block_addresses", "work_minutes", "work_hours", "workers", "totals", "blocks", "retention"}
 
 // OpenReadOnly opens an existing share store for reading only, for tools that read
 // a pool's store beside it (registry import-pool). It never creates, migrates or

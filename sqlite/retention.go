@@ -1,12 +1,15 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashgrid/hashgrid"
@@ -217,9 +220,11 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 	return nil
 }
 
-// Summary is one worker's shares of one minute, as work_minutes keeps them for ever.
+// Summary is one worker's shares of one minute, or of one hour where the minutes
+// were rolled up (see Rollup), as the store keeps them for ever.
 type Summary struct {
-	Minute    time.Time // start of the minute
+	Start     time.Time     // start of the minute or hour
+	Span      time.Duration // a minute or an hour
 	Address   string
 	Worker    string
 	Accepted  uint64
@@ -232,43 +237,60 @@ type Summary struct {
 // maxSummaries bounds the rows one Summaries call returns.
 const maxSummaries = 100_000
 
-// Summaries returns the per-minute summaries of the minutes starting in [from, to),
-// of one address (all if address is ""), ordered by minute, address and worker, at
-// most limit (at most maxSummaries).
+// Summaries returns the summaries of the minutes and hours starting in [from, to), of
+// one address (all if address is ""), ordered by start, address and worker, at most
+// limit (at most maxSummaries). A minute and the hour holding it may both appear: a
+// late share's minute not rolled up yet.
 func (db *DB) Summaries(ctx context.Context, address string, from, to time.Time, limit int) ([]Summary, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
 	limit = min(limit, maxSummaries)
-	lo, hi := minuteAtOrAfter(boundTime(from)), minuteAtOrAfter(boundTime(to))
-	q := `SELECT minute, address, worker, accepted, rejected, work_hi, work_lo, last_share, best
-		FROM work_minutes WHERE minute >= ? AND minute < ?`
-	args := []any{lo, hi}
-	if address != "" {
-		q += ` AND address = ?`
-		args = append(args, address)
-	}
-	rows, err := db.r.QueryContext(ctx, q+` ORDER BY minute, address, worker LIMIT ?`, append(args, limit)...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: summaries: %w", err)
-	}
-	defer rows.Close()
+	lo, hi := boundTime(from), boundTime(to)
 	var out []Summary
-	for rows.Next() {
-		var s Summary
-		var m, acc, rej, whi, wlo, last, best int64
-		if err := rows.Scan(&m, &s.Address, &s.Worker, &acc, &rej, &whi, &wlo, &last, &best); err != nil {
+	for _, t := range []struct {
+		q      string
+		lo, hi int64
+		span   time.Duration
+	}{
+		{`SELECT minute * 60, address, worker, accepted, rejected, work_hi, work_lo, last_share, best FROM work_minutes
+			WHERE minute >= ? AND minute < ?`, minuteAtOrAfter(lo), minuteAtOrAfter(hi), time.Minute},
+		{`SELECT hour * 3600, address, worker, accepted, rejected, work_hi, work_lo, last_share, best FROM work_hours
+			WHERE hour >= ? AND hour < ?`, hourAtOrAfter(lo), hourAtOrAfter(hi), time.Hour},
+	} {
+		q, args := t.q, []any{t.lo, t.hi}
+		if address != "" {
+			q += ` AND address = ?`
+			args = append(args, address)
+		}
+		rows, err := db.r.QueryContext(ctx, q+` ORDER BY 1, address, worker LIMIT ?`, append(args, limit)...)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: summaries: %w", err)
 		}
-		s.Minute = loadTime(m * minuteNanos)
-		s.Accepted, s.Rejected = uint64(acc), uint64(rej)
-		s.Work = hashgrid.Work{Hi: uint64(whi), Lo: uint64(wlo)}
-		s.Best = hashgrid.Diff(best)
-		s.LastShare = loadTime(last)
-		out = append(out, s)
+		for rows.Next() {
+			s := Summary{Span: t.span}
+			var sec, acc, rej, whi, wlo, last, best int64
+			if err := rows.Scan(&sec, &s.Address, &s.Worker, &acc, &rej, &whi, &wlo, &last, &best); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: summaries: %w", err)
+			}
+			s.Start = time.Unix(sec, 0).UTC()
+			s.Accepted, s.Rejected = uint64(acc), uint64(rej)
+			s.Work = hashgrid.Work{Hi: uint64(whi), Lo: uint64(wlo)}
+			s.Best = hashgrid.Diff(best)
+			s.LastShare = loadTime(last)
+			out = append(out, s)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, fmt.Errorf("sqlite: summaries: %w", err)
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: summaries: %w", err)
+	slices.SortFunc(out, func(a, b Summary) int {
+		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Span, b.Span), strings.Compare(a.Address, b.Address),
+			strings.Compare(a.Worker, b.Worker))
+	})
+	if len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }
@@ -373,8 +395,12 @@ type PassResult struct {
 	Shares    int    // shares in them
 	Seq       uint64 // the pruned prefix after the pass
 	KeepFrom  uint64 // what KeepFrom answered
+	Rolled    int    // rows of work_minutes rolled up into work_hours
 	Converted bool   // the store was switched to incremental vacuum
 }
+
+// rollupBatch is the most rows of work_minutes one Rollup transaction of a pass folds.
+const rollupBatch = 4096
 
 func (r *Retention) defaults() {
 	if r.Interval <= 0 {
@@ -418,8 +444,9 @@ func (r Retention) Run(ctx context.Context) error {
 	}
 }
 
-// Pass prunes what it may now, batch by batch, then checkpoints the WAL so that the
-// freed pages leave the file. A store in auto_vacuum mode none is converted once,
+// Pass prunes what it may now, batch by batch, rolls the minutes of the hours whose
+// shares are pruned up into hours, then checkpoints the WAL so that the freed pages
+// leave the file. A store in auto_vacuum mode none is converted once,
 // after the first pass that pruned something.
 func (r Retention) Pass(ctx context.Context) (PassResult, error) {
 	r.defaults()
@@ -452,7 +479,29 @@ func (r Retention) Pass(ctx context.Context) (PassResult, error) {
 		case <-time.After(r.Pause):
 		}
 	}
-	if res.Blocks == 0 {
+	// The summaries of the hours whose shares are pruned are kept by the hour.
+	p, err := r.DB.Pruned(ctx)
+	if err != nil {
+		return res, err
+	}
+	if p.Seq > 0 {
+		for {
+			rr, err := r.DB.Rollup(ctx, p.Time, rollupBatch)
+			res.Rolled += rr.Rows
+			if err != nil {
+				return res, err
+			}
+			if !rr.More {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(r.Pause):
+			}
+		}
+	}
+	if res.Blocks == 0 && res.Rolled == 0 {
 		return res, nil
 	}
 	if mode, err := r.DB.AutoVacuum(ctx); err != nil {

@@ -67,24 +67,64 @@ func minuteModel(shares []hashgrid.Share) map[minuteKey]workSum {
 }
 
 // checkSummaries checks that Summaries, workers and totals hold exactly the sums of
-// shares, whether or not their raw shares are still stored.
+// shares, whether or not their raw shares are still stored: the rows of each hour
+// (an hour's row, the minutes' rows, or both while a rollup is under way) add up to
+// the hour's shares, and a minute's row where no hour row is holds the minute's.
 func checkSummaries(tb testing.TB, db *DB, shares []hashgrid.Share) {
 	tb.Helper()
 	ctx := context.Background()
-	want := minuteModel(shares)
+	minutes := minuteModel(shares)
+	hours := map[minuteKey]workSum{}
+	for k, w := range minutes {
+		hk := minuteKey{floorDiv(k.minute, 60), k.address, k.name}
+		h, ok := hours[hk]
+		if !ok {
+			h.last = math.MinInt64
+		}
+		h.plus(&w)
+		hours[hk] = h
+	}
 	got, err := db.Summaries(ctx, "", time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64), maxSummaries)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if len(got) != len(want) {
-		tb.Fatalf("Summaries: %d rows, the shares make %d", len(got), len(want))
+	gotHours := map[minuteKey]workSum{}
+	hasHourRow := map[minuteKey]bool{}
+	for _, s := range got {
+		sum := workSum{s.Accepted, s.Rejected, s.Work, s.LastShare.UnixNano(), s.Best}
+		switch s.Span {
+		case time.Minute:
+			k := minuteKey{s.Start.UnixNano() / minuteNanos, s.Address, s.Worker}
+			if _, ok := minutes[k]; !ok {
+				tb.Fatalf("summary of minute %v %s.%s: no share there", s.Start, s.Address, s.Worker)
+			}
+		case time.Hour:
+			hasHourRow[minuteKey{floorDiv(s.Start.UnixNano(), hourNanos), s.Address, s.Worker}] = true
+		default:
+			tb.Fatalf("summary of span %v", s.Span)
+		}
+		hk := minuteKey{floorDiv(s.Start.UnixNano(), hourNanos), s.Address, s.Worker}
+		h, ok := gotHours[hk]
+		if !ok {
+			h.last = math.MinInt64
+		}
+		h.plus(&sum)
+		gotHours[hk] = h
+	}
+	if len(gotHours) != len(hours) {
+		tb.Fatalf("Summaries cover %d worker-hours, the shares make %d", len(gotHours), len(hours))
+	}
+	for k, w := range hours {
+		if gotHours[k] != w {
+			tb.Fatalf("summaries of hour %d of %s.%s add up to %+v, the shares give %+v", k.minute, k.address, k.name, gotHours[k], w)
+		}
 	}
 	for _, s := range got {
-		k := minuteKey{s.Minute.UnixNano() / minuteNanos, s.Address, s.Worker}
-		w := want[k]
-		if s.Accepted != w.accepted || s.Rejected != w.rejected || s.Work != w.work || s.Best != w.best ||
-			s.LastShare.UnixNano() != w.last {
-			tb.Fatalf("summary of %v %s.%s: got %+v, the shares give %+v", s.Minute, s.Address, s.Worker, s, w)
+		k := minuteKey{s.Start.UnixNano() / minuteNanos, s.Address, s.Worker}
+		if s.Span == time.Minute && !hasHourRow[minuteKey{floorDiv(k.minute, 60), s.Address, s.Worker}] {
+			if w := minutes[k]; (workSum{s.Accepted, s.Rejected, s.Work, s.LastShare.UnixNano(), s.Best}) != w {
+				tb.Fatalf("summary of %v %s.%s: got %+v, the shares give %+v", s.Start, s.Address, s.Worker, s, w)
+			}
 		}
 	}
 	m := model{}
@@ -418,4 +458,89 @@ func TestRetentionWaitsForNeeds(t *testing.T) {
 	if _, err := (Retention{DB: db, Keep: -time.Second}).Pass(ctx); err == nil {
 		t.Fatal("pass with a negative keep: got nil error")
 	}
+}
+
+// TestRollupKeepsSums rolls the minutes whose shares are pruned up into hours, a few
+// rows a transaction, and checks that every sum is unchanged, that WorkBetween answers
+// whole hours there exactly and refuses what only minutes could answer, and that a
+// late share's minute in the rolled-up hours is counted and folded in turn.
+func TestRollupKeepsSums(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openDB(t)
+	rnd := rand.New(rand.NewPCG(20, 6))
+	shares := poolShares(rnd, 6000, 3*time.Second) // 5 hours from t0 (on an hour)
+	addPoolShares(t, db, rnd, shares)
+	m := model{}
+	m.add(shares)
+	if _, err := db.Prune(ctx, t0.Add(3*time.Hour+20*time.Minute), math.MaxUint64, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := db.Pruned(ctx)
+	rolls := 0
+	for {
+		r, err := db.Rollup(ctx, p.Time, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rows > 7 || !r.Until.Equal(t0.Add(3*time.Hour)) {
+			t.Fatalf("Rollup: %+v; want at most 7 rows, until %v", r, t0.Add(3*time.Hour))
+		}
+		rolls++
+		checkSummaries(t, db, shares) // also between two transactions of a rollup
+		if !r.More {
+			break
+		}
+	}
+	var left, hours int
+	db.r.QueryRow(`SELECT COUNT(*) FROM work_minutes WHERE minute < ?`, t0.Add(3*time.Hour).UnixNano()/minuteNanos).Scan(&left)
+	db.r.QueryRow(`SELECT COUNT(*) FROM work_hours`).Scan(&hours)
+	if left != 0 || hours != 3*4 || rolls < 10 {
+		t.Fatalf("after %d rollups: %d minute rows left before the rolled hour, %d hour rows (want 0 and 12)", rolls, left, hours)
+	}
+	// A second rollup to the same hour finds nothing; one to an earlier hour does not
+	// lower rolled_until.
+	if r, err := db.Rollup(ctx, t0, 100); err != nil || r.Rows != 0 || !r.Until.Equal(t0.Add(3*time.Hour)) {
+		t.Fatalf("Rollup to an earlier hour: %+v, %v", r, err)
+	}
+
+	windows := [][2]time.Duration{{0, time.Hour}, {time.Hour, 3 * time.Hour}, {-time.Hour, 10 * time.Hour},
+		{2 * time.Hour, 3*time.Hour + 30*time.Minute}, {2 * time.Hour, 4*time.Hour + 7*time.Second}, {3*time.Hour + 21*time.Minute, 4 * time.Hour}}
+	check := func(what string) {
+		t.Helper()
+		for _, w := range windows {
+			from, to := t0.Add(w[0]), t0.Add(w[1])
+			got, err := db.WorkBetween(ctx, from, to)
+			if err != nil {
+				t.Fatalf("%s: WorkBetween(%v, %v): %v", what, w[0], w[1], err)
+			}
+			checkWorkers(t, fmt.Sprintf("%s: WorkBetween(%v, %v)", what, w[0], w[1]), got, m.workBetween(from, to))
+		}
+		got, err := db.WorkBetween(ctx, time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64))
+		if err != nil {
+			t.Fatalf("%s: WorkBetween over all time: %v", what, err)
+		}
+		checkWorkers(t, what+": WorkBetween over all time", got, m.summarize(func(hashgrid.Share) bool { return true }))
+	}
+	check("rolled up")
+	for _, w := range [][2]time.Duration{{time.Minute, 2 * time.Hour}, {0, 2*time.Hour + time.Minute}, {10 * time.Minute, 20 * time.Minute}} {
+		if _, err := db.WorkBetween(ctx, t0.Add(w[0]), t0.Add(w[1])); hashgrid.ErrorCode(err) != hashgrid.EINVALID {
+			t.Fatalf("WorkBetween(%v, %v) off the hour where only hours are kept: got %v, want EINVALID", w[0], w[1], err)
+		}
+	}
+
+	// A late share in a rolled-up hour lands in work_minutes, is counted there, and the
+	// next rollup folds it.
+	late := share(6001, "bcrt1qr0", "rig0", hashgrid.ShareAccepted, hashgrid.DiffOne, 90*time.Minute)
+	if err := db.AddShares(ctx, []hashgrid.Share{late}); err != nil {
+		t.Fatal(err)
+	}
+	shares = append(shares, late)
+	m.add([]hashgrid.Share{late})
+	checkSummaries(t, db, shares)
+	check("with a late share")
+	if r, err := db.Rollup(ctx, p.Time, 100); err != nil || r.Rows != 1 {
+		t.Fatalf("Rollup of the late share's minute: %+v, %v", r, err)
+	}
+	checkSummaries(t, db, shares)
+	check("late share rolled up")
 }

@@ -443,7 +443,8 @@ func (db *DB) SharesFor(ctx context.Context, address string, limit int) ([]hashg
 // minutes at its edges (none if from and to are on minutes) are read from their blocks.
 // Both reads are in one transaction, so they see the same commits. An edge that falls
 // where shares were pruned cannot be summed exactly and is refused (EINVALID): such a
-// window must start and end on whole minutes, which work_minutes answers for ever.
+// window must start and end on whole minutes, and where the minutes were rolled up
+// into hours (see Rollup), on whole hours.
 func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.Worker, error) {
 	lo, hi := boundTime(from), boundTime(to)
 	if lo >= hi {
@@ -455,6 +456,13 @@ func (db *DB) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.W
 	}
 	defer tx.Rollback()
 	sums := map[workerKey]*workSum{}
+	// Below rolled_until only hours are kept.
+	if lo, err = sumRolled(ctx, tx, lo, hi, sums); err != nil {
+		return nil, err
+	}
+	if lo >= hi {
+		return sortedWorkers(sums), nil
+	}
 	// Whole minutes are [first, last); their times [first·minute, last·minute) lie in
 	// [lo, hi), so neither product overflows.
 	first, last := minuteAtOrAfter(lo), minuteOf(hi)

@@ -261,6 +261,22 @@ CREATE TABLE retention (
 INSERT INTO retention VALUES (1, 0, 0, 0, 0);
 ALTER TABLE work_minutes ADD COLUMN best INTEGER NOT NULL DEFAULT 0; -- highest Actual of an accepted share; Diff bits as a signed integer
 `, step: fillBest},
+	// 5: summaries by the hour, for what is older than the raw shares (see Rollup).
+	{sql: `
+CREATE TABLE work_hours (
+	hour       INTEGER NOT NULL,     -- floor(time / 1 hour), time in Unix nanoseconds
+	address    TEXT    NOT NULL,
+	worker     TEXT    NOT NULL,
+	accepted   INTEGER NOT NULL,
+	rejected   INTEGER NOT NULL,
+	work_hi    INTEGER NOT NULL,     -- hashgrid.Work words, bits as signed integers
+	work_lo    INTEGER NOT NULL,
+	last_share INTEGER NOT NULL,     -- Unix nanoseconds
+	best       INTEGER NOT NULL,     -- highest Actual of an accepted share; Diff bits as a signed integer
+	PRIMARY KEY (hour, address, worker)
+) WITHOUT ROWID;
+ALTER TABLE retention ADD COLUMN rolled_until INTEGER; -- a minute on an hour: work_minutes below it are in work_hours; NULL if none
+`},
 }
 
 func (db *DB) migrate(ctx context.Context, ms []migration) error {

@@ -178,8 +178,8 @@ func testMigrateWorkMinutes(t *testing.T) {
 		want = append(want, decodedWorkBetween(t, old, w[0], w[1]))
 	}
 	db := reopenMigrated(t, old, path, 2)
-	if len(migrations) != 4 {
-		t.Fatalf("%d migrations, this test knows 4", len(migrations))
+	if len(migrations) != 5 {
+		t.Fatalf("%d migrations, this test knows 5", len(migrations))
 	}
 	checkMinutes(t, db) // the rows of migration 3 with the best shares of migration 4
 	m := model{}
