@@ -49,9 +49,11 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	cfg Config
-	mux *hashgrid.Mux
-	hs  *http.Server
+	cfg     Config
+	mux     *hashgrid.Mux
+	hs      *http.Server
+	started time.Time // the pool's start (Dashboard.Started), for young pools' hashrates
+	rates   rates
 }
 
 // New returns an API server.
@@ -65,7 +67,10 @@ func New(cfg Config) *Server {
 	if cfg.HashrateWindow == 0 {
 		cfg.HashrateWindow = 10 * time.Minute
 	}
-	s := &Server{cfg: cfg, mux: hashgrid.NewMux(cfg.Logger)}
+	s := &Server{cfg: cfg, mux: hashgrid.NewMux(cfg.Logger), started: cfg.Dashboard.Started}
+	if s.started.IsZero() {
+		s.started = cfg.Now()
+	}
 	s.mux.HandleFunc("GET /api/v1/pool", s.handlePool)
 	s.mux.HandleFunc("GET /api/v1/workers/{address}", s.handleWorkers)
 	s.mux.HandleFunc("GET /api/v1/blocks", s.handleBlocks)
@@ -118,13 +123,20 @@ type PoolInfo struct {
 	PrevHash          string  `json:"prev_hash"`
 	Connections       int     `json:"connections"`
 	WorkersOnline     int     `json:"workers_online"`
-	Hashrate          float64 `json:"hashrate"` // hashes per second, over hashrate_window_seconds
+	Hashrate          float64 `json:"hashrate"` // hashes per second, over hashrate_span_seconds
 	HashrateWindow    int64   `json:"hashrate_window_seconds"`
-	SharesAccepted    uint64  `json:"shares_accepted"`
-	SharesRejected    uint64  `json:"shares_rejected"`
-	AcceptedWork      float64 `json:"accepted_work"` // sum of accepted share difficulty
-	BlocksFound       int     `json:"blocks_found"`
-	LastTemplate      string  `json:"last_template,omitempty"`
+	// HashrateSpan is the time the hashrates really cover: the window, or less while
+	// the pool is younger than the window.
+	HashrateSpan int64 `json:"hashrate_span_seconds"`
+	// NetworkHashrate is estimated from the difficulty and the time the last
+	// network_hashrate_blocks blocks took (0 blocks: assuming 600 s per block).
+	NetworkHashrate       float64 `json:"network_hashrate"`
+	NetworkHashrateBlocks int     `json:"network_hashrate_blocks"`
+	SharesAccepted        uint64  `json:"shares_accepted"`
+	SharesRejected        uint64  `json:"shares_rejected"`
+	AcceptedWork          float64 `json:"accepted_work"` // sum of accepted share difficulty
+	BlocksFound           int     `json:"blocks_found"`
+	LastTemplate          string  `json:"last_template,omitempty"`
 }
 
 func (s *Server) handlePool(w http.ResponseWriter, r *http.Request) {
@@ -143,7 +155,7 @@ func (s *Server) poolInfo(ctx context.Context) (PoolInfo, error) {
 		return PoolInfo{}, err
 	}
 	now := s.cfg.Now()
-	from, to, span := hashgrid.RecentWindow(now, s.cfg.HashrateWindow)
+	from, to, span := s.rateWindow(ctx, now)
 	recent, err := s.cfg.Store.WorkBetween(ctx, from, to)
 	if err != nil {
 		return PoolInfo{}, err
@@ -175,11 +187,13 @@ func (s *Server) poolInfo(ctx context.Context) (PoolInfo, error) {
 		WorkersOnline:     online,
 		Hashrate:          rw.Hashes() / span.Seconds(),
 		HashrateWindow:    int64(s.cfg.HashrateWindow / time.Second),
+		HashrateSpan:      int64(span / time.Second),
 		SharesAccepted:    acc,
 		SharesRejected:    rej,
 		AcceptedWork:      work.Float(),
 		BlocksFound:       found,
 	}
+	info.NetworkHashrate, info.NetworkHashrateBlocks = s.networkHashrate(ctx, now, st.NetworkDiff)
 	if !st.LastTemplate.IsZero() {
 		info.LastTemplate = st.LastTemplate.UTC().Format(time.RFC3339)
 	}
@@ -222,7 +236,7 @@ func (s *Server) handleWorkers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	from, to, span := hashgrid.RecentWindow(now, s.cfg.HashrateWindow)
+	from, to, span := s.rateWindow(ctx, now)
 	recent, err := s.cfg.Store.WorkBetween(ctx, from, to)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -63,7 +63,7 @@ type PPNetwork struct {
 	CurrentBlockWeight int64   `json:"currentblockweight"` // of the template's transactions
 	CurrentBlockTx     int     `json:"currentblocktx"`
 	Difficulty         float64 `json:"difficulty"`
-	NetworkHashPS      float64 `json:"networkhashps"` // estimated from the difficulty
+	NetworkHashPS      float64 `json:"networkhashps"` // from the difficulty and the last blocks' times
 	PooledTx           int     `json:"pooledtx"`      // transactions in the template (hashgrid does not read the mempool)
 	Chain              string  `json:"chain"`
 	Warnings           string  `json:"warnings"`
@@ -267,8 +267,8 @@ func chainName(network string) string {
 func (d *dashboard) handlePPNetwork(w http.ResponseWriter, r *http.Request) {
 	st := d.s.cfg.Pool.Stats()
 	out := PPNetwork{Blocks: max(st.Height-1, 0), Difficulty: st.NetworkDiff, Chain: chainName(d.s.cfg.Network), Warnings: ""}
-	// Expected hashes per block over the 600-second target spacing.
-	out.NetworkHashPS = math.Round(st.NetworkDiff * math.Exp2(32) / 600)
+	rate, _ := d.s.networkHashrate(r.Context(), d.s.cfg.Now(), st.NetworkDiff)
+	out.NetworkHashPS = math.Round(rate)
 	if d.cfg.Sessions != nil {
 		txs, weight, _ := d.cfg.Sessions.TemplateInfo()
 		out.CurrentBlockTx, out.CurrentBlockWeight, out.PooledTx = txs, weight, txs

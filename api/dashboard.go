@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -151,6 +152,7 @@ func (d *dashboard) page(w http.ResponseWriter, r *http.Request) {
 		d.s.writeError(w, r, err)
 		return
 	}
+	b = d.withSnapshot(r.Context(), b, r.PathValue("address"))
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
@@ -159,6 +161,28 @@ func (d *dashboard) page(w http.ResponseWriter, r *http.Request) {
 	// Everything the page loads comes from here; no inline script.
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
 	w.Write(b)
+}
+
+// snapshotMark is where the page carries its first snapshot.
+const snapshotMark = `<script type="application/json" id="snapshot"></script>`
+
+// withSnapshot puts the current snapshot into the page, so that it shows the pool at
+// once instead of waiting for its event stream to connect. It is data, not script
+// (the page's Content-Security-Policy runs only /static/app.js), and encoding/json
+// escapes <, > and & so that no value can close the element. Without a snapshot
+// (the store failing) the page is served as it is and waits for the stream.
+func (d *dashboard) withSnapshot(ctx context.Context, page []byte, addr string) []byte {
+	snap, err := d.snapshot(ctx, addr)
+	if err != nil {
+		d.s.cfg.Logger.Warn("page snapshot", "err", err)
+		return page
+	}
+	js, err := json.Marshal(snap)
+	if err != nil {
+		return page
+	}
+	filled := `<script type="application/json" id="snapshot">` + string(js) + `</script>`
+	return bytes.Replace(page, []byte(snapshotMark), []byte(filled), 1)
 }
 
 // validAddress accepts what may be a Bitcoin address: ASCII letters and digits.
@@ -187,6 +211,9 @@ type Snapshot struct {
 	Blocks   []BlockInfo   `json:"blocks"`
 	Address  *AddressView  `json:"address,omitempty"`
 	Point    HashratePoint `json:"point"` // the pool's hashrate now, for the chart
+	// Payouts is true when the pool runs a payout scheme (GET /api/v1/miners/{address}
+	// and /api/v1/payouts are served).
+	Payouts bool `json:"payouts"`
 }
 
 // NodeView is the node's health as the dashboard shows it. URLs carry no credentials.
@@ -275,7 +302,8 @@ func (d *dashboard) build(ctx context.Context, addr string, now time.Time) (Snap
 	if err != nil {
 		return Snapshot{}, err
 	}
-	snap := Snapshot{Time: now.UTC().Format(time.RFC3339), Pool: info, Point: HashratePoint{T: now.UnixMilli(), Hashrate: info.Hashrate}}
+	snap := Snapshot{Time: now.UTC().Format(time.RFC3339), Pool: info, Point: HashratePoint{T: now.UnixMilli(), Hashrate: info.Hashrate},
+		Payouts: d.s.cfg.Payouts != nil}
 	snap.Node = d.nodeView()
 	if d.cfg.Sessions != nil {
 		txs, weight, reward := d.cfg.Sessions.TemplateInfo()
@@ -318,7 +346,7 @@ func (d *dashboard) nodeView() NodeView {
 // workers merges the live connections with the shares of the hashrate window, for
 // one address or ("") all.
 func (d *dashboard) workers(ctx context.Context, addr string, now time.Time) ([]WorkerView, error) {
-	from, to, span := hashgrid.RecentWindow(now, d.s.cfg.HashrateWindow)
+	from, to, span := d.s.rateWindow(ctx, now)
 	recent, err := d.s.cfg.Store.WorkBetween(ctx, from, to)
 	if err != nil {
 		return nil, err
@@ -384,7 +412,10 @@ func (d *dashboard) workers(ctx context.Context, addr string, now time.Time) ([]
 
 // AddressView is one miner's page: GET /api/v1/address/{address}.
 type AddressView struct {
-	Address        string       `json:"address"`
+	Address string `json:"address"`
+	// Known is false when the pool has nothing of the address: no share, no open
+	// connection, no block (the figures below are then all zero).
+	Known          bool         `json:"known"`
 	Hashrate       float64      `json:"hashrate"`
 	Accepted       uint64       `json:"shares_accepted"` // all time
 	Rejected       uint64       `json:"shares_rejected"` // all time
@@ -416,7 +447,7 @@ func (d *dashboard) handleAddress(w http.ResponseWriter, r *http.Request) {
 		d.s.writeError(w, r, err)
 		return
 	}
-	if len(av.Workers) == 0 && av.Accepted == 0 && av.Rejected == 0 {
+	if !av.Known {
 		d.s.writeError(w, r, hashgrid.Errorf(hashgrid.ENOTFOUND, "no shares or connections from %s", addr))
 		return
 	}
@@ -464,6 +495,7 @@ func (d *dashboard) address(ctx context.Context, addr string, now time.Time) (Ad
 			av.Blocks = append(av.Blocks, blockInfo(b))
 		}
 	}
+	av.Known = len(av.Workers) > 0 || av.Accepted > 0 || av.Rejected > 0 || len(av.Blocks) > 0
 	return av, nil
 }
 

@@ -94,7 +94,7 @@ func (s *Server) handleMiner(w http.ResponseWriter, r *http.Request) {
 		out.Rejected += wk.Rejected
 	}
 	now := s.cfg.Now()
-	from, to, span := hashgrid.RecentWindow(now, s.cfg.HashrateWindow)
+	from, to, span := s.rateWindow(ctx, now)
 	recent, err := s.cfg.Store.WorkBetween(ctx, from, to)
 	if err != nil {
 		s.writeError(w, r, err)

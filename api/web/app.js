@@ -31,6 +31,11 @@
     sat = Number(sat) || 0;
     return (sat / 1e8).toFixed(8).replace(/0{1,5}$/, '') + ' BTC';
   }
+  // The time hashrates cover: the window, or the pool's age while it is younger.
+  function span(p) {
+    const s = Number(p.hashrate_span_seconds) || Number(p.hashrate_window_seconds) || 0;
+    return s < 120 ? Math.max(1, Math.round(s)) + ' s' : Math.round(s / 60) + ' min';
+  }
   function pct(x) { return (100 * (Number(x) || 0)).toFixed(x > 0 && x < 0.001 ? 3 : 1) + '%'; }
   function ago(iso) {
     if (!iso) return '–';
@@ -206,7 +211,7 @@
     const p = s.pool;
     set('network', p.network || '?');
     set('c-hashrate', hashrate(p.hashrate));
-    set('c-window', 'over ' + Math.round(p.hashrate_window_seconds / 60) + ' min');
+    set('c-window', 'over ' + span(p));
     const online = s.workers.filter((w) => w.online).length;
     set('c-workers', num(online));
     set('c-conns', num(p.connections) + ' connections');
@@ -218,8 +223,8 @@
     set('c-height', p.height > 0 ? num(p.height - 1) : '–');
     set('c-template', s.template.transactions + ' txs · ' + btc(s.template.reward_sat));
     set('c-netdiff', diff(p.network_difficulty));
-    set('c-nethash', '≈ ' + hashrate(p.network_difficulty * 4294967296 / 600));
-    set('workers-hint', 'hashrate over ' + Math.round(p.hashrate_window_seconds / 60) + ' min');
+    set('c-nethash', '≈ ' + hashrate(p.network_hashrate) + (p.network_hashrate_blocks > 0 ? ' over ' + p.network_hashrate_blocks + ' blocks' : ' at 10 min a block'));
+    set('workers-hint', 'hashrate over ' + span(p));
     fill($('workers').tBodies[0], workerRows(s.workers, true), 6, 'No workers yet');
     addLive(s.point.t, s.point.h);
   }
@@ -239,6 +244,9 @@
   function renderAddress(s) {
     const a = s.address;
     set('network', s.pool.network || '?');
+    // An address the pool has never heard of has no figures, not zeros.
+    $('a-unknown').hidden = a.known;
+    $('a-cards').hidden = !a.known;
     set('a-hashrate', hashrate(a.hashrate));
     const online = a.workers.filter((w) => w.online).length;
     set('a-online', online + ' of ' + a.workers.length + ' workers online');
@@ -249,7 +257,7 @@
     set('a-rejrate', tot ? pct(a.shares_rejected / tot) + ' of all shares' : '');
     set('a-best', diff(a.best_difficulty));
     set('a-blocks', num(a.blocks.length));
-    set('workers-hint', 'hashrate over ' + Math.round(s.pool.hashrate_window_seconds / 60) + ' min');
+    set('workers-hint', 'hashrate over ' + span(s.pool));
     fill($('workers').tBodies[0], workerRows(a.workers, false), 6, 'No workers seen for this address');
     fill($('shares').tBodies[0], a.recent_shares.map((sh) => el('tr', {},
       el('td', { title: sh.time, text: ago(sh.time) }),
@@ -261,7 +269,9 @@
     addLive(s.point.t, a.hashrate);
   }
 
+  let payoutsOff = false;
   function render(s) {
+    payoutsOff = s.payouts === false;
     renderNode(s);
     if (address) {
       renderAddress(s);
@@ -274,48 +284,69 @@
   }
 
   // ---- earnings (from the payouts API, when this pool runs it) ----
-  function humanKey(k) { return k.replace(/_sat$/, '').replace(/_/g, ' ').replace(/([a-z])([A-Z])/g, '$1 $2'); }
-  function fmtValue(k, v) {
-    if (typeof v === 'number' && /_sat$|sats?$/i.test(k)) return btc(v);
-    if (typeof v === 'number') return num(v);
-    if (typeof v === 'boolean') return v ? 'yes' : 'no';
-    if (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) return new Date(v).toLocaleString();
-    return String(v);
+  // Each figure is placed by name: nothing from the reply is shown as it comes
+  // (no ledger keys, no objects), and fields added later stay out until placed here.
+  const creditKinds = {
+    block: 'block credited', mature: 'block matured', orphaned: 'orphaned block reversed',
+    pps: 'share credit', payout: 'in a payout batch', sent: 'payout sent',
+  };
+  const schemes = { pplns: 'PPLNS', pps: 'PPS', fpps: 'FPPS', solo: 'SOLO' };
+  function card(label, value, note) {
+    return el('div', { class: 'card' }, el('span', { class: 'label', text: label }), el('b', { text: value }), note ? el('small', { text: note }) : null);
   }
-  function renderEarnings(data) {
-    const box = $('earnings');
-    box.replaceChildren();
-    const kv = el('div', { class: 'kv' });
-    const tables = [];
-    for (const k in data) {
-      const v = data[k];
-      if (Array.isArray(v)) tables.push([k, v]);
-      else if (v !== null && typeof v !== 'object' && k !== 'address') kv.append(el('div', { class: 'card' }, el('span', { class: 'label', text: humanKey(k) }), el('b', { text: fmtValue(k, v) })));
-    }
-    box.append(kv);
-    for (const [k, rows] of tables) {
-      box.append(el('h3', { class: 'hint', text: humanKey(k) }));
-      if (rows.length === 0) { box.append(el('p', { class: 'muted', text: 'none yet' })); continue; }
-      const cols = Object.keys(rows[0]).filter((c) => rows[0][c] === null || typeof rows[0][c] !== 'object');
-      const t = el('table', {}, el('thead', {}, el('tr', {}, ...cols.map((c) => el('th', { text: humanKey(c) })))));
-      const tb = el('tbody', {});
-      for (const r of rows.slice(0, 50)) tb.append(el('tr', {}, ...cols.map((c) => el('td', { class: typeof r[c] === 'number' ? 'num' : '', text: r[c] == null ? '–' : fmtValue(c, r[c]) }))));
-      t.append(tb);
-      box.append(el('div', { class: 'scroll' }, t));
-    }
+  function table(head, rows, empty) {
+    const t = el('table', {}, el('thead', {}, el('tr', {}, ...head.map(([h, cls]) => el('th', { class: cls || '', text: h })))));
+    const tb = el('tbody', {});
+    fill(tb, rows, head.length, empty);
+    t.append(tb);
+    return el('div', { class: 'scroll' }, t);
+  }
+  function renderEarnings(m, payouts) {
+    const b = m.balances || {};
+    const scheme = schemes[m.scheme] || String(m.scheme || '').toUpperCase();
+    const kv = el('div', { class: 'kv' },
+      card('Earned', btc(b.earned_sat), 'all time, ' + scheme),
+      card('Immature', btc(b.immature_sat), 'blocks under 100 confirmations'),
+      card('Balance', btc(b.mature_sat), 'waiting for the payout threshold'),
+      card('Pending', btc(b.pending_sat), 'in a payout not yet sent'),
+      card('Paid', btc(b.paid_sat), 'coinbase outputs and payouts'));
+    const credits = (m.credits || []).slice(0, 50).map((c) => el('tr', { 'data-kind': c.kind },
+      el('td', { title: c.time, text: ago(c.time) }),
+      el('td', { text: creditKinds[c.kind] || c.kind }),
+      el('td', { class: 'mono', title: c.block || '', text: c.block ? shortHash(c.block) : '–' }),
+      el('td', { class: 'num' + (c.amount_sat < 0 ? ' bad' : ''), text: btc(c.amount_sat) + (c.direct ? ' (coinbase)' : '') })));
+    const pays = (payouts || []).slice(0, 50).map((p) => el('tr', {},
+      el('td', { class: 'num', text: num(p.batch) }),
+      el('td', { title: p.created, text: ago(p.created) }),
+      el('td', { class: 'num', text: btc(p.amount_sat) }),
+      el('td', {}, el('span', { class: 'pill ' + p.status, text: p.status })),
+      el('td', { class: 'mono', title: p.txid || '', text: p.txid ? shortHash(p.txid) : '–' })));
+    $('earnings').replaceChildren(kv,
+      el('h3', { class: 'hint', text: 'Credits' }),
+      table([['When'], ['What'], ['Block'], ['Amount', 'num']], credits, 'No credits yet'),
+      el('h3', { class: 'hint', text: 'Payouts' }),
+      table([['Batch', 'num'], ['When'], ['Amount', 'num'], ['Status'], ['Transaction']], pays, 'No payouts yet'));
   }
   async function loadEarnings() {
     const hint = $('earnings-hint');
+    if (payoutsOff) {
+      $('earnings').replaceChildren(el('p', { class: 'muted', text: 'This pool runs no payout scheme: its coinbase pays the pool\'s own address, so no earnings are kept per miner.' }));
+      return;
+    }
     try {
       const r = await fetch('/api/v1/miners/' + encodeURIComponent(address), { cache: 'no-store' });
       const json = (r.headers.get('Content-Type') || '').includes('application/json');
       if (r.ok && json) {
-        renderEarnings(await r.json());
+        const m = await r.json();
+        let payouts = [];
+        const pr = await fetch('/api/v1/payouts?address=' + encodeURIComponent(address), { cache: 'no-store' });
+        if (pr.ok) payouts = await pr.json();
+        renderEarnings(m, payouts);
         hint.textContent = '';
-      } else if (r.status === 404 && json) {
+        return;
+      }
+      if (r.status === 404) {
         $('earnings').replaceChildren(el('p', { class: 'muted', text: 'No earnings recorded for this address yet.' }));
-      } else if (r.status === 404) {
-        $('earnings').replaceChildren(el('p', { class: 'muted', text: 'This pool does not run payouts.' }));
       } else {
         hint.textContent = 'payouts unavailable (' + r.status + ')';
       }
@@ -356,6 +387,13 @@
     $('earnings-panel').hidden = false;
     $('shares-panel').hidden = false;
     $('nodes-panel').hidden = true;
+  }
+  // The page arrives with a first snapshot: show it before the stream connects.
+  try {
+    const first = $('snapshot').textContent;
+    if (first) render(JSON.parse(first));
+  } catch (e) { console.error(e); }
+  if (address) {
     loadEarnings();
     setInterval(loadEarnings, 15000);
   }
