@@ -377,9 +377,13 @@ type Retention struct {
 	Batch int
 	// Pause is the time between two transactions of a pass; default
 	// DefaultRetentionPause.
-	Pause  time.Duration
-	Now    func() time.Time
-	Logger *slog.Logger
+	Pause time.Duration
+	// MinuteSummaries is how long summaries are kept by the minute at least, whatever
+	// Keep: hashrate charts ask for whole minutes of the last day. Older ones whose
+	// shares are pruned are rolled up into hours. Default DefaultMinuteSummaries.
+	MinuteSummaries time.Duration
+	Now             func() time.Time
+	Logger          *slog.Logger
 }
 
 // Defaults of Retention.
@@ -387,6 +391,7 @@ const (
 	DefaultRetentionInterval = 10 * time.Minute
 	DefaultRetentionBatch    = 16
 	DefaultRetentionPause    = 20 * time.Millisecond
+	DefaultMinuteSummaries   = 48 * time.Hour
 )
 
 // PassResult is what one retention pass did.
@@ -411,6 +416,9 @@ func (r *Retention) defaults() {
 	}
 	if r.Pause <= 0 {
 		r.Pause = DefaultRetentionPause
+	}
+	if r.MinuteSummaries <= 0 {
+		r.MinuteSummaries = DefaultMinuteSummaries
 	}
 	if r.Now == nil {
 		r.Now = time.Now
@@ -445,8 +453,8 @@ func (r Retention) Run(ctx context.Context) error {
 }
 
 // Pass prunes what it may now, batch by batch, rolls the minutes of the hours whose
-// shares are pruned up into hours, then checkpoints the WAL so that the freed pages
-// leave the file. A store in auto_vacuum mode none is converted once,
+// shares are pruned (and older than MinuteSummaries) up into hours, then checkpoints
+// the WAL so that the freed pages leave the file. A store in auto_vacuum mode none is converted once,
 // after the first pass that pruned something.
 func (r Retention) Pass(ctx context.Context) (PassResult, error) {
 	r.defaults()
@@ -479,14 +487,19 @@ func (r Retention) Pass(ctx context.Context) (PassResult, error) {
 		case <-time.After(r.Pause):
 		}
 	}
-	// The summaries of the hours whose shares are pruned are kept by the hour.
+	// The summaries of the hours whose shares are pruned, and older than
+	// MinuteSummaries, are kept by the hour.
 	p, err := r.DB.Pruned(ctx)
 	if err != nil {
 		return res, err
 	}
 	if p.Seq > 0 {
+		rollBefore := p.Time
+		if t := r.Now().Add(-r.MinuteSummaries); t.Before(rollBefore) {
+			rollBefore = t
+		}
 		for {
-			rr, err := r.DB.Rollup(ctx, p.Time, rollupBatch)
+			rr, err := r.DB.Rollup(ctx, rollBefore, rollupBatch)
 			res.Rolled += rr.Rows
 			if err != nil {
 				return res, err

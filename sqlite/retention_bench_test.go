@@ -17,12 +17,15 @@ import (
 // and after retention, for a pool of 1,000 workers (500 addresses, bech32 length) each
 // sending a share every 10 s: 100 shares/s, stored in batches of 200 as the stream's
 // consumer does. HASHGRID_RETENTION_SHARES sets the number of shares (default 1e6,
-// 2.8 hours); a twentieth of them are rejected. Retention then keeps the last hour.
-// Run it with -benchtime=1x. Reported:
+// 2.8 hours); a twentieth of them are rejected. Retention then keeps the last hour of
+// raw shares (and, with MinuteSummaries of an hour, minute summaries as long). Run it
+// with -benchtime=1x. Reported:
 //
 //	raw_B/share     file size / shares with every share kept
 //	kept_B/share    file size after retention / shares stored in all
-//	summary_B/row   file size with every share pruned / rows of work_minutes
+//	minute_B/row    file size with every share pruned / rows of work_minutes
+//	hour_B/row      file size with every share pruned and every minute rolled up /
+//	                rows of work_hours
 func BenchmarkRetentionDisk(b *testing.B) {
 	n := 1_000_000
 	if v := os.Getenv("HASHGRID_RETENTION_SHARES"); v != "" {
@@ -85,7 +88,8 @@ func BenchmarkRetentionDisk(b *testing.B) {
 		raw := fileSize(b, path)
 		end := start.Add(time.Duration(n) * time.Second / perSec)
 		t0 := time.Now()
-		res, err := (Retention{DB: db, Keep: keepLast, Now: func() time.Time { return end }, Pause: time.Millisecond}).Pass(ctx)
+		res, err := (Retention{DB: db, Keep: keepLast, MinuteSummaries: keepLast, Now: func() time.Time { return end },
+			Pause: time.Millisecond}).Pass(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -97,17 +101,41 @@ func BenchmarkRetentionDisk(b *testing.B) {
 		if err := db.Checkpoint(ctx); err != nil {
 			b.Fatal(err)
 		}
+		count := func(table string) int {
+			var rows int
+			if err := db.r.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&rows); err != nil {
+				b.Fatal(err)
+			}
+			return rows
+		}
+		// Every share pruned: the summaries alone, by the minute but for the hours the
+		// pass rolled up; then every minute rolled up. Both sizes include the workers,
+		// totals and blocks tables and SQLite's own pages.
+		minutes, hoursBefore := count("work_minutes"), count("work_hours")
 		summaries := fileSize(b, path)
-		var rows int
-		if err := db.r.QueryRow(`SELECT COUNT(*) FROM work_minutes`).Scan(&rows); err != nil {
+		for {
+			r, err := db.Rollup(ctx, end.Add(time.Hour), 1<<16)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !r.More {
+				break
+			}
+		}
+		if err := db.Checkpoint(ctx); err != nil {
 			b.Fatal(err)
 		}
+		rolled := fileSize(b, path)
+		hours := count("work_hours")
 		db.Close()
 		b.ReportMetric(float64(raw)/float64(n), "raw_B/share")
 		b.ReportMetric(float64(kept)/float64(n), "kept_B/share")
-		b.ReportMetric(float64(summaries)/float64(rows), "summary_B/row")
-		b.Logf("%d shares (%d rejected) over %v: %d bytes; retention of %v pruned %d shares in %v, leaving %d bytes "+
-			"(%d shares kept); every share pruned: %d bytes for %d rows of work_minutes",
-			n, rejected, end.Sub(start), raw, keepLast, res.Shares, passTime.Round(time.Millisecond), kept, n-res.Shares, summaries, rows)
+		b.ReportMetric(float64(summaries)/float64(minutes+hoursBefore), "minute_B/row")
+		b.ReportMetric(float64(rolled)/float64(hours), "hour_B/row")
+		b.Logf("%d shares (%d rejected) over %v: %d bytes; retention of %v pruned %d shares and rolled up %d minute rows in %v, "+
+			"leaving %d bytes (%d shares kept); every share pruned: %d bytes for %d rows of work_minutes and %d of work_hours; "+
+			"every minute rolled up: %d bytes for %d rows of work_hours",
+			n, rejected, end.Sub(start), raw, keepLast, res.Shares, res.Rolled, passTime.Round(time.Millisecond), kept, n-res.Shares,
+			summaries, minutes, hoursBefore, rolled, hours)
 	}
 }

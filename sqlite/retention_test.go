@@ -544,3 +544,36 @@ func TestRollupKeepsSums(t *testing.T) {
 	checkSummaries(t, db, shares)
 	check("late share rolled up")
 }
+
+// TestRetentionPassRollsUp checks that a pass rolls up the minutes whose shares it
+// pruned, but none of the last MinuteSummaries, whatever Keep.
+func TestRetentionPassRollsUp(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openDB(t)
+	rnd := rand.New(rand.NewPCG(20, 7))
+	shares := poolShares(rnd, 6000, 3*time.Second) // 5 hours from t0
+	addPoolShares(t, db, rnd, shares)
+	res, err := (Retention{DB: db, Keep: time.Hour, MinuteSummaries: 2 * time.Hour, Pause: time.Millisecond,
+		Now: func() time.Time { return t0.Add(5 * time.Hour) }}).Pass(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var minutesBefore, minutesAfter, hours int
+	cut := t0.Add(3*time.Hour).UnixNano() / minuteNanos
+	db.r.QueryRow(`SELECT COUNT(*) FROM work_minutes WHERE minute < ?`, cut).Scan(&minutesBefore)
+	db.r.QueryRow(`SELECT COUNT(*) FROM work_minutes WHERE minute >= ?`, cut).Scan(&minutesAfter)
+	db.r.QueryRow(`SELECT COUNT(*) FROM work_hours`).Scan(&hours)
+	wantBefore, wantAfter := 0, 0
+	for k := range minuteModel(shares) {
+		if k.minute < cut {
+			wantBefore++
+		} else {
+			wantAfter++
+		}
+	}
+	if res.Shares == 0 || res.Rolled != wantBefore || minutesBefore != 0 || hours != 3*4 || minutesAfter != wantAfter {
+		t.Fatalf("pass %+v: %d minute rows before the last 2 hours, %d in them, %d hour rows; want every minute of "+
+			"the first 3 hours rolled into 12 hour rows, the last 2 hours by the minute", res, minutesBefore, minutesAfter, hours)
+	}
+	checkSummaries(t, db, shares)
+}
