@@ -34,7 +34,9 @@
 // highest sequence ever stored, and AddShares skips a replayed share below the prefix
 // as already stored, so the stream is never replayed twice into the summaries. The
 // summaries (workers, totals, and work_minutes with each minute's best share) are
-// never pruned: they are what remains of pruned shares.
+// never pruned: they are what remains of pruned shares. Minutes older than the raw
+// shares (and than Retention.MinuteSummaries) are rolled up into work_hours (Rollup),
+// so that what is kept for ever grows by the worker-hour.
 package sqlite
 
 import (
