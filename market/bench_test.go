@@ -174,3 +174,19 @@ func BenchmarkSellerMemory(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkCreateAccount opens accounts in a market that already holds 2,000: each is
+// one fsynced line appended to the accounts journal, whatever the number before it.
+func BenchmarkCreateAccount(b *testing.B) {
+	tm := startMarket(b, nil)
+	for range 2000 {
+		if _, _, err := tm.CreateAccount(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		if _, _, err := tm.CreateAccount(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
