@@ -9,7 +9,7 @@ need_btcd() {
 	if command -v btcd >/dev/null 2>&1 && btcd --version 2>/dev/null | grep -q "${BTCD_VERSION#v}"; then
 		return 0
 	fi
-	echo "installing btcd $BTCD_VERSION from the Go module proxy..." >&2
+	echo "installing btcd $BTCD_VERSION from the Go module proxy (a few minutes the first time)..." >&2
 	GOFLAGS=-mod=mod go install "github.com/btcsuite/btcd@$BTCD_VERSION"
 }
 
