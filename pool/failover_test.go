@@ -118,14 +118,18 @@ func clientFor(t *testing.T, url string) *node.Client {
 
 // runPool serves a regtest pool on the node set, fed by the set's watcher, with a
 // block tracker checking every 100 ms, until the test ends.
-func runPool(t *testing.T, set *node.Set, store *blockLog) (*pool.Pool, string) {
+func runPool(t *testing.T, set *node.Set, store *blockLog, now ...func() time.Time) (*pool.Pool, string) {
 	t.Helper()
 	params := &chaincfg.RegressionNetParams
 	outs, err := pool.SingleAddress(regtest.TestAddress(), params)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pool.New(pool.Config{Network: params, Outputs: outs}, set, &memShares{}, store)
+	cfg := pool.Config{Network: params, Outputs: outs}
+	if len(now) > 0 {
+		cfg.Now = now[0]
+	}
+	p, err := pool.New(cfg, set, &memShares{}, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,6 +376,36 @@ func TestShutdownWhileBlockWaits(t *testing.T) {
 	for _, b := range bl {
 		if b.Status != hashgrid.BlockSubmitted || !strings.Contains(b.Reason, "pool stopped") {
 			t.Errorf("block %s: %v %q, want submitted with the pool stopped", chainhash.Hash(b.Hash), b.Status, b.Reason)
+		}
+	}
+}
+
+// A block no node takes for an hour is given up as stale: an orphan with the reason,
+// never a rejection.
+func TestWaitingBlockGoesStale(t *testing.T) {
+	a := regtest.StartT(t)
+	pa := regtest.StartProxy(t, a)
+	set, err := node.NewSet([]*node.Client{clientFor(t, pa.URL())}, node.SetOptions{PollInterval: 100 * time.Millisecond, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, ProbeTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var skew time.Duration
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(skew) }
+	store := &blockLog{}
+	_, addr := runPool(t, set, store, now)
+	pa.Set(regtest.Down)
+	stop := startMiner(t, addr)
+	waitUntil(t, 60*time.Second, "a found block waiting for a node", func() bool { return store.count(hashgrid.BlockSubmitted) > 0 })
+	stop()
+	mu.Lock()
+	skew = time.Hour + time.Minute // the pool's clock: an hour of retries has passed
+	mu.Unlock()
+	waitUntil(t, 30*time.Second, "the waiting block given up", func() bool { return store.count(hashgrid.BlockSubmitted) == 0 })
+	bl, _ := store.Blocks(context.Background(), 0)
+	for _, b := range bl {
+		if b.Status != hashgrid.BlockOrphaned || !strings.HasPrefix(b.Reason, "stale") {
+			t.Errorf("block %s: %v %q, want orphaned as stale", chainhash.Hash(b.Hash), b.Status, b.Reason)
 		}
 	}
 }
