@@ -99,9 +99,10 @@ func (t *Tracker) Check(ctx context.Context) error {
 		case v.verdict == offChain:
 			b.Status, b.Confirmations = hashgrid.BlockOrphaned, 0
 		case v.confirmations >= hashgrid.CoinbaseMaturity:
-			b.Status, b.Confirmations = hashgrid.BlockConfirmed, v.confirmations
+			b.Status, b.Confirmations, b.Reason = hashgrid.BlockConfirmed, v.confirmations, ""
 		default:
-			b.Status, b.Confirmations = hashgrid.BlockAccepted, v.confirmations
+			// On the chain: a reason it was once given for being off it no longer holds.
+			b.Status, b.Confirmations, b.Reason = hashgrid.BlockAccepted, v.confirmations, ""
 		}
 		if b.Status == old && b.Confirmations == oldConf {
 			continue

@@ -85,7 +85,8 @@ func TestTrackerFollowsBlocks(t *testing.T) {
 		}
 	}
 	// Confirmations grow, the block matures, and an orphan that returns in a reorg is
-	// accepted again.
+	// accepted again, without the reason it was orphaned for.
+	store.b[1].Reason = "superseded: another block at height 10"
 	chain.views[a], chain.views[b] = []node.BlockView{onMain(a, 10, 100)}, []node.BlockView{onMain(b, 10, 2)}
 	if err := tr.Check(ctx); err != nil {
 		t.Fatal(err)
@@ -93,7 +94,7 @@ func TestTrackerFollowsBlocks(t *testing.T) {
 	if store.b[0].Status != hashgrid.BlockConfirmed || store.b[0].Confirmations != 100 {
 		t.Errorf("block a: %+v", store.b[0])
 	}
-	if store.b[1].Status != hashgrid.BlockAccepted || store.b[1].Confirmations != 2 {
+	if store.b[1].Status != hashgrid.BlockAccepted || store.b[1].Confirmations != 2 || store.b[1].Reason != "" {
 		t.Errorf("block b: %+v", store.b[1])
 	}
 	if len(changes) != 3 {
