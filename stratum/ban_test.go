@@ -37,7 +37,7 @@ func (h *verdictHandler) SubmitAsync(c *Conn, s *Submit, done func(*Error)) {
 
 // startVerdictServer starts a server over real TCP on loopback with h and lim; drops
 // counts the OnDrop reasons.
-func startVerdictServer(t *testing.T, lim Limits, now func() time.Time) (*Server, *verdictHandler, string, *dropCounts) {
+func startVerdictServer(t testing.TB, lim Limits, now func() time.Time) (*Server, *verdictHandler, string, *dropCounts) {
 	t.Helper()
 	h := &verdictHandler{}
 	drops := &dropCounts{m: map[string]int{}}

@@ -160,11 +160,25 @@ func AppendResponse(dst []byte, id json.RawMessage, result []byte, errv *Error) 
 	} else {
 		dst = strconv.AppendInt(append(dst, '['), int64(errv.Code), 10)
 		dst = append(dst, ',')
-		msg, _ := json.Marshal(errv.Message)
-		dst = append(dst, msg...)
+		dst = appendJSONString(dst, errv.Message)
 		dst = append(dst, ",null]"...)
 	}
 	return append(dst, "}\n"...)
+}
+
+// appendJSONString appends s as encoding/json encodes it. Error messages are short
+// printable ASCII, which needs no escaping and is copied as it is: every reject's reply
+// carries one, and json.Marshal allocates for each.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // AppendNotification appends a server-to-client notification line (id null).

@@ -184,3 +184,21 @@ func FuzzSubmitFastMatchesJSON(f *testing.F) {
 		}
 	})
 }
+
+// Error messages are encoded as encoding/json encodes them, and the common ones
+// (printable ASCII) without allocating: every reject's reply carries one.
+func TestAppendResponseErrorMessage(t *testing.T) {
+	for _, msg := range []string{"low difficulty share", "", `quote " and \\ slash`, "<html> & co", "tab\there", "naïve ✓", "\x7f del", "\xff bad utf-8"} {
+		got := AppendResponse(nil, json.RawMessage("7"), nil, &Error{ErrCodeLowDifficulty, msg})
+		enc, _ := json.Marshal(msg)
+		want := `{"id":7,"result":null,"error":[23,` + string(enc) + `,null]}` + "\n"
+		if string(got) != want {
+			t.Errorf("message %q:\n got %s\nwant %s", msg, got, want)
+		}
+	}
+	buf := make([]byte, 0, 256)
+	e := &Error{ErrCodeLowDifficulty, "low difficulty share"}
+	if n := testing.AllocsPerRun(100, func() { buf = AppendResponse(buf[:0], json.RawMessage("12345"), nil, e) }); n != 0 {
+		t.Errorf("a reject's reply allocates %.0f times, want 0", n)
+	}
+}
