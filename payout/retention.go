@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
 
@@ -93,46 +95,117 @@ func (s *Service) final(ctx context.Context, b hashgrid.Block) (bool, error) {
 	return false, nil
 }
 
+// blockWindowRef is what a found block's coinbase commits to.
+type blockWindowRef struct {
+	commitment Hash32
+	has        bool   // the coinbase carries a commitment
+	start      uint64 // first Seq of the window; math.MaxUint64 if none is needed
+}
+
 // windowStart returns the first Seq of the window a found block's coinbase commits
 // to, math.MaxUint64 if it commits to none this service knows (no share had been seen,
-// or not this pool's window) or to an empty one. The answer never changes, so it is
-// kept.
+// or not this pool's window) or to an empty one.
 func (s *Service) windowStart(ctx context.Context, h chainhash.Hash) (uint64, error) {
+	ref, err := s.windowRef(ctx, h)
+	return ref.start, err
+}
+
+// windowRef reads a found block's commitment from the chain. The answer never
+// changes, so it is kept.
+func (s *Service) windowRef(ctx context.Context, h chainhash.Hash) (blockWindowRef, error) {
 	s.startMu.Lock()
-	start, ok := s.starts[h]
+	ref, ok := s.starts[h]
 	s.startMu.Unlock()
 	if ok {
-		return start, nil
+		return ref, nil
 	}
 	blk, err := s.chain.Block(ctx, h)
 	if err != nil {
-		return 0, fmt.Errorf("fetch block: %w", err)
+		return ref, fmt.Errorf("fetch block: %w", err)
 	}
 	if len(blk.Transactions) == 0 {
-		return 0, fmt.Errorf("block without coinbase")
+		return ref, fmt.Errorf("block without coinbase")
 	}
 	var scripts [][]byte
 	for _, o := range blk.Transactions[0].TxOut {
 		scripts = append(scripts, o.PkScript)
 	}
-	start = math.MaxUint64
-	if c, ok := FindCommitment(scripts); ok {
-		p, err := s.db.window(ctx, c)
+	ref.start = math.MaxUint64
+	if ref.commitment, ref.has = FindCommitment(scripts); ref.has {
+		p, err := s.db.window(ctx, ref.commitment)
 		switch {
 		case hashgrid.ErrorCode(err) == hashgrid.ENOTFOUND:
 		case err != nil:
-			return 0, err
+			return ref, err
 		case p.Count > 0:
-			start = p.Start
+			ref.start = p.Start
 		}
 	}
 	s.startMu.Lock()
 	if len(s.starts) >= reconcileLimit*2 {
 		clear(s.starts)
 	}
-	s.starts[h] = start
+	s.starts[h] = ref
 	s.startMu.Unlock()
-	return start, nil
+	return ref, nil
+}
+
+// pruneWindowsBatch bounds the windows one statement of PruneWindows deletes.
+const pruneWindowsBatch = 1000
+
+// PruneWindows deletes the parameters of PPLNS windows cut before before that no
+// block can need: the pool cuts a window every SnapshotInterval while shares arrive,
+// and keeps one row per cut, but only the windows found blocks commit to are ever read
+// again. Kept are the windows of credited blocks (verify publishes them), those the
+// coinbase of every block not yet final commits to, and every window cut since
+// before. Like RetainFrom it fails, deleting nothing, while a block that is not final
+// cannot be fetched from the chain. It returns how many windows it deleted.
+func (s *Service) PruneWindows(ctx context.Context, before time.Time) (int, error) {
+	if s.cfg.Scheme != PPLNS {
+		return 0, nil
+	}
+	blocks, err := s.store.Blocks(ctx, reconcileLimit)
+	if err != nil {
+		return 0, fmt.Errorf("payout: prune windows: %w", err)
+	}
+	keep := []any{before.UnixNano()}
+	for _, b := range blocks {
+		final, err := s.final(ctx, b)
+		if err != nil {
+			return 0, fmt.Errorf("payout: prune windows: block %s: %w", chainhash.Hash(b.Hash), err)
+		}
+		if final {
+			continue
+		}
+		ref, err := s.windowRef(ctx, chainhash.Hash(b.Hash))
+		if err != nil {
+			return 0, fmt.Errorf("payout: prune windows: block %s: %w", chainhash.Hash(b.Hash), err)
+		}
+		if ref.has {
+			keep = append(keep, ref.commitment.String())
+		}
+	}
+	q := `DELETE FROM windows WHERE rowid IN (SELECT rowid FROM windows WHERE created < ?
+		AND commitment NOT IN (SELECT commitment FROM block_windows)`
+	if len(keep) > 1 {
+		q += ` AND commitment NOT IN (?` + strings.Repeat(", ?", len(keep)-2) + `)`
+	}
+	q += fmt.Sprintf(` LIMIT %d)`, pruneWindowsBatch)
+	n := 0
+	for {
+		r, err := s.db.sql.ExecContext(ctx, q, keep...)
+		if err != nil {
+			return n, fmt.Errorf("payout: prune windows: %w", err)
+		}
+		d, err := r.RowsAffected()
+		if err != nil {
+			return n, fmt.Errorf("payout: prune windows: %w", err)
+		}
+		n += int(d)
+		if d < pruneWindowsBatch {
+			return n, nil
+		}
+	}
 }
 
 // prunedStore is a share store that prunes raw shares (sqlite.DB).

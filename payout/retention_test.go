@@ -3,6 +3,7 @@ package payout
 import (
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/sqlite"
 )
 
@@ -155,4 +157,77 @@ func TestRetainFromSchemes(t *testing.T) {
 	if k, err := solo.svc.RetainFrom(ctx); err != nil || k != math.MaxUint64 {
 		t.Fatalf("SOLO: got %d, %v; want none needed", k, err)
 	}
+}
+
+// TestPruneWindows cuts a window an hour for five hours, finds blocks on three of
+// them, and checks that pruning the windows keeps those of credited blocks and of a
+// block not final yet, and those cut since the cut-off, and deletes the rest.
+func TestPruneWindows(t *testing.T) {
+	ctx := context.Background()
+	const reward = 50_0000_0000
+	t0 := time.Unix(1_700_000_000, 0)
+	clock := t0
+	h := newHarness(t, Config{Scheme: PPLNS, Window: hashgrid.Diff(1) << 63, Split: SplitParams{FeeBps: 100},
+		Now: func() time.Time { return clock }})
+	d := hashgrid.Diff(1 << 25)
+	for i := range 300 {
+		h.share(t, testMiners[i%2], d, 1)
+	}
+	h.svc.Outputs(tmpl(1, reward), reward, "")
+	size, _ := WindowSize(h.svc.cfg.Window, regtestBits)
+	if err := h.svc.loadWindow(ctx, h.seq, size.Plus(size)); err != nil {
+		t.Fatal(err)
+	}
+	var windows []Hash32
+	var outs [][]pool.Output
+	for i := range 5 {
+		clock = t0.Add(time.Duration(i) * time.Hour)
+		h.share(t, testMiners[i%2], d, 1)
+		if err := h.svc.follow(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.svc.cut(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		o, _, err := h.svc.Outputs(tmpl(1, reward), reward, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		windows = append(windows, h.svc.cur.Load().commitment)
+		outs = append(outs, o)
+	}
+	// Blocks on windows 0 and 2 are credited; one on window 3 is submitted, not final.
+	a, b, c := h.chain.mine(1, outs[0]), h.chain.mine(2, outs[2]), h.chain.mine(3, outs[3])
+	h.putBlock(t, hashgrid.Block{Hash: a, Height: 1, Reward: reward, Status: hashgrid.BlockAccepted})
+	h.putBlock(t, hashgrid.Block{Hash: b, Height: 2, Reward: reward, Status: hashgrid.BlockAccepted})
+	if err := h.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.putBlock(t, hashgrid.Block{Hash: c, Height: 3, Reward: reward, Status: hashgrid.BlockSubmitted})
+	have := func() []bool {
+		var out []bool
+		for _, w := range windows {
+			_, err := h.svc.db.window(ctx, w)
+			if err != nil && hashgrid.ErrorCode(err) != hashgrid.ENOTFOUND {
+				t.Fatal(err)
+			}
+			out = append(out, err == nil)
+		}
+		return out
+	}
+	n, err := h.svc.PruneWindows(ctx, t0.Add(3*time.Hour+30*time.Minute))
+	if got, want := have(), []bool{true, false, true, true, true}; err != nil || n != 1 || !slices.Equal(got, want) {
+		t.Fatalf("PruneWindows before hour 3.5: deleted %d (%v), windows kept %v; want 1 deleted, kept %v", n, err, got, want)
+	}
+	n, err = h.svc.PruneWindows(ctx, t0.Add(10*time.Hour))
+	if got, want := have(), []bool{true, false, true, true, false}; err != nil || n != 1 || !slices.Equal(got, want) {
+		t.Fatalf("PruneWindows before hour 10: deleted %d (%v), windows kept %v; want 1 deleted, kept %v", n, err, got, want)
+	}
+	verifyBlock(t, h, b, reward)
+	// The submitted block is accepted after all: its window is still there to credit.
+	h.putBlock(t, hashgrid.Block{Hash: c, Height: 3, Reward: reward, Status: hashgrid.BlockAccepted})
+	if err := h.svc.Reconcile(ctx); err != nil {
+		t.Fatalf("credit of a block after its window's neighbours were pruned: %v", err)
+	}
+	verifyBlock(t, h, c, reward)
 }

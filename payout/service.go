@@ -135,7 +135,7 @@ type Service struct {
 	seen map[chainhash.Hash]hashgrid.BlockStatus
 
 	startMu sync.Mutex
-	starts  map[chainhash.Hash]uint64 // first Seq of each found block's window; see RetainFrom
+	starts  map[chainhash.Hash]blockWindowRef // each found block's commitment; see RetainFrom
 }
 
 // committed is a cut window whose parameters are durable: a coinbase may commit to it.
@@ -169,7 +169,7 @@ func Open(cfg Config, dbPath string, led *ledger.Ledger, store hashgrid.ShareSto
 	}
 	return &Service{cfg: cfg, log: cfg.Logger, led: led, store: store, chain: chain, db: d, poolID: id, script: script,
 		bitsSet: make(chan struct{}), scripts: map[string][]byte{}, wake: make(chan struct{}, 1),
-		seen: map[chainhash.Hash]hashgrid.BlockStatus{}, starts: map[chainhash.Hash]uint64{}}, nil
+		seen: map[chainhash.Hash]hashgrid.BlockStatus{}, starts: map[chainhash.Hash]blockWindowRef{}}, nil
 }
 
 // Close closes the service's state. Call it after Run returned.
