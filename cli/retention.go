@@ -16,8 +16,9 @@ import (
 const defaultShareRetention = 7 * 24 * time.Hour
 
 // runRetention prunes the store's raw shares older than cfg.ShareRetention that the
-// payout scheme no longer needs (payout.Service.RetainFrom) until ctx ends; a retention
-// of 0 keeps every share. The summaries (workers, totals, per-minute work and best
+// payout scheme no longer needs (payout.Service.RetainFrom), and the payout service's
+// PPLNS windows as old that no block needs, until ctx ends; a retention of 0 keeps
+// everything. The summaries (workers, totals, per-minute work and best
 // share) are kept for ever: hashrate charts, alerts and the registry's import read
 // those.
 func runRetention(ctx context.Context, cfg PoolConfig, store *sqlite.DB, payouts *payouts, log *slog.Logger) {
@@ -28,7 +29,15 @@ func runRetention(ctx context.Context, cfg PoolConfig, store *sqlite.DB, payouts
 	}
 	r := sqlite.Retention{DB: store, Keep: cfg.ShareRetention, Logger: log}
 	if payouts != nil {
-		r.KeepFrom = payouts.RetainFrom
+		r.KeepFrom = func(ctx context.Context) (uint64, error) {
+			// Each pass also drops the payout service's old PPLNS windows no block needs.
+			if n, err := payouts.PruneWindows(ctx, time.Now().Add(-cfg.ShareRetention)); err != nil {
+				log.Warn("prune PPLNS windows", "err", err)
+			} else if n > 0 {
+				log.Info("pruned PPLNS windows", "windows", n)
+			}
+			return payouts.RetainFrom(ctx)
+		}
 	}
 	if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("share retention stopped", "err", err)
