@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -18,8 +19,10 @@ import (
 // sending a share every 10 s: 100 shares/s, stored in batches of 200 as the stream's
 // consumer does. HASHGRID_RETENTION_SHARES sets the number of shares (default 1e6,
 // 2.8 hours); a twentieth of them are rejected. Retention then keeps the last hour of
-// raw shares (and, with MinuteSummaries of an hour, minute summaries as long). Run it
-// with -benchtime=1x. Reported:
+// raw shares (and, with MinuteSummaries of an hour, minute summaries as long), while
+// the pool goes on adding a batch of 100 shares a second; the log gives how long those
+// AddShares calls took, before and during the pass. Run it with -benchtime=1x.
+// Reported:
 //
 //	raw_B/share     file size / shares with every share kept
 //	kept_B/share    file size after retention / shares stored in all
@@ -87,6 +90,41 @@ func BenchmarkRetentionDisk(b *testing.B) {
 		}
 		raw := fileSize(b, path)
 		end := start.Add(time.Duration(n) * time.Second / perSec)
+		// The pool goes on storing its 100 shares a second, a batch a second, while
+		// retention runs: how long each AddShares takes is what retention costs it.
+		next := uint64(n)
+		live := func(stop <-chan struct{}) []time.Duration {
+			var lat []time.Duration
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for first := true; ; first = false {
+				if !first {
+					select {
+					case <-stop:
+						return lat
+					case <-tick.C:
+					}
+				}
+				batch := make([]hashgrid.Share, perSec)
+				for j := range batch {
+					next++
+					batch[j] = hashgrid.Share{Seq: next, Time: end.Add(time.Duration(next-uint64(n)) * time.Second / perSec),
+						Address: addrs[j], Worker: "live", JobID: "live", Diff: hashgrid.DiffOne, Actual: hashgrid.DiffOne}
+				}
+				t := time.Now()
+				if err := db.AddShares(ctx, batch); err != nil {
+					b.Error(err)
+					return lat
+				}
+				lat = append(lat, time.Since(t))
+			}
+		}
+		stop := make(chan struct{})
+		time.AfterFunc(15*time.Second, func() { close(stop) })
+		quiet := live(stop)
+		var busy []time.Duration
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { busy = live(stop); close(done) }()
 		t0 := time.Now()
 		res, err := (Retention{DB: db, Keep: keepLast, MinuteSummaries: keepLast, Now: func() time.Time { return end },
 			Pause: time.Millisecond}).Pass(ctx)
@@ -94,6 +132,12 @@ func BenchmarkRetentionDisk(b *testing.B) {
 			b.Fatal(err)
 		}
 		passTime := time.Since(t0)
+		close(stop)
+		<-done
+		stored := n + int(next-uint64(n))
+		if err := db.Checkpoint(ctx); err != nil {
+			b.Fatal(err)
+		}
 		kept := fileSize(b, path)
 		if _, err := db.Prune(ctx, end.Add(time.Hour), 1<<62, 1<<20); err != nil {
 			b.Fatal(err)
@@ -129,13 +173,31 @@ func BenchmarkRetentionDisk(b *testing.B) {
 		hours := count("work_hours")
 		db.Close()
 		b.ReportMetric(float64(raw)/float64(n), "raw_B/share")
-		b.ReportMetric(float64(kept)/float64(n), "kept_B/share")
+		b.ReportMetric(float64(kept)/float64(stored), "kept_B/share")
 		b.ReportMetric(float64(summaries)/float64(minutes+hoursBefore), "minute_B/row")
 		b.ReportMetric(float64(rolled)/float64(hours), "hour_B/row")
 		b.Logf("%d shares (%d rejected) over %v: %d bytes; retention of %v pruned %d shares and rolled up %d minute rows in %v, "+
 			"leaving %d bytes (%d shares kept); every share pruned: %d bytes for %d rows of work_minutes and %d of work_hours; "+
 			"every minute rolled up: %d bytes for %d rows of work_hours",
-			n, rejected, end.Sub(start), raw, keepLast, res.Shares, res.Rolled, passTime.Round(time.Millisecond), kept, n-res.Shares,
+			n, rejected, end.Sub(start), raw, keepLast, res.Shares, res.Rolled, passTime.Round(time.Millisecond), kept, stored-res.Shares,
 			summaries, minutes, hoursBefore, rolled, hours)
+		b.Logf("AddShares of %d shares a second: without retention median %v, max %v (%d batches); during the pass median %v, max %v (%d batches)",
+			perSec, median(quiet), maxOf(quiet), len(quiet), median(busy), maxOf(busy), len(busy))
 	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func maxOf(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	return slices.Max(ds)
 }
