@@ -79,7 +79,7 @@ type rates struct {
 // method): on a network whose blocks do not come every 600 seconds, such as regtest,
 // or after a hashrate change not yet retargeted, the 600-second assumption is far
 // off. It falls back to that assumption (blocks 0) when the node cannot be asked or
-// has too few blocks.
+// has no block after the genesis block to measure.
 func (s *Server) networkHashrate(ctx context.Context, now time.Time, difficulty float64) (rate float64, blocks int) {
 	perBlock := difficulty * math.Exp2(32) // expected hashes per block
 	fallback := perBlock / 600
@@ -99,7 +99,7 @@ func (s *Server) networkHashrate(ctx context.Context, now time.Time, difficulty 
 			r.measure(ctx, cr, tip)
 		}
 	}
-	if r.blocks < 2 || r.span <= 0 {
+	if r.blocks < 1 || r.span <= 0 {
 		return fallback, 0
 	}
 	return perBlock * float64(r.blocks) / r.span.Seconds(), r.blocks
