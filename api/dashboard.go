@@ -538,7 +538,7 @@ func (d *dashboard) handleEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			d.s.cfg.Logger.Warn("live snapshot", "err", err)
-			fmt.Fprintf(w, "event: problem\ndata: %s\n\n", mustJSON(map[string]string{"error": hashgrid.ErrorMessage(err)}))
+			fmt.Fprintf(w, "event: problem\ndata: %s\n\n", mustJSON(hashgrid.ErrorReply{Error: hashgrid.ErrorBody{Code: hashgrid.ErrorCode(err), Message: hashgrid.ErrorMessage(err)}}))
 		} else {
 			fmt.Fprintf(w, "event: snapshot\ndata: %s\n\n", mustJSON(snap))
 		}
