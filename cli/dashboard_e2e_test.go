@@ -158,6 +158,8 @@ func TestDashboardBrowser(t *testing.T) {
 		Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Tag: "/dash/",
 		PollInterval: 100 * time.Millisecond, TrackInterval: 300 * time.Millisecond, ShareInterval: time.Second,
 		AdminToken: token, AlertInterval: 300 * time.Millisecond, LogLevel: "info",
+		// Payouts on, so that the address page has an earnings panel to show.
+		PayoutScheme: "pplns",
 	})
 	defer stopPool()
 	base := "http://" + r.API
@@ -196,7 +198,12 @@ func TestDashboardBrowser(t *testing.T) {
 	hashText, _ := chromedp.Run(ctx, chromedp.Text("#c-hashrate"))
 	t.Logf("pool hashrate shown: %s", hashText)
 	screenshot(t, ctx, 1280, 900, "dashboard-desktop.png")
+	noRawObjects(t, ctx, "the pool page at 1280 px")
 	screenshot(t, ctx, 390, 844, "dashboard-phone.png")
+	noRawObjects(t, ctx, "the pool page at 390 px")
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('c-nethash').textContent`)); !regexp.MustCompile(`[1-9]`).MatchString(strings.Split(n, " over")[0]) {
+		t.Errorf("network hashrate shown as %q", n)
+	}
 
 	// The address page: typed into the search box, as a miner would.
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.SendKeys("#search-input", first), chromedp.Click("#search button")); err != nil {
@@ -205,11 +212,27 @@ func TestDashboardBrowser(t *testing.T) {
 	poll(t, ctx, 10*time.Second, "the address page", fmt.Sprintf(`document.querySelector('#address-view')?.dataset.address === %q && !document.getElementById('address-view').hidden`, first))
 	poll(t, ctx, 15*time.Second, "the miner's worker on its page", `!!document.querySelector('#workers tr[data-worker$=".rig1"] .dot.on') && document.querySelectorAll('#shares tbody tr:not(.empty)').length > 0`)
 	poll(t, ctx, 10*time.Second, "the earnings panel answered", `document.getElementById('earnings').textContent.trim().length > 0`)
+	// The block found above is credited to the miner: the panel shows it as a row.
+	poll(t, ctx, 60*time.Second, "a block credit in the earnings panel", `!!document.querySelector('#earnings tr[data-kind="block"]')`)
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#workers tr[data-worker*="phone"]').length`)); n != 0 {
 		t.Errorf("the address page lists another address's worker")
 	}
 	screenshot(t, ctx, 1280, 900, "address-desktop.png")
+	noRawObjects(t, ctx, "the address page at 1280 px")
 	screenshot(t, ctx, 390, 844, "address-phone.png")
+	noRawObjects(t, ctx, "the address page at 390 px")
+
+	// An address the pool never heard of says so, rather than showing zeros.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(base+"/address/bcrt1qnobodyminedhere")); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 10*time.Second, "'nothing known' for an unknown address",
+		`!document.getElementById('a-unknown').hidden && document.getElementById('a-cards').hidden && /Nothing known/.test(document.body.innerText)`)
+	noRawObjects(t, ctx, "an unknown address's page")
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/address/"+first)); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 10*time.Second, "the address page again", `!!document.querySelector('#workers tr[data-worker$=".rig1"]')`)
 
 	// No page or endpoint shows the miners' password or the admin token.
 	html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
@@ -252,6 +275,22 @@ func TestDashboardBrowser(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), first) || strings.Contains(string(body), password) {
 		t.Errorf("admin sessions: %d %s", resp.StatusCode, tail(string(body), 500))
+	}
+}
+
+// rawObject matches what a page shows when it dumps an API reply instead of placing
+// its figures: JSON, a stringified object, or a ledger entry key.
+var rawObject = regexp.MustCompile(`\{"|\[object Object\]|\bblock:[0-9a-f]{8,}|:credit\b|\bundefined\b|\bNaN\b`)
+
+// noRawObjects fails the test if the visible text of the page shows a raw object.
+func noRawObjects(t *testing.T, ctx context.Context, where string) {
+	t.Helper()
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := rawObject.FindAllString(text, 5); m != nil {
+		t.Errorf("%s shows raw data %q:\n%s", where, m, tail(text, 3000))
 	}
 }
 
