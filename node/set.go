@@ -244,9 +244,10 @@ func (s *Set) failure(m *member, err error) {
 // order returns the members to try. While Watch runs, its prober retries failed nodes
 // in the background, so calls use healthy nodes only and callers never wait on a node
 // known to hang. Without it, a failed node whose backoff has passed is retried in its
-// place in the preference order: that is how an earlier node is taken back. When no
-// node qualifies, every node is tried: a pool with no node must keep trying rather than
-// wait out a backoff.
+// place in the preference order: that is how an earlier node is taken back. Healthy
+// nodes whose tip was behind another's at the last comparison come after all others.
+// When no node qualifies, every node is tried: a pool with no node must keep trying
+// rather than wait out a backoff.
 func (s *Set) order() []*member {
 	s.mu.Lock()
 	probed := s.watching
