@@ -179,8 +179,10 @@ func startMiner(t *testing.T, addr string) (stop func()) {
 }
 
 // The only node is unreachable for 15 s, then warms up (-28 "Loading banlist") and
-// comes back. Blocks found meanwhile are kept, retried, and the first one is accepted
-// on the node's chain; none is called rejected, since no node ever saw them.
+// comes back, while a miner keeps mining (the outage reported on Bitcoin Core). Blocks
+// found meanwhile are kept and retried; the first one sent is accepted on the node's
+// chain and the others, at the same height, are superseded by it; none is called
+// rejected, since no node ever saw them.
 func TestFoundBlocksRetriedUntilNodeBack(t *testing.T) {
 	a := regtest.StartT(t)
 	pa := regtest.StartProxy(t, a)
@@ -203,8 +205,8 @@ func TestFoundBlocksRetriedUntilNodeBack(t *testing.T) {
 		}
 		return false
 	})
-	stop()
 	time.Sleep(time.Until(downSince.Add(15 * time.Second))) // the outage itself
+	stop()
 	pa.Set(regtest.Warmup)
 	time.Sleep(time.Second)
 	if n := store.count(hashgrid.BlockRejected); n != 0 {
