@@ -66,9 +66,10 @@ type PruneResult struct {
 // sequence order) all of whose shares were received before before and have Seq below
 // keepFrom, and stops at the first block that does not qualify, so that what is
 // pruned is always a prefix of the sequence. The summaries are left as they are: they
-// already count every pruned share. The freed pages go back to the file system when
-// the store is in incremental auto-vacuum mode (every store created by this version;
-// see ConvertToIncrementalVacuum for older ones).
+// already count every pruned share. The freed pages are reused by later writes; they
+// go back to the file system by VacuumStep, in a store in incremental auto-vacuum
+// mode (every store created by this version; see ConvertToIncrementalVacuum for
+// older ones).
 //
 // One call holds the writer for as long as reading and deleting maxBlocks blocks takes
 // (each at most MaxBlockShares shares and MaxBlockBytes): AddShares waits at most that.
@@ -157,9 +158,6 @@ func (db *DB) Prune(ctx context.Context, before time.Time, keepFrom uint64, maxB
 	}
 	db.pruned.Store(res.Seq)
 	res.More = res.Blocks == maxBlocks
-	if err := db.incrementalVacuum(ctx); err != nil {
-		return res, err
-	}
 	return res, nil
 }
 
@@ -178,18 +176,31 @@ func (db *DB) AutoVacuum(ctx context.Context) (int, error) {
 	return mode, nil
 }
 
-// incrementalVacuum gives every free page back to the file system, if the store is in
-// incremental mode. In WAL mode the file shrinks at the next checkpoint.
-func (db *DB) incrementalVacuum(ctx context.Context) error {
+// VacuumStep gives up to pages free pages back to the file system, if the store is in
+// incremental auto-vacuum mode, and returns how many free pages remain. Each step
+// holds the writer while it moves pages from the end of the file into the free ones,
+// so a caller frees a large prune a step at a time. In WAL mode the file shrinks at the
+// next checkpoint.
+func (db *DB) VacuumStep(ctx context.Context, pages int) (int, error) {
 	mode, err := db.AutoVacuum(ctx)
 	if err != nil || mode != autoVacuumIncremental {
-		return err
+		return 0, err
 	}
-	if _, err := db.w.ExecContext(ctx, `PRAGMA incremental_vacuum`); err != nil {
-		return fmt.Errorf("sqlite: incremental vacuum: %w", err)
+	if pages <= 0 {
+		return 0, fmt.Errorf("sqlite: incremental vacuum of %d pages", pages)
 	}
-	return nil
+	if _, err := db.w.ExecContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, pages)); err != nil {
+		return 0, fmt.Errorf("sqlite: incremental vacuum: %w", err)
+	}
+	var free int
+	if err := db.w.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
+		return 0, fmt.Errorf("sqlite: freelist: %w", err)
+	}
+	return free, nil
 }
+
+// vacuumStepPages is how many pages (of 4 KiB) one step of a retention pass frees.
+const vacuumStepPages = 1024
 
 // ConvertToIncrementalVacuum switches a store created before retention existed (in
 // auto_vacuum mode none, where freed pages are reused but never returned) to
@@ -453,8 +464,8 @@ func (r Retention) Run(ctx context.Context) error {
 }
 
 // Pass prunes what it may now, batch by batch, rolls the minutes of the hours whose
-// shares are pruned (and older than MinuteSummaries) up into hours, then checkpoints
-// the WAL so that the freed pages leave the file. A store in auto_vacuum mode none is converted once,
+// shares are pruned (and older than MinuteSummaries) up into hours, gives the freed
+// pages back a step at a time, then checkpoints the WAL so that the file shrinks. A store in auto_vacuum mode none is converted once,
 // after the first pass that pruned something.
 func (r Retention) Pass(ctx context.Context) (PassResult, error) {
 	r.defaults()
@@ -525,6 +536,20 @@ func (r Retention) Pass(ctx context.Context) (PassResult, error) {
 			return res, err
 		}
 		res.Converted = true
+	}
+	for {
+		free, err := r.DB.VacuumStep(ctx, vacuumStepPages)
+		if err != nil {
+			return res, err
+		}
+		if free == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(r.Pause):
+		}
 	}
 	return res, r.DB.Checkpoint(ctx)
 }

@@ -144,11 +144,6 @@ func (db *DB) Rollup(ctx context.Context, before time.Time, maxRows int) (Rollup
 	if err := tx.Commit(); err != nil {
 		return RollupResult{}, fmt.Errorf("sqlite: rollup: commit: %w", err)
 	}
-	if n > 0 {
-		if err := db.incrementalVacuum(ctx); err != nil {
-			return res, err
-		}
-	}
 	return res, nil
 }
 
