@@ -465,8 +465,9 @@ func (r Retention) Run(ctx context.Context) error {
 
 // Pass prunes what it may now, batch by batch, rolls the minutes of the hours whose
 // shares are pruned (and older than MinuteSummaries) up into hours, gives the freed
-// pages back a step at a time, then checkpoints the WAL so that the file shrinks. A store in auto_vacuum mode none is converted once,
-// after the first pass that pruned something.
+// pages back a step at a time, then checkpoints the WAL so that the file shrinks. A
+// store in auto_vacuum mode none is converted once, after the first pass that pruned
+// something.
 func (r Retention) Pass(ctx context.Context) (PassResult, error) {
 	r.defaults()
 	if r.Keep < 0 {
