@@ -10,4 +10,10 @@
 // mining.set_extranonce, mining.set_version_mask, client.reconnect, client.show_message.
 // The package knows nothing about blocks or shares' validity: it hands parsed requests to a
 // Handler and writes what the Handler answers.
+//
+// Misbehaviour is held against the connection, never first against its address, since a
+// farm may put thousands of devices behind one: bad lines and invalid submits drain
+// over Limits.StrikeWindow and past their limits drop that connection alone; a connection
+// with nothing but rejected shares for Limits.RejectOnlyTimeout is dropped; an address is
+// banned only when its connections keep being dropped for abuse (ban.go).
 package stratum
