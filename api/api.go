@@ -132,11 +132,15 @@ type PoolInfo struct {
 	// network_hashrate_blocks blocks took (0 blocks: assuming 600 s per block).
 	NetworkHashrate       float64 `json:"network_hashrate"`
 	NetworkHashrateBlocks int     `json:"network_hashrate_blocks"`
-	SharesAccepted        uint64  `json:"shares_accepted"`
-	SharesRejected        uint64  `json:"shares_rejected"`
-	AcceptedWork          float64 `json:"accepted_work"` // sum of accepted share difficulty
-	BlocksFound           int     `json:"blocks_found"`
-	LastTemplate          string  `json:"last_template,omitempty"`
+	// NetworkHashrateFrom says what network_hashrate is: "blocks" (measured over
+	// network_hashrate_blocks), "difficulty" (600 s a block assumed) or "pool" (the
+	// pool's own hashrate, when the estimate was below it).
+	NetworkHashrateFrom string  `json:"network_hashrate_from"`
+	SharesAccepted      uint64  `json:"shares_accepted"`
+	SharesRejected      uint64  `json:"shares_rejected"`
+	AcceptedWork        float64 `json:"accepted_work"` // sum of accepted share difficulty
+	BlocksFound         int     `json:"blocks_found"`
+	LastTemplate        string  `json:"last_template,omitempty"`
 }
 
 func (s *Server) handlePool(w http.ResponseWriter, r *http.Request) {
@@ -194,6 +198,16 @@ func (s *Server) poolInfo(ctx context.Context) (PoolInfo, error) {
 		BlocksFound:       found,
 	}
 	info.NetworkHashrate, info.NetworkHashrateBlocks = s.networkHashrate(ctx, now, st.NetworkDiff)
+	info.NetworkHashrateFrom = "blocks"
+	if info.NetworkHashrateBlocks == 0 {
+		info.NetworkHashrateFrom = "difficulty"
+	}
+	// The pool is part of the network: a network estimate below the pool's own
+	// measured rate is known to be low (on regtest nearly every share is a block, so
+	// blocks say little of the work spent), and the pool's rate is the better bound.
+	if info.Hashrate > info.NetworkHashrate {
+		info.NetworkHashrate, info.NetworkHashrateFrom = info.Hashrate, "pool"
+	}
 	if !st.LastTemplate.IsZero() {
 		info.LastTemplate = st.LastTemplate.UTC().Format(time.RFC3339)
 	}

@@ -25,7 +25,7 @@ var snapshotData = regexp.MustCompile(`<script type="application/json" id="snaps
 
 // youngPool serves the API of a pool that started two minutes before now and has
 // had one miner sending a share of difficulty 1 every 10 seconds since.
-func youngPool(t *testing.T, now time.Time, nodeStatus api.NodeStatus) (*httptest.Server, hashgrid.Work) {
+func youngPool(t *testing.T, now time.Time, nodeStatus api.NodeStatus, nShares int) (*httptest.Server, hashgrid.Work) {
 	t.Helper()
 	store, err := sqlite.Open(filepath.Join(t.TempDir(), "h.db"))
 	if err != nil {
@@ -35,14 +35,16 @@ func youngPool(t *testing.T, now time.Time, nodeStatus api.NodeStatus) (*httptes
 	started := now.Add(-2 * time.Minute)
 	var shares []hashgrid.Share
 	var work hashgrid.Work
-	for i := range 12 {
+	for i := range nShares {
 		sh := hashgrid.Share{Seq: uint64(i + 1), Time: started.Add(time.Duration(i+1) * 10 * time.Second).Add(-time.Second), Address: addrA, Worker: "rig1",
 			JobID: "1", Height: 201, Diff: hashgrid.DiffOne, Actual: hashgrid.DiffOne * 2}
 		shares = append(shares, sh)
 		work = work.Add(sh.Diff)
 	}
-	if err := store.AddShares(context.Background(), shares); err != nil {
-		t.Fatal(err)
+	if len(shares) > 0 {
+		if err := store.AddShares(context.Background(), shares); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv := httptest.NewServer(api.New(api.Config{Store: store, Pool: fakePool{}, Node: nodeStatus, Network: "regtest",
 		Now: func() time.Time { return now }, Dashboard: api.DashboardConfig{Started: started}}).Handler())
@@ -54,7 +56,7 @@ func youngPool(t *testing.T, now time.Time, nodeStatus api.NodeStatus) (*httptes
 // minutes, not over the ten-minute window it has not lived yet.
 func TestYoungPoolHashrate(t *testing.T) {
 	now := time.Date(2026, 12, 6, 5, 30, 30, 0, time.UTC)
-	srv, work := youngPool(t, now, nil)
+	srv, work := youngPool(t, now, nil, 12)
 	want := work.Hashes() / 120
 	var info api.PoolInfo
 	if err := json.Unmarshal(mustGet(t, srv.URL+"/api/v1/pool"), &info); err != nil {
@@ -112,7 +114,7 @@ func (c *chain) BlockHeaderVerbose(ctx context.Context, h chainhash.Hash) (node.
 func TestNetworkHashrateFromBlocks(t *testing.T) {
 	now := time.Date(2026, 12, 6, 5, 30, 30, 0, time.UTC)
 	c := newChain(9)
-	srv, _ := youngPool(t, now, c)
+	srv, _ := youngPool(t, now, c, 0)
 	diff := fakePool{}.Stats().NetworkDiff
 	// Blocks 1..9: 8 intervals of 30 s; the genesis block's 2011 time is left out.
 	want := diff * math.Exp2(32) * 8 / 240
@@ -120,7 +122,7 @@ func TestNetworkHashrateFromBlocks(t *testing.T) {
 	if err := json.Unmarshal(mustGet(t, srv.URL+"/api/v1/pool"), &info); err != nil {
 		t.Fatal(err)
 	}
-	if math.Abs(info.NetworkHashrate-want) > want*1e-9 || info.NetworkHashrateBlocks != 8 {
+	if math.Abs(info.NetworkHashrate-want) > want*1e-9 || info.NetworkHashrateBlocks != 8 || info.NetworkHashrateFrom != "blocks" {
 		t.Errorf("network hashrate %.6g over %d blocks, want %.6g over 8", info.NetworkHashrate, info.NetworkHashrateBlocks, want)
 	}
 	var nw api.PPNetwork
@@ -132,6 +134,16 @@ func TestNetworkHashrateFromBlocks(t *testing.T) {
 	}
 	if c.calls != 10 {
 		t.Errorf("%d header calls for one tip, want 10 (each header once)", c.calls)
+	}
+
+	// A pool mining faster than the blocks suggest (regtest: nearly every share is a
+	// block) is part of the network: the network is at least as fast as the pool.
+	srv, _ = youngPool(t, now, newChain(9), 12)
+	if err := json.Unmarshal(mustGet(t, srv.URL+"/api/v1/pool"), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.NetworkHashrate != info.Hashrate || info.NetworkHashrateFrom != "pool" {
+		t.Errorf("network hashrate %.6g from %q beside a pool of %.6g", info.NetworkHashrate, info.NetworkHashrateFrom, info.Hashrate)
 	}
 }
 

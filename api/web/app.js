@@ -223,7 +223,8 @@
     set('c-height', p.height > 0 ? num(p.height - 1) : '–');
     set('c-template', s.template.transactions + ' txs · ' + btc(s.template.reward_sat));
     set('c-netdiff', diff(p.network_difficulty));
-    set('c-nethash', '≈ ' + hashrate(p.network_hashrate) + (p.network_hashrate_blocks > 0 ? ' over ' + p.network_hashrate_blocks + ' blocks' : ' at 10 min a block'));
+    const from = { blocks: 'last ' + p.network_hashrate_blocks + ' blocks', difficulty: '10 min a block', pool: 'at least this pool' }[p.network_hashrate_from] || '';
+    set('c-nethash', '≈ ' + hashrate(p.network_hashrate) + (from ? ' · ' + from : ''));
     set('workers-hint', 'hashrate over ' + span(p));
     fill($('workers').tBodies[0], workerRows(s.workers, true), 6, 'No workers yet');
     addLive(s.point.t, s.point.h);
