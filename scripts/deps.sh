@@ -34,3 +34,65 @@ need_chromium() {
 	echo "installing chromium from Debian's packages..." >&2
 	$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 }
+
+# POSTGRES_TEST_PORT is where need_postgres starts a private PostgreSQL cluster.
+POSTGRES_TEST_PORT=54329
+
+# need_postgres makes a PostgreSQL server available to the tests of postgres/ and
+# exports HASHGRID_TEST_POSTGRES, a URL for it, unless that is set already. A server
+# answering on 127.0.0.1:5432 (Debian's, with trust authentication for user postgres)
+# is used as it is; HASHGRID_POSTGRES_PRIVATE=1 skips it. Otherwise Debian's
+# postgresql package is installed if its binaries are missing, and a private cluster
+# (trust authentication, loopback only) is created in a temporary directory and started
+# on POSTGRES_TEST_PORT (fsync off: it is thrown away); an EXIT trap stops it and removes the directory, so the caller
+# must not exec away. As root, the cluster runs as user postgres.
+need_postgres() {
+	if [ -n "${HASHGRID_TEST_POSTGRES:-}" ]; then
+		return 0
+	fi
+	if [ -z "${HASHGRID_POSTGRES_PRIVATE:-}" ] && (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+		export HASHGRID_TEST_POSTGRES="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+		return 0
+	fi
+	local bin
+	bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+		if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
+			echo "need_postgres: no PostgreSQL and cannot install one (needs apt-get as root); set HASHGRID_TEST_POSTGRES=postgres://USER@HOST:PORT/DB" >&2
+			return 1
+		fi
+		echo "installing postgresql from Debian's packages..." >&2
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+		bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+	fi
+	local as=()
+	if [ "$(id -u)" -eq 0 ]; then
+		as=(runuser -u postgres --)
+	fi
+	HASHGRID_POSTGRES_DIR=$(mktemp -d -t hashgrid-postgres.XXXXXX)
+	if [ "$(id -u)" -eq 0 ]; then
+		chown postgres: "$HASHGRID_POSTGRES_DIR"
+	fi
+	echo "starting a private PostgreSQL cluster on 127.0.0.1:$POSTGRES_TEST_PORT in $HASHGRID_POSTGRES_DIR" >&2
+	if ! "${as[@]}" "$bin/initdb" -D "$HASHGRID_POSTGRES_DIR/data" -U postgres -A trust --no-sync >"$HASHGRID_POSTGRES_DIR/initdb.log" 2>&1 ||
+		! "${as[@]}" "$bin/pg_ctl" -D "$HASHGRID_POSTGRES_DIR/data" -l "$HASHGRID_POSTGRES_DIR/server.log" -w -t 60 \
+			-o "-c listen_addresses=127.0.0.1 -p $POSTGRES_TEST_PORT -k $HASHGRID_POSTGRES_DIR -c fsync=off" start >/dev/null; then
+		echo "need_postgres: could not start PostgreSQL:" >&2
+		cat "$HASHGRID_POSTGRES_DIR"/*.log >&2 || true
+		rm -rf "$HASHGRID_POSTGRES_DIR"
+		return 1
+	fi
+	HASHGRID_POSTGRES_BIN=$bin
+	HASHGRID_POSTGRES_AS=("${as[@]}")
+	trap stop_postgres EXIT
+	export HASHGRID_TEST_POSTGRES="postgres://postgres@127.0.0.1:$POSTGRES_TEST_PORT/postgres?sslmode=disable"
+}
+
+# stop_postgres stops the cluster need_postgres started, if any, and removes it.
+stop_postgres() {
+	if [ -n "${HASHGRID_POSTGRES_DIR:-}" ]; then
+		"${HASHGRID_POSTGRES_AS[@]}" "$HASHGRID_POSTGRES_BIN/pg_ctl" -D "$HASHGRID_POSTGRES_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+		rm -rf "$HASHGRID_POSTGRES_DIR"
+		HASHGRID_POSTGRES_DIR=
+	fi
+}
