@@ -137,6 +137,14 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		defer c()
 		p.Shutdown(sctx)
 		shares.Close()
+		// Let the store take in every answered share, and the sampled rejects'
+		// counts just written, before it closes.
+		for sctx.Err() == nil {
+			if n, err := store.LastSeq(sctx); err != nil || n >= sl.LastSeq() {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		cancel()
 		<-done
 		<-done
