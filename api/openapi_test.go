@@ -645,6 +645,36 @@ func TestOpenAPI(t *testing.T) {
 		t.Errorf("docs/openapi.json differs from the route table and reply types; run: go test ./api -run TestOpenAPI -update")
 	}
 
+	// Every reference in the document resolves.
+	var whole any
+	if err := json.Unmarshal(got, &whole); err != nil {
+		t.Fatalf("docs/openapi.json: %v", err)
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["$ref"].(string); ok {
+				var at any = whole
+				for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+					m, _ := at.(map[string]any)
+					at = m[part]
+				}
+				if at == nil {
+					t.Errorf("docs/openapi.json: %s does not resolve", ref)
+				}
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(whole)
+
 	// The document on disk against the routes the two muxes really hold.
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
