@@ -328,7 +328,7 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 		}
 		p.tipSince = start
 	}
-	j := p.newJobLocked(w, newTip)
+	j := p.newJob(w, newTip)
 	j.broadcast = true
 	p.current = j
 	p.jobs.Store(&jobCache{shared: j})
@@ -366,37 +366,45 @@ func (p *Pool) workLocked(finder string) (*work, string, error) {
 	if w, ok := p.works[key]; ok {
 		return w, key, nil
 	}
+	w, err := p.newWork(t, p.parts, outs)
+	if err != nil {
+		return nil, "", err
+	}
+	p.works[key] = w
+	return w, key, nil
+}
+
+// newWork builds the work of one coinbase layout of t. It takes no lock.
+func (p *Pool) newWork(t *node.Template, parts *templateParts, outs []Output) (*work, error) {
 	var sum int64
 	for _, o := range outs {
 		sum += o.Value
 	}
 	if sum != t.CoinbaseValue {
-		return nil, "", fmt.Errorf("pool: coinbase outputs pay %d, template allows %d", sum, t.CoinbaseValue)
+		return nil, fmt.Errorf("pool: coinbase outputs pay %d, template allows %d", sum, t.CoinbaseValue)
 	}
 	cb1, cb2, err := coinbaseParts(t.Height, []byte(p.cfg.Tag), 4, p.cfg.Extranonce2Size, outs, t.WitnessCommitment)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	w := &work{
+	return &work{
 		tmpl:       t,
 		height:     t.Height,
 		version:    uint32(t.Version),
 		bits:       t.Bits,
 		prev:       t.PrevHash,
-		prevStr:    p.parts.prevStr,
+		prevStr:    parts.prevStr,
 		coinb1:     cb1,
 		coinb2:     cb2,
-		branch:     p.parts.branch,
-		branchJSON: p.parts.branchJSON,
-		netTgt:     p.parts.netTgt,
+		branch:     parts.branch,
+		branchJSON: parts.branchJSON,
+		netTgt:     parts.netTgt,
 		en1Size:    4,
 		en2Size:    p.cfg.Extranonce2Size,
 		witness:    t.WitnessCommitment != nil,
 		outputs:    outs,
 		reward:     t.CoinbaseValue,
-	}
-	p.works[key] = w
-	return w, key, nil
+	}, nil
 }
 
 // templateParts is what every coinbase layout of one template shares. The merkle
@@ -427,10 +435,11 @@ func newTemplateParts(t *node.Template) (*templateParts, error) {
 	return tp, nil
 }
 
-func (p *Pool) newJobLocked(w *work, clean bool) *job {
+// newJob returns a new job over w. It takes no lock.
+func (p *Pool) newJob(w *work, clean bool) *job {
 	id := p.jobSeq.Add(1)
-	ntime := uint32(p.tmpl.CurTime)
-	if now := uint32(p.cfg.Now().Unix()); now > ntime && int64(now) >= p.tmpl.MinTime {
+	ntime := uint32(w.tmpl.CurTime)
+	if now := uint32(p.cfg.Now().Unix()); now > ntime && int64(now) >= w.tmpl.MinTime {
 		ntime = now
 	}
 	j := &job{id: id, work: w, ntime: ntime, clean: clean}
@@ -509,13 +518,20 @@ func (p *Pool) jobFor(s *session, j *job) *job {
 }
 
 // finderJob builds (or finds) the work for addr's layout of the template behind j.
+//
+// Only the outputs are asked for and the work looked up under the pool's lock: the
+// coinbase and the notify line are built outside it, so that a broadcast under SOLO
+// (one layout per address) builds them on every core.
 func (p *Pool) finderJob(addr string, j *job) *job {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tmpl == nil || p.tmpl != j.work.tmpl {
+	t, parts := p.tmpl, p.parts
+	if t == nil || t != j.work.tmpl {
+		p.mu.Unlock()
 		return j
 	}
-	w, key, err := p.workLocked(addr)
+	outs, key, err := p.cfg.Outputs(t, t.CoinbaseValue, addr)
+	w := p.works[key]
+	p.mu.Unlock()
 	if err != nil {
 		p.log.Warn("finder work", "address", addr, "err", err)
 		return j
@@ -523,7 +539,26 @@ func (p *Pool) finderJob(addr string, j *job) *job {
 	if key == "" {
 		return j // the shared layout
 	}
-	return p.newJobLocked(w, j.clean)
+	if w == nil {
+		nw, err := p.newWork(t, parts, outs)
+		if err != nil {
+			p.log.Warn("finder work", "address", addr, "err", err)
+			return j
+		}
+		p.mu.Lock()
+		if p.tmpl != t {
+			// A new template came meanwhile: only works in p.works are marked stale
+			// with it, so this one must not be handed out.
+			p.mu.Unlock()
+			return j
+		}
+		if w = p.works[key]; w == nil {
+			w = nw
+			p.works[key] = w
+		}
+		p.mu.Unlock()
+	}
+	return p.newJob(w, j.clean)
 }
 
 // cloneCurrent returns a job with a new id over the session's layout of the current
@@ -536,10 +571,7 @@ func (p *Pool) cloneCurrent(s *session) *job {
 	if cur == nil {
 		return nil
 	}
-	base := p.jobFor(s, cur)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.newJobLocked(base.work, false)
+	return p.newJob(p.jobFor(s, cur).work, false)
 }
 
 // --- stratum.Handler ---
@@ -593,9 +625,6 @@ func (p *Pool) Authorized(c *stratum.Conn) {
 	s.mu.Lock()
 	if !s.fixed {
 		d := p.cfg.StartDiff
-		if pd := c.PortStartDifficulty(); pd > 0 {
-			d = pd // the port's own, below a miner's suggestion
-		}
 		if sd := c.SuggestedDifficulty(); sd > 0 {
 			d = sd
 		}
