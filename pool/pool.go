@@ -625,6 +625,9 @@ func (p *Pool) Authorized(c *stratum.Conn) {
 	s.mu.Lock()
 	if !s.fixed {
 		d := p.cfg.StartDiff
+		if pd := c.PortStartDifficulty(); pd > 0 {
+			d = pd // the port's own, below a miner's suggestion
+		}
 		if sd := c.SuggestedDifficulty(); sd > 0 {
 			d = sd
 		}
