@@ -92,5 +92,11 @@ func openStore(t testing.TB) *Store {
 
 // TestContract runs the ShareStore contract that sqlite runs too.
 func TestContract(t *testing.T) {
-	storetest.ShareStore(t, func(t *testing.T) hashgrid.ShareStore { return openStore(t) })
+	storetest.ShareStore(t, func(tb testing.TB) hashgrid.ShareStore { return openStore(tb) })
+}
+
+// BenchmarkAddShares measures one writer adding shares in batches of
+// storetest.BenchBatch into a fresh database on the test server.
+func BenchmarkAddShares(b *testing.B) {
+	storetest.AddSharesBenchmark(b, func(tb testing.TB) hashgrid.ShareStore { return openStore(tb) })
 }

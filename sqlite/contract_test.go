@@ -8,13 +8,17 @@ import (
 	"github.com/hashgrid/hashgrid/storetest"
 )
 
-// TestContract runs the ShareStore contract that postgres runs too.
-func TestContract(t *testing.T) {
-	storetest.ShareStore(t, func(t *testing.T) hashgrid.ShareStore {
-		db, err := Open(filepath.Join(t.TempDir(), "pool.db"))
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return db
-	})
+func openContract(tb testing.TB) hashgrid.ShareStore {
+	db, err := Open(filepath.Join(tb.TempDir(), "pool.db"))
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	return db
 }
+
+// TestContract runs the ShareStore contract that postgres runs too.
+func TestContract(t *testing.T) { storetest.ShareStore(t, openContract) }
+
+// BenchmarkContractAddShares is postgres's BenchmarkAddShares on SQLite: one writer,
+// batches of storetest.BenchBatch.
+func BenchmarkContractAddShares(b *testing.B) { storetest.AddSharesBenchmark(b, openContract) }

@@ -24,9 +24,9 @@ import (
 	"github.com/hashgrid/hashgrid"
 )
 
-// OpenShareStore opens a fresh, empty store for one test; the store is closed by
+// OpenShareStore opens a fresh, empty store for one test or benchmark; it is closed by
 // the suite (implementations may also register their own cleanup).
-type OpenShareStore func(t *testing.T) hashgrid.ShareStore
+type OpenShareStore func(tb testing.TB) hashgrid.ShareStore
 
 // ShareStore runs the ShareStore contract, each test on a store of its own.
 func ShareStore(t *testing.T, open OpenShareStore) {

@@ -1,0 +1,52 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashgrid/hashgrid"
+)
+
+// BenchBatch is the batch AddShares benchmarks write: what an accounting consumer
+// hands the store at a time under load.
+const BenchBatch = 4096
+
+// AddSharesBenchmark measures one writer adding new shares in batches of BenchBatch
+// (200 workers: 50 addresses with 4 workers each, a tenth of the shares rejected, a
+// share every 100 µs, so a batch spans a fraction of a minute), each batch one
+// committed transaction. It reports shares/s.
+func AddSharesBenchmark(b *testing.B, open OpenShareStore) {
+	ctx := context.Background()
+	s := open(b)
+	defer s.Close()
+	shares := make([]hashgrid.Share, BenchBatch)
+	addrs := make([]string, 50)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("bcrt1qbenchaddress%02d", i)
+	}
+	workers := []string{"rig0", "rig1", "rig2", "rig3"}
+	seq := uint64(0)
+	total := 0
+	start := time.Now()
+	for b.Loop() {
+		for i := range shares {
+			seq++
+			res := hashgrid.ShareAccepted
+			if seq%10 == 0 {
+				res = hashgrid.ShareLowDiff
+			}
+			shares[i] = share(seq, addrs[seq%50], workers[(seq/50)%4], res, hashgrid.DiffOne,
+				time.Duration(seq)*100*time.Microsecond)
+		}
+		if err := s.AddShares(ctx, shares); err != nil {
+			b.Fatal(err)
+		}
+		total += len(shares)
+	}
+	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "shares/s")
+	if acc, rej, _, err := s.Totals(ctx); err != nil || acc+rej != uint64(total) {
+		b.Fatalf("Totals after the benchmark: %d accepted, %d rejected, %v; want %d in all", acc, rej, err, total)
+	}
+}
