@@ -383,7 +383,7 @@ func (p *Pool) newWork(t *node.Template, parts *templateParts, outs []Output) (*
 	if sum != t.CoinbaseValue {
 		return nil, fmt.Errorf("pool: coinbase outputs pay %d, template allows %d", sum, t.CoinbaseValue)
 	}
-	cb1, cb2, err := coinbaseParts(t.Height, []byte(p.cfg.Tag), 4, p.cfg.Extranonce2Size, outs, t.WitnessCommitment)
+	cb1, cb2, err := coinbasePartsWithPush(parts.heightPush, []byte(p.cfg.Tag), 4, p.cfg.Extranonce2Size, outs, t.WitnessCommitment)
 	if err != nil {
 		return nil, err
 	}
@@ -416,6 +416,7 @@ type templateParts struct {
 	branchJSON []byte // the branch as mining.notify's list of hex strings
 	prevStr    string // stratum form of the previous block hash
 	netTgt     pow.Target
+	heightPush []byte // BIP 34 height push of the coinbase script
 }
 
 func newTemplateParts(t *node.Template) (*templateParts, error) {
@@ -423,7 +424,11 @@ func newTemplateParts(t *node.Template) (*templateParts, error) {
 	if err != nil {
 		return nil, err
 	}
-	tp := &templateParts{branch: pow.MerkleBranch(t.TxIDs()), prevStr: pow.StratumPrevHash(t.PrevHash), netTgt: netTgt}
+	hpush, err := heightPush(t.Height)
+	if err != nil {
+		return nil, err
+	}
+	tp := &templateParts{branch: pow.MerkleBranch(t.TxIDs()), prevStr: pow.StratumPrevHash(t.PrevHash), netTgt: netTgt, heightPush: hpush}
 	tp.branchJSON = append(make([]byte, 0, 2+67*len(tp.branch)), '[')
 	for i := range tp.branch {
 		if i > 0 {

@@ -62,10 +62,27 @@ func coinbaseParts(height int64, tag []byte, en1Size, en2Size int, outputs []Out
 	if len(tag) > MaxTagBytes {
 		return nil, nil, fmt.Errorf("pool: tag of %d bytes, at most %d", len(tag), MaxTagBytes)
 	}
+	hpush, err := heightPush(height)
+	if err != nil {
+		return nil, nil, err
+	}
+	return coinbasePartsWithPush(hpush, tag, en1Size, en2Size, outputs, witnessCommitment)
+}
+
+// heightPush is the BIP 34 push of a block height that starts a coinbase script.
+func heightPush(height int64) ([]byte, error) {
 	// txscript encodes small heights minimally (OP_1..OP_16), as BIP 34 requires.
 	hpush, err := txscript.NewScriptBuilder().AddInt64(height).Script()
 	if err != nil {
-		return nil, nil, fmt.Errorf("pool: height push: %w", err)
+		return nil, fmt.Errorf("pool: height push: %w", err)
+	}
+	return hpush, nil
+}
+
+// coinbasePartsWithPush is coinbaseParts with the height push made once per template.
+func coinbasePartsWithPush(hpush, tag []byte, en1Size, en2Size int, outputs []Output, witnessCommitment []byte) (coinb1, coinb2 []byte, err error) {
+	if len(tag) > MaxTagBytes {
+		return nil, nil, fmt.Errorf("pool: tag of %d bytes, at most %d", len(tag), MaxTagBytes)
 	}
 	scriptLen := len(hpush) + len(tag) + en1Size + en2Size
 	if scriptLen < 2 || scriptLen > 100 {
