@@ -1,0 +1,441 @@
+package natsstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hashgrid/hashgrid/stream"
+)
+
+// Stream is a stream.Stream on a JetStream stream; see the package doc. Its methods are
+// safe for concurrent use; Read and Wait share one read cursor and are serialised.
+type Stream struct {
+	opts Options
+	js   jetstream.JetStream
+	st   jetstream.Stream
+	subj string
+
+	// Appends are published in the order they take pubMu and answered in that order by
+	// the acker; closeMu orders them against Close.
+	pubMu   sync.Mutex
+	next    uint64 // next local sequence
+	closeMu sync.RWMutex
+	closing bool
+	pending chan *pub
+	abort   context.Context // ends when Close stops waiting for acknowledgements
+	abortFn context.CancelFunc
+	done    chan struct{} // closed when Close starts
+	wg      sync.WaitGroup
+
+	mu     sync.Mutex
+	last   uint64        // highest stream sequence known to exist
+	notify chan struct{} // closed and replaced when last grows
+	watch  jetstream.ConsumeContext
+
+	readMu sync.Mutex
+	cons   jetstream.Consumer // the read cursor, nil until the first Read
+	pos    uint64             // stream sequence cons delivered last
+}
+
+// pub is one append on its way: published, awaiting its acknowledgement.
+type pub struct {
+	msg  *nats.Msg
+	id   string
+	paf  jetstream.PubAckFuture
+	err  error // the publish failed at once
+	done func(seq uint64, err error)
+}
+
+var _ stream.Stream = (*Stream)(nil)
+
+// ErrIDReused is the error of an append whose message id JetStream already held from
+// another record, so that it was not stored: two processes publish as one front-end.
+var ErrIDReused = errors.New("natsstream: message id reused")
+
+// Open creates the JetStream stream if it does not exist (or updates its replicas,
+// window and limits if it does) and returns a Stream publishing as opts.FrontEnd on nc.
+// The caller keeps nc and closes it after Close.
+func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Stream, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.fill()
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(opts.MaxPending+2),
+		jetstream.WithPublishAsyncTimeout(opts.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("natsstream: jetstream: %w", err)
+	}
+	st, err := js.CreateOrUpdateStream(ctx, opts.config())
+	if err != nil {
+		return nil, fmt.Errorf("natsstream: stream %s: %w", opts.Stream, err)
+	}
+	s := &Stream{
+		opts:    opts,
+		js:      js,
+		st:      st,
+		subj:    opts.subject(),
+		pending: make(chan *pub, opts.MaxPending),
+		done:    make(chan struct{}),
+		notify:  make(chan struct{}),
+	}
+	s.abort, s.abortFn = context.WithCancel(context.Background())
+	s.last = st.CachedInfo().State.LastSeq
+	last, err := lastLocalSeq(ctx, st, s.subj, opts.FrontEnd)
+	if err != nil {
+		return nil, err
+	}
+	s.next = last + 1
+	s.wg.Add(1)
+	go s.acker()
+	return s, nil
+}
+
+// lastLocalSeq is the local sequence of frontEnd's newest record in st, 0 if none.
+func lastLocalSeq(ctx context.Context, st jetstream.Stream, subj, frontEnd string) (uint64, error) {
+	msg, err := st.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("natsstream: last record of %s: %w", subj, err)
+	}
+	fe, seq, err := ParseMsgID(msg.Header.Get(jetstream.MsgIDHeader))
+	if err != nil {
+		return 0, fmt.Errorf("natsstream: record %d: %w", msg.Sequence, err)
+	}
+	if fe != frontEnd {
+		return 0, fmt.Errorf("natsstream: record %d on %s carries front-end %q", msg.Sequence, subj, fe)
+	}
+	return seq, nil
+}
+
+// NextLocalSeq returns the local sequence the next append will carry.
+func (s *Stream) NextLocalSeq() uint64 {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	return s.next
+}
+
+// Append implements stream.Stream: it returns once the stream's replicas acknowledged
+// the record. If ctx ends first the record may still be stored.
+func (s *Stream) Append(ctx context.Context, rec []byte) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	type result struct {
+		seq uint64
+		err error
+	}
+	ch := make(chan result, 1)
+	s.AppendAsync(append([]byte(nil), rec...), func(seq uint64, err error) { ch <- result{seq, err} })
+	select {
+	case r := <-ch:
+		return r.seq, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("natsstream: append abandoned (the record may still be stored): %w", ctx.Err())
+	}
+}
+
+// AppendAsync implements stream.Stream. It takes rec over and calls done once, from the
+// stream's acknowledging goroutine, in the order of the AppendAsync calls: with the
+// record's stream sequence once JetStream acknowledged it, or with an error. Sequences
+// rise along that order except after a re-send, whose record is stored after those
+// published meanwhile. done runs before AppendAsync returns when the record is refused
+// at once (too large, stream closed). AppendAsync blocks while MaxPending appends await
+// their acknowledgement.
+func (s *Stream) AppendAsync(rec []byte, done func(seq uint64, err error)) {
+	if len(rec) > s.opts.MaxRecordSize {
+		done(0, fmt.Errorf("%w: %d bytes, limit %d", stream.ErrTooLarge, len(rec), s.opts.MaxRecordSize))
+		return
+	}
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closing {
+		done(0, stream.ErrClosed)
+		return
+	}
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	p := &pub{id: MsgID(s.opts.FrontEnd, s.next), done: done}
+	s.next++
+	p.msg = &nats.Msg{Subject: s.subj, Data: rec, Header: nats.Header{}}
+	p.paf, p.err = s.js.PublishMsgAsync(p.msg, s.pubOpts(p.id)...)
+	s.pending <- p
+}
+
+func (s *Stream) pubOpts(id string) []jetstream.PublishOpt {
+	return []jetstream.PublishOpt{jetstream.WithMsgID(id), jetstream.WithExpectStream(s.opts.Stream)}
+}
+
+// acker answers appends in the order they were published.
+func (s *Stream) acker() {
+	defer s.wg.Done()
+	for p := range s.pending {
+		seq, err := s.await(p)
+		if err == nil {
+			s.advance(seq)
+		}
+		p.msg = nil
+		p.done(seq, err)
+	}
+}
+
+// await waits for p's acknowledgement, re-sending it with the same message id when it
+// does not come, so that a record stored after all is not stored twice.
+func (s *Stream) await(p *pub) (uint64, error) {
+	err := p.err
+	if err == nil {
+		select {
+		case ack := <-p.paf.Ok():
+			if ack.Duplicate {
+				// A first send taken for a repeat means another record already holds
+				// this id (its front-end id used by two processes at once): this
+				// record was not stored.
+				return 0, fmt.Errorf("%w: %s is record %d's", ErrIDReused, p.id, ack.Sequence)
+			}
+			return ack.Sequence, nil
+		case err = <-p.paf.Err():
+		case <-s.abort.Done():
+			return 0, stream.ErrClosed
+		}
+	}
+	for range s.opts.Resends {
+		ctx, cancel := context.WithTimeout(s.abort, s.opts.AckTimeout)
+		ack, rerr := s.js.PublishMsg(ctx, p.msg, s.pubOpts(p.id)...)
+		cancel()
+		if rerr == nil {
+			s.opts.Logger.Debug("natsstream: record re-sent", "id", p.id, "seq", ack.Sequence, "duplicate", ack.Duplicate, "first_err", err)
+			return ack.Sequence, nil
+		}
+		if s.abort.Err() != nil {
+			return 0, stream.ErrClosed
+		}
+		err = rerr
+	}
+	return 0, fmt.Errorf("natsstream: append %s: %w", p.id, err)
+}
+
+// advance records that the stream holds sequence seq and wakes waiters.
+func (s *Stream) advance(seq uint64) {
+	s.mu.Lock()
+	if seq > s.last {
+		s.last = seq
+		close(s.notify)
+		s.notify = make(chan struct{})
+	}
+	s.mu.Unlock()
+}
+
+// Read implements stream.Stream. It reads through one ephemeral pull consumer that it
+// moves on as it reads and re-creates when asked for another position or when the
+// server lost it. It returns stream.ErrPruned (wrapped) when records after after are no
+// longer kept.
+func (s *Stream) Read(ctx context.Context, after uint64, max int) ([]stream.Record, error) {
+	if max <= 0 {
+		return nil, fmt.Errorf("natsstream: read: max %d must be positive", max)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	select {
+	case <-s.done:
+		return nil, stream.ErrClosed
+	default:
+	}
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	recs, err := s.fetch(ctx, after, max)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, stream.ErrPruned) {
+		// The consumer may be gone (its server restarted, or a new leader without it):
+		// start a new one once before giving up.
+		s.opts.Logger.Debug("natsstream: read cursor lost; re-creating", "after", after, "err", err)
+		s.cons = nil
+		recs, err = s.fetch(ctx, after, max)
+	}
+	return recs, err
+}
+
+func (s *Stream) fetch(ctx context.Context, after uint64, max int) ([]stream.Record, error) {
+	if s.cons == nil || s.pos != after {
+		if err := s.seek(ctx, after); err != nil {
+			return nil, err
+		}
+	}
+	batch, err := s.cons.FetchNoWait(max)
+	if err != nil {
+		return nil, fmt.Errorf("natsstream: read: %w", err)
+	}
+	recs, err := s.collect(batch, max)
+	if err != nil || len(recs) > 0 || s.lastKnown() <= after {
+		return recs, err
+	}
+	// Records are known to exist but were not there yet for this consumer (a new
+	// consumer, or a replica behind): wait a little for the first.
+	batch, err = s.cons.Fetch(max, jetstream.FetchMaxWait(s.opts.ReadWait))
+	if err != nil {
+		return nil, fmt.Errorf("natsstream: read: %w", err)
+	}
+	return s.collect(batch, max)
+}
+
+func (s *Stream) collect(batch jetstream.MessageBatch, max int) ([]stream.Record, error) {
+	var recs []stream.Record
+	for msg := range batch.Messages() {
+		md, err := msg.Metadata()
+		if err != nil {
+			return nil, fmt.Errorf("natsstream: read: %w", err)
+		}
+		if recs == nil {
+			recs = make([]stream.Record, 0, max)
+		}
+		recs = append(recs, stream.Record{Seq: md.Sequence.Stream, Data: msg.Data()})
+		s.pos = md.Sequence.Stream
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		return nil, fmt.Errorf("natsstream: read: %w", err)
+	}
+	if n := len(recs); n > 0 {
+		s.advance(recs[n-1].Seq)
+	}
+	return recs, nil
+}
+
+// seek points the read cursor at the first record after after.
+func (s *Stream) seek(ctx context.Context, after uint64) error {
+	info, err := s.st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("natsstream: read: stream info: %w", err)
+	}
+	if after < info.State.LastSeq && after+1 < info.State.FirstSeq {
+		return fmt.Errorf("%w: wanted records after %d, oldest is %d", stream.ErrPruned, after, info.State.FirstSeq)
+	}
+	s.advance(info.State.LastSeq)
+	if s.cons != nil {
+		// Not awaited: an ephemeral consumer left behind is removed by the server once
+		// inactive anyway.
+		name := s.cons.CachedInfo().Name
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = s.st.DeleteConsumer(dctx, name)
+		cancel()
+		s.cons = nil
+	}
+	cons, err := s.st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       after + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: 5 * time.Minute,
+		Replicas:          1,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		return fmt.Errorf("natsstream: read: consumer: %w", err)
+	}
+	s.cons, s.pos = cons, after
+	return nil
+}
+
+func (s *Stream) lastKnown() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// Wait implements stream.Stream. The first Wait starts a watcher, a headers-only ordered
+// consumer that learns of every new record, so a front-end that never waits does not
+// receive the stream.
+func (s *Stream) Wait(ctx context.Context, after uint64) error {
+	if err := s.startWatch(ctx); err != nil {
+		return err
+	}
+	for {
+		s.mu.Lock()
+		last, ch := s.last, s.notify
+		s.mu.Unlock()
+		if last > after {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return stream.ErrClosed
+		}
+	}
+}
+
+func (s *Stream) startWatch(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.done:
+		return stream.ErrClosed
+	default:
+	}
+	if s.watch != nil {
+		return nil
+	}
+	cons, err := s.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   s.last + 1,
+		HeadersOnly:   true,
+	})
+	if err != nil {
+		return fmt.Errorf("natsstream: wait: consumer: %w", err)
+	}
+	watch, err := cons.Consume(func(msg jetstream.Msg) {
+		if md, err := msg.Metadata(); err == nil {
+			s.advance(md.Sequence.Stream)
+		}
+	}, jetstream.PullMaxMessages(256))
+	if err != nil {
+		return fmt.Errorf("natsstream: wait: consume: %w", err)
+	}
+	s.watch = watch
+	return nil
+}
+
+// Close implements stream.Stream. Appends already published are answered when their
+// acknowledgements come, for at most CloseWait; those still waiting then fail with
+// stream.ErrClosed (they may have been stored). Waiters and later calls get
+// stream.ErrClosed. The NATS connection stays open.
+func (s *Stream) Close() error {
+	s.closeMu.Lock()
+	if s.closing {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closing = true
+	close(s.pending)
+	s.mu.Lock()
+	close(s.done)
+	s.mu.Unlock()
+	s.closeMu.Unlock()
+	timer := time.AfterFunc(s.opts.CloseWait, s.abortFn)
+	s.wg.Wait()
+	timer.Stop()
+	s.abortFn()
+	s.mu.Lock()
+	watch := s.watch
+	s.mu.Unlock()
+	if watch != nil {
+		watch.Stop()
+		<-watch.Closed()
+	}
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	if s.cons != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = s.st.DeleteConsumer(ctx, s.cons.CachedInfo().Name)
+		s.cons = nil
+	}
+	return nil
+}
