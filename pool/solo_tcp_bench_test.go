@@ -62,11 +62,14 @@ func BenchmarkSoloNewTipTCP(b *testing.B) {
 		}
 		scripts[a] = sc
 	}
+	// HASHGRID_SOLO_SHARED=1 gives every connection the one shared layout (as PPLNS
+	// does), the same run's baseline.
+	shared := os.Getenv("HASHGRID_SOLO_SHARED") == "1"
 	var mu sync.Mutex // the OutputFunc is called from broadcast workers too
 	solo := func(tmpl *node.Template, value int64, finder string) ([]pool.Output, string, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if finder == "" {
+		if finder == "" || shared {
 			return []pool.Output{{Value: value, Script: scripts[soloPoolAddress]}}, "", nil
 		}
 		return []pool.Output{{Value: value, Script: scripts[finder]}}, finder, nil
