@@ -73,33 +73,43 @@ func startServer(tb testing.TB) *node {
 	return n
 }
 
-// startCluster runs a JetStream cluster of size servers on loopback, on random ports: the
-// first server's cluster port is random and the others route to it; once all are up each
-// knows every route, so any of them can restart and rejoin.
+// startCluster runs a JetStream cluster of size servers on loopback. Client ports are
+// random; cluster ports are picked free beforehand, because a clustered JetStream server
+// refuses to start without its routes, and each server's list names them all.
 func startCluster(tb testing.TB, size int) []*node {
 	tb.Helper()
+	ports := freePorts(tb, size)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
 	nodes := make([]*node, size)
 	for i := range nodes {
 		opts := baseOpts(fmt.Sprintf("n%d", i+1), tb.TempDir())
-		opts.Cluster = server.ClusterOpts{Name: "hashgrid", Host: "127.0.0.1", Port: -1}
+		opts.Cluster = server.ClusterOpts{Name: "hashgrid", Host: "127.0.0.1", Port: ports[i]}
+		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 		nodes[i] = &node{tb: tb, opts: opts}
 	}
-	nodes[0].start()
-	tb.Cleanup(nodes[0].stop)
-	first := server.RoutesFromStr(fmt.Sprintf("nats://127.0.0.1:%d", nodes[0].opts.Cluster.Port))
-	for _, n := range nodes[1:] {
-		n.opts.Routes = first
+	for _, n := range nodes {
 		n.start()
 		tb.Cleanup(n.stop)
 	}
-	var all []string
-	for _, n := range nodes {
-		all = append(all, fmt.Sprintf("nats://127.0.0.1:%d", n.opts.Cluster.Port))
-	}
-	for _, n := range nodes {
-		n.opts.Routes = server.RoutesFromStr(strings.Join(all, ","))
-	}
 	return nodes
+}
+
+// freePorts returns n loopback ports that were free a moment ago.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
 }
 
 func connect(tb testing.TB, nodes ...*node) *nats.Conn {

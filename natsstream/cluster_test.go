@@ -1,0 +1,85 @@
+package natsstream
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// With three replicas, one server down does not stop appends (two of three are a
+// majority), and the server, started again on its store directory, catches up.
+func TestClusterR3SurvivesOneServer(t *testing.T) {
+	nodes := startCluster(t, 3)
+	nc := connect(t, nodes...)
+	s := open(t, nc, Options{FrontEnd: "fe1", Replicas: 3})
+	const n = 100
+	appendN := func(from int) {
+		t.Helper()
+		for i := from; i < from+n; i++ {
+			if _, err := s.Append(ctxT(t, 30*time.Second), rec(i)); err != nil {
+				t.Fatalf("append %d: %v", i, err)
+			}
+		}
+	}
+	appendN(0)
+
+	// Stop the stream's leader, the hardest case: a new one must be elected and the
+	// appends under way re-sent to it.
+	info, err := s.st.Info(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Replicas != 3 || info.Config.Storage != jetstream.FileStorage {
+		t.Fatalf("stream config: replicas %d storage %v", info.Config.Replicas, info.Config.Storage)
+	}
+	var down *node
+	for _, n := range nodes {
+		if n.opts.ServerName == info.Cluster.Leader {
+			down = n
+		}
+	}
+	if down == nil {
+		t.Fatalf("no server is the leader %q", info.Cluster.Leader)
+	}
+	down.stop()
+	appendN(n)
+
+	down.start()
+	// The restarted server catches up: the leader reports it current with no lag.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		info, err := s.st.Info(ctxT(t, 5*time.Second))
+		caughtUp := false
+		if err == nil && info.Cluster != nil {
+			for _, p := range info.Cluster.Replicas {
+				if p.Name == down.opts.ServerName && p.Current && p.Lag == 0 {
+					caughtUp = true
+				}
+			}
+			if info.Cluster.Leader == down.opts.ServerName {
+				caughtUp = true // it leads again, so it holds everything
+			}
+		}
+		if caughtUp && err == nil && info.State.Msgs == 2*n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted server %s did not catch up: %+v %v", down.opts.ServerName, info, err)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the leader's view
+	}
+	// Reading through a connection to the restarted server alone: every record, once,
+	// in order.
+	r := open(t, connect(t, down), Options{FrontEnd: "reader", Replicas: 3})
+	got := readAll(t, r, 0, 64)
+	if len(got) != 2*n {
+		t.Fatalf("read %d records, want %d", len(got), 2*n)
+	}
+	for i, g := range got {
+		if string(g.Data) != string(rec(i)) {
+			t.Fatalf("record %d: got %q, want %q", g.Seq, g.Data, rec(i))
+		}
+	}
+	appendN(2 * n)
+}
