@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -100,3 +101,5 @@ func TestContract(t *testing.T) {
 func BenchmarkAddShares(b *testing.B) {
 	storetest.AddSharesBenchmark(b, func(tb testing.TB) hashgrid.ShareStore { return openStore(tb) })
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
