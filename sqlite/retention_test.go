@@ -577,3 +577,34 @@ func TestRetentionPassRollsUp(t *testing.T) {
 	}
 	checkSummaries(t, db, shares)
 }
+
+// TestRepeatsCounted checks that a sampled rejected share counts for itself and the
+// Repeats rejections it stands for, in every summary: workers, totals, minutes, and
+// WorkBetween both from the minutes and from the blocks.
+func TestRepeatsCounted(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openDB(t)
+	ok := share(1, "bcrt1qrep", "w", hashgrid.ShareAccepted, hashgrid.DiffOne, 10*time.Second)
+	low := share(2, "bcrt1qrep", "w", hashgrid.ShareLowDiff, hashgrid.DiffOne, 20*time.Second)
+	low.Repeats = 4
+	if err := db.AddShares(ctx, []hashgrid.Share{ok, low}); err != nil {
+		t.Fatal(err)
+	}
+	ws := mustWorkers(t, db, "bcrt1qrep")
+	if len(ws) != 1 || ws[0].Accepted != 1 || ws[0].Rejected != 5 {
+		t.Fatalf("workers: %+v; want 1 accepted, 5 rejected", ws)
+	}
+	if acc, rej, _, err := db.Totals(ctx); err != nil || acc != 1 || rej != 5 {
+		t.Fatalf("totals: %d accepted, %d rejected, %v; want 1 and 5", acc, rej, err)
+	}
+	for _, w := range [][2]time.Duration{{0, time.Minute}, {5 * time.Second, 30 * time.Second}} {
+		got, err := db.WorkBetween(ctx, t0.Add(w[0]), t0.Add(w[1]))
+		if err != nil || len(got) != 1 || got[0].Rejected != 5 {
+			t.Fatalf("WorkBetween(%v, %v): %+v, %v; want 5 rejected", w[0], w[1], got, err)
+		}
+	}
+	sums, err := db.Summaries(ctx, "bcrt1qrep", t0, t0.Add(time.Minute), 10)
+	if err != nil || len(sums) != 1 || sums[0].Rejected != 5 || sums[0].Best != ok.Actual {
+		t.Fatalf("Summaries: %+v, %v; want 5 rejected, best %v", sums, err, ok.Actual)
+	}
+}
