@@ -98,27 +98,26 @@ type migrationSet struct {
 }
 
 var storeMigrations = migrationSet{component: "store", steps: []migration{
-	{name: "shares, workers, totals, minutes, blocks", sql: `
-CREATE TABLE shares (
-	seq        BIGINT   PRIMARY KEY,  -- stream sequence, 1..2^63-1
-	time       BIGINT   NOT NULL,     -- Unix nanoseconds
-	address    TEXT     NOT NULL,
-	worker     TEXT     NOT NULL,
-	job_id     TEXT     NOT NULL,
-	height     BIGINT   NOT NULL,
-	diff_hi    BIGINT   NOT NULL,     -- Diff >> 32 and Diff & 0xffffffff: halves keep SUM exact
-	diff_lo    BIGINT   NOT NULL,
-	actual_hi  BIGINT   NOT NULL,     -- Actual, the same way
-	actual_lo  BIGINT   NOT NULL,
-	hash       BYTEA    NOT NULL,
-	result     SMALLINT NOT NULL,     -- hashgrid.ShareResult; 0 accepted
-	block      BOOLEAN  NOT NULL,
-	user_agent TEXT     NOT NULL,
-	remote     TEXT     NOT NULL,
-	repeats    BIGINT   NOT NULL      -- further rejections a sampled reject stands for
+	{name: "share blocks, workers, totals, minutes, blocks", sql: `
+CREATE TABLE share_blocks (
+	first_seq BIGINT  PRIMARY KEY,  -- lowest Seq in the block
+	last_seq  BIGINT  NOT NULL,     -- highest; blocks' [first_seq, last_seq] never overlap
+	min_time  BIGINT  NOT NULL,     -- Unix nanoseconds of the earliest share
+	max_time  BIGINT  NOT NULL,     -- and of the latest
+	count     INTEGER NOT NULL,     -- shares in the block
+	data      BYTEA   NOT NULL      -- in Seq order, each a uvarint length and hashgrid.Share.MarshalBinary
 );
-CREATE INDEX shares_time ON shares (time);
-CREATE INDEX shares_address_seq ON shares (address, seq);
+-- Blocks are written once and read whole: compressing them costs more than it saves.
+ALTER TABLE share_blocks ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE UNIQUE INDEX share_blocks_last_seq ON share_blocks (last_seq);
+CREATE INDEX share_blocks_max_time ON share_blocks (max_time);
+
+-- The distinct addresses of each block, for SharesFor; deleted with their block.
+CREATE TABLE share_block_addresses (
+	address   TEXT   NOT NULL,
+	first_seq BIGINT NOT NULL,      -- share_blocks.first_seq
+	PRIMARY KEY (address, first_seq)
+);
 
 CREATE TABLE workers (
 	address    TEXT    NOT NULL,

@@ -3,6 +3,8 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -14,144 +16,64 @@ import (
 	"github.com/hashgrid/hashgrid"
 )
 
-// addSharesQuery inserts a batch given as one array per column and, from the rows it
-// actually inserted (RETURNING skips the conflicting, already stored ones), adds to
-// the worker summaries, the minute summaries and the totals. Grouped rows are upserted
-// in key order so that two concurrent writers lock them in the same order.
-const addSharesQuery = `
-WITH ins AS (
-	INSERT INTO shares (seq, time, address, worker, job_id, height, diff_hi, diff_lo, actual_hi, actual_lo,
-		hash, result, block, user_agent, remote, repeats)
-	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-		$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[], $12::smallint[],
-		$13::boolean[], $14::text[], $15::text[], $16::bigint[])
-	ON CONFLICT (seq) DO NOTHING
-	RETURNING time, address, worker, diff_hi::numeric * ` + two32 + ` + diff_lo AS diff,
-		actual_hi::numeric * ` + two32 + ` + actual_lo AS actual, result, repeats
-), w AS (
-	INSERT INTO workers AS o (address, name, accepted, rejected, work, last_share)
-	SELECT address, worker, count(*) FILTER (WHERE result = 0),
-		COALESCE(sum(1 + repeats) FILTER (WHERE result <> 0), 0),
-		COALESCE(sum(diff) FILTER (WHERE result = 0), 0), max(time)
-	FROM ins GROUP BY address, worker ORDER BY address, worker
-	ON CONFLICT (address, name) DO UPDATE SET accepted = o.accepted + excluded.accepted,
-		rejected = o.rejected + excluded.rejected, work = o.work + excluded.work,
-		last_share = GREATEST(o.last_share, excluded.last_share)
-), m AS (
-	INSERT INTO work_minutes AS o (minute, address, worker, accepted, rejected, work, last_share, best)
-	SELECT minute, address, worker, count(*) FILTER (WHERE result = 0),
-		COALESCE(sum(1 + repeats) FILTER (WHERE result <> 0), 0),
-		COALESCE(sum(diff) FILTER (WHERE result = 0), 0), max(time),
-		COALESCE(max(actual) FILTER (WHERE result = 0), 0)
-	FROM (SELECT *, time / 60000000000 - (CASE WHEN time % 60000000000 < 0 THEN 1 ELSE 0 END) AS minute FROM ins) x
-	GROUP BY minute, address, worker ORDER BY minute, address, worker
-	ON CONFLICT (minute, address, worker) DO UPDATE SET accepted = o.accepted + excluded.accepted,
-		rejected = o.rejected + excluded.rejected, work = o.work + excluded.work,
-		last_share = GREATEST(o.last_share, excluded.last_share), best = GREATEST(o.best, excluded.best)
-)
-UPDATE totals SET
-	accepted = totals.accepted + t.accepted, rejected = totals.rejected + t.rejected, work = totals.work + t.work
-FROM (SELECT count(*) FILTER (WHERE result = 0) AS accepted,
-		COALESCE(sum(1 + repeats) FILTER (WHERE result <> 0), 0) AS rejected,
-		COALESCE(sum(diff) FILTER (WHERE result = 0), 0) AS work
-	FROM ins) t
-WHERE totals.id = 1 AND (t.accepted > 0 OR t.rejected > 0)`
+// MaxBlockShares bounds the shares one row of share_blocks holds; AddShares writes a
+// larger batch as several rows.
+const MaxBlockShares = 8192
 
-// shareColumns holds a batch column by column, the shape unnest reads.
-type shareColumns struct {
-	seq, time, height, diffHi, diffLo, actualHi, actualLo, repeats []int64
-	address, worker, jobID, userAgent, remote                      []string
-	hash                                                           [][]byte
-	result                                                         []int16
-	block                                                          []bool
-}
+// writeLock is the advisory lock key AddShares holds for its transaction ("hgsw"):
+// one writer at a time, across processes, so that two never both store a sequence.
+const writeLock = 0x68677377
 
-func (c *shareColumns) reset(n int) {
-	*c = shareColumns{
-		seq: make([]int64, 0, n), time: make([]int64, 0, n), height: make([]int64, 0, n),
-		diffHi: make([]int64, 0, n), diffLo: make([]int64, 0, n), actualHi: make([]int64, 0, n),
-		actualLo: make([]int64, 0, n), repeats: make([]int64, 0, n),
-		address: make([]string, 0, n), worker: make([]string, 0, n), jobID: make([]string, 0, n),
-		userAgent: make([]string, 0, n), remote: make([]string, 0, n),
-		hash: make([][]byte, 0, n), result: make([]int16, 0, n), block: make([]bool, 0, n),
-	}
-}
-
-func (c *shareColumns) add(s *hashgrid.Share, t int64) {
-	c.seq = append(c.seq, int64(s.Seq))
-	c.time = append(c.time, t)
-	c.address = append(c.address, s.Address)
-	c.worker = append(c.worker, s.Worker)
-	c.jobID = append(c.jobID, s.JobID)
-	c.height = append(c.height, s.Height)
-	c.diffHi = append(c.diffHi, int64(s.Diff>>32))
-	c.diffLo = append(c.diffLo, int64(s.Diff&math.MaxUint32))
-	c.actualHi = append(c.actualHi, int64(s.Actual>>32))
-	c.actualLo = append(c.actualLo, int64(s.Actual&math.MaxUint32))
-	c.hash = append(c.hash, s.Hash[:])
-	c.result = append(c.result, int16(s.Result))
-	c.block = append(c.block, s.Block)
-	c.userAgent = append(c.userAgent, s.UserAgent)
-	c.remote = append(c.remote, s.Remote)
-	c.repeats = append(c.repeats, int64(min(s.Repeats, math.MaxInt64)))
-}
-
-func (c *shareColumns) args() []any {
-	return []any{c.seq, c.time, c.address, c.worker, c.jobID, c.height, c.diffHi, c.diffLo, c.actualHi, c.actualLo,
-		c.hash, c.result, c.block, c.userAgent, c.remote, c.repeats}
+// pending is one share of a batch with its encoding.
+type pending struct {
+	s    *hashgrid.Share
+	enc  []byte
+	time int64
 }
 
 // checkShare refuses, as EINVALID (retrying cannot help), what sqlite refuses: a
-// sequence outside [1, 2^63), a time outside the storable range, and a string over
-// the share codec's limits, or an unknown result.
-func checkShare(i int, s *hashgrid.Share) (int64, error) {
+// sequence outside [1, 2^63), a time outside the storable range, and what the share
+// codec cannot encode (a string over its limit, an unknown result).
+func checkShare(i int, s *hashgrid.Share) (pending, error) {
 	if s.Seq == 0 || s.Seq > math.MaxInt64 {
-		return 0, hashgrid.Errorf(hashgrid.EINVALID, "postgres: add shares: share %d: sequence %d outside [1, 2^63)", i, s.Seq)
+		return pending{}, hashgrid.Errorf(hashgrid.EINVALID, "postgres: add shares: share %d: sequence %d outside [1, 2^63)", i, s.Seq)
 	}
 	t, err := storedTime(s.Time)
 	if err != nil {
-		return 0, hashgrid.Errorf(hashgrid.EINVALID, "postgres: add shares: share %d (seq %d): %v", i, s.Seq, err)
+		return pending{}, hashgrid.Errorf(hashgrid.EINVALID, "postgres: add shares: share %d (seq %d): %v", i, s.Seq, err)
 	}
-	if s.Result > hashgrid.ShareInvalid {
-		return 0, hashgrid.Errorf(hashgrid.EINVALID, "postgres: add shares: share %d (seq %d): unknown result %d", i, s.Seq, s.Result)
+	enc, err := s.MarshalBinary()
+	if err != nil {
+		return pending{}, hashgrid.Errorf(hashgrid.EINVALID, "postgres: add shares: share %d (seq %d): %v", i, s.Seq, err)
 	}
-	for _, f := range []struct {
-		name string
-		v    string
-		max  int
-	}{
-		{"address", s.Address, hashgrid.MaxShareAddressLen},
-		{"worker", s.Worker, hashgrid.MaxShareWorkerLen},
-		{"job id", s.JobID, hashgrid.MaxShareJobIDLen},
-		{"user agent", s.UserAgent, hashgrid.MaxShareUserAgentLen},
-		{"remote", s.Remote, hashgrid.MaxShareRemoteLen},
-	} {
-		if len(f.v) > f.max {
-			return 0, hashgrid.Errorf(hashgrid.EINVALID, "postgres: add shares: share %d (seq %d): %s of %d bytes over %d",
-				i, s.Seq, f.name, len(f.v), f.max)
-		}
-	}
-	return t, nil
+	return pending{s: s, enc: enc, time: t}, nil
 }
 
-// AddShares implements hashgrid.ShareStore: the batch (split into statements of at
-// most MaxBatch shares) and its summaries in one transaction. Summaries count only
-// the shares this call inserted, so a batch replayed after a crash changes nothing.
+// storedBlock is the position of a row of share_blocks.
+type storedBlock struct {
+	first, last uint64
+	count       int
+}
+
+// contiguous reports whether the block holds every sequence in its range.
+func (b storedBlock) contiguous() bool { return b.last-b.first+1 == uint64(b.count) }
+
+// AddShares implements hashgrid.ShareStore. The batch's new shares become one row of
+// share_blocks (or several, of at most MaxBlockShares), their summaries are added to
+// workers, work_minutes and totals, all in one transaction under the store's write
+// lock. Summaries count only the shares this call stored, so a batch replayed after a
+// crash changes nothing.
 func (s *Store) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 	if len(shares) == 0 {
 		return nil
 	}
-	type pending struct {
-		s *hashgrid.Share
-		t int64
-	}
 	ps := make([]pending, len(shares))
 	for i := range shares {
-		t, err := checkShare(i, &shares[i])
+		p, err := checkShare(i, &shares[i])
 		if err != nil {
 			return err
 		}
-		ps[i] = pending{&shares[i], t}
+		ps[i] = p
 	}
 	// In sequence order, keeping only the first copy of a sequence the batch repeats.
 	slices.SortStableFunc(ps, func(a, b pending) int { return cmp.Compare(a.s.Seq, b.s.Seq) })
@@ -162,17 +84,18 @@ func (s *Store) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 		return fmt.Errorf("postgres: add shares: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	var cols shareColumns
-	for len(ps) > 0 {
-		n := min(len(ps), MaxBatch)
-		cols.reset(n)
-		for _, p := range ps[:n] {
-			cols.add(p.s, p.t)
-		}
-		if _, err := tx.Exec(ctx, addSharesQuery, cols.args()...); err != nil {
-			return fmt.Errorf("postgres: add shares %d..%d: %w", ps[0].s.Seq, ps[n-1].s.Seq, err)
-		}
-		ps = ps[n:]
+	// Writes are queued and sent in one round trip, after the reads placing them.
+	var writes pgx.Batch
+	fresh, err := placeShares(ctx, tx, ps, &writes)
+	if err != nil {
+		return fmt.Errorf("postgres: add shares %d..%d: %w", ps[0].s.Seq, ps[len(ps)-1].s.Seq, err)
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	addSummaries(&writes, fresh)
+	if err := tx.SendBatch(ctx, &writes).Close(); err != nil {
+		return fmt.Errorf("postgres: add shares %d..%d: %w", ps[0].s.Seq, ps[len(ps)-1].s.Seq, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: add shares: commit: %w", err)
@@ -180,76 +103,379 @@ func (s *Store) AddShares(ctx context.Context, shares []hashgrid.Share) error {
 	return nil
 }
 
+// placeShares writes the shares of ps (strictly increasing Seq) not stored yet and
+// returns them. Blocks' sequence ranges never overlap: new shares falling in the gaps
+// of a stored block (possible only if some batch skipped sequences) are merged with
+// its shares into new blocks that replace it, and new blocks are cut where a kept
+// block lies between two of their shares.
+func placeShares(ctx context.Context, tx pgx.Tx, ps []pending, writes *pgx.Batch) ([]pending, error) {
+	lo, hi := ps[0].s.Seq, ps[len(ps)-1].s.Seq
+	// The write lock, then the common case, a batch above everything stored, is one
+	// index lookup: one round trip.
+	var reads pgx.Batch
+	reads.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(writeLock))
+	reads.Queue(`SELECT first_seq, last_seq, count FROM share_blocks
+		WHERE last_seq >= $1 AND first_seq <= $2 ORDER BY first_seq`, int64(lo), int64(hi))
+	br := tx.SendBatch(ctx, &reads)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (storedBlock, error) {
+		var first, last int64
+		var n int32
+		err := r.Scan(&first, &last, &n)
+		return storedBlock{uint64(first), uint64(last), int(n)}, err
+	})
+	if err := errors.Join(err, br.Close()); err != nil {
+		return nil, err
+	}
+	if len(stored) == 0 {
+		writeBlocks(writes, ps, nil)
+		return ps, nil
+	}
+	loaded := map[uint64][]pending{} // shares of stored blocks with gaps, by first_seq
+	dirty := map[uint64]bool{}
+	var fresh []pending
+	for _, p := range ps {
+		i, found := slices.BinarySearchFunc(stored, p.s.Seq, func(b storedBlock, seq uint64) int {
+			switch {
+			case b.last < seq:
+				return -1
+			case b.first > seq:
+				return 1
+			}
+			return 0
+		})
+		if !found {
+			fresh = append(fresh, p)
+			continue
+		}
+		b := stored[i]
+		if b.contiguous() {
+			continue
+		}
+		in, ok := loaded[b.first]
+		if !ok {
+			if in, err = loadBlock(ctx, tx, b.first); err != nil {
+				return nil, err
+			}
+			loaded[b.first] = in
+		}
+		if _, ok := slices.BinarySearchFunc(in, p.s.Seq, func(q pending, seq uint64) int { return cmp.Compare(q.s.Seq, seq) }); ok {
+			continue
+		}
+		fresh = append(fresh, p)
+		dirty[b.first] = true
+	}
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	write := fresh
+	if len(dirty) > 0 {
+		write = slices.Clone(fresh)
+	}
+	var keep []uint64 // first_seq of the stored blocks new ones must not span
+	for _, b := range stored {
+		if !dirty[b.first] {
+			keep = append(keep, b.first)
+			continue
+		}
+		writes.Queue(`DELETE FROM share_block_addresses WHERE first_seq = $1`, int64(b.first))
+		writes.Queue(`DELETE FROM share_blocks WHERE first_seq = $1`, int64(b.first))
+		write = append(write, loaded[b.first]...)
+	}
+	if len(dirty) > 0 {
+		slices.SortFunc(write, func(a, b pending) int { return cmp.Compare(a.s.Seq, b.s.Seq) })
+	}
+	writeBlocks(writes, write, keep)
+	return fresh, nil
+}
+
+// writeBlocks writes ps (strictly increasing Seq) as blocks of at most
+// MaxBlockShares, cut between two shares wherever a first_seq of keep lies between
+// them, with their rows of share_block_addresses, queued on writes.
+func writeBlocks(writes *pgx.Batch, ps []pending, keep []uint64) {
+	var firsts, lasts, minTimes, maxTimes []int64
+	var counts []int32
+	var datas [][]byte
+	var addrs []string
+	var addrFirsts []int64
+	for len(ps) > 0 {
+		n := 1
+		for n < len(ps) && n < MaxBlockShares {
+			i, _ := slices.BinarySearch(keep, ps[n-1].s.Seq+1)
+			if i < len(keep) && keep[i] < ps[n].s.Seq {
+				break
+			}
+			n++
+		}
+		chunk := ps[:n]
+		ps = ps[n:]
+		size := 0
+		for _, p := range chunk {
+			size += binary.MaxVarintLen32 + len(p.enc)
+		}
+		data := make([]byte, 0, size)
+		minT, maxT := chunk[0].time, chunk[0].time
+		seen := map[string]bool{}
+		first := int64(chunk[0].s.Seq)
+		for _, p := range chunk {
+			data = binary.AppendUvarint(data, uint64(len(p.enc)))
+			data = append(data, p.enc...)
+			minT, maxT = min(minT, p.time), max(maxT, p.time)
+			if !seen[p.s.Address] {
+				seen[p.s.Address] = true
+				addrs = append(addrs, p.s.Address)
+				addrFirsts = append(addrFirsts, first)
+			}
+		}
+		firsts = append(firsts, first)
+		lasts = append(lasts, int64(chunk[len(chunk)-1].s.Seq))
+		minTimes = append(minTimes, minT)
+		maxTimes = append(maxTimes, maxT)
+		counts = append(counts, int32(len(chunk)))
+		datas = append(datas, data)
+	}
+	writes.Queue(`INSERT INTO share_blocks (first_seq, last_seq, min_time, max_time, count, data)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::bytea[])`,
+		firsts, lasts, minTimes, maxTimes, counts, datas)
+	writes.Queue(`INSERT INTO share_block_addresses (address, first_seq)
+		SELECT * FROM unnest($1::text[], $2::bigint[])`, addrs, addrFirsts)
+}
+
+// loadBlock returns the shares of the block at first, in sequence order.
+func loadBlock(ctx context.Context, tx pgx.Tx, first uint64) ([]pending, error) {
+	var data []byte
+	if err := tx.QueryRow(ctx, `SELECT data FROM share_blocks WHERE first_seq = $1`, int64(first)).Scan(&data); err != nil {
+		return nil, fmt.Errorf("share block %d: %w", first, err)
+	}
+	var out []pending
+	err := eachShare(data, func(s hashgrid.Share, enc []byte) bool {
+		out = append(out, pending{s: &s, enc: enc, time: s.Time.UnixNano()})
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("share block %d: %w", first, err)
+	}
+	return out, nil
+}
+
+// eachShare decodes the shares of a block's data in order, calling f for each until
+// it returns false.
+func eachShare(data []byte, f func(s hashgrid.Share, enc []byte) bool) error {
+	for len(data) > 0 {
+		n, k := binary.Uvarint(data)
+		if k <= 0 || n > uint64(len(data)-k) {
+			return errors.New("corrupt block: bad share length")
+		}
+		enc := data[k : k+int(n)]
+		data = data[k+int(n):]
+		var s hashgrid.Share
+		if err := s.UnmarshalBinary(enc); err != nil {
+			return fmt.Errorf("corrupt block: %w", err)
+		}
+		if !f(s, enc) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// summary is a worker's sum over some shares; best is the highest Actual of an
+// accepted one.
+type summary struct {
+	accepted, rejected uint64
+	work               hashgrid.Work
+	last               int64
+	best               hashgrid.Diff
+}
+
+func (w *summary) count(s *hashgrid.Share, t int64) {
+	if s.Result == hashgrid.ShareAccepted {
+		w.accepted++
+		w.work = w.work.Add(s.Diff)
+		w.best = max(w.best, s.Actual)
+	} else {
+		w.rejected += 1 + s.Repeats // a sampled reject stands for Repeats more
+	}
+	w.last = max(w.last, t)
+}
+
+type minuteKey struct {
+	minute        int64
+	address, name string
+}
+
+// addSummaries queues on writes the statements adding the fresh shares to workers,
+// work_minutes and totals, upserting rows in key order.
+func addSummaries(writes *pgx.Batch, fresh []pending) {
+	workers := map[workerKey]*summary{}
+	minutes := map[minuteKey]*summary{}
+	total := summary{last: math.MinInt64}
+	for _, p := range fresh {
+		wk := workerKey{p.s.Address, p.s.Worker}
+		w := workers[wk]
+		if w == nil {
+			w = &summary{last: math.MinInt64}
+			workers[wk] = w
+		}
+		w.count(p.s, p.time)
+		mk := minuteKey{minuteOf(p.time), p.s.Address, p.s.Worker}
+		m := minutes[mk]
+		if m == nil {
+			m = &summary{last: math.MinInt64}
+			minutes[mk] = m
+		}
+		m.count(p.s, p.time)
+		total.count(p.s, p.time)
+	}
+	wkeys := make([]workerKey, 0, len(workers))
+	for k := range workers {
+		wkeys = append(wkeys, k)
+	}
+	slices.SortFunc(wkeys, func(a, b workerKey) int {
+		return cmp.Or(strings.Compare(a.address, b.address), strings.Compare(a.name, b.name))
+	})
+	var addr, name, work []string
+	var acc, rej, last []int64
+	for _, k := range wkeys {
+		w := workers[k]
+		addr, name = append(addr, k.address), append(name, k.name)
+		acc, rej = append(acc, int64(w.accepted)), append(rej, int64(w.rejected))
+		work, last = append(work, w.work.Big().String()), append(last, w.last)
+	}
+	writes.Queue(`INSERT INTO workers AS o (address, name, accepted, rejected, work, last_share)
+		SELECT a, n, acc, rej, w::numeric, l FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[])
+			AS t(a, n, acc, rej, w, l)
+		ON CONFLICT (address, name) DO UPDATE SET accepted = o.accepted + excluded.accepted,
+			rejected = o.rejected + excluded.rejected, work = o.work + excluded.work,
+			last_share = GREATEST(o.last_share, excluded.last_share)`, addr, name, acc, rej, work, last)
+
+	mkeys := make([]minuteKey, 0, len(minutes))
+	for k := range minutes {
+		mkeys = append(mkeys, k)
+	}
+	slices.SortFunc(mkeys, func(a, b minuteKey) int {
+		return cmp.Or(cmp.Compare(a.minute, b.minute), strings.Compare(a.address, b.address), strings.Compare(a.name, b.name))
+	})
+	var mins []int64
+	var best []string
+	// New slices: the batch holds the workers' until it is sent.
+	addr, name, work, acc, rej, last = nil, nil, nil, nil, nil, nil
+	for _, k := range mkeys {
+		m := minutes[k]
+		mins, addr, name = append(mins, k.minute), append(addr, k.address), append(name, k.name)
+		acc, rej = append(acc, int64(m.accepted)), append(rej, int64(m.rejected))
+		work, last = append(work, m.work.Big().String()), append(last, m.last)
+		best = append(best, fmt.Sprint(uint64(m.best)))
+	}
+	writes.Queue(`INSERT INTO work_minutes AS o (minute, address, worker, accepted, rejected, work, last_share, best)
+		SELECT m, a, n, acc, rej, w::numeric, l, b::numeric
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[])
+			AS t(m, a, n, acc, rej, w, l, b)
+		ON CONFLICT (minute, address, worker) DO UPDATE SET accepted = o.accepted + excluded.accepted,
+			rejected = o.rejected + excluded.rejected, work = o.work + excluded.work,
+			last_share = GREATEST(o.last_share, excluded.last_share), best = GREATEST(o.best, excluded.best)`,
+		mins, addr, name, acc, rej, work, last, best)
+	writes.Queue(`UPDATE totals SET accepted = accepted + $1, rejected = rejected + $2, work = work + $3::numeric WHERE id = 1`,
+		int64(total.accepted), int64(total.rejected), total.work.Big().String())
+}
+
 // LastSeq implements hashgrid.ShareStore.
 func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
 	var seq int64
-	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM shares`).Scan(&seq); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(last_seq), 0) FROM share_blocks`).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("postgres: last seq: %w", err)
 	}
 	return uint64(seq), nil
 }
 
-const shareSelect = `SELECT seq, time, address, worker, job_id, height, diff_hi, diff_lo, actual_hi, actual_lo,
-	hash, result, block, user_agent, remote, repeats FROM shares`
-
-// Shares implements hashgrid.ShareStore.
+// Shares implements hashgrid.ShareStore. It reads the blocks from the one holding
+// after+1 (or the first above it) in sequence order, until it has limit shares or
+// passes upto; blocks' ranges never overlap, so that order is the shares' order.
 func (s *Store) Shares(ctx context.Context, after, upto uint64, limit int) ([]hashgrid.Share, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, shareSelect+` WHERE seq > $1 AND seq <= $2 AND result = 0 ORDER BY seq LIMIT $3`,
-		seqBound(after), seqBound(upto), limit)
+	if after >= upto || after >= math.MaxInt64 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT first_seq, data FROM share_blocks
+		WHERE last_seq > $1 AND first_seq <= $2 ORDER BY first_seq`, seqBound(after), seqBound(upto))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: shares: %w", err)
 	}
-	out, err := scanShares(rows)
-	if err != nil {
+	defer rows.Close()
+	var out []hashgrid.Share
+	for len(out) < limit && rows.Next() {
+		var first int64
+		var data []byte
+		if err := rows.Scan(&first, &data); err != nil {
+			return nil, fmt.Errorf("postgres: shares: %w", err)
+		}
+		err := eachShare(data, func(sh hashgrid.Share, _ []byte) bool {
+			if sh.Seq > upto {
+				return false
+			}
+			if sh.Seq > after && sh.Result == hashgrid.ShareAccepted {
+				out = append(out, sh)
+			}
+			return len(out) < limit
+		})
+		if err != nil {
+			return nil, fmt.Errorf("postgres: share block %d: %w", first, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: shares: %w", err)
 	}
 	return out, nil
 }
 
-// SharesFor implements hashgrid.ShareStore; newest means highest sequence.
+// SharesFor implements hashgrid.ShareStore; newest means highest sequence. It reads
+// only the blocks share_block_addresses lists for address, newest first.
 func (s *Store) SharesFor(ctx context.Context, address string, limit int) ([]hashgrid.Share, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, shareSelect+` WHERE address = $1 ORDER BY seq DESC LIMIT $2`, address, limit)
+	rows, err := s.pool.Query(ctx, `SELECT b.first_seq, b.data
+		FROM share_block_addresses a JOIN share_blocks b ON b.first_seq = a.first_seq
+		WHERE a.address = $1 ORDER BY a.first_seq DESC`, address)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: shares for %s: %w", address, err)
 	}
-	out, err := scanShares(rows)
-	if err != nil {
+	defer rows.Close()
+	var out, block []hashgrid.Share
+	for len(out) < limit && rows.Next() {
+		var first int64
+		var data []byte
+		if err := rows.Scan(&first, &data); err != nil {
+			return nil, fmt.Errorf("postgres: shares for %s: %w", address, err)
+		}
+		block = block[:0]
+		err := eachShare(data, func(sh hashgrid.Share, _ []byte) bool {
+			if sh.Address == address {
+				block = append(block, sh)
+			}
+			return true
+		})
+		if err != nil {
+			return nil, fmt.Errorf("postgres: share block %d: %w", first, err)
+		}
+		for i := len(block) - 1; i >= 0 && len(out) < limit; i-- {
+			out = append(out, block[i])
+		}
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: shares for %s: %w", address, err)
 	}
 	return out, nil
-}
-
-func scanShares(rows pgx.Rows) ([]hashgrid.Share, error) {
-	defer rows.Close()
-	var out []hashgrid.Share
-	for rows.Next() {
-		var sh hashgrid.Share
-		var seq, t, dhi, dlo, ahi, alo, repeats int64
-		var hash []byte
-		var result int16
-		if err := rows.Scan(&seq, &t, &sh.Address, &sh.Worker, &sh.JobID, &sh.Height, &dhi, &dlo, &ahi, &alo,
-			&hash, &result, &sh.Block, &sh.UserAgent, &sh.Remote, &repeats); err != nil {
-			return nil, err
-		}
-		if len(hash) != len(sh.Hash) {
-			return nil, fmt.Errorf("share %d: hash of %d bytes", seq, len(hash))
-		}
-		sh.Seq = uint64(seq)
-		sh.Time = loadTime(t)
-		sh.Diff = hashgrid.Diff(uint64(dhi)<<32 | uint64(dlo))
-		sh.Actual = hashgrid.Diff(uint64(ahi)<<32 | uint64(alo))
-		copy(sh.Hash[:], hash)
-		sh.Result = hashgrid.ShareResult(result)
-		sh.Repeats = uint64(repeats)
-		out = append(out, sh)
-	}
-	return out, rows.Err()
 }
 
 // minuteNanos is the span of one row of work_minutes.
@@ -275,26 +501,10 @@ func minuteAtOrAfter(t int64) int64 {
 
 type workerKey struct{ address, name string }
 
-type workSum struct {
-	accepted, rejected uint64
-	work               hashgrid.Work
-	last               int64
-}
-
-// sumQuery sums rows of shares or work_minutes by worker; the WHERE clause is added.
-const (
-	sumSharesQuery = `SELECT address, worker, count(*) FILTER (WHERE result = 0),
-		COALESCE(sum(1 + repeats) FILTER (WHERE result <> 0), 0)::bigint,
-		COALESCE(sum(diff_hi::numeric * ` + two32 + ` + diff_lo) FILTER (WHERE result = 0), 0)::text, max(time)
-		FROM shares WHERE time >= $1 AND time < $2 GROUP BY address, worker`
-	sumMinutesQuery = `SELECT address, worker, sum(accepted)::bigint, sum(rejected)::bigint, sum(work)::text, max(last_share)
-		FROM work_minutes WHERE minute >= $1 AND minute < $2 GROUP BY address, worker`
-)
-
 // WorkBetween implements hashgrid.ShareStore, ordered by address and name. The whole
 // minutes inside [from, to) are read from work_minutes, only the shares of the partial
-// minutes at its edges from shares, all in one read-only, repeatable-read transaction
-// so that the reads see the same commits.
+// minutes at its edges from the blocks holding them, all in one read-only,
+// repeatable-read transaction so that the reads see the same commits.
 func (s *Store) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.Worker, error) {
 	lo, hi := boundTime(from), boundTime(to)
 	if lo >= hi {
@@ -305,17 +515,17 @@ func (s *Store) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid
 		return nil, fmt.Errorf("postgres: work between: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	sums := map[workerKey]*workSum{}
+	sums := map[workerKey]*summary{}
 	first, last := minuteAtOrAfter(lo), minuteOf(hi)
 	if first >= last {
-		err = sumInto(ctx, tx, sums, sumSharesQuery, lo, hi)
+		err = sumBlocks(ctx, tx, sums, lo, hi)
 	} else {
-		err = sumInto(ctx, tx, sums, sumMinutesQuery, first, last)
-		if err == nil && lo < first*minuteNanos {
-			err = sumInto(ctx, tx, sums, sumSharesQuery, lo, first*minuteNanos)
+		err = sumMinutes(ctx, tx, sums, first, last)
+		if err == nil {
+			err = sumBlocks(ctx, tx, sums, lo, first*minuteNanos)
 		}
-		if err == nil && last*minuteNanos < hi {
-			err = sumInto(ctx, tx, sums, sumSharesQuery, last*minuteNanos, hi)
+		if err == nil {
+			err = sumBlocks(ctx, tx, sums, last*minuteNanos, hi)
 		}
 	}
 	if err != nil {
@@ -335,32 +545,69 @@ func (s *Store) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid
 	return out, nil
 }
 
-func sumInto(ctx context.Context, tx pgx.Tx, sums map[workerKey]*workSum, query string, lo, hi int64) error {
-	rows, err := tx.Query(ctx, query, lo, hi)
+func sumFor(sums map[workerKey]*summary, k workerKey) *summary {
+	w := sums[k]
+	if w == nil {
+		w = &summary{last: math.MinInt64}
+		sums[k] = w
+	}
+	return w
+}
+
+// sumMinutes adds the rows of work_minutes in [first, last) to sums.
+func sumMinutes(ctx context.Context, tx pgx.Tx, sums map[workerKey]*summary, first, last int64) error {
+	rows, err := tx.Query(ctx, `SELECT address, worker, sum(accepted)::bigint, sum(rejected)::bigint, sum(work)::text, max(last_share)
+		FROM work_minutes WHERE minute >= $1 AND minute < $2 GROUP BY address, worker`, first, last)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var k workerKey
-		var acc, rej, last int64
+		var acc, rej, l int64
 		var work string
-		if err := rows.Scan(&k.address, &k.name, &acc, &rej, &work, &last); err != nil {
+		if err := rows.Scan(&k.address, &k.name, &acc, &rej, &work, &l); err != nil {
 			return err
 		}
 		wk, err := parseWork(work)
 		if err != nil {
 			return err
 		}
-		w := sums[k]
-		if w == nil {
-			w = &workSum{last: math.MinInt64}
-			sums[k] = w
-		}
+		w := sumFor(sums, k)
 		w.accepted += uint64(acc)
 		w.rejected += uint64(rej)
 		w.work = w.work.Plus(wk)
-		w.last = max(w.last, last)
+		w.last = max(w.last, l)
+	}
+	return rows.Err()
+}
+
+// sumBlocks adds the shares with times in [lo, hi) to sums, reading the blocks whose
+// times overlap it.
+func sumBlocks(ctx context.Context, tx pgx.Tx, sums map[workerKey]*summary, lo, hi int64) error {
+	if lo >= hi {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT first_seq, data FROM share_blocks WHERE max_time >= $1 AND min_time < $2`, lo, hi)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var first int64
+		var data []byte
+		if err := rows.Scan(&first, &data); err != nil {
+			return err
+		}
+		err := eachShare(data, func(sh hashgrid.Share, _ []byte) bool {
+			if t := sh.Time.UnixNano(); t >= lo && t < hi {
+				sumFor(sums, workerKey{sh.Address, sh.Worker}).count(&sh, t)
+			}
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("share block %d: %w", first, err)
+		}
 	}
 	return rows.Err()
 }
