@@ -41,6 +41,7 @@ func ShareStore(t *testing.T, open OpenShareStore) {
 		{"WorkBetweenMinutes", testWorkBetweenMinutes},
 		{"Blocks", testBlocks},
 		{"ConcurrentReplays", testConcurrentReplays},
+		{"RandomBatches", testRandomBatches},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -547,5 +548,89 @@ func testConcurrentReplays(t *testing.T, s hashgrid.ShareStore) {
 	}
 	if accepted != n {
 		t.Fatalf("WorkBetween's accepted shares: got %d, want %d", accepted, n)
+	}
+}
+
+// testRandomBatches adds random, overlapping sets of sequences in random order, some
+// skipping sequences that later batches fill in: every sequence is stored once, and
+// read back in order, whole and by address.
+func testRandomBatches(t *testing.T, s hashgrid.ShareStore) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(16, 2))
+	const maxSeq = 600
+	mk := func(seq uint64) hashgrid.Share {
+		return share(seq, fmt.Sprintf("a%d", seq%7), "", hashgrid.ShareAccepted, hashgrid.DiffOne, time.Duration(seq)*time.Second)
+	}
+	stored := map[uint64]bool{}
+	for range 40 {
+		var batch []hashgrid.Share
+		switch rng.IntN(3) {
+		case 0: // a run, every other sequence
+			from := rng.Uint64N(maxSeq) + 1
+			for seq := from; seq < from+60 && seq <= maxSeq; seq += 2 {
+				batch = append(batch, mk(seq))
+			}
+		case 1: // a contiguous run
+			from := rng.Uint64N(maxSeq) + 1
+			for seq := from; seq < from+40 && seq <= maxSeq; seq++ {
+				batch = append(batch, mk(seq))
+			}
+		default: // scattered
+			for range 30 {
+				batch = append(batch, mk(rng.Uint64N(maxSeq)+1))
+			}
+		}
+		rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+		if err := s.AddShares(ctx, batch); err != nil {
+			t.Fatalf("AddShares: %v", err)
+		}
+		for _, sh := range batch {
+			stored[sh.Seq] = true
+		}
+	}
+	var want []uint64
+	for seq := range uint64(maxSeq + 1) {
+		if stored[seq] {
+			want = append(want, seq)
+		}
+	}
+	got, err := s.Shares(ctx, 0, maxSeq, maxSeq)
+	if err != nil || !slices.Equal(seqs(got), want) {
+		t.Fatalf("Shares after random batches:\n got %v, %v\nwant %v", seqs(got), err, want)
+	}
+	for i := range got {
+		if got[i] != mk(got[i].Seq) {
+			t.Fatalf("share %d read back as %+v", got[i].Seq, got[i])
+		}
+	}
+	// Paging through with a small limit gives the same.
+	var paged []uint64
+	for after := uint64(0); ; {
+		page, err := s.Shares(ctx, after, maxSeq, 17)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		paged = append(paged, seqs(page)...)
+		after = page[len(page)-1].Seq
+	}
+	if !slices.Equal(paged, want) {
+		t.Fatalf("Shares paged by 17:\n got %v\nwant %v", paged, want)
+	}
+	checkTotals(t, s, uint64(len(want)), 0, work(slices.Repeat([]hashgrid.Diff{hashgrid.DiffOne}, len(want))...))
+	got, err = s.SharesFor(ctx, "a3", maxSeq)
+	var wantA3 []uint64
+	for i := len(want) - 1; i >= 0; i-- {
+		if want[i]%7 == 3 {
+			wantA3 = append(wantA3, want[i])
+		}
+	}
+	if err != nil || !slices.Equal(seqs(got), wantA3) {
+		t.Fatalf("SharesFor(a3):\n got %v, %v\nwant %v", seqs(got), err, wantA3)
+	}
+	if seq, err := s.LastSeq(ctx); err != nil || seq != want[len(want)-1] {
+		t.Fatalf("LastSeq: got %d, %v; want %d", seq, err, want[len(want)-1])
 	}
 }
