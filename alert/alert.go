@@ -40,9 +40,9 @@ const (
 	// BlockWaiting: a block was found but no node has taken it yet (every node down
 	// or not ready); the pool keeps sending it.
 	BlockWaiting Kind = "block_waiting"
-	WorkerQuiet   Kind = "worker_quiet"
-	NodeDown      Kind = "node_down"
-	RejectRate    Kind = "reject_rate"
+	WorkerQuiet  Kind = "worker_quiet"
+	NodeDown     Kind = "node_down"
+	RejectRate   Kind = "reject_rate"
 )
 
 // Event is one alert as queued, logged and sent.
