@@ -304,6 +304,32 @@ func testSharesRange(t *testing.T, s hashgrid.ShareStore) {
 	if seq, err := s.LastSeq(ctx); err != nil || seq != 20 {
 		t.Fatalf("LastSeq: got %d, %v; want 20", seq, err)
 	}
+	// A batch around a stored run, and one inside it: the new shares on either side
+	// read back in order with the run.
+	var run []hashgrid.Share
+	var want []uint64
+	for seq := uint64(30); seq <= 40; seq++ {
+		run = append(run, share(seq, "d", "", 0, 1, time.Duration(seq)*time.Second))
+		want = append(want, seq)
+	}
+	if err := s.AddShares(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	around := []hashgrid.Share{share(45, "d", "", 0, 1, 45*time.Second), share(35, "d", "", 0, 1, 35*time.Second),
+		share(25, "d", "", 0, 1, 25*time.Second)}
+	if err := s.AddShares(ctx, around); err != nil {
+		t.Fatal(err)
+	}
+	want = append(append([]uint64{25}, want...), 45)
+	if got, err := s.Shares(ctx, 20, 100, 100); err != nil || !slices.Equal(seqs(got), want) {
+		t.Fatalf("Shares around a stored run: got %v, %v; want %v", seqs(got), err, want)
+	}
+	if got, err := s.SharesFor(ctx, "d", 3); err != nil || !slices.Equal(seqs(got), []uint64{45, 40, 39}) {
+		t.Fatalf("SharesFor(d, 3) around a stored run: got %v, %v; want [45 40 39]", seqs(got), err)
+	}
+	if acc, _, _, err := s.Totals(ctx); err != nil || acc != uint64(5+4+len(want)) {
+		t.Fatalf("Totals: %d accepted, %v; want %d", acc, err, 5+4+len(want))
+	}
 }
 
 func testWorkBetween(t *testing.T, s hashgrid.ShareStore) {
@@ -557,12 +583,12 @@ func testConcurrentReplays(t *testing.T, s hashgrid.ShareStore) {
 func testRandomBatches(t *testing.T, s hashgrid.ShareStore) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(16, 2))
-	const maxSeq = 600
+	const maxSeq = 300
 	mk := func(seq uint64) hashgrid.Share {
 		return share(seq, fmt.Sprintf("a%d", seq%7), "", hashgrid.ShareAccepted, hashgrid.DiffOne, time.Duration(seq)*time.Second)
 	}
 	stored := map[uint64]bool{}
-	for range 40 {
+	for range 80 {
 		var batch []hashgrid.Share
 		switch rng.IntN(3) {
 		case 0: // a run, every other sequence
