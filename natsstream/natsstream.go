@@ -39,6 +39,13 @@
 //     accounting consumer only when the shipper has shipped it, and is lost if the
 //     front-end's disk is lost before that.
 //
+// What the acknowledgement promises depends on the servers' sync_interval: by default
+// a JetStream server writes each record to its files at once but fsyncs them only every
+// two minutes, so at R1 an acknowledged record can be lost with the server's machine
+// (power, kernel), and at R3 only if a majority of the replicas' machines fail within
+// that time. With "sync_interval: always" every record is fsynced before it is
+// acknowledged; docs/benchmarks.md has what each costs against the local log.
+//
 // # What it leaves out
 //
 // The package neither creates the NATS connection (the caller passes one in and closes

@@ -64,10 +64,13 @@ func baseOpts(name, dir string) server.Options {
 	}
 }
 
-// startServer runs one JetStream server on a random port.
-func startServer(tb testing.TB) *node {
+// startServer runs one JetStream server on a random port; mods change its options.
+func startServer(tb testing.TB, mods ...func(*server.Options)) *node {
 	tb.Helper()
 	n := &node{tb: tb, opts: baseOpts("n1", tb.TempDir())}
+	for _, mod := range mods {
+		mod(&n.opts)
+	}
 	n.start()
 	tb.Cleanup(n.stop)
 	return n
@@ -76,7 +79,7 @@ func startServer(tb testing.TB) *node {
 // startCluster runs a JetStream cluster of size servers on loopback. Client ports are
 // random; cluster ports are picked free beforehand, because a clustered JetStream server
 // refuses to start without its routes, and each server's list names them all.
-func startCluster(tb testing.TB, size int) []*node {
+func startCluster(tb testing.TB, size int, mods ...func(*server.Options)) []*node {
 	tb.Helper()
 	ports := freePorts(tb, size)
 	var routes []string
@@ -88,6 +91,9 @@ func startCluster(tb testing.TB, size int) []*node {
 		opts := baseOpts(fmt.Sprintf("n%d", i+1), tb.TempDir())
 		opts.Cluster = server.ClusterOpts{Name: "hashgrid", Host: "127.0.0.1", Port: ports[i]}
 		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		for _, mod := range mods {
+			mod(&opts)
+		}
 		nodes[i] = &node{tb: tb, opts: opts}
 	}
 	for _, n := range nodes {
@@ -111,6 +117,10 @@ func freePorts(tb testing.TB, n int) []int {
 	}
 	return ports
 }
+
+// syncAlways makes a server fsync every write to its streams (sync_interval: always)
+// instead of every two minutes.
+func syncAlways(o *server.Options) { o.SyncAlways = true }
 
 func connect(tb testing.TB, nodes ...*node) *nats.Conn {
 	tb.Helper()
