@@ -40,7 +40,7 @@ type Shipper struct {
 
 	pos    position
 	saved  time.Time
-	unsure bool                // a publish since the last confirmed batch may have been stored
+	unsure bool              // a publish since the last confirmed batch may have been stored
 	stored map[uint64]uint64 // local sequences after pos.local the stream already holds, to their stream sequences
 }
 
