@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/hashgrid/hashgrid"
 )
@@ -342,16 +344,17 @@ func addSummaries(writes *pgx.Batch, fresh []pending) {
 	slices.SortFunc(wkeys, func(a, b workerKey) int {
 		return cmp.Or(strings.Compare(a.address, b.address), strings.Compare(a.name, b.name))
 	})
-	var addr, name, work []string
+	var addr, name []string
+	var work []pgtype.Numeric
 	var acc, rej, last []int64
 	for _, k := range wkeys {
 		w := workers[k]
 		addr, name = append(addr, k.address), append(name, k.name)
 		acc, rej = append(acc, int64(w.accepted)), append(rej, int64(w.rejected))
-		work, last = append(work, w.work.Big().String()), append(last, w.last)
+		work, last = append(work, numeric(w.work.Big())), append(last, w.last)
 	}
 	writes.Queue(`INSERT INTO workers AS o (address, name, accepted, rejected, work, last_share)
-		SELECT a, n, acc, rej, w::numeric, l FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[])
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::numeric[], $6::bigint[])
 			AS t(a, n, acc, rej, w, l)
 		ON CONFLICT (address, name) DO UPDATE SET accepted = o.accepted + excluded.accepted,
 			rejected = o.rejected + excluded.rejected, work = o.work + excluded.work,
@@ -365,27 +368,29 @@ func addSummaries(writes *pgx.Batch, fresh []pending) {
 		return cmp.Or(cmp.Compare(a.minute, b.minute), strings.Compare(a.address, b.address), strings.Compare(a.name, b.name))
 	})
 	var mins []int64
-	var best []string
+	var best []pgtype.Numeric
 	// New slices: the batch holds the workers' until it is sent.
 	addr, name, work, acc, rej, last = nil, nil, nil, nil, nil, nil
 	for _, k := range mkeys {
 		m := minutes[k]
 		mins, addr, name = append(mins, k.minute), append(addr, k.address), append(name, k.name)
 		acc, rej = append(acc, int64(m.accepted)), append(rej, int64(m.rejected))
-		work, last = append(work, m.work.Big().String()), append(last, m.last)
-		best = append(best, fmt.Sprint(uint64(m.best)))
+		work, last = append(work, numeric(m.work.Big())), append(last, m.last)
+		best = append(best, numeric(new(big.Int).SetUint64(uint64(m.best))))
 	}
 	writes.Queue(`INSERT INTO work_minutes AS o (minute, address, worker, accepted, rejected, work, last_share, best)
-		SELECT m, a, n, acc, rej, w::numeric, l, b::numeric
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[])
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::numeric[], $7::bigint[], $8::numeric[])
 			AS t(m, a, n, acc, rej, w, l, b)
 		ON CONFLICT (minute, address, worker) DO UPDATE SET accepted = o.accepted + excluded.accepted,
 			rejected = o.rejected + excluded.rejected, work = o.work + excluded.work,
 			last_share = GREATEST(o.last_share, excluded.last_share), best = GREATEST(o.best, excluded.best)`,
 		mins, addr, name, acc, rej, work, last, best)
-	writes.Queue(`UPDATE totals SET accepted = accepted + $1, rejected = rejected + $2, work = work + $3::numeric WHERE id = 1`,
-		int64(total.accepted), int64(total.rejected), total.work.Big().String())
+	writes.Queue(`UPDATE totals SET accepted = accepted + $1, rejected = rejected + $2, work = work + $3 WHERE id = 1`,
+		int64(total.accepted), int64(total.rejected), numeric(total.work.Big()))
 }
+
+// numeric is an integer as a NUMERIC parameter, sent in binary.
+func numeric(n *big.Int) pgtype.Numeric { return pgtype.Numeric{Int: n, Valid: true} }
 
 // LastSeq implements hashgrid.ShareStore.
 func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
