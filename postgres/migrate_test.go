@@ -121,12 +121,12 @@ func TestMigrationStepIsAtomic(t *testing.T) {
 	}
 }
 
-// TestAddSharesLargeBatch adds more than MaxBatch shares in one call: all stored, in
-// one transaction.
+// TestAddSharesLargeBatch adds more than MaxBlockShares shares in one call: all stored, as
+// several blocks.
 func TestAddSharesLargeBatch(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	n := 2*MaxBatch + 7
+	n := 2*MaxBlockShares + 7
 	shares := make([]hashgrid.Share, n)
 	for i := range shares {
 		shares[i] = hashgrid.Share{Seq: uint64(i + 1), Time: loadTime(int64(i) * 1e6), Address: "a", Diff: hashgrid.DiffOne}
@@ -140,5 +140,13 @@ func TestAddSharesLargeBatch(t *testing.T) {
 	}
 	if seq, err := s.LastSeq(ctx); err != nil || seq != uint64(n) {
 		t.Fatalf("LastSeq: %d, %v; want %d", seq, err, n)
+	}
+	var blocks int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM share_blocks`).Scan(&blocks); err != nil || blocks != 3 {
+		t.Fatalf("share_blocks: %d rows, %v; want 3", blocks, err)
+	}
+	got, err := s.Shares(ctx, MaxBlockShares-2, uint64(n), 5)
+	if err != nil || len(got) != 5 || got[0].Seq != MaxBlockShares-1 || got[4].Seq != MaxBlockShares+3 {
+		t.Fatalf("Shares across a block boundary: got %d shares, %v", len(got), err)
 	}
 }

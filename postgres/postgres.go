@@ -1,23 +1,31 @@
-// Package postgres implements hashgrid.ShareStore on PostgreSQL (pgx v5), for a pool
-// whose books live in a real database server rather than in one SQLite file.
+// Package postgres implements hashgrid.ShareStore and package ledger's book on
+// PostgreSQL (pgx v5), for a pool whose books live in a database server rather than in
+// SQLite files.
 //
-// It answers exactly as package sqlite does (the contract tests in storetest run
-// against both), but is laid out for a server: one row per share, written in one
-// multi-row INSERT ... ON CONFLICT (seq) DO NOTHING per batch, whose RETURNING rows
-// (the shares this call stored, none of a replayed batch) feed the worker summaries,
-// the pool totals and the per-minute summaries (work_minutes) in the same statement.
-// Summaries are added to with atomic upserts, so two writers never lose an update.
+// Store answers exactly as package sqlite does (the contract tests in storetest run
+// against both) and keeps shares the same way, because a row per share costs the
+// server a heap tuple and an index entry each, which bounds one writer well below the
+// rate a busy pool needs: a row of share_blocks holds the shares of one AddShares
+// batch (at most MaxBlockShares), each encoded with the share codec
+// (hashgrid.Share.MarshalBinary), beside the columns queries select blocks by. Blocks'
+// sequence ranges never overlap; a batch filling gaps in a stored block is merged with
+// it. share_block_addresses lists the blocks holding each address, for SharesFor.
+// work_minutes holds each worker's summary of every minute, so that WorkBetween reads
+// shares only for the partial minutes at its window's edges. AddShares holds an
+// advisory lock for its transaction: one writer at a time, across processes, as the
+// accounting process is meant to be.
 //
-// Difficulty is fixed point: a share's Diff and Actual are stored as two BIGINTs each
-// (the high and low 32 bits, so that SUM stays exact), and 128-bit work as NUMERIC.
-// Nothing that is summed or paid on is ever a float.
+// Difficulty is fixed point: 128-bit work and the best share of a minute are NUMERIC,
+// summed by the database exactly; nothing summed or paid on is a float.
 //
-// The schema is versioned: Open applies the migrations this program knows and the
-// database lacks, each in its own transaction, recorded in schema_migrations, under an
-// advisory lock so that two processes starting together do not both apply one.
+// Ledger keeps package ledger's guarantees in the database itself (see Ledger).
+//
+// Schemas are versioned: Open and OpenLedger apply the migrations the database lacks,
+// each in its own transaction, recorded in schema_migrations by component, under an
+// advisory lock so that processes starting together apply each step once.
 //
 // Left out for now: pruning raw shares and rolling minutes up into hours (sqlite's
-// Prune and Rollup). Shares are kept until an operator deletes them.
+// Prune, Rollup and Summaries). Shares are kept until an operator deletes them.
 package postgres
 
 import (
@@ -38,10 +46,6 @@ import (
 
 // MaxConns bounds the connections a Store holds to the server.
 const MaxConns = 8
-
-// MaxBatch bounds the shares one INSERT carries; AddShares splits a larger batch
-// into statements of at most this many, all in one transaction.
-const MaxBatch = 8192
 
 // migrationLock is the advisory lock key Open holds while migrating ("hgrd").
 const migrationLock = 0x68677264
