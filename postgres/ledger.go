@@ -226,14 +226,9 @@ func (l *Ledger) PostAll(ctx context.Context, txs []ledger.Tx) ([]ledger.Entry, 
 		return nil, fmt.Errorf("ledger: begin: %w", err)
 	}
 	defer stx.Rollback(ctx)
-	now := l.now().UTC()
-	out := make([]ledger.Entry, len(txs))
-	for i, tx := range txs {
-		e, err := postOne(ctx, stx, tx, norm[i], now, len(txs) > 1)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = e
+	out, err := postAll(ctx, stx, txs, norm, l.now().UTC())
+	if err != nil {
+		return nil, err
 	}
 	if err := stx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: commit: %w", err)
@@ -241,52 +236,123 @@ func (l *Ledger) PostAll(ctx context.Context, txs []ledger.Tx) ([]ledger.Entry, 
 	return out, nil
 }
 
-// postOne writes one normalized entry in stx, or returns the entry already posted
-// under its key. A concurrent transaction posting the same key makes the INSERT wait
-// for it; if it committed, the key's entry is then read and compared.
-func postOne(ctx context.Context, stx pgx.Tx, tx ledger.Tx, ps []ledger.Posting, now time.Time, batch bool) (ledger.Entry, error) {
-	var id int64
-	err := stx.QueryRow(ctx, `INSERT INTO ledger_entries (key, time, memo) VALUES ($1, $2, $3)
-		ON CONFLICT (key) DO NOTHING RETURNING id`, tx.Key, now.UnixNano(), tx.Memo).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		prev, err := entryByKey(ctx, stx, tx.Key)
-		if err != nil {
-			return ledger.Entry{}, err
-		}
-		if !samePostings(prev.Postings, ps) {
-			return ledger.Entry{}, hashgrid.Errorf(hashgrid.ECONFLICT, "ledger: key %q already posted with other amounts", tx.Key)
-		}
-		return prev, nil
+// postAll writes the entries of txs (norm their normalized postings) in stx with a
+// few statements whatever their number: the entries whose keys are new in one INSERT
+// (ON CONFLICT DO NOTHING: a concurrent transaction posting a key makes it wait, and
+// the key's entry is then read and compared), their postings in another, whose
+// trigger moves and locks the balances. NonNegative accounts are then read, locked,
+// and checked as they stood after each entry, from their final balance less the
+// postings of the entries after it.
+func postAll(ctx context.Context, stx pgx.Tx, txs []ledger.Tx, norm [][]ledger.Posting, now time.Time) ([]ledger.Entry, error) {
+	keys := make([]string, len(txs))
+	times := make([]int64, len(txs))
+	memos := make([]string, len(txs))
+	for i, tx := range txs {
+		keys[i], times[i], memos[i] = tx.Key, now.UnixNano(), tx.Memo
 	}
+	rows, err := stx.Query(ctx, `INSERT INTO ledger_entries (key, time, memo)
+		SELECT k, t, m FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY AS e(k, t, m, i) ORDER BY i
+		ON CONFLICT (key) DO NOTHING RETURNING id, key`, keys, times, memos)
 	if err != nil {
-		return ledger.Entry{}, fmt.Errorf("ledger: insert entry: %w", err)
+		return nil, fmt.Errorf("ledger: insert entries: %w", err)
 	}
-	accounts := make([]string, len(ps))
-	amounts := make([]int64, len(ps))
-	for i, p := range ps {
-		accounts[i], amounts[i] = p.Account, p.Amount
-	}
-	// Postings are in account order, so the balance rows their trigger locks are too:
-	// concurrent entries never deadlock on them.
-	if _, err := stx.Exec(ctx, `INSERT INTO ledger_postings (entry_id, account, amount)
-		SELECT $1, a, v FROM unnest($2::text[], $3::bigint[]) AS p(a, v) ORDER BY a`, id, accounts, amounts); err != nil {
-		return ledger.Entry{}, fmt.Errorf("ledger: insert postings: %w", err)
-	}
-	for _, a := range tx.NonNegative {
-		var bal int64
-		err := stx.QueryRow(ctx, `SELECT balance FROM ledger_balances WHERE account = $1`, a).Scan(&bal)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return ledger.Entry{}, fmt.Errorf("ledger: balance: %w", err)
+	ids := map[string]int64{}
+	for rows.Next() {
+		var id int64
+		var key string
+		if err := rows.Scan(&id, &key); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("ledger: insert entries: %w", err)
 		}
-		if bal < 0 {
-			msg := fmt.Sprintf("ledger: %s would go %d below zero", a, -bal)
-			if batch {
-				msg = fmt.Sprintf("ledger: entry %q: %s would go %d below zero", tx.Key, a, -bal)
+		ids[key] = id
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: insert entries: %w", err)
+	}
+	out := make([]ledger.Entry, len(txs))
+	var entryIDs []int64
+	var accounts []string
+	var amounts []int64
+	var guarded []string
+	for i, tx := range txs {
+		id, ok := ids[tx.Key]
+		if !ok {
+			prev, err := entryByKey(ctx, stx, tx.Key)
+			if err != nil {
+				return nil, err
 			}
-			return ledger.Entry{}, &hashgrid.Error{Code: hashgrid.ECONFLICT, Message: msg, Err: ledger.ErrInsufficient}
+			if !samePostings(prev.Postings, norm[i]) {
+				return nil, hashgrid.Errorf(hashgrid.ECONFLICT, "ledger: key %q already posted with other amounts", tx.Key)
+			}
+			out[i] = prev
+			continue
+		}
+		out[i] = ledger.Entry{ID: id, Key: tx.Key, Time: now, Memo: tx.Memo, Postings: norm[i]}
+		for _, p := range norm[i] {
+			entryIDs, accounts, amounts = append(entryIDs, id), append(accounts, p.Account), append(amounts, p.Amount)
+		}
+		guarded = append(guarded, tx.NonNegative...)
+	}
+	if len(entryIDs) == 0 {
+		return out, nil
+	}
+	// In account order, so the balance rows the trigger locks are too: concurrent
+	// entries never deadlock on them.
+	if _, err := stx.Exec(ctx, `INSERT INTO ledger_postings (entry_id, account, amount)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS p(e, a, v) ORDER BY a, e`,
+		entryIDs, accounts, amounts); err != nil {
+		return nil, fmt.Errorf("ledger: insert postings: %w", err)
+	}
+	if len(guarded) == 0 {
+		return out, nil
+	}
+	rows, err = stx.Query(ctx, `SELECT account, balance FROM ledger_balances WHERE account = ANY($1) ORDER BY account FOR UPDATE`, guarded)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: balance: %w", err)
+	}
+	bal := map[string]int64{}
+	for rows.Next() {
+		var a string
+		var b int64
+		if err := rows.Scan(&a, &b); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("ledger: balance: %w", err)
+		}
+		bal[a] = b
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: balance: %w", err)
+	}
+	// Walk back from the end: bal holds each account's balance after entry i. The
+	// first entry that overdraws is the one reported, as a forward walk would.
+	var overdrawn error
+	for i := len(txs) - 1; i >= 0; i-- {
+		tx := txs[i]
+		if _, ok := ids[tx.Key]; !ok {
+			continue
+		}
+		for _, a := range tx.NonNegative {
+			if b := bal[a]; b < 0 {
+				msg := fmt.Sprintf("ledger: %s would go %d below zero", a, -b)
+				if len(txs) > 1 {
+					msg = fmt.Sprintf("ledger: entry %q: %s would go %d below zero", tx.Key, a, -b)
+				}
+				overdrawn = &hashgrid.Error{Code: hashgrid.ECONFLICT, Message: msg, Err: ledger.ErrInsufficient}
+				break
+			}
+		}
+		for _, p := range norm[i] {
+			if _, ok := bal[p.Account]; ok {
+				bal[p.Account] -= p.Amount
+			}
 		}
 	}
-	return ledger.Entry{ID: id, Key: tx.Key, Time: now, Memo: tx.Memo, Postings: ps}, nil
+	if overdrawn != nil {
+		return nil, overdrawn
+	}
+	return out, nil
 }
 
 func samePostings(a, b []ledger.Posting) bool {

@@ -88,3 +88,12 @@ func TestLedgerAppendOnlyInDatabase(t *testing.T) {
 		t.Errorf("an unbalanced entry was stored")
 	}
 }
+
+// BenchmarkPostAll measures PostAll of batches of 1000 entries into a fresh database
+// on the test server.
+func BenchmarkPostAll(b *testing.B) {
+	storetest.PostAllBenchmark(b, func(tb testing.TB, now func() time.Time) storetest.Book {
+		l, _ := openLedger(tb, now)
+		return l
+	})
+}

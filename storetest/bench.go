@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/ledger"
 )
 
 // BenchBatch is the batch AddShares benchmarks write: what an accounting consumer
@@ -48,5 +49,32 @@ func AddSharesBenchmark(b *testing.B, open OpenShareStore) {
 	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "shares/s")
 	if acc, rej, _, err := s.Totals(ctx); err != nil || acc+rej != uint64(total) {
 		b.Fatalf("Totals after the benchmark: %d accepted, %d rejected, %v; want %d in all", acc, rej, err, total)
+	}
+}
+
+// PostAllBenchmark measures PostAll of batches of 1000 two-posting entries (a PPS
+// credit per share to one of 200 miners), each batch one transaction. It reports
+// entries/s.
+func PostAllBenchmark(b *testing.B, open OpenBook) {
+	ctx := context.Background()
+	l := open(b, nil)
+	defer l.Close()
+	const batch = 1000
+	txs := make([]ledger.Tx, batch)
+	n := 0
+	start := time.Now()
+	for b.Loop() {
+		for i := range txs {
+			n++
+			txs[i] = ledger.Tx{Key: fmt.Sprintf("pps:%d", n), Postings: []ledger.Posting{
+				{Account: "pool:pps", Amount: -1000}, {Account: fmt.Sprintf("miner:%03d", n%200), Amount: 1000}}}
+		}
+		if _, err := l.PostAll(ctx, txs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "entries/s")
+	if bal, err := l.Balance(ctx, "pool:pps"); err != nil || bal != -1000*int64(n) {
+		b.Fatalf("Balance(pool:pps) = %d, %v; want %d", bal, err, -1000*int64(n))
 	}
 }

@@ -20,3 +20,13 @@ func TestLedgerSQLite(t *testing.T) {
 		return l
 	})
 }
+
+func BenchmarkPostAllSQLite(b *testing.B) {
+	storetest.PostAllBenchmark(b, func(tb testing.TB, now func() time.Time) storetest.Book {
+		l, err := ledger.Open(filepath.Join(tb.TempDir(), "ledger.db"), now)
+		if err != nil {
+			tb.Fatalf("ledger.Open: %v", err)
+		}
+		return l
+	})
+}
