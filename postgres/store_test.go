@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +45,33 @@ func serverURL(t testing.TB) string {
 	return ""
 }
 
+// testDBPrefix starts the names of the databases tests create, which go on with the
+// Unix time of their creation.
+const testDBPrefix = "hashgrid_test_"
+
+// dropStale drops databases tests created more than an hour ago: those of a test run
+// killed before its cleanup ran.
+func dropStale(ctx context.Context, t testing.TB, conn *pgx.Conn) {
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, testDBPrefix)
+	if err != nil {
+		t.Fatalf("list test databases: %v", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("list test databases: %v", err)
+	}
+	for _, name := range names {
+		stamp, _, _ := strings.Cut(strings.TrimPrefix(name, testDBPrefix), "_")
+		created, err := strconv.ParseInt(stamp, 10, 64)
+		if err != nil || time.Since(time.Unix(created, 0)) < time.Hour {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Logf("drop stale test database %s: %v", name, err)
+		}
+	}
+}
+
 // freshDatabase creates a database of its own for one test on the test server and
 // drops it when the test ends; it returns the database's URL.
 func freshDatabase(t testing.TB) string {
@@ -54,9 +84,10 @@ func freshDatabase(t testing.TB) string {
 		t.Fatalf("connect to the test server: %v", err)
 	}
 	defer conn.Close(ctx)
-	var b [8]byte
+	dropStale(ctx, t, conn)
+	var b [6]byte
 	rand.Read(b[:])
-	name := "hashgrid_test_" + hex.EncodeToString(b[:])
+	name := fmt.Sprintf("%s%d_%s", testDBPrefix, time.Now().Unix(), hex.EncodeToString(b[:]))
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
