@@ -1,10 +1,15 @@
 package natsstream
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/hashgrid/hashgrid/stream"
 )
@@ -75,4 +80,61 @@ func benchAppendAsync(b *testing.B, s stream.Stream, rec []byte, inflight int) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "appends/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkShip measures how fast a Shipper moves a local log's backlog of 128-byte
+// records into JetStream (R1, R3): in ack mode local it must outpace the appends.
+func BenchmarkShip(b *testing.B) {
+	rec := make([]byte, 128)
+	for _, backend := range []string{"R1", "R3"} {
+		b.Run(backend, func(b *testing.B) {
+			var nc *nats.Conn
+			opts := Options{FrontEnd: "bench"}
+			if backend == "R1" {
+				nc = connect(b, startServer(b))
+			} else {
+				nodes := startCluster(b, 3)
+				nc = connect(b, nodes...)
+				opts.Replicas = 3
+				open(b, nc, opts).Close() // waits for the cluster to form
+			}
+			log, err := stream.Open(b.TempDir(), stream.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer log.Close()
+			done := make(chan struct{})
+			answered := 0
+			for range b.N {
+				log.AppendAsync(rec, func(_ uint64, err error) {
+					if err != nil {
+						b.Error(err)
+					}
+					if answered++; answered == b.N {
+						close(done)
+					}
+				})
+			}
+			<-done
+			sh, err := NewShipper(context.Background(), nc, log, filepath.Join(b.TempDir(), "pos"), opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			ran := make(chan error, 1)
+			b.ResetTimer()
+			start := time.Now()
+			go func() { ran <- sh.Run(ctx) }()
+			for sh.Shipped() < uint64(b.N) {
+				time.Sleep(time.Millisecond) // polling the shipper's progress
+			}
+			el := time.Since(start)
+			b.StopTimer()
+			cancel()
+			if err := <-ran; !errors.Is(err, context.Canceled) {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,10 +39,11 @@ type Shipper struct {
 	// awaited; stream.DefaultTailBatch if 0 (bounded by MaxPending).
 	Batch int
 
-	pos    position
-	saved  time.Time
-	unsure bool              // a publish since the last confirmed batch may have been stored
-	stored map[uint64]uint64 // local sequences after pos.local the stream already holds, to their stream sequences
+	pos     position
+	shipped atomic.Uint64 // pos.local, for Shipped from other goroutines
+	saved   time.Time
+	unsure  bool              // a publish since the last confirmed batch may have been stored
+	stored  map[uint64]uint64 // local sequences after pos.local the stream already holds, to their stream sequences
 }
 
 // position is how far a Shipper has shipped: every local record up to local is in the
@@ -77,11 +79,12 @@ func NewShipper(ctx context.Context, nc *nats.Conn, src stream.Stream, posPath s
 	if sh.pos, err = readPosition(posPath, opts.FrontEnd); err != nil {
 		return nil, err
 	}
+	sh.shipped.Store(sh.pos.local)
 	return sh, nil
 }
 
 // Shipped returns the highest local sequence known to be in the stream.
-func (sh *Shipper) Shipped() uint64 { return sh.pos.local }
+func (sh *Shipper) Shipped() uint64 { return sh.shipped.Load() }
 
 // Run ships records until ctx ends, waiting for new ones when it has caught up. A batch
 // that fails is offered again after a backoff (stream.Tailer); before it is published
@@ -161,6 +164,7 @@ func (sh *Shipper) ship(ctx context.Context, recs []stream.Record) error {
 		last = min(last, seq-1)
 	}
 	sh.pos = position{local: recs[len(recs)-1].Seq, seq: last}
+	sh.shipped.Store(sh.pos.local)
 	if time.Since(sh.saved) >= sh.saveInterval() {
 		return sh.save()
 	}
