@@ -425,3 +425,45 @@ func TestMsgIDRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// Appends made while the server is down wait in the client, time out, are re-sent with
+// their ids and, once the server is back, are all acknowledged and stored once each.
+func TestAppendsAcrossServerOutage(t *testing.T) {
+	srv := startServer(t)
+	s := open(t, connect(t, srv), Options{FrontEnd: "fe1", AckTimeout: 400 * time.Millisecond, Resends: 10})
+	if _, err := s.Append(ctxT(t, 5*time.Second), rec(0)); err != nil {
+		t.Fatal(err)
+	}
+	srv.stop()
+	const n = 20
+	type result struct {
+		seq uint64
+		err error
+	}
+	results := make(chan result, n)
+	for i := 1; i <= n; i++ {
+		s.AppendAsync(rec(i), func(seq uint64, err error) { results <- result{seq, err} })
+	}
+	time.Sleep(time.Second) // the outage: longer than the ack timeout
+	srv.start()
+	var last uint64
+	for i := 1; i <= n; i++ {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("append %d across the outage: %v", i, r.err)
+		}
+		if r.seq <= last {
+			t.Fatalf("append %d: seq %d after %d", i, r.seq, last)
+		}
+		last = r.seq
+	}
+	got := readAll(t, s, 0, 100)
+	if len(got) != n+1 {
+		t.Fatalf("stream holds %d records, want %d", len(got), n+1)
+	}
+	for i, g := range got {
+		if string(g.Data) != string(rec(i)) {
+			t.Fatalf("record %d: got %q, want %q", g.Seq, g.Data, rec(i))
+		}
+	}
+}
