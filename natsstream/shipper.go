@@ -60,7 +60,9 @@ type pruner interface {
 
 // NewShipper returns a Shipper of src, whose record sequences are the local sequences,
 // into the stream named in opts (created if missing), keeping its position in posPath.
-// Run ships.
+// Run ships. The local log must still hold the records after the saved position (the
+// Shipper prunes it only up to there); if the position file is lost, Run starts after
+// local sequence 0 and fails with stream.ErrPruned once the log has been pruned.
 func NewShipper(ctx context.Context, nc *nats.Conn, src stream.Stream, posPath string, opts Options) (*Shipper, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err

@@ -467,3 +467,30 @@ func TestAppendsAcrossServerOutage(t *testing.T) {
 		}
 	}
 }
+
+// Records the stream no longer keeps (MaxBytes, MaxAge) are reported as pruned, not
+// skipped in silence.
+func TestReadPrunedRecords(t *testing.T) {
+	srv := startServer(t)
+	s := open(t, connect(t, srv), Options{FrontEnd: "fe1", MaxBytes: 4096})
+	for i := 1; i <= 200; i++ {
+		if _, err := s.Append(ctxT(t, 5*time.Second), rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := s.st.Info(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := info.State.FirstSeq
+	if first <= 1 {
+		t.Fatalf("nothing dropped under MaxBytes 4096: first %d", first)
+	}
+	if _, err := s.Read(ctxT(t, 5*time.Second), 0, 10); !errors.Is(err, stream.ErrPruned) {
+		t.Fatalf("read after 0 with first %d: got %v, want ErrPruned", first, err)
+	}
+	got := readAll(t, s, first-1, 50)
+	if len(got) != int(200-first+1) || got[0].Seq != first || string(got[0].Data) != string(rec(int(first))) {
+		t.Fatalf("read from the first kept record %d: got %d records", first, len(got))
+	}
+}
