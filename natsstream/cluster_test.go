@@ -1,10 +1,13 @@
 package natsstream
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hashgrid/hashgrid/stream"
 )
 
 // With three replicas, one server down does not stop appends (two of three are a
@@ -23,6 +26,28 @@ func TestClusterR3SurvivesOneServer(t *testing.T) {
 		}
 	}
 	appendN(0)
+
+	// A consumer tails the stream throughout, through its own connection.
+	tr := open(t, connect(t, nodes...), Options{FrontEnd: "tailer", Replicas: 3})
+	tailed := make(chan stream.Record, 3*n)
+	ctx, cancel := context.WithCancel(context.Background())
+	tailDone := make(chan error, 1)
+	go func() {
+		tailDone <- stream.Tailer{Batch: 16, MinBackoff: 10 * time.Millisecond}.Run(ctx, tr, 0, func(recs []stream.Record) error {
+			for _, r := range recs {
+				select {
+				case tailed <- r:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}()
+	defer func() {
+		cancel()
+		<-tailDone
+	}()
 
 	// Stop the stream's leader, the hardest case: a new one must be elected and the
 	// appends under way re-sent to it.
@@ -82,4 +107,20 @@ func TestClusterR3SurvivesOneServer(t *testing.T) {
 		}
 	}
 	appendN(2 * n)
+
+	// The tail saw every record once, in order, across the leader's stop and return.
+	var last uint64
+	for i := range 3 * n {
+		select {
+		case r := <-tailed:
+			if r.Seq <= last || string(r.Data) != string(rec(i)) {
+				t.Fatalf("tailed record %d: seq %d after %d, %q", i, r.Seq, last, r.Data)
+			}
+			last = r.Seq
+		case err := <-tailDone:
+			t.Fatalf("tail stopped after %d records: %v", i, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("tail stuck after %d records", i)
+		}
+	}
 }
