@@ -2,6 +2,7 @@ package natsstream
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -122,5 +123,45 @@ func TestClusterR3SurvivesOneServer(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("tail stuck after %d records", i)
 		}
+	}
+}
+
+// Ack mode local on R3: the Shipper goes on through the stream leader's stop and return,
+// and the stream ends with every local record once.
+func TestClusterShipperSurvivesLeaderStop(t *testing.T) {
+	nodes := startCluster(t, 3)
+	nc := connect(t, nodes...)
+	opts := Options{FrontEnd: "fe1", Replicas: 3}
+	r := open(t, connect(t, nodes...), Options{FrontEnd: "reader", Replicas: 3})
+	dir := t.TempDir()
+	log, err := stream.Open(filepath.Join(dir, "log"), stream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	appendLocal(t, log, 1, 200)
+	_, stop := runShipper(t, nc, log, filepath.Join(dir, "shipped"), opts)
+	waitRecords(t, r, 200)
+	info, err := r.st.Info(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader *node
+	for _, n := range nodes {
+		if n.opts.ServerName == info.Cluster.Leader {
+			leader = n
+		}
+	}
+	if leader == nil {
+		t.Fatalf("no server is the leader %q", info.Cluster.Leader)
+	}
+	leader.stop()
+	appendLocal(t, log, 201, 400)
+	waitRecords(t, r, 400)
+	leader.start()
+	appendLocal(t, log, 401, 500)
+	waitRecords(t, r, 500)
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
