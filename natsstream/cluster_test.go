@@ -33,7 +33,9 @@ func TestClusterR3SurvivesOneServer(t *testing.T) {
 	tailed := make(chan stream.Record, 3*n)
 	ctx, cancel := context.WithCancel(context.Background())
 	tailDone := make(chan error, 1)
+	tailExit := make(chan struct{})
 	go func() {
+		defer close(tailExit)
 		tailDone <- stream.Tailer{Batch: 16, MinBackoff: 10 * time.Millisecond}.Run(ctx, tr, 0, func(recs []stream.Record) error {
 			for _, r := range recs {
 				select {
@@ -47,7 +49,7 @@ func TestClusterR3SurvivesOneServer(t *testing.T) {
 	}()
 	defer func() {
 		cancel()
-		<-tailDone
+		<-tailExit
 	}()
 
 	// Stop the stream's leader, the hardest case: a new one must be elected and the

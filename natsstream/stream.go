@@ -233,6 +233,10 @@ func (s *Stream) advance(seq uint64) {
 	s.mu.Unlock()
 }
 
+// readRetries is how many times Read re-creates its cursor after a failed fetch; with
+// its pauses (0.1 s, 0.2 s, ...) it spans a JetStream leader election.
+const readRetries = 5
+
 // Read implements stream.Stream. It reads through one ephemeral pull consumer that it
 // moves on as it reads and re-creates when asked for another position or when the
 // server lost it. It returns stream.ErrPruned (wrapped) when records after after are no
@@ -252,11 +256,17 @@ func (s *Stream) Read(ctx context.Context, after uint64, max int) ([]stream.Reco
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	recs, err := s.fetch(ctx, after, max)
-	if err != nil && ctx.Err() == nil && !errors.Is(err, stream.ErrPruned) {
-		// The consumer may be gone (its server restarted, or a new leader without it):
-		// start a new one once before giving up.
+	for attempt := 1; err != nil && attempt <= readRetries && ctx.Err() == nil && !errors.Is(err, stream.ErrPruned); attempt++ {
+		// The consumer may be gone (its server restarted, or a new leader without it),
+		// or the stream be between leaders: start a new one, a few times, before giving
+		// up.
 		s.opts.Logger.Debug("natsstream: read cursor lost; re-creating", "after", after, "err", err)
 		s.cons = nil
+		select {
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		recs, err = s.fetch(ctx, after, max)
 	}
 	return recs, err
