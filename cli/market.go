@@ -55,7 +55,7 @@ type MarketReady struct {
 	Stratum string
 	API     string
 	Market  *market.Market
-	Ledger  *ledger.Ledger
+	Ledger  ledger.Book
 }
 
 func marketCommand() *Command {

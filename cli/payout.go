@@ -94,7 +94,7 @@ func (c *PoolConfig) validatePayouts(params *chaincfg.Params) error {
 // payouts is the running payout service with the ledger it owns.
 type payouts struct {
 	*payout.Service
-	led *ledger.Ledger
+	led ledger.Book
 }
 
 // openPayouts opens the ledger and the payout service, or returns nil when no

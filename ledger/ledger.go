@@ -67,7 +67,28 @@ type Tx struct {
 // an entry would take a NonNegative account below zero.
 var ErrInsufficient = errors.New("insufficient balance")
 
-// Ledger is the book.
+// Book is the ledger as its users (payouts, the market) call it. *Ledger keeps it in
+// SQLite on one machine; postgres.Ledger keeps it in PostgreSQL, where the database
+// itself enforces the append-only and non-negative rules. storetest.Ledger is the
+// contract both must pass.
+type Book interface {
+	// Post appends tx; posting a key again returns the entry already stored when its
+	// postings are the same, and an ECONFLICT error when they differ.
+	Post(ctx context.Context, tx Tx) (Entry, error)
+	// PostAll posts txs in one transaction: all or none.
+	PostAll(ctx context.Context, txs []Tx) ([]Entry, error)
+	Entry(ctx context.Context, key string) (Entry, error)
+	Balance(ctx context.Context, account string) (int64, error)
+	Balances(ctx context.Context, prefix string) (map[string]int64, error)
+	Entries(ctx context.Context, account string, limit int) ([]Entry, error)
+	// Check verifies that every entry balances and no NonNegative account is below zero.
+	Check(ctx context.Context) error
+	Close() error
+}
+
+var _ Book = (*Ledger)(nil)
+
+// Ledger is the book in one SQLite file.
 type Ledger struct {
 	db  *sql.DB
 	mu  sync.Mutex // one writer: SQLite's own rule, kept explicit

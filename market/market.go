@@ -52,7 +52,7 @@ const (
 // Config configures a Market.
 type Config struct {
 	Network *chaincfg.Params // sellers' payout addresses must belong to it
-	Ledger  *ledger.Ledger
+	Ledger  ledger.Book
 	// StatePath is the JSON file that holds orders (money is in the ledger). Accounts
 	// are appended, one JSON line each, to AccountsPath, which defaults to StatePath
 	// with "-accounts.jsonl" for its ".json".
@@ -193,7 +193,7 @@ type state struct {
 type Market struct {
 	cfg Config
 	log *slog.Logger
-	led *ledger.Ledger
+	led ledger.Book
 	srv *stratum.Server
 
 	mu      sync.Mutex

@@ -106,7 +106,7 @@ type BlockSource interface {
 type Service struct {
 	cfg    Config
 	log    *slog.Logger
-	led    *ledger.Ledger
+	led    ledger.Book
 	store  hashgrid.ShareStore
 	chain  BlockSource
 	db     *db
@@ -152,7 +152,7 @@ type outCache struct {
 }
 
 // Open opens the service's state in dbPath and returns the service. Start it with Run.
-func Open(cfg Config, dbPath string, led *ledger.Ledger, store hashgrid.ShareStore, chain BlockSource) (*Service, error) {
+func Open(cfg Config, dbPath string, led ledger.Book, store hashgrid.ShareStore, chain BlockSource) (*Service, error) {
 	cfg.defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

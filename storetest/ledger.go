@@ -15,20 +15,8 @@ import (
 	"github.com/hashgrid/hashgrid/ledger"
 )
 
-// Book is what payout and market call of the ledger today (*ledger.Ledger), the
-// method set a PostgreSQL ledger must offer to replace it.
-type Book interface {
-	Post(ctx context.Context, tx ledger.Tx) (ledger.Entry, error)
-	PostAll(ctx context.Context, txs []ledger.Tx) ([]ledger.Entry, error)
-	Entry(ctx context.Context, key string) (ledger.Entry, error)
-	Balance(ctx context.Context, account string) (int64, error)
-	Balances(ctx context.Context, prefix string) (map[string]int64, error)
-	Entries(ctx context.Context, account string, limit int) ([]ledger.Entry, error)
-	Check(ctx context.Context) error
-	Close() error
-}
-
-var _ Book = (*ledger.Ledger)(nil)
+// Book is the ledger contract's subject: ledger.Book.
+type Book = ledger.Book
 
 // OpenBook opens a fresh, empty book whose entries are stamped by now.
 type OpenBook func(tb testing.TB, now func() time.Time) Book
