@@ -31,12 +31,12 @@ import (
 // NonNegative accounts are checked in the posting transaction after the balances
 // are updated, while their rows are locked, so that concurrent entries cannot
 // overdraw them, exactly as ledger.Post does.
-var _ ledger.Book = (*Ledger)(nil)
-
 type Ledger struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
 }
+
+var _ ledger.Book = (*Ledger)(nil)
 
 // maxEntriesList is ledger.Ledger's bound on Entries.
 const maxEntriesList = 10_000
