@@ -202,12 +202,7 @@ func (s *Service) Outputs(tmpl *node.Template, value int64, finder string) ([]po
 		if err != nil {
 			return nil, "", err
 		}
-		fee := value * s.cfg.Split.FeeBps / MaxFeeBps
-		outs := []pool.Output{{Value: value - fee, Script: fs}}
-		if fee > 0 {
-			outs = append(outs, pool.Output{Value: fee, Script: s.script})
-		}
-		return outs, finder, nil
+		return soloOutputs(value, fs, s.script, s.cfg.Split.FeeBps), finder, nil
 	case PPS, FPPS:
 		if err := s.recordRate(tmpl); err != nil {
 			return nil, "", err
@@ -224,24 +219,10 @@ func (s *Service) Outputs(tmpl *node.Template, value int64, finder string) ([]po
 	if s.outCache.c == c && s.outCache.value == value {
 		return s.outCache.outs, "", nil
 	}
-	sp, err := SplitReward(value, c.weights, c.params.SplitParams())
+	outs, err := pplnsOutputs(c, value, s.script, s.scriptOf)
 	if err != nil {
 		return nil, "", err
 	}
-	var outs []pool.Output
-	for _, cr := range sp.Credits {
-		if cr.Direct {
-			sc, err := s.scriptOf(cr.Address)
-			if err != nil {
-				return nil, "", err
-			}
-			outs = append(outs, pool.Output{Value: cr.Amount, Script: sc})
-		}
-	}
-	if cu := sp.Custody(); cu > 0 || len(outs) == 0 {
-		outs = append(outs, pool.Output{Value: cu, Script: s.script})
-	}
-	outs = append(outs, pool.Output{Value: 0, Script: CommitmentScript(c.commitment)})
 	s.outCache = outCache{c: c, value: value, outs: outs}
 	return outs, "", nil
 }
