@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/payout"
 	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/sqlite"
 )
@@ -170,5 +171,45 @@ func TestStats(t *testing.T) {
 	st.mu.Unlock()
 	if n := len(st.FrontEnds()); n != 0 {
 		t.Fatalf("%d front-ends live after their status went stale", n)
+	}
+}
+
+// TestLayout: what the leader publishes, front-ends follow; a repeat is not re-sent.
+func TestLayout(t *testing.T) {
+	nc := startNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fl, err := FollowLayout(ctx, nc, 1, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fl.Current(); ok {
+		t.Fatal("a layout before any was published")
+	}
+	pub := NewLayoutPublisher(nc, 1, quiet())
+	l := payout.Layout{Commitment: payout.Hash32{1}, Weights: []payout.Weight{{Address: "a", Work: hashgrid.Work{Lo: 5}}}}
+	for i := range 2 {
+		if err := pub.Publish(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		l.Weights[0].Work.Lo = 6 + uint64(i) // same commitment: not re-sent
+	}
+	l2 := payout.Layout{Commitment: payout.Hash32{2}, Weights: []payout.Weight{{Address: "b", Work: hashgrid.Work{Hi: 1}}}}
+	if err := pub.Publish(ctx, l2); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, ok := fl.Current()
+		if ok && got.Commitment == l2.Commitment {
+			if len(got.Weights) != 1 || got.Weights[0] != l2.Weights[0] {
+				t.Fatalf("followed layout %+v, want %+v", got, l2)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("front-end still has %+v", got)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
