@@ -74,11 +74,19 @@ type Config struct {
 	// most some 200 kB of hashes.
 	MaxJobShares int
 	VersionMask  uint32 // BIP 310 bits miners may roll; default 0x1fffe000
-	Limits       stratum.Limits
-	Outputs      OutputFunc
-	Logger       *slog.Logger
-	Now          func() time.Time
-	Metrics      *Metrics // optional
+	// FrontEnd numbers this pool among the Stratum front-ends of one cluster (separate
+	// processes on one template source, whose shares meet in one log): 1..MaxFrontEnds,
+	// each front-end its own. It is the top byte of every extranonce1 and of every job
+	// id the pool hands out, so two front-ends never hand out the same work, and a job
+	// id of one is unknown on another (see the package doc). 0, the default, is a lone
+	// pool: the whole extranonce1 space, job ids from 1. A cluster must not mix 0 with
+	// other numbers.
+	FrontEnd int
+	Limits   stratum.Limits
+	Outputs  OutputFunc
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Metrics  *Metrics // optional
 	// OnBlock, when set, is called after the node accepted a block found here, so that
 	// the template source can fetch the next template at once.
 	OnBlock func()
@@ -126,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Outputs == nil {
 		return errors.New("pool: no coinbase outputs")
+	}
+	if c.FrontEnd < 0 || c.FrontEnd > MaxFrontEnds {
+		return fmt.Errorf("pool: front-end %d out of range 0..%d", c.FrontEnd, MaxFrontEnds)
 	}
 	if c.MaxJobShares < 1 {
 		return fmt.Errorf("pool: max job shares %d below 1", c.MaxJobShares)
@@ -181,8 +192,9 @@ type Pool struct {
 	srv    *stratum.Server
 	m      *Metrics
 
-	jobSeq atomic.Uint64
-	jobs   atomic.Pointer[jobCache]
+	jobSeq  atomic.Uint64
+	jobBase uint64 // the front-end's job id space: FrontEnd in the top byte
+	jobs    atomic.Pointer[jobCache]
 
 	// Share counts, kept apart from mu: every share touches one.
 	sharesAccepted, sharesRejected atomic.Uint64
@@ -236,15 +248,20 @@ func New(cfg Config, nd Node, shares ShareSink, blocks BlockSink) (*Pool, error)
 		return nil, err
 	}
 	p := &Pool{cfg: cfg, node: nd, shares: shares, blocks: blocks, log: cfg.Logger, m: cfg.Metrics, works: map[string]*work{}, retryStop: make(chan struct{})}
-	var err error
-	p.srv, err = stratum.NewServer(stratum.Config{
+	p.jobBase = uint64(cfg.FrontEnd) << jobSeqBits
+	scfg := stratum.Config{
 		Extranonce2Size: cfg.Extranonce2Size,
 		VersionMask:     cfg.VersionMask,
 		Limits:          cfg.Limits,
 		Logger:          cfg.Logger.With("component", "stratum"),
 		Now:             cfg.Now,
 		OnDrop:          p.m.drop,
-	}, p)
+	}
+	if cfg.FrontEnd != 0 {
+		scfg.Extranonce1Prefix, scfg.Extranonce1PrefixBits = uint32(cfg.FrontEnd), FrontEndBits
+	}
+	var err error
+	p.srv, err = stratum.NewServer(scfg, p)
 	if err != nil {
 		return nil, err
 	}
@@ -442,7 +459,7 @@ func newTemplateParts(t *node.Template) (*templateParts, error) {
 
 // newJob returns a new job over w. It takes no lock.
 func (p *Pool) newJob(w *work, clean bool) *job {
-	id := p.jobSeq.Add(1)
+	id := p.jobBase | p.jobSeq.Add(1)&(1<<jobSeqBits-1)
 	ntime := uint32(w.tmpl.CurTime)
 	if now := uint32(p.cfg.Now().Unix()); now > ntime && int64(now) >= w.tmpl.MinTime {
 		ntime = now

@@ -106,10 +106,16 @@ func (c *Conn) handleSubscribe(m *Message) bool {
 		resume = strings.ToLower(p[1])
 	}
 	if !c.subscribed {
-		c.en1 = s.allocExtranonce1(resume)
-		s.mu.Lock()
-		s.active[c.en1] = c
-		s.mu.Unlock()
+		en1, err := s.allocExtranonce1(c, resume)
+		if err != nil {
+			// Refused and dropped: the miner's fail-over takes it to another
+			// front-end, which has room.
+			s.log.Warn("subscribe refused", "remote", c.remote, "err", err)
+			s.drop("extranonce1_exhausted")
+			c.replyErr(m, ErrCodeOther, "no extranonce1 free on this server: try another")
+			return false
+		}
+		c.en1 = en1
 		c.subscribed = true
 	}
 	sid := fmt.Sprintf("%08x", c.en1)

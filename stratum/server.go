@@ -48,6 +48,16 @@ type Config struct {
 	Limits          Limits
 	Logger          *slog.Logger
 	Now             func() time.Time
+	// Extranonce1Prefix and Extranonce1PrefixBits split the extranonce1 space among
+	// servers that must never hand out the same one (the Stratum front-ends of one pool,
+	// whose shares meet in one log): every extranonce1 this server hands out has
+	// Extranonce1Prefix in its top Extranonce1PrefixBits bits, and a resumed session
+	// keeps its extranonce1 only if that carries the prefix. The rest,
+	// 2^(32-Extranonce1PrefixBits) values, is this server's: when every one is held by a
+	// connection, mining.subscribe is refused (see Extranonce1Space). Zero bits: the whole
+	// 32-bit space, as a lone server has.
+	Extranonce1Prefix     uint32
+	Extranonce1PrefixBits int // 0..MaxExtranonce1PrefixBits
 	// OnDrop, when set, is told each time a peer is dropped or refused, with a reason
 	// ("ban", "abuse_ban", "limit_ip", "limit_total", "line_too_long", "bad_lines",
 	// "strikes", "rejects_only", "idle", ...).
@@ -99,6 +109,12 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Extranonce1PrefixBits < 0 || cfg.Extranonce1PrefixBits > MaxExtranonce1PrefixBits {
+		return nil, fmt.Errorf("stratum: extranonce1 prefix of %d bits, want 0..%d", cfg.Extranonce1PrefixBits, MaxExtranonce1PrefixBits)
+	}
+	if cfg.Extranonce1Prefix>>cfg.Extranonce1PrefixBits != 0 {
+		return nil, fmt.Errorf("stratum: extranonce1 prefix %#x does not fit in %d bits", cfg.Extranonce1Prefix, cfg.Extranonce1PrefixBits)
 	}
 	var seed [4]byte
 	if _, err := rand.Read(seed[:]); err != nil {
@@ -403,28 +419,72 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (s *Server) allocExtranonce1(resume string) uint32 {
+// MaxExtranonce1PrefixBits bounds Config.Extranonce1PrefixBits: at least 4 values are
+// left to a server.
+const MaxExtranonce1PrefixBits = 30
+
+// ErrExtranonce1Exhausted refuses a mining.subscribe when every extranonce1 of the
+// server's space is held by a connection.
+var ErrExtranonce1Exhausted = errors.New("stratum: no extranonce1 free on this server")
+
+// Extranonce1Space returns how many extranonce1 values the server may hand out: how
+// many subscribed connections it can hold at once.
+func (s *Server) Extranonce1Space() uint64 { return 1 << (32 - s.cfg.Extranonce1PrefixBits) }
+
+// ownsExtranonce1 reports whether v lies in the server's extranonce1 space.
+func (s *Server) ownsExtranonce1(v uint32) bool {
+	b := s.cfg.Extranonce1PrefixBits
+	return b == 0 || v>>(32-b) == s.cfg.Extranonce1Prefix
+}
+
+// allocExtranonce1 hands c an extranonce1: the resumed one if it is free and the
+// server's, else the next free one of the server's space, skipping recently closed
+// sessions' while others are free. It fails, rather than wrap onto a value in use or
+// outside the space, when every value is held by a connection.
+func (s *Server) allocExtranonce1(c *Conn, resume string) (uint32, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(resume) == 8 {
-		if v, err := strconv.ParseUint(resume, 16, 32); err == nil {
+		if v, err := strconv.ParseUint(resume, 16, 32); err == nil && s.ownsExtranonce1(uint32(v)) {
 			if _, busy := s.active[uint32(v)]; !busy {
 				delete(s.recent, uint32(v))
-				return uint32(v)
+				s.active[uint32(v)] = c
+				return uint32(v), nil
 			}
 		}
 	}
-	for {
+	space := s.Extranonce1Space()
+	if uint64(len(s.active)) >= space {
+		return 0, ErrExtranonce1Exhausted
+	}
+	bits := s.cfg.Extranonce1PrefixBits
+	low := uint32(space - 1) // space is 2^32 only with no prefix: then low is all ones
+	var prefix uint32
+	if bits > 0 {
+		prefix = s.cfg.Extranonce1Prefix << (32 - bits)
+	}
+	held := false // a free value was passed over as recently closed
+	var heldV uint32
+	for i := uint64(0); i < space; i++ {
 		s.nextEN1++
-		v := s.nextEN1
+		v := prefix | s.nextEN1&low
 		if _, busy := s.active[v]; busy {
 			continue
 		}
-		if _, held := s.recent[v]; held {
+		if _, r := s.recent[v]; r {
+			if !held {
+				held, heldV = true, v
+			}
 			continue
 		}
-		return v
+		s.active[v] = c
+		return v, nil
 	}
+	// Every free value belongs to a recently closed session: one of them gives way to
+	// a connection that is here now.
+	delete(s.recent, heldV)
+	s.active[heldV] = c
+	return heldV, nil
 }
 
 func (s *Server) release(c *Conn) {
