@@ -115,7 +115,7 @@ func openPayouts(cfg PoolConfig, params *chaincfg.Params, store hashgrid.ShareSt
 		}
 		pc.Wallet = payout.CoreWallet{RPC: wc}
 	}
-	led, err := ledger.Open(filepath.Join(cfg.Data, "ledger.db"), nil)
+	led, err := openLedger(context.Background(), cfg, log)
 	if err != nil {
 		return nil, err
 	}

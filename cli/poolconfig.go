@@ -82,6 +82,21 @@ type PoolConfig struct {
 	// ShareRetention is how long raw shares are kept at least (cli/retention.go); 0
 	// keeps them for ever.
 	ShareRetention time.Duration `toml:"share_retention"`
+
+	// Across machines (cli/cluster.go, docs/guides/cluster.md). Role "all" is the
+	// one-process pool; "frontend" serves Stratum and publishes shares and blocks to
+	// NATS JetStream; "accounting" copies them into PostgreSQL, tracks blocks, pays and
+	// serves the API, one process leading and any others waiting.
+	Role string `toml:"role"`
+	// Postgres keeps the books (shares, blocks, ledger) in PostgreSQL instead of the
+	// SQLite files of the data directory. It may hold a password: else postgres_file,
+	// else $HASHGRID_POSTGRES.
+	Postgres     string   `toml:"postgres"`
+	PostgresFile string   `toml:"postgres_file"`
+	NATS         []string `toml:"nats"`          // nats://HOST:PORT of the JetStream servers
+	NATSReplicas int      `toml:"nats_replicas"` // replicas of the share stream: 1 or 3
+	FrontEnd     int      `toml:"frontend"`      // this front-end's number, 1 to pool.MaxFrontEnds
+	Ack          string   `toml:"ack"`           // when a miner hears "accepted": replicated or local
 }
 
 // StratumPort is one Stratum listener.
@@ -252,6 +267,7 @@ const (
 const (
 	envAdminToken   = "HASHGRID_ADMIN_TOKEN"
 	envNodePassword = "HASHGRID_NODE_PASSWORD"
+	envPostgres     = "HASHGRID_POSTGRES"
 )
 
 // maxSecretFile bounds a secret file: a password or token, not a document.
@@ -271,6 +287,9 @@ func DefaultPoolConfig() PoolConfig {
 		PayoutThreshold:   defaultPayoutThreshold,
 		PayoutInterval:    defaultPayoutInterval,
 		ShareRetention:    defaultShareRetention,
+		Role:              RoleAll,
+		NATSReplicas:      1,
+		Ack:               "replicated",
 	}
 }
 
@@ -332,6 +351,13 @@ func bindPoolFlags(fs *flag.FlagSet, c *PoolConfig) *string {
 	fs.Float64Var(&c.AlertRejectRate, "alert-reject-rate", c.AlertRejectRate, "alert when the reject rate over 10 minutes is above this fraction (0: never)")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "token for the API's admin actions; shows in process listings: prefer --admin-token-file or $"+envAdminToken+" (empty everywhere: admin actions disabled)")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the admin token")
+	fs.StringVar(&c.Role, "role", c.Role, "all (one process), frontend (Stratum, publishing to --nats) or accounting (--nats into --postgres, leader-elected)")
+	fs.StringVar(&c.Postgres, "postgres", c.Postgres, "postgres://USER@HOST:PORT/DB: keep the books in PostgreSQL (a password here shows in process listings: prefer --postgres-file or $"+envPostgres+")")
+	fs.StringVar(&c.PostgresFile, "postgres-file", c.PostgresFile, "file holding the --postgres URL")
+	fs.Var(&listFlag{dst: &c.NATS}, "nats", "NATS server nats://HOST:PORT of the JetStream cluster (repeatable)")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "replicas of the share stream: 1 or 3")
+	fs.IntVar(&c.FrontEnd, "frontend", c.FrontEnd, "this front-end's number (--role frontend), unique in the pool")
+	fs.StringVar(&c.Ack, "ack", c.Ack, "when a front-end answers a share: replicated (the JetStream publish is acknowledged) or local (fsynced here, then shipped)")
 	fs.StringVar(&c.NodePasswordFile, "node-password-file", c.NodePasswordFile, "file holding the RPC password of every --node and --wallet URL that names a user but no password (else $"+envNodePassword+")")
 	return configFile
 }
@@ -413,6 +439,9 @@ func (c *PoolConfig) readSecrets(getenv func(string) string) error {
 		return err
 	}
 	c.AdminToken = tok
+	if c.Postgres, err = secret("PostgreSQL URL", c.Postgres, "--postgres", c.PostgresFile, "--postgres-file", getenv(envPostgres)); err != nil {
+		return err
+	}
 	pw, err := secret("node password", "", "", c.NodePasswordFile, "--node-password-file", getenv(envNodePassword))
 	if err != nil || pw == "" {
 		return err
@@ -571,7 +600,7 @@ func (c *PoolConfig) Validate() error {
 	if err := c.validatePayouts(params); err != nil {
 		return err
 	}
-	return nil
+	return c.validateCluster()
 }
 
 func (c *PoolConfig) alertSettings() alert.Settings {
