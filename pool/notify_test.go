@@ -90,7 +90,12 @@ func TestNotifyLine(t *testing.T) {
 		p := soloTestPool(t, txs)
 		j := p.jobFor(&session{address: testAddress(t, 3)}, p.current)
 		w := j.work
-		m, err := stratum.ParseMessage(bytes.TrimSuffix(j.notify, []byte("\n")))
+		line := j.appendNotify([]byte("prefix"))
+		if !bytes.HasPrefix(line, []byte("prefix")) {
+			t.Fatalf("appendNotify dropped what it appended to: %q", line)
+		}
+		line = line[len("prefix"):]
+		m, err := stratum.ParseMessage(bytes.TrimSuffix(line, []byte("\n")))
 		if err != nil {
 			t.Fatalf("%d transactions: %v", txs, err)
 		}
@@ -104,8 +109,8 @@ func TestNotifyLine(t *testing.T) {
 			n.MerkleBranch = append(n.MerkleBranch, hex.EncodeToString(h[:]))
 		}
 		want := stratum.AppendNotification(nil, "mining.notify", n.MarshalParams())
-		if !bytes.Equal(j.notify, want) {
-			t.Errorf("%d transactions:\n got %s\nwant %s", txs, j.notify, want)
+		if !bytes.Equal(line, want) {
+			t.Errorf("%d transactions:\n got %s\nwant %s", txs, line, want)
 		}
 		if m.Method != "mining.notify" || len(got.MerkleBranch) != len(w.branch) {
 			t.Errorf("%d transactions: method %q, branch of %d", txs, m.Method, len(got.MerkleBranch))

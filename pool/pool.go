@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,12 +232,16 @@ type Stats struct {
 
 // job is one mining.notify: a work and the ntime it starts from.
 type job struct {
-	id     uint64
-	work   *work
-	ntime  uint32
-	clean  bool
-	notify []byte       // pre-encoded line
-	frame  *notifyFrame // what notify shares with the other layouts' jobs
+	id    uint64
+	work  *work
+	ntime uint32
+	clean bool
+	// notify is the pre-encoded line of a job many connections get (the shared
+	// layout's broadcast job); a job of one address's or one connection's is written
+	// from frame when sent (appendNotify), so that the jobs sessions keep, up to
+	// sentJobs each, do not keep a line each.
+	notify []byte
+	frame  *notifyFrame
 	// broadcast marks the job sent to every miner for a template; a session may get
 	// its own layout of it (see jobFor).
 	broadcast bool
@@ -351,6 +356,7 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 		p.tipSince = start
 	}
 	j := p.newJob(w, newTip)
+	j.notify = j.appendNotify(nil) // the one line most connections get
 	j.broadcast = true
 	p.current = j
 	p.jobs.Store(&jobCache{shared: j})
@@ -360,11 +366,11 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 	p.stats.LastTemplate = start
 	p.mu.Unlock()
 
-	p.srv.Broadcast(func(c *stratum.Conn) []byte {
+	p.srv.BroadcastAppend(func(c *stratum.Conn, dst []byte) []byte {
 		if s, ok := c.Data.(*session); ok {
-			return s.jobLine(p, j)
+			return s.appendJobLine(p, j, dst)
 		}
-		return nil
+		return dst
 	})
 	el := p.cfg.Now().Sub(start)
 	p.m.broadcast(el)
@@ -476,10 +482,19 @@ func (p *Pool) newTemplateParts(t *node.Template) (*templateParts, error) {
 // newJob returns a new job over w. It takes no lock.
 func (p *Pool) newJob(w *work, clean bool) *job { return p.jobOn(w, p.newFrame(w, clean)) }
 
-// jobOn returns a new job over w in frame f, which must be of w's template.
+// jobOn returns a new job over w in frame f, which must be of w's template. Its line
+// is not built: see job.notify.
 func (p *Pool) jobOn(w *work, f *notifyFrame) *job {
 	id := p.jobBase | p.jobSeq.Add(1)&(1<<jobSeqBits-1)
-	return &job{id: id, work: w, ntime: f.ntime, clean: f.clean, frame: f, notify: f.line(id, w.coinb2)}
+	return &job{id: id, work: w, ntime: f.ntime, clean: f.clean, frame: f}
+}
+
+// appendNotify appends j's mining.notify line to dst.
+func (j *job) appendNotify(dst []byte) []byte {
+	if j.notify != nil {
+		return append(dst, j.notify...)
+	}
+	return j.frame.appendLine(dst, j.id, j.work.coinb2)
 }
 
 // notifyFrame is what the mining.notify lines of one template's layouts share, for
@@ -521,9 +536,9 @@ func (p *Pool) newFrame(w *work, clean bool) *notifyFrame {
 	return f
 }
 
-// line returns the mining.notify line of job id with coinb2.
-func (f *notifyFrame) line(id uint64, coinb2 []byte) []byte {
-	b := make([]byte, 0, len(notifyHead)+16+len(f.mid)+2*len(coinb2)+len(f.tail))
+// appendLine appends the mining.notify line of job id with coinb2 to b.
+func (f *notifyFrame) appendLine(b []byte, id uint64, coinb2 []byte) []byte {
+	b = slices.Grow(b, len(notifyHead)+16+len(f.mid)+2*len(coinb2)+len(f.tail))
 	b = append(b, notifyHead...)
 	b = strconv.AppendUint(b, id, 16)
 	b = append(b, f.mid...)
