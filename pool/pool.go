@@ -500,8 +500,8 @@ func (j *job) appendNotify(dst []byte) []byte {
 // notifyFrame is what the mining.notify lines of one template's layouts share, for
 // one ntime and clean flag: everything but the job id and coinb2. Every field is hex,
 // a hex string list or a boolean, so the line is written directly rather than through
-// encoding/json: under SOLO a new tip writes one line per payout address, and each is
-// then one allocation and three copies around its id and coinb2.
+// encoding/json: under SOLO a new tip writes one line per payout address, each then
+// three copies around its id and coinb2, into the broadcast worker's buffer.
 type notifyFrame struct {
 	ntime uint32
 	clean bool
