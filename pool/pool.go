@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,14 +232,20 @@ type Stats struct {
 
 // job is one mining.notify: a work and the ntime it starts from.
 type job struct {
-	id     uint64
-	work   *work
-	ntime  uint32
-	clean  bool
-	notify []byte // pre-encoded line
+	id    uint64
+	work  *work
+	ntime uint32
+	clean bool
+	// notify is the pre-encoded line of a job many connections get (the shared
+	// layout's broadcast job); a job of one address's or one connection's is written
+	// from frame when sent (appendNotify), so that the jobs sessions keep, up to
+	// sentJobs each, do not keep a line each.
+	notify []byte
+	frame  *notifyFrame
 	// broadcast marks the job sent to every miner for a template; a session may get
 	// its own layout of it (see jobFor).
 	broadcast bool
+	addr      string // the payout address a finder's job was built for (see jobCache)
 }
 
 // New returns a pool; start it with Serve and feed it templates with UpdateTemplate.
@@ -316,7 +323,7 @@ func (p *Pool) HasWork() bool {
 func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 	start := p.cfg.Now()
 	// Built before taking the lock: miners' shares and jobs wait on it.
-	parts, err := newTemplateParts(t)
+	parts, err := p.newTemplateParts(t)
 	if err != nil {
 		return err
 	}
@@ -328,8 +335,12 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 		newTip = true
 	}
 	old, oldParts := p.works, p.parts
+	if !newTip {
+		// The same tip: the new template's layouts turn stale with the old ones'.
+		parts.stale = oldParts.stale
+	}
 	p.tmpl, p.parts = t, parts
-	p.works = map[string]*work{}
+	p.works = make(map[string]*work, len(old))
 	w, _, err := p.workLocked("")
 	if err != nil {
 		p.tmpl, p.works, p.parts = nil, old, oldParts
@@ -337,15 +348,15 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 		return err
 	}
 	if newTip {
-		for _, ow := range old {
-			ow.stale.Store(true)
-		}
-		if p.current != nil && p.current.work.prev != t.PrevHash {
-			p.current.work.stale.Store(true)
+		// Every layout of every template on the old tip, however many SOLO
+		// addresses and same-tip templates there were, shares this one flag.
+		if oldParts != nil {
+			oldParts.stale.Store(true)
 		}
 		p.tipSince = start
 	}
 	j := p.newJob(w, newTip)
+	j.notify = j.appendNotify(nil) // the one line most connections get
 	j.broadcast = true
 	p.current = j
 	p.jobs.Store(&jobCache{shared: j})
@@ -355,11 +366,11 @@ func (p *Pool) UpdateTemplate(t *node.Template, newTip bool) error {
 	p.stats.LastTemplate = start
 	p.mu.Unlock()
 
-	p.srv.Broadcast(func(c *stratum.Conn) []byte {
+	p.srv.BroadcastAppend(func(c *stratum.Conn, dst []byte) []byte {
 		if s, ok := c.Data.(*session); ok {
-			return s.jobLine(p, j)
+			return s.appendJobLine(p, j, dst)
 		}
-		return nil
+		return dst
 	})
 	el := p.cfg.Now().Sub(start)
 	p.m.broadcast(el)
@@ -400,7 +411,7 @@ func (p *Pool) newWork(t *node.Template, parts *templateParts, outs []Output) (*
 	if sum != t.CoinbaseValue {
 		return nil, fmt.Errorf("pool: coinbase outputs pay %d, template allows %d", sum, t.CoinbaseValue)
 	}
-	cb1, cb2, err := coinbasePartsWithPush(parts.heightPush, []byte(p.cfg.Tag), 4, p.cfg.Extranonce2Size, outs, t.WitnessCommitment)
+	cb2, err := appendCoinb2(nil, outs, parts.coinb2Tail)
 	if err != nil {
 		return nil, err
 	}
@@ -411,8 +422,9 @@ func (p *Pool) newWork(t *node.Template, parts *templateParts, outs []Output) (*
 		bits:       t.Bits,
 		prev:       t.PrevHash,
 		prevStr:    parts.prevStr,
-		coinb1:     cb1,
+		coinb1:     parts.coinb1,
 		coinb2:     cb2,
+		stale:      parts.stale,
 		branch:     parts.branch,
 		branchJSON: parts.branchJSON,
 		netTgt:     parts.netTgt,
@@ -427,16 +439,21 @@ func (p *Pool) newWork(t *node.Template, parts *templateParts, outs []Output) (*
 // templateParts is what every coinbase layout of one template shares. The merkle
 // branch depends on the template alone, so the layouts of one template (one per payout
 // address under SOLO) share one instead of each rebuilding it: a 3,000-transaction
-// template's branch costs 3,000 hashes, about 1.7 ms.
+// template's branch costs 3,000 hashes, about 1.7 ms. So do coinb1 (everything before
+// the extranonces), coinb2's tail after the outputs, and the staleness flag: a layout
+// of its own, one per SOLO address, is only its outputs.
 type templateParts struct {
 	branch     []chainhash.Hash
 	branchJSON []byte // the branch as mining.notify's list of hex strings
 	prevStr    string // stratum form of the previous block hash
 	netTgt     pow.Target
-	heightPush []byte // BIP 34 height push of the coinbase script
+	coinb1     []byte // read only
+	coinb2Tail []byte // the witness commitment output and the lock time; read only
+	// stale is set when the chain tip moves on. Templates on one tip share it.
+	stale *atomic.Bool
 }
 
-func newTemplateParts(t *node.Template) (*templateParts, error) {
+func (p *Pool) newTemplateParts(t *node.Template) (*templateParts, error) {
 	netTgt, err := pow.CompactTarget(t.Bits)
 	if err != nil {
 		return nil, err
@@ -445,7 +462,12 @@ func newTemplateParts(t *node.Template) (*templateParts, error) {
 	if err != nil {
 		return nil, err
 	}
-	tp := &templateParts{branch: pow.MerkleBranch(t.TxIDs()), prevStr: pow.StratumPrevHash(t.PrevHash), netTgt: netTgt, heightPush: hpush}
+	cb1, err := appendCoinb1(nil, hpush, []byte(p.cfg.Tag), 4, p.cfg.Extranonce2Size)
+	if err != nil {
+		return nil, err
+	}
+	tp := &templateParts{branch: pow.MerkleBranch(t.TxIDs()), prevStr: pow.StratumPrevHash(t.PrevHash), netTgt: netTgt,
+		coinb1: cb1, coinb2Tail: appendCoinb2Tail(nil, t.WitnessCommitment), stale: new(atomic.Bool)}
 	tp.branchJSON = append(make([]byte, 0, 2+67*len(tp.branch)), '[')
 	for i := range tp.branch {
 		if i > 0 {
@@ -458,40 +480,70 @@ func newTemplateParts(t *node.Template) (*templateParts, error) {
 }
 
 // newJob returns a new job over w. It takes no lock.
-func (p *Pool) newJob(w *work, clean bool) *job {
+func (p *Pool) newJob(w *work, clean bool) *job { return p.jobOn(w, p.newFrame(w, clean)) }
+
+// jobOn returns a new job over w in frame f, which must be of w's template. Its line
+// is not built: see job.notify.
+func (p *Pool) jobOn(w *work, f *notifyFrame) *job {
 	id := p.jobBase | p.jobSeq.Add(1)&(1<<jobSeqBits-1)
+	return &job{id: id, work: w, ntime: f.ntime, clean: f.clean, frame: f}
+}
+
+// appendNotify appends j's mining.notify line to dst.
+func (j *job) appendNotify(dst []byte) []byte {
+	if j.notify != nil {
+		return append(dst, j.notify...)
+	}
+	return j.frame.appendLine(dst, j.id, j.work.coinb2)
+}
+
+// notifyFrame is what the mining.notify lines of one template's layouts share, for
+// one ntime and clean flag: everything but the job id and coinb2. Every field is hex,
+// a hex string list or a boolean, so the line is written directly rather than through
+// encoding/json: under SOLO a new tip writes one line per payout address, each then
+// three copies around its id and coinb2, into the broadcast worker's buffer.
+type notifyFrame struct {
+	ntime uint32
+	clean bool
+	mid   []byte // after the job id, up to coinb2: prevhash and coinb1
+	tail  []byte // after coinb2: the branch, version, bits, ntime, clean and the end
+}
+
+const notifyHead = `{"id":null,"method":"mining.notify","params":["`
+
+// newFrame returns the frame of w's template for a job sent now.
+func (p *Pool) newFrame(w *work, clean bool) *notifyFrame {
 	ntime := uint32(w.tmpl.CurTime)
 	if now := uint32(p.cfg.Now().Unix()); now > ntime && int64(now) >= w.tmpl.MinTime {
 		ntime = now
 	}
-	j := &job{id: id, work: w, ntime: ntime, clean: clean}
-	j.notify = appendNotify(make([]byte, 0, 256+2*(len(w.coinb1)+len(w.coinb2))+len(w.branchJSON)), id, w, ntime, clean)
-	return j
-}
-
-// appendNotify appends the mining.notify line of job id over w. Every field is hex, a
-// hex string list or a boolean, so the line is written directly rather than through
-// encoding/json: under SOLO a new tip writes one per payout address, and the branch's
-// JSON, the longest part, is encoded once per template.
-func appendNotify(dst []byte, id uint64, w *work, ntime uint32, clean bool) []byte {
-	dst = append(dst, `{"id":null,"method":"mining.notify","params":["`...)
-	dst = strconv.AppendUint(dst, id, 16)
-	dst = append(dst, `","`...)
-	dst = append(dst, w.prevStr...)
-	dst = append(dst, `","`...)
-	dst = hex.AppendEncode(dst, w.coinb1)
-	dst = append(dst, `","`...)
-	dst = hex.AppendEncode(dst, w.coinb2)
-	dst = append(dst, `",`...)
-	dst = append(dst, w.branchJSON...)
-	dst = append(dst, ',')
+	f := &notifyFrame{ntime: ntime, clean: clean}
+	f.mid = append(make([]byte, 0, 8+len(w.prevStr)+2*len(w.coinb1)), `","`...)
+	f.mid = append(f.mid, w.prevStr...)
+	f.mid = append(f.mid, `","`...)
+	f.mid = hex.AppendEncode(f.mid, w.coinb1)
+	f.mid = append(f.mid, `","`...)
+	f.tail = append(make([]byte, 0, 48+len(w.branchJSON)), `",`...)
+	f.tail = append(f.tail, w.branchJSON...)
+	f.tail = append(f.tail, ',')
 	var b [4]byte
 	for _, v := range [3]uint32{w.version, w.bits, ntime} {
 		binary.BigEndian.PutUint32(b[:], v)
-		dst = append(hex.AppendEncode(append(dst, '"'), b[:]), `",`...)
+		f.tail = append(hex.AppendEncode(append(f.tail, '"'), b[:]), `",`...)
 	}
-	dst = strconv.AppendBool(dst, clean)
-	return append(dst, "]}\n"...)
+	f.tail = strconv.AppendBool(f.tail, clean)
+	f.tail = append(f.tail, "]}\n"...)
+	return f
+}
+
+// appendLine appends the mining.notify line of job id with coinb2 to b.
+func (f *notifyFrame) appendLine(b []byte, id uint64, coinb2 []byte) []byte {
+	b = slices.Grow(b, len(notifyHead)+16+len(f.mid)+2*len(coinb2)+len(f.tail))
+	b = append(b, notifyHead...)
+	b = strconv.AppendUint(b, id, 16)
+	b = append(b, f.mid...)
+	b = hex.AppendEncode(b, coinb2)
+	return append(b, f.tail...)
 }
 
 // jobCache maps payout addresses to their job for the current broadcast job: under
@@ -501,14 +553,9 @@ func appendNotify(dst []byte, id uint64, w *work, ntime uint32, clean bool) []by
 type jobCache struct {
 	shared *job
 	byAddr sync.Map // address → *job
-	// last is the address asked for last and its job: connections of one address tend
+	// last is the job of the address asked for last: connections of one address tend
 	// to come together (a farm's workers, a load test), and a hit needs no map lookup.
-	last atomic.Pointer[addrJob]
-}
-
-type addrJob struct {
-	addr string
-	j    *job
+	last atomic.Pointer[job]
 }
 
 // jobFor returns the job a session gets for a broadcast job: the job itself, or for a
@@ -529,13 +576,15 @@ func (p *Pool) jobFor(s *session, j *job) *job {
 		return p.finderJob(addr, j)
 	}
 	if l := jc.last.Load(); l != nil && l.addr == addr {
-		return l.j
+		return l
 	}
 	fj, ok := jc.byAddr.Load(addr)
 	if !ok {
 		fj, _ = jc.byAddr.LoadOrStore(addr, p.finderJob(addr, j))
 	}
-	jc.last.Store(&addrJob{addr, fj.(*job)})
+	if f := fj.(*job); f.addr == addr {
+		jc.last.Store(f)
+	}
 	return fj.(*job)
 }
 
@@ -580,7 +629,10 @@ func (p *Pool) finderJob(addr string, j *job) *job {
 		}
 		p.mu.Unlock()
 	}
-	return p.newJob(w, j.clean)
+	// The broadcast job's frame: same template, ntime and clean flag.
+	fj := p.jobOn(w, j.frame)
+	fj.addr = addr
+	return fj
 }
 
 // cloneCurrent returns a job with a new id over the session's layout of the current

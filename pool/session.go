@@ -136,30 +136,43 @@ func (s *session) lookup(id uint64) (sentJob, bool) {
 // difficulty, preceded by set_difficulty when that changed.
 func (s *session) sendJob(p *Pool, j *job) { s.conn.WriteRaw(s.jobLine(p, j)) }
 
-// jobLine records j (or this session's own layout of it) as sent and returns the
-// lines that send it: its notify, preceded by set_difficulty when that changed.
+// jobLine is appendJobLine to a new buffer, or the job's own line when that is all.
 func (s *session) jobLine(p *Pool, j *job) []byte {
+	var diffLine []byte
+	j = s.sent1(p, j, &diffLine)
+	if diffLine == nil && j.notify != nil {
+		return j.notify
+	}
+	return j.appendNotify(diffLine)
+}
+
+// appendJobLine records j (or this session's own layout of it) as sent and appends to
+// dst the lines that send it: its notify, preceded by set_difficulty when that changed.
+func (s *session) appendJobLine(p *Pool, j *job, dst []byte) []byte {
+	j = s.sent1(p, j, &dst)
+	return j.appendNotify(dst)
+}
+
+// sent1 records j (or this session's own layout of it, which it returns) as sent, and
+// appends set_difficulty to *diffLine when the difficulty changed.
+func (s *session) sent1(p *Pool, j *job, diffLine *[]byte) *job {
 	j = p.jobFor(s, j)
 	now := p.cfg.Now()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.idleRetarget(p, now)
 	if s.tgtDiff != s.diff || s.nsent == 0 {
 		s.tgt, s.tgtDiff = pow.DiffTarget(s.diff), s.diff
 	}
 	s.sent[s.nsent%sentJobs] = sentJob{j: j, diff: s.diff}
 	s.nsent++
-	var line []byte
 	if s.sentDiff != s.diff {
 		s.sentDiff = s.diff
-		p := strconv.AppendFloat([]byte("["), s.diff.Float(), 'g', -1, 64)
-		line = stratum.AppendNotification(nil, "mining.set_difficulty", append(p, ']'))
-		line = append(line, j.notify...)
+		var b [32]byte
+		p := strconv.AppendFloat(append(b[:0], '['), s.diff.Float(), 'g', -1, 64)
+		*diffLine = stratum.AppendNotification(*diffLine, "mining.set_difficulty", append(p, ']'))
 	}
-	s.mu.Unlock()
-	if line == nil {
-		line = j.notify
-	}
-	return line
+	return j
 }
 
 // idleRetarget lowers the difficulty of a connection that has found no share for

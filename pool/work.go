@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -49,7 +50,7 @@ type work struct {
 	witness    bool
 	outputs    []Output
 	reward     int64
-	stale      atomic.Bool // set when the chain tip moved on
+	stale      *atomic.Bool // set when the chain tip moved on; shared by the tip's templates
 	mu         sync.Mutex
 	// seen holds the header hashes of accepted shares, for the duplicate check. Each
 	// connection adds at most Config.MaxJobShares (see session.sharesOn).
@@ -66,7 +67,13 @@ func coinbaseParts(height int64, tag []byte, en1Size, en2Size int, outputs []Out
 	if err != nil {
 		return nil, nil, err
 	}
-	return coinbasePartsWithPush(hpush, tag, en1Size, en2Size, outputs, witnessCommitment)
+	if coinb1, err = appendCoinb1(nil, hpush, tag, en1Size, en2Size); err != nil {
+		return nil, nil, err
+	}
+	if coinb2, err = appendCoinb2(nil, outputs, appendCoinb2Tail(nil, witnessCommitment)); err != nil {
+		return nil, nil, err
+	}
+	return coinb1, coinb2, nil
 }
 
 // heightPush is the BIP 34 push of a block height that starts a coinbase script.
@@ -79,50 +86,60 @@ func heightPush(height int64) ([]byte, error) {
 	return hpush, nil
 }
 
-// coinbasePartsWithPush is coinbaseParts with the height push made once per template.
-func coinbasePartsWithPush(hpush, tag []byte, en1Size, en2Size int, outputs []Output, witnessCommitment []byte) (coinb1, coinb2 []byte, err error) {
+// appendCoinb1 appends coinb1, the coinbase up to the extranonces: it depends on the
+// template's height alone, so every layout of a template shares it.
+func appendCoinb1(dst, hpush, tag []byte, en1Size, en2Size int) ([]byte, error) {
 	if len(tag) > MaxTagBytes {
-		return nil, nil, fmt.Errorf("pool: tag of %d bytes, at most %d", len(tag), MaxTagBytes)
+		return nil, fmt.Errorf("pool: tag of %d bytes, at most %d", len(tag), MaxTagBytes)
 	}
 	scriptLen := len(hpush) + len(tag) + en1Size + en2Size
 	if scriptLen < 2 || scriptLen > 100 {
-		return nil, nil, fmt.Errorf("pool: coinbase script of %d bytes, want 2..100", scriptLen)
+		return nil, fmt.Errorf("pool: coinbase script of %d bytes, want 2..100", scriptLen)
 	}
-	b1 := make([]byte, 0, 42+len(hpush)+len(tag))
-	b1 = binary.LittleEndian.AppendUint32(b1, 1) // tx version
-	b1 = append(b1, 1)                           // one input
-	b1 = append(b1, make([]byte, 32)...)         // null prevout
-	b1 = binary.LittleEndian.AppendUint32(b1, 0xffffffff)
-	b1 = appendVarInt(b1, uint64(scriptLen))
-	b1 = append(append(b1, hpush...), tag...)
+	dst = slices.Grow(dst, 42+len(hpush)+len(tag))
+	dst = binary.LittleEndian.AppendUint32(dst, 1) // tx version
+	dst = append(dst, 1)                           // one input
+	dst = append(dst, make([]byte, 32)...)         // null prevout
+	dst = binary.LittleEndian.AppendUint32(dst, 0xffffffff)
+	dst = appendVarInt(dst, uint64(scriptLen))
+	return append(append(dst, hpush...), tag...), nil
+}
 
-	n := len(outputs)
-	size := 4 + 9 + 4
-	for _, o := range outputs {
-		size += 8 + 9 + len(o.Script)
-	}
+// appendCoinb2Tail appends what ends every coinb2 of a template after its payout
+// outputs: the witness commitment output, when there is one, and the lock time.
+func appendCoinb2Tail(dst, witnessCommitment []byte) []byte {
 	if witnessCommitment != nil {
-		n++
-		size += 8 + 9 + len(witnessCommitment)
+		dst = binary.LittleEndian.AppendUint64(dst, 0)
+		dst = appendVarInt(dst, uint64(len(witnessCommitment)))
+		dst = append(dst, witnessCommitment...)
 	}
-	b2 := make([]byte, 0, size)
-	b2 = binary.LittleEndian.AppendUint32(b2, 0xffffffff) // sequence
-	b2 = appendVarInt(b2, uint64(n))
+	return binary.LittleEndian.AppendUint32(dst, 0) // lock time
+}
+
+// appendCoinb2 appends coinb2, the coinbase after the extranonces: the input's
+// sequence, the outputs, then tail (appendCoinb2Tail), which says whether a witness
+// commitment output follows the payouts.
+func appendCoinb2(dst []byte, outputs []Output, tail []byte) ([]byte, error) {
+	n := len(outputs)
+	if len(tail) > 4 {
+		n++ // the witness commitment
+	}
+	size := 4 + 9 + len(tail)
 	for _, o := range outputs {
 		if o.Value < 0 {
-			return nil, nil, fmt.Errorf("pool: negative output value %d", o.Value)
+			return nil, fmt.Errorf("pool: negative output value %d", o.Value)
 		}
-		b2 = binary.LittleEndian.AppendUint64(b2, uint64(o.Value))
-		b2 = appendVarInt(b2, uint64(len(o.Script)))
-		b2 = append(b2, o.Script...)
+		size += 8 + 9 + len(o.Script)
 	}
-	if witnessCommitment != nil {
-		b2 = binary.LittleEndian.AppendUint64(b2, 0)
-		b2 = appendVarInt(b2, uint64(len(witnessCommitment)))
-		b2 = append(b2, witnessCommitment...)
+	dst = slices.Grow(dst, size)
+	dst = binary.LittleEndian.AppendUint32(dst, 0xffffffff) // sequence
+	dst = appendVarInt(dst, uint64(n))
+	for _, o := range outputs {
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(o.Value))
+		dst = appendVarInt(dst, uint64(len(o.Script)))
+		dst = append(dst, o.Script...)
 	}
-	b2 = binary.LittleEndian.AppendUint32(b2, 0) // lock time
-	return b1, b2, nil
+	return append(dst, tail...), nil
 }
 
 // header builds the 80-byte header for a share.

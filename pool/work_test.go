@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,6 +225,7 @@ func realWork(t *testing.T, blk *wire.MsgBlock) (w *work, en1 uint32, en2 string
 		en1Size: 4,
 		en2Size: 8,
 		witness: true,
+		stale:   new(atomic.Bool),
 	}
 	return w, en1, en2
 }

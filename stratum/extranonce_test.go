@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -164,5 +165,48 @@ func waitConns(t *testing.T, s *Server, n int) {
 			t.Fatalf("%d connections, want %d", s.NumConns(), n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestBroadcastAppend: lines built per connection into the workers' reused buffers
+// arrive whole and each at its own connection, across buffer growth; a connection fn
+// appends nothing to gets nothing.
+func TestBroadcastAppend(t *testing.T) {
+	s, _, addr := startServer(t, Limits{})
+	const n = 100 // enough for several workers
+	peers := make([]*peer, n)
+	en1s := make([]uint32, n)
+	for i := range peers {
+		p := dial(t, addr)
+		en1s[i], _ = subscribe(p, "")
+		p.send(`{"id":2,"method":"mining.authorize","params":["w","x"]}` + "\n")
+		p.msg() // authorize reply
+		p.msg() // set_difficulty
+		peers[i] = p
+	}
+	// The line of a connection: its extranonce1 and a filler whose length depends on
+	// it, from a few bytes to several times the workers' starting buffer.
+	line := func(round int, en1 uint32) string {
+		fill := strings.Repeat(fmt.Sprintf("%c", 'a'+round), int(en1%7)*1500)
+		return fmt.Sprintf(`{"id":null,"method":"client.show_message","params":["%d %08x %s"]}`, round, en1, fill) + "\n"
+	}
+	skip := func(en1 uint32) bool { return en1%5 == 0 }
+	for round := range 2 {
+		s.BroadcastAppend(func(c *Conn, dst []byte) []byte {
+			if round == 0 && skip(c.Extranonce1()) {
+				return dst
+			}
+			return append(dst, line(round, c.Extranonce1())...)
+		})
+	}
+	for i, p := range peers {
+		if round0 := !skip(en1s[i]); round0 {
+			if got := p.line(); got != line(0, en1s[i]) {
+				t.Fatalf("peer %08x, round 0: got %.80q...", en1s[i], got)
+			}
+		}
+		if got := p.line(); got != line(1, en1s[i]) {
+			t.Fatalf("peer %08x, round 1: got %.80q...", en1s[i], got)
+		}
 	}
 }
