@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -53,24 +54,71 @@ func BenchmarkCreditBlockWindow1M(b *testing.B) {
 	}
 }
 
-// BenchmarkCutLiveWindow1M cuts and commits the pool's live window of one million
-// shares, whose leaves were hashed as the shares arrived: the periodic background
-// work that keeps coinbase outputs current.
-func BenchmarkCutLiveWindow1M(b *testing.B) {
-	sh, n := benchWindow(b)
-	var lw liveWindow
-	for _, s := range sh {
-		lw.add(s)
+// BenchmarkLiveWindowUpdate is one update of the pool's live PPLNS window: one share
+// added (leaf hashed, the oldest share beyond twice the window dropped) and a new
+// window cut for the next job (root, parameters, commitment, weights by address), at
+// windows of one and ten million shares from 1,000 miners, twice that retained. The
+// cost must not depend on the window's size. B/share is the heap the live window
+// holds per retained share once filled (runtime.ReadMemStats after a GC, before and
+// after filling).
+func BenchmarkLiveWindowUpdate(b *testing.B) {
+	for _, n := range []int{1_000_000, 10_000_000} {
+		b.Run(fmt.Sprintf("%dM", n/1_000_000), func(b *testing.B) { benchLiveUpdate(b, n) })
 	}
-	sp := SplitParams{FeeBps: 100}
+}
+
+func benchLiveUpdate(b *testing.B, n int) {
+	addrs := make([]string, 1000)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("bcrt1qminer%04d", i)
+	}
+	seq := uint64(0)
+	share := func() WindowShare {
+		seq++
+		// About 2^8 Diff units each, varied so that the window's oldest share is cut.
+		s := WindowShare{Seq: seq, Address: addrs[(seq*7919)%1000], Diff: hashgrid.Diff(254 + seq%5)}
+		s.Hash[0], s.Hash[1], s.Hash[2], s.Hash[3] = byte(seq), byte(seq>>8), byte(seq>>16), byte(seq>>24)
+		return s
+	}
+	// On regtest a window is about N/2^31 Diff units: N = n·256·2^31 is about n shares.
+	nn := hashgrid.Diff(uint64(n) << 39)
+	sp := SplitParams{FeeBps: 100, DirectMin: 10_000_000, MaxDirect: 50}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	lw := new(liveWindow)
+	if _, _, err := lw.window(nn, regtestBits, sp); err != nil {
+		b.Fatal(err)
+	}
+	for range 2*n + n/10 {
+		lw.add(share())
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	p, _, err := lw.window(nn, regtestBits, sp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if p.Count < uint64(n)*99/100 || p.Count > uint64(n)*101/100 || lw.len() < 2*n*99/100 || lw.len() > 2*n*101/100 {
+		b.Fatalf("window of %d shares, %d held; want about %d and %d", p.Count, lw.len(), n, 2*n)
+	}
+	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
 	b.ResetTimer()
 	for b.Loop() {
-		w, err := lw.window(n, regtestBits, sp)
+		lw.add(share())
+		p, weights, err := lw.window(nn, regtestBits, sp)
 		if err != nil {
 			b.Fatal(err)
 		}
-		_ = w.Weights()
+		_ = p.Commitment()
+		if len(weights) != 1000 {
+			b.Fatalf("%d addresses in the window", len(weights))
+		}
 	}
+	b.StopTimer()
+	b.ReportMetric(heap/float64(lw.len()), "B/share")
+	b.ReportMetric(heap/(1<<20), "heap-MB")
+	runtime.KeepAlive(lw)
 }
 
 // BenchmarkPPSCreditPerShare credits accepted shares under PPS in batches of 1000, each

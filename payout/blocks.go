@@ -247,7 +247,7 @@ func (s *Service) windowOf(ctx context.Context, c Hash32) (Window, error) {
 		}
 		after = page[len(page)-1].Seq
 	}
-	w, err := BuildWindow(shares, p.N, p.Bits, p.SplitParams())
+	w, err := RebuildWindow(shares, p)
 	if err != nil {
 		return Window{}, err
 	}

@@ -37,7 +37,7 @@ func (s *Service) runWindow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.loadWindow(ctx, last, size.Plus(size)); err != nil {
+	if err := s.loadWindow(ctx, last, size); err != nil {
 		return err
 	}
 	t := time.NewTicker(s.cfg.SnapshotInterval)
@@ -85,8 +85,9 @@ func (s *Service) follow(ctx context.Context) error {
 }
 
 // loadWindow reads the newest accepted shares with Seq ≤ upto from the store, back
-// until their work reaches retain or the store has no older share.
-func (s *Service) loadWindow(ctx context.Context, upto uint64, retain hashgrid.Work) error {
+// until their work reaches twice the window's size or the store has no older share.
+func (s *Service) loadWindow(ctx context.Context, upto uint64, size hashgrid.Work) error {
+	retain := size.Plus(size)
 	var pages [][]hashgrid.Share
 	var acc hashgrid.Work
 	hi := upto
@@ -107,7 +108,7 @@ func (s *Service) loadWindow(ctx context.Context, upto uint64, retain hashgrid.W
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.live.setRetain(retain)
+	s.live.setSize(size)
 	for i := len(pages) - 1; i >= 0; i-- {
 		for j := range pages[i] {
 			s.live.add(shareOf(&pages[i][j]))
@@ -118,7 +119,8 @@ func (s *Service) loadWindow(ctx context.Context, upto uint64, retain hashgrid.W
 }
 
 // cut cuts the window and, once its parameters are durable, makes it the one the next
-// coinbase commits to.
+// coinbase commits to. The live window keeps what a cut needs as shares arrive, so a
+// cut costs the same whatever the window's size (see the package doc).
 func (s *Service) cut(ctx context.Context, force bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -126,23 +128,18 @@ func (s *Service) cut(ctx context.Context, force bool) error {
 	if !force && !s.dirty && bits == s.cutBits {
 		return nil
 	}
-	size, err := WindowSize(s.cfg.Window, bits)
+	p, weights, err := s.live.window(s.cfg.Window, bits, s.cfg.Split)
 	if err != nil {
 		return err
 	}
-	s.live.setRetain(size.Plus(size))
 	if s.live.len() == 0 {
 		return nil
 	}
-	w, err := s.live.window(s.cfg.Window, bits, s.cfg.Split)
-	if err != nil {
-		return err
-	}
 	now := s.cfg.Now()
-	if err := s.db.putWindow(ctx, w.Params, now.UnixNano()); err != nil {
+	if err := s.db.putWindow(ctx, p, now.UnixNano()); err != nil {
 		return err
 	}
-	s.cur.Store(&committed{params: w.Params, commitment: w.Params.Commitment(), weights: w.Weights()})
+	s.cur.Store(&committed{params: p, commitment: p.Commitment(), weights: weights})
 	s.dirty, s.cutBits, s.lastCut = false, bits, now
 	return nil
 }

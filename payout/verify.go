@@ -69,7 +69,7 @@ func Verify(v WindowView, addr string, chain *ChainFacts) Verification {
 		}
 	}
 	shares := append([]WindowShare(nil), v.Shares...)
-	w, err := BuildWindow(shares, p.N, p.Bits, p.SplitParams())
+	w, err := RebuildWindow(shares, p)
 	if err != nil {
 		bad("rebuild window: %v", err)
 		return out

@@ -179,6 +179,9 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		"reward lowered":  func(w *WindowView) { w.Reward--; w.Credit.Reward-- },
 		"window shrunk":   func(w *WindowView) { w.Params.N /= 2 },
 		"extra recipient": func(w *WindowView) { w.Credit.Credits = append(w.Credit.Credits, Credit{Address: "zz", Amount: 1}) },
+		"base moved":      func(w *WindowView) { w.Params.Base++ },
+		"version 1":       func(w *WindowView) { w.Params.Version = WindowV1 },
+		"first weight":    func(w *WindowView) { w.Params.First--; w.Shares[0].Weight-- },
 	}
 	for name, f := range tampers {
 		c := clone()
@@ -203,5 +206,110 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 	if got := Verify(forged, "m00", chain); got.OK() {
 		t.Error("forged window passes against the chain's commitment")
+	}
+}
+
+// TestWindowFormatsPinned pins both commitment formats. Version 1's figures were
+// computed by the code that cut every window before version 2 existed: windows
+// committed then must still rebuild to the same commitment, or their blocks could no
+// longer be credited or verified.
+func TestWindowFormatsPinned(t *testing.T) {
+	for _, tc := range []struct {
+		version    int
+		base       uint64
+		root, comm string
+	}{
+		{0, 0, "4eb82f4cc4b2137eaaf5f4ae7f4654e0f297367f151a09e7e7f7ba97652746dd", "a795eedff2f8e8834737629d5fa0d134bd974925bfd061bf4d5f86bcd76eb541"},
+		{WindowV1, 0, "4eb82f4cc4b2137eaaf5f4ae7f4654e0f297367f151a09e7e7f7ba97652746dd", "a795eedff2f8e8834737629d5fa0d134bd974925bfd061bf4d5f86bcd76eb541"},
+		{WindowV2, 1_234_567, "cc966f8d81fc73f3403e5fdbf579d46e5518b56c405a1c0b0f6f6e3cafdf2ea3", "47fc03c8eea6d30859b9d606750de330601a0797d4073cde088efc7ba42eb82c"},
+	} {
+		r := rand.New(rand.NewPCG(11, 12))
+		sh := randShares(r, 40, 3, 1000)
+		w, err := RebuildWindow(sh, WindowParams{Version: tc.version, N: hashgrid.Diff(1) << 58, Bits: regtestBits,
+			FeeBps: 150, DirectMin: 1000, MaxDirect: 2, Base: tc.base})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := w.Params
+		if p.Count != 21 || p.Start != 1046 || p.End != 1087 || p.First != 4526589 || p.Base != tc.base {
+			t.Errorf("version %d: window %+v", tc.version, p)
+		}
+		if p.Root.String() != tc.root || p.Commitment().String() != tc.comm {
+			t.Errorf("version %d: root %s, commitment %s; want %s, %s", tc.version, p.Root, p.Commitment(), tc.root, tc.comm)
+		}
+	}
+}
+
+func TestRebuildWindowRefusesBadFormat(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	sh := randShares(r, 30, 3, 0)
+	for _, p := range []WindowParams{
+		{Version: 3},
+		{Version: -1},
+		{Version: WindowV1, Base: 5},
+		{Version: WindowV2, Base: ^uint64(0) - 3},
+	} {
+		p.N, p.Bits = hashgrid.Diff(1)<<58, regtestBits
+		if _, err := RebuildWindow(append([]WindowShare(nil), sh...), p); err == nil {
+			t.Errorf("version %d base %d: no error", p.Version, p.Base)
+		}
+	}
+	// The version is committed to: the same fields under another version hash apart.
+	p := WindowParams{Version: WindowV2, Count: 1}
+	q := p
+	q.Version = 3
+	if p.Commitment() == q.Commitment() {
+		t.Error("versions 2 and 3 share a commitment")
+	}
+}
+
+func TestLeafV2ChangesWithEveryFieldButWeight(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	s := randShares(r, 1, 1, 0)[0]
+	base := s.LeafV2()
+	for i, m := range []func(*WindowShare){
+		func(s *WindowShare) { s.Seq++ },
+		func(s *WindowShare) { s.Address += "x" },
+		func(s *WindowShare) { s.Diff++ },
+		func(s *WindowShare) { s.Hash[31] ^= 1 },
+	} {
+		c := s
+		m(&c)
+		if c.LeafV2() == base {
+			t.Errorf("mutation %d leaves the leaf unchanged", i)
+		}
+	}
+	c := s
+	c.Weight--
+	if c.LeafV2() != base || c.Leaf() == s.Leaf() {
+		t.Error("the weight is in the version 2 leaf, or not in the version 1 leaf")
+	}
+}
+
+// TestVerifyVersion1Window: a block whose coinbase committed to a version 1 window
+// (cut before version 2) still verifies, and a tampered one still fails.
+func TestVerifyVersion1Window(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	sh := randShares(r, 300, 4, 100)
+	sp := SplitParams{FeeBps: 100, DirectMin: 1_000_000, MaxDirect: 3}
+	w, err := RebuildWindow(sh, WindowParams{N: hashgrid.Diff(1) << 63, Bits: regtestBits, FeeBps: sp.FeeBps, DirectMin: sp.DirectMin, MaxDirect: sp.MaxDirect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	split, err := SplitReward(50_0000_0000, w.Weights(), sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := WindowView{Reward: 50_0000_0000, Scheme: PPLNS, Commitment: w.Params.Commitment(), Params: w.Params, Shares: w.Shares,
+		Credit: &BlockCredit{Reward: 50_0000_0000, Pool: split.Pool(), Credits: split.Credits}}
+	chain := &ChainFacts{Commitment: v.Commitment, HasCommit: true, Reward: v.Reward, Bits: regtestBits}
+	if got := Verify(v, "m01", chain); !got.OK() || got.Expected.Amount == 0 {
+		t.Fatalf("version 1 window: %+v", got)
+	}
+	v.Shares = append([]WindowShare(nil), v.Shares...)
+	v.Shares[0].Weight--
+	v.Params.First--
+	if got := Verify(v, "m01", chain); got.OK() {
+		t.Error("version 1 window with a lowered first weight passes")
 	}
 }
