@@ -130,7 +130,8 @@ type Config struct {
 	// Dir is the directory of alerts.db; required unless Outbox is set.
 	Dir string
 	// Outbox, when set, keeps the alerts instead of alerts.db in Dir (see
-	// postgres.AlertOutbox); the Monitor owns it from Open on and closes it.
+	// postgres.AlertOutbox); once Open succeeds the Monitor owns it, and Close
+	// closes it.
 	Outbox     Outbox
 	WebhookURL string // http(s) URL; "" logs alerts without sending them
 	Source     Source // required

@@ -247,6 +247,7 @@ func (o *SQLiteOutbox) Prune(ctx context.Context, before time.Time) error {
 
 // Recent implements Outbox.
 func (o *SQLiteOutbox) Recent(ctx context.Context, limit int) ([]Entry, error) {
+	limit = max(limit, 0) // SQLite reads a negative LIMIT as none
 	rows, err := o.db.QueryContext(ctx, `SELECT seq, id, kind, body, created, attempts, delivered, last_error FROM outbox
 		ORDER BY seq DESC LIMIT ?`, limit)
 	if err != nil {

@@ -206,9 +206,7 @@ func (o *AlertOutbox) Prune(ctx context.Context, before time.Time) error {
 
 // Recent implements alert.Outbox.
 func (o *AlertOutbox) Recent(ctx context.Context, limit int) ([]alert.Entry, error) {
-	if limit < 0 {
-		limit = 0
-	}
+	limit = max(limit, 0)
 	rows, err := o.pool.Query(ctx, `SELECT seq, id, kind, body, created, attempts, delivered, last_error FROM alert_outbox
 		ORDER BY seq DESC LIMIT $1`, limit)
 	if err != nil {
