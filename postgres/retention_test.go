@@ -40,3 +40,8 @@ func (r retainer) Pass(ctx context.Context, keep time.Duration, keepFrom uint64,
 func TestRetentionContract(t *testing.T) {
 	storetest.Retention(t, func(tb testing.TB) storetest.Retainer { return retainer{openStore(tb)} })
 }
+
+// BenchmarkPrune is storetest's PruneBenchmark on the test server.
+func BenchmarkPrune(b *testing.B) {
+	storetest.PruneBenchmark(b, func(tb testing.TB) storetest.Retainer { return retainer{openStore(tb)} })
+}

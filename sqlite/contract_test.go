@@ -57,3 +57,8 @@ func (r retainer) Pass(ctx context.Context, keep time.Duration, keepFrom uint64,
 func TestRetentionContract(t *testing.T) {
 	storetest.Retention(t, func(tb testing.TB) storetest.Retainer { return retainer{openContract(tb).(*DB)} })
 }
+
+// BenchmarkContractPrune is storetest's PruneBenchmark on SQLite.
+func BenchmarkContractPrune(b *testing.B) {
+	storetest.PruneBenchmark(b, func(tb testing.TB) storetest.Retainer { return retainer{openContract(tb).(*DB)} })
+}
