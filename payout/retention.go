@@ -13,7 +13,7 @@ import (
 
 // RetainFrom returns the lowest share sequence whose raw share the service may still
 // read; math.MaxUint64 if it needs none. The share store's retention prunes only below
-// it (see sqlite.Retention). What the schemes read:
+// it (see sqlite.Retention, postgres.Retention). What the schemes read:
 //
 //   - PPLNS: the live window (the newest shares, twice the window's work), and the
 //     window each found block's coinbase commits to, until the block is final: its
@@ -192,7 +192,7 @@ func (s *Service) PruneWindows(ctx context.Context, before time.Time) (int, erro
 	}
 }
 
-// prunedStore is a share store that prunes raw shares (sqlite.DB).
+// prunedStore is a share store that prunes raw shares (sqlite.DB, postgres.Store).
 type prunedStore interface {
 	// PrunedSeq returns the highest pruned sequence, 0 if none.
 	PrunedSeq(ctx context.Context) (uint64, error)
