@@ -3,8 +3,9 @@
 // alert is written to the log and POSTed as JSON to a webhook.
 //
 // Alerts are edge-triggered and deduplicated by a key (a block's hash; a condition and
-// the time it began), and they go through an outbox in a small SQLite file in the data
-// directory: the decision to alert and the queued message are committed together, so
+// the time it began), and they go through an outbox (Outbox: by default a small SQLite
+// file in the data directory; postgres.AlertOutbox for processes sharing one
+// database): the decision to alert and the queued message are committed together, so
 // a restart neither repeats an alert nor loses one that was not yet delivered.
 // Delivery is at least once: a crash between the webhook's 2xx and the commit that
 // marks it delivered sends it again, with the same "id" (also sent as the
@@ -16,6 +17,7 @@ package alert
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -125,7 +127,12 @@ const (
 
 // Config configures a Monitor.
 type Config struct {
-	Dir        string // directory of alerts.db; required
+	// Dir is the directory of alerts.db; required unless Outbox is set.
+	Dir string
+	// Outbox, when set, keeps the alerts instead of alerts.db in Dir (see
+	// postgres.AlertOutbox); once Open succeeds the Monitor owns it, and Close
+	// closes it.
+	Outbox     Outbox
 	WebhookURL string // http(s) URL; "" logs alerts without sending them
 	Source     Source // required
 	Node       NodeStatus
@@ -142,7 +149,7 @@ type Config struct {
 type Monitor struct {
 	cfg  Config
 	log  *slog.Logger
-	ob   *outbox
+	ob   Outbox
 	poke chan struct{}
 
 	mu       sync.Mutex
@@ -151,7 +158,7 @@ type Monitor struct {
 
 // Open opens (creating if needed) the alert outbox in cfg.Dir.
 func Open(cfg Config) (*Monitor, error) {
-	if cfg.Dir == "" {
+	if cfg.Dir == "" && cfg.Outbox == nil {
 		return nil, errors.New("alert: no directory")
 	}
 	if cfg.Source == nil {
@@ -182,15 +189,19 @@ func Open(cfg Config) (*Monitor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	ob, err := openOutbox(cfg.Dir)
-	if err != nil {
-		return nil, err
+	ob := cfg.Outbox
+	if ob == nil {
+		o, err := OpenSQLiteOutbox(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		ob = o
 	}
 	return &Monitor{cfg: cfg, log: cfg.Logger, ob: ob, poke: make(chan struct{}, 1), settings: cfg.Settings}, nil
 }
 
 // Close closes the outbox.
-func (m *Monitor) Close() error { return m.ob.close() }
+func (m *Monitor) Close() error { return m.ob.Close() }
 
 // Settings returns the current thresholds.
 func (m *Monitor) Settings() Settings {
@@ -256,7 +267,7 @@ func (m *Monitor) Run(ctx context.Context) {
 // Check makes one pass over the alert conditions, queueing an alert for each new one.
 func (m *Monitor) Check(ctx context.Context) error {
 	now := m.cfg.Now()
-	baseline, err := m.ob.baselined(ctx)
+	baseline, err := m.ob.Baselined(ctx)
 	if err != nil {
 		return err
 	}
@@ -273,7 +284,7 @@ func (m *Monitor) Check(ctx context.Context) error {
 	}
 	m.checkNodes(ctx, now, &errs)
 	if len(errs) == 0 && !baseline {
-		if err := m.ob.setBaselined(ctx); err != nil {
+		if err := m.ob.SetBaselined(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -348,7 +359,7 @@ func (m *Monitor) checkQuiet(ctx context.Context, now time.Time, set Settings, b
 		silent := now.Sub(w.LastShare)
 		switch {
 		case silent > quietHorizon:
-			if err := m.ob.clear(ctx, key); err != nil {
+			if err := m.ob.Clear(ctx, key); err != nil {
 				return err
 			}
 		case silent >= set.WorkerQuiet:
@@ -359,7 +370,7 @@ func (m *Monitor) checkQuiet(ctx context.Context, now time.Time, set Settings, b
 				return err
 			}
 		default:
-			if err := m.ob.clear(ctx, key); err != nil {
+			if err := m.ob.Clear(ctx, key); err != nil {
 				return err
 			}
 		}
@@ -384,7 +395,7 @@ func (m *Monitor) checkRejects(ctx context.Context, now time.Time, set Settings)
 		}
 		rate := float64(rej) / float64(n)
 		if rate <= set.RejectRate {
-			return m.ob.clear(ctx, key)
+			return m.ob.Clear(ctx, key)
 		}
 		fields["rejected"], fields["shares"] = fmt.Sprint(rej), fmt.Sprint(n)
 		fields["rate"] = fmt.Sprintf("%.4f", rate)
@@ -411,7 +422,7 @@ func (m *Monitor) checkNodes(ctx context.Context, now time.Time, errs *[]error) 
 		key := string(NodeDown) + ":" + n.URL
 		var err error
 		if n.Up {
-			err = m.ob.clear(ctx, key)
+			err = m.ob.Clear(ctx, key)
 		} else {
 			ev := Event{Kind: NodeDown, Time: now, Fields: map[string]string{"node": n.URL, "error": n.LastError},
 				Text: fmt.Sprintf("node %s down: %s", n.URL, n.LastError)}
@@ -426,7 +437,7 @@ func (m *Monitor) checkNodes(ctx context.Context, now time.Time, errs *[]error) 
 // once queues ev unless an event with its ID was ever queued. With quiet set it only
 // remembers the ID.
 func (m *Monitor) once(ctx context.Context, ev Event, quiet bool) error {
-	added, err := m.ob.add(ctx, ev.ID, "", 0, ev, quiet, m.cfg.Now())
+	added, err := m.add(ctx, ev, "", 0, quiet)
 	if err != nil {
 		return err
 	}
@@ -441,7 +452,7 @@ func (m *Monitor) once(ctx context.Context, ev Event, quiet bool) error {
 // announced twice and a later one is.
 func (m *Monitor) raise(ctx context.Context, key string, since time.Time, ev Event, quiet bool) error {
 	ev.ID = fmt.Sprintf("%s@%d", key, since.UTC().Unix())
-	added, err := m.ob.add(ctx, ev.ID, key, since.UnixNano(), ev, quiet, m.cfg.Now())
+	added, err := m.add(ctx, ev, key, since.UnixNano(), quiet)
 	if err != nil {
 		return err
 	}
@@ -449,6 +460,16 @@ func (m *Monitor) raise(ctx context.Context, key string, since time.Time, ev Eve
 		m.logEvent(ev)
 	}
 	return nil
+}
+
+// add records ev in the outbox, opening the condition cond (when not "") that began
+// at since (Unix nanoseconds).
+func (m *Monitor) add(ctx context.Context, ev Event, cond string, since int64, quiet bool) (bool, error) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return false, fmt.Errorf("alert: encode: %w", err)
+	}
+	return m.ob.Add(ctx, NewAlert{ID: ev.ID, Condition: cond, Since: since, Kind: string(ev.Kind), Body: body, Quiet: quiet, At: m.cfg.Now()})
 }
 
 func (m *Monitor) logEvent(ev Event) {

@@ -17,12 +17,77 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// The outbox keeps, in one SQLite file:
+// Outbox is where a Monitor keeps what it announced and what it still has to
+// deliver:
 //   - seen: every event ID ever queued (or, on the first check, remembered as
 //     history), so that no event is announced twice;
 //   - conditions: the conditions open now (a quiet worker, a node down), so that an
 //     episode is announced once however long it lasts, and again only after it ended;
-//   - outbox: the alerts, with delivery attempts, until they are delivered.
+//   - the alerts, with delivery attempts, until they are delivered.
+//
+// SQLiteOutbox (alerts.db in the data directory, the default) and
+// postgres.AlertOutbox implement it; the contract tests in storetest run against both.
+//
+// Several monitors may share one outbox (two accounting processes on one PostgreSQL):
+// Add queues an event once whoever adds it, and Claim hands a due alert to one caller
+// only until the claim expires, so that an alert is not delivered twice unless its
+// deliverer dies between the webhook's answer and Delivered.
+type Outbox interface {
+	// Baselined reports whether SetBaselined was called: the first check, which
+	// remembers what is already there as history, is done.
+	Baselined(ctx context.Context) (bool, error)
+	SetBaselined(ctx context.Context) error
+	// Add records a in one transaction: the open condition a.Condition (when not ""),
+	// a.ID as seen, and unless a.Quiet the alert to deliver, due at once. It reports
+	// whether the event is new: false, and nothing changes, if the condition is open
+	// already or the ID was seen.
+	Add(ctx context.Context, a NewAlert) (added bool, err error)
+	// Clear closes the condition key, so that its next episode is announced.
+	Clear(ctx context.Context, key string) error
+	// Claim returns the oldest undelivered alert due at now and makes it due again
+	// only at until, so that no other caller claims it meanwhile; ok is false if none
+	// is due.
+	Claim(ctx context.Context, now, until time.Time) (e Entry, ok bool, err error)
+	// Delivered marks the alert seq delivered at at and counts the attempt.
+	Delivered(ctx context.Context, seq int64, at time.Time) error
+	// Failed counts a failed attempt of the alert seq, keeps msg as its last error
+	// and makes it due again at next.
+	Failed(ctx context.Context, seq int64, next time.Time, msg string) error
+	// Prune drops alerts delivered before before, and the IDs of conditions (not the
+	// permanent ones: blocks) seen before before whose alert is gone.
+	Prune(ctx context.Context, before time.Time) error
+	// Recent returns the newest alerts, newest first, at most limit.
+	Recent(ctx context.Context, limit int) ([]Entry, error)
+	Close() error
+}
+
+// NewAlert is an event for Outbox.Add.
+type NewAlert struct {
+	ID        string
+	Condition string // the condition the event opens; "" for a one-off event (a block), whose ID is kept for good
+	Since     int64  // when the condition began, Unix nanoseconds
+	Kind      string
+	Body      []byte // the Event as JSON, as it is delivered
+	Quiet     bool   // remember the ID without queueing the alert
+	At        time.Time
+}
+
+// Entry is one alert as an Outbox keeps it.
+type Entry struct {
+	Seq       int64
+	ID        string
+	Kind      string
+	Body      []byte
+	Created   time.Time
+	Attempts  int
+	Delivered time.Time // zero until delivered
+	LastError string
+}
+
+// claimLease is how long a claimed alert is not handed out again: longer than one
+// webhook POST (sendTimeout) and the commit after it.
+const claimLease = 2 * sendTimeout
+
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, at INTEGER NOT NULL, permanent INTEGER NOT NULL);
@@ -41,9 +106,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, next_try);
 `
 
-type outbox struct{ db *sql.DB }
+// SQLiteOutbox is the Outbox in one SQLite file, alerts.db in a directory.
+type SQLiteOutbox struct{ db *sql.DB }
 
-func openOutbox(dir string) (*outbox, error) {
+var _ Outbox = (*SQLiteOutbox)(nil)
+
+// OpenSQLiteOutbox opens (creating if needed) the outbox alerts.db in dir.
+func OpenSQLiteOutbox(dir string) (*SQLiteOutbox, error) {
 	path := filepath.Join(dir, "alerts.db")
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("alert: invalid outbox path %q", path)
@@ -58,12 +127,14 @@ func openOutbox(dir string) (*outbox, error) {
 		db.Close()
 		return nil, fmt.Errorf("alert: open %s: %w", path, err)
 	}
-	return &outbox{db: db}, nil
+	return &SQLiteOutbox{db: db}, nil
 }
 
-func (o *outbox) close() error { return o.db.Close() }
+// Close implements Outbox.
+func (o *SQLiteOutbox) Close() error { return o.db.Close() }
 
-func (o *outbox) baselined(ctx context.Context) (bool, error) {
+// Baselined implements Outbox.
+func (o *SQLiteOutbox) Baselined(ctx context.Context) (bool, error) {
 	var v string
 	err := o.db.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'baseline'`).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -75,7 +146,8 @@ func (o *outbox) baselined(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-func (o *outbox) setBaselined(ctx context.Context) error {
+// SetBaselined implements Outbox.
+func (o *SQLiteOutbox) SetBaselined(ctx context.Context) error {
 	_, err := o.db.ExecContext(ctx, `INSERT OR IGNORE INTO meta (k, v) VALUES ('baseline', '1')`)
 	if err != nil {
 		return fmt.Errorf("alert: outbox: %w", err)
@@ -83,20 +155,15 @@ func (o *outbox) setBaselined(ctx context.Context) error {
 	return nil
 }
 
-// add records ev in one transaction: the open condition cond (when not ""), the ID as
-// seen, and unless quiet the alert to deliver. It reports whether the event is new.
-func (o *outbox) add(ctx context.Context, id, cond string, since int64, ev Event, quiet bool, now time.Time) (added bool, err error) {
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return false, fmt.Errorf("alert: encode: %w", err)
-	}
+// Add implements Outbox.
+func (o *SQLiteOutbox) Add(ctx context.Context, a NewAlert) (added bool, err error) {
 	tx, err := o.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("alert: outbox: %w", err)
 	}
 	defer tx.Rollback()
-	if cond != "" {
-		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO conditions (key, since) VALUES (?, ?)`, cond, since)
+	if a.Condition != "" {
+		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO conditions (key, since) VALUES (?, ?)`, a.Condition, a.Since)
 		if err != nil {
 			return false, fmt.Errorf("alert: outbox: %w", err)
 		}
@@ -104,14 +171,14 @@ func (o *outbox) add(ctx context.Context, id, cond string, since int64, ev Event
 			return false, nil // this episode is already open (and was announced)
 		}
 	}
-	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO seen (id, at, permanent) VALUES (?, ?, ?)`, id, now.UnixNano(), cond == "")
+	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO seen (id, at, permanent) VALUES (?, ?, ?)`, a.ID, a.At.UnixNano(), a.Condition == "")
 	if err != nil {
 		return false, fmt.Errorf("alert: outbox: %w", err)
 	}
 	n, _ := res.RowsAffected()
-	if n == 1 && !quiet {
+	if n == 1 && !a.Quiet {
 		_, err = tx.ExecContext(ctx, `INSERT INTO outbox (id, kind, body, created, next_try) VALUES (?, ?, ?, ?, ?)`,
-			id, string(ev.Kind), body, now.UnixNano(), now.UnixNano())
+			a.ID, a.Kind, a.Body, a.At.UnixNano(), a.At.UnixNano())
 		if err != nil {
 			return false, fmt.Errorf("alert: outbox: %w", err)
 		}
@@ -122,51 +189,43 @@ func (o *outbox) add(ctx context.Context, id, cond string, since int64, ev Event
 	return n == 1, nil
 }
 
-// clear closes the condition key, so that its next episode is announced.
-func (o *outbox) clear(ctx context.Context, key string) error {
+// Clear implements Outbox.
+func (o *SQLiteOutbox) Clear(ctx context.Context, key string) error {
 	if _, err := o.db.ExecContext(ctx, `DELETE FROM conditions WHERE key = ?`, key); err != nil {
 		return fmt.Errorf("alert: outbox: %w", err)
 	}
 	return nil
 }
 
-type pending struct {
-	seq      int64
-	id       string
-	body     []byte
-	attempts int
-}
-
-func (o *outbox) due(ctx context.Context, now time.Time) ([]pending, error) {
-	rows, err := o.db.QueryContext(ctx, `SELECT seq, id, body, attempts FROM outbox
-		WHERE delivered IS NULL AND next_try <= ? ORDER BY seq LIMIT ?`, now.UnixNano(), deliverBatch)
+// Claim implements Outbox.
+func (o *SQLiteOutbox) Claim(ctx context.Context, now, until time.Time) (Entry, bool, error) {
+	var e Entry
+	var created int64
+	err := o.db.QueryRowContext(ctx, `UPDATE outbox SET next_try = ? WHERE seq = (SELECT seq FROM outbox
+		WHERE delivered IS NULL AND next_try <= ? ORDER BY seq LIMIT 1)
+		RETURNING seq, id, kind, body, created, attempts, last_error`, until.UnixNano(), now.UnixNano()).
+		Scan(&e.Seq, &e.ID, &e.Kind, &e.Body, &created, &e.Attempts, &e.LastError)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, false, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("alert: outbox: %w", err)
+		return Entry{}, false, fmt.Errorf("alert: outbox: %w", err)
 	}
-	defer rows.Close()
-	var out []pending
-	for rows.Next() {
-		var p pending
-		if err := rows.Scan(&p.seq, &p.id, &p.body, &p.attempts); err != nil {
-			return nil, fmt.Errorf("alert: outbox: %w", err)
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	e.Created = time.Unix(0, created).UTC()
+	return e, true, nil
 }
 
-func (o *outbox) delivered(ctx context.Context, seq int64, now time.Time) error {
-	_, err := o.db.ExecContext(ctx, `UPDATE outbox SET delivered = ?, attempts = attempts + 1, last_error = '' WHERE seq = ?`, now.UnixNano(), seq)
+// Delivered implements Outbox.
+func (o *SQLiteOutbox) Delivered(ctx context.Context, seq int64, at time.Time) error {
+	_, err := o.db.ExecContext(ctx, `UPDATE outbox SET delivered = ?, attempts = attempts + 1, last_error = '' WHERE seq = ?`, at.UnixNano(), seq)
 	if err != nil {
 		return fmt.Errorf("alert: outbox: %w", err)
 	}
 	return nil
 }
 
-func (o *outbox) failed(ctx context.Context, seq int64, next time.Time, msg string) error {
-	if len(msg) > maxErrorText {
-		msg = msg[:maxErrorText]
-	}
+// Failed implements Outbox.
+func (o *SQLiteOutbox) Failed(ctx context.Context, seq int64, next time.Time, msg string) error {
 	_, err := o.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE seq = ?`, next.UnixNano(), msg, seq)
 	if err != nil {
 		return fmt.Errorf("alert: outbox: %w", err)
@@ -174,11 +233,9 @@ func (o *outbox) failed(ctx context.Context, seq int64, next time.Time, msg stri
 	return nil
 }
 
-// prune drops delivered condition alerts and their IDs once they are old. Block IDs
-// are kept for good: blocks stay in the store, and forgetting one would announce it
-// again.
-func (o *outbox) prune(ctx context.Context, now time.Time) error {
-	cut := now.Add(-keepDelivered).UnixNano()
+// Prune implements Outbox.
+func (o *SQLiteOutbox) Prune(ctx context.Context, before time.Time) error {
+	cut := before.UnixNano()
 	if _, err := o.db.ExecContext(ctx, `DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ?`, cut); err != nil {
 		return fmt.Errorf("alert: outbox: %w", err)
 	}
@@ -186,6 +243,35 @@ func (o *outbox) prune(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("alert: outbox: %w", err)
 	}
 	return nil
+}
+
+// Recent implements Outbox.
+func (o *SQLiteOutbox) Recent(ctx context.Context, limit int) ([]Entry, error) {
+	limit = max(limit, 0) // SQLite reads a negative LIMIT as none
+	rows, err := o.db.QueryContext(ctx, `SELECT seq, id, kind, body, created, attempts, delivered, last_error FROM outbox
+		ORDER BY seq DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("alert: outbox: %w", err)
+	}
+	defer rows.Close()
+	out := []Entry{}
+	for rows.Next() {
+		var e Entry
+		var created int64
+		var del sql.NullInt64
+		if err := rows.Scan(&e.Seq, &e.ID, &e.Kind, &e.Body, &created, &e.Attempts, &del, &e.LastError); err != nil {
+			return nil, fmt.Errorf("alert: outbox: %w", err)
+		}
+		e.Created = time.Unix(0, created).UTC()
+		if del.Valid {
+			e.Delivered = time.Unix(0, del.Int64).UTC()
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("alert: outbox: %w", err)
+	}
+	return out, nil
 }
 
 // Record is one alert as kept in the outbox, for the admin API.
@@ -198,61 +284,62 @@ type Record struct {
 
 // Recent returns the newest alerts in the outbox, newest first.
 func (m *Monitor) Recent(ctx context.Context, limit int) ([]Record, error) {
-	rows, err := m.ob.db.QueryContext(ctx, `SELECT body, attempts, delivered, last_error FROM outbox ORDER BY seq DESC LIMIT ?`, limit)
+	es, err := m.ob.Recent(ctx, limit)
 	if err != nil {
-		return nil, fmt.Errorf("alert: outbox: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	out := []Record{}
-	for rows.Next() {
-		var r Record
-		var body []byte
-		var del sql.NullInt64
-		if err := rows.Scan(&body, &r.Attempts, &del, &r.LastError); err != nil {
-			return nil, fmt.Errorf("alert: outbox: %w", err)
+	out := make([]Record, 0, len(es))
+	for _, e := range es {
+		r := Record{Attempts: e.Attempts, LastError: e.LastError}
+		if err := json.Unmarshal(e.Body, &r.Event); err != nil {
+			return nil, fmt.Errorf("alert: outbox: alert %s: %w", e.ID, err)
 		}
-		if err := json.Unmarshal(body, &r.Event); err != nil {
-			return nil, fmt.Errorf("alert: outbox: %w", err)
-		}
-		if del.Valid {
-			t := time.Unix(0, del.Int64).UTC()
+		if !e.Delivered.IsZero() {
+			t := e.Delivered
 			r.Delivered = &t
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Deliver sends the alerts that are due, oldest first, and returns how many were
 // delivered. Without a webhook every alert counts as delivered once logged. It stops
-// at the first failure: the next alert would most likely fail the same way.
+// at the first failure: the next alert would most likely fail the same way. Each
+// alert is claimed before it is sent (see Outbox.Claim), so that monitors sharing an
+// outbox do not both send it.
 func (m *Monitor) Deliver(ctx context.Context) (int, error) {
 	now := m.cfg.Now()
-	due, err := m.ob.due(ctx, now)
-	if err != nil {
-		return 0, err
-	}
 	sent := 0
-	for _, p := range due {
+	for range deliverBatch {
+		p, ok, err := m.ob.Claim(ctx, now, m.cfg.Now().Add(claimLease))
+		if err != nil || !ok {
+			if sent > 0 && err == nil {
+				return sent, m.ob.Prune(ctx, now.Add(-keepDelivered))
+			}
+			return sent, err
+		}
 		if m.cfg.WebhookURL != "" {
 			if err := m.post(ctx, p); err != nil {
-				wait := m.backoff(p.attempts)
-				m.log.Warn("alert not delivered; will retry", "id", p.id, "attempt", p.attempts+1, "retry_in", wait, "err", err)
-				if ferr := m.ob.failed(ctx, p.seq, m.cfg.Now().Add(wait), err.Error()); ferr != nil {
+				wait := m.backoff(p.Attempts)
+				m.log.Warn("alert not delivered; will retry", "id", p.ID, "attempt", p.Attempts+1, "retry_in", wait, "err", err)
+				msg := err.Error()
+				if len(msg) > maxErrorText {
+					// Cut on a rune: PostgreSQL refuses text that is not UTF-8.
+					msg = strings.ToValidUTF8(msg[:maxErrorText], "")
+				}
+				if ferr := m.ob.Failed(ctx, p.Seq, m.cfg.Now().Add(wait), msg); ferr != nil {
 					return sent, ferr
 				}
 				return sent, nil
 			}
 		}
-		if err := m.ob.delivered(ctx, p.seq, m.cfg.Now()); err != nil {
+		if err := m.ob.Delivered(ctx, p.Seq, m.cfg.Now()); err != nil {
 			return sent, err
 		}
 		sent++
 	}
-	if sent > 0 {
-		return sent, m.ob.prune(ctx, now)
-	}
-	return sent, nil
+	return sent, m.ob.Prune(ctx, now.Add(-keepDelivered))
 }
 
 func (m *Monitor) backoff(attempts int) time.Duration {
@@ -264,16 +351,16 @@ func (m *Monitor) backoff(attempts int) time.Duration {
 }
 
 // post sends one alert. Errors never carry the URL.
-func (m *Monitor) post(ctx context.Context, p pending) error {
+func (m *Monitor) post(ctx context.Context, p Entry) error {
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.cfg.WebhookURL, bytes.NewReader(p.body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.cfg.WebhookURL, bytes.NewReader(p.Body))
 	if err != nil {
 		return errors.New("webhook: bad URL")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "hashgrid-alert")
-	req.Header.Set("Idempotency-Key", p.id)
+	req.Header.Set("Idempotency-Key", p.ID)
 	resp, err := m.cfg.HTTPClient.Do(req)
 	if err != nil {
 		var ue *url.Error

@@ -119,12 +119,24 @@ func openPayouts(cfg PoolConfig, params *chaincfg.Params, store hashgrid.ShareSt
 	if err != nil {
 		return nil, err
 	}
-	svc, err := payout.Open(pc, filepath.Join(cfg.Data, "payout.db"), led, store, chainBlocks(clients))
+	st, err := openPayoutState(cfg)
 	if err != nil {
 		led.Close()
 		return nil, err
 	}
+	svc, err := payout.OpenWith(pc, st, led, store, chainBlocks(clients))
+	if err != nil {
+		st.Close()
+		led.Close()
+		return nil, err
+	}
 	return &payouts{Service: svc, led: led}, nil
+}
+
+// openPayoutState opens the payout service's own state: payout.db in the data
+// directory (a PostgreSQL pool would pass postgres.PayoutState instead).
+func openPayoutState(cfg PoolConfig) (payout.State, error) {
+	return payout.OpenSQLiteState(filepath.Join(cfg.Data, "payout.db"))
 }
 
 // Close closes the service and its ledger.

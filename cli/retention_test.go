@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/postgres"
+	"github.com/hashgrid/hashgrid/postgres/pgtest"
 	"github.com/hashgrid/hashgrid/sqlite"
 )
 
@@ -43,12 +45,29 @@ func TestShareRetentionConfig(t *testing.T) {
 // shares older than the retention go, younger ones and the summaries stay; with a
 // retention of 0 nothing goes.
 func TestRunRetention(t *testing.T) {
-	ctx := context.Background()
 	store, err := sqlite.Open(filepath.Join(t.TempDir(), "hashgrid.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
+	testRunRetention(t, store)
+}
+
+// TestRunRetentionPostgres is TestRunRetention on a PostgreSQL store.
+func TestRunRetentionPostgres(t *testing.T) {
+	store, err := postgres.Open(context.Background(), pgtest.FreshDatabase(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	testRunRetention(t, store)
+}
+
+func testRunRetention(t *testing.T, store interface {
+	hashgrid.ShareStore
+	PrunedSeq(context.Context) (uint64, error)
+}) {
+	ctx := context.Background()
 	now := time.Now()
 	var shares []hashgrid.Share
 	for i := range 600 {
@@ -63,24 +82,24 @@ func TestRunRetention(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	runRetention(ctx, PoolConfig{ShareRetention: 0}, store, nil, log) // returns at once
-	if p, _ := store.Pruned(ctx); p.Seq != 0 {
-		t.Fatalf("retention 0 pruned through %d", p.Seq)
+	if p, _ := store.PrunedSeq(ctx); p != 0 {
+		t.Fatalf("retention 0 pruned through %d", p)
 	}
 
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { runRetention(rctx, PoolConfig{ShareRetention: 5 * time.Hour}, store, nil, log); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
-	var p sqlite.Pruned
-	for p.Seq < 300 && time.Now().Before(deadline) { // one pass, batch by batch
-		p, _ = store.Pruned(ctx)
+	var p uint64
+	for p < 300 && time.Now().Before(deadline) { // one pass, batch by batch
+		p, _ = store.PrunedSeq(ctx)
 		time.Sleep(10 * time.Millisecond) // polling the store, with a deadline
 	}
 	cancel()
 	<-done
 	// Shares 1..300 are at least five hours old; 301 was younger when the pass ran.
-	if p, _ = store.Pruned(ctx); p.Seq != 300 {
-		t.Fatalf("retention of 5h over 10h of shares pruned through %d, want 300", p.Seq)
+	if p, _ = store.PrunedSeq(ctx); p != 300 {
+		t.Fatalf("retention of 5h over 10h of shares pruned through %d, want 300", p)
 	}
 	acc, _, _, err := store.Totals(ctx)
 	if err != nil || acc != 600 {

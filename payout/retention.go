@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
@@ -15,7 +13,7 @@ import (
 
 // RetainFrom returns the lowest share sequence whose raw share the service may still
 // read; math.MaxUint64 if it needs none. The share store's retention prunes only below
-// it (see sqlite.Retention). What the schemes read:
+// it (see sqlite.Retention, postgres.Retention). What the schemes read:
 //
 //   - PPLNS: the live window (the newest shares, twice the window's work), and the
 //     window each found block's coinbase commits to, until the block is final: its
@@ -32,16 +30,12 @@ func (s *Service) RetainFrom(ctx context.Context) (uint64, error) {
 	keep := uint64(math.MaxUint64)
 	switch s.cfg.Scheme {
 	case PPS, FPPS:
-		v, err := s.db.meta(ctx, "pps_cursor")
+		cursor, started, err := s.db.ppsCursor(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("payout: retain: pps cursor: %w", err)
+			return 0, fmt.Errorf("payout: retain: %w", err)
 		}
-		if v == "" {
+		if !started {
 			return 0, nil
-		}
-		cursor, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("payout: retain: pps cursor %q: %w", v, err)
 		}
 		return min(keep, cursor+1), nil
 	case PPLNS:
@@ -168,7 +162,7 @@ func (s *Service) PruneWindows(ctx context.Context, before time.Time) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("payout: prune windows: %w", err)
 	}
-	keep := []any{before.UnixNano()}
+	var keep []Hash32
 	for _, b := range blocks {
 		final, err := s.final(ctx, b)
 		if err != nil {
@@ -182,33 +176,23 @@ func (s *Service) PruneWindows(ctx context.Context, before time.Time) (int, erro
 			return 0, fmt.Errorf("payout: prune windows: block %s: %w", chainhash.Hash(b.Hash), err)
 		}
 		if ref.has {
-			keep = append(keep, ref.commitment.String())
+			keep = append(keep, ref.commitment)
 		}
 	}
-	q := `DELETE FROM windows WHERE rowid IN (SELECT rowid FROM windows WHERE created < ?
-		AND commitment NOT IN (SELECT commitment FROM block_windows)`
-	if len(keep) > 1 {
-		q += ` AND commitment NOT IN (?` + strings.Repeat(", ?", len(keep)-2) + `)`
-	}
-	q += fmt.Sprintf(` LIMIT %d)`, pruneWindowsBatch)
 	n := 0
 	for {
-		r, err := s.db.sql.ExecContext(ctx, q, keep...)
+		d, err := s.db.st.PruneWindows(ctx, before.UnixNano(), keep, pruneWindowsBatch)
+		n += d
 		if err != nil {
-			return n, fmt.Errorf("payout: prune windows: %w", err)
+			return n, err
 		}
-		d, err := r.RowsAffected()
-		if err != nil {
-			return n, fmt.Errorf("payout: prune windows: %w", err)
-		}
-		n += int(d)
 		if d < pruneWindowsBatch {
 			return n, nil
 		}
 	}
 }
 
-// prunedStore is a share store that prunes raw shares (sqlite.DB).
+// prunedStore is a share store that prunes raw shares (sqlite.DB, postgres.Store).
 type prunedStore interface {
 	// PrunedSeq returns the highest pruned sequence, 0 if none.
 	PrunedSeq(ctx context.Context) (uint64, error)

@@ -151,20 +151,39 @@ type outCache struct {
 	outs  []pool.Output
 }
 
-// Open opens the service's state in dbPath and returns the service. Start it with Run.
+// Open opens the service's state in the SQLite file dbPath (see OpenWith) and returns
+// the service. Start it with Run.
 func Open(cfg Config, dbPath string, led ledger.Book, store hashgrid.ShareStore, chain BlockSource) (*Service, error) {
 	cfg.defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	script, _ := pool.AddressScript(cfg.PoolAddress, cfg.Network)
-	d, err := openDB(dbPath)
+	st, err := OpenSQLiteState(dbPath)
 	if err != nil {
 		return nil, err
 	}
+	s, err := OpenWith(cfg, st, led, store, chain)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenWith returns the service keeping its state in st, which it owns from then on:
+// Close closes it. If OpenWith fails, st is left open. Start the service with Run.
+func OpenWith(cfg Config, st State, led ledger.Book, store hashgrid.ShareStore, chain BlockSource) (*Service, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, errors.New("payout: no state")
+	}
+	script, _ := pool.AddressScript(cfg.PoolAddress, cfg.Network)
+	d := &db{st: st}
 	id, err := d.poolID(context.Background())
 	if err != nil {
-		d.close()
 		return nil, err
 	}
 	return &Service{cfg: cfg, log: cfg.Logger, led: led, store: store, chain: chain, db: d, poolID: id, script: script,

@@ -20,20 +20,23 @@ func TestMigrations(t *testing.T) {
 	ctx := context.Background()
 	url := freshDatabase(t)
 	var wg sync.WaitGroup
-	errs := make([]error, 6)
+	errs := make([]error, 8)
 	for i := range errs {
 		wg.Go(func() {
-			if i%2 == 0 {
-				s, err := Open(ctx, url, nil)
-				if err == nil {
-					s.Close()
-				}
-				errs[i] = err
-				return
+			var c interface{ Close() error }
+			var err error
+			switch i % 4 {
+			case 0:
+				c, err = Open(ctx, url, nil)
+			case 1:
+				c, err = OpenLedger(ctx, url, nil, nil)
+			case 2:
+				c, err = OpenPayoutState(ctx, url, nil)
+			case 3:
+				c, err = OpenAlertOutbox(ctx, url, nil)
 			}
-			l, err := OpenLedger(ctx, url, nil, nil)
 			if err == nil {
-				l.Close()
+				c.Close()
 			}
 			errs[i] = err
 		})
@@ -73,7 +76,7 @@ func TestMigrations(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"ledger:1", "store:1"}; strings.Join(got, " ") != strings.Join(want, " ") {
+	if want := []string{"alert:1", "ledger:1", "payout:1", "store:1", "store:2"}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("schema_migrations: got %v, want %v", got, want)
 	}
 	if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (component, version, name) VALUES ('store', $1, 'from the future')`,

@@ -24,8 +24,12 @@
 // each in its own transaction, recorded in schema_migrations by component, under an
 // advisory lock so that processes starting together apply each step once.
 //
-// Left out for now: pruning raw shares and rolling minutes up into hours (sqlite's
-// Prune, Rollup and Summaries). Shares are kept until an operator deletes them.
+// Retention is sqlite's: Prune deletes the oldest raw shares, a prefix of the
+// sequence, Rollup folds old minutes into work_hours, Summaries reads both, and
+// Retention runs them periodically (see retention.go).
+//
+// PayoutState and AlertOutbox keep the payout service's state and the alert outbox,
+// each in tables of its own with its own migrations.
 package postgres
 
 import (
@@ -170,6 +174,7 @@ CREATE TABLE blocks (
 );
 CREATE INDEX blocks_time ON blocks (time, height);
 `},
+	retentionMigration,
 }}
 
 // migrate applies the steps of set the database lacks. Each runs in its own

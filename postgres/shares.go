@@ -116,12 +116,18 @@ func placeShares(ctx context.Context, tx pgx.Tx, ps []pending, writes *pgx.Batch
 	// index lookup: one round trip.
 	var reads pgx.Batch
 	reads.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(writeLock))
+	reads.Queue(`SELECT pruned_seq FROM share_retention WHERE id = 1`)
 	reads.Queue(`SELECT first_seq, last_seq, count FROM share_blocks
 		WHERE last_seq >= $1 AND first_seq <= $2 ORDER BY first_seq`, int64(lo), int64(hi))
 	br := tx.SendBatch(ctx, &reads)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
 		return nil, fmt.Errorf("lock: %w", err)
+	}
+	var pruned int64
+	if err := br.QueryRow().Scan(&pruned); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("retention: %w", err)
 	}
 	rows, err := br.Query()
 	if err != nil {
@@ -136,6 +142,14 @@ func placeShares(ctx context.Context, tx pgx.Tx, ps []pending, writes *pgx.Batch
 	})
 	if err := errors.Join(err, br.Close()); err != nil {
 		return nil, err
+	}
+	// Shares at or below the pruned prefix were stored, and counted, before Prune
+	// deleted them: a replay of them is skipped like that of any stored share.
+	if pruned > 0 {
+		i, _ := slices.BinarySearchFunc(ps, uint64(pruned)+1, func(p pending, seq uint64) int { return cmp.Compare(p.s.Seq, seq) })
+		if ps = ps[i:]; len(ps) == 0 {
+			return nil, nil
+		}
 	}
 	if len(stored) == 0 {
 		writeBlocks(writes, ps, nil)
@@ -394,8 +408,10 @@ func numeric(n *big.Int) pgtype.Numeric { return pgtype.Numeric{Int: n, Valid: t
 
 // LastSeq implements hashgrid.ShareStore.
 func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	// Pruned shares were stored: the sequence never goes back below them.
 	var seq int64
-	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(last_seq), 0) FROM share_blocks`).Scan(&seq); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT GREATEST(COALESCE(MAX(last_seq), 0),
+		(SELECT pruned_seq FROM share_retention WHERE id = 1)) FROM share_blocks`).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("postgres: last seq: %w", err)
 	}
 	return uint64(seq), nil
@@ -521,10 +537,25 @@ func (s *Store) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid
 	}
 	defer tx.Rollback(ctx)
 	sums := map[workerKey]*summary{}
+	st, err := readRetention(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	// Below rolled_until only hours are kept.
+	if lo, err = sumRolled(ctx, tx, st, lo, hi, sums); err != nil {
+		return nil, err
+	}
 	first, last := minuteAtOrAfter(lo), minuteOf(hi)
-	if first >= last {
+	if lo < hi {
+		if err := checkEdges(st, lo, hi, first, last); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case lo >= hi: // all of it was in rolled-up hours
+	case first >= last:
 		err = sumBlocks(ctx, tx, sums, lo, hi)
-	} else {
+	default:
 		err = sumMinutes(ctx, tx, sums, first, last)
 		if err == nil {
 			err = sumBlocks(ctx, tx, sums, lo, first*minuteNanos)
@@ -566,6 +597,12 @@ func sumMinutes(ctx context.Context, tx pgx.Tx, sums map[workerKey]*summary, fir
 	if err != nil {
 		return err
 	}
+	return addSums(rows, sums)
+}
+
+// addSums adds rows of (address, worker, accepted, rejected, work as text, last share)
+// to sums.
+func addSums(rows pgx.Rows, sums map[workerKey]*summary) error {
 	defer rows.Close()
 	for rows.Next() {
 		var k workerKey

@@ -78,3 +78,48 @@ func PostAllBenchmark(b *testing.B, open OpenBook) {
 		b.Fatalf("Balance(pool:pps) = %d, %v; want %d", bal, err, -1000*int64(n))
 	}
 }
+
+// PruneBenchmark measures Prune deleting old shares in the blocks AddSharesBenchmark
+// writes (batches of BenchBatch), Retention's default 16 blocks a transaction. Each
+// iteration first adds pruneBenchBatches batches (not timed), then prunes all of them.
+// It reports shares/s pruned.
+func PruneBenchmark(b *testing.B, open OpenRetainer) {
+	const pruneBenchBatches = 32
+	ctx := context.Background()
+	s := open(b)
+	defer s.Close()
+	shares := make([]hashgrid.Share, BenchBatch)
+	seq := uint64(0)
+	total := 0
+	var spent time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		for range pruneBenchBatches {
+			for i := range shares {
+				seq++
+				shares[i] = share(seq, fmt.Sprintf("bcrt1qbenchaddress%02d", seq%50), "rig", hashgrid.ShareAccepted, hashgrid.DiffOne,
+					time.Duration(seq)*100*time.Microsecond)
+			}
+			if err := s.AddShares(ctx, shares); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		for {
+			n, more, err := s.Prune(ctx, t0.Add(24*365*time.Hour), seq+1, 16)
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += n
+			if !more {
+				break
+			}
+		}
+		spent += time.Since(start)
+	}
+	if p, err := s.PrunedSeq(ctx); err != nil || p != seq {
+		b.Fatalf("PrunedSeq after the benchmark = %d, %v; want %d", p, err, seq)
+	}
+	b.ReportMetric(float64(total)/spent.Seconds(), "shares/s")
+}

@@ -1,12 +1,15 @@
 // Package storetest holds the contract tests every implementation of hashgrid's
-// stores must pass: ShareStore for hashgrid.ShareStore (run by sqlite and postgres)
-// and Ledger for the book of money (run against ledger's SQLite book and postgres's).
+// stores must pass: ShareStore for hashgrid.ShareStore and Retention for its pruning
+// and rollup (run by sqlite and postgres), Ledger for the book of money (ledger's
+// SQLite book and postgres's), PayoutState for the payout service's state
+// (payout.SQLiteState and postgres.PayoutState) and Outbox for the alert outbox
+// (alert.SQLiteOutbox and postgres.AlertOutbox).
 // One suite, called from each implementation's tests with a function that opens a
 // fresh, empty store, so that the implementations cannot drift apart.
 //
 // It checks behaviour a caller sees through the interface only: what is stored and
 // read back, idempotency, order, limits and errors. What an implementation does
-// beyond the interface (SQLite's pruning, its file format) is tested beside it.
+// beyond the interface (SQLite's vacuum, its file format) is tested beside it.
 package storetest
 
 import (
