@@ -12,6 +12,24 @@
 // seller to another order therefore needs no set_extranonce: a new difficulty and a
 // clean job are enough, which every Stratum V1 miner understands.
 //
+// Forwarding: a seller's share is checked by re-hashing it, against a per-job
+// duplicate set, before anything about it is recorded, and the seller is answered at
+// once: its read loop never waits on a destination. A share that also meets the
+// destination's difficulty is forwarded on its own goroutine, holding one of the
+// upstream's UpstreamInFlight slots; with every slot taken (a slow destination) it is
+// not forwarded and the order counts it as dropped, so a slow destination slows only
+// its own order.
+//
+// Anti-griefing: a seller's difficulty never goes below SellerMinDiff (default 1024,
+// unless the destination's own difficulty is lower). Duplicate sets are kept per job
+// and per seller extranonce1, bounded by MaxSharesPerSellerJob; a seller that fills
+// its set has further shares on that job refused, never accepted unrecorded, and a
+// reconnection that resumes its extranonce1 finds the set still there. A destination's
+// rejection of a share the market found valid is booked to the seller that sent it;
+// an order pauses only when rejectsToPause rejections in a row come from at least two
+// sellers, and a seller whose shares alone are rejected while others' are accepted is
+// dropped.
+//
 // Money: every charge and every earning is an entry in the shared ledger (package
 // ledger). Charges accrue exactly as Σ price · hashes (hashes of a share = its
 // difficulty · 2^32, which is the raw value of a hashgrid.Diff) and are posted as

@@ -37,7 +37,7 @@ func startMarket(t testing.TB, tweak func(*Config)) *testMarket {
 	}
 	cfg := Config{
 		Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json"),
-		SellerShareInterval: 500 * time.Millisecond, SellerStartDiff: 0.0002, JobTimeout: 5 * time.Second, UpstreamTimeout: 3 * time.Second,
+		SellerShareInterval: 500 * time.Millisecond, SellerStartDiff: 0.0002, SellerMinDiff: 1e-6, JobTimeout: 5 * time.Second, UpstreamTimeout: 3 * time.Second,
 		SettleInterval: 200 * time.Millisecond, AllowPrivateDestinations: true, // the test pools are on loopback
 	}
 	if tweak != nil {

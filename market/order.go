@@ -82,6 +82,7 @@ type OrderRecord struct {
 	Accepted   uint64            `json:"shares_accepted"`
 	Rejected   uint64            `json:"shares_rejected"`
 	Stale      uint64            `json:"shares_stale"`
+	Dropped    uint64            `json:"shares_dropped"` // valid, not forwarded: the destination had UpstreamInFlight unanswered
 	Work       hashgrid.Work     `json:"work"`
 	FirstShare time.Time         `json:"first_share,omitzero"`
 	Segments   []Segment         `json:"segments"`
@@ -101,7 +102,8 @@ type order struct {
 	samples   []ShareSample
 	speeds    []speedBucket // delivered work by SpeedBucket, oldest first
 	sampleAt  int
-	rejects   int // consecutive non-stale rejections
+	rejects   int                  // consecutive destination rejections
+	rejectBy  map[*seller]struct{} // sellers of the current rejections (at most two kept)
 }
 
 func newOrder(rec *OrderRecord) *order {
@@ -393,7 +395,7 @@ func (m *Market) ResumeOrder(account, id string) (OrderView, error) {
 	var v OrderView
 	if err == nil {
 		o.rec.Status, o.rec.Reason = StatusActive, ""
-		o.rejects = 0
+		o.rejects, o.rejectBy = 0, nil
 		m.ensureUpstreamLocked(o)
 		m.dirty = true
 		v = m.viewLocked(o)
@@ -649,9 +651,10 @@ type OrderView struct {
 	SharesAccepted uint64         `json:"shares_accepted"`
 	SharesRejected uint64         `json:"shares_rejected"`
 	SharesStale    uint64         `json:"shares_stale"`
-	AcceptedWork   float64        `json:"accepted_work"` // Σ accepted difficulty
-	AvgSpeed       float64        `json:"avg_speed"`     // TH/s since the first share
-	CurrentSpeed   float64        `json:"current_speed"` // TH/s over the speed window
+	SharesDropped  uint64         `json:"shares_dropped"` // valid shares not forwarded: the destination was too slow
+	AcceptedWork   float64        `json:"accepted_work"`  // Σ accepted difficulty
+	AvgSpeed       float64        `json:"avg_speed"`      // TH/s since the first share
+	CurrentSpeed   float64        `json:"current_speed"`  // TH/s over the speed window
 	Sellers        int            `json:"sellers"`
 	Segments       []SegmentView  `json:"segments"`
 	Offer          *TransferOffer `json:"offer,omitempty"`
@@ -673,7 +676,7 @@ func (m *Market) viewLocked(o *order) OrderView {
 		ID: r.ID, Kind: r.Kind, Account: r.Account, Status: r.Status, Reason: r.Reason,
 		PoolURL: r.Dest.URL, PoolUser: r.Dest.User, Price: r.Price, Limit: r.Limit,
 		Budget: r.Funded, Spent: spent, Remaining: r.Funded - spent - r.Refunded, Refunded: r.Refunded,
-		SharesAccepted: r.Accepted, SharesRejected: r.Rejected, SharesStale: r.Stale,
+		SharesAccepted: r.Accepted, SharesRejected: r.Rejected, SharesStale: r.Stale, SharesDropped: r.Dropped,
 		AcceptedWork: r.Work.Float(), Sellers: len(o.sellers), Offer: r.Offer,
 		CurrentSpeed: o.deliv.rate(now, m.cfg.SpeedWindow) / 1e12,
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btcsuite/btcd/chainhash/v2"
+
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/pow"
@@ -40,6 +42,10 @@ type seller struct {
 	connected time.Time
 
 	ord *order // assignment; guarded by Market.mu
+	// destRejects counts this seller's forwarded shares rejected in a row by the
+	// destination, since its order had accepted rejectsFrom shares; guarded by Market.mu.
+	destRejects int
+	rejectsFrom uint64
 
 	mu       sync.Mutex
 	jobs     [sellerJobs]sentJob
@@ -308,8 +314,14 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 	if !ht.LE(sj.tgt) && !meetsNet {
 		return invalid(stratum.ErrCodeLowDifficulty, "low difficulty share")
 	}
-	if !j.markSeen(hash) {
+	// Duplicates are checked before anything about the share is recorded: a replayed
+	// share moves no vardiff, no speed estimate and no money.
+	switch j.markSeen(c.Extranonce1(), hash, m.cfg.MaxSharesPerSellerJob) {
+	case shareDup:
 		return invalid(stratum.ErrCodeDuplicate, "duplicate share")
+	case shareFull:
+		count(func(w *workerStats) { w.Stale++ })
+		return &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "too many shares on this job: wait for the next"}
 	}
 	s.vardiff(sj.diff, now)
 	if !ht.LE(j.upTgt) && !meetsNet {
@@ -320,13 +332,25 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 
 	// Reserve the share's price in the order's escrow before it leaves.
 	m.mu.Lock()
-	o := j.up.o
+	u := j.up
+	o := u.o
 	r := o.rec
 	cost := shareCost(r.Price, j.upDiff)
-	if o.up != j.up || r.Status != StatusActive || o.roomLocked().Cmp(cost) < 0 {
+	if o.up != u || r.Status != StatusActive || o.roomLocked().Cmp(cost) < 0 {
 		m.worker(key).Stale++
 		m.mu.Unlock()
 		return errNoOrder
+	}
+	// A slot among the upstream's shares in flight; none free means the destination
+	// is slower than its sellers: the share is not forwarded, and only this order
+	// loses it.
+	select {
+	case u.slots <- struct{}{}:
+	default:
+		r.Dropped++
+		m.dirty = true
+		m.mu.Unlock()
+		return nil
 	}
 	o.reserved.Add(o.reserved, cost)
 	// The owner the share is delivered for: a contract transferred while the share is in
@@ -339,70 +363,121 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 	upEN2 = append(upEN2, s.en1[:]...)
 	upEN2 = append(upEN2, en2[:en2Size]...)
 	upEN2 = append(upEN2, make([]byte, j.pad)...)
-	fwd := stratum.Submit{Worker: user, JobID: j.n.JobID, Extranonce2: hex.EncodeToString(upEN2), NTime: sub.NTime, Nonce: sub.Nonce}
+	fwd := &stratum.Submit{Worker: user, JobID: j.n.JobID, Extranonce2: hex.EncodeToString(upEN2), NTime: sub.NTime, Nonce: sub.Nonce}
 	if sub.VersionBits != "" {
 		fwd.VersionBits = fmt.Sprintf("%08x", vbits)
 	}
+	f := &forward{s: s, key: key, j: j, o: o, cost: cost, segment: segment, upEN2: upEN2, sub: fwd, version: version, hash: hash}
+	m.wg.Go(func() {
+		defer func() { <-u.slots }()
+		m.forward(f)
+	})
+	// The seller's answer does not wait for the destination's: the share is valid at
+	// the difficulty the market gave it.
+	return nil
+}
+
+// forward is one share on its way to a destination.
+type forward struct {
+	s       *seller
+	key     string // the seller's "address/worker"
+	j       *mjob
+	o       *order
+	cost    *big.Int // reserved in the order's escrow
+	segment int
+	upEN2   []byte
+	sub     *stratum.Submit
+	version uint32
+	hash    chainhash.Hash
+}
+
+// forward submits one share to its destination and books the answer. It runs on its
+// own goroutine, holding one of the upstream's UpstreamInFlight slots.
+func (m *Market) forward(f *forward) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.UpstreamTimeout)
-	err := j.cli.Submit(ctx, &fwd)
+	err := f.j.cli.Submit(ctx, f.sub)
 	cancel()
-	now = m.cfg.Now()
+	now := m.cfg.Now()
+	j, o, s, key := f.j, f.o, f.s, f.key
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.releaseLocked(o, cost)
+	r := o.rec
+	m.releaseLocked(o, f.cost)
 	w := m.worker(key)
 	w.Last = now
 	var se *stratum.Error
 	switch {
 	case err == nil:
-		o.num.Add(o.num, cost)
+		o.num.Add(o.num, f.cost)
 		sn := o.sellerNum[key]
 		if sn == nil {
 			sn = new(big.Int)
 			o.sellerNum[key] = sn
 		}
-		sn.Add(sn, cost)
+		sn.Add(sn, f.cost)
 		r.Accepted++
 		r.Work = r.Work.Add(j.upDiff)
 		if r.FirstShare.IsZero() {
 			r.FirstShare = now
 		}
-		seg := &r.Segments[segment]
+		seg := &r.Segments[f.segment]
 		seg.Accepted++
 		seg.Work = seg.Work.Add(j.upDiff)
 		o.deliv.add(now, float64(j.upDiff))
 		o.recordSpeedLocked(now, float64(j.upDiff), m.cfg.SpeedBucket, int(m.cfg.SpeedHistory/m.cfg.SpeedBucket)+1)
-		o.rejects = 0
+		o.rejects, o.rejectBy = 0, nil
+		s.destRejects = 0
 		w.Accepted++
 		w.Work = w.Work.Add(j.upDiff)
-		m.sampleLocked(o, segment, j, key, now, upEN2, &fwd, version, hash)
+		m.sampleLocked(o, f.segment, j, key, now, f.upEN2, f.sub, f.version, f.hash)
 		m.dirty = true
-		if r.Status == StatusActive && o.roomLocked().Cmp(cost) < 0 {
+		if r.Status == StatusActive && o.roomLocked().Cmp(f.cost) < 0 {
 			r.Status, r.Reason = StatusExhausted, "budget spent"
 			m.closeUpstreamLocked(o)
 			m.kick()
 		}
-		return nil
 	case errors.As(err, &se) && se.Code == stratum.ErrCodeJobNotFound:
 		r.Stale++
 		w.Stale++
-		return errStale
 	case errors.As(err, &se):
 		r.Rejected++
 		w.Rejected++
-		o.rejects++
 		m.dirty = true
-		if o.rejects >= rejectsToPause && o.up == j.up && r.Status == StatusActive {
-			m.pauseLocked(o, fmt.Sprintf("destination rejected %d valid shares in a row (last: %d %s)", o.rejects, se.Code, se.Message))
-			m.kick()
-		}
-		// A rejection by the destination is not the seller's fault: answer it as
-		// stale work, which the Stratum server does not count against the peer.
-		return &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "rejected by destination: " + se.Message}
+		m.destRejectLocked(o, j.up, s, se)
 	default:
-		// No verdict (the destination went away): nothing is charged; the upstream's
-		// own goroutine pauses the order.
-		return &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "destination did not answer"}
+		// No verdict (the destination went away or timed out): nothing is charged; the
+		// upstream's own goroutine pauses the order if its connection is gone.
+	}
+}
+
+// destRejectLocked books a destination's rejection of a share the market had checked
+// and found valid. Whose doing it is shows in the pattern: a destination that rejects
+// everything rejects every seller's shares, so an order pauses only after
+// rejectsToPause rejections in a row from at least two sellers; one seller whose
+// shares are rejected while other sellers' are accepted is dropped, and the order
+// carries on.
+func (m *Market) destRejectLocked(o *order, u *upstream, s *seller, se *stratum.Error) {
+	r := o.rec
+	if s.destRejects == 0 {
+		s.rejectsFrom = r.Accepted
+	}
+	s.destRejects++
+	if s.destRejects >= sellerRejectsToDrop && r.Accepted > s.rejectsFrom {
+		m.log.Warn("seller dropped: the destination rejects its shares and accepts others'", "order", r.ID, "remote", s.conn.RemoteAddr(),
+			"rejected", s.destRejects, "last", se.Message)
+		s.destRejects = 0
+		s.conn.Close()
+	}
+	o.rejects++
+	if o.rejectBy == nil {
+		o.rejectBy = map[*seller]struct{}{}
+	}
+	if len(o.rejectBy) < 2 {
+		o.rejectBy[s] = struct{}{}
+	}
+	if o.rejects >= rejectsToPause && len(o.rejectBy) >= 2 && o.up == u && r.Status == StatusActive {
+		m.pauseLocked(o, fmt.Sprintf("destination rejected %d valid shares in a row from %d or more sellers (last: %d %s)", o.rejects, len(o.rejectBy), se.Code, se.Message))
+		m.kick()
 	}
 }
