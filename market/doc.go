@@ -31,7 +31,13 @@
 // dropped.
 //
 // Money: every charge and every earning is an entry in the shared ledger (package
-// ledger). Charges accrue exactly as Σ price · hashes (hashes of a share = its
+// ledger). Sellers earn every valid share at the market's own difficulty, at the
+// price of the order whose job it was, whether or not it also met the destination's
+// difficulty; buyers pay for the shares their destination accepts, at its difficulty.
+// The market carries the difference: each settlement posts the buyer's charge out of
+// the order's escrow, the fee (FeeBps of the charge), the sellers' earnings (per
+// worker, market:seller:ADDRESS/WORKER) and the rest to market:variance, and sums to
+// zero. Amounts accrue exactly as Σ price · hashes (hashes of a share = its
 // difficulty · 2^32, which is the raw value of a hashgrid.Diff) and are posted as
 // cumulative floors, so no rounding drifts; an order's escrow is reserved before a
 // share is forwarded, so no order is ever charged past its budget, and the ledger

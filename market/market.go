@@ -208,7 +208,12 @@ func acctEscrow(id string) string { return "market:escrow:" + id }
 func acctSeller(k string) string  { return "market:seller:" + k }
 
 const (
-	acctFees     = "market:fees"
+	acctFees = "market:fees"
+	// acctVariance carries the difference between what sellers earn (every valid
+	// share at the market's difficulty) and what buyers pay for it (the shares the
+	// destinations accept at theirs), less the fee: negative when the market has paid
+	// sellers for more work than destinations accepted.
+	acctVariance = "market:variance"
 	acctDeposits = "market:deposits" // money that came in from outside; negative
 )
 
@@ -603,6 +608,12 @@ func (m *Market) applyEntry(o *order, e ledger.Entry) {
 		for _, p := range e.Postings {
 			if k, ok := strings.CutPrefix(p.Account, "market:seller:"); ok {
 				r.SellerPaid[k] += p.Amount
+			}
+			switch p.Account {
+			case acctFees:
+				r.FeePosted += p.Amount
+			case acctVariance:
+				r.VariancePosted += p.Amount
 			}
 		}
 	case strings.HasPrefix(e.Key, "market:refund:"):

@@ -169,7 +169,7 @@ func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
 	mwork := tm.orders[o.ID].rec.Work
 	workers := map[string]hashgrid.Work{}
 	for k, w := range tm.workers {
-		workers[k] = w.Work
+		workers[k] = w.ValidWork
 	}
 	tm.mu.Unlock()
 	if mwork != work {
@@ -192,18 +192,25 @@ func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
 	if esc != 0 || bal != deposit-wantCharge {
 		t.Errorf("escrow %d, balance %d; want 0 and %d", esc, bal, deposit-wantCharge)
 	}
+	// Sellers earn every valid share at the market's difficulty; the fee is 2% of the
+	// charge; the variance account takes the rest.
 	var paid int64
 	for k, w := range workers {
 		got, _ := tm.led.Balance(ctx, acctSeller(k))
-		if want := chargeFor(price, w, 10_000-200); got != want {
-			t.Errorf("seller %s earned %d, want %d", k, got, want)
+		if want := chargeFor(price, w, 10_000-200); got != want || got == 0 {
+			t.Errorf("seller %s earned %d, want %d for its valid work", k, got, want)
 		}
 		paid += got
 	}
 	fees, _ := tm.led.Balance(ctx, acctFees)
-	if paid+fees != wantCharge || fees < 0 {
-		t.Errorf("sellers %d + fees %d != charged %d", paid, fees, wantCharge)
+	if want := wantCharge - wantCharge*9_800/10_000; fees != want {
+		t.Errorf("fees %d, want %d", fees, want)
 	}
+	variance, _ := tm.led.Balance(ctx, acctVariance)
+	if paid+fees+variance != wantCharge {
+		t.Errorf("sellers %d + fees %d + variance %d != charged %d", paid, fees, variance, wantCharge)
+	}
+	t.Logf("charged %d: sellers %d, fees %d, variance %d", wantCharge, paid, fees, variance)
 	if v.Refunded != 10_000_000-wantCharge {
 		t.Errorf("refunded %d, want %d", v.Refunded, 10_000_000-wantCharge)
 	}

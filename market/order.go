@@ -77,16 +77,20 @@ type OrderRecord struct {
 	FundSeq    uint64            `json:"fund_seq"`
 	XferSeq    uint64            `json:"transfer_seq"`
 	ChargeNum  string            `json:"charge_num"` // Σ price·hashes of accepted shares
-	SellerNum  map[string]string `json:"seller_num"`
+	SellerNum  map[string]string `json:"seller_num"` // Σ price·hashes of each worker's valid shares at the market's difficulty
 	SellerPaid map[string]int64  `json:"seller_paid"`
-	Accepted   uint64            `json:"shares_accepted"`
-	Rejected   uint64            `json:"shares_rejected"`
-	Stale      uint64            `json:"shares_stale"`
-	Dropped    uint64            `json:"shares_dropped"` // valid, not forwarded: the destination had UpstreamInFlight unanswered
-	Work       hashgrid.Work     `json:"work"`
-	FirstShare time.Time         `json:"first_share,omitzero"`
-	Segments   []Segment         `json:"segments"`
-	Offer      *TransferOffer    `json:"offer,omitempty"`
+	// FeePosted and VariancePosted are what settlements posted to the fee and
+	// variance accounts for this order.
+	FeePosted      int64          `json:"fee_posted"`
+	VariancePosted int64          `json:"variance_posted"`
+	Accepted       uint64         `json:"shares_accepted"`
+	Rejected       uint64         `json:"shares_rejected"`
+	Stale          uint64         `json:"shares_stale"`
+	Dropped        uint64         `json:"shares_dropped"` // valid, not forwarded: the destination had UpstreamInFlight unanswered
+	Work           hashgrid.Work  `json:"work"`
+	FirstShare     time.Time      `json:"first_share,omitzero"`
+	Segments       []Segment      `json:"segments"`
+	Offer          *TransferOffer `json:"offer,omitempty"`
 }
 
 // order is an order at run time.
@@ -118,6 +122,13 @@ func newOrder(rec *OrderRecord) *order {
 
 func restoreOrder(rec *OrderRecord) (*order, error) {
 	o := newOrder(rec)
+	if rec.FeePosted == 0 && rec.VariancePosted == 0 && rec.Charged > 0 {
+		// State from before the variance account: the fee was what sellers were not paid.
+		rec.FeePosted = rec.Charged
+		for _, p := range rec.SellerPaid {
+			rec.FeePosted -= p
+		}
+	}
 	if rec.ChargeNum != "" {
 		if _, ok := o.num.SetString(rec.ChargeNum, 10); !ok {
 			return nil, fmt.Errorf("bad charge_num %q", rec.ChargeNum)

@@ -60,13 +60,15 @@ type seller struct {
 
 // workerStats is what the market saw from one address/worker.
 type workerStats struct {
-	Accepted uint64 // accepted by a destination
-	Rejected uint64 // rejected by a destination (not stale)
-	Stale    uint64 // stale at the market or at the destination
-	Invalid  uint64 // failed the market's own check: not forwarded
-	Work     hashgrid.Work
-	Conns    int
-	Last     time.Time
+	Valid     uint64        // valid at the market's difficulty: what the seller earns for
+	ValidWork hashgrid.Work // their work
+	Accepted  uint64        // accepted by a destination
+	Rejected  uint64        // rejected by a destination (not stale)
+	Stale     uint64        // stale at the market or at the destination
+	Invalid   uint64        // failed the market's own check: not forwarded
+	Work      hashgrid.Work
+	Conns     int
+	Last      time.Time
 }
 
 func (s *seller) diffFor(j *mjob) hashgrid.Diff {
@@ -324,13 +326,11 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 		return &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "too many shares on this job: wait for the next"}
 	}
 	s.vardiff(sj.diff, now)
-	if !ht.LE(j.upTgt) && !meetsNet {
-		// Valid at the seller's difficulty, below the destination's: it measured the
-		// seller's speed and is not forwarded.
-		return nil
-	}
+	forwardIt := ht.LE(j.upTgt) || meetsNet
 
-	// Reserve the share's price in the order's escrow before it leaves.
+	// The seller earns the share at the market's difficulty, at the price of the
+	// order whose job it is; the buyer pays for what the destination accepts. The
+	// order must be live and its escrow able to cover one destination share.
 	m.mu.Lock()
 	u := j.up
 	o := u.o
@@ -340,6 +340,23 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 		m.worker(key).Stale++
 		m.mu.Unlock()
 		return errNoOrder
+	}
+	sn := o.sellerNum[key]
+	if sn == nil {
+		sn = new(big.Int)
+		o.sellerNum[key] = sn
+	}
+	sn.Add(sn, shareCost(r.Price, sj.diff))
+	w := m.worker(key)
+	w.Valid++
+	w.ValidWork = w.ValidWork.Add(sj.diff)
+	w.Last = now
+	m.dirty = true
+	if !forwardIt {
+		// Below the destination's difficulty: it earned and measured the seller's
+		// speed, and is not forwarded.
+		m.mu.Unlock()
+		return nil
 	}
 	// A slot among the upstream's shares in flight; none free means the destination
 	// is slower than its sellers: the share is not forwarded, and only this order
@@ -410,12 +427,6 @@ func (m *Market) forward(f *forward) {
 	switch {
 	case err == nil:
 		o.num.Add(o.num, f.cost)
-		sn := o.sellerNum[key]
-		if sn == nil {
-			sn = new(big.Int)
-			o.sellerNum[key] = sn
-		}
-		sn.Add(sn, f.cost)
 		r.Accepted++
 		r.Work = r.Work.Add(j.upDiff)
 		if r.FirstShare.IsZero() {

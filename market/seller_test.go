@@ -426,3 +426,69 @@ func TestLyingDestinationPausesOrder(t *testing.T) {
 		t.Errorf("reason %q", v.Reason)
 	}
 }
+
+// TestSellersEarnPerValidShare: a seller works at a difficulty far below the
+// destination's. It earns every valid share at the market's difficulty, whether or
+// not a share reached the destination; the buyer pays only for what the destination
+// accepted; the variance account carries the difference, and the ledger balances to
+// the satoshi.
+func TestSellersEarnPerValidShare(t *testing.T) {
+	const sellerDiff, destDiff = 0.00003, 0.03 // one seller share in a thousand meets the destination's
+	dest := startDestWith(t, destDiff, 8, func(f *fakeDest) { f.bits = 0x1a00ffff })
+	tm := rawMarket(t, sellerDiff, nil)
+	ctx := context.Background()
+	acct, _ := tm.buyer(t, 100_000_000)
+	const price = 1_000_000_000_000_000 // sat per TH/s per day: a share of 0.00003 earns about 1,460 sat
+	o, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "big", Price: price, Budget: 50_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dialSeller(t, tm.addr, regtest.TestAddress()+".small", "")
+	s.waitJob()
+	const n = 12
+	for range n {
+		if serr, _ := s.submit(s.mine(0)); serr != nil {
+			t.Fatal(serr)
+		}
+	}
+	key := regtest.TestAddress() + "/small"
+	waitFor(t, 10*time.Second, "every forwarded share answered", func() bool {
+		tm.mu.Lock()
+		defer tm.mu.Unlock()
+		return tm.orders[o.ID].reserved.Sign() == 0
+	})
+	tm.settle(ctx)
+	w := workerOf(tm, key)
+	if w.Valid != n {
+		t.Fatalf("worker counted %d valid shares, want %d", w.Valid, n)
+	}
+	earned, _ := tm.led.Balance(ctx, acctSeller(key))
+	var work hashgrid.Work
+	for range n {
+		work = work.Add(hashgrid.DiffFromFloat(sellerDiff))
+	}
+	if w.ValidWork != work {
+		t.Errorf("worker's valid work %v, want %v", w.ValidWork.Float(), work.Float())
+	}
+	if want := chargeFor(price, work, 10_000-200); earned != want || want == 0 {
+		t.Errorf("seller earned %d, want %d for %d valid shares", earned, want, n)
+	}
+	_, accepted := dest.stats("big")
+	v := tm.view(t, acct, o.ID)
+	if want := chargeFor(price, accepted, 10_000); v.Spent != want {
+		t.Errorf("buyer charged %d, want %d for the destination's accepted work", v.Spent, want)
+	}
+	fees, _ := tm.led.Balance(ctx, acctFees)
+	variance, _ := tm.led.Balance(ctx, acctVariance)
+	if earned+fees+variance != v.Spent {
+		t.Errorf("earned %d + fees %d + variance %d != charged %d", earned, fees, variance, v.Spent)
+	}
+	if err := tm.led.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sv, err := tm.Seller(ctx, regtest.TestAddress())
+	if err != nil || len(sv.Workers) != 1 || sv.Workers[0].Valid != n || sv.Workers[0].Earned != earned {
+		t.Errorf("seller view %+v (%v)", sv, err)
+	}
+	t.Logf("earned %d, charged %d (%d destination shares), fees %d, variance %d", earned, v.Spent, v.SharesAccepted, fees, variance)
+}
