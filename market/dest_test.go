@@ -32,6 +32,7 @@ type fakeDest struct {
 
 	// Misbehaviour, set before the first share arrives.
 	delay       time.Duration // before answering each submit
+	mask        uint32        // version-rolling mask offered to clients; default the stratum server's
 	strictNTime bool          // reject a share whose ntime is not its job's (no ntime rolling)
 	rejectAll   bool          // validate, then reject every share as a lying pool does
 
@@ -69,14 +70,14 @@ func startDestEN2(t testing.TB, diff float64, en2 int) *fakeDest {
 func startDestWith(t testing.TB, diff float64, en2 int, set func(*fakeDest)) *fakeDest {
 	t.Helper()
 	d := &fakeDest{t: t, diff: diff, bits: 0x1d00ffff, en2: en2, jobs: map[string]*fakeJob{}, accepted: map[string]uint64{}, work: map[string]hashgrid.Work{}, seen: map[chainhash.Hash]bool{}}
-	srv, err := stratum.NewServer(stratum.Config{Extranonce2Size: en2}, d)
+	if set != nil {
+		set(d)
+	}
+	srv, err := stratum.NewServer(stratum.Config{Extranonce2Size: en2, VersionMask: d.mask}, d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.srv = srv
-	if set != nil {
-		set(d)
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,17 @@
 // the upstream extranonce2 is the seller's market extranonce1 (unique per seller
 // connection) followed by the seller's own extranonce2 and zero padding. Moving a
 // seller to another order therefore needs no set_extranonce: a new difficulty and a
-// clean job are enough, which every Stratum V1 miner understands.
+// clean job are enough, which every Stratum V1 miner understands. The destination
+// must therefore give at least 4 + SellerExtranonce2Size bytes of extranonce2 (8 by
+// default); one that gives fewer pauses its order with a reason saying so. Serving it
+// would need each seller's extranonce1 replaced by the destination's
+// (mining.set_extranonce), which the sellers' Stratum server does not send.
+//
+// Version rolling: a seller is sent mining.set_version_mask, before the job it applies
+// to, whenever the mask its job's destination lets the market roll, intersected with
+// the mask the seller negotiated, differs from what the seller was last told: a
+// destination with a narrower mask, or one that changes it, keeps getting valid
+// versions.
 //
 // Forwarding: a seller's share is checked by re-hashing it, against a per-job
 // duplicate set, before anything about it is recorded, and the seller is answered at

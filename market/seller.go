@@ -52,6 +52,7 @@ type seller struct {
 	njobs    int
 	vdiff    hashgrid.Diff
 	sentDiff hashgrid.Diff
+	sentMask uint32 // version-rolling mask the seller was last told (BIP 310)
 	winStart time.Time
 	winN     int
 	winWork  float64
@@ -85,10 +86,19 @@ func (s *seller) sendJob(j *mjob, clean bool) {
 	s.jobs[s.njobs%sellerJobs] = sentJob{j: j, diff: d, tgt: pow.DiffTarget(d)}
 	s.njobs++
 	var buf []byte
+	// A destination may let the market roll fewer version bits than the seller
+	// negotiated, or change its mask: the seller is told before the job it applies
+	// to, so that its rolled versions stay inside what the destination accepts.
+	if cm := s.conn.VersionMask(); cm != 0 {
+		if want := cm & j.mask; want != s.sentMask {
+			s.sentMask = want
+			buf = stratum.AppendNotification(buf, "mining.set_version_mask", fmt.Appendf(nil, `["%08x"]`, want))
+		}
+	}
 	if d != s.sentDiff {
 		s.sentDiff = d
 		p := strconv.AppendFloat([]byte("["), d.Float(), 'g', -1, 64)
-		buf = stratum.AppendNotification(nil, "mining.set_difficulty", append(p, ']'))
+		buf = stratum.AppendNotification(buf, "mining.set_difficulty", append(p, ']'))
 	}
 	s.mu.Unlock()
 	line := j.line
@@ -193,6 +203,7 @@ func (h sellerSide) Authorized(c *stratum.Conn) {
 	now := m.cfg.Now()
 	s.mu.Lock()
 	s.connected, s.winStart = now, now
+	s.sentMask = c.VersionMask() // what mining.configure answered
 	s.vdiff = hashgrid.DiffFromFloat(m.cfg.SellerStartDiff)
 	if d := c.SuggestedDifficulty(); d > 0 {
 		s.vdiff = hashgrid.DiffFromFloat(max(d, m.cfg.SellerMinDiff))

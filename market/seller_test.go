@@ -492,3 +492,64 @@ func TestSellersEarnPerValidShare(t *testing.T) {
 	}
 	t.Logf("earned %d, charged %d (%d destination shares), fees %d, variance %d", earned, v.Spent, v.SharesAccepted, fees, variance)
 }
+
+// TestNarrowDestinationVersionMask: the destination lets the market roll two version
+// bits where sellers negotiated sixteen. Sellers are sent mining.set_version_mask, so
+// a version-rolling seller's shares stay valid at the destination: accepted there,
+// none invalid at the market.
+func TestNarrowDestinationVersionMask(t *testing.T) {
+	const narrow = 0x00006000
+	dest := startDestWith(t, 0.0003, 8, func(f *fakeDest) { f.mask = narrow })
+	tm := startMarket(t, nil)
+	acct, _ := tm.buyer(t, 100_000_000)
+	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "narrow", Price: 1_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := sellerUsers() // the first rolls versions, the second does not
+	startSellers(t, tm.addr, users...)
+	roller := regtest.TestAddress() + "/rig1"
+	waitFor(t, 60*time.Second, "the version-rolling seller's shares accepted", func() bool { return workerOf(tm, roller).Accepted >= 5 })
+	if w := workerOf(tm, roller); w.Invalid != 0 || w.Rejected != 0 {
+		t.Errorf("version-rolling seller: %d invalid, %d rejected by the destination", w.Invalid, w.Rejected)
+	}
+	if v := tm.view(t, acct, o.ID); v.Status != StatusActive {
+		t.Errorf("order %s (%s)", v.Status, v.Reason)
+	}
+
+	// A raw seller that negotiated the wide mask sees the narrow one before its job.
+	nc, err := net.Dial("tcp", tm.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fmt.Fprintf(nc, "%s%s%s",
+		`{"id":1,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"1fffe000","version-rolling.min-bit-count":2}]}`+"\n",
+		`{"id":2,"method":"mining.subscribe","params":["raw"]}`+"\n",
+		`{"id":3,"method":"mining.authorize","params":["`+regtest.TestAddress()+`.raw","x"]}`+"\n")
+	r := bufio.NewReader(nc)
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var sawMask bool
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no job: %v", err)
+		}
+		m, _ := stratum.ParseMessage([]byte(line))
+		if m == nil {
+			continue
+		}
+		if m.Method == "mining.set_version_mask" {
+			if string(m.Params) != `["00006000"]` {
+				t.Errorf("set_version_mask %s, want [\"00006000\"]", m.Params)
+			}
+			sawMask = true
+		}
+		if m.Method == "mining.notify" {
+			break
+		}
+	}
+	if !sawMask {
+		t.Error("the first job came without mining.set_version_mask")
+	}
+}
