@@ -62,7 +62,16 @@
 // pseudonyms) and to the operator's admin token. The buyers' page (web/) is served at
 // "/" by the same handler.
 //
-// Left out: on-chain deposits and withdrawals (an operator credits deposits through
-// the admin endpoint; seller balances are ledger accounts the payouts engine pays),
-// several upstream connections per order, and price-decrease throttling.
+// Standard orders: a spot order needs a budget of at least MinOrderBudget; its price
+// may rise at any time and fall at most once per PriceDecreaseInterval, by at most
+// MaxPriceDecreaseBps of the price.
+//
+// Left out: prices are still whole satoshis per TH/s per day (about 2% of today's
+// hashprice per tick); on-chain deposits and withdrawals (an operator credits deposits
+// through the admin endpoint); paying sellers: their earnings stay in the
+// market:seller: accounts of the market's ledger, which the payouts engine does not
+// read; destinations with fewer than 4 + SellerExtranonce2Size bytes of extranonce2;
+// several upstream connections per order; splitting one seller's time between
+// orders (routing places each seller whole, so an order whose limit is below one
+// seller's speed gets nothing); state in a database (orders are a JSON file).
 package market

@@ -99,6 +99,15 @@ type Config struct {
 	SpeedBucket  time.Duration
 	SpeedHistory time.Duration
 	MinPrice     int64 // lowest contract quote; default 1
+	// MinOrderBudget is the smallest budget a spot order may be placed with, in
+	// satoshis: an order must be able to pay for some delivery. Default 1000.
+	MinOrderBudget int64
+	// A spot order's price may fall at most once per PriceDecreaseInterval (default
+	// 10 minutes), by at most MaxPriceDecreaseBps of the price (default 1000, 10%):
+	// sellers routed at a price are not repriced under their feet, and a buyer cannot
+	// outbid everyone for a moment and then drop to the floor. Raising is free.
+	PriceDecreaseInterval time.Duration
+	MaxPriceDecreaseBps   int64
 	// AllowPrivateDestinations lets buyers' orders point at loopback, private,
 	// link-local and other non-public addresses (tests, demos, a private farm). Off,
 	// such destinations are refused when placed and when dialled.
@@ -159,6 +168,15 @@ func (c *Config) defaults() {
 	if c.MinPrice == 0 {
 		c.MinPrice = 1
 	}
+	if c.MinOrderBudget == 0 {
+		c.MinOrderBudget = 1000
+	}
+	if c.PriceDecreaseInterval == 0 {
+		c.PriceDecreaseInterval = 10 * time.Minute
+	}
+	if c.MaxPriceDecreaseBps == 0 {
+		c.MaxPriceDecreaseBps = 1000
+	}
 	if c.AccountsPath == "" {
 		c.AccountsPath = strings.TrimSuffix(c.StatePath, ".json") + "-accounts.jsonl"
 	}
@@ -192,6 +210,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.SellerStartDiff >= c.SellerMinDiff) || math.IsInf(c.SellerStartDiff, 0) {
 		return fmt.Errorf("market: seller start difficulty %g is below the seller minimum difficulty %g", c.SellerStartDiff, c.SellerMinDiff)
+	}
+	if c.MinOrderBudget < 1 || c.PriceDecreaseInterval < 0 || c.MaxPriceDecreaseBps < 1 || c.MaxPriceDecreaseBps > 10_000 {
+		return errors.New("market: MinOrderBudget must be positive and MaxPriceDecreaseBps in 1..10000")
 	}
 	if c.MaxSharesPerSellerJob < 1 || c.UpstreamInFlight < 1 {
 		return errors.New("market: MaxSharesPerSellerJob and UpstreamInFlight must be at least 1")

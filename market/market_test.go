@@ -481,9 +481,9 @@ func TestAuthenticate(t *testing.T) {
 
 func TestPlaceOrderValidation(t *testing.T) {
 	tm := startMarket(t, nil)
-	acct, _ := tm.buyer(t, 1000)
+	acct, _ := tm.buyer(t, 2000)
 	ctx := context.Background()
-	good := OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 1, Budget: 10}
+	good := OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 1, Budget: 1000}
 	cases := []struct {
 		name string
 		edit func(*OrderRequest)
@@ -494,7 +494,8 @@ func TestPlaceOrderValidation(t *testing.T) {
 		{"zero price", func(r *OrderRequest) { r.Price = 0 }, hashgrid.EINVALID},
 		{"negative limit", func(r *OrderRequest) { r.Limit = -1 }, hashgrid.EINVALID},
 		{"no budget", func(r *OrderRequest) { r.Budget = 0 }, hashgrid.EINVALID},
-		{"over balance", func(r *OrderRequest) { r.Budget = 1001 }, hashgrid.ECONFLICT},
+		{"below the minimum amount", func(r *OrderRequest) { r.Budget = 999 }, hashgrid.EINVALID},
+		{"over balance", func(r *OrderRequest) { r.Budget = 2001 }, hashgrid.ECONFLICT},
 	}
 	for _, c := range cases {
 		r := good
@@ -596,4 +597,49 @@ func TestContractTotal(t *testing.T) {
 func readFile(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	return string(b), err
+}
+
+// TestPriceDecreaseThrottled: raising a price is free; lowering it is allowed once per
+// PriceDecreaseInterval and by at most MaxPriceDecreaseBps, on the market's clock.
+func TestPriceDecreaseThrottled(t *testing.T) {
+	var mu sync.Mutex
+	offset := time.Duration(0)
+	tm := startMarket(t, func(c *Config) {
+		c.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }
+	})
+	acct, _ := tm.buyer(t, 100_000)
+	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 10_000, Budget: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	price := func(p int64) error {
+		_, err := tm.EditOrder(acct, o.ID, OrderEdit{Price: &p})
+		return err
+	}
+	steps := []struct {
+		advance time.Duration
+		price   int64
+		ok      bool
+		what    string
+	}{
+		{0, 20_000, true, "raise"},
+		{0, 17_999, false, "fall by more than 10%"},
+		{0, 18_000, true, "fall by 10%"},
+		{0, 17_900, false, "fall again at once"},
+		{0, 30_000, true, "raise again at once"},
+		{9 * time.Minute, 29_000, false, "fall again after 9 minutes"},
+		{time.Minute, 27_000, true, "fall again after 10 minutes"},
+	}
+	for _, s := range steps {
+		mu.Lock()
+		offset += s.advance
+		mu.Unlock()
+		err := price(s.price)
+		if s.ok != (err == nil) || (err != nil && hashgrid.ErrorCode(err) != hashgrid.ECONFLICT) {
+			t.Errorf("%s to %d: %v, want ok=%v", s.what, s.price, err, s.ok)
+		}
+	}
+	if v := tm.view(t, acct, o.ID); v.Price != 27_000 {
+		t.Errorf("price %d, want 27000", v.Price)
+	}
 }

@@ -66,6 +66,7 @@ type OrderRecord struct {
 	Status     string            `json:"status"`
 	Reason     string            `json:"reason,omitempty"`
 	Created    time.Time         `json:"created"`
+	Decreased  time.Time         `json:"price_decreased,omitzero"` // when the price last fell
 	Start      time.Time         `json:"start,omitzero"`
 	End        time.Time         `json:"end,omitzero"`
 	Funded     int64             `json:"funded"`
@@ -235,8 +236,8 @@ func (m *Market) PlaceOrder(ctx context.Context, account string, req OrderReques
 	if err := checkLimit(req.Limit); err != nil {
 		return OrderView{}, err
 	}
-	if req.Budget <= 0 || req.Budget > ledger.MaxAbsAmount {
-		return OrderView{}, hashgrid.Errorf(hashgrid.EINVALID, "budget must be a positive number of satoshis")
+	if req.Budget < m.cfg.MinOrderBudget || req.Budget > ledger.MaxAbsAmount {
+		return OrderView{}, hashgrid.Errorf(hashgrid.EINVALID, "budget must be %d..%d satoshis", m.cfg.MinOrderBudget, int64(ledger.MaxAbsAmount))
 	}
 	now := m.cfg.Now().UTC()
 	rec := &OrderRecord{Kind: KindSpot, Account: account, Dest: dest, Price: req.Price, Limit: req.Limit,
@@ -347,6 +348,20 @@ func (m *Market) EditOrder(account, id string, e OrderEdit) (OrderView, error) {
 	if o.rec.Status == StatusCancelled {
 		m.mu.Unlock()
 		return OrderView{}, hashgrid.Errorf(hashgrid.ECONFLICT, "order %s is cancelled", id)
+	}
+	if e.Price != nil && *e.Price < o.rec.Price {
+		now := m.cfg.Now().UTC()
+		p, bps := o.rec.Price, m.cfg.MaxPriceDecreaseBps
+		floor := p - (p/10_000*bps + p%10_000*bps/10_000) // p·bps/10000 without overflow
+		if next := o.rec.Decreased.Add(m.cfg.PriceDecreaseInterval); !o.rec.Decreased.IsZero() && now.Before(next) {
+			m.mu.Unlock()
+			return OrderView{}, hashgrid.Errorf(hashgrid.ECONFLICT, "a price may fall once every %s: the next decrease is possible from %s", m.cfg.PriceDecreaseInterval, next.Format(time.RFC3339))
+		}
+		if *e.Price < floor {
+			m.mu.Unlock()
+			return OrderView{}, hashgrid.Errorf(hashgrid.ECONFLICT, "a price may fall by at most %d.%02d%% at a time: to %d at the lowest", m.cfg.MaxPriceDecreaseBps/100, m.cfg.MaxPriceDecreaseBps%100, floor)
+		}
+		o.rec.Decreased = now
 	}
 	if e.Price != nil {
 		o.rec.Price = *e.Price
