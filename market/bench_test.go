@@ -62,7 +62,10 @@ func (s *submitter) submit() error {
 
 func benchSetup(b *testing.B) (*fakeDest, *testMarket) {
 	dest := startDest(b, benchDiff)
-	tm := startMarket(b, func(c *Config) { c.SellerMinDiff = benchDiff; c.SellerStartDiff = benchDiff })
+	tm := startMarket(b, func(c *Config) {
+		c.SellerMinDiff, c.SellerStartDiff = benchDiff, benchDiff
+		c.MaxSharesPerSellerJob = 1 << 22 // the benchmarks submit every share on one job
+	})
 	acct, _ := tm.buyer(b, 1_000_000_000)
 	if _, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "bench", Price: 1, Budget: 1_000_000_000}); err != nil {
 		b.Fatal(err)

@@ -28,6 +28,13 @@ type fakeDest struct {
 	addr string
 	diff float64
 	bits uint32
+	en2  int
+
+	// Misbehaviour, set before the first share arrives.
+	delay       time.Duration // before answering each submit
+	mask        uint32        // version-rolling mask offered to clients; default the stratum server's
+	strictNTime bool          // reject a share whose ntime is not its job's (no ntime rolling)
+	rejectAll   bool          // validate, then reject every share as a lying pool does
 
 	mu       sync.Mutex
 	seq      int
@@ -56,8 +63,17 @@ func startDest(t testing.TB, diff float64) *fakeDest { return startDestEN2(t, di
 // startDestEN2 is startDest with en2 bytes of extranonce2 for its clients.
 func startDestEN2(t testing.TB, diff float64, en2 int) *fakeDest {
 	t.Helper()
-	d := &fakeDest{t: t, diff: diff, bits: 0x1d00ffff, jobs: map[string]*fakeJob{}, accepted: map[string]uint64{}, work: map[string]hashgrid.Work{}, seen: map[chainhash.Hash]bool{}}
-	srv, err := stratum.NewServer(stratum.Config{Extranonce2Size: en2}, d)
+	return startDestWith(t, diff, en2, nil)
+}
+
+// startDestWith is startDestEN2 with set applied before the pool serves anyone.
+func startDestWith(t testing.TB, diff float64, en2 int, set func(*fakeDest)) *fakeDest {
+	t.Helper()
+	d := &fakeDest{t: t, diff: diff, bits: 0x1d00ffff, en2: en2, jobs: map[string]*fakeJob{}, accepted: map[string]uint64{}, work: map[string]hashgrid.Work{}, seen: map[chainhash.Hash]bool{}}
+	if set != nil {
+		set(d)
+	}
+	srv, err := stratum.NewServer(stratum.Config{Extranonce2Size: en2, VersionMask: d.mask}, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +153,9 @@ func (d *fakeDest) SuggestDifficulty(c *stratum.Conn, f float64) {}
 func (d *fakeDest) Closed(c *stratum.Conn)                       {}
 
 func (d *fakeDest) Submit(c *stratum.Conn, s *stratum.Submit) *stratum.Error {
+	if d.delay > 0 {
+		time.Sleep(d.delay) // a slow pool, not test synchronisation
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	j := d.jobs[s.JobID]
@@ -148,7 +167,7 @@ func (d *fakeDest) Submit(c *stratum.Conn, s *stratum.Submit) *stratum.Error {
 		return &stratum.Error{Code: code, Message: msg}
 	}
 	en2, err := hex.DecodeString(s.Extranonce2)
-	if err != nil || len(en2) != 8 {
+	if err != nil || len(en2) != d.en2 {
 		return reject(stratum.ErrCodeOther, "bad extranonce2")
 	}
 	ntime, _ := parseHex32(s.NTime)
@@ -172,10 +191,22 @@ func (d *fakeDest) Submit(c *stratum.Conn, s *stratum.Submit) *stratum.Error {
 	if d.seen[h] {
 		return reject(stratum.ErrCodeDuplicate, "duplicate share")
 	}
+	if d.strictNTime && ntime != j.ntime {
+		return reject(stratum.ErrCodeOther, "ntime out of range")
+	}
+	if d.rejectAll {
+		return reject(stratum.ErrCodeOther, "share rejected")
+	}
 	d.seen[h] = true
 	d.accepted[s.Worker]++
 	d.work[s.Worker] = d.work[s.Worker].Add(j.diff)
 	return nil
+}
+
+func (d *fakeDest) rejects() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rejected
 }
 
 func (d *fakeDest) stats(user string) (uint64, hashgrid.Work) {

@@ -10,10 +10,44 @@
 // the upstream extranonce2 is the seller's market extranonce1 (unique per seller
 // connection) followed by the seller's own extranonce2 and zero padding. Moving a
 // seller to another order therefore needs no set_extranonce: a new difficulty and a
-// clean job are enough, which every Stratum V1 miner understands.
+// clean job are enough, which every Stratum V1 miner understands. The destination
+// must therefore give at least 4 + SellerExtranonce2Size bytes of extranonce2 (8 by
+// default); one that gives fewer pauses its order with a reason saying so. Serving it
+// would need each seller's extranonce1 replaced by the destination's
+// (mining.set_extranonce), which the sellers' Stratum server does not send.
+//
+// Version rolling: a seller is sent mining.set_version_mask, before the job it applies
+// to, whenever the mask its job's destination lets the market roll, intersected with
+// the mask the seller negotiated, differs from what the seller was last told: a
+// destination with a narrower mask, or one that changes it, keeps getting valid
+// versions.
+//
+// Forwarding: a seller's share is checked by re-hashing it, against a per-job
+// duplicate set, before anything about it is recorded, and the seller is answered at
+// once: its read loop never waits on a destination. A share that also meets the
+// destination's difficulty is forwarded on its own goroutine, holding one of the
+// upstream's UpstreamInFlight slots; with every slot taken (a slow destination) it is
+// not forwarded and the order counts it as dropped, so a slow destination slows only
+// its own order.
+//
+// Anti-griefing: a seller's difficulty never goes below SellerMinDiff (default 1024,
+// unless the destination's own difficulty is lower). Duplicate sets are kept per job
+// and per seller extranonce1, bounded by MaxSharesPerSellerJob; a seller that fills
+// its set has further shares on that job refused, never accepted unrecorded, and a
+// reconnection that resumes its extranonce1 finds the set still there. A destination's
+// rejection of a share the market found valid is booked to the seller that sent it;
+// an order pauses only when rejectsToPause rejections in a row come from at least two
+// sellers, and a seller whose shares alone are rejected while others' are accepted is
+// dropped.
 //
 // Money: every charge and every earning is an entry in the shared ledger (package
-// ledger). Charges accrue exactly as Σ price · hashes (hashes of a share = its
+// ledger). Sellers earn every valid share at the market's own difficulty, at the
+// price of the order whose job it was, whether or not it also met the destination's
+// difficulty; buyers pay for the shares their destination accepts, at its difficulty.
+// The market carries the difference: each settlement posts the buyer's charge out of
+// the order's escrow, the fee (FeeBps of the charge), the sellers' earnings (per
+// worker, market:seller:ADDRESS/WORKER) and the rest to market:variance, and sums to
+// zero. Amounts accrue exactly as Σ price · hashes (hashes of a share = its
 // difficulty · 2^32, which is the raw value of a hashgrid.Diff) and are posted as
 // cumulative floors, so no rounding drifts; an order's escrow is reserved before a
 // share is forwarded, so no order is ever charged past its budget, and the ledger
@@ -28,7 +62,16 @@
 // pseudonyms) and to the operator's admin token. The buyers' page (web/) is served at
 // "/" by the same handler.
 //
-// Left out: on-chain deposits and withdrawals (an operator credits deposits through
-// the admin endpoint; seller balances are ledger accounts the payouts engine pays),
-// several upstream connections per order, and price-decrease throttling.
+// Standard orders: a spot order needs a budget of at least MinOrderBudget; its price
+// may rise at any time and fall at most once per PriceDecreaseInterval, by at most
+// MaxPriceDecreaseBps of the price.
+//
+// Left out: prices are still whole satoshis per TH/s per day (about 2% of today's
+// hashprice per tick); on-chain deposits and withdrawals (an operator credits deposits
+// through the admin endpoint); paying sellers: their earnings stay in the
+// market:seller: accounts of the market's ledger, which the payouts engine does not
+// read; destinations with fewer than 4 + SellerExtranonce2Size bytes of extranonce2;
+// several upstream connections per order; splitting one seller's time between
+// orders (routing places each seller whole, so an order whose limit is below one
+// seller's speed gets nothing); state in a database (orders are a JSON file).
 package market

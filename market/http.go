@@ -25,6 +25,8 @@ const maxBodyBytes = 64 << 10
 type WorkerView struct {
 	Worker       string  `json:"worker"`
 	Online       bool    `json:"online"`
+	Valid        uint64  `json:"shares_valid"` // valid at the market's difficulty: each earns
+	ValidWork    float64 `json:"valid_work"`
 	Accepted     uint64  `json:"shares_accepted"`
 	Rejected     uint64  `json:"shares_rejected"`
 	Stale        uint64  `json:"shares_stale"`
@@ -54,7 +56,7 @@ func (m *Market) Seller(ctx context.Context, addr string) (SellerView, error) {
 		if a != addr {
 			continue
 		}
-		wv := WorkerView{Worker: name, Online: w.Conns > 0, Accepted: w.Accepted, Rejected: w.Rejected, Stale: w.Stale,
+		wv := WorkerView{Worker: name, Online: w.Conns > 0, Valid: w.Valid, ValidWork: w.ValidWork.Float(), Accepted: w.Accepted, Rejected: w.Rejected, Stale: w.Stale,
 			Invalid: w.Invalid, AcceptedWork: w.Work.Float(), Earned: bals[acctSeller(k)]}
 		if !w.Last.IsZero() {
 			wv.LastShare = w.Last.UTC().Format(time.RFC3339Nano)

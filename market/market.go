@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/big"
 	"net"
 	"net/netip"
@@ -44,10 +45,19 @@ const (
 	MaxAccounts    = 1_000_000
 	maxFieldLen    = 256
 	maxRateEvents  = 4096
-	sellerJobs     = 16      // recent jobs a seller may submit against
-	maxSeenPerJob  = 100_000 // duplicate detection per job
-	rejectsToPause = 20      // consecutive non-stale rejections that pause an order
+	sellerJobs     = 16 // recent jobs a seller may submit against
+	rejectsToPause = 20 // consecutive destination rejections, from at least two sellers, that pause an order
+	// sellerRejectsToDrop is how many of one seller's forwarded shares in a row a
+	// destination may reject, while it accepts other sellers' shares on the same
+	// order, before the market drops that seller: the rejections are its doing.
+	sellerRejectsToDrop = 10
 )
+
+// DefaultSellerMinDiff is the default floor of a seller's difficulty. A share at
+// difficulty 1024 is about 4.4·10^12 hashes: the smallest SHA-256 machine worth
+// selling (0.5 TH/s) still sends one every nine seconds, a 200 TH/s machine about 45
+// a second, and a CPU cannot make the market hash, store and forward cheap shares.
+const DefaultSellerMinDiff = 1024
 
 // Config configures a Market.
 type Config struct {
@@ -63,19 +73,41 @@ type Config struct {
 	// extranonce2 must be at least 4 bytes larger. Default 4.
 	SellerExtranonce2Size int
 	SellerShareInterval   time.Duration // seller vardiff aims at one share per interval; default 5s
-	SellerStartDiff       float64       // default 0.001
-	SellerMinDiff         float64       // default 1e-6
-	RouteInterval         time.Duration // routing runs at least this often; default 1s
-	SettleInterval        time.Duration // charges are posted this often; default 1s
-	UpstreamTimeout       time.Duration // dial and reply timeout towards destinations; default 10s
-	JobTimeout            time.Duration // a destination that sends no job this long after connecting pauses its order; default 15s
-	SpeedWindow           time.Duration // window of "current" speeds; default 60s
-	SampleSize            int           // delivered shares kept per order for audit; default 256
+	// SellerMinDiff is the floor of every seller's difficulty: mining.suggest_difficulty
+	// and vardiff never go below it. A destination whose own difficulty is lower gives
+	// its sellers that difficulty instead (every share then goes to the destination).
+	// Default DefaultSellerMinDiff.
+	SellerMinDiff   float64
+	SellerStartDiff float64 // a seller's first difficulty; at least SellerMinDiff, which is the default
+	// MaxSharesPerSellerJob bounds the duplicate set a seller connection's extranonce1
+	// has on one job. A seller that reaches it has its further shares on that job
+	// refused as stale (nothing unrecorded is ever accepted) until the next job.
+	// Default 4096.
+	MaxSharesPerSellerJob int
+	// UpstreamInFlight bounds the shares forwarded to one destination connection and
+	// not yet answered. Forwarding never holds up a seller: a share that finds the
+	// bound reached is not forwarded (the order counts it as dropped). Default 64.
+	UpstreamInFlight int
+	RouteInterval    time.Duration // routing runs at least this often; default 1s
+	SettleInterval   time.Duration // charges are posted this often; default 1s
+	UpstreamTimeout  time.Duration // dial and reply timeout towards destinations; default 10s
+	JobTimeout       time.Duration // a destination that sends no job this long after connecting pauses its order; default 15s
+	SpeedWindow      time.Duration // window of "current" speeds; default 60s
+	SampleSize       int           // delivered shares kept per order for audit; default 256
 	// SpeedBucket and SpeedHistory shape an order's delivered speed over time (kept in
 	// memory only): default one-minute buckets over three hours.
 	SpeedBucket  time.Duration
 	SpeedHistory time.Duration
 	MinPrice     int64 // lowest contract quote; default 1
+	// MinOrderBudget is the smallest budget a spot order may be placed with, in
+	// satoshis: an order must be able to pay for some delivery. Default 1000.
+	MinOrderBudget int64
+	// A spot order's price may fall at most once per PriceDecreaseInterval (default
+	// 10 minutes), by at most MaxPriceDecreaseBps of the price (default 1000, 10%):
+	// sellers routed at a price are not repriced under their feet, and a buyer cannot
+	// outbid everyone for a moment and then drop to the floor. Raising is free.
+	PriceDecreaseInterval time.Duration
+	MaxPriceDecreaseBps   int64
 	// AllowPrivateDestinations lets buyers' orders point at loopback, private,
 	// link-local and other non-public addresses (tests, demos, a private farm). Off,
 	// such destinations are refused when placed and when dialled.
@@ -97,11 +129,17 @@ func (c *Config) defaults() {
 	if c.SellerShareInterval == 0 {
 		c.SellerShareInterval = 5 * time.Second
 	}
-	if c.SellerStartDiff == 0 {
-		c.SellerStartDiff = 0.001
-	}
 	if c.SellerMinDiff == 0 {
-		c.SellerMinDiff = 1e-6
+		c.SellerMinDiff = DefaultSellerMinDiff
+	}
+	if c.SellerStartDiff == 0 {
+		c.SellerStartDiff = c.SellerMinDiff
+	}
+	if c.MaxSharesPerSellerJob == 0 {
+		c.MaxSharesPerSellerJob = 4096
+	}
+	if c.UpstreamInFlight == 0 {
+		c.UpstreamInFlight = 64
 	}
 	if c.RouteInterval == 0 {
 		c.RouteInterval = time.Second
@@ -129,6 +167,15 @@ func (c *Config) defaults() {
 	}
 	if c.MinPrice == 0 {
 		c.MinPrice = 1
+	}
+	if c.MinOrderBudget == 0 {
+		c.MinOrderBudget = 1000
+	}
+	if c.PriceDecreaseInterval == 0 {
+		c.PriceDecreaseInterval = 10 * time.Minute
+	}
+	if c.MaxPriceDecreaseBps == 0 {
+		c.MaxPriceDecreaseBps = 1000
 	}
 	if c.AccountsPath == "" {
 		c.AccountsPath = strings.TrimSuffix(c.StatePath, ".json") + "-accounts.jsonl"
@@ -158,6 +205,18 @@ func (c *Config) Validate() error {
 	if c.FeeBps < 0 || c.FeeBps >= 10_000 {
 		return fmt.Errorf("market: fee %d bps out of range 0..9999", c.FeeBps)
 	}
+	if !(c.SellerMinDiff > 0) || math.IsInf(c.SellerMinDiff, 0) {
+		return fmt.Errorf("market: seller minimum difficulty %g must be a positive number", c.SellerMinDiff)
+	}
+	if !(c.SellerStartDiff >= c.SellerMinDiff) || math.IsInf(c.SellerStartDiff, 0) {
+		return fmt.Errorf("market: seller start difficulty %g is below the seller minimum difficulty %g", c.SellerStartDiff, c.SellerMinDiff)
+	}
+	if c.MinOrderBudget < 1 || c.PriceDecreaseInterval < 0 || c.MaxPriceDecreaseBps < 1 || c.MaxPriceDecreaseBps > 10_000 {
+		return errors.New("market: MinOrderBudget must be positive and MaxPriceDecreaseBps in 1..10000")
+	}
+	if c.MaxSharesPerSellerJob < 1 || c.UpstreamInFlight < 1 {
+		return errors.New("market: MaxSharesPerSellerJob and UpstreamInFlight must be at least 1")
+	}
 	if c.SellerExtranonce2Size < 2 || c.SellerExtranonce2Size > 8 {
 		return fmt.Errorf("market: seller extranonce2 size %d out of range 2..8", c.SellerExtranonce2Size)
 	}
@@ -170,7 +229,12 @@ func acctEscrow(id string) string { return "market:escrow:" + id }
 func acctSeller(k string) string  { return "market:seller:" + k }
 
 const (
-	acctFees     = "market:fees"
+	acctFees = "market:fees"
+	// acctVariance carries the difference between what sellers earn (every valid
+	// share at the market's difficulty) and what buyers pay for it (the shares the
+	// destinations accept at theirs), less the fee: negative when the market has paid
+	// sellers for more work than destinations accepted.
+	acctVariance = "market:variance"
 	acctDeposits = "market:deposits" // money that came in from outside; negative
 )
 
@@ -565,6 +629,12 @@ func (m *Market) applyEntry(o *order, e ledger.Entry) {
 		for _, p := range e.Postings {
 			if k, ok := strings.CutPrefix(p.Account, "market:seller:"); ok {
 				r.SellerPaid[k] += p.Amount
+			}
+			switch p.Account {
+			case acctFees:
+				r.FeePosted += p.Amount
+			case acctVariance:
+				r.VariancePosted += p.Amount
 			}
 		}
 	case strings.HasPrefix(e.Key, "market:refund:"):

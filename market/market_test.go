@@ -37,7 +37,7 @@ func startMarket(t testing.TB, tweak func(*Config)) *testMarket {
 	}
 	cfg := Config{
 		Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json"),
-		SellerShareInterval: 500 * time.Millisecond, SellerStartDiff: 0.0002, JobTimeout: 5 * time.Second, UpstreamTimeout: 3 * time.Second,
+		SellerShareInterval: 500 * time.Millisecond, SellerStartDiff: 0.0002, SellerMinDiff: 1e-6, JobTimeout: 5 * time.Second, UpstreamTimeout: 3 * time.Second,
 		SettleInterval: 200 * time.Millisecond, AllowPrivateDestinations: true, // the test pools are on loopback
 	}
 	if tweak != nil {
@@ -169,7 +169,7 @@ func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
 	mwork := tm.orders[o.ID].rec.Work
 	workers := map[string]hashgrid.Work{}
 	for k, w := range tm.workers {
-		workers[k] = w.Work
+		workers[k] = w.ValidWork
 	}
 	tm.mu.Unlock()
 	if mwork != work {
@@ -192,18 +192,25 @@ func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
 	if esc != 0 || bal != deposit-wantCharge {
 		t.Errorf("escrow %d, balance %d; want 0 and %d", esc, bal, deposit-wantCharge)
 	}
+	// Sellers earn every valid share at the market's difficulty; the fee is 2% of the
+	// charge; the variance account takes the rest.
 	var paid int64
 	for k, w := range workers {
 		got, _ := tm.led.Balance(ctx, acctSeller(k))
-		if want := chargeFor(price, w, 10_000-200); got != want {
-			t.Errorf("seller %s earned %d, want %d", k, got, want)
+		if want := chargeFor(price, w, 10_000-200); got != want || got == 0 {
+			t.Errorf("seller %s earned %d, want %d for its valid work", k, got, want)
 		}
 		paid += got
 	}
 	fees, _ := tm.led.Balance(ctx, acctFees)
-	if paid+fees != wantCharge || fees < 0 {
-		t.Errorf("sellers %d + fees %d != charged %d", paid, fees, wantCharge)
+	if want := wantCharge - wantCharge*9_800/10_000; fees != want {
+		t.Errorf("fees %d, want %d", fees, want)
 	}
+	variance, _ := tm.led.Balance(ctx, acctVariance)
+	if paid+fees+variance != wantCharge {
+		t.Errorf("sellers %d + fees %d + variance %d != charged %d", paid, fees, variance, wantCharge)
+	}
+	t.Logf("charged %d: sellers %d, fees %d, variance %d", wantCharge, paid, fees, variance)
 	if v.Refunded != 10_000_000-wantCharge {
 		t.Errorf("refunded %d, want %d", v.Refunded, 10_000_000-wantCharge)
 	}
@@ -474,9 +481,9 @@ func TestAuthenticate(t *testing.T) {
 
 func TestPlaceOrderValidation(t *testing.T) {
 	tm := startMarket(t, nil)
-	acct, _ := tm.buyer(t, 1000)
+	acct, _ := tm.buyer(t, 2000)
 	ctx := context.Background()
-	good := OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 1, Budget: 10}
+	good := OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 1, Budget: 1000}
 	cases := []struct {
 		name string
 		edit func(*OrderRequest)
@@ -487,7 +494,8 @@ func TestPlaceOrderValidation(t *testing.T) {
 		{"zero price", func(r *OrderRequest) { r.Price = 0 }, hashgrid.EINVALID},
 		{"negative limit", func(r *OrderRequest) { r.Limit = -1 }, hashgrid.EINVALID},
 		{"no budget", func(r *OrderRequest) { r.Budget = 0 }, hashgrid.EINVALID},
-		{"over balance", func(r *OrderRequest) { r.Budget = 1001 }, hashgrid.ECONFLICT},
+		{"below the minimum amount", func(r *OrderRequest) { r.Budget = 999 }, hashgrid.EINVALID},
+		{"over balance", func(r *OrderRequest) { r.Budget = 2001 }, hashgrid.ECONFLICT},
 	}
 	for _, c := range cases {
 		r := good
@@ -589,4 +597,49 @@ func TestContractTotal(t *testing.T) {
 func readFile(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	return string(b), err
+}
+
+// TestPriceDecreaseThrottled: raising a price is free; lowering it is allowed once per
+// PriceDecreaseInterval and by at most MaxPriceDecreaseBps, on the market's clock.
+func TestPriceDecreaseThrottled(t *testing.T) {
+	var mu sync.Mutex
+	offset := time.Duration(0)
+	tm := startMarket(t, func(c *Config) {
+		c.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }
+	})
+	acct, _ := tm.buyer(t, 100_000)
+	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 10_000, Budget: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	price := func(p int64) error {
+		_, err := tm.EditOrder(acct, o.ID, OrderEdit{Price: &p})
+		return err
+	}
+	steps := []struct {
+		advance time.Duration
+		price   int64
+		ok      bool
+		what    string
+	}{
+		{0, 20_000, true, "raise"},
+		{0, 17_999, false, "fall by more than 10%"},
+		{0, 18_000, true, "fall by 10%"},
+		{0, 17_900, false, "fall again at once"},
+		{0, 30_000, true, "raise again at once"},
+		{9 * time.Minute, 29_000, false, "fall again after 9 minutes"},
+		{time.Minute, 27_000, true, "fall again after 10 minutes"},
+	}
+	for _, s := range steps {
+		mu.Lock()
+		offset += s.advance
+		mu.Unlock()
+		err := price(s.price)
+		if s.ok != (err == nil) || (err != nil && hashgrid.ErrorCode(err) != hashgrid.ECONFLICT) {
+			t.Errorf("%s to %d: %v, want ok=%v", s.what, s.price, err, s.ok)
+		}
+	}
+	if v := tm.view(t, acct, o.ID); v.Price != 27_000 {
+		t.Errorf("price %d, want 27000", v.Price)
+	}
 }

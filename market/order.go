@@ -66,6 +66,7 @@ type OrderRecord struct {
 	Status     string            `json:"status"`
 	Reason     string            `json:"reason,omitempty"`
 	Created    time.Time         `json:"created"`
+	Decreased  time.Time         `json:"price_decreased,omitzero"` // when the price last fell
 	Start      time.Time         `json:"start,omitzero"`
 	End        time.Time         `json:"end,omitzero"`
 	Funded     int64             `json:"funded"`
@@ -77,15 +78,20 @@ type OrderRecord struct {
 	FundSeq    uint64            `json:"fund_seq"`
 	XferSeq    uint64            `json:"transfer_seq"`
 	ChargeNum  string            `json:"charge_num"` // Σ price·hashes of accepted shares
-	SellerNum  map[string]string `json:"seller_num"`
+	SellerNum  map[string]string `json:"seller_num"` // Σ price·hashes of each worker's valid shares at the market's difficulty
 	SellerPaid map[string]int64  `json:"seller_paid"`
-	Accepted   uint64            `json:"shares_accepted"`
-	Rejected   uint64            `json:"shares_rejected"`
-	Stale      uint64            `json:"shares_stale"`
-	Work       hashgrid.Work     `json:"work"`
-	FirstShare time.Time         `json:"first_share,omitzero"`
-	Segments   []Segment         `json:"segments"`
-	Offer      *TransferOffer    `json:"offer,omitempty"`
+	// FeePosted and VariancePosted are what settlements posted to the fee and
+	// variance accounts for this order.
+	FeePosted      int64          `json:"fee_posted"`
+	VariancePosted int64          `json:"variance_posted"`
+	Accepted       uint64         `json:"shares_accepted"`
+	Rejected       uint64         `json:"shares_rejected"`
+	Stale          uint64         `json:"shares_stale"`
+	Dropped        uint64         `json:"shares_dropped"` // valid, not forwarded: the destination had UpstreamInFlight unanswered
+	Work           hashgrid.Work  `json:"work"`
+	FirstShare     time.Time      `json:"first_share,omitzero"`
+	Segments       []Segment      `json:"segments"`
+	Offer          *TransferOffer `json:"offer,omitempty"`
 }
 
 // order is an order at run time.
@@ -101,7 +107,8 @@ type order struct {
 	samples   []ShareSample
 	speeds    []speedBucket // delivered work by SpeedBucket, oldest first
 	sampleAt  int
-	rejects   int // consecutive non-stale rejections
+	rejects   int                  // consecutive destination rejections
+	rejectBy  map[*seller]struct{} // sellers of the current rejections (at most two kept)
 }
 
 func newOrder(rec *OrderRecord) *order {
@@ -116,6 +123,13 @@ func newOrder(rec *OrderRecord) *order {
 
 func restoreOrder(rec *OrderRecord) (*order, error) {
 	o := newOrder(rec)
+	if rec.FeePosted == 0 && rec.VariancePosted == 0 && rec.Charged > 0 {
+		// State from before the variance account: the fee was what sellers were not paid.
+		rec.FeePosted = rec.Charged
+		for _, p := range rec.SellerPaid {
+			rec.FeePosted -= p
+		}
+	}
 	if rec.ChargeNum != "" {
 		if _, ok := o.num.SetString(rec.ChargeNum, 10); !ok {
 			return nil, fmt.Errorf("bad charge_num %q", rec.ChargeNum)
@@ -222,8 +236,8 @@ func (m *Market) PlaceOrder(ctx context.Context, account string, req OrderReques
 	if err := checkLimit(req.Limit); err != nil {
 		return OrderView{}, err
 	}
-	if req.Budget <= 0 || req.Budget > ledger.MaxAbsAmount {
-		return OrderView{}, hashgrid.Errorf(hashgrid.EINVALID, "budget must be a positive number of satoshis")
+	if req.Budget < m.cfg.MinOrderBudget || req.Budget > ledger.MaxAbsAmount {
+		return OrderView{}, hashgrid.Errorf(hashgrid.EINVALID, "budget must be %d..%d satoshis", m.cfg.MinOrderBudget, int64(ledger.MaxAbsAmount))
 	}
 	now := m.cfg.Now().UTC()
 	rec := &OrderRecord{Kind: KindSpot, Account: account, Dest: dest, Price: req.Price, Limit: req.Limit,
@@ -335,6 +349,20 @@ func (m *Market) EditOrder(account, id string, e OrderEdit) (OrderView, error) {
 		m.mu.Unlock()
 		return OrderView{}, hashgrid.Errorf(hashgrid.ECONFLICT, "order %s is cancelled", id)
 	}
+	if e.Price != nil && *e.Price < o.rec.Price {
+		now := m.cfg.Now().UTC()
+		p, bps := o.rec.Price, m.cfg.MaxPriceDecreaseBps
+		floor := p - (p/10_000*bps + p%10_000*bps/10_000) // p·bps/10000 without overflow
+		if next := o.rec.Decreased.Add(m.cfg.PriceDecreaseInterval); !o.rec.Decreased.IsZero() && now.Before(next) {
+			m.mu.Unlock()
+			return OrderView{}, hashgrid.Errorf(hashgrid.ECONFLICT, "a price may fall once every %s: the next decrease is possible from %s", m.cfg.PriceDecreaseInterval, next.Format(time.RFC3339))
+		}
+		if *e.Price < floor {
+			m.mu.Unlock()
+			return OrderView{}, hashgrid.Errorf(hashgrid.ECONFLICT, "a price may fall by at most %d.%02d%% at a time: to %d at the lowest", m.cfg.MaxPriceDecreaseBps/100, m.cfg.MaxPriceDecreaseBps%100, floor)
+		}
+		o.rec.Decreased = now
+	}
 	if e.Price != nil {
 		o.rec.Price = *e.Price
 	}
@@ -393,7 +421,7 @@ func (m *Market) ResumeOrder(account, id string) (OrderView, error) {
 	var v OrderView
 	if err == nil {
 		o.rec.Status, o.rec.Reason = StatusActive, ""
-		o.rejects = 0
+		o.rejects, o.rejectBy = 0, nil
 		m.ensureUpstreamLocked(o)
 		m.dirty = true
 		v = m.viewLocked(o)
@@ -649,9 +677,10 @@ type OrderView struct {
 	SharesAccepted uint64         `json:"shares_accepted"`
 	SharesRejected uint64         `json:"shares_rejected"`
 	SharesStale    uint64         `json:"shares_stale"`
-	AcceptedWork   float64        `json:"accepted_work"` // Σ accepted difficulty
-	AvgSpeed       float64        `json:"avg_speed"`     // TH/s since the first share
-	CurrentSpeed   float64        `json:"current_speed"` // TH/s over the speed window
+	SharesDropped  uint64         `json:"shares_dropped"` // valid shares not forwarded: the destination was too slow
+	AcceptedWork   float64        `json:"accepted_work"`  // Σ accepted difficulty
+	AvgSpeed       float64        `json:"avg_speed"`      // TH/s since the first share
+	CurrentSpeed   float64        `json:"current_speed"`  // TH/s over the speed window
 	Sellers        int            `json:"sellers"`
 	Segments       []SegmentView  `json:"segments"`
 	Offer          *TransferOffer `json:"offer,omitempty"`
@@ -673,7 +702,7 @@ func (m *Market) viewLocked(o *order) OrderView {
 		ID: r.ID, Kind: r.Kind, Account: r.Account, Status: r.Status, Reason: r.Reason,
 		PoolURL: r.Dest.URL, PoolUser: r.Dest.User, Price: r.Price, Limit: r.Limit,
 		Budget: r.Funded, Spent: spent, Remaining: r.Funded - spent - r.Refunded, Refunded: r.Refunded,
-		SharesAccepted: r.Accepted, SharesRejected: r.Rejected, SharesStale: r.Stale,
+		SharesAccepted: r.Accepted, SharesRejected: r.Rejected, SharesStale: r.Stale, SharesDropped: r.Dropped,
 		AcceptedWork: r.Work.Float(), Sellers: len(o.sellers), Offer: r.Offer,
 		CurrentSpeed: o.deliv.rate(now, m.cfg.SpeedWindow) / 1e12,
 	}

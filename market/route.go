@@ -161,9 +161,16 @@ type settlement struct {
 
 var bigFeeDen = big.NewInt(10_000)
 
-// settle posts what accepted shares owe since the last settlement, as cumulative
-// floors (so rounding never drifts), and refunds the leftover of ended orders whose
-// shares in flight have all been answered.
+// settle posts what accepted shares owe and what valid shares earned since the last
+// settlement, as cumulative floors (so rounding never drifts), and refunds the
+// leftover of ended orders whose shares in flight have all been answered.
+//
+// For an order, with C = floor(Σ price·hashes accepted by the destination / K) the
+// buyer's charge: the fee is C − floor(C·(10000 − FeeBps)/10000); each worker earns
+// floor(Σ price·hashes of its valid shares at the market's difficulty ·
+// (10000 − FeeBps) / (K·10000)); the variance account takes the rest, C − fee −
+// earnings, which is negative when destinations accepted less work than sellers did.
+// Each settlement posts the differences to what was posted before, and sums to zero.
 func (m *Market) settle(ctx context.Context) {
 	m.mu.Lock()
 	var plans []settlement
@@ -173,7 +180,9 @@ func (m *Market) settle(ctx context.Context) {
 		if r.Closed {
 			continue
 		}
-		charge := o.spentLocked() - r.Charged
+		total := o.spentLocked()
+		charge := total - r.Charged
+		fee := total - new(big.Int).Quo(new(big.Int).Mul(big.NewInt(total), keep), bigFeeDen).Int64() - r.FeePosted
 		var ps []ledger.Posting
 		var paid int64
 		for k, n := range o.sellerNum {
@@ -185,12 +194,15 @@ func (m *Market) settle(ctx context.Context) {
 				paid += d
 			}
 		}
-		if charge > 0 || paid > 0 {
+		if charge > 0 || paid > 0 || fee > 0 {
 			if charge > 0 {
 				ps = append(ps, ledger.Posting{Account: acctEscrow(r.ID), Amount: -charge})
 			}
-			if fee := charge - paid; fee != 0 {
+			if fee != 0 {
 				ps = append(ps, ledger.Posting{Account: acctFees, Amount: fee})
+			}
+			if v := charge - fee - paid; v != 0 {
+				ps = append(ps, ledger.Posting{Account: acctVariance, Amount: v})
 			}
 			plans = append(plans, settlement{o: o, tx: ledger.Tx{
 				Key: fmt.Sprintf("market:settle:%s:%d", r.ID, r.SettleSeq), Memo: "delivery to order " + r.ID,

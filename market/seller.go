@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btcsuite/btcd/chainhash/v2"
+
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/pow"
@@ -40,12 +42,17 @@ type seller struct {
 	connected time.Time
 
 	ord *order // assignment; guarded by Market.mu
+	// destRejects counts this seller's forwarded shares rejected in a row by the
+	// destination, since its order had accepted rejectsFrom shares; guarded by Market.mu.
+	destRejects int
+	rejectsFrom uint64
 
 	mu       sync.Mutex
 	jobs     [sellerJobs]sentJob
 	njobs    int
 	vdiff    hashgrid.Diff
 	sentDiff hashgrid.Diff
+	sentMask uint32 // version-rolling mask the seller was last told (BIP 310)
 	winStart time.Time
 	winN     int
 	winWork  float64
@@ -54,13 +61,15 @@ type seller struct {
 
 // workerStats is what the market saw from one address/worker.
 type workerStats struct {
-	Accepted uint64 // accepted by a destination
-	Rejected uint64 // rejected by a destination (not stale)
-	Stale    uint64 // stale at the market or at the destination
-	Invalid  uint64 // failed the market's own check: not forwarded
-	Work     hashgrid.Work
-	Conns    int
-	Last     time.Time
+	Valid     uint64        // valid at the market's difficulty: what the seller earns for
+	ValidWork hashgrid.Work // their work
+	Accepted  uint64        // accepted by a destination
+	Rejected  uint64        // rejected by a destination (not stale)
+	Stale     uint64        // stale at the market or at the destination
+	Invalid   uint64        // failed the market's own check: not forwarded
+	Work      hashgrid.Work
+	Conns     int
+	Last      time.Time
 }
 
 func (s *seller) diffFor(j *mjob) hashgrid.Diff {
@@ -77,10 +86,19 @@ func (s *seller) sendJob(j *mjob, clean bool) {
 	s.jobs[s.njobs%sellerJobs] = sentJob{j: j, diff: d, tgt: pow.DiffTarget(d)}
 	s.njobs++
 	var buf []byte
+	// A destination may let the market roll fewer version bits than the seller
+	// negotiated, or change its mask: the seller is told before the job it applies
+	// to, so that its rolled versions stay inside what the destination accepts.
+	if cm := s.conn.VersionMask(); cm != 0 {
+		if want := cm & j.mask; want != s.sentMask {
+			s.sentMask = want
+			buf = stratum.AppendNotification(buf, "mining.set_version_mask", fmt.Appendf(nil, `["%08x"]`, want))
+		}
+	}
 	if d != s.sentDiff {
 		s.sentDiff = d
 		p := strconv.AppendFloat([]byte("["), d.Float(), 'g', -1, 64)
-		buf = stratum.AppendNotification(nil, "mining.set_difficulty", append(p, ']'))
+		buf = stratum.AppendNotification(buf, "mining.set_difficulty", append(p, ']'))
 	}
 	s.mu.Unlock()
 	line := j.line
@@ -185,6 +203,7 @@ func (h sellerSide) Authorized(c *stratum.Conn) {
 	now := m.cfg.Now()
 	s.mu.Lock()
 	s.connected, s.winStart = now, now
+	s.sentMask = c.VersionMask() // what mining.configure answered
 	s.vdiff = hashgrid.DiffFromFloat(m.cfg.SellerStartDiff)
 	if d := c.SuggestedDifficulty(); d > 0 {
 		s.vdiff = hashgrid.DiffFromFloat(max(d, m.cfg.SellerMinDiff))
@@ -308,25 +327,58 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 	if !ht.LE(sj.tgt) && !meetsNet {
 		return invalid(stratum.ErrCodeLowDifficulty, "low difficulty share")
 	}
-	if !j.markSeen(hash) {
+	// Duplicates are checked before anything about the share is recorded: a replayed
+	// share moves no vardiff, no speed estimate and no money.
+	switch j.markSeen(c.Extranonce1(), hash, m.cfg.MaxSharesPerSellerJob) {
+	case shareDup:
 		return invalid(stratum.ErrCodeDuplicate, "duplicate share")
+	case shareFull:
+		count(func(w *workerStats) { w.Stale++ })
+		return &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "too many shares on this job: wait for the next"}
 	}
 	s.vardiff(sj.diff, now)
-	if !ht.LE(j.upTgt) && !meetsNet {
-		// Valid at the seller's difficulty, below the destination's: it measured the
-		// seller's speed and is not forwarded.
-		return nil
-	}
+	forwardIt := ht.LE(j.upTgt) || meetsNet
 
-	// Reserve the share's price in the order's escrow before it leaves.
+	// The seller earns the share at the market's difficulty, at the price of the
+	// order whose job it is; the buyer pays for what the destination accepts. The
+	// order must be live and its escrow able to cover one destination share.
 	m.mu.Lock()
-	o := j.up.o
+	u := j.up
+	o := u.o
 	r := o.rec
 	cost := shareCost(r.Price, j.upDiff)
-	if o.up != j.up || r.Status != StatusActive || o.roomLocked().Cmp(cost) < 0 {
+	if o.up != u || r.Status != StatusActive || o.roomLocked().Cmp(cost) < 0 {
 		m.worker(key).Stale++
 		m.mu.Unlock()
 		return errNoOrder
+	}
+	sn := o.sellerNum[key]
+	if sn == nil {
+		sn = new(big.Int)
+		o.sellerNum[key] = sn
+	}
+	sn.Add(sn, shareCost(r.Price, sj.diff))
+	w := m.worker(key)
+	w.Valid++
+	w.ValidWork = w.ValidWork.Add(sj.diff)
+	w.Last = now
+	m.dirty = true
+	if !forwardIt {
+		// Below the destination's difficulty: it earned and measured the seller's
+		// speed, and is not forwarded.
+		m.mu.Unlock()
+		return nil
+	}
+	// A slot among the upstream's shares in flight; none free means the destination
+	// is slower than its sellers: the share is not forwarded, and only this order
+	// loses it.
+	select {
+	case u.slots <- struct{}{}:
+	default:
+		r.Dropped++
+		m.dirty = true
+		m.mu.Unlock()
+		return nil
 	}
 	o.reserved.Add(o.reserved, cost)
 	// The owner the share is delivered for: a contract transferred while the share is in
@@ -339,70 +391,115 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 	upEN2 = append(upEN2, s.en1[:]...)
 	upEN2 = append(upEN2, en2[:en2Size]...)
 	upEN2 = append(upEN2, make([]byte, j.pad)...)
-	fwd := stratum.Submit{Worker: user, JobID: j.n.JobID, Extranonce2: hex.EncodeToString(upEN2), NTime: sub.NTime, Nonce: sub.Nonce}
+	fwd := &stratum.Submit{Worker: user, JobID: j.n.JobID, Extranonce2: hex.EncodeToString(upEN2), NTime: sub.NTime, Nonce: sub.Nonce}
 	if sub.VersionBits != "" {
 		fwd.VersionBits = fmt.Sprintf("%08x", vbits)
 	}
+	f := &forward{s: s, key: key, j: j, o: o, cost: cost, segment: segment, upEN2: upEN2, sub: fwd, version: version, hash: hash}
+	m.wg.Go(func() {
+		defer func() { <-u.slots }()
+		m.forward(f)
+	})
+	// The seller's answer does not wait for the destination's: the share is valid at
+	// the difficulty the market gave it.
+	return nil
+}
+
+// forward is one share on its way to a destination.
+type forward struct {
+	s       *seller
+	key     string // the seller's "address/worker"
+	j       *mjob
+	o       *order
+	cost    *big.Int // reserved in the order's escrow
+	segment int
+	upEN2   []byte
+	sub     *stratum.Submit
+	version uint32
+	hash    chainhash.Hash
+}
+
+// forward submits one share to its destination and books the answer. It runs on its
+// own goroutine, holding one of the upstream's UpstreamInFlight slots.
+func (m *Market) forward(f *forward) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.UpstreamTimeout)
-	err := j.cli.Submit(ctx, &fwd)
+	err := f.j.cli.Submit(ctx, f.sub)
 	cancel()
-	now = m.cfg.Now()
+	now := m.cfg.Now()
+	j, o, s, key := f.j, f.o, f.s, f.key
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.releaseLocked(o, cost)
+	r := o.rec
+	m.releaseLocked(o, f.cost)
 	w := m.worker(key)
 	w.Last = now
 	var se *stratum.Error
 	switch {
 	case err == nil:
-		o.num.Add(o.num, cost)
-		sn := o.sellerNum[key]
-		if sn == nil {
-			sn = new(big.Int)
-			o.sellerNum[key] = sn
-		}
-		sn.Add(sn, cost)
+		o.num.Add(o.num, f.cost)
 		r.Accepted++
 		r.Work = r.Work.Add(j.upDiff)
 		if r.FirstShare.IsZero() {
 			r.FirstShare = now
 		}
-		seg := &r.Segments[segment]
+		seg := &r.Segments[f.segment]
 		seg.Accepted++
 		seg.Work = seg.Work.Add(j.upDiff)
 		o.deliv.add(now, float64(j.upDiff))
 		o.recordSpeedLocked(now, float64(j.upDiff), m.cfg.SpeedBucket, int(m.cfg.SpeedHistory/m.cfg.SpeedBucket)+1)
-		o.rejects = 0
+		o.rejects, o.rejectBy = 0, nil
+		s.destRejects = 0
 		w.Accepted++
 		w.Work = w.Work.Add(j.upDiff)
-		m.sampleLocked(o, segment, j, key, now, upEN2, &fwd, version, hash)
+		m.sampleLocked(o, f.segment, j, key, now, f.upEN2, f.sub, f.version, f.hash)
 		m.dirty = true
-		if r.Status == StatusActive && o.roomLocked().Cmp(cost) < 0 {
+		if r.Status == StatusActive && o.roomLocked().Cmp(f.cost) < 0 {
 			r.Status, r.Reason = StatusExhausted, "budget spent"
 			m.closeUpstreamLocked(o)
 			m.kick()
 		}
-		return nil
 	case errors.As(err, &se) && se.Code == stratum.ErrCodeJobNotFound:
 		r.Stale++
 		w.Stale++
-		return errStale
 	case errors.As(err, &se):
 		r.Rejected++
 		w.Rejected++
-		o.rejects++
 		m.dirty = true
-		if o.rejects >= rejectsToPause && o.up == j.up && r.Status == StatusActive {
-			m.pauseLocked(o, fmt.Sprintf("destination rejected %d valid shares in a row (last: %d %s)", o.rejects, se.Code, se.Message))
-			m.kick()
-		}
-		// A rejection by the destination is not the seller's fault: answer it as
-		// stale work, which the Stratum server does not count against the peer.
-		return &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "rejected by destination: " + se.Message}
+		m.destRejectLocked(o, j.up, s, se)
 	default:
-		// No verdict (the destination went away): nothing is charged; the upstream's
-		// own goroutine pauses the order.
-		return &stratum.Error{Code: stratum.ErrCodeJobNotFound, Message: "destination did not answer"}
+		// No verdict (the destination went away or timed out): nothing is charged; the
+		// upstream's own goroutine pauses the order if its connection is gone.
+	}
+}
+
+// destRejectLocked books a destination's rejection of a share the market had checked
+// and found valid. Whose doing it is shows in the pattern: a destination that rejects
+// everything rejects every seller's shares, so an order pauses only after
+// rejectsToPause rejections in a row from at least two sellers; one seller whose
+// shares are rejected while other sellers' are accepted is dropped, and the order
+// carries on.
+func (m *Market) destRejectLocked(o *order, u *upstream, s *seller, se *stratum.Error) {
+	r := o.rec
+	if s.destRejects == 0 {
+		s.rejectsFrom = r.Accepted
+	}
+	s.destRejects++
+	if s.destRejects >= sellerRejectsToDrop && r.Accepted > s.rejectsFrom {
+		m.log.Warn("seller dropped: the destination rejects its shares and accepts others'", "order", r.ID, "remote", s.conn.RemoteAddr(),
+			"rejected", s.destRejects, "last", se.Message)
+		s.destRejects = 0
+		s.conn.Close()
+	}
+	o.rejects++
+	if o.rejectBy == nil {
+		o.rejectBy = map[*seller]struct{}{}
+	}
+	if len(o.rejectBy) < 2 {
+		o.rejectBy[s] = struct{}{}
+	}
+	if o.rejects >= rejectsToPause && len(o.rejectBy) >= 2 && o.up == u && r.Status == StatusActive {
+		m.pauseLocked(o, fmt.Sprintf("destination rejected %d valid shares in a row from %d or more sellers (last: %d %s)", o.rejects, len(o.rejectBy), se.Code, se.Message))
+		m.kick()
 	}
 }

@@ -54,20 +54,37 @@ type mjob struct {
 	stale      atomic.Bool
 
 	seenMu sync.Mutex
-	seen   map[chainhash.Hash]struct{}
+	seen   map[uint32]map[chainhash.Hash]struct{} // by the seller's extranonce1
 }
 
-// markSeen reports false for a header hash already submitted on this job.
-func (j *mjob) markSeen(h chainhash.Hash) bool {
+// Verdicts of markSeen.
+const (
+	shareNew  = iota // recorded now
+	shareDup         // submitted before on this job by the same extranonce1
+	shareFull        // the extranonce1's set on this job is full: refused, not recorded
+)
+
+// markSeen records a header hash submitted on this job by the seller connection with
+// extranonce1 en1. Sets are per extranonce1, so a seller that fills its own hurts
+// only itself, and a seller that reconnects and resumes its extranonce1 finds its
+// earlier shares still there. A full set refuses, never forgets: what is accepted is
+// always recorded.
+func (j *mjob) markSeen(en1 uint32, h chainhash.Hash, max int) int {
 	j.seenMu.Lock()
 	defer j.seenMu.Unlock()
-	if _, dup := j.seen[h]; dup {
-		return false
+	set := j.seen[en1]
+	if _, dup := set[h]; dup {
+		return shareDup
 	}
-	if len(j.seen) < maxSeenPerJob {
-		j.seen[h] = struct{}{}
+	if len(set) >= max {
+		return shareFull
 	}
-	return true
+	if set == nil {
+		set = map[chainhash.Hash]struct{}{}
+		j.seen[en1] = set
+	}
+	set[h] = struct{}{}
+	return shareNew
 }
 
 // newMJob translates a destination's work for sellers whose extranonce2 is sellerEN2
@@ -82,7 +99,7 @@ func newMJob(id string, w stratum.Work, sellerEN2 int) (*mjob, error) {
 	if !(w.Difficulty > 0) {
 		return nil, errors.New("destination sent a job before any difficulty")
 	}
-	j := &mjob{id: id, n: n, en1: w.Extranonce1, pad: w.Extranonce2Size - need, mask: w.VersionMask, seen: map[chainhash.Hash]struct{}{}}
+	j := &mjob{id: id, n: n, en1: w.Extranonce1, pad: w.Extranonce2Size - need, mask: w.VersionMask, seen: map[uint32]map[chainhash.Hash]struct{}{}}
 	nj, err := n.Decode()
 	if err != nil {
 		return nil, err
@@ -127,6 +144,7 @@ type upstream struct {
 	dest   Destination
 	ctx    context.Context
 	cancel context.CancelFunc
+	slots  chan struct{} // one per share forwarded and not yet answered (UpstreamInFlight)
 
 	mu   sync.Mutex
 	cur  *mjob
@@ -147,7 +165,7 @@ func (m *Market) ensureUpstreamLocked(o *order) {
 		return
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	u := &upstream{m: m, o: o, dest: o.rec.Dest, ctx: ctx, cancel: cancel}
+	u := &upstream{m: m, o: o, dest: o.rec.Dest, ctx: ctx, cancel: cancel, slots: make(chan struct{}, m.cfg.UpstreamInFlight)}
 	o.up = u
 	m.wg.Go(u.run)
 }
