@@ -388,8 +388,12 @@ func runAccounting(ctx context.Context, b *poolBase, ready func(PoolReady)) erro
 	if err != nil {
 		return err
 	}
+	outbox, err := postgres.OpenAlertOutbox(lctx, cfg.Postgres, log)
+	if err != nil {
+		return err
+	}
 	alerts, err := alert.Open(alert.Config{
-		Dir: cfg.Data, WebhookURL: cfg.AlertWebhook, Source: store, Node: b.nodes,
+		Outbox: outbox, Dir: cfg.Data, WebhookURL: cfg.AlertWebhook, Source: store, Node: b.nodes,
 		Settings: cfg.alertSettings(), Interval: cfg.AlertInterval, Logger: log.With("component", "alert"),
 	})
 	if err != nil {
@@ -442,7 +446,7 @@ func runAccounting(ctx context.Context, b *poolBase, ready func(PoolReady)) erro
 	wg.Go(func() { tracker.Run(lctx) })
 	wg.Go(func() { alerts.Run(lctx) })
 	wg.Go(func() { payouts.run(lctx, log) })
-	wg.Go(func() { runRetentionOf(lctx, cfg, store, payouts, log) })
+	wg.Go(func() { runRetention(lctx, cfg, store, payouts, log) })
 	if payouts != nil {
 		// The payout service learns each height's reward (PPS) and lays out the PPLNS
 		// coinbase from the templates, as the front-ends' pools would ask it to.

@@ -21,6 +21,7 @@ import (
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/payout"
+	"github.com/hashgrid/hashgrid/postgres"
 )
 
 // Payout defaults for flags.
@@ -136,6 +137,9 @@ func openPayouts(cfg PoolConfig, params *chaincfg.Params, store hashgrid.ShareSt
 // openPayoutState opens the payout service's own state: payout.db in the data
 // directory (a PostgreSQL pool would pass postgres.PayoutState instead).
 func openPayoutState(cfg PoolConfig) (payout.State, error) {
+	if cfg.Postgres != "" {
+		return postgres.OpenPayoutState(context.Background(), cfg.Postgres, nil)
+	}
 	return payout.OpenSQLiteState(filepath.Join(cfg.Data, "payout.db"))
 }
 

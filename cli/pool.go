@@ -22,7 +22,6 @@ import (
 	"github.com/hashgrid/hashgrid/api"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/pool"
-	"github.com/hashgrid/hashgrid/sqlite"
 	"github.com/hashgrid/hashgrid/stratum"
 	"github.com/hashgrid/hashgrid/stream"
 )
@@ -114,7 +113,14 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		return err
 	}
 
-	store, err := sqlite.Open(filepath.Join(cfg.Data, "hashgrid.db"))
+	base := &poolBase{cfg: cfg, env: env, log: log, params: params, reg: reg, metrics: metrics, clients: clients, nodes: nodes}
+	switch cfg.Role {
+	case RoleFrontEnd:
+		return runFrontEnd(ctx, base, ready)
+	case RoleAccounting:
+		return runAccounting(ctx, base, ready)
+	}
+	store, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
