@@ -148,6 +148,15 @@ func TestPoolConfigInvalid(t *testing.T) {
 		{"negative payout threshold", "payout_scheme = \"pplns\"\npayout_threshold = -1\n", nil, "negative payout threshold"},
 		{"tag too long", "tag = \"" + strings.Repeat("x", 200) + "\"\n", nil, "--tag is 200 bytes"},
 		{"wrong type", "payout_threshold = \"lots\"\n", nil, "payout_threshold"},
+		{"unknown role", "", []string{"--role", "boss"}, `--role "boss"`},
+		{"frontend without nats", "", []string{"--role", "frontend", "--frontend", "1"}, "--role frontend needs --nats"},
+		{"frontend without number", "", []string{"--role", "frontend", "--nats", "nats://127.0.0.1:4222"}, "needs --frontend"},
+		{"frontend number too big", "", []string{"--role", "frontend", "--nats", "nats://127.0.0.1:4222", "--frontend", "256"}, "needs --frontend"},
+		{"accounting without postgres", "", []string{"--role", "accounting", "--nats", "nats://127.0.0.1:4222"}, "needs --nats and --postgres"},
+		{"nats on one process", "", []string{"--nats", "nats://127.0.0.1:4222"}, "--nats is for --role frontend"},
+		{"two replicas", "role = \"accounting\"\nnats = [\"nats://127.0.0.1:4222\"]\npostgres = \"postgres://u@h/db\"\nnats_replicas = 2\n", nil, "--nats-replicas 2"},
+		{"bad ack", "", []string{"--role", "frontend", "--frontend", "2", "--nats", "nats://127.0.0.1:4222", "--ack", "later"}, `--ack "later"`},
+		{"bad postgres url", "", []string{"--postgres", "mysql://x"}, "want a postgres://"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
