@@ -44,6 +44,16 @@ const (
 const maxFrontEnds = pool.MaxFrontEnds
 
 func (c *PoolConfig) validateCluster() error {
+	// A configuration built literally (tests, the demo) leaves these unset.
+	if c.Role == "" {
+		c.Role = RoleAll
+	}
+	if c.NATSReplicas == 0 {
+		c.NATSReplicas = 1
+	}
+	if c.Ack == "" {
+		c.Ack = "replicated"
+	}
 	switch c.Role {
 	case RoleAll:
 		if len(c.NATS) > 0 {
