@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +24,7 @@ import (
 const fallbackURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 // dbPrefix starts the names of the databases tests create, followed by the Unix time
-// of their creation (package postgres's tests drop those left over an hour old).
+// of their creation (FreshDatabase drops those left over an hour old).
 const dbPrefix = "hashgrid_test_"
 
 // ServerURL returns the URL of the server tests create their databases on.
@@ -56,6 +58,7 @@ func FreshDatabase(tb testing.TB) string {
 		tb.Fatalf("connect to the test server: %v", err)
 	}
 	defer conn.Close(ctx)
+	dropStale(ctx, tb, conn)
 	var b [6]byte
 	rand.Read(b[:])
 	name := fmt.Sprintf("%s%d_%s", dbPrefix, time.Now().Unix(), hex.EncodeToString(b[:]))
@@ -81,4 +84,27 @@ func FreshDatabase(tb testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// dropStale drops databases tests created more than an hour ago: those of a test run
+// killed before its cleanup ran.
+func dropStale(ctx context.Context, tb testing.TB, conn *pgx.Conn) {
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, dbPrefix)
+	if err != nil {
+		tb.Fatalf("list test databases: %v", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		tb.Fatalf("list test databases: %v", err)
+	}
+	for _, name := range names {
+		stamp, _, _ := strings.Cut(strings.TrimPrefix(name, dbPrefix), "_")
+		created, err := strconv.ParseInt(stamp, 10, 64)
+		if err != nil || time.Since(time.Unix(created, 0)) < time.Hour {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			tb.Logf("drop stale test database %s: %v", name, err)
+		}
+	}
 }
