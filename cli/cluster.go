@@ -226,14 +226,9 @@ func runFrontEnd(ctx context.Context, b *poolBase, ready func(PoolReady)) error 
 	if err != nil {
 		return err
 	}
-	listeners, err := listenStratum(cfg)
+	listeners, al, err := listenAll(cfg)
 	if err != nil {
 		return err
-	}
-	al, err := net.Listen("tcp", cfg.API)
-	if err != nil {
-		closeAll(listeners)
-		return fmt.Errorf("api listen: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", b.metricsHandler())
@@ -249,13 +244,7 @@ func runFrontEnd(ctx context.Context, b *poolBase, ready func(PoolReady)) error 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		b.nodes.Watch(runCtx, func(t *node.Template, newTip bool) {
-			if err := p.UpdateTemplate(t, newTip); err != nil {
-				log.Error("template refused", "err", err, "height", t.Height)
-			}
-		})
-	})
+	wg.Go(func() { feedTemplates(runCtx, b.nodes, p, log) })
 	wg.Go(func() {
 		if err := cluster.PublishStats(runCtx, nc, cfg.NATSReplicas, name, p.Stats, log); err != nil {
 			log.Error("front-end status", "err", err)

@@ -176,14 +176,9 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		return err
 	}
 
-	listeners, err := listenStratum(cfg)
+	listeners, al, err := listenAll(cfg)
 	if err != nil {
 		return err
-	}
-	al, err := net.Listen("tcp", cfg.API)
-	if err != nil {
-		closeAll(listeners)
-		return fmt.Errorf("api listen: %w", err)
 	}
 	apiSrv := api.New(api.Config{
 		Store: store, Pool: p, Node: nodes, Network: params.Name,
@@ -204,13 +199,7 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 			log.Error("share stream consumer stopped", "err", err)
 		}
 	})
-	wg.Go(func() {
-		nodes.Watch(runCtx, func(t *node.Template, newTip bool) {
-			if err := p.UpdateTemplate(t, newTip); err != nil {
-				log.Error("template refused", "err", err, "height", t.Height)
-			}
-		})
-	})
+	wg.Go(func() { feedTemplates(runCtx, nodes, p, log) })
 	tracker := &pool.Tracker{Chain: nodes, Store: store, Interval: cfg.TrackInterval, Logger: log.With("component", "tracker"),
 		OnChange: func(hashgrid.Block, hashgrid.BlockStatus) { alerts.Poke(); payouts.Notify() }}
 	wg.Go(func() { alerts.Run(runCtx) })
@@ -296,6 +285,29 @@ func listenStratum(cfg PoolConfig) ([]stratumListener, error) {
 		out = append(out, stratumListener{Listener: stratum.WithStartDifficulty(l, p.StartDiff), tls: p.TLS, startDiff: p.StartDiff})
 	}
 	return out, nil
+}
+
+// listenAll opens the Stratum ports and the HTTP port of cfg.
+func listenAll(cfg PoolConfig) ([]stratumListener, net.Listener, error) {
+	listeners, err := listenStratum(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	al, err := net.Listen("tcp", cfg.API)
+	if err != nil {
+		closeAll(listeners)
+		return nil, nil, fmt.Errorf("api listen: %w", err)
+	}
+	return listeners, al, nil
+}
+
+// feedTemplates hands the nodes' templates to the pool until ctx ends.
+func feedTemplates(ctx context.Context, nodes *node.Set, p *pool.Pool, log *slog.Logger) {
+	nodes.Watch(ctx, func(t *node.Template, newTip bool) {
+		if err := p.UpdateTemplate(t, newTip); err != nil {
+			log.Error("template refused", "err", err, "height", t.Height)
+		}
+	})
 }
 
 func closeAll(ls []stratumListener) {
