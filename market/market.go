@@ -267,12 +267,13 @@ type Market struct {
 	workers map[string]*workerStats // "address/worker"
 	dirty   bool
 
-	saveMu sync.Mutex // one writer of StatePath
-	acctMu sync.Mutex // one writer of the accounts journal
-	acctF  *os.File   // the accounts journal, open for appending
-	pseudo [32]byte   // key of the per-order seller pseudonyms buyers see
-	jobSeq atomic.Uint64
-	kickc  chan struct{}
+	saveMu   sync.Mutex // one writer of StatePath
+	settleMu sync.Mutex // one settlement at a time: two would plan the same key with other amounts
+	acctMu   sync.Mutex // one writer of the accounts journal
+	acctF    *os.File   // the accounts journal, open for appending
+	pseudo   [32]byte   // key of the per-order seller pseudonyms buyers see
+	jobSeq   atomic.Uint64
+	kickc    chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -172,6 +172,8 @@ var bigFeeDen = big.NewInt(10_000)
 // earnings, which is negative when destinations accepted less work than sellers did.
 // Each settlement posts the differences to what was posted before, and sums to zero.
 func (m *Market) settle(ctx context.Context) {
+	m.settleMu.Lock()
+	defer m.settleMu.Unlock()
 	m.mu.Lock()
 	var plans []settlement
 	keep := big.NewInt(10_000 - m.cfg.FeeBps)
