@@ -96,3 +96,30 @@ stop_postgres() {
 		HASHGRID_POSTGRES_DIR=
 	fi
 }
+
+# need_nats makes a nats-server binary available to the cluster tests and exports
+# HASHGRID_TEST_NATS_SERVER, its path, unless that is set already. The tests start their
+# own servers on loopback ports and stop them. Order: a nats-server on PATH (Debian's
+# package puts it in /usr/sbin); Debian's nats-server package when apt-get runs as root;
+# otherwise the server module at the version go.mod pins, from the Go module proxy.
+need_nats() {
+	if [ -n "${HASHGRID_TEST_NATS_SERVER:-}" ]; then
+		return 0
+	fi
+	local bin
+	bin=$(PATH="$PATH:/usr/sbin" command -v nats-server 2>/dev/null || true)
+	if [ -z "$bin" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+		echo "installing nats-server from Debian's packages..." >&2
+		if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; then
+			bin=$(PATH="$PATH:/usr/sbin" command -v nats-server 2>/dev/null || true)
+		fi
+	fi
+	if [ -z "$bin" ]; then
+		local v
+		v=$(go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+		echo "installing nats-server $v from the Go module proxy..." >&2
+		GOFLAGS=-mod=mod go install "github.com/nats-io/nats-server/v2@$v" || return 1
+		bin="$(go env GOPATH)/bin/nats-server"
+	fi
+	export HASHGRID_TEST_NATS_SERVER=$bin
+}
