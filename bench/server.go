@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/v2"
@@ -75,6 +76,7 @@ type Server struct {
 	store *sqlite.DB
 	log   *stream.Log
 	stop  func()
+	once  sync.Once
 	h     int64
 	txs   int
 	reg   *prometheus.Registry
@@ -192,8 +194,8 @@ func (s *Server) Drops() map[string]float64 {
 	return out
 }
 
-// Close stops the server.
-func (s *Server) Close() { s.stop() }
+// Close stops the server; later calls do nothing.
+func (s *Server) Close() { s.once.Do(s.stop) }
 
 // Memory returns the Go heap and stack in use after a collection, and the process's
 // resident set size from /proc (0 where unavailable).

@@ -16,6 +16,7 @@ func minerCommand() *Command {
 			fs := newFlagSet("miner", env)
 			var cfg miner.Config
 			fs.StringVar(&cfg.URL, "url", "", "pool URL, stratum+tcp://HOST:PORT")
+			fs.Var(&listFlag{dst: &cfg.Failover}, "failover", "another pool URL, tried when the current one fails (repeatable, tried in order)")
 			fs.StringVar(&cfg.User, "user", "", "ADDRESS.WORKER")
 			fs.StringVar(&cfg.Password, "password", "x", "password (options such as d=0.01)")
 			fs.IntVar(&cfg.Threads, "threads", 1, "hashing threads")

@@ -25,6 +25,7 @@ import (
 // Config configures a miner.
 type Config struct {
 	URL          string
+	Failover     []string // more pool URLs, tried in turn when the current one fails
 	User         string
 	Password     string
 	Threads      int           // hashing goroutines; default 1
@@ -78,8 +79,10 @@ func New(cfg Config) (*Miner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if _, err := stratum.HostPort(cfg.URL); err != nil {
-		return nil, err
+	for _, u := range append([]string{cfg.URL}, cfg.Failover...) {
+		if _, err := stratum.HostPort(u); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.User == "" {
 		return nil, errors.New("miner: no user")
@@ -106,9 +109,12 @@ func (m *Miner) Run(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, m.cfg.Duration)
 		defer cancel()
 	}
+	urls := append([]string{m.cfg.URL}, m.cfg.Failover...)
 	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := m.session(ctx)
+	for i := 0; ctx.Err() == nil; {
+		url := urls[i]
+		connects := m.connects.Load()
+		err := m.session(ctx, url)
 		if ctx.Err() != nil {
 			break
 		}
@@ -116,7 +122,15 @@ func (m *Miner) Run(ctx context.Context) error {
 			// The pool refused the user (a wrong address, say): trying again cannot help.
 			return fmt.Errorf("miner: the pool refused to authorize %q: %w", m.cfg.User, err)
 		}
-		m.log.Warn("miner: connection ended", "err", err, "retry_in", wait)
+		if m.connects.Load() != connects {
+			wait = 100 * time.Millisecond // a session ran: the pool was up until now
+		}
+		// The next pool in turn; the pause grows only once every pool has failed.
+		if i = (i + 1) % len(urls); i != 0 {
+			m.log.Warn("miner: connection ended, trying the next pool", "err", err, "url", url, "next", urls[i])
+			continue
+		}
+		m.log.Warn("miner: connection ended", "err", err, "url", url, "retry_in", wait)
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
@@ -135,13 +149,13 @@ func refused(err error) bool {
 	return errors.Is(err, stratum.ErrAuthorizeRefused) || errors.As(err, &se) && se.Code == stratum.ErrCodeUnauthorized
 }
 
-func (m *Miner) session(ctx context.Context) error {
+func (m *Miner) session(ctx context.Context, url string) error {
 	var mask uint32
 	if m.cfg.VersionRoll {
 		mask = 0x1fffe000
 	}
 	c, err := stratum.Dial(ctx, stratum.ClientConfig{
-		URL: m.cfg.URL, User: m.cfg.User, Password: m.cfg.Password, Agent: m.cfg.Agent,
+		URL: url, User: m.cfg.User, Password: m.cfg.Password, Agent: m.cfg.Agent,
 		VersionMask: mask, SuggestDiff: m.cfg.SuggestDiff, Extranonce: true, Logger: m.log,
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package miner
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -34,6 +35,56 @@ func TestMinerSharesAccepted(t *testing.T) {
 	}
 }
 
+// TestFailover: the miner starts on a pool that is down, mines on the next one, and
+// when that one stops, goes on to the third; every share it found was answered.
+func TestFailover(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "stratum+tcp://" + dead.Addr().String()
+	dead.Close()
+	var pools []*bench.Server
+	for range 2 {
+		s, err := bench.StartServer(context.Background(), bench.ServerConfig{Listen: "127.0.0.1:0", Data: t.TempDir(), Txs: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		pools = append(pools, s)
+	}
+	m, err := New(Config{URL: deadURL, Failover: []string{"stratum+tcp://" + pools[0].Addr, "stratum+tcp://" + pools[1].Addr},
+		User: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.t", Password: "d=0.00005", MaxRetryWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	wait := func(what string, cond func(Stats) bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond(m.Stats()) {
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatalf("timed out waiting for %s: %+v", what, m.Stats())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wait("shares on the second pool", func(s Stats) bool { return s.Connects == 1 && s.Accepted >= 3 })
+	pools[0].Close()
+	before := m.Stats().Accepted
+	wait("shares on the third pool", func(s Stats) bool { return s.Connects == 2 && s.Accepted >= before+3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Stats(); st.Rejected != 0 {
+		t.Errorf("%+v: shares rejected", st)
+	}
+}
+
 func TestDeposit(t *testing.T) {
 	tests := []struct{ v, mask, want uint32 }{
 		{0, 0x1fffe000, 0},
@@ -50,7 +101,7 @@ func TestDeposit(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	for _, c := range []Config{{URL: "http://x:1", User: "u"}, {URL: "stratum+tcp://x", User: "u"}, {URL: "stratum+tcp://x:1"}} {
+	for _, c := range []Config{{URL: "http://x:1", User: "u"}, {URL: "stratum+tcp://x", User: "u"}, {URL: "stratum+tcp://x:1"}, {URL: "stratum+tcp://x:1", User: "u", Failover: []string{"http://x:2"}}} {
 		if _, err := New(c); err == nil {
 			t.Errorf("New(%+v) accepted", c)
 		}
