@@ -24,6 +24,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hashgrid/hashgrid/natsstream"
 )
 
 // Names in NATS.
@@ -53,13 +55,15 @@ func bucket(ctx context.Context, nc *nats.Conn, replicas int) (jetstream.KeyValu
 	if replicas == 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:       Bucket,
-		Description:  "hashgrid: front-end status and the coinbase layout",
-		History:      1,
-		Storage:      jetstream.FileStorage,
-		Replicas:     replicas,
-		MaxValueSize: MaxValueSize,
+	kv, err := natsstream.Setup(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       Bucket,
+			Description:  "hashgrid: front-end status and the coinbase layout",
+			History:      1,
+			Storage:      jetstream.FileStorage,
+			Replicas:     replicas,
+			MaxValueSize: MaxValueSize,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: bucket %s: %w", Bucket, err)

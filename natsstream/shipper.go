@@ -73,7 +73,9 @@ func NewShipper(ctx context.Context, nc *nats.Conn, src stream.Stream, posPath s
 	if err != nil {
 		return nil, fmt.Errorf("natsstream: shipper: jetstream: %w", err)
 	}
-	st, err := js.CreateOrUpdateStream(ctx, opts.config())
+	st, err := Setup(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, opts.config())
+	})
 	if err != nil {
 		return nil, fmt.Errorf("natsstream: shipper: stream %s: %w", opts.Stream, err)
 	}

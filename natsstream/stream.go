@@ -72,7 +72,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsstream: jetstream: %w", err)
 	}
-	st, err := js.CreateOrUpdateStream(ctx, opts.config())
+	st, err := Setup(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, opts.config())
+	})
 	if err != nil {
 		return nil, fmt.Errorf("natsstream: stream %s: %w", opts.Stream, err)
 	}
