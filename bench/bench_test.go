@@ -27,7 +27,7 @@ func TestLoadAgainstBenchPool(t *testing.T) {
 	// Every accepted share reached the store.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		acc, _, _, err := s.store.Totals(ctx)
+		acc, _, _, err := s.books.store.Totals(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,13 +13,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hashgrid/hashgrid/natsstream"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/sqlite"
@@ -67,14 +70,20 @@ type ServerConfig struct {
 	Txs     int    // template transactions (merkle branch length log2)
 	MaxConn int
 	Logger  *slog.Logger
+	// NATS, when set, makes the benchmark pool a cluster front-end: its shares go to
+	// the JetStream share stream (package natsstream) with Replicas replicas, the
+	// miner answered as Ack says, and no store is kept in this process.
+	NATS     *nats.Conn
+	Ack      natsstream.AckMode
+	Replicas int
+	FrontEnd string // its name in the stream; default "bench"
 }
 
 // Server is a running benchmark pool.
 type Server struct {
 	Addr  string
 	Pool  *pool.Pool
-	store *sqlite.DB
-	log   *stream.Log
+	books *books
 	stop  func()
 	once  sync.Once
 	h     int64
@@ -97,6 +106,76 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	bk, err := openBooks(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	shares := stream.NewShareSink(bk.src, stream.RejectSampling{Logger: cfg.Logger})
+	out, err := pool.SingleAddress("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", &chaincfg.MainNetParams)
+	if err != nil {
+		bk.close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	var blocks pool.BlockSink
+	if bk.store != nil {
+		blocks = bk.store
+	}
+	p, err := pool.New(pool.Config{
+		Network: &chaincfg.MainNetParams, Outputs: out, MinDiff: 2.3283064365386963e-10, Logger: cfg.Logger,
+		Metrics: pool.NewMetrics(reg),
+		Limits:  stratum.Limits{MaxConnsPerIP: cfg.MaxConn},
+	}, noNode{}, shares, blocks)
+	if err != nil {
+		bk.close()
+		return nil, err
+	}
+	s := &Server{Pool: p, books: bk, h: 900_000, txs: cfg.Txs, reg: reg}
+	if err := p.UpdateTemplate(Template(s.h, cfg.Txs), true); err != nil {
+		bk.close()
+		return nil, err
+	}
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		bk.close()
+		return nil, err
+	}
+	s.Addr = l.Addr().String()
+	done := make(chan struct{})
+	go func() { p.Serve(l); close(done) }()
+	s.stop = func() {
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		p.Shutdown(sctx)
+		shares.Close()
+		// Let the store (or the shipper) take in every answered share, and the
+		// sampled rejects' counts just written, before it closes.
+		for sctx.Err() == nil {
+			if n, m, err := bk.backlog(sctx); err != nil || m >= n {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		<-done
+		bk.close()
+	}
+	return s, nil
+}
+
+// books is where the benchmark pool's shares go: the local log and its SQLite store
+// consumer (a one-process pool), or a cluster front-end's JetStream share stream,
+// straight ("replicated") or through the local log and a shipper ("local").
+type books struct {
+	src     stream.Stream
+	store   *sqlite.DB // one-process only
+	backlog func(context.Context) (appended, taken uint64, err error)
+	close   func()
+}
+
+func openBooks(ctx context.Context, cfg ServerConfig) (*books, error) {
+	if cfg.NATS != nil {
+		return openFrontEndBooks(ctx, cfg)
+	}
 	store, err := sqlite.Open(filepath.Join(cfg.Data, "bench.db"))
 	if err != nil {
 		return nil, err
@@ -107,53 +186,71 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	shares := stream.NewShareSink(sl, stream.RejectSampling{Logger: cfg.Logger})
-	out, err := pool.SingleAddress("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", &chaincfg.MainNetParams)
-	if err != nil {
-		return nil, err
-	}
-	reg := prometheus.NewRegistry()
-	p, err := pool.New(pool.Config{
-		Network: &chaincfg.MainNetParams, Outputs: out, MinDiff: 2.3283064365386963e-10, Logger: cfg.Logger,
-		Metrics: pool.NewMetrics(reg),
-		Limits:  stratum.Limits{MaxConnsPerIP: cfg.MaxConn},
-	}, noNode{}, shares, store)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{Pool: p, store: store, log: sl, h: 900_000, txs: cfg.Txs, reg: reg}
-	if err := p.UpdateTemplate(Template(s.h, cfg.Txs), true); err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, err
-	}
-	s.Addr = l.Addr().String()
 	tailCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { stream.Tail(tailCtx, sl, last, 0, stream.StoreShares(tailCtx, store)); done <- struct{}{} }()
-	go func() { p.Serve(l); done <- struct{}{} }()
-	s.stop = func() {
-		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		p.Shutdown(sctx)
-		shares.Close()
-		// Let the store take in every answered share, and the sampled rejects'
-		// counts just written, before it closes.
-		for sctx.Err() == nil {
-			if n, err := store.LastSeq(sctx); err != nil || n >= sl.LastSeq() {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		cancel()
-		<-done
-		<-done
-		sl.Close()
-		store.Close()
+	done := make(chan struct{})
+	go func() { stream.Tail(tailCtx, sl, last, 0, stream.StoreShares(tailCtx, store)); close(done) }()
+	return &books{
+		src: sl, store: store,
+		backlog: func(ctx context.Context) (uint64, uint64, error) {
+			n, err := store.LastSeq(ctx)
+			return sl.LastSeq(), n, err
+		},
+		close: func() { cancel(); <-done; sl.Close(); store.Close() },
+	}, nil
+}
+
+// openFrontEndBooks is a cluster front-end's share stream, as `hashgrid pool --role
+// frontend` opens it.
+func openFrontEndBooks(ctx context.Context, cfg ServerConfig) (*books, error) {
+	if cfg.FrontEnd == "" {
+		cfg.FrontEnd = "bench"
 	}
-	return s, nil
+	opts := natsstream.Options{FrontEnd: cfg.FrontEnd, Replicas: cfg.Replicas, Logger: cfg.Logger}
+	if cfg.Ack == natsstream.AckReplicated {
+		ns, err := natsstream.Open(ctx, cfg.NATS, opts)
+		if err != nil {
+			return nil, err
+		}
+		var appended atomic.Uint64
+		src := countingStream{Stream: ns, n: &appended}
+		return &books{
+			src:     src,
+			backlog: func(context.Context) (uint64, uint64, error) { n := appended.Load(); return n, n, nil },
+			close:   func() { ns.Close() },
+		}, nil
+	}
+	sl, err := stream.Open(filepath.Join(cfg.Data, "shares"), stream.Options{})
+	if err != nil {
+		return nil, err
+	}
+	sh, err := natsstream.NewShipper(ctx, cfg.NATS, sl, filepath.Join(cfg.Data, "shipped.json"), opts)
+	if err != nil {
+		sl.Close()
+		return nil, err
+	}
+	shipCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sh.Run(shipCtx); close(done) }()
+	return &books{
+		src:     sl,
+		backlog: func(context.Context) (uint64, uint64, error) { return sl.LastSeq(), sh.Shipped(), nil },
+		close:   func() { cancel(); <-done; sl.Close() },
+	}, nil
+}
+
+// countingStream counts the records a stream made durable.
+type countingStream struct {
+	stream.Stream
+	n *atomic.Uint64
+}
+
+func (c countingStream) AppendAsync(rec []byte, done func(uint64, error)) {
+	c.Stream.AppendAsync(rec, func(seq uint64, err error) {
+		if err == nil {
+			c.n.Add(1)
+		}
+		done(seq, err)
+	})
 }
 
 // NewTip installs a template on a new previous block (clean jobs) and returns when it
@@ -166,10 +263,11 @@ func (s *Server) NewTip() time.Time {
 }
 
 // Backlog returns the share stream's last sequence and the store's: the difference is
-// what the store consumer has yet to copy.
+// what the store consumer has yet to copy. For a front-end shipping from its local log
+// it is the log's and the shipper's; for one publishing straight to JetStream the two
+// are equal.
 func (s *Server) Backlog(ctx context.Context) (stream, store uint64, err error) {
-	store, err = s.store.LastSeq(ctx)
-	return s.log.LastSeq(), store, err
+	return s.books.backlog(ctx)
 }
 
 // Drops returns how many peers the stratum server dropped or refused, by reason.

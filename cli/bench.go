@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/hashgrid/hashgrid/bench"
+	"github.com/hashgrid/hashgrid/natsstream"
 )
 
 func benchCommand() *Command {
@@ -115,8 +118,26 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 	fs.IntVar(&cfg.Txs, "txs", 2000, "template transactions (sets the merkle branch length)")
 	fs.IntVar(&cfg.MaxConn, "max-conns-per-ip", 20000, "connections allowed from one IP")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the pool to this file")
+	var natsURLs []string
+	fs.Var(&listFlag{dst: &natsURLs}, "nats", "run as a cluster front-end publishing to this JetStream server nats://HOST:PORT (repeatable) instead of the local log and SQLite")
+	ack := fs.String("ack", "replicated", "with --nats: replicated or local, as hashgrid pool --ack")
+	fs.IntVar(&cfg.Replicas, "nats-replicas", 1, "with --nats: replicas of the share stream, 1 or 3")
+	fs.StringVar(&cfg.FrontEnd, "frontend-name", "bench", "with --nats: the front-end's name in the stream (one per run: a name reused within the stream's duplicate window has its shares dropped as duplicates)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if len(natsURLs) > 0 {
+		mode, err := natsstream.ParseAckMode(*ack)
+		if err != nil {
+			return fmt.Errorf("%w: --ack %q: want replicated or local", ErrUsage, *ack)
+		}
+		cfg.Ack = mode
+		nc, err := nats.Connect(strings.Join(natsURLs, ","), nats.Name("hashgrid bench pool"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("--nats: %w", err)
+		}
+		defer nc.Close()
+		cfg.NATS = nc
 	}
 	if stop, err := startCPUProfile(*cpuprofile); err != nil {
 		return err

@@ -51,6 +51,11 @@ func startProc(t *testing.T, dir, name, bin string, args ...string) *proc {
 		if t.Failed() {
 			b, _ := os.ReadFile(p.log)
 			t.Logf("%s log (tail):\n%s", p.name, tail(string(b), 4000))
+			// $HASHGRID_TEST_LOGS keeps the whole logs of a failed run.
+			if keep := os.Getenv("HASHGRID_TEST_LOGS"); keep != "" {
+				os.MkdirAll(keep, 0o755)
+				os.WriteFile(filepath.Join(keep, p.name+".log"), b, 0o644)
+			}
 		}
 	})
 	return p

@@ -1,0 +1,68 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hashgrid/hashgrid/natsstream"
+)
+
+// TestFrontEndBenchPool: the benchmark pool as a cluster front-end, in both ack
+// modes, answers a submit load, and every share the load client was told was
+// accepted is in the JetStream share stream once the pool stops.
+func TestFrontEndBenchPool(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var total uint64
+	for _, ack := range []natsstream.AckMode{natsstream.AckReplicated, natsstream.AckLocal} {
+		s, err := StartServer(ctx, ServerConfig{Listen: "127.0.0.1:0", Data: t.TempDir(), Txs: 100, MaxConn: 1000, NATS: nc, Ack: ack, Replicas: 1, FrontEnd: ack.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Submit(ctx, LoadConfig{URL: "stratum+tcp://" + s.Addr, User: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.t", Password: "d=" + BenchDiff, Conns: 8, InFlight: 4, Duration: time.Second})
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Accepted < 100 || res.P99ms <= 0 {
+			t.Errorf("%s: submit run %+v", ack, res)
+		}
+		total += res.Accepted + res.Rejected
+		st, err := js.Stream(ctx, natsstream.DefaultStreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Accepted shares and the sampled rejects' records: at least every answer
+		// the client counted as accepted.
+		if info.State.Msgs < total-res.Rejected {
+			t.Errorf("%s: the stream holds %d records after %d accepted shares in all", ack, info.State.Msgs, total-res.Rejected)
+		}
+		t.Logf("%s: %d accepted at %.0f/s, p99 %.1f ms; stream %d records", ack, res.Accepted, res.PerSecond, res.P99ms, info.State.Msgs)
+	}
+}
