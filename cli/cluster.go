@@ -422,12 +422,22 @@ func runAccounting(ctx context.Context, b *poolBase, ready func(PoolReady)) erro
 	})
 	handler.set(apiSrv.Handler())
 
+	// A consumer that stops ends the process with its error, so that its supervisor
+	// starts it again and the leadership passes on meanwhile.
+	var fatalMu sync.Mutex
+	var fatal error
+	fail := func(what string, err error) {
+		log.Error(what+" stopped", "err", err)
+		fatalMu.Lock()
+		fatal = errors.Join(fatal, fmt.Errorf("accounting: %s: %w", what, err))
+		fatalMu.Unlock()
+		stopLeading()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		err := stream.Tailer{Logger: log.With("component", "tail")}.Run(lctx, shares, last, stream.StoreShares(lctx, store))
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, stream.ErrClosed) {
-			log.Error("share stream consumer stopped", "err", err)
-			stopLeading()
+			fail("share stream consumer", err)
 		}
 	})
 	wg.Go(func() {
@@ -436,8 +446,7 @@ func runAccounting(ctx context.Context, b *poolBase, ready func(PoolReady)) erro
 			payouts.Notify()
 		})
 		if err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("block stream consumer stopped", "err", err)
-			stopLeading()
+			fail("block stream consumer", err)
 		}
 	})
 	tracker := &pool.Tracker{Chain: b.nodes, Store: store, Interval: cfg.TrackInterval, Logger: log.With("component", "tracker"),
@@ -474,5 +483,7 @@ func runAccounting(ctx context.Context, b *poolBase, ready func(PoolReady)) erro
 	if lost && ctx.Err() == nil {
 		return errLeadershipLost
 	}
-	return nil
+	fatalMu.Lock()
+	defer fatalMu.Unlock()
+	return fatal
 }

@@ -271,8 +271,21 @@ func (s *Stream) Read(ctx context.Context, after uint64, max int) ([]stream.Reco
 		}
 		recs, err = s.fetch(ctx, after, max)
 	}
+	if errors.Is(err, errStalled) {
+		// Still nothing from new consumers: the stream may be between leaders or its
+		// replicas behind. Not an error: the caller waits and reads again, and the next
+		// read starts from a new consumer.
+		s.opts.Logger.Warn("natsstream: records exist but none could be read yet", "after", after, "last", s.lastKnown())
+		s.cons = nil
+		return nil, nil
+	}
 	return recs, err
 }
+
+// errStalled is a read that got nothing although records after its position are known
+// to exist: the consumer may be lost without the server saying so (nats-server 2.9
+// leaves pulls to a consumer whose server stopped unanswered), so it is re-created.
+var errStalled = errors.New("natsstream: read: no records from the consumer although newer ones exist")
 
 func (s *Stream) fetch(ctx context.Context, after uint64, max int) ([]stream.Record, error) {
 	if s.cons == nil || s.pos != after {
@@ -294,7 +307,11 @@ func (s *Stream) fetch(ctx context.Context, after uint64, max int) ([]stream.Rec
 	if err != nil {
 		return nil, fmt.Errorf("natsstream: read: %w", err)
 	}
-	return s.collect(batch, max)
+	recs, err = s.collect(batch, max)
+	if err == nil && len(recs) == 0 && s.lastKnown() > after {
+		return nil, errStalled
+	}
+	return recs, err
 }
 
 func (s *Stream) collect(batch jetstream.MessageBatch, max int) ([]stream.Record, error) {
@@ -361,11 +378,15 @@ func (s *Stream) lastKnown() uint64 {
 
 // Wait implements stream.Stream. The first Wait starts a watcher, a headers-only ordered
 // consumer that learns of every new record, so a front-end that never waits does not
-// receive the stream.
+// receive the stream. While it waits it also asks the stream for its last sequence
+// every ReadWait: a watcher whose server went away may take long to come back (with
+// nats-server 2.9 it was seen not to), and a reader must not wait on it for ever.
 func (s *Stream) Wait(ctx context.Context, after uint64) error {
 	if err := s.startWatch(ctx); err != nil {
 		return err
 	}
+	poll := time.NewTicker(s.opts.ReadWait)
+	defer poll.Stop()
 	for {
 		s.mu.Lock()
 		last, ch := s.last, s.notify
@@ -375,6 +396,13 @@ func (s *Stream) Wait(ctx context.Context, after uint64) error {
 		}
 		select {
 		case <-ch:
+		case <-poll.C:
+			ictx, cancel := context.WithTimeout(ctx, s.opts.ReadWait)
+			info, err := s.st.Info(ictx)
+			cancel()
+			if err == nil {
+				s.advance(info.State.LastSeq)
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
@@ -406,7 +434,9 @@ func (s *Stream) startWatch(ctx context.Context) error {
 		if md, err := msg.Metadata(); err == nil {
 			s.advance(md.Sequence.Stream)
 		}
-	}, jetstream.PullMaxMessages(256))
+	}, jetstream.PullMaxMessages(256), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		s.opts.Logger.Debug("natsstream: watcher", "err", err)
+	}))
 	if err != nil {
 		return fmt.Errorf("natsstream: wait: consume: %w", err)
 	}
