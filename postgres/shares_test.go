@@ -63,39 +63,56 @@ func TestShareBlocksCompressed(t *testing.T) {
 // costs or gains. Each batch is one committed transaction.
 func BenchmarkAddSharesBatch(b *testing.B) {
 	for _, batch := range []int{1024, 4096, 8192, 16384} {
-		b.Run(fmt.Sprint(batch), func(b *testing.B) {
-			ctx := context.Background()
-			s := openStore(b)
-			addrs := make([]string, 50)
-			for i := range addrs {
-				addrs[i] = fmt.Sprintf("bcrt1qbenchaddress%02d", i)
+		b.Run(fmt.Sprint(batch), func(b *testing.B) { benchAddShares(b, batch, 50, 4) })
+	}
+}
+
+// BenchmarkAddSharesWorkers measures AddShares in batches of 4096 from more workers:
+// with a million connections each batch holds as many workers (and addresses) as
+// shares, and each is a row of workers, of work_minutes and of share_block_addresses
+// (docs/scale.md).
+func BenchmarkAddSharesWorkers(b *testing.B) {
+	for _, w := range []struct{ addrs, workers int }{{50, 4}, {1000, 10}, {100000, 10}} {
+		b.Run(fmt.Sprintf("%dx%d", w.addrs, w.workers), func(b *testing.B) { benchAddShares(b, 4096, w.addrs, w.workers) })
+	}
+}
+
+// benchAddShares adds batches of batch shares, one every 100 µs, taken in turn from
+// addrs addresses with workers workers each, a tenth rejected; it reports shares/s.
+func benchAddShares(b *testing.B, batch, addrs, workers int) {
+	ctx := context.Background()
+	s := openStore(b)
+	addr := make([]string, addrs)
+	for i := range addr {
+		addr[i] = fmt.Sprintf("bcrt1qbenchaddress%06d", i)
+	}
+	worker := make([]string, workers)
+	for i := range worker {
+		worker[i] = fmt.Sprintf("rig%d", i)
+	}
+	t0 := time.Unix(1700000000, 0).UTC()
+	shares := make([]hashgrid.Share, batch)
+	seq, total := uint64(0), 0
+	start := time.Now()
+	for b.Loop() {
+		for i := range shares {
+			seq++
+			res := hashgrid.ShareAccepted
+			if seq%10 == 0 {
+				res = hashgrid.ShareLowDiff
 			}
-			workers := []string{"rig0", "rig1", "rig2", "rig3"}
-			t0 := time.Unix(1700000000, 0).UTC()
-			shares := make([]hashgrid.Share, batch)
-			seq, total := uint64(0), 0
-			start := time.Now()
-			for b.Loop() {
-				for i := range shares {
-					seq++
-					res := hashgrid.ShareAccepted
-					if seq%10 == 0 {
-						res = hashgrid.ShareLowDiff
-					}
-					shares[i] = hashgrid.Share{Seq: seq, Time: t0.Add(time.Duration(seq) * 100 * time.Microsecond),
-						Address: addrs[seq%50], Worker: workers[(seq/50)%4], JobID: fmt.Sprintf("job%d", seq), Height: 900000,
-						Diff: hashgrid.DiffOne, Actual: 3 * hashgrid.DiffOne, Hash: [32]byte{0: byte(seq), 31: 0xee}, Result: res,
-						UserAgent: "cpuminer/2.5.1", Remote: "127.0.0.1:40000"}
-				}
-				if err := s.AddShares(ctx, shares); err != nil {
-					b.Fatal(err)
-				}
-				total += batch
-			}
-			b.ReportMetric(float64(total)/time.Since(start).Seconds(), "shares/s")
-			if acc, rej, _, err := s.Totals(ctx); err != nil || acc+rej != uint64(total) {
-				b.Fatalf("Totals: %d accepted, %d rejected, %v; want %d in all", acc, rej, err, total)
-			}
-		})
+			shares[i] = hashgrid.Share{Seq: seq, Time: t0.Add(time.Duration(seq) * 100 * time.Microsecond),
+				Address: addr[seq%uint64(addrs)], Worker: worker[(seq/uint64(addrs))%uint64(workers)], JobID: fmt.Sprintf("job%d", seq),
+				Height: 900000, Diff: hashgrid.DiffOne, Actual: 3 * hashgrid.DiffOne, Hash: [32]byte{0: byte(seq), 31: 0xee},
+				Result: res, UserAgent: "cpuminer/2.5.1", Remote: "127.0.0.1:40000"}
+		}
+		if err := s.AddShares(ctx, shares); err != nil {
+			b.Fatal(err)
+		}
+		total += batch
+	}
+	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "shares/s")
+	if acc, rej, _, err := s.Totals(ctx); err != nil || acc+rej != uint64(total) {
+		b.Fatalf("Totals: %d accepted, %d rejected, %v; want %d in all", acc, rej, err, total)
 	}
 }
