@@ -21,13 +21,23 @@ import (
 // (stream.StoreShares) and writing it with AddShares. b.N shares, published beforehand
 // (not timed), from 200 workers or from as many workers as a batch holds; it reports
 // shares/s from the first read to the last share stored, and the mean batch.
+//
+// The "readahead" runs read the next batch while the last is being stored (one batch
+// ahead, in a goroutine of the benchmark's): what a consumer that overlapped the two
+// would gain. stream.Tailer, which the accounting process uses, does one after the other.
 func BenchmarkConsumer(b *testing.B) {
-	for _, w := range []struct{ addrs, workers int }{{50, 4}, {1000, 10}} {
-		b.Run(fmt.Sprintf("%dx%d", w.addrs, w.workers), func(b *testing.B) { benchConsumer(b, w.addrs, w.workers) })
+	for _, readAhead := range []bool{false, true} {
+		for _, w := range []struct{ addrs, workers int }{{50, 4}, {1000, 10}} {
+			name := fmt.Sprintf("%dx%d", w.addrs, w.workers)
+			if readAhead {
+				name += "/readahead"
+			}
+			b.Run(name, func(b *testing.B) { benchConsumer(b, w.addrs, w.workers, readAhead) })
+		}
 	}
 }
 
-func benchConsumer(b *testing.B, addrs, workers int) {
+func benchConsumer(b *testing.B, addrs, workers int, readAhead bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(),
@@ -92,7 +102,7 @@ func benchConsumer(b *testing.B, addrs, workers int) {
 	var inStore time.Duration
 	b.ResetTimer()
 	start := time.Now()
-	err = stream.Tailer{}.Run(runCtx, sub, 0, func(recs []stream.Record) error {
+	consume := func(recs []stream.Record) error {
 		st := time.Now()
 		if err := store(recs); err != nil {
 			return err
@@ -103,7 +113,12 @@ func benchConsumer(b *testing.B, addrs, workers int) {
 			stop()
 		}
 		return nil
-	})
+	}
+	if readAhead {
+		err = readAheadConsume(runCtx, sub, consume)
+	} else {
+		err = stream.Tailer{}.Run(runCtx, sub, 0, consume)
+	}
 	el := time.Since(start)
 	b.StopTimer()
 	if !errors.Is(err, context.Canceled) {
@@ -115,4 +130,50 @@ func benchConsumer(b *testing.B, addrs, workers int) {
 	if acc, rej, _, err := s.Totals(ctx); err != nil || acc+rej != uint64(n) {
 		b.Fatalf("Totals: %d accepted, %d rejected, %v; want %d in all", acc, rej, err, n)
 	}
+}
+
+// readAheadConsume reads batches of stream.DefaultTailBatch from s in a goroutine, one
+// batch ahead of fn, until ctx ends or fn fails (no retry: a benchmark's consumer).
+func readAheadConsume(ctx context.Context, s stream.Stream, fn func([]stream.Record) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan []stream.Record, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(ch)
+		var after uint64
+		for {
+			recs, err := s.Read(ctx, after, stream.DefaultTailBatch)
+			if err == nil && len(recs) == 0 {
+				err = s.Wait(ctx, after)
+			}
+			if err != nil {
+				readErr <- err
+				return
+			}
+			if len(recs) == 0 {
+				continue
+			}
+			after = recs[len(recs)-1].Seq
+			select {
+			case ch <- recs:
+			case <-ctx.Done():
+				readErr <- ctx.Err()
+				return
+			}
+		}
+	}()
+	for recs := range ch {
+		if err := fn(recs); err != nil {
+			cancel()
+			for range ch {
+			}
+			return err
+		}
+	}
+	err := <-readErr
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return context.Canceled
+	}
+	return err
 }
