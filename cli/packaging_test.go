@@ -30,7 +30,8 @@ func TestSystemdUnits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"hashgrid-pool.service": false, "hashgrid-market.service": false, "hashgrid-power.service": false}
+	want := map[string]bool{"hashgrid-pool.service": false, "hashgrid-market.service": false, "hashgrid-power.service": false,
+		"hashgrid-frontend.service": false, "hashgrid-accounting.service": false}
 	for _, u := range units {
 		if _, ok := want[filepath.Base(u)]; ok {
 			want[filepath.Base(u)] = true
@@ -68,6 +69,7 @@ func TestSystemdUnits(t *testing.T) {
 				cmd = append(cmd, a)
 			}
 		}
+		checkUnitRole(t, filepath.Base(u), flags)
 		_, _, usage := runMain(t, os.Getenv, append(cmd, "-h")...)
 		for _, f := range flags {
 			name, ok := strings.CutPrefix(f, "--")
@@ -108,6 +110,40 @@ func TestSystemdUnits(t *testing.T) {
 	out, err := exec.Command(analyze, append([]string{"verify"}, copies...)...).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// unitRoles are the pool roles (--role) of the cluster's units (docs/guides/cluster.md).
+var unitRoles = map[string]string{
+	"hashgrid-frontend.service":   RoleFrontEnd,
+	"hashgrid-accounting.service": RoleAccounting,
+}
+
+// unitSecretFlags are flags whose value is a secret: a unit passes the secret's file
+// (a systemd credential) instead, because a process listing shows the command line.
+var unitSecretFlags = []string{"--postgres", "--admin-token", "--token"}
+
+// checkUnitRole checks that a cluster unit runs its role, and that no unit gives a
+// secret on its command line.
+func checkUnitRole(t *testing.T, unit string, flags []string) {
+	t.Helper()
+	role := RoleAll
+	for i, f := range flags {
+		name, value, hasValue := strings.Cut(f, "=")
+		if name == "--role" {
+			if !hasValue && i+1 < len(flags) {
+				value = flags[i+1]
+			}
+			role = value
+		}
+		for _, s := range unitSecretFlags {
+			if name == s {
+				t.Errorf("%s: %s gives a secret on the command line; give its file (%s-file) as a credential", unit, s, s)
+			}
+		}
+	}
+	if want, ok := unitRoles[unit]; ok && role != want {
+		t.Errorf("%s: runs --role %s, want --role %s", unit, role, want)
 	}
 }
 

@@ -76,7 +76,7 @@ func TestMigrations(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"alert:1", "ledger:1", "payout:1", "store:1", "store:2"}; strings.Join(got, " ") != strings.Join(want, " ") {
+	if want := []string{"alert:1", "ledger:1", "payout:1", "store:1", "store:2", "store:3"}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("schema_migrations: got %v, want %v", got, want)
 	}
 	if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (component, version, name) VALUES ('store', $1, 'from the future')`,

@@ -26,6 +26,22 @@ const MaxBlockShares = 8192
 // one writer at a time, across processes, so that two never both store a sequence.
 const writeLock = 0x68677377
 
+// compressionMigration is the store's third step: blocks compressed with LZ4 where the
+// server has it (PostgreSQL 14 and later, built with lz4). Migration 1 stored them
+// uncompressed because pglz, the default, cost more than it saved; LZ4 stores a block
+// of the share codec in about a fifth of the bytes, and AddShares is faster for it
+// (docs/benchmarks.md). Blocks stored before keep their form; reads take either. A
+// server without lz4 keeps them uncompressed.
+var compressionMigration = migration{name: "share blocks compressed with lz4", sql: `
+DO $$
+BEGIN
+	EXECUTE 'ALTER TABLE share_blocks ALTER COLUMN data SET COMPRESSION lz4, ALTER COLUMN data SET STORAGE EXTENDED';
+EXCEPTION WHEN feature_not_supported OR syntax_error OR invalid_parameter_value THEN
+	RAISE NOTICE 'share_blocks.data stays uncompressed: %', SQLERRM;
+END
+$$;
+`}
+
 // pending is one share of a batch with its encoding.
 type pending struct {
 	s    *hashgrid.Share
