@@ -39,6 +39,10 @@ const (
 	RoleAccounting = "accounting"
 )
 
+// defaultNATSMaxAge is how long the share stream keeps shares unless told otherwise: a
+// week for the accounting processes to be down without losing any, a bounded disk.
+const defaultNATSMaxAge = 7 * 24 * time.Hour
+
 // maxFrontEnds bounds --frontend: the front-end number is part of every extranonce1
 // and job id the front-end hands out (pool.Config.FrontEnd).
 const maxFrontEnds = pool.MaxFrontEnds
@@ -86,6 +90,9 @@ func (c *PoolConfig) validateCluster() error {
 		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
 			return fmt.Errorf("--nats %q: want nats://HOST:PORT", u)
 		}
+	}
+	if c.NATSMaxAge < 0 || (c.Role != RoleAll && c.NATSMaxAge > 0 && c.NATSMaxAge < time.Hour) {
+		return fmt.Errorf("--nats-max-age %s: want at least 1h (0: keep shares for ever)", c.NATSMaxAge)
 	}
 	if c.NATSReplicas != 1 && c.NATSReplicas != 3 {
 		return fmt.Errorf("--nats-replicas %d: want 1 or 3", c.NATSReplicas)
@@ -164,7 +171,7 @@ func runFrontEnd(ctx context.Context, b *poolBase, ready func(PoolReady)) error 
 	}
 	defer nc.Close()
 	ack, _ := natsstream.ParseAckMode(cfg.Ack)
-	opts := natsstream.Options{FrontEnd: name, Replicas: cfg.NATSReplicas, Logger: log.With("component", "natsstream")}
+	opts := natsstream.Options{FrontEnd: name, Replicas: cfg.NATSReplicas, MaxAge: cfg.NATSMaxAge, Logger: log.With("component", "natsstream")}
 
 	// The share stream: straight to JetStream, or through a local log and a shipper.
 	var src stream.Stream
@@ -368,11 +375,11 @@ func runAccounting(ctx context.Context, b *poolBase, ready func(PoolReady)) erro
 	log.Info("leading accounting")
 	lctx, stopLeading := context.WithCancel(ctx)
 	defer stopLeading()
-	lost := false
+	var lost atomic.Bool
 	go func() {
 		select {
 		case <-leader.Lost():
-			lost = true
+			lost.Store(true)
 			stopLeading()
 		case <-lctx.Done():
 		}
@@ -404,7 +411,7 @@ func runAccounting(ctx context.Context, b *poolBase, ready func(PoolReady)) erro
 		return err
 	}
 	defer payouts.Close()
-	shares, err := natsstream.Open(lctx, nc, natsstream.Options{FrontEnd: "accounting", Replicas: cfg.NATSReplicas, Logger: log.With("component", "natsstream")})
+	shares, err := natsstream.Open(lctx, nc, natsstream.Options{FrontEnd: "accounting", Replicas: cfg.NATSReplicas, MaxAge: cfg.NATSMaxAge, Logger: log.With("component", "natsstream")})
 	if err != nil {
 		return err
 	}
@@ -480,7 +487,7 @@ func runAccounting(ctx context.Context, b *poolBase, ready func(PoolReady)) erro
 	<-lctx.Done()
 	log.Info("shutting down")
 	wg.Wait()
-	if lost && ctx.Err() == nil {
+	if lost.Load() && ctx.Err() == nil {
 		return errLeadershipLost
 	}
 	fatalMu.Lock()

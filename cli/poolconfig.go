@@ -97,6 +97,11 @@ type PoolConfig struct {
 	NATSReplicas int      `toml:"nats_replicas"` // replicas of the share stream: 1 or 3
 	FrontEnd     int      `toml:"frontend"`      // this front-end's number, 1 to pool.MaxFrontEnds
 	Ack          string   `toml:"ack"`           // when a miner hears "accepted": replicated or local
+	// NATSMaxAge is how long the JetStream share stream keeps a share: the accounting
+	// process copies it into PostgreSQL within seconds, so this is how long accounting
+	// may be down without losing shares. Every process of a pool must give the same
+	// value: each sets the stream's limit when it starts.
+	NATSMaxAge time.Duration `toml:"nats_max_age"`
 }
 
 // StratumPort is one Stratum listener.
@@ -289,6 +294,7 @@ func DefaultPoolConfig() PoolConfig {
 		ShareRetention:    defaultShareRetention,
 		Role:              RoleAll,
 		NATSReplicas:      1,
+		NATSMaxAge:        defaultNATSMaxAge,
 		Ack:               "replicated",
 	}
 }
@@ -356,6 +362,7 @@ func bindPoolFlags(fs *flag.FlagSet, c *PoolConfig) *string {
 	fs.StringVar(&c.PostgresFile, "postgres-file", c.PostgresFile, "file holding the --postgres URL")
 	fs.Var(&listFlag{dst: &c.NATS}, "nats", "NATS server nats://HOST:PORT of the JetStream cluster (repeatable)")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "replicas of the share stream: 1 or 3")
+	fs.DurationVar(&c.NATSMaxAge, "nats-max-age", c.NATSMaxAge, "how long the share stream keeps a share: how long accounting may be down without losing any (the same in every process of the pool)")
 	fs.IntVar(&c.FrontEnd, "frontend", c.FrontEnd, "this front-end's number (--role frontend), unique in the pool")
 	fs.StringVar(&c.Ack, "ack", c.Ack, "when a front-end answers a share: replicated (the JetStream publish is acknowledged) or local (fsynced here, then shipped)")
 	fs.StringVar(&c.NodePasswordFile, "node-password-file", c.NodePasswordFile, "file holding the RPC password of every --node and --wallet URL that names a user but no password (else $"+envNodePassword+")")

@@ -155,6 +155,7 @@ func TestPoolConfigInvalid(t *testing.T) {
 		{"accounting without postgres", "", []string{"--role", "accounting", "--nats", "nats://127.0.0.1:4222"}, "needs --nats and --postgres"},
 		{"nats on one process", "", []string{"--nats", "nats://127.0.0.1:4222"}, "--nats is for --role frontend"},
 		{"two replicas", "role = \"accounting\"\nnats = [\"nats://127.0.0.1:4222\"]\npostgres = \"postgres://u@h/db\"\nnats_replicas = 2\n", nil, "--nats-replicas 2"},
+		{"share stream kept ten minutes", "role = \"accounting\"\nnats = [\"nats://127.0.0.1:4222\"]\npostgres = \"postgres://u@h/db\"\n", []string{"--nats-max-age", "10m"}, "--nats-max-age 10m0s"},
 		{"bad ack", "", []string{"--role", "frontend", "--frontend", "2", "--nats", "nats://127.0.0.1:4222", "--ack", "later"}, `--ack "later"`},
 		{"bad postgres url", "", []string{"--postgres", "mysql://x"}, "want a postgres://"},
 	}

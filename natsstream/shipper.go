@@ -84,7 +84,30 @@ func NewShipper(ctx context.Context, nc *nats.Conn, src stream.Stream, posPath s
 		return nil, err
 	}
 	sh.shipped.Store(sh.pos.local)
+	if err := sh.checkOwnLog(ctx); err != nil {
+		return nil, err
+	}
 	return sh, nil
+}
+
+// checkOwnLog refuses a local log that is not the one that shipped this front-end's
+// records: a front-end started under an old number with a new data directory. Its log
+// starts again at 1, and read-back would take its new records for ones already shipped
+// and drop them, although their miners were told they were accepted.
+func (sh *Shipper) checkOwnLog(ctx context.Context) error {
+	lg, ok := sh.src.(interface{ LastSeq() uint64 })
+	if !ok {
+		return nil
+	}
+	last, err := lastLocalSeq(ctx, sh.st, sh.subj, sh.opts.FrontEnd)
+	if err != nil {
+		return fmt.Errorf("natsstream: shipper: %w", err)
+	}
+	if local := lg.LastSeq(); last > local {
+		return fmt.Errorf("natsstream: shipper: the stream holds front-end %q's records up to local sequence %d, but this local log ends at %d: "+
+			"its data directory is not the one that shipped them; start this front-end under a new number", sh.opts.FrontEnd, last, local)
+	}
+	return nil
 }
 
 // Shipped returns the highest local sequence known to be in the stream.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,6 +106,48 @@ func TestShipperShipsLocalLog(t *testing.T) {
 	}
 	if id := msg.Header.Get("Nats-Msg-Id"); id != "fe1:500" {
 		t.Fatalf("last message id %q, want fe1:500", id)
+	}
+}
+
+// TestShipperRefusesAnotherLog: a front-end started under a number whose records the
+// stream holds, with a new, empty data directory, is refused: shipping its new log
+// would drop its records as already shipped.
+func TestShipperRefusesAnotherLog(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv)
+	opts := Options{FrontEnd: "fe1"}
+	first := t.TempDir()
+	log, err := stream.Open(filepath.Join(first, "log"), stream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLocal(t, log, 1, 10)
+	_, stop := runShipper(t, nc, log, filepath.Join(first, "shipped"), opts)
+	waitRecords(t, open(t, connect(t, srv), Options{FrontEnd: "reader"}), 10)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+
+	second := t.TempDir()
+	fresh, err := stream.Open(filepath.Join(second, "log"), stream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	appendLocal(t, fresh, 1, 5)
+	if _, err := NewShipper(ctxT(t, 10*time.Second), nc, fresh, filepath.Join(second, "shipped"), opts); err == nil || !strings.Contains(err.Error(), "new number") {
+		t.Fatalf("NewShipper on another front-end's number: %v", err)
+	}
+	// The same log again (its position file lost) is its own: accepted.
+	again, err := stream.Open(filepath.Join(first, "log"), stream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	os.Remove(filepath.Join(first, "shipped"))
+	if _, err := NewShipper(ctxT(t, 10*time.Second), nc, again, filepath.Join(first, "shipped"), opts); err != nil {
+		t.Fatalf("NewShipper on its own log: %v", err)
 	}
 }
 

@@ -102,9 +102,10 @@ func (d *PayoutState) Close() error {
 // PoolID implements payout.State.
 func (d *PayoutState) PoolID(ctx context.Context) (string, error) {
 	var id string
-	err := d.pool.QueryRow(ctx, `WITH ins AS (INSERT INTO payout_meta (key, value) VALUES ('pool_id', $1)
-		ON CONFLICT (key) DO NOTHING RETURNING value)
-		SELECT value FROM ins UNION ALL SELECT value FROM payout_meta WHERE key = 'pool_id'`, payout.NewPoolID()).Scan(&id)
+	// DO UPDATE (to the same value) rather than DO NOTHING: it waits for a concurrent
+	// first insert and returns its row, where a separate SELECT would not see it.
+	err := d.pool.QueryRow(ctx, `INSERT INTO payout_meta (key, value) VALUES ('pool_id', $1)
+		ON CONFLICT (key) DO UPDATE SET value = payout_meta.value RETURNING value`, payout.NewPoolID()).Scan(&id)
 	if err != nil {
 		return "", fmt.Errorf("postgres: payout: pool id: %w", err)
 	}
