@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/alert"
 	"github.com/hashgrid/hashgrid/api"
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/miner"
@@ -638,4 +639,95 @@ func compareWithSQLite(t *testing.T, pgURL string, pg *postgres.Store, shares []
 		t.Error(err)
 	}
 	t.Logf("PPLNS credits of %d blocks (%d windows, %d shares) equal in PostgreSQL and SQLite: %d miner accounts", len(blocks), windows, len(shares), len(want))
+}
+
+// TestPoolPostgresEndToEnd runs the one-process pool with --postgres and no NATS, as an
+// operator who only wants a real database would: under PPLNS on btcd, blocks found are
+// credited, every share the miner was told was accepted is in PostgreSQL, the alerts'
+// outbox is there too, and the data directory holds no SQLite books.
+func TestPoolPostgresEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts btcd and uses PostgreSQL")
+	}
+	pgURL := pgtest.FreshDatabase(t)
+	btcd := regtest.StartT(t)
+	data := t.TempDir()
+	r, stopPool := startPool(t, PoolConfig{
+		Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: regtest.TestAddress(),
+		Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: data, Tag: "/pg-e2e/", Postgres: pgURL, LogLevel: "debug",
+		PollInterval: 100 * time.Millisecond, TrackInterval: 300 * time.Millisecond,
+		PayoutScheme: "pplns", PPLNSWindow: e2eWindowN, PoolFeeBps: e2eFeeBps,
+	})
+	base := "http://" + r.API
+	addr := e2eAddress(t, 7)
+	m, err := miner.New(miner.Config{URL: "stratum+tcp://" + r.Stratum, User: addr + ".pg", Password: "d=" + fmt.Sprint(e2eShareDiff), MaxRetryWait: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	credited := func() int {
+		var bl []api.BlockInfo
+		getJSON(t, base+"/api/v1/blocks", &bl)
+		n := 0
+		for _, b := range bl {
+			var v payout.WindowView
+			if b.Status == "accepted" && getJSON(t, base+"/api/v1/blocks/"+b.Hash+"/window?limit=1", &v) == http.StatusOK && v.Credit != nil && v.Params.Count > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, 2*time.Minute, "blocks credited", func() bool { return credited() >= 3 })
+	cancel()
+	<-done
+	st := m.Stats()
+	waitFor(t, 30*time.Second, "every accepted share in PostgreSQL", func() bool {
+		var ai api.AddressInfo
+		return getJSON(t, base+"/api/v1/workers/"+addr, &ai) == http.StatusOK && ai.Accepted >= st.Accepted
+	})
+	stopPool()
+
+	pg, err := postgres.Open(context.Background(), pgURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	ws, err := pg.Workers(context.Background(), addr)
+	if err != nil || len(ws) != 1 || ws[0].Accepted != st.Accepted {
+		t.Errorf("PostgreSQL workers of %s: %+v (%v); the miner was told %d accepted", addr, ws, err, st.Accepted)
+	}
+	led, err := postgres.OpenLedger(context.Background(), pgURL, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	bals, err := led.Balances(context.Background(), "miner:"+addr)
+	if err != nil || len(bals) == 0 {
+		t.Errorf("no ledger credit for %s in PostgreSQL: %v %v", addr, bals, err)
+	}
+	if err := led.Check(context.Background()); err != nil {
+		t.Error(err)
+	}
+	ob, err := postgres.OpenAlertOutbox(context.Background(), pgURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	recent, err := ob.Recent(context.Background(), 100)
+	found := 0
+	for _, e := range recent {
+		if e.Kind == string(alert.BlockFound) {
+			found++
+		}
+	}
+	if err != nil || found == 0 {
+		t.Errorf("block_found alerts in PostgreSQL's outbox: %d of %d (%v)", found, len(recent), err)
+	}
+	for _, f := range []string{"hashgrid.db", "ledger.db", "payout.db", "alerts.db"} {
+		if _, err := os.Stat(filepath.Join(data, f)); err == nil {
+			t.Errorf("%s in the data directory of a --postgres pool", f)
+		}
+	}
 }

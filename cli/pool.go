@@ -22,6 +22,7 @@ import (
 	"github.com/hashgrid/hashgrid/api"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/pool"
+	"github.com/hashgrid/hashgrid/postgres"
 	"github.com/hashgrid/hashgrid/stratum"
 	"github.com/hashgrid/hashgrid/stream"
 )
@@ -139,8 +140,17 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	shares := stream.NewShareSink(shareLog, stream.RejectSampling{Logger: log.With("component", "rejects")})
 	defer shares.Close()
 
+	// With --postgres the alerts' outbox is in the same database as the books.
+	var outbox alert.Outbox
+	if cfg.Postgres != "" {
+		ob, err := postgres.OpenAlertOutbox(ctx, cfg.Postgres, log)
+		if err != nil {
+			return err
+		}
+		outbox = ob
+	}
 	alerts, err := alert.Open(alert.Config{
-		Dir: cfg.Data, WebhookURL: cfg.AlertWebhook, Source: store, Node: nodes,
+		Outbox: outbox, Dir: cfg.Data, WebhookURL: cfg.AlertWebhook, Source: store, Node: nodes,
 		Settings: cfg.alertSettings(), Interval: cfg.AlertInterval, Logger: log.With("component", "alert"),
 	})
 	if err != nil {
