@@ -41,12 +41,15 @@ func TestFrontEndBenchPool(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := Submit(ctx, LoadConfig{URL: "stratum+tcp://" + s.Addr, User: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.t", Password: "d=" + BenchDiff, Conns: 8, InFlight: 4, Duration: time.Second})
+		res, err := Submit(ctx, LoadConfig{URL: "stratum+tcp://" + s.Addr, User: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.t", Password: "d=" + BenchDiff, Conns: 2, InFlight: 8, Duration: 2 * time.Second})
 		s.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Accepted < 100 || res.P99ms <= 0 {
+		// Two connections answer thousands of shares each on one template: all are
+		// accepted (the benchmark pool lifts pool.DefaultMaxJobShares), but for the
+		// load client's random shares above the target, about 1 in 50,000.
+		if res.Accepted < 100 || res.Rejected > res.Accepted/1000 || res.P99ms <= 0 {
 			t.Errorf("%s: submit run %+v", ack, res)
 		}
 		total += res.Accepted + res.Rejected

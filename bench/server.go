@@ -56,6 +56,9 @@ func Template(height int64, txs int) *node.Template {
 	return t
 }
 
+// benchMaxJobShares bounds a benchmark connection's accepted shares on one work.
+const benchMaxJobShares = 1 << 20
+
 // noNode refuses blocks: the benchmark template's target is never met.
 type noNode struct{}
 
@@ -125,6 +128,11 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		Network: &chaincfg.MainNetParams, Outputs: out, MinDiff: 2.3283064365386963e-10, Logger: cfg.Logger,
 		Metrics: pool.NewMetrics(reg),
 		Limits:  stratum.Limits{MaxConnsPerIP: cfg.MaxConn},
+		// A submit run answers tens of thousands of shares per connection on one
+		// template, far past the default bound of a connection's accepted shares per
+		// work (pool.DefaultMaxJobShares): without this, most of a run would be
+		// refused as stale, which costs the pool less than accepting.
+		MaxJobShares: benchMaxJobShares,
 	}, noNode{}, shares, blocks)
 	if err != nil {
 		bk.close()
