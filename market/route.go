@@ -233,7 +233,16 @@ func (m *Market) settle(ctx context.Context) {
 	m.mu.Unlock()
 	changed := false
 	for _, p := range plans {
-		e, err := m.led.Post(ctx, p.tx)
+		var e ledger.Entry
+		var err error
+		if pay, ok := payableTx(p.tx.Key, "market earnings of order "+p.o.rec.ID+" made payable", p.tx.Postings); ok && !p.refund {
+			var es []ledger.Entry
+			if es, err = m.led.PostAll(ctx, []ledger.Tx{p.tx, pay}); err == nil {
+				e = es[0]
+			}
+		} else {
+			e, err = m.led.Post(ctx, p.tx)
+		}
 		if err != nil {
 			m.log.Error("settlement not posted", "order", p.o.rec.ID, "key", p.tx.Key, "err", err)
 			continue
