@@ -413,6 +413,67 @@ func TestMarketFlags(t *testing.T) {
 	}
 }
 
+// TestMarketFlagValidation: every market.Config setting with a flag reaches the
+// configuration, zero keeps the market's default, and a bad value is a usage error
+// that names its flag.
+func TestMarketFlagValidation(t *testing.T) {
+	env := Env{Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	cfg, err := parseMarketFlags([]string{"--seller-min-difficulty", "2048", "--seller-start-difficulty", "4096", "--max-shares-per-seller-job", "100",
+		"--upstream-in-flight", "8", "--min-order-budget", "5000", "--price-decrease-interval", "2m", "--max-price-decrease-bps", "500",
+		"--pool-data", "/srv/pool"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(2048.0, 4096.0, 100, 8, 5000, 2*time.Minute, 500, "/srv/pool")
+	got := fmt.Sprint(cfg.SellerMinDiff, cfg.SellerStartDiff, cfg.MaxSharesPerSellerJob, cfg.UpstreamInFlight, cfg.MinOrderBudget,
+		cfg.PriceDecreaseInterval, cfg.MaxPriceDecreaseBps, cfg.PoolData)
+	if got != want {
+		t.Errorf("parsed %s, want %s", got, want)
+	}
+	pgEnv := Env{Stderr: io.Discard, Getenv: func(k string) string {
+		if k == envPostgres {
+			return "postgres://pool@db:5432/books"
+		}
+		return ""
+	}}
+	if cfg, err := parseMarketFlags(nil, pgEnv); err != nil || cfg.Postgres != "postgres://pool@db:5432/books" {
+		t.Errorf("--postgres from $%s: %q, %v", envPostgres, cfg.Postgres, err)
+	}
+	for _, c := range []struct {
+		args []string
+		env  Env
+		flag string
+	}{
+		{[]string{"--seller-min-difficulty", "-1"}, env, "--seller-min-difficulty"},
+		{[]string{"--seller-min-difficulty", "NaN"}, env, "--seller-min-difficulty"},
+		{[]string{"--seller-min-difficulty", "+Inf"}, env, "--seller-min-difficulty"},
+		{[]string{"--seller-start-difficulty", "0.001"}, env, "--seller-start-difficulty"}, // below the default floor, 1024
+		{[]string{"--seller-min-difficulty", "10", "--seller-start-difficulty", "5"}, env, "--seller-start-difficulty"},
+		{[]string{"--seller-start-difficulty", "-3"}, env, "--seller-start-difficulty"},
+		{[]string{"--max-shares-per-seller-job", "-1"}, env, "--max-shares-per-seller-job"},
+		{[]string{"--upstream-in-flight", "-5"}, env, "--upstream-in-flight"},
+		{[]string{"--min-order-budget", "-1"}, env, "--min-order-budget"},
+		{[]string{"--price-decrease-interval", "-1s"}, env, "--price-decrease-interval"},
+		{[]string{"--max-price-decrease-bps", "10001"}, env, "--max-price-decrease-bps"},
+		{[]string{"--max-price-decrease-bps", "-1"}, env, "--max-price-decrease-bps"},
+		{[]string{"--fee-bps", "10000"}, env, "--fee-bps"},
+		{[]string{"--seller-share-interval", "-1s"}, env, "--seller-share-interval"},
+		{[]string{"--postgres", "mysql://x"}, env, "--postgres"},
+		{[]string{"--pool-data", "/srv/pool"}, pgEnv, "--pool-data and --postgres"},
+		{[]string{"--upstream-in-flight", "many"}, env, "upstream-in-flight"},
+	} {
+		_, err := parseMarketFlags(c.args, c.env)
+		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), c.flag) {
+			t.Errorf("%q: %v, want a usage error naming %s", c.args, err, c.flag)
+		}
+	}
+	// A configuration built literally is checked the same way before anything opens.
+	err = RunMarket(context.Background(), MarketConfig{Data: t.TempDir(), Network: "regtest", UpstreamInFlight: -1}, env, nil)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--upstream-in-flight") {
+		t.Errorf("RunMarket with a negative UpstreamInFlight: %v", err)
+	}
+}
+
 // TestMarketAuditArgs runs `market audit` against a real market: the order may come
 // before or after the flags, a key is required, and the reply for an order the key
 // does not own is the market's message, not a usage error.
