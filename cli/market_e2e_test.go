@@ -314,7 +314,8 @@ func TestMarketEndToEnd(t *testing.T) {
 	// Sellers' earnings were made payable at their addresses as they settled (this
 	// market keeps a book of its own: nothing pays them); their per-worker accounts
 	// hold nothing.
-	if left, _ := mr.Ledger.Balances(lctx, "market:seller:"); len(left) == 0 {
+	left, _ := mr.Ledger.Balances(lctx, "market:seller:")
+	if len(left) == 0 {
 		t.Error("no per-worker seller account was ever posted to")
 	} else {
 		for a, b := range left {
@@ -332,7 +333,7 @@ func TestMarketEndToEnd(t *testing.T) {
 	// Sellers are paid per valid share at the market's difficulty; buyers for what the
 	// destination accepted: the market carries the difference in market:variance.
 	variance, _ := mr.Ledger.Balance(lctx, "market:variance")
-	if earned+fees+variance != spentAll || fees < spentAll*200/10_000 || fees > spentAll*200/10_000+int64(len(sellersBal))*4 {
+	if earned+fees+variance != spentAll || fees < spentAll*200/10_000 || fees > spentAll*200/10_000+int64(len(left))*4 {
 		t.Errorf("sellers earned %d, fees %d, variance %d, buyers spent %d", earned, fees, variance, spentAll)
 	}
 	var av, bv market.AccountView
