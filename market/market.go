@@ -662,8 +662,23 @@ func (m *Market) reconcile(ctx context.Context, o *order) error {
 		}
 		m.applyEntry(o, e)
 	}
-	return nil
+	// A settlement that charged nothing (sellers paid out of market:variance while
+	// the destination accepted nothing) has no escrow posting: follow the
+	// settlements' keys too, or the next one would reuse this key with other amounts
+	// and be refused for ever.
+	for {
+		e, err := m.led.Entry(ctx, settleKey(o.rec.ID, o.rec.SettleSeq))
+		if hashgrid.ErrorCode(err) == hashgrid.ENOTFOUND {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		m.applyEntry(o, e)
+	}
 }
+
+func settleKey(order string, seq uint64) string { return fmt.Sprintf("market:settle:%s:%d", order, seq) }
 
 // makePayable moves what per-worker seller accounts hold into their addresses'
 // payable balances. Settlements do that in the same transaction, so only earnings

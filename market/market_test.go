@@ -671,6 +671,52 @@ func TestEarlierEarningsMadePayable(t *testing.T) {
 	}
 }
 
+// TestSettlementWithoutChargeReconciled: a settlement that charged the buyer nothing
+// (sellers paid out of the variance account) has no escrow posting. Posted but not
+// saved before a crash, it is still found when the market opens again: the order's
+// next settlement takes the next key, and the seller's earnings count it once.
+func TestSettlementWithoutChargeReconciled(t *testing.T) {
+	dir := t.TempDir()
+	led, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	ctx := context.Background()
+	cfg := Config{Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json"), AllowPrivateDestinations: true}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, _ := m.CreateAccount()
+	m.Deposit(ctx, id, 5000, "d1")
+	o, err := m.PlaceOrder(ctx, id, OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 5, Budget: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Shutdown(ctx)
+	k := regtest.TestAddress() + "/r1"
+	settle := ledger.Tx{Key: settleKey(o.ID, 0), Postings: []ledger.Posting{{Account: acctVariance, Amount: -70}, {Account: acctSeller(k), Amount: 70}}}
+	pay, _ := payableTx(settle.Key, "", settle.Postings)
+	if _, err := led.PostAll(ctx, []ledger.Tx{settle, pay}); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Shutdown(ctx)
+	m2.mu.Lock()
+	seq, paid := m2.orders[o.ID].rec.SettleSeq, m2.orders[o.ID].rec.SellerPaid[k]
+	m2.mu.Unlock()
+	if seq != 1 || paid != 70 {
+		t.Errorf("after restart: settle seq %d, seller paid %d; want 1 and 70", seq, paid)
+	}
+	if sv, err := m2.Seller(ctx, regtest.TestAddress()); err != nil || sv.Earned != 70 || sv.Payable != 70 {
+		t.Errorf("seller view %+v (%v)", sv, err)
+	}
+}
+
 func TestContractTotal(t *testing.T) {
 	for _, c := range []struct {
 		price int64

@@ -2,7 +2,6 @@ package market
 
 import (
 	"context"
-	"fmt"
 	"math/big"
 	"sort"
 	"time"
@@ -207,7 +206,7 @@ func (m *Market) settle(ctx context.Context) {
 				ps = append(ps, ledger.Posting{Account: acctVariance, Amount: v})
 			}
 			plans = append(plans, settlement{o: o, tx: ledger.Tx{
-				Key: fmt.Sprintf("market:settle:%s:%d", r.ID, r.SettleSeq), Memo: "delivery to order " + r.ID,
+				Key: settleKey(r.ID, r.SettleSeq), Memo: "delivery to order " + r.ID,
 				Postings: ps, NonNegative: []string{acctEscrow(r.ID)},
 			}})
 			continue
