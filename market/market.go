@@ -678,7 +678,9 @@ func (m *Market) reconcile(ctx context.Context, o *order) error {
 	}
 }
 
-func settleKey(order string, seq uint64) string { return fmt.Sprintf("market:settle:%s:%d", order, seq) }
+func settleKey(order string, seq uint64) string {
+	return fmt.Sprintf("market:settle:%s:%d", order, seq)
+}
 
 // makePayable moves what per-worker seller accounts hold into their addresses'
 // payable balances. Settlements do that in the same transaction, so only earnings
