@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"log/slog"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,13 +21,13 @@ import (
 	"github.com/btcsuite/btcd/wire/v2"
 
 	"github.com/hashgrid/hashgrid/api"
-	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
 	"github.com/hashgrid/hashgrid/miner"
 	"github.com/hashgrid/hashgrid/node"
 	"github.com/hashgrid/hashgrid/node/regtest"
 	"github.com/hashgrid/hashgrid/payout"
 	"github.com/hashgrid/hashgrid/pool"
+	"github.com/hashgrid/hashgrid/postgres/pgtest"
 )
 
 // TestMarketSellersPaidOnChain: a pool on btcd regtest runs PPLNS with a wallet; the
@@ -43,6 +43,19 @@ func TestMarketSellersPaidOnChain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts btcd")
 	}
+	testMarketSellersPaidOnChain(t, "")
+}
+
+// TestMarketSellersPaidOnChainPostgres is TestMarketSellersPaidOnChain with the
+// pool's books in PostgreSQL, which the market shares with --postgres.
+func TestMarketSellersPaidOnChainPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts btcd and needs PostgreSQL")
+	}
+	testMarketSellersPaidOnChain(t, pgtest.FreshDatabase(t))
+}
+
+func testMarketSellersPaidOnChain(t *testing.T, pg string) {
 	btcd := regtest.StartT(t, func(o *regtest.Options) {
 		o.MiningAddr = regtest.TestAddressP2PKH() // the wallet's coins
 		o.ExtraArgs = append(o.ExtraArgs, "--txindex")
@@ -59,7 +72,8 @@ func TestMarketSellersPaidOnChain(t *testing.T) {
 		PollInterval: 100 * time.Millisecond, TrackInterval: 300 * time.Millisecond, ShareInterval: time.Second, LogLevel: "warn",
 		// The blocks the buyer's shares find pay the buyer by their coinbase (every credit is
 		// above the coinbase threshold): what the wallet pays is the sellers' money.
-		PayoutScheme: "pplns", CoinbaseThreshold: 1, PayoutThreshold: threshold, PayoutInterval: time.Second, Wallet: "http://wallet:secret@" + wsrv.Listener.Addr().String()}
+		PayoutScheme: "pplns", CoinbaseThreshold: 1, PayoutThreshold: threshold, PayoutInterval: time.Second, Wallet: "http://wallet:secret@" + wsrv.Listener.Addr().String(),
+		Postgres: pg}
 	p, stopPool := startPool(t, poolCfg)
 	poolStopped := false
 	defer func() {
@@ -67,8 +81,12 @@ func TestMarketSellersPaidOnChain(t *testing.T) {
 			stopPool()
 		}
 	}()
-	mr, stopMarket := startMarket(t, MarketConfig{Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), PoolData: poolData, Network: "regtest",
-		SellerShareInterval: time.Second, LogLevel: "info", AdminToken: "pay-admin", AllowPrivateDestinations: true})
+	mcfg := MarketConfig{Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), PoolData: poolData, Network: "regtest",
+		SellerShareInterval: time.Second, LogLevel: "info", AdminToken: "pay-admin", AllowPrivateDestinations: true}
+	if pg != "" {
+		mcfg.PoolData, mcfg.Postgres = "", pg
+	}
+	mr, stopMarket := startMarket(t, mcfg)
 	marketStopped := false
 	defer func() {
 		if !marketStopped {
@@ -196,8 +214,9 @@ func TestMarketSellersPaidOnChain(t *testing.T) {
 	stopPool()
 	poolStopped = true
 
-	// A payout run started again over the same book and state pays nothing more.
-	led, err := ledger.Open(filepath.Join(poolData, "ledger.db"), nil)
+	// A payout run started again over the same book and state, opened as the pool
+	// opens them, pays nothing more.
+	led, err := openLedger(context.Background(), poolCfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,8 +230,13 @@ func TestMarketSellersPaidOnChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc.Wallet = payout.CoreWallet{RPC: wc}
-	svc, err := payout.Open(pc, filepath.Join(poolData, "payout.db"), led, nil, nil)
+	st, err := openPayoutState(poolCfg)
 	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := payout.OpenWith(pc, st, led, nil, nil)
+	if err != nil {
+		st.Close()
 		t.Fatal(err)
 	}
 	defer svc.Close()
