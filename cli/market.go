@@ -157,17 +157,17 @@ func (c *MarketConfig) validate() error {
 	case c.SellerStartDiff > 0 && c.SellerStartDiff < c.minDiff():
 		return bad("--seller-start-difficulty %g is below the seller minimum difficulty %g", c.SellerStartDiff, c.minDiff())
 	case c.MaxSharesPerSellerJob < 0:
-		return bad("--max-shares-per-seller-job %d: want at least 1", c.MaxSharesPerSellerJob)
+		return bad("--max-shares-per-seller-job %d: want 0 (the default) or more", c.MaxSharesPerSellerJob)
 	case c.UpstreamInFlight < 0:
-		return bad("--upstream-in-flight %d: want at least 1", c.UpstreamInFlight)
+		return bad("--upstream-in-flight %d: want 0 (the default) or more", c.UpstreamInFlight)
 	case c.MinOrderBudget < 0:
-		return bad("--min-order-budget %d: want at least 1 sat", c.MinOrderBudget)
+		return bad("--min-order-budget %d: want 0 (the default) or more sat", c.MinOrderBudget)
 	case c.PriceDecreaseInterval < 0:
 		return bad("--price-decrease-interval %s: want 0 or more", c.PriceDecreaseInterval)
 	case c.MaxPriceDecreaseBps < 0 || c.MaxPriceDecreaseBps > 10_000:
-		return bad("--max-price-decrease-bps %d: want 1..10000", c.MaxPriceDecreaseBps)
+		return bad("--max-price-decrease-bps %d: want 0 (the default) to 10000", c.MaxPriceDecreaseBps)
 	case c.SellerShareInterval < 0:
-		return bad("--seller-share-interval %s: want more than 0", c.SellerShareInterval)
+		return bad("--seller-share-interval %s: want 0 (the default) or more", c.SellerShareInterval)
 	case c.MaxConnsPerIP < 0:
 		return bad("--max-conns-per-ip %d: want 0 or more", c.MaxConnsPerIP)
 	}
