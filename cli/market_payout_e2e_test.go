@@ -149,6 +149,14 @@ func testMarketSellersPaidOnChain(t *testing.T, pg string) {
 	if sv.Earned != sv.Payable+sv.Pending+sv.Paid {
 		t.Errorf("seller earned %d; payable %d + pending %d + paid %d", sv.Earned, sv.Payable, sv.Pending, sv.Paid)
 	}
+	// What the buyer paid is the seller's earnings, the market's fee and the variance
+	// the market carried, to the satoshi.
+	lctx := context.Background()
+	fees, _ := mr.Ledger.Balance(lctx, "market:fees")
+	variance, _ := mr.Ledger.Balance(lctx, "market:variance")
+	if spent := c.order(buyer.APIKey, o.ID).Spent; spent == 0 || sv.Earned+fees+variance != spent {
+		t.Errorf("buyer charged %d; seller earned %d + fees %d + variance %d", spent, sv.Earned, fees, variance)
+	}
 	// The pool's own miner view explains the same money: the market's credits and the
 	// payout batches that sent it.
 	var mi api.MinerInfo
