@@ -208,6 +208,12 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 	shared := book.Data != "" || book.Postgres != ""
 	if !shared {
 		book.Data = cfg.Data
+	} else if book.Data != "" {
+		// A mistyped directory would otherwise start a new, empty book that no payout
+		// engine reads, while the log says sellers are paid.
+		if _, err := os.Stat(filepath.Join(book.Data, "ledger.db")); err != nil {
+			return fmt.Errorf("%w: --pool-data %s: no ledger.db there: give the data directory of a pool that runs with --payout-scheme (%v)", ErrUsage, book.Data, err)
+		}
 	}
 	led, err := openLedger(ctx, book, log)
 	if err != nil {

@@ -480,6 +480,16 @@ func TestMarketFlagValidation(t *testing.T) {
 			t.Errorf("%q: %v, want a usage error naming %s", c.args, err, c.flag)
 		}
 	}
+	// --pool-data must hold the pool's book: a mistyped directory would start a new,
+	// empty one that nothing pays from.
+	empty := t.TempDir()
+	err = RunMarket(context.Background(), MarketConfig{Data: t.TempDir(), PoolData: empty, Network: "regtest", Stratum: "127.0.0.1:0", API: "127.0.0.1:0", LogLevel: "warn"}, env, nil)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "no ledger.db") {
+		t.Errorf("RunMarket with --pool-data holding no ledger: %v", err)
+	}
+	if _, serr := os.Stat(filepath.Join(empty, "ledger.db")); serr == nil {
+		t.Error("RunMarket created a ledger in --pool-data")
+	}
 	// A configuration built literally is checked the same way before anything opens.
 	err = RunMarket(context.Background(), MarketConfig{Data: t.TempDir(), Network: "regtest", UpstreamInFlight: -1}, env, nil)
 	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--upstream-in-flight") {
