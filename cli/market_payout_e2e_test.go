@@ -60,13 +60,13 @@ func testMarketSellersPaidOnChain(t *testing.T, pg string) {
 		o.MiningAddr = regtest.TestAddressP2PKH() // the wallet's coins
 		o.ExtraArgs = append(o.ExtraArgs, "--txindex")
 	})
-	w := newChainWallet(t, btcd, 20)
+	w := newChainWallet(t, btcd, 30)
 	wsrv := httptest.NewServer(w)
 	defer wsrv.Close()
 	w.loseNext = true
 
 	poolData := t.TempDir()
-	const threshold = 20_000
+	const threshold = 50_000
 	poolCfg := PoolConfig{Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: regtest.TestAddress(),
 		Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: poolData, Tag: "/market-pay/",
 		PollInterval: 100 * time.Millisecond, TrackInterval: 300 * time.Millisecond, ShareInterval: time.Second, LogLevel: "warn",
@@ -101,7 +101,7 @@ func testMarketSellersPaidOnChain(t *testing.T, pg string) {
 	c.must("POST", "/api/v1/admin/deposits", "pay-admin", market.DepositRequest{Account: buyer.ID, Amount: 2_000_000_000, Reference: "pay"}, nil)
 	var o market.OrderView
 	c.must("POST", "/api/v1/orders", buyer.APIKey, market.OrderRequest{PoolURL: "stratum+tcp://" + p.Stratum, PoolUser: regtest.TestAddress() + ".bought",
-		PoolPassword: "d=0.0005", Price: 10_000_000_000_000, Budget: 1_000_000_000}, &o)
+		PoolPassword: "d=0.0005", Price: 100_000_000_000_000, Budget: 1_000_000_000}, &o) // a share earns about 2,400 sat
 
 	seller := e2eAddress(t, 7) // mines nowhere else: everything it is paid comes from the market
 	ctx, cancel := context.WithCancel(context.Background())
@@ -119,7 +119,7 @@ func testMarketSellersPaidOnChain(t *testing.T, pg string) {
 		getJSON(t, poolAPI+"/api/v1/payouts?address="+url.QueryEscape(seller), &ps)
 		return ps
 	}
-	waitFor(t, 90*time.Second, "two payouts to the seller sent", func() bool {
+	waitFor(t, 120*time.Second, "two payouts to the seller sent", func() bool {
 		n := 0
 		for _, pv := range payouts() {
 			if pv.Status == payout.BatchSent {
