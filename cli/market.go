@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -24,15 +25,28 @@ import (
 
 // MarketConfig is the configuration of `hashgrid market`.
 type MarketConfig struct {
-	Stratum             string
-	API                 string
-	Data                string
+	Stratum string
+	API     string
+	Data    string // the market's state, and its ledger when it shares no pool's book
+	// PoolData is the data directory of the pool whose book (PoolData/ledger.db) the
+	// market posts to, and Postgres the URL of the pool's PostgreSQL books: with
+	// either, sellers' earnings are paid by the pool's payout engine. With neither, the
+	// market keeps a book of its own in Data, which no payout engine pays from.
+	PoolData            string
+	Postgres            string
 	Network             string
 	FeeBps              int64
 	SellerShareInterval time.Duration
 	SellerStartDiff     float64
-	MaxConnsPerIP       int
-	LogLevel            string
+	// Zero means the market's default for each (see market.Config).
+	SellerMinDiff         float64
+	MaxSharesPerSellerJob int
+	UpstreamInFlight      int
+	MinOrderBudget        int64
+	PriceDecreaseInterval time.Duration
+	MaxPriceDecreaseBps   int64
+	MaxConnsPerIP         int
+	LogLevel              string
 	// AllowPrivateDestinations lets orders point at loopback and private addresses.
 	AllowPrivateDestinations bool
 	// SpeedBucket is the width of an order's delivered-speed history; default a minute.
@@ -81,14 +95,23 @@ func marketCommand() *Command {
 func parseMarketFlags(args []string, env Env) (MarketConfig, error) {
 	fs := newFlagSet("market", env)
 	cfg := MarketConfig{Network: "mainnet", LogLevel: "info"}
-	var tokenFile string
+	var tokenFile, postgresFile string
 	fs.StringVar(&cfg.Stratum, "stratum", ":3334", "Stratum listen address for sellers")
 	fs.StringVar(&cfg.API, "api", "127.0.0.1:8081", "HTTP API listen address (buyers' page and API; give :8081 to serve every interface)")
-	fs.StringVar(&cfg.Data, "data", "market-data", "data directory (ledger and state)")
+	fs.StringVar(&cfg.Data, "data", "market-data", "data directory (state; and the ledger, unless --pool-data or --postgres)")
+	fs.StringVar(&cfg.PoolData, "pool-data", "", "the pool's data directory: post to its ledger.db, so that the pool's payout engine pays sellers (the pool runs with --payout-scheme)")
+	fs.StringVar(&cfg.Postgres, "postgres", "", "postgres://USER@HOST:PORT/DB of the pool's PostgreSQL books, instead of --pool-data (a password here shows in process listings: prefer --postgres-file or $"+envPostgres+")")
+	fs.StringVar(&postgresFile, "postgres-file", "", "file holding the --postgres URL")
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "network of sellers' payout addresses: regtest, signet, testnet or mainnet")
 	fs.Int64Var(&cfg.FeeBps, "fee-bps", 200, "market fee in basis points of what buyers pay")
 	fs.DurationVar(&cfg.SellerShareInterval, "seller-share-interval", 0, "seller vardiff target time between shares (default 5s)")
-	fs.Float64Var(&cfg.SellerStartDiff, "seller-start-difficulty", 0, "first difficulty of a seller (default 0.001)")
+	fs.Float64Var(&cfg.SellerStartDiff, "seller-start-difficulty", 0, "first difficulty of a seller, at least --seller-min-difficulty (default: --seller-min-difficulty)")
+	fs.Float64Var(&cfg.SellerMinDiff, "seller-min-difficulty", 0, fmt.Sprintf("floor of every seller's difficulty (default %d; lower only where the destination's difficulty is lower)", market.DefaultSellerMinDiff))
+	fs.IntVar(&cfg.MaxSharesPerSellerJob, "max-shares-per-seller-job", 0, "shares one seller connection may submit on one job before further ones are refused (default 4096)")
+	fs.IntVar(&cfg.UpstreamInFlight, "upstream-in-flight", 0, "shares forwarded to one destination and not yet answered; more are not forwarded (default 64)")
+	fs.Int64Var(&cfg.MinOrderBudget, "min-order-budget", 0, "smallest budget of a spot order, in sat (default 1000)")
+	fs.DurationVar(&cfg.PriceDecreaseInterval, "price-decrease-interval", 0, "a spot order's price may fall at most once per interval (default 10m)")
+	fs.Int64Var(&cfg.MaxPriceDecreaseBps, "max-price-decrease-bps", 0, "most a spot order's price may fall at once, in basis points of the price (default 1000)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "seller connections allowed from one IP (default 2048)")
 	fs.BoolVar(&cfg.AllowPrivateDestinations, "allow-private-destinations", false, "let orders point at loopback, private and link-local addresses (tests, demos, a private farm)")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin token for deposits (or $"+envMarketAdminToken+"; neither: deposits disabled)")
@@ -105,7 +128,58 @@ func parseMarketFlags(args []string, env Env) (MarketConfig, error) {
 		return cfg, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	cfg.AdminToken = tok
+	if cfg.Postgres, err = secret("PostgreSQL URL", cfg.Postgres, "--postgres", postgresFile, "--postgres-file", getenv(envPostgres)); err != nil {
+		return cfg, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// validate checks what flags can get wrong, naming the flag. Zero leaves a setting
+// at the market's default; the market checks again what it defaults.
+func (c *MarketConfig) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, args...)...)
+	}
+	switch {
+	case c.PoolData != "" && c.Postgres != "":
+		return bad("--pool-data and --postgres both name the pool's book: give one")
+	case c.Postgres != "" && !strings.HasPrefix(c.Postgres, "postgres://") && !strings.HasPrefix(c.Postgres, "postgresql://"):
+		return bad("--postgres: want a postgres://USER@HOST:PORT/DB URL")
+	case c.FeeBps < 0 || c.FeeBps >= 10_000:
+		return bad("--fee-bps %d: want 0..9999", c.FeeBps)
+	case c.SellerMinDiff < 0 || math.IsNaN(c.SellerMinDiff) || math.IsInf(c.SellerMinDiff, 0):
+		return bad("--seller-min-difficulty %g: want a positive number", c.SellerMinDiff)
+	case c.SellerStartDiff < 0 || math.IsNaN(c.SellerStartDiff) || math.IsInf(c.SellerStartDiff, 0):
+		return bad("--seller-start-difficulty %g: want a positive number", c.SellerStartDiff)
+	case c.SellerStartDiff > 0 && c.SellerStartDiff < c.minDiff():
+		return bad("--seller-start-difficulty %g is below the seller minimum difficulty %g", c.SellerStartDiff, c.minDiff())
+	case c.MaxSharesPerSellerJob < 0:
+		return bad("--max-shares-per-seller-job %d: want 0 (the default) or more", c.MaxSharesPerSellerJob)
+	case c.UpstreamInFlight < 0:
+		return bad("--upstream-in-flight %d: want 0 (the default) or more", c.UpstreamInFlight)
+	case c.MinOrderBudget < 0:
+		return bad("--min-order-budget %d: want 0 (the default) or more sat", c.MinOrderBudget)
+	case c.PriceDecreaseInterval < 0:
+		return bad("--price-decrease-interval %s: want 0 or more", c.PriceDecreaseInterval)
+	case c.MaxPriceDecreaseBps < 0 || c.MaxPriceDecreaseBps > 10_000:
+		return bad("--max-price-decrease-bps %d: want 0 (the default) to 10000", c.MaxPriceDecreaseBps)
+	case c.SellerShareInterval < 0:
+		return bad("--seller-share-interval %s: want 0 (the default) or more", c.SellerShareInterval)
+	case c.MaxConnsPerIP < 0:
+		return bad("--max-conns-per-ip %d: want 0 or more", c.MaxConnsPerIP)
+	}
+	return nil
+}
+
+// minDiff is the seller minimum difficulty the market will use.
+func (c *MarketConfig) minDiff() float64 {
+	if c.SellerMinDiff > 0 {
+		return c.SellerMinDiff
+	}
+	return market.DefaultSellerMinDiff
 }
 
 // RunMarket runs the market until ctx ends. ready, when not nil, is called once the
@@ -118,6 +192,9 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 	if cfg.Data == "" {
 		return fmt.Errorf("%w: no --data directory given", ErrUsage)
 	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	log, err := newLogger(env.Stderr, cfg.LogLevel)
 	if err != nil {
 		return err
@@ -125,7 +202,20 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	led, err := ledger.Open(filepath.Join(cfg.Data, "ledger.db"), cfg.Now)
+	// The pool's book, opened as the pool opens it; without one, a book of the
+	// market's own in its data directory.
+	book := PoolConfig{Data: cfg.PoolData, Postgres: cfg.Postgres}
+	shared := book.Data != "" || book.Postgres != ""
+	if !shared {
+		book.Data = cfg.Data
+	} else if book.Data != "" {
+		// A mistyped directory would otherwise start a new, empty book that no payout
+		// engine reads, while the log says sellers are paid.
+		if _, err := os.Stat(filepath.Join(book.Data, "ledger.db")); err != nil {
+			return fmt.Errorf("%w: --pool-data %s: no ledger.db there: give the data directory of a pool that runs with --payout-scheme (%v)", ErrUsage, book.Data, err)
+		}
+	}
+	led, err := openLedger(ctx, book, log)
 	if err != nil {
 		return err
 	}
@@ -133,12 +223,23 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 	m, err := market.New(market.Config{
 		Network: params, Ledger: led, StatePath: filepath.Join(cfg.Data, "market.json"),
 		FeeBps: cfg.FeeBps, SellerShareInterval: cfg.SellerShareInterval, SellerStartDiff: cfg.SellerStartDiff,
+		SellerMinDiff: cfg.SellerMinDiff, MaxSharesPerSellerJob: cfg.MaxSharesPerSellerJob, UpstreamInFlight: cfg.UpstreamInFlight,
+		MinOrderBudget: cfg.MinOrderBudget, PriceDecreaseInterval: cfg.PriceDecreaseInterval, MaxPriceDecreaseBps: cfg.MaxPriceDecreaseBps,
 		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConnsPerIP, WriteTimeout: 2 * time.Second},
 		Logger: log.With("component", "market"), Now: cfg.Now, AllowPrivateDestinations: cfg.AllowPrivateDestinations,
 		SpeedBucket: cfg.SpeedBucket,
 	})
 	if err != nil {
 		return err
+	}
+	switch {
+	case cfg.Postgres != "":
+		log.Info("sellers are paid by the pool's payout engine", "book", "postgres")
+	case shared:
+		log.Info("sellers are paid by the pool's payout engine", "book", filepath.Join(cfg.PoolData, "ledger.db"))
+	default:
+		log.Warn("sellers' earnings are NOT payable: the market keeps a book of its own, which no payout engine pays from; "+
+			"give --pool-data (the pool's data directory) or --postgres to share the pool's book", "book", filepath.Join(cfg.Data, "ledger.db"))
 	}
 	sl, err := net.Listen("tcp", cfg.Stratum)
 	if err != nil {

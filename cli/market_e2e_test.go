@@ -311,7 +311,20 @@ func TestMarketEndToEnd(t *testing.T) {
 			t.Errorf("%s holds %d after every order ended", a, b)
 		}
 	}
-	sellersBal, _ := mr.Ledger.Balances(lctx, "market:seller:")
+	// Sellers' earnings were made payable at their addresses as they settled (this
+	// market keeps a book of its own: nothing pays them); their per-worker accounts
+	// hold nothing.
+	left, _ := mr.Ledger.Balances(lctx, "market:seller:")
+	if len(left) == 0 {
+		t.Error("no per-worker seller account was ever posted to")
+	} else {
+		for a, b := range left {
+			if b != 0 {
+				t.Errorf("%s holds %d", a, b)
+			}
+		}
+	}
+	sellersBal, _ := mr.Ledger.Balances(lctx, "miner:")
 	var earned int64
 	for _, b := range sellersBal {
 		earned += b
@@ -320,7 +333,7 @@ func TestMarketEndToEnd(t *testing.T) {
 	// Sellers are paid per valid share at the market's difficulty; buyers for what the
 	// destination accepted: the market carries the difference in market:variance.
 	variance, _ := mr.Ledger.Balance(lctx, "market:variance")
-	if earned+fees+variance != spentAll || fees < spentAll*200/10_000 || fees > spentAll*200/10_000+int64(len(sellersBal))*4 {
+	if earned+fees+variance != spentAll || fees < spentAll*200/10_000 || fees > spentAll*200/10_000+int64(len(left))*4 {
 		t.Errorf("sellers earned %d, fees %d, variance %d, buyers spent %d", earned, fees, variance, spentAll)
 	}
 	var av, bv market.AccountView
@@ -410,6 +423,77 @@ func TestMarketFlags(t *testing.T) {
 	}
 	if _, err := parseMarketFlags([]string{"--admin-token", "x"}, env()); err == nil {
 		t.Error("the admin token was accepted as a flag's value")
+	}
+}
+
+// TestMarketFlagValidation: every market.Config setting with a flag reaches the
+// configuration, zero keeps the market's default, and a bad value is a usage error
+// that names its flag.
+func TestMarketFlagValidation(t *testing.T) {
+	env := Env{Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	cfg, err := parseMarketFlags([]string{"--seller-min-difficulty", "2048", "--seller-start-difficulty", "4096", "--max-shares-per-seller-job", "100",
+		"--upstream-in-flight", "8", "--min-order-budget", "5000", "--price-decrease-interval", "2m", "--max-price-decrease-bps", "500",
+		"--pool-data", "/srv/pool"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(2048.0, 4096.0, 100, 8, 5000, 2*time.Minute, 500, "/srv/pool")
+	got := fmt.Sprint(cfg.SellerMinDiff, cfg.SellerStartDiff, cfg.MaxSharesPerSellerJob, cfg.UpstreamInFlight, cfg.MinOrderBudget,
+		cfg.PriceDecreaseInterval, cfg.MaxPriceDecreaseBps, cfg.PoolData)
+	if got != want {
+		t.Errorf("parsed %s, want %s", got, want)
+	}
+	pgEnv := Env{Stderr: io.Discard, Getenv: func(k string) string {
+		if k == envPostgres {
+			return "postgres://pool@db:5432/books"
+		}
+		return ""
+	}}
+	if cfg, err := parseMarketFlags(nil, pgEnv); err != nil || cfg.Postgres != "postgres://pool@db:5432/books" {
+		t.Errorf("--postgres from $%s: %q, %v", envPostgres, cfg.Postgres, err)
+	}
+	for _, c := range []struct {
+		args []string
+		env  Env
+		flag string
+	}{
+		{[]string{"--seller-min-difficulty", "-1"}, env, "--seller-min-difficulty"},
+		{[]string{"--seller-min-difficulty", "NaN"}, env, "--seller-min-difficulty"},
+		{[]string{"--seller-min-difficulty", "+Inf"}, env, "--seller-min-difficulty"},
+		{[]string{"--seller-start-difficulty", "0.001"}, env, "--seller-start-difficulty"}, // below the default floor, 1024
+		{[]string{"--seller-min-difficulty", "10", "--seller-start-difficulty", "5"}, env, "--seller-start-difficulty"},
+		{[]string{"--seller-start-difficulty", "-3"}, env, "--seller-start-difficulty"},
+		{[]string{"--max-shares-per-seller-job", "-1"}, env, "--max-shares-per-seller-job"},
+		{[]string{"--upstream-in-flight", "-5"}, env, "--upstream-in-flight"},
+		{[]string{"--min-order-budget", "-1"}, env, "--min-order-budget"},
+		{[]string{"--price-decrease-interval", "-1s"}, env, "--price-decrease-interval"},
+		{[]string{"--max-price-decrease-bps", "10001"}, env, "--max-price-decrease-bps"},
+		{[]string{"--max-price-decrease-bps", "-1"}, env, "--max-price-decrease-bps"},
+		{[]string{"--fee-bps", "10000"}, env, "--fee-bps"},
+		{[]string{"--seller-share-interval", "-1s"}, env, "--seller-share-interval"},
+		{[]string{"--postgres", "mysql://x"}, env, "--postgres"},
+		{[]string{"--pool-data", "/srv/pool"}, pgEnv, "--pool-data and --postgres"},
+		{[]string{"--upstream-in-flight", "many"}, env, "upstream-in-flight"},
+	} {
+		_, err := parseMarketFlags(c.args, c.env)
+		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), c.flag) {
+			t.Errorf("%q: %v, want a usage error naming %s", c.args, err, c.flag)
+		}
+	}
+	// --pool-data must hold the pool's book: a mistyped directory would start a new,
+	// empty one that nothing pays from.
+	empty := t.TempDir()
+	err = RunMarket(context.Background(), MarketConfig{Data: t.TempDir(), PoolData: empty, Network: "regtest", Stratum: "127.0.0.1:0", API: "127.0.0.1:0", LogLevel: "warn"}, env, nil)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "no ledger.db") {
+		t.Errorf("RunMarket with --pool-data holding no ledger: %v", err)
+	}
+	if _, serr := os.Stat(filepath.Join(empty, "ledger.db")); serr == nil {
+		t.Error("RunMarket created a ledger in --pool-data")
+	}
+	// A configuration built literally is checked the same way before anything opens.
+	err = RunMarket(context.Background(), MarketConfig{Data: t.TempDir(), Network: "regtest", UpstreamInFlight: -1}, env, nil)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--upstream-in-flight") {
+		t.Errorf("RunMarket with a negative UpstreamInFlight: %v", err)
 	}
 }
 

@@ -100,7 +100,11 @@ func Open(path string, now func() time.Time) (*Ledger, error) {
 	if now == nil {
 		now = time.Now
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)")
+	// Several processes may post to one file (the pool and `hashgrid market`):
+	// _txlock=immediate takes the write lock when a transaction begins, so a writer
+	// waits for another (busy_timeout) instead of failing with SQLITE_BUSY when its
+	// first read turns into a write.
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open: %w", err)
 	}

@@ -205,3 +205,51 @@ func TestRandomEntriesBalance(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestTwoHandlesShareOneFile: the pool and the market are two processes posting to
+// one ledger file. Each posting transaction takes the write lock when it begins
+// (_txlock=immediate), so a writer waits for the other (busy_timeout) instead of
+// failing with SQLITE_BUSY when its read turns into a write.
+func TestTwoHandlesShareOneFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	var ls []*Ledger
+	for range 2 {
+		l, err := Open(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ls = append(ls, l)
+	}
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i, l := range ls {
+		wg.Go(func() {
+			for j := range n {
+				tx := Tx{Key: fmt.Sprintf("h%d:%d", i, j), Postings: []Posting{{"a", 1}, {"b", -1}}}
+				if j%2 == 0 {
+					_, err := l.Post(ctx, tx)
+					errs <- err
+				} else {
+					_, err := l.PostAll(ctx, []Tx{tx})
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, _ := ls[1].Balance(ctx, "a"); b != 2*n {
+		t.Errorf("balance %d, want %d", b, 2*n)
+	}
+	if err := ls[0].Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

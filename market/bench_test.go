@@ -50,18 +50,27 @@ func newSubmitter(b *testing.B, url, user string) *submitter {
 // target is 0xFFFF·2^240); those low-difficulty answers are part of the load, not
 // failures.
 func (s *submitter) submit() error {
-	n := s.nonce.Add(1)
-	err := s.cli.Submit(context.Background(), &stratum.Submit{Worker: s.user, JobID: s.w.Notify.JobID,
-		Extranonce2: strings.Repeat("00", s.en2), NTime: s.w.Notify.NTime, Nonce: fmt.Sprintf("%08x", n)})
-	var se *stratum.Error
-	if errors.As(err, &se) && se.Code == stratum.ErrCodeLowDifficulty {
-		return nil
-	}
+	_, err := s.submitLow()
 	return err
 }
 
-func benchSetup(b *testing.B) (*fakeDest, *testMarket) {
-	dest := startDest(b, benchDiff)
+// submitLow is submit, also telling whether the share was refused as low-difficulty
+// (and so not forwarded).
+func (s *submitter) submitLow() (low bool, err error) {
+	n := s.nonce.Add(1)
+	err = s.cli.Submit(context.Background(), &stratum.Submit{Worker: s.user, JobID: s.w.Notify.JobID,
+		Extranonce2: strings.Repeat("00", s.en2), NTime: s.w.Notify.NTime, Nonce: fmt.Sprintf("%08x", n)})
+	var se *stratum.Error
+	if errors.As(err, &se) && se.Code == stratum.ErrCodeLowDifficulty {
+		return true, nil
+	}
+	return false, err
+}
+
+func benchSetup(b *testing.B) (*fakeDest, *testMarket) { return benchSetupWith(b, nil) }
+
+func benchSetupWith(b *testing.B, set func(*fakeDest)) (*fakeDest, *testMarket) {
+	dest := startDestWith(b, benchDiff, 8, set)
 	tm := startMarket(b, func(c *Config) {
 		c.SellerMinDiff, c.SellerStartDiff = benchDiff, benchDiff
 		c.MaxSharesPerSellerJob = 1 << 22 // the benchmarks submit every share on one job
@@ -85,8 +94,8 @@ func BenchmarkForwardDirect(b *testing.B) {
 	}
 }
 
-// BenchmarkForwardMarket is the same round trip through the market: the difference
-// to BenchmarkForwardDirect is the latency the market adds.
+// BenchmarkForwardMarket is the seller's round trip through the market: the market
+// answers once it has checked the share, without waiting for the destination.
 func BenchmarkForwardMarket(b *testing.B) {
 	_, tm := benchSetup(b)
 	s := newSubmitter(b, "stratum+tcp://"+tm.addr, regtest.TestAddress()+".bench")
@@ -98,13 +107,41 @@ func BenchmarkForwardMarket(b *testing.B) {
 	}
 }
 
-func benchThroughput(b *testing.B, url, user string) {
+// BenchmarkForwardDelivered is one share from the seller's submit until the
+// destination has accepted it through the market: the difference to
+// BenchmarkForwardDirect is the latency the market adds to a forwarded share.
+func BenchmarkForwardDelivered(b *testing.B) {
+	accepted := make(chan struct{}, 1)
+	_, tm := benchSetupWith(b, func(d *fakeDest) { d.onAccept = accepted })
+	s := newSubmitter(b, "stratum+tcp://"+tm.addr, regtest.TestAddress()+".bench")
+	b.ResetTimer()
+	for b.Loop() {
+		low, err := s.submitLow()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if low {
+			continue
+		}
+		select {
+		case <-accepted:
+		case <-time.After(10 * time.Second):
+			b.Fatal("the destination accepted nothing")
+		}
+	}
+}
+
+// benchThroughput submits b.N shares on 16 connections and reports the shares
+// answered per second and, from delivered (the destination's count of accepted
+// shares), the shares per second the destination accepted.
+func benchThroughput(b *testing.B, url, user string, delivered func() uint64) {
 	const conns = 16
 	subs := make([]*submitter, conns)
 	for i := range subs {
 		subs[i] = newSubmitter(b, url, user)
 	}
 	var next atomic.Int64
+	d0 := delivered()
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -119,20 +156,29 @@ func benchThroughput(b *testing.B, url, user string) {
 		})
 	}
 	wg.Wait()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "shares/s")
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(b.N)/el, "shares/s")
+	b.ReportMetric(float64(delivered()-d0)/el, "delivered/s")
 }
 
 // BenchmarkThroughputDirect: 16 connections submitting straight to the destination.
 func BenchmarkThroughputDirect(b *testing.B) {
 	dest, _ := benchSetup(b)
-	benchThroughput(b, dest.url(), "bench")
+	benchThroughput(b, dest.url(), "bench", func() uint64 { n, _ := dest.stats("bench"); return n })
 }
 
 // BenchmarkThroughputMarket: 16 seller connections through the market, all routed to
 // one order and so over one upstream connection.
 func BenchmarkThroughputMarket(b *testing.B) {
-	_, tm := benchSetup(b)
-	benchThroughput(b, "stratum+tcp://"+tm.addr, regtest.TestAddress()+".bench")
+	dest, tm := benchSetup(b)
+	benchThroughput(b, "stratum+tcp://"+tm.addr, regtest.TestAddress()+".bench", func() uint64 { n, _ := dest.stats("bench"); return n })
+	var dropped uint64
+	tm.mu.Lock()
+	for _, o := range tm.orders {
+		dropped += o.rec.Dropped
+	}
+	tm.mu.Unlock()
+	b.ReportMetric(float64(dropped)/float64(b.N), "dropped/share")
 }
 
 // BenchmarkSellerMemory opens idle seller connections (raw TCP, handshake only, no

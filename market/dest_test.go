@@ -35,6 +35,7 @@ type fakeDest struct {
 	mask        uint32        // version-rolling mask offered to clients; default the stratum server's
 	strictNTime bool          // reject a share whose ntime is not its job's (no ntime rolling)
 	rejectAll   bool          // validate, then reject every share as a lying pool does
+	onAccept    chan struct{} // told (without blocking) of every share accepted
 
 	mu       sync.Mutex
 	seq      int
@@ -200,6 +201,12 @@ func (d *fakeDest) Submit(c *stratum.Conn, s *stratum.Submit) *stratum.Error {
 	d.seen[h] = true
 	d.accepted[s.Worker]++
 	d.work[s.Worker] = d.work[s.Worker].Add(j.diff)
+	if d.onAccept != nil {
+		select {
+		case d.onAccept <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 

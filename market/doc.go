@@ -40,18 +40,35 @@
 // sellers, and a seller whose shares alone are rejected while others' are accepted is
 // dropped.
 //
-// Money: every charge and every earning is an entry in the shared ledger (package
-// ledger). Sellers earn every valid share at the market's own difficulty, at the
-// price of the order whose job it was, whether or not it also met the destination's
-// difficulty; buyers pay for the shares their destination accepts, at its difficulty.
-// The market carries the difference: each settlement posts the buyer's charge out of
-// the order's escrow, the fee (FeeBps of the charge), the sellers' earnings (per
-// worker, market:seller:ADDRESS/WORKER) and the rest to market:variance, and sums to
-// zero. Amounts accrue exactly as Σ price · hashes (hashes of a share = its
-// difficulty · 2^32, which is the raw value of a hashgrid.Diff) and are posted as
-// cumulative floors, so no rounding drifts; an order's escrow is reserved before a
-// share is forwarded, so no order is ever charged past its budget, and the ledger
-// refuses any entry that would take an escrow below zero.
+// Money: every charge and every earning is an entry in the ledger (package ledger).
+// Sellers earn every valid share at the market's own difficulty, at the price of the
+// order whose job it was, whether or not it also met the destination's difficulty;
+// buyers pay for the shares their destination accepts, at its difficulty. The market
+// carries the difference: each settlement posts the buyer's charge out of the order's
+// escrow, the fee (FeeBps of the charge), the sellers' earnings (per worker,
+// market:seller:ADDRESS/WORKER) and the rest to market:variance, and sums to zero.
+// Amounts accrue exactly as Σ price · hashes (hashes of a share = its difficulty ·
+// 2^32, which is the raw value of a hashgrid.Diff) and are posted as cumulative
+// floors, so no rounding drifts; an order's escrow is reserved before a share is
+// forwarded, so no order is ever charged past its budget, and the ledger refuses any
+// entry that would take an escrow below zero.
+//
+// Paying sellers: in the same transaction as each settlement, a second entry keyed
+// market:payable:ORDER:SEQ (the settlement's own key, renamed) moves what it credited
+// each worker to miner:ADDRESS:balance, the balance the pool's payout engine (package
+// payout) pays above its threshold, exactly as it pays pool miners. The per-worker
+// accounts therefore hold nothing between entries: they are the ledger's record of
+// which worker earned what (what each settlement credited them, which restarts
+// reconcile from), while the money sits where the payout engine pays it from, one
+// balance per address. Posting earnings straight to miner:ADDRESS:balance would lose
+// that record, and with it the cumulative floors the next settlement is computed from.
+// Earnings posted by an older market, which stayed in the per-worker accounts, are
+// moved when the market opens (market:payable:ADDRESS/WORKER:upto:ENTRY). For the
+// payout engine to pay them, Config.Ledger must be the pool's book (`hashgrid market
+// --ledger` or `--postgres`): a market on a book of its own makes earnings payable
+// in a book no payout engine reads. The seller's view (GET /api/v1/sellers/ADDRESS)
+// shows each worker's earnings and the address's payable, pending and paid balances;
+// the payouts, with their transactions, are the pool's payout views.
 //
 // Exposure: a buyer names the host the market dials, so destinations must resolve to
 // public addresses (destpolicy.go), checked when an order is placed and at every
@@ -67,11 +84,10 @@
 // MaxPriceDecreaseBps of the price.
 //
 // Left out: prices are still whole satoshis per TH/s per day (about 2% of today's
-// hashprice per tick); on-chain deposits and withdrawals (an operator credits deposits
-// through the admin endpoint); paying sellers: their earnings stay in the
-// market:seller: accounts of the market's ledger, which the payouts engine does not
-// read; destinations with fewer than 4 + SellerExtranonce2Size bytes of extranonce2;
-// several upstream connections per order; splitting one seller's time between
+// hashprice per tick); buyers' on-chain deposits and withdrawals (an operator credits
+// deposits through the admin endpoint, and must bring the money to the wallet the
+// pool pays from, since that wallet pays the sellers); destinations with fewer than
+// 4 + SellerExtranonce2Size bytes of extranonce2; several upstream connections per order; splitting one seller's time between
 // orders (routing places each seller whole, so an order whose limit is below one
 // seller's speed gets nothing); state in a database (orders are a JSON file).
 package market

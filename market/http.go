@@ -32,48 +32,62 @@ type WorkerView struct {
 	Stale        uint64  `json:"shares_stale"`
 	Invalid      uint64  `json:"shares_invalid"`
 	AcceptedWork float64 `json:"accepted_work"`
-	Earned       int64   `json:"earned"` // posted to the ledger, satoshis
+	Earned       int64   `json:"earned"` // posted to the ledger by settlements, satoshis
 	LastShare    string  `json:"last_share,omitempty"`
 }
 
 // SellerView is GET /api/v1/sellers/{address}.
 type SellerView struct {
-	Address string       `json:"address"`
-	Earned  int64        `json:"earned"`
+	Address string `json:"address"`
+	Earned  int64  `json:"earned"` // all the address's workers have earned at the market, satoshis
+	// Payable, Pending and Paid are the address's balances in the payout engine's
+	// book, in satoshis: what waits for the payout threshold (market earnings and,
+	// when the address also mines at the pool, its pool earnings alike), what is in a
+	// payout batch not yet sent, and what payout transactions sent. The payouts
+	// themselves, with their transactions, are the pool's GET /api/v1/payouts.
+	Payable int64        `json:"payable"`
+	Pending int64        `json:"pending"`
+	Paid    int64        `json:"paid"`
 	Workers []WorkerView `json:"workers"`
 }
 
-// Seller returns a payout address's workers and earnings.
+// Seller returns a payout address's workers, earnings and payout balances.
 func (m *Market) Seller(ctx context.Context, addr string) (SellerView, error) {
-	bals, err := m.led.Balances(ctx, acctSeller(addr+"/"))
-	if err != nil {
-		return SellerView{}, err
-	}
 	v := SellerView{Address: addr, Workers: []WorkerView{}}
+	for _, b := range []struct {
+		kind string
+		dst  *int64
+	}{{"balance", &v.Payable}, {"pending", &v.Pending}, {"paid", &v.Paid}} {
+		n, err := m.led.Balance(ctx, "miner:"+addr+":"+b.kind)
+		if err != nil {
+			return SellerView{}, err
+		}
+		*b.dst = n
+	}
+	prefix := addr + "/"
+	seen := map[string]bool{}
 	m.mu.Lock()
 	for k, w := range m.workers {
-		a, name, _ := strings.Cut(k, "/")
-		if a != addr {
+		name, ok := strings.CutPrefix(k, prefix)
+		if !ok {
 			continue
 		}
+		seen[k] = true
 		wv := WorkerView{Worker: name, Online: w.Conns > 0, Valid: w.Valid, ValidWork: w.ValidWork.Float(), Accepted: w.Accepted, Rejected: w.Rejected, Stale: w.Stale,
-			Invalid: w.Invalid, AcceptedWork: w.Work.Float(), Earned: bals[acctSeller(k)]}
+			Invalid: w.Invalid, AcceptedWork: w.Work.Float(), Earned: m.earned[k]}
 		if !w.Last.IsZero() {
 			wv.LastShare = w.Last.UTC().Format(time.RFC3339Nano)
 		}
 		v.Workers = append(v.Workers, wv)
 	}
+	for k, e := range m.earned {
+		if name, ok := strings.CutPrefix(k, prefix); ok && !seen[k] {
+			v.Workers = append(v.Workers, WorkerView{Worker: name, Earned: e})
+		}
+	}
 	m.mu.Unlock()
-	for k, b := range bals {
-		v.Earned += b
-		name := strings.TrimPrefix(k, acctSeller(addr+"/"))
-		found := false
-		for _, w := range v.Workers {
-			found = found || w.Worker == name
-		}
-		if !found {
-			v.Workers = append(v.Workers, WorkerView{Worker: name, Earned: b})
-		}
+	for _, w := range v.Workers {
+		v.Earned += w.Earned
 	}
 	if len(v.Workers) == 0 {
 		return v, hashgrid.Errorf(hashgrid.ENOTFOUND, "no seller %q", addr)

@@ -62,7 +62,10 @@ const DefaultSellerMinDiff = 1024
 // Config configures a Market.
 type Config struct {
 	Network *chaincfg.Params // sellers' payout addresses must belong to it
-	Ledger  ledger.Book
+	// Ledger is the book the market posts to. Sellers' earnings become payable in it
+	// (miner:ADDRESS:balance), so it must be the pool's book for the pool's payout
+	// engine to pay them; see the package doc.
+	Ledger ledger.Book
 	// StatePath is the JSON file that holds orders (money is in the ledger). Accounts
 	// are appended, one JSON line each, to AccountsPath, which defaults to StatePath
 	// with "-accounts.jsonl" for its ".json".
@@ -228,6 +231,43 @@ func acctBuyer(id string) string  { return "market:buyer:" + id }
 func acctEscrow(id string) string { return "market:escrow:" + id }
 func acctSeller(k string) string  { return "market:seller:" + k }
 
+// acctPayable is a payout address's balance in the pool's payout engine
+// (payout.MinerAccount(addr, "balance")): the engine pays what stands there above its
+// threshold. The name is repeated here rather than imported so that the market does
+// not depend on the payout engine; cli's end-to-end test pays through it.
+func acctPayable(addr string) string { return "miner:" + addr + ":balance" }
+
+// payableTx moves what a settlement credited to sellers' per-worker accounts into
+// their addresses' payable balances. It is keyed by the settlement it follows and
+// posted in the same transaction, so that a per-worker account holds nothing between
+// entries, and a retry posts the same pair or nothing.
+func payableTx(settleKey, memo string, credits []ledger.Posting) (ledger.Tx, bool) {
+	var ps []ledger.Posting
+	for _, c := range credits {
+		k, ok := strings.CutPrefix(c.Account, "market:seller:")
+		if !ok || c.Amount <= 0 {
+			continue
+		}
+		addr, _, _ := strings.Cut(k, "/")
+		ps = append(ps, ledger.Posting{Account: c.Account, Amount: -c.Amount}, ledger.Posting{Account: acctPayable(addr), Amount: c.Amount})
+	}
+	if len(ps) == 0 {
+		return ledger.Tx{}, false
+	}
+	return ledger.Tx{Key: "market:payable:" + strings.TrimPrefix(settleKey, "market:settle:"), Memo: memo, Postings: ps,
+		NonNegative: sellerAccounts(ps)}, true
+}
+
+func sellerAccounts(ps []ledger.Posting) []string {
+	var out []string
+	for _, p := range ps {
+		if strings.HasPrefix(p.Account, "market:seller:") {
+			out = append(out, p.Account)
+		}
+	}
+	return out
+}
+
 const (
 	acctFees = "market:fees"
 	// acctVariance carries the difference between what sellers earn (every valid
@@ -265,7 +305,10 @@ type Market struct {
 	orders  map[string]*order
 	sellers map[*seller]struct{}
 	workers map[string]*workerStats // "address/worker"
-	dirty   bool
+	// earned is what each worker ("address/worker") has earned in all, as posted by
+	// settlements: the sum over orders of their SellerPaid.
+	earned map[string]int64
+	dirty  bool
 
 	saveMu   sync.Mutex // one writer of StatePath
 	settleMu sync.Mutex // one settlement at a time: two would plan the same key with other amounts
@@ -293,6 +336,7 @@ func New(cfg Config) (*Market, error) {
 		orders:  map[string]*order{},
 		sellers: map[*seller]struct{}{},
 		workers: map[string]*workerStats{},
+		earned:  map[string]int64{},
 		kickc:   make(chan struct{}, 1),
 		ctx:     ctx, cancel: cancel,
 	}
@@ -300,7 +344,11 @@ func New(cfg Config) (*Market, error) {
 		cancel()
 		return nil, fmt.Errorf("market: pseudonym key: %w", err)
 	}
-	if err := m.load(); err != nil {
+	err := m.load()
+	if err == nil {
+		err = m.makePayable(context.Background())
+	}
+	if err != nil {
 		cancel()
 		if m.acctF != nil {
 			m.acctF.Close()
@@ -589,6 +637,9 @@ func (m *Market) load() error {
 		if err != nil {
 			return fmt.Errorf("market: state: order %s: %w", id, err)
 		}
+		for k, v := range rec.SellerPaid {
+			m.earned[k] += v
+		}
 		if err := m.reconcile(context.Background(), o); err != nil {
 			return err
 		}
@@ -611,6 +662,60 @@ func (m *Market) reconcile(ctx context.Context, o *order) error {
 		}
 		m.applyEntry(o, e)
 	}
+	// A settlement that charged nothing (sellers paid out of market:variance while
+	// the destination accepted nothing) has no escrow posting: follow the
+	// settlements' keys too, or the next one would reuse this key with other amounts
+	// and be refused for ever.
+	for {
+		e, err := m.led.Entry(ctx, settleKey(o.rec.ID, o.rec.SettleSeq))
+		if hashgrid.ErrorCode(err) == hashgrid.ENOTFOUND {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		m.applyEntry(o, e)
+	}
+}
+
+func settleKey(order string, seq uint64) string {
+	return fmt.Sprintf("market:settle:%s:%d", order, seq)
+}
+
+// makePayable moves what per-worker seller accounts hold into their addresses'
+// payable balances. Settlements do that in the same transaction, so only earnings
+// posted before they did (by an older hashgrid) are found here. The entry is keyed by
+// the last entry that touched the account: the balance at that entry is fixed, so a
+// retry posts the same amounts or finds the account empty.
+func (m *Market) makePayable(ctx context.Context) error {
+	bals, err := m.led.Balances(ctx, "market:seller:")
+	if err != nil {
+		return fmt.Errorf("market: seller balances: %w", err)
+	}
+	keys := make([]string, 0, len(bals))
+	for a, b := range bals {
+		if b > 0 {
+			keys = append(keys, a)
+		}
+	}
+	sort.Strings(keys)
+	for _, a := range keys {
+		es, err := m.led.Entries(ctx, a, 1)
+		if err != nil {
+			return fmt.Errorf("market: seller entries: %w", err)
+		}
+		if len(es) == 0 {
+			continue
+		}
+		k := strings.TrimPrefix(a, "market:seller:")
+		addr, _, _ := strings.Cut(k, "/")
+		ps := []ledger.Posting{{Account: a, Amount: -bals[a]}, {Account: acctPayable(addr), Amount: bals[a]}}
+		if _, err := m.led.Post(ctx, ledger.Tx{Key: fmt.Sprintf("market:payable:%s:upto:%d", k, es[0].ID),
+			Memo: "earlier market earnings of " + k + " made payable", Postings: ps, NonNegative: []string{a}}); err != nil {
+			return fmt.Errorf("market: earnings of %s: %w", k, err)
+		}
+		m.log.Info("earlier market earnings made payable", "worker", k, "sat", bals[a])
+	}
 	return nil
 }
 
@@ -630,6 +735,7 @@ func (m *Market) applyEntry(o *order, e ledger.Entry) {
 		for _, p := range e.Postings {
 			if k, ok := strings.CutPrefix(p.Account, "market:seller:"); ok {
 				r.SellerPaid[k] += p.Amount
+				m.earned[k] += p.Amount
 			}
 			switch p.Account {
 			case acctFees:

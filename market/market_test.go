@@ -196,7 +196,7 @@ func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
 	// charge; the variance account takes the rest.
 	var paid int64
 	for k, w := range workers {
-		got, _ := tm.led.Balance(ctx, acctSeller(k))
+		got := earnedOf(t, tm.led, k)
 		if want := chargeFor(price, w, 10_000-200); got != want || got == 0 {
 			t.Errorf("seller %s earned %d, want %d for its valid work", k, got, want)
 		}
@@ -230,6 +230,41 @@ func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
 		t.Errorf("audit of a tampered sample: %d of %d valid, want one invalid", rep.Valid, len(bad))
 	}
 	checkSharesAccess(t, tm, acct, key, o.ID, samples)
+}
+
+// earnedOf returns what settlements credited a worker ("address/worker") in the
+// ledger, and checks that all of it was made payable: the worker's own account holds
+// nothing, and every settlement that credited it has its payable entry.
+func earnedOf(t testing.TB, led ledger.Book, k string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	es, err := led.Entries(ctx, acctSeller(k), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var earned, moved int64
+	for _, e := range es {
+		for _, p := range e.Postings {
+			if p.Account != acctSeller(k) {
+				continue
+			}
+			switch {
+			case strings.HasPrefix(e.Key, "market:settle:") && p.Amount > 0:
+				earned += p.Amount
+				if _, err := led.Entry(ctx, "market:payable:"+strings.TrimPrefix(e.Key, "market:settle:")); err != nil {
+					t.Errorf("settlement %s has no payable entry: %v", e.Key, err)
+				}
+			case strings.HasPrefix(e.Key, "market:payable:") && p.Amount < 0:
+				moved -= p.Amount
+			default:
+				t.Errorf("entry %s moves %d on %s", e.Key, p.Amount, p.Account)
+			}
+		}
+	}
+	if bal, _ := led.Balance(ctx, acctSeller(k)); bal != 0 || moved != earned {
+		t.Errorf("%s: earned %d, %d made payable, %d left in its account", k, earned, moved, bal)
+	}
+	return earned
 }
 
 func sellersOn(tm *testMarket, id string) int {
@@ -573,6 +608,112 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	if v.Budget != 1300 {
 		t.Errorf("budget after restart %d, want 1300", v.Budget)
+	}
+}
+
+// TestEarlierEarningsMadePayable: earnings a market posted before settlements made
+// them payable (per-worker accounts holding money, in a settlement the state file never
+// saw) are moved to the addresses' payable balances when the market opens, once: a
+// second start moves nothing, and the books balance.
+func TestEarlierEarningsMadePayable(t *testing.T) {
+	dir := t.TempDir()
+	led, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	ctx := context.Background()
+	cfg := Config{Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json"), AllowPrivateDestinations: true}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, _ := m.CreateAccount()
+	m.Deposit(ctx, id, 5000, "d1")
+	o, err := m.PlaceOrder(ctx, id, OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 5, Budget: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Shutdown(ctx)
+	a1, a2 := regtest.TestAddress(), regtest.TestAddressP2PKH()
+	if _, err := led.Post(ctx, ledger.Tx{Key: "market:settle:" + o.ID + ":0", Postings: []ledger.Posting{
+		{Account: acctEscrow(o.ID), Amount: -1000}, {Account: acctFees, Amount: 20},
+		{Account: acctSeller(a1 + "/r1"), Amount: 600}, {Account: acctSeller(a1 + "/r2"), Amount: 300}, {Account: acctSeller(a2 + "/r1"), Amount: 80}}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		m, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for addr, want := range map[string]int64{a1: 900, a2: 80} {
+			if got, _ := led.Balance(ctx, acctPayable(addr)); got != want {
+				t.Errorf("%s payable %d, want %d", addr, got, want)
+			}
+			sv, err := m.Seller(ctx, addr)
+			if err != nil || sv.Earned != want || sv.Payable != want {
+				t.Errorf("seller view of %s: %+v (%v), want %d earned and payable", addr, sv, err, want)
+			}
+		}
+		sellers, _ := led.Balances(ctx, "market:seller:")
+		for a, b := range sellers {
+			if b != 0 {
+				t.Errorf("%s still holds %d", a, b)
+			}
+		}
+		if err := led.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		m.Shutdown(ctx)
+	}
+	if es, _ := led.Entries(ctx, acctPayable(a1), 0); len(es) != 2 {
+		t.Errorf("%d entries credit %s, want one per worker", len(es), a1)
+	}
+}
+
+// TestSettlementWithoutChargeReconciled: a settlement that charged the buyer nothing
+// (sellers paid out of the variance account) has no escrow posting. Posted but not
+// saved before a crash, it is still found when the market opens again: the order's
+// next settlement takes the next key, and the seller's earnings count it once.
+func TestSettlementWithoutChargeReconciled(t *testing.T) {
+	dir := t.TempDir()
+	led, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	ctx := context.Background()
+	cfg := Config{Network: &chaincfg.RegressionNetParams, Ledger: led, StatePath: filepath.Join(dir, "market.json"), AllowPrivateDestinations: true}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, _ := m.CreateAccount()
+	m.Deposit(ctx, id, 5000, "d1")
+	o, err := m.PlaceOrder(ctx, id, OrderRequest{PoolURL: "stratum+tcp://127.0.0.1:1", PoolUser: "u", Price: 5, Budget: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Shutdown(ctx)
+	k := regtest.TestAddress() + "/r1"
+	settle := ledger.Tx{Key: settleKey(o.ID, 0), Postings: []ledger.Posting{{Account: acctVariance, Amount: -70}, {Account: acctSeller(k), Amount: 70}}}
+	pay, _ := payableTx(settle.Key, "", settle.Postings)
+	if _, err := led.PostAll(ctx, []ledger.Tx{settle, pay}); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Shutdown(ctx)
+	m2.mu.Lock()
+	seq, paid := m2.orders[o.ID].rec.SettleSeq, m2.orders[o.ID].rec.SellerPaid[k]
+	m2.mu.Unlock()
+	if seq != 1 || paid != 70 {
+		t.Errorf("after restart: settle seq %d, seller paid %d; want 1 and 70", seq, paid)
+	}
+	if sv, err := m2.Seller(ctx, regtest.TestAddress()); err != nil || sv.Earned != 70 || sv.Payable != 70 {
+		t.Errorf("seller view %+v (%v)", sv, err)
 	}
 }
 

@@ -2,7 +2,6 @@ package market
 
 import (
 	"context"
-	"fmt"
 	"math/big"
 	"sort"
 	"time"
@@ -207,7 +206,7 @@ func (m *Market) settle(ctx context.Context) {
 				ps = append(ps, ledger.Posting{Account: acctVariance, Amount: v})
 			}
 			plans = append(plans, settlement{o: o, tx: ledger.Tx{
-				Key: fmt.Sprintf("market:settle:%s:%d", r.ID, r.SettleSeq), Memo: "delivery to order " + r.ID,
+				Key: settleKey(r.ID, r.SettleSeq), Memo: "delivery to order " + r.ID,
 				Postings: ps, NonNegative: []string{acctEscrow(r.ID)},
 			}})
 			continue
@@ -233,7 +232,16 @@ func (m *Market) settle(ctx context.Context) {
 	m.mu.Unlock()
 	changed := false
 	for _, p := range plans {
-		e, err := m.led.Post(ctx, p.tx)
+		var e ledger.Entry
+		var err error
+		if pay, ok := payableTx(p.tx.Key, "market earnings of order "+p.o.rec.ID+" made payable", p.tx.Postings); ok && !p.refund {
+			var es []ledger.Entry
+			if es, err = m.led.PostAll(ctx, []ledger.Tx{p.tx, pay}); err == nil {
+				e = es[0]
+			}
+		} else {
+			e, err = m.led.Post(ctx, p.tx)
+		}
 		if err != nil {
 			m.log.Error("settlement not posted", "order", p.o.rec.ID, "key", p.tx.Key, "err", err)
 			continue

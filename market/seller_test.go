@@ -462,7 +462,7 @@ func TestSellersEarnPerValidShare(t *testing.T) {
 	if w.Valid != n {
 		t.Fatalf("worker counted %d valid shares, want %d", w.Valid, n)
 	}
-	earned, _ := tm.led.Balance(ctx, acctSeller(key))
+	earned := earnedOf(t, tm.led, key)
 	var work hashgrid.Work
 	for range n {
 		work = work.Add(hashgrid.DiffFromFloat(sellerDiff))
@@ -487,8 +487,12 @@ func TestSellersEarnPerValidShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	sv, err := tm.Seller(ctx, regtest.TestAddress())
-	if err != nil || len(sv.Workers) != 1 || sv.Workers[0].Valid != n || sv.Workers[0].Earned != earned {
+	if err != nil || len(sv.Workers) != 1 || sv.Workers[0].Valid != n || sv.Workers[0].Earned != earned || sv.Earned != earned {
 		t.Errorf("seller view %+v (%v)", sv, err)
+	}
+	// What the seller earned is payable by the pool's payout engine, at its address.
+	if payable, _ := tm.led.Balance(ctx, acctPayable(regtest.TestAddress())); payable != earned || sv.Payable != earned {
+		t.Errorf("payable %d (view %d), want the %d earned", payable, sv.Payable, earned)
 	}
 	t.Logf("earned %d, charged %d (%d destination shares), fees %d, variance %d", earned, v.Spent, v.SharesAccepted, fees, variance)
 }

@@ -56,5 +56,7 @@
 //
 // The package leaves signing to others: balances above the payout threshold leave
 // either through a wallet's sendmany (Bitcoin Core's wallet RPC) or as a batch file for
-// the operator to sign.
+// the operator to sign. A hashrate market sharing the book (package market) credits
+// its sellers' earnings to the same miner:ADDRESS:balance accounts, so payout runs pay
+// sellers exactly as they pay the pool's miners.
 package payout

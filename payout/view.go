@@ -24,7 +24,7 @@ type MinerBalances struct {
 // CreditView is one ledger entry that moved a miner's money.
 type CreditView struct {
 	Key    string `json:"key"`
-	Kind   string `json:"kind"` // block, mature, orphaned, pps, payout, sent
+	Kind   string `json:"kind"` // block, mature, orphaned, pps, payout, sent; market: hashrate-market earnings made payable (see package market)
 	Block  string `json:"block,omitempty"`
 	Window string `json:"window,omitempty"` // commitment of the PPLNS window behind the credit
 	Amount int64  `json:"amount_sat"`       // net change of the miner's earnings (immature+mature+paid+pending)
