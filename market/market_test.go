@@ -364,7 +364,7 @@ func TestMarketLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Second, "one seller on each order", func() bool { return sellersOn(tm, hi.ID) == 1 && sellersOn(tm, lo.ID) == 1 })
-	waitFor(t, 30*time.Second, "shares for the lower order", func() bool { n, _ := dest.stats("lo"); return n >= 3 })
+	waitFor(t, 90*time.Second, "shares for the lower order", func() bool { n, _ := dest.stats("lo"); return n >= 3 })
 	book := tm.OrderBook()
 	if len(book.Levels) != 2 || book.Levels[0].Price != 2_000_000_000_000 || book.Orders[0].ID != hi.ID {
 		t.Errorf("order book %+v: want the higher price first", book)
