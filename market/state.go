@@ -53,7 +53,9 @@ func (s State) Empty() bool {
 
 // Update is one Save: the orders that changed, replaced whole; the orders to forget
 // (placed, then their funding failed); accounts to add, which a store keeps for good;
-// and the id counter, which a store only raises.
+// and the id counter, which a store only raises. A FileStore does not rewrite its
+// file for the counter of an update that only adds accounts: the market raises the
+// counter past every stored account's and order's id when it opens.
 type Update struct {
 	Orders   []*OrderRecord
 	Deleted  []string

@@ -136,10 +136,10 @@ func RestartTest(t *testing.T, led ledger.Book, open func() StateStore) {
 		mwg.Go(func() { mn.Run(mctx) })
 	}
 	t.Cleanup(func() { stopSellers(); mwg.Wait() })
-	waitFor(t, 60*time.Second, "20 accepted shares and a settlement", func() bool {
+	waitFor(t, 120*time.Second, "10 accepted shares and two settlements", func() bool {
 		v, _ := m.Order(acct, o.ID)
 		_, err := led.Entry(ctx, settleKey(o.ID, 1))
-		return v.SharesAccepted >= 20 && err == nil
+		return v.SharesAccepted >= 10 && err == nil
 	})
 	stopSellers()
 	mwg.Wait()
