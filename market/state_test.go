@@ -75,8 +75,9 @@ func storedJSON(t testing.TB, s StateStore) (map[string]string, State) {
 // it without Shutdown. The store then holds every order exactly as the market last
 // held it (every change was saved, none rewritten whole), and a market opened again
 // on it has the buyer's account, key and orders; it reconciles a refill and a
-// settlement posted to the ledger after the last save, and carries on to a refund
-// that leaves the escrow empty and the books balanced. package market_test runs it on
+// settlement posted to the ledger after the last save. Killed again while shares
+// flow, it comes back with every settlement posted before the crash, and carries on
+// to a refund that leaves the escrow empty and the books balanced. package market_test runs it on
 // PostgreSQL.
 func RestartTest(t *testing.T, led ledger.Book, open func() StateStore) {
 	ctx := context.Background()
@@ -126,23 +127,29 @@ func RestartTest(t *testing.T, led ledger.Book, open func() StateStore) {
 		t.Fatal(err)
 	}
 
-	mctx, stopSellers := context.WithCancel(ctx)
-	var mwg sync.WaitGroup
-	for i, u := range sellerUsers() {
-		mn, err := miner.New(miner.Config{URL: "stratum+tcp://" + addr, User: u, VersionRoll: i%2 == 0, MaxRetryWait: 300 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
+	// mine runs CPU miners as sellers against addr until the returned func is called.
+	mine := func(addr string) func() {
+		t.Helper()
+		mctx, cancel := context.WithCancel(ctx)
+		var mwg sync.WaitGroup
+		for i, u := range sellerUsers() {
+			mn, err := miner.New(miner.Config{URL: "stratum+tcp://" + addr, User: u, VersionRoll: i%2 == 0, MaxRetryWait: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mwg.Go(func() { mn.Run(mctx) })
 		}
-		mwg.Go(func() { mn.Run(mctx) })
+		stop := func() { cancel(); mwg.Wait() }
+		t.Cleanup(stop)
+		return stop
 	}
-	t.Cleanup(func() { stopSellers(); mwg.Wait() })
+	stopSellers := mine(addr)
 	waitFor(t, 120*time.Second, "10 accepted shares and two settlements", func() bool {
 		v, _ := m.Order(acct, o.ID)
 		_, err := led.Entry(ctx, settleKey(o.ID, 1))
 		return v.SharesAccepted >= 10 && err == nil
 	})
 	stopSellers()
-	mwg.Wait()
 	// Let the shares in flight be answered and settled, and the settle loop save.
 	waitFor(t, 20*time.Second, "the market to settle and save everything", func() bool {
 		m.mu.Lock()
@@ -192,7 +199,7 @@ func RestartTest(t *testing.T, led ledger.Book, open func() StateStore) {
 		t.Fatal(err)
 	}
 
-	m2, _, done2 := run()
+	m2, addr2, done2 := run()
 	if got, err := m2.Authenticate(key); err != nil || got != acct {
 		t.Fatalf("key after restart: %q, %v", got, err)
 	}
@@ -224,6 +231,34 @@ func RestartTest(t *testing.T, led ledger.Book, open func() StateStore) {
 		t.Errorf("escrow %d, order says %d", esc, r2.Funded-r2.Charged-r2.Refunded)
 	}
 
+	// A crash while shares flow: the market opened again finds every settlement
+	// posted before it, whatever its last save said.
+	stopSellers = mine(addr2)
+	waitFor(t, 120*time.Second, "a settlement by the restarted market", func() bool {
+		_, err := led.Entry(ctx, settleKey(o.ID, r2.SettleSeq+1))
+		return err == nil
+	})
+	m2.kill()
+	stopSellers()
+	done2()
+	m2, _, done2 = run()
+	m2.mu.Lock()
+	r3 := m2.orders[o.ID].rec.clone()
+	m2.mu.Unlock()
+	if r3.SettleSeq < r2.SettleSeq+2 || r3.Charged <= r2.Charged {
+		t.Errorf("after a crash mid-flow: settle seq %d, charged %d; want more than %d and %d", r3.SettleSeq, r3.Charged, r2.SettleSeq+1, r2.Charged)
+	}
+	if esc, _ := led.Balance(ctx, acctEscrow(o.ID)); esc != r3.Funded-r3.Charged-r3.Refunded {
+		t.Errorf("after a crash mid-flow: escrow %d, order says %d", esc, r3.Funded-r3.Charged-r3.Refunded)
+	}
+	earners, _ := led.Balances(ctx, "market:seller:")
+	for a := range earners {
+		w := strings.TrimPrefix(a, "market:seller:")
+		if got := earnedOf(t, led, w); got != r3.SellerPaid[w] {
+			t.Errorf("after a crash mid-flow: seller %s earned %d in the ledger, the order says %d", w, got, r3.SellerPaid[w])
+		}
+	}
+
 	// The restarted market settles on from there: cancelling refunds the rest, once.
 	for _, id := range []string{o.ID, idle.ID} {
 		if _, err := m2.CancelOrder(acct, id); err != nil {
@@ -244,8 +279,11 @@ func RestartTest(t *testing.T, led ledger.Book, open func() StateStore) {
 	if want := deposit - v.Budget + v.Refunded - idleV.Budget + idleV.Refunded; bal != want {
 		t.Errorf("balance %d, want %d", bal, want)
 	}
-	if v.Budget-v.Refunded != r2.Charged {
-		t.Errorf("budget %d − refunded %d ≠ charged %d", v.Budget, v.Refunded, r2.Charged)
+	m2.mu.Lock()
+	charged := m2.orders[o.ID].rec.Charged
+	m2.mu.Unlock()
+	if v.Budget-v.Refunded != charged {
+		t.Errorf("budget %d − refunded %d ≠ charged %d", v.Budget, v.Refunded, charged)
 	}
 	if err := led.Check(ctx); err != nil {
 		t.Fatal(err)
