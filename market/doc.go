@@ -75,8 +75,9 @@
 // own keeps it in files in its data directory (FileStore: market.json, rewritten
 // whole, and an accounts journal); a market on the pool's book keeps it in the same
 // database, SQLiteState in the pool's ledger.db or postgres.MarketState, one row per
-// order, with versioned migrations run when it opens. A save writes only the orders
-// marked changed since the last one, in one transaction, at most every
+// order and one per worker that earned on it, with versioned migrations run when it
+// opens. A save writes only the orders and workers marked changed since the last one,
+// in one transaction, at most every
 // SettleInterval while shares flow, so a busy market does not rewrite every order
 // every second. A market.json left by an earlier run is imported into an empty
 // database once, and the log says so. The state store does not share the ledger's
@@ -106,6 +107,5 @@
 // 4 + SellerExtranonce2Size bytes of extranonce2; several upstream connections per order; splitting one seller's time between
 // orders (routing places each seller whole, so an order whose limit is below one
 // seller's speed gets nothing); one transaction for a settlement's ledger entries and
-// its order's state (the market reconciles on start instead); an order's per-worker
-// maps (seller_num, seller_paid) are saved with the order's row, not per worker.
+// its order's state (the market reconciles on start instead).
 package market

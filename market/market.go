@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/big"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -600,6 +602,14 @@ func (m *Market) raiseNextID(id, prefix string) {
 	}
 }
 
+// workerChangedLocked marks a worker's entries of o to be written by the next save.
+func (o *order) workerChangedLocked(k string) {
+	if o.changedWorkers == nil {
+		o.changedWorkers = map[string]struct{}{}
+	}
+	o.changedWorkers[k] = struct{}{}
+}
+
 // changedLocked marks o to be written by the next save.
 func (m *Market) changedLocked(o *order) {
 	o.changed = true
@@ -694,6 +704,7 @@ func (m *Market) applyEntry(o *order, e ledger.Entry) {
 			if k, ok := strings.CutPrefix(p.Account, "market:seller:"); ok {
 				r.SellerPaid[k] += p.Amount
 				m.earned[k] += p.Amount
+				o.workerChangedLocked(k)
 			}
 			switch p.Account {
 			case acctFees:
@@ -720,12 +731,13 @@ func (m *Market) save() error {
 	m.saveMu.Lock()
 	defer m.saveMu.Unlock()
 	m.mu.Lock()
-	var u Update
+	u := Update{Workers: map[string][]string{}}
 	for _, o := range m.orders {
 		if o.changed {
 			o.snapshotLocked()
 			u.Orders = append(u.Orders, o.rec.clone())
-			o.changed = false
+			u.Workers[o.rec.ID] = slices.Sorted(maps.Keys(o.changedWorkers))
+			o.changed, o.changedWorkers = false, nil
 		}
 	}
 	u.Deleted, m.deleted = m.deleted, nil
@@ -746,6 +758,9 @@ func (m *Market) save() error {
 		for _, r := range u.Orders {
 			if o := m.orders[r.ID]; o != nil {
 				o.changed = true
+				for _, k := range u.Workers[r.ID] {
+					o.workerChangedLocked(k)
+				}
 			}
 		}
 		m.deleted = append(u.Deleted, m.deleted...)

@@ -110,6 +110,9 @@ type order struct {
 	changed   bool                 // rec differs from what the store holds
 	rejects   int                  // consecutive destination rejections
 	rejectBy  map[*seller]struct{} // sellers of the current rejections (at most two kept)
+	// changedWorkers are the workers whose SellerNum or SellerPaid entries changed
+	// since the last save.
+	changedWorkers map[string]struct{}
 }
 
 func newOrder(rec *OrderRecord) *order {

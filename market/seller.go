@@ -358,6 +358,7 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 		o.sellerNum[key] = sn
 	}
 	sn.Add(sn, shareCost(r.Price, sj.diff))
+	o.workerChangedLocked(key)
 	w := m.worker(key)
 	w.Valid++
 	w.ValidWork = w.ValidWork.Add(sj.diff)

@@ -18,8 +18,9 @@ import (
 // own connection, waiting for the ledger's writers as the ledger's connections wait
 // for each other (busy_timeout, immediate transactions).
 //
-// An order is one row, its record as JSON beside its account and status; a Save
-// writes the rows of the orders that changed and nothing else, in one transaction.
+// An order is one row, its record as JSON beside its account and status, and one row
+// per worker that earned on it; a Save writes the rows of the orders and workers that
+// changed and nothing else, in one transaction.
 type SQLiteState struct {
 	db *sql.DB
 }
@@ -49,9 +50,18 @@ CREATE TABLE market_orders (
 	id      TEXT PRIMARY KEY,
 	account TEXT NOT NULL,
 	status  TEXT NOT NULL,
-	record  TEXT NOT NULL  -- the OrderRecord as JSON
+	record  TEXT NOT NULL  -- the OrderRecord as JSON, without seller_num and seller_paid
 );
 CREATE INDEX market_orders_account ON market_orders (account);
+-- An order's per-worker entries, one row per worker, so that a save writes only the
+-- workers whose shares or earnings moved.
+CREATE TABLE market_order_workers (
+	order_id TEXT NOT NULL,
+	worker   TEXT NOT NULL,  -- ADDRESS/WORKER
+	num      TEXT,           -- seller_num's entry (a decimal integer); NULL when none
+	paid     INTEGER,        -- seller_paid's entry, satoshis; NULL when none
+	PRIMARY KEY (order_id, worker)
+);
 `},
 }
 
@@ -161,26 +171,55 @@ func (s *SQLiteState) Load(ctx context.Context) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("market: state: orders: %w", err)
 	}
-	defer rows.Close()
+	byID := map[string]*OrderRecord{}
 	for rows.Next() {
 		var id, rec string
 		if err := rows.Scan(&id, &rec); err != nil {
+			rows.Close()
 			return State{}, fmt.Errorf("market: state: orders: %w", err)
 		}
-		r, err := decodeOrder(id, []byte(rec))
+		r, err := DecodeOrderRow(id, []byte(rec))
 		if err != nil {
+			rows.Close()
 			return State{}, err
 		}
+		byID[id] = r
 		st.Orders = append(st.Orders, r)
 	}
-	if err := rows.Err(); err != nil {
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return State{}, fmt.Errorf("market: state: orders: %w", err)
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT order_id, worker, num, paid FROM market_order_workers`)
+	if err != nil {
+		return State{}, fmt.Errorf("market: state: order workers: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, w string
+		var num sql.NullString
+		var paid sql.NullInt64
+		if err := rows.Scan(&id, &w, &num, &paid); err != nil {
+			return State{}, fmt.Errorf("market: state: order workers: %w", err)
+		}
+		if r := byID[id]; r != nil {
+			if num.Valid {
+				r.SellerNum[w] = num.String
+			}
+			if paid.Valid {
+				r.SellerPaid[w] = paid.Int64
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return State{}, fmt.Errorf("market: state: order workers: %w", err)
 	}
 	sortOrders(st.Orders)
 	return st, nil
 }
 
-func decodeOrder(id string, b []byte) (*OrderRecord, error) {
+// DecodeOrderRow decodes an order row's record (one written from WithoutWorkers),
+// with empty per-worker maps for its worker rows to fill.
+func DecodeOrderRow(id string, b []byte) (*OrderRecord, error) {
 	var r OrderRecord
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("market: state: order %s: %w", id, err)
@@ -188,6 +227,7 @@ func decodeOrder(id string, b []byte) (*OrderRecord, error) {
 	if r.ID != id {
 		return nil, fmt.Errorf("market: state: order row %s holds order %q", id, r.ID)
 	}
+	r.SellerNum, r.SellerPaid = map[string]string{}, map[string]int64{}
 	return &r, nil
 }
 
@@ -195,7 +235,7 @@ func decodeOrder(id string, b []byte) (*OrderRecord, error) {
 func (s *SQLiteState) Save(ctx context.Context, u Update) error {
 	recs := make([][]byte, len(u.Orders))
 	for i, r := range u.Orders {
-		b, err := json.Marshal(r)
+		b, err := json.Marshal(r.WithoutWorkers())
 		if err != nil {
 			return fmt.Errorf("market: state: order %s: %w", r.ID, err)
 		}
@@ -212,9 +252,33 @@ func (s *SQLiteState) Save(ctx context.Context, u Update) error {
 			r.ID, r.Account, r.Status, string(recs[i])); err != nil {
 			return fmt.Errorf("market: state: order %s: %w", r.ID, err)
 		}
+		ws, named := u.ChangedWorkers(r)
+		if !named {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM market_order_workers WHERE order_id = ?`, r.ID); err != nil {
+				return fmt.Errorf("market: state: order %s: %w", r.ID, err)
+			}
+		}
+		for _, w := range ws {
+			num, okN := r.SellerNum[w]
+			paid, okP := r.SellerPaid[w]
+			var err error
+			if !okN && !okP {
+				_, err = tx.ExecContext(ctx, `DELETE FROM market_order_workers WHERE order_id = ? AND worker = ?`, r.ID, w)
+			} else {
+				_, err = tx.ExecContext(ctx, `INSERT INTO market_order_workers (order_id, worker, num, paid) VALUES (?, ?, ?, ?)
+					ON CONFLICT (order_id, worker) DO UPDATE SET num = excluded.num, paid = excluded.paid`,
+					r.ID, w, sql.NullString{String: num, Valid: okN}, sql.NullInt64{Int64: paid, Valid: okP})
+			}
+			if err != nil {
+				return fmt.Errorf("market: state: order %s worker %s: %w", r.ID, w, err)
+			}
+		}
 	}
 	for _, id := range u.Deleted {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM market_orders WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("market: state: order %s: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM market_order_workers WHERE order_id = ?`, id); err != nil {
 			return fmt.Errorf("market: state: order %s: %w", id, err)
 		}
 	}

@@ -56,11 +56,43 @@ func (s State) Empty() bool {
 // and the id counter, which a store only raises. A FileStore does not rewrite its
 // file for the counter of an update that only adds accounts: the market raises the
 // counter past every stored account's and order's id when it opens.
+//
+// Workers says, for an order in Orders, which of its workers' entries (SellerNum,
+// SellerPaid) changed since the order was last saved: a database store writes those
+// workers' rows only, so that an order with many sellers is not rewritten whole every
+// second. An order that Workers does not name has all its workers written; a store
+// may always write them all (FileStore does).
 type Update struct {
 	Orders   []*OrderRecord
+	Workers  map[string][]string
 	Deleted  []string
 	Accounts []*Account
 	NextID   uint64
+}
+
+// ChangedWorkers returns the workers of r whose entries u says changed, and whether
+// u names r at all: when it does not, every worker of r is to be written.
+func (u Update) ChangedWorkers(r *OrderRecord) (workers []string, named bool) {
+	ws, ok := u.Workers[r.ID]
+	if ok {
+		return ws, true
+	}
+	seen := map[string]bool{}
+	for k := range r.SellerNum {
+		seen[k] = true
+	}
+	for k := range r.SellerPaid {
+		seen[k] = true
+	}
+	return slices.Sorted(maps.Keys(seen)), false
+}
+
+// WithoutWorkers returns a copy of r without its per-worker maps, for a store that
+// keeps them in rows of their own.
+func (r *OrderRecord) WithoutWorkers() *OrderRecord {
+	c := *r
+	c.SellerNum, c.SellerPaid = nil, nil
+	return &c
 }
 
 func (u Update) empty() bool {

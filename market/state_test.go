@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math/big"
 	"net"
 	"path/filepath"
 	"strings"
@@ -372,20 +373,31 @@ func TestSaveWritesChangedOrdersOnly(t *testing.T) {
 	if _, err := m.EditOrder(acct, ids[3], OrderEdit{Price: &p}); err != nil {
 		t.Fatal(err)
 	}
-	// What a share does to an order between saves.
+	// What a share does to an order between saves: a worker's entry moves.
 	m.mu.Lock()
 	o := m.orders[ids[6]]
 	o.rec.Accepted++
+	o.sellerNum["bcrt1qx/r1"] = new(big.Int).Set(bigK)
+	o.workerChangedLocked("bcrt1qx/r1")
 	m.changedLocked(o)
 	m.mu.Unlock()
 	if err := m.save(); err != nil {
 		t.Fatal(err)
 	}
 	var saved []string
+	workers := map[string][]string{}
 	for _, u := range rs.take() {
 		for _, r := range u.Orders {
 			saved = append(saved, r.ID)
+			ws, named := u.ChangedWorkers(r)
+			if !named {
+				t.Errorf("a save named no workers of %s: all would be rewritten", r.ID)
+			}
+			workers[r.ID] = ws
 		}
+	}
+	if len(workers[ids[3]]) != 0 || strings.Join(workers[ids[6]], ",") != "bcrt1qx/r1" {
+		t.Errorf("saves named workers %v, want none of %s and bcrt1qx/r1 of %s", workers, ids[3], ids[6])
 	}
 	if strings.Join(saved, ",") != ids[3]+","+ids[6] {
 		t.Errorf("saves wrote orders %v, want %s (the edit) and %s (the share)", saved, ids[3], ids[6])

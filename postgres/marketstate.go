@@ -22,8 +22,9 @@ import (
 // market.SQLiteState and market.FileStore (the contract tests in storetest run
 // against them all).
 //
-// An order is one row, its record as JSONB beside its account and status; a Save
-// upserts the rows of the orders that changed, in one transaction. It does not share
+// An order is one row, its record as JSONB beside its account and status, and one
+// row per worker that earned on it; a Save upserts the rows of the orders and workers
+// that changed, in one transaction. It does not share
 // the ledger's transactions: the market posts money under idempotent keys first and
 // reconciles its orders with the ledger's entries when it opens (market.StateStore).
 type MarketState struct {
@@ -51,9 +52,18 @@ CREATE TABLE market_orders (
 	id      TEXT  PRIMARY KEY,
 	account TEXT  NOT NULL,
 	status  TEXT  NOT NULL,
-	record  JSONB NOT NULL  -- the market.OrderRecord
+	record  JSONB NOT NULL  -- the market.OrderRecord, without seller_num and seller_paid
 );
 CREATE INDEX market_orders_account ON market_orders (account);
+-- An order's per-worker entries, one row per worker, so that a save writes only the
+-- workers whose shares or earnings moved.
+CREATE TABLE market_order_workers (
+	order_id TEXT NOT NULL,
+	worker   TEXT NOT NULL,  -- ADDRESS/WORKER
+	num      TEXT,           -- seller_num's entry (a decimal integer); NULL when none
+	paid     BIGINT,         -- seller_paid's entry, satoshis; NULL when none
+	PRIMARY KEY (order_id, worker)
+);
 `},
 }}
 
@@ -116,24 +126,49 @@ func (s *MarketState) Load(ctx context.Context) (market.State, error) {
 	if err != nil {
 		return market.State{}, fmt.Errorf("postgres: market state: orders: %w", err)
 	}
-	defer rows.Close()
+	byID := map[string]*market.OrderRecord{}
 	for rows.Next() {
 		var id string
 		var b []byte
 		if err := rows.Scan(&id, &b); err != nil {
+			rows.Close()
 			return market.State{}, fmt.Errorf("postgres: market state: orders: %w", err)
 		}
-		var r market.OrderRecord
-		if err := json.Unmarshal(b, &r); err != nil {
-			return market.State{}, fmt.Errorf("postgres: market state: order %s: %w", id, err)
+		r, err := market.DecodeOrderRow(id, b)
+		if err != nil {
+			rows.Close()
+			return market.State{}, fmt.Errorf("postgres: %w", err)
 		}
-		if r.ID != id {
-			return market.State{}, fmt.Errorf("postgres: market state: order row %s holds order %q", id, r.ID)
-		}
-		st.Orders = append(st.Orders, &r)
+		byID[id] = r
+		st.Orders = append(st.Orders, r)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return market.State{}, fmt.Errorf("postgres: market state: orders: %w", err)
+	}
+	rows, err = s.pool.Query(ctx, `SELECT order_id, worker, num, paid FROM market_order_workers`)
+	if err != nil {
+		return market.State{}, fmt.Errorf("postgres: market state: order workers: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, w string
+		var num *string
+		var paid *int64
+		if err := rows.Scan(&id, &w, &num, &paid); err != nil {
+			return market.State{}, fmt.Errorf("postgres: market state: order workers: %w", err)
+		}
+		if r := byID[id]; r != nil {
+			if num != nil {
+				r.SellerNum[w] = *num
+			}
+			if paid != nil {
+				r.SellerPaid[w] = *paid
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return market.State{}, fmt.Errorf("postgres: market state: order workers: %w", err)
 	}
 	sort.Slice(st.Orders, func(i, j int) bool { return orderNum(st.Orders[i].ID) < orderNum(st.Orders[j].ID) })
 	return st, nil
@@ -151,16 +186,39 @@ func orderNum(id string) uint64 {
 func (s *MarketState) Save(ctx context.Context, u market.Update) error {
 	var b pgx.Batch
 	for _, r := range u.Orders {
-		rec, err := json.Marshal(r)
+		rec, err := json.Marshal(r.WithoutWorkers())
 		if err != nil {
 			return fmt.Errorf("postgres: market state: order %s: %w", r.ID, err)
 		}
 		b.Queue(`INSERT INTO market_orders (id, account, status, record) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, status = EXCLUDED.status, record = EXCLUDED.record`,
 			r.ID, r.Account, r.Status, string(rec))
+		ws, named := u.ChangedWorkers(r)
+		if !named {
+			b.Queue(`DELETE FROM market_order_workers WHERE order_id = $1`, r.ID)
+		}
+		for _, w := range ws {
+			num, okN := r.SellerNum[w]
+			paid, okP := r.SellerPaid[w]
+			if !okN && !okP {
+				b.Queue(`DELETE FROM market_order_workers WHERE order_id = $1 AND worker = $2`, r.ID, w)
+				continue
+			}
+			var np *string
+			var pp *int64
+			if okN {
+				np = &num
+			}
+			if okP {
+				pp = &paid
+			}
+			b.Queue(`INSERT INTO market_order_workers (order_id, worker, num, paid) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (order_id, worker) DO UPDATE SET num = EXCLUDED.num, paid = EXCLUDED.paid`, r.ID, w, np, pp)
+		}
 	}
 	if len(u.Deleted) > 0 {
 		b.Queue(`DELETE FROM market_orders WHERE id = ANY($1)`, u.Deleted)
+		b.Queue(`DELETE FROM market_order_workers WHERE order_id = ANY($1)`, u.Deleted)
 	}
 	for _, a := range u.Accounts {
 		b.Queue(`INSERT INTO market_accounts (id, key_hash, created) VALUES ($1, $2, $3)`, a.ID, a.KeyHash, a.Created.UnixNano())

@@ -27,6 +27,7 @@ func MarketState(t *testing.T, open OpenMarketState) {
 		{"Empty", testStateEmpty},
 		{"RoundTrip", testStateRoundTrip},
 		{"ChangedOrdersOnly", testStateChangedOnly},
+		{"ChangedWorkers", testStateChangedWorkers},
 		{"Delete", testStateDelete},
 		{"NextIDOnlyRises", testStateNextID},
 		{"ReopenWithoutClose", testStateReopen},
@@ -180,6 +181,56 @@ func testStateChangedOnly(t *testing.T, open func() market.StateStore) {
 	saveState(t, s, market.Update{Orders: []*market.OrderRecord{o9}, NextID: 20})
 	all[6], all[8] = o7, o9
 	checkOrders(t, loadState(t, s).Orders, all...)
+}
+
+// testStateChangedWorkers: an order with many workers, saved again with Workers
+// naming the few whose entries changed (one changed, one new, one gone), loads as the
+// whole new record; saved without Workers, it loads with exactly its workers.
+func testStateChangedWorkers(t *testing.T, open func() market.StateStore) {
+	s := openState(t, open)
+	o := sampleOrder(1)
+	for i := range 50 {
+		k := fmt.Sprintf("bcrt1qw%d/rig", i)
+		o.SellerNum[k] = fmt.Sprintf("%d000000000000000000000", i+1)
+		o.SellerPaid[k] = int64(i * 1000)
+	}
+	o.SellerNum["bcrt1qnumonly/r"] = "7"
+	o.SellerPaid["bcrt1qpaidonly/r"] = 8
+	saveState(t, s, market.Update{Orders: []*market.OrderRecord{o, sampleOrder(2)}, NextID: 2})
+	checkOrders(t, loadState(t, s).Orders, o, sampleOrder(2))
+
+	o2 := cloneOrder(t, o)
+	o2.Accepted++
+	o2.SellerNum["bcrt1qw3/rig"], o2.SellerPaid["bcrt1qw3/rig"] = "99999999999999999999999", 123_456
+	o2.SellerNum["bcrt1qnew/rig"], o2.SellerPaid["bcrt1qnew/rig"] = "5", 0
+	delete(o2.SellerNum, "bcrt1qw5/rig")
+	delete(o2.SellerPaid, "bcrt1qw5/rig")
+	saveState(t, s, market.Update{Orders: []*market.OrderRecord{o2}, Workers: map[string][]string{"o1": {"bcrt1qnew/rig", "bcrt1qw3/rig", "bcrt1qw5/rig"}}, NextID: 2})
+	checkOrders(t, loadState(t, s).Orders, o2, sampleOrder(2))
+
+	// Named with no workers: the order's row changes, its workers stay.
+	o3 := cloneOrder(t, o2)
+	o3.Status = market.StatusPaused
+	saveState(t, s, market.Update{Orders: []*market.OrderRecord{o3}, Workers: map[string][]string{"o1": {}}, NextID: 2})
+	checkOrders(t, loadState(t, s).Orders, o3, sampleOrder(2))
+
+	// Not named: written whole.
+	o4 := sampleOrder(1)
+	saveState(t, s, market.Update{Orders: []*market.OrderRecord{o4}, NextID: 2})
+	checkOrders(t, loadState(t, s).Orders, o4, sampleOrder(2))
+}
+
+func cloneOrder(tb testing.TB, r *market.OrderRecord) *market.OrderRecord {
+	tb.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var c market.OrderRecord
+	if err := json.Unmarshal(b, &c); err != nil {
+		tb.Fatal(err)
+	}
+	return &c
 }
 
 func testStateDelete(t *testing.T, open func() market.StateStore) {
