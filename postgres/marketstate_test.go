@@ -63,5 +63,13 @@ func TestMarketStateMigrations(t *testing.T) {
 func BenchmarkMarketStateSave(b *testing.B) {
 	storetest.MarketStateSaveBenchmark(b, func(tb testing.TB) func() market.StateStore {
 		return openMarketStateOn(tb, freshDatabase(tb))
-	}, 10_000, 10)
+	}, 10_000, 10, 1, 1)
+}
+
+// BenchmarkMarketStateSaveWorkers: 10 of 100 orders of 1,000 workers changed, 20
+// workers each.
+func BenchmarkMarketStateSaveWorkers(b *testing.B) {
+	storetest.MarketStateSaveBenchmark(b, func(tb testing.TB) func() market.StateStore {
+		return openMarketStateOn(tb, freshDatabase(tb))
+	}, 100, 10, 1000, 20)
 }

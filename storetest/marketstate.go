@@ -354,20 +354,43 @@ func testStateImport(t *testing.T, open func() market.StateStore) {
 }
 
 // MarketStateSaveBenchmark measures one save of changed orders into a store that
-// holds orders in all: the cost of a busy market's save every second.
-func MarketStateSaveBenchmark(b *testing.B, open OpenMarketState, orders, changed int) {
+// holds orders in all, each with workers workers: the cost of a busy market's save
+// every second. Each save names changedWorkers workers of each changed order as
+// changed (Update.Workers), or none if changedWorkers is negative, when every worker
+// of a changed order is written.
+func MarketStateSaveBenchmark(b *testing.B, open OpenMarketState, orders, changed, workers, changedWorkers int) {
 	s := openState(b, open(b))
+	mk := func(n int) *market.OrderRecord {
+		r := sampleOrder(n)
+		for i := range workers {
+			k := fmt.Sprintf("bcrt1qsellerpayoutaddress%06d/rig%d", i, i)
+			r.SellerNum[k], r.SellerPaid[k] = "123456789012345678901234", int64(i)
+		}
+		return r
+	}
 	var all []*market.OrderRecord
 	for i := 1; i <= orders; i++ {
-		all = append(all, sampleOrder(i))
+		all = append(all, mk(i))
 	}
 	saveState(b, s, market.Update{Orders: all, NextID: uint64(orders)})
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		u := market.Update{NextID: uint64(orders)}
+		if changedWorkers >= 0 {
+			u.Workers = map[string][]string{}
+		}
 		for j := range changed {
-			r := sampleOrder(1 + (i*changed+j)%orders)
+			r := all[(i*changed+j)%orders]
 			r.Accepted = uint64(i)
+			if changedWorkers >= 0 {
+				var ws []string
+				for w := range changedWorkers {
+					k := fmt.Sprintf("bcrt1qsellerpayoutaddress%06d/rig%d", (i+w)%workers, (i+w)%workers)
+					r.SellerPaid[k]++
+					ws = append(ws, k)
+				}
+				u.Workers[r.ID] = ws
+			}
 			u.Orders = append(u.Orders, r)
 		}
 		saveState(b, s, u)

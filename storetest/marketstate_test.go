@@ -43,12 +43,21 @@ func TestMarketStateSQLite(t *testing.T) { storetest.MarketState(t, openSQLiteSt
 
 func TestMarketStateFile(t *testing.T) { storetest.MarketState(t, openFileStore) }
 
-// BenchmarkMarketStateSave: 10 of 10,000 orders changed, as a busy market's save
-// every second.
+// BenchmarkMarketStateSave*: 10 of 10,000 orders changed, as a busy market's save
+// every second; the Workers variants: 10 of 100 orders of 1,000 workers changed, 20
+// workers each, named (Workers) or not (All).
 func BenchmarkMarketStateSaveSQLite(b *testing.B) {
-	storetest.MarketStateSaveBenchmark(b, openSQLiteState, 10_000, 10)
+	storetest.MarketStateSaveBenchmark(b, openSQLiteState, 10_000, 10, 1, 1)
 }
 
 func BenchmarkMarketStateSaveFile(b *testing.B) {
-	storetest.MarketStateSaveBenchmark(b, openFileStore, 10_000, 10)
+	storetest.MarketStateSaveBenchmark(b, openFileStore, 10_000, 10, 1, 1)
+}
+
+func BenchmarkMarketStateSaveWorkersSQLite(b *testing.B) {
+	storetest.MarketStateSaveBenchmark(b, openSQLiteState, 100, 10, 1000, 20)
+}
+
+func BenchmarkMarketStateSaveAllSQLite(b *testing.B) {
+	storetest.MarketStateSaveBenchmark(b, openSQLiteState, 100, 10, 1000, -1)
 }
