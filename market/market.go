@@ -556,13 +556,15 @@ func (m *Market) Balance(ctx context.Context, account string) (int64, error) {
 
 func (m *Market) load() error {
 	ctx := context.Background()
-	if m.ownStore || m.cfg.StatePath == "" {
-		// Nothing to import.
-	} else if st, err := ImportFile(ctx, m.store, m.cfg.StatePath, m.cfg.AccountsPath, m.log); err != nil {
-		return err
-	} else if !st.Empty() {
-		m.log.Info("market state imported from its JSON file into the state store, once: the file is no longer read or written",
-			"path", m.cfg.StatePath, "accounts", len(st.Accounts), "orders", len(st.Orders), "next_id", st.NextID)
+	if !m.ownStore && m.cfg.StatePath != "" {
+		st, err := ImportFile(ctx, m.store, m.cfg.StatePath, m.cfg.AccountsPath, m.log)
+		if err != nil {
+			return err
+		}
+		if !st.Empty() {
+			m.log.Info("market state imported from its JSON file into the state store, once: the file is no longer read or written",
+				"path", m.cfg.StatePath, "accounts", len(st.Accounts), "orders", len(st.Orders), "next_id", st.NextID)
+		}
 	}
 	st, err := m.store.Load(ctx)
 	if err != nil {
