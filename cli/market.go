@@ -20,6 +20,7 @@ import (
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
+	"github.com/hashgrid/hashgrid/postgres"
 	"github.com/hashgrid/hashgrid/stratum"
 )
 
@@ -27,11 +28,13 @@ import (
 type MarketConfig struct {
 	Stratum string
 	API     string
-	Data    string // the market's state, and its ledger when it shares no pool's book
+	Data    string // the market's state and ledger when it shares no pool's book
 	// PoolData is the data directory of the pool whose book (PoolData/ledger.db) the
 	// market posts to, and Postgres the URL of the pool's PostgreSQL books: with
-	// either, sellers' earnings are paid by the pool's payout engine. With neither, the
-	// market keeps a book of its own in Data, which no payout engine pays from.
+	// either, sellers' earnings are paid by the pool's payout engine, and the market's
+	// state (accounts, orders) is kept in the same database (a market.json in Data,
+	// from an earlier run, is imported once). With neither, the market keeps a book
+	// of its own and market.json in Data, and no payout engine pays from that book.
 	PoolData            string
 	Postgres            string
 	Network             string
@@ -98,7 +101,7 @@ func parseMarketFlags(args []string, env Env) (MarketConfig, error) {
 	var tokenFile, postgresFile string
 	fs.StringVar(&cfg.Stratum, "stratum", ":3334", "Stratum listen address for sellers")
 	fs.StringVar(&cfg.API, "api", "127.0.0.1:8081", "HTTP API listen address (buyers' page and API; give :8081 to serve every interface)")
-	fs.StringVar(&cfg.Data, "data", "market-data", "data directory (state; and the ledger, unless --pool-data or --postgres)")
+	fs.StringVar(&cfg.Data, "data", "market-data", "data directory (state and ledger, unless --pool-data or --postgres, which hold both; a market.json here is imported into them once)")
 	fs.StringVar(&cfg.PoolData, "pool-data", "", "the pool's data directory: post to its ledger.db, so that the pool's payout engine pays sellers (the pool runs with --payout-scheme)")
 	fs.StringVar(&cfg.Postgres, "postgres", "", "postgres://USER@HOST:PORT/DB of the pool's PostgreSQL books, instead of --pool-data (a password here shows in process listings: prefer --postgres-file or $"+envPostgres+")")
 	fs.StringVar(&postgresFile, "postgres-file", "", "file holding the --postgres URL")
@@ -220,8 +223,25 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 		return err
 	}
 	defer led.Close()
+	// The market's state goes where its book is: in the pool's PostgreSQL, or in the
+	// pool's ledger.db; a market on a book of its own keeps market.json in Data. A
+	// market.json left in Data by an earlier run is imported into the database once.
+	var store market.StateStore
+	switch {
+	case cfg.Postgres != "":
+		if store, err = postgres.OpenMarketState(ctx, cfg.Postgres, log.With("component", "market-state")); err != nil {
+			return err
+		}
+	case shared:
+		if store, err = market.OpenSQLiteState(ctx, filepath.Join(book.Data, "ledger.db")); err != nil {
+			return err
+		}
+	}
+	if store != nil {
+		defer store.Close()
+	}
 	m, err := market.New(market.Config{
-		Network: params, Ledger: led, StatePath: filepath.Join(cfg.Data, "market.json"),
+		Network: params, Ledger: led, Store: store, StatePath: filepath.Join(cfg.Data, "market.json"),
 		FeeBps: cfg.FeeBps, SellerShareInterval: cfg.SellerShareInterval, SellerStartDiff: cfg.SellerStartDiff,
 		SellerMinDiff: cfg.SellerMinDiff, MaxSharesPerSellerJob: cfg.MaxSharesPerSellerJob, UpstreamInFlight: cfg.UpstreamInFlight,
 		MinOrderBudget: cfg.MinOrderBudget, PriceDecreaseInterval: cfg.PriceDecreaseInterval, MaxPriceDecreaseBps: cfg.MaxPriceDecreaseBps,
@@ -234,9 +254,9 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 	}
 	switch {
 	case cfg.Postgres != "":
-		log.Info("sellers are paid by the pool's payout engine", "book", "postgres")
+		log.Info("sellers are paid by the pool's payout engine", "book", "postgres", "state", "postgres")
 	case shared:
-		log.Info("sellers are paid by the pool's payout engine", "book", filepath.Join(cfg.PoolData, "ledger.db"))
+		log.Info("sellers are paid by the pool's payout engine", "book", filepath.Join(cfg.PoolData, "ledger.db"), "state", filepath.Join(cfg.PoolData, "ledger.db"))
 	default:
 		log.Warn("sellers' earnings are NOT payable: the market keeps a book of its own, which no payout engine pays from; "+
 			"give --pool-data (the pool's data directory) or --postgres to share the pool's book", "book", filepath.Join(cfg.Data, "ledger.db"))

@@ -70,11 +70,28 @@
 // shows each worker's earnings and the address's payable, pending and paid balances;
 // the payouts, with their transactions, are the pool's payout views.
 //
+// State: what the ledger does not hold (buyers' accounts, orders' terms, status and
+// delivery counters, the id counter) is in a StateStore. A market on a book of its
+// own keeps it in files in its data directory (FileStore: market.json, rewritten
+// whole, and an accounts journal); a market on the pool's book keeps it in the same
+// database, SQLiteState in the pool's ledger.db or postgres.MarketState, one row per
+// order and one per worker that earned on it, with versioned migrations run when it
+// opens. A save writes only the orders and workers marked changed since the last one,
+// in one transaction, at most every
+// SettleInterval while shares flow, so a busy market does not rewrite every order
+// every second. A market.json left by an earlier run is imported into an empty
+// database once, and the log says so. The state store does not share the ledger's
+// transaction: money is posted first, under idempotent keys, and every order is
+// reconciled with its escrow's entries and its settlements' keys when the market
+// opens (reconcile), so a crash between a posting and the save after it loses no
+// money and counts none twice; counters of shares accepted after the last save are
+// lost with the crash.
+//
 // Exposure: a buyer names the host the market dials, so destinations must resolve to
 // public addresses (destpolicy.go), checked when an order is placed and at every
 // dial, and a failed dial's detail goes to the log, not to the buyer. Anyone may open
 // an account, so account creation is rate-limited per address and appends one line
-// to a journal instead of rewriting the state file. An order's delivered shares, which
+// to a journal (or one row) instead of rewriting the state file. An order's delivered shares, which
 // carry its destination's coinbase, are shown only to its buyer (sellers under
 // pseudonyms) and to the operator's admin token. The buyers' page (web/) is served at
 // "/" by the same handler.
@@ -89,5 +106,6 @@
 // pool pays from, since that wallet pays the sellers); destinations with fewer than
 // 4 + SellerExtranonce2Size bytes of extranonce2; several upstream connections per order; splitting one seller's time between
 // orders (routing places each seller whole, so an order whose limit is below one
-// seller's speed gets nothing); state in a database (orders are a JSON file).
+// seller's speed gets nothing); one transaction for a settlement's ledger entries and
+// its order's state (the market reconciles on start instead).
 package market

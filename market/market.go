@@ -1,23 +1,20 @@
 package market
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"math/big"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,9 +63,15 @@ type Config struct {
 	// (miner:ADDRESS:balance), so it must be the pool's book for the pool's payout
 	// engine to pay them; see the package doc.
 	Ledger ledger.Book
-	// StatePath is the JSON file that holds orders (money is in the ledger). Accounts
-	// are appended, one JSON line each, to AccountsPath, which defaults to StatePath
-	// with "-accounts.jsonl" for its ".json".
+	// Store keeps accounts and orders (money is in the ledger); see StateStore. When
+	// nil, the market opens a FileStore on StatePath and AccountsPath and closes it at
+	// Shutdown; a Store given here is the caller's to close.
+	Store StateStore
+	// StatePath is the JSON file that holds orders when Store is nil. Accounts are
+	// appended, one JSON line each, to AccountsPath, which defaults to StatePath with
+	// "-accounts.jsonl" for its ".json". With a Store, StatePath (if not "") names such
+	// a file to import into the Store once, when the Store is empty: a market moving
+	// from its JSON file to a database.
 	StatePath    string
 	AccountsPath string
 	FeeBps       int64 // market fee in basis points of what buyers pay; default 200
@@ -180,8 +183,8 @@ func (c *Config) defaults() {
 	if c.MaxPriceDecreaseBps == 0 {
 		c.MaxPriceDecreaseBps = 1000
 	}
-	if c.AccountsPath == "" {
-		c.AccountsPath = strings.TrimSuffix(c.StatePath, ".json") + "-accounts.jsonl"
+	if c.AccountsPath == "" && c.StatePath != "" {
+		c.AccountsPath = AccountsPathFor(c.StatePath)
 	}
 	if c.Resolver == nil {
 		c.Resolver = defaultResolver
@@ -202,8 +205,8 @@ func (c *Config) Validate() error {
 	if c.Ledger == nil {
 		return errors.New("market: no ledger")
 	}
-	if c.StatePath == "" {
-		return errors.New("market: no state path")
+	if c.Store == nil && c.StatePath == "" {
+		return errors.New("market: no state store or state path")
 	}
 	if c.FeeBps < 0 || c.FeeBps >= 10_000 {
 		return fmt.Errorf("market: fee %d bps out of range 0..9999", c.FeeBps)
@@ -285,8 +288,7 @@ type Account struct {
 	Created time.Time `json:"created"`
 }
 
-// state is what StatePath holds. Accounts are in the accounts journal; state files
-// written before it existed hold them here, and are moved to it when read.
+// state is the market's state in memory, in the shape of a FileStore's file.
 type state struct {
 	Accounts map[string]*Account     `json:"accounts,omitempty"`
 	Orders   map[string]*OrderRecord `json:"orders"`
@@ -308,12 +310,17 @@ type Market struct {
 	// earned is what each worker ("address/worker") has earned in all, as posted by
 	// settlements: the sum over orders of their SellerPaid.
 	earned map[string]int64
-	dirty  bool
+	// dirty says the next save has something to write: an order marked changed
+	// (changedLocked), an order in deleted, or the id counter past savedNext.
+	dirty     bool
+	deleted   []string
+	savedNext uint64
+	closed    bool // Shutdown saved the last state: nothing more is written
 
-	saveMu   sync.Mutex // one writer of StatePath
+	store    StateStore
+	ownStore bool       // opened by New from StatePath: closed by Shutdown
+	saveMu   sync.Mutex // one save at a time, so that saves reach the store in order
 	settleMu sync.Mutex // one settlement at a time: two would plan the same key with other amounts
-	acctMu   sync.Mutex // one writer of the accounts journal
-	acctF    *os.File   // the accounts journal, open for appending
 	pseudo   [32]byte   // key of the per-order seller pseudonyms buyers see
 	jobSeq   atomic.Uint64
 	kickc    chan struct{}
@@ -344,14 +351,23 @@ func New(cfg Config) (*Market, error) {
 		cancel()
 		return nil, fmt.Errorf("market: pseudonym key: %w", err)
 	}
+	m.store = cfg.Store
+	if m.store == nil {
+		fs, err := OpenFileStore(cfg.StatePath, cfg.AccountsPath, cfg.Logger)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		m.store, m.ownStore = fs, true
+	}
 	err := m.load()
 	if err == nil {
 		err = m.makePayable(context.Background())
 	}
 	if err != nil {
 		cancel()
-		if m.acctF != nil {
-			m.acctF.Close()
+		if m.ownStore {
+			m.store.Close()
 		}
 		return nil, err
 	}
@@ -403,14 +419,16 @@ func (m *Market) Shutdown(ctx context.Context) error {
 	if serr := m.save(); serr != nil && err == nil {
 		err = serr
 	}
-	m.acctMu.Lock()
-	if m.acctF != nil {
-		if cerr := m.acctF.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("market: accounts: %w", cerr)
+	m.saveMu.Lock()
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.saveMu.Unlock()
+	if m.ownStore {
+		if cerr := m.store.Close(); cerr != nil && err == nil {
+			err = cerr
 		}
-		m.acctF = nil
 	}
-	m.acctMu.Unlock()
 	return err
 }
 
@@ -430,9 +448,9 @@ func (m *Market) newIDLocked(prefix string) string {
 // --- accounts and keys ---
 
 // CreateAccount opens a buyer account and returns its API key. The key is shown once:
-// only a hash of its secret part is kept. The account is one line appended to the
-// accounts journal (and fsynced) before the key is returned; the state file is not
-// rewritten.
+// only a hash of its secret part is kept. The account is in the store (a line
+// appended to the FileStore's journal, or a row) before the key is returned; no
+// order is written.
 func (m *Market) CreateAccount() (id, key string, err error) {
 	var secret [24]byte
 	if _, err := rand.Read(secret[:]); err != nil {
@@ -441,17 +459,22 @@ func (m *Market) CreateAccount() (id, key string, err error) {
 	s := hex.EncodeToString(secret[:])
 	sum := sha256.Sum256([]byte(s))
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return "", "", errShutDown
+	}
 	if len(m.st.Accounts) >= MaxAccounts {
 		m.mu.Unlock()
 		return "", "", hashgrid.Errorf(hashgrid.EUNAVAILABLE, "account limit reached")
 	}
-	// Not marked dirty: load raises NextID past every journalled account, so the
-	// counter needs no save of its own.
+	// Not marked dirty: the account's row carries the counter, and load raises
+	// NextID past every stored account.
 	m.st.NextID++
-	id = "a" + strconv.FormatUint(m.st.NextID, 10)
+	next := m.st.NextID
+	id = "a" + strconv.FormatUint(next, 10)
 	m.mu.Unlock()
 	a := &Account{ID: id, KeyHash: hex.EncodeToString(sum[:]), Created: m.cfg.Now().UTC()}
-	if err := m.appendAccounts(a); err != nil {
+	if err := m.store.Save(context.Background(), Update{Accounts: []*Account{a}, NextID: next}); err != nil {
 		return "", "", err
 	}
 	m.mu.Lock()
@@ -460,68 +483,7 @@ func (m *Market) CreateAccount() (id, key string, err error) {
 	return id, "hgk_" + id + "_" + s, nil
 }
 
-// appendAccounts writes accounts to the journal, one JSON line each, and fsyncs it.
-func (m *Market) appendAccounts(as ...*Account) error {
-	var b []byte
-	for _, a := range as {
-		line, err := json.Marshal(a)
-		if err != nil {
-			return fmt.Errorf("market: accounts: %w", err)
-		}
-		b = append(append(b, line...), '\n')
-	}
-	m.acctMu.Lock()
-	defer m.acctMu.Unlock()
-	if m.acctF == nil {
-		return hashgrid.Errorf(hashgrid.EUNAVAILABLE, "market is shut down")
-	}
-	if _, err := m.acctF.Write(b); err != nil {
-		return fmt.Errorf("market: accounts: %w", err)
-	}
-	if err := m.acctF.Sync(); err != nil {
-		return fmt.Errorf("market: accounts: %w", err)
-	}
-	return nil
-}
-
-// loadAccounts reads the accounts journal into m.st.Accounts and opens it for
-// appending. A last line without its newline is what a crash mid-append leaves: it is
-// cut off (its key was never returned).
-func (m *Market) loadAccounts() error {
-	f, err := os.OpenFile(m.cfg.AccountsPath, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("market: accounts: %w", err)
-	}
-	m.acctF = f
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return fmt.Errorf("market: accounts: %w", err)
-	}
-	whole := bytes.LastIndexByte(b, '\n') + 1
-	if whole < len(b) {
-		m.log.Warn("accounts journal: cutting off a torn last line", "path", m.cfg.AccountsPath, "bytes", len(b)-whole)
-		if err := f.Truncate(int64(whole)); err != nil {
-			return fmt.Errorf("market: accounts: %w", err)
-		}
-	}
-	if _, err := f.Seek(int64(whole), io.SeekStart); err != nil {
-		return fmt.Errorf("market: accounts: %w", err)
-	}
-	for n, line := range bytes.Split(b[:whole], []byte{'\n'}) {
-		if len(line) == 0 {
-			continue
-		}
-		var a Account
-		if err := json.Unmarshal(line, &a); err != nil || a.ID == "" {
-			return fmt.Errorf("market: accounts %s: line %d: not an account", m.cfg.AccountsPath, n+1)
-		}
-		m.st.Accounts[a.ID] = &a
-		if num, err := strconv.ParseUint(strings.TrimPrefix(a.ID, "a"), 10, 64); err == nil && num > m.st.NextID {
-			m.st.NextID = num
-		}
-	}
-	return nil
-}
+var errShutDown = hashgrid.Errorf(hashgrid.EUNAVAILABLE, "market is shut down")
 
 var errBadKey = hashgrid.Errorf(hashgrid.EUNAUTHORIZED, "invalid API key")
 
@@ -593,46 +555,29 @@ func (m *Market) Balance(ctx context.Context, account string) (int64, error) {
 // --- persistence ---
 
 func (m *Market) load() error {
-	b, err := os.ReadFile(m.cfg.StatePath)
-	if errors.Is(err, os.ErrNotExist) {
-		return m.loadAccounts()
-	}
-	if err != nil {
-		return fmt.Errorf("market: state: %w", err)
-	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("market: state %s: %w", m.cfg.StatePath, err)
-	}
-	if st.Accounts == nil {
-		st.Accounts = map[string]*Account{}
-	}
-	if st.Orders == nil {
-		st.Orders = map[string]*OrderRecord{}
-	}
-	old := st.Accounts
-	st.Accounts = map[string]*Account{}
-	m.st = st
-	if err := m.loadAccounts(); err != nil {
-		return err
-	}
-	// Accounts of a state file from before the journal move to the journal; the next
-	// save leaves them out of the state file.
-	var move []*Account
-	for id, a := range old {
-		if m.st.Accounts[id] == nil {
-			move = append(move, a)
-			m.st.Accounts[id] = a
-		}
-	}
-	if len(move) > 0 {
-		sort.Slice(move, func(i, j int) bool { return move[i].ID < move[j].ID })
-		if err := m.appendAccounts(move...); err != nil {
+	ctx := context.Background()
+	if !m.ownStore && m.cfg.StatePath != "" {
+		st, err := ImportFile(ctx, m.store, m.cfg.StatePath, m.cfg.AccountsPath, m.log)
+		if err != nil {
 			return err
 		}
-		m.dirty = true
+		if !st.Empty() {
+			m.log.Info("market state imported from its JSON file into the state store, once: the file is no longer read or written",
+				"path", m.cfg.StatePath, "accounts", len(st.Accounts), "orders", len(st.Orders), "next_id", st.NextID)
+		}
 	}
-	for id, rec := range st.Orders {
+	st, err := m.store.Load(ctx)
+	if err != nil {
+		return err
+	}
+	m.st.NextID = st.NextID
+	for _, a := range st.Accounts {
+		m.st.Accounts[a.ID] = a
+		m.raiseNextID(a.ID, "a")
+	}
+	m.savedNext = m.st.NextID
+	for _, rec := range st.Orders {
+		id := rec.ID
 		o, err := restoreOrder(rec)
 		if err != nil {
 			return fmt.Errorf("market: state: order %s: %w", id, err)
@@ -640,12 +585,37 @@ func (m *Market) load() error {
 		for k, v := range rec.SellerPaid {
 			m.earned[k] += v
 		}
-		if err := m.reconcile(context.Background(), o); err != nil {
+		// What the ledger adds is marked changed, for the next save.
+		if err := m.reconcile(ctx, o); err != nil {
 			return err
 		}
+		m.raiseNextID(id, "o")
+		m.st.Orders[id] = rec
 		m.orders[id] = o
 	}
 	return nil
+}
+
+// raiseNextID raises the id counter past id (prefix and a number): ids are never
+// handed out twice, whatever a crash left unsaved.
+func (m *Market) raiseNextID(id, prefix string) {
+	if num, err := strconv.ParseUint(strings.TrimPrefix(id, prefix), 10, 64); err == nil && num > m.st.NextID {
+		m.st.NextID = num
+	}
+}
+
+// workerChangedLocked marks a worker's entries of o to be written by the next save.
+func (o *order) workerChangedLocked(k string) {
+	if o.changedWorkers == nil {
+		o.changedWorkers = map[string]struct{}{}
+	}
+	o.changedWorkers[k] = struct{}{}
+}
+
+// changedLocked marks o to be written by the next save.
+func (m *Market) changedLocked(o *order) {
+	o.changed = true
+	m.dirty = true
 }
 
 // reconcile applies ledger entries of an order's escrow that are newer than what the
@@ -736,6 +706,7 @@ func (m *Market) applyEntry(o *order, e ledger.Entry) {
 			if k, ok := strings.CutPrefix(p.Account, "market:seller:"); ok {
 				r.SellerPaid[k] += p.Amount
 				m.earned[k] += p.Amount
+				o.workerChangedLocked(k)
 			}
 			switch p.Account {
 			case acctFees:
@@ -752,41 +723,53 @@ func (m *Market) applyEntry(o *order, e ledger.Entry) {
 	if e.ID > r.LastEntry {
 		r.LastEntry = e.ID
 	}
+	m.changedLocked(o)
 }
 
-// save writes the state atomically (temporary file, fsync, rename).
+// save writes what changed since the last save to the store: the orders marked
+// changed, those deleted and the id counter. Orders are copied under m.mu and written
+// outside it, so that sellers' shares do not wait for the store.
 func (m *Market) save() error {
 	m.saveMu.Lock()
 	defer m.saveMu.Unlock()
 	m.mu.Lock()
+	u := Update{Workers: map[string][]string{}}
 	for _, o := range m.orders {
-		o.snapshotLocked()
+		if o.changed {
+			o.snapshotLocked()
+			u.Orders = append(u.Orders, o.rec.clone())
+			u.Workers[o.rec.ID] = slices.Sorted(maps.Keys(o.changedWorkers))
+			o.changed, o.changedWorkers = false, nil
+		}
 	}
-	b, err := json.MarshalIndent(&state{Orders: m.st.Orders, NextID: m.st.NextID}, "", " ")
+	u.Deleted, m.deleted = m.deleted, nil
+	u.NextID = m.st.NextID
 	m.dirty = false
+	closed := m.closed
 	m.mu.Unlock()
+	if u.empty() && u.NextID == m.savedNext {
+		return nil
+	}
+	var err error = errShutDown
+	if !closed {
+		err = m.store.Save(context.Background(), u)
+	}
 	if err != nil {
-		return fmt.Errorf("market: state: %w", err)
+		// Marked again, for the next save to retry.
+		m.mu.Lock()
+		for _, r := range u.Orders {
+			if o := m.orders[r.ID]; o != nil {
+				o.changed = true
+				for _, k := range u.Workers[r.ID] {
+					o.workerChangedLocked(k)
+				}
+			}
+		}
+		m.deleted = append(u.Deleted, m.deleted...)
+		m.dirty = true
+		m.mu.Unlock()
+		return err
 	}
-	dir := filepath.Dir(m.cfg.StatePath)
-	f, err := os.CreateTemp(dir, ".market-state-*")
-	if err != nil {
-		return fmt.Errorf("market: state: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("market: state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("market: state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("market: state: %w", err)
-	}
-	if err := os.Rename(f.Name(), m.cfg.StatePath); err != nil {
-		return fmt.Errorf("market: state: %w", err)
-	}
+	m.savedNext = u.NextID
 	return nil
 }

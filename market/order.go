@@ -107,8 +107,12 @@ type order struct {
 	samples   []ShareSample
 	speeds    []speedBucket // delivered work by SpeedBucket, oldest first
 	sampleAt  int
+	changed   bool                 // rec differs from what the store holds
 	rejects   int                  // consecutive destination rejections
 	rejectBy  map[*seller]struct{} // sellers of the current rejections (at most two kept)
+	// changedWorkers are the workers whose SellerNum or SellerPaid entries changed
+	// since the last save.
+	changedWorkers map[string]struct{}
 }
 
 func newOrder(rec *OrderRecord) *order {
@@ -260,6 +264,7 @@ func (m *Market) openOrder(ctx context.Context, rec *OrderRecord, budget int64) 
 	o := newOrder(rec)
 	m.st.Orders[rec.ID] = rec
 	m.orders[rec.ID] = o
+	m.changedLocked(o)
 	m.mu.Unlock()
 	if err := m.save(); err != nil {
 		return OrderView{}, err
@@ -268,6 +273,8 @@ func (m *Market) openOrder(ctx context.Context, rec *OrderRecord, budget int64) 
 		m.mu.Lock()
 		delete(m.st.Orders, rec.ID)
 		delete(m.orders, rec.ID)
+		m.deleted = append(m.deleted, rec.ID)
+		m.dirty = true
 		m.mu.Unlock()
 		m.save()
 		return OrderView{}, err
@@ -304,7 +311,7 @@ func (m *Market) fund(ctx context.Context, o *order, amount int64) error {
 	m.mu.Lock()
 	o.rec.FundSeq++
 	m.applyEntry(o, e)
-	m.dirty = true
+	m.changedLocked(o)
 	m.mu.Unlock()
 	return nil
 }
@@ -374,7 +381,7 @@ func (m *Market) EditOrder(account, id string, e OrderEdit) (OrderView, error) {
 		o.rec.Status, o.rec.Reason = StatusActive, ""
 		m.ensureUpstreamLocked(o)
 	}
-	m.dirty = true
+	m.changedLocked(o)
 	v := m.viewLocked(o)
 	m.mu.Unlock()
 	m.kick()
@@ -408,7 +415,7 @@ func (m *Market) PauseOrder(account, id string) (OrderView, error) {
 func (m *Market) pauseLocked(o *order, reason string) {
 	o.rec.Status, o.rec.Reason = StatusPaused, reason
 	m.closeUpstreamLocked(o)
-	m.dirty = true
+	m.changedLocked(o)
 }
 
 // ResumeOrder makes a paused order active again (its pool is dialled anew).
@@ -423,7 +430,7 @@ func (m *Market) ResumeOrder(account, id string) (OrderView, error) {
 		o.rec.Status, o.rec.Reason = StatusActive, ""
 		o.rejects, o.rejectBy = 0, nil
 		m.ensureUpstreamLocked(o)
-		m.dirty = true
+		m.changedLocked(o)
 		v = m.viewLocked(o)
 	}
 	m.mu.Unlock()
@@ -454,6 +461,7 @@ func (m *Market) RefillOrder(ctx context.Context, account, id string, amount int
 	m.mu.Lock()
 	if o.rec.Status == StatusExhausted {
 		o.rec.Status, o.rec.Reason = StatusActive, ""
+		m.changedLocked(o)
 	}
 	if o.rec.Status == StatusActive {
 		m.ensureUpstreamLocked(o)
@@ -477,7 +485,7 @@ func (m *Market) CancelOrder(account, id string) (OrderView, error) {
 		o.rec.Status, o.rec.Reason = StatusCancelled, "cancelled by buyer"
 		o.rec.Offer = nil
 		m.closeUpstreamLocked(o)
-		m.dirty = true
+		m.changedLocked(o)
 		v = m.viewLocked(o)
 	}
 	m.mu.Unlock()
@@ -602,7 +610,7 @@ func (m *Market) OfferTransfer(account, id, to string, price int64) (OrderView, 
 		return OrderView{}, hashgrid.Errorf(hashgrid.EINVALID, "no other account %q", to)
 	}
 	o.rec.Offer = &TransferOffer{To: to, Price: price}
-	m.dirty = true
+	m.changedLocked(o)
 	return m.viewLocked(o), nil
 }
 
@@ -648,7 +656,7 @@ func (m *Market) AcceptTransfer(ctx context.Context, account, id string, dest De
 			m.ensureUpstreamLocked(o)
 		}
 	}
-	m.dirty = true
+	m.changedLocked(o)
 	v := m.viewLocked(o)
 	m.mu.Unlock()
 	m.kick()

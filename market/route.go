@@ -45,11 +45,11 @@ func (m *Market) route() {
 		case r.Status == StatusPending && !now.Before(r.Start):
 			r.Status = StatusActive
 			m.ensureUpstreamLocked(o)
-			m.dirty = true
+			m.changedLocked(o)
 		case (r.Status == StatusActive || r.Status == StatusPaused || r.Status == StatusPending || r.Status == StatusExhausted) && !now.Before(r.End):
 			r.Status, r.Reason, r.Offer = StatusExpired, "term ended", nil
 			m.closeUpstreamLocked(o)
-			m.dirty = true
+			m.changedLocked(o)
 		}
 	}
 	var live []*order
@@ -216,7 +216,7 @@ func (m *Market) settle(ctx context.Context) {
 			left := r.Funded - r.Charged - r.Refunded
 			if left <= 0 {
 				r.Closed = true
-				m.dirty = true
+				m.changedLocked(o)
 				continue
 			}
 			plans = append(plans, settlement{o: o, refund: true, tx: ledger.Tx{
@@ -251,7 +251,7 @@ func (m *Market) settle(ctx context.Context) {
 		if p.refund {
 			p.o.rec.Closed = true
 		}
-		m.dirty = true
+		m.changedLocked(p.o)
 		m.mu.Unlock()
 		changed = true
 	}

@@ -358,11 +358,12 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 		o.sellerNum[key] = sn
 	}
 	sn.Add(sn, shareCost(r.Price, sj.diff))
+	o.workerChangedLocked(key)
 	w := m.worker(key)
 	w.Valid++
 	w.ValidWork = w.ValidWork.Add(sj.diff)
 	w.Last = now
-	m.dirty = true
+	m.changedLocked(o)
 	if !forwardIt {
 		// Below the destination's difficulty: it earned and measured the seller's
 		// speed, and is not forwarded.
@@ -376,7 +377,7 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 	case u.slots <- struct{}{}:
 	default:
 		r.Dropped++
-		m.dirty = true
+		m.changedLocked(o)
 		m.mu.Unlock()
 		return nil
 	}
@@ -453,7 +454,7 @@ func (m *Market) forward(f *forward) {
 		w.Accepted++
 		w.Work = w.Work.Add(j.upDiff)
 		m.sampleLocked(o, f.segment, j, key, now, f.upEN2, f.sub, f.version, f.hash)
-		m.dirty = true
+		m.changedLocked(o)
 		if r.Status == StatusActive && o.roomLocked().Cmp(f.cost) < 0 {
 			r.Status, r.Reason = StatusExhausted, "budget spent"
 			m.closeUpstreamLocked(o)
@@ -462,10 +463,11 @@ func (m *Market) forward(f *forward) {
 	case errors.As(err, &se) && se.Code == stratum.ErrCodeJobNotFound:
 		r.Stale++
 		w.Stale++
+		m.changedLocked(o)
 	case errors.As(err, &se):
 		r.Rejected++
 		w.Rejected++
-		m.dirty = true
+		m.changedLocked(o)
 		m.destRejectLocked(o, j.up, s, se)
 	default:
 		// No verdict (the destination went away or timed out): nothing is charged; the

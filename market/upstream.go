@@ -340,7 +340,7 @@ func (m *Market) upstreamFailed(u *upstream, reason string) {
 		o.rec.Status, o.rec.Reason = StatusPaused, reason
 		m.log.Warn("order paused", "order", o.rec.ID, "reason", reason)
 	}
-	m.dirty = true
+	m.changedLocked(o)
 	m.mu.Unlock()
 	m.kick()
 }

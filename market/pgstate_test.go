@@ -1,0 +1,31 @@
+package market_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hashgrid/hashgrid/market"
+	"github.com/hashgrid/hashgrid/postgres"
+	"github.com/hashgrid/hashgrid/postgres/pgtest"
+)
+
+// TestRestartPostgres runs market's RestartTest with the ledger and the market's
+// state in one PostgreSQL database, as `hashgrid market --postgres` keeps them: a
+// market killed without Shutdown comes back with its accounts, orders and balances,
+// and reconciles what the ledger holds beyond its last save.
+func TestRestartPostgres(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.FreshDatabase(t)
+	led, err := postgres.OpenLedger(ctx, url, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	market.RestartTest(t, led, func() market.StateStore {
+		s, err := postgres.OpenMarketState(ctx, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
