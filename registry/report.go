@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path"
@@ -589,6 +590,10 @@ type ReportFile struct {
 	PublicKey string          `json:"public_key"`
 	Entry     Entry           `json:"entry"`
 	Report    json.RawMessage `json:"report"`
+	// Anchor, once the log is anchored after the report, names the transaction that
+	// commits to it (see AttachAnchor). It is outside the signature: the chain vouches
+	// for it.
+	Anchor *Anchor `json:"anchor,omitempty"`
 }
 
 const reportFileFormat = "hashgrid-registry-report-file/1"
@@ -628,18 +633,50 @@ func SaveReport(dir string, f ReportFile, page []byte) (string, string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", fmt.Errorf("registry: %w", err)
 	}
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return "", "", fmt.Errorf("registry: %w", err)
-	}
 	base := filepath.Join(dir, fmt.Sprintf("report-%d", f.Entry.Seq))
-	if err := os.WriteFile(base+".json", append(b, '\n'), 0o644); err != nil {
-		return "", "", fmt.Errorf("registry: %w", err)
+	if err := writeReportFile(base+".json", f); err != nil {
+		return "", "", err
 	}
 	if err := os.WriteFile(base+".html", page, 0o644); err != nil {
 		return "", "", fmt.Errorf("registry: %w", err)
 	}
 	return base + ".json", base + ".html", nil
+}
+
+func writeReportFile(path string, f ReportFile) error {
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	// Through a temporary file, so that AttachAnchor never leaves half a report.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("registry: %w", err)
+	}
+	return nil
+}
+
+// MaxReportFileBytes bounds a report file read back.
+const MaxReportFileBytes = 256 << 20
+
+func readFileBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxReportFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	if len(b) > MaxReportFileBytes {
+		return nil, fmt.Errorf("registry: %s: larger than %d bytes", path, MaxReportFileBytes)
+	}
+	return b, nil
 }
 
 // ReportCheck is what VerifyReport found.
