@@ -33,7 +33,8 @@ verbs:
   import-pool          import the pool's shares from its SQLite store for a site and period
   revenue add          record revenue of a device group
   report               write a signed report (JSON and HTML) for a site and period
-  verify               check a log or a report offline
+  anchor               commit the log's head to the Bitcoin chain in a transaction
+  verify               check a log or a report offline, and its anchor against a node
 
 Run 'hashgrid registry <verb> -h' for a verb's flags.
 `
@@ -61,6 +62,7 @@ func registryVerbs() map[string]func(context.Context, []string, Env) error {
 		"import-pool":   regImportPool,
 		"revenue add":   regRevenueAdd,
 		"report":        regReport,
+		"anchor":        regAnchor,
 		"verify":        regVerify,
 	}
 }
@@ -550,6 +552,7 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 	report := fs.String("report", "", "report file (JSON) to check")
 	html := fs.String("html", "", "the report's HTML page to check against it")
 	pubHex := fs.String("pubkey", "", "operator's Ed25519 public key (hex) to pin")
+	nodeURL := fs.String("node", "", "node RPC URL http://USER:PASS@HOST:PORT: check the report's anchor (or, with only -log, the log's anchors) on its best chain")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -582,6 +585,9 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		fmt.Fprintln(env.Stdout)
 	}
 	if *report == "" {
+		if *nodeURL != "" {
+			return verifyAnchors(ctx, env, *nodeURL, nil, logBytes)
+		}
 		return nil
 	}
 	rb, err := readBounded(*report)
@@ -610,5 +616,8 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		fmt.Fprint(env.Stdout, " (key not pinned: pass -pubkey or -log to check who signed)")
 	}
 	fmt.Fprintln(env.Stdout)
+	if *nodeURL != "" {
+		return verifyAnchors(ctx, env, *nodeURL, rb, logBytes)
+	}
 	return nil
 }

@@ -1,0 +1,259 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/btcsuite/btcd/wire/v2"
+
+	"github.com/hashgrid/hashgrid/node"
+	"github.com/hashgrid/hashgrid/registry"
+)
+
+// anchorLookback is how many blocks below the tip an anchor run looks for its
+// transaction: a rerun after a crash between broadcast and record finds it there.
+const anchorLookback = 6
+
+// nodeChain checks anchors against one node's best chain.
+type nodeChain struct{ c *node.Client }
+
+func (n nodeChain) BlockHash(ctx context.Context, height int64) (chainhash.Hash, error) {
+	return n.c.BlockHash(ctx, height)
+}
+
+func (n nodeChain) Block(ctx context.Context, h chainhash.Hash) (*wire.MsgBlock, error) {
+	return fetchBlock(ctx, n.c, h)
+}
+
+// loadBTCKey reads a secp256k1 private key written as 64 hex digits.
+func loadBTCKey(path string) (*btcec.PrivateKey, error) {
+	b, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(raw) != 32 {
+		return nil, fmt.Errorf("%s: want a secp256k1 private key as 64 hex digits", path)
+	}
+	k, _ := btcec.PrivKeyFromBytes(raw)
+	return k, nil
+}
+
+func parseOutPoint(s string) (wire.OutPoint, error) {
+	txid, vout, ok := strings.Cut(s, ":")
+	h, err := chainhash.NewHashFromStr(txid)
+	n, nerr := strconv.ParseUint(vout, 10, 32)
+	if !ok || err != nil || len(txid) != 64 || nerr != nil {
+		return wire.OutPoint{}, fmt.Errorf("%w: -utxo %q: want TXID:VOUT", ErrUsage, s)
+	}
+	return wire.OutPoint{Hash: *h, Index: uint32(n)}, nil
+}
+
+// txOut is the part of gettxout an anchor needs.
+type txOut struct {
+	Value        float64 `json:"value"`
+	ScriptPubKey struct {
+		Hex string `json:"hex"`
+	} `json:"scriptPubKey"`
+}
+
+func fundingOutput(ctx context.Context, c *node.Client, op wire.OutPoint) (registry.Funding, error) {
+	var out *txOut
+	if err := c.Call(ctx, "gettxout", []any{op.Hash.String(), op.Index, true}, &out); err != nil {
+		return registry.Funding{}, fmt.Errorf("gettxout %s: %w", op, err)
+	}
+	if out == nil {
+		return registry.Funding{}, fmt.Errorf("gettxout %s: no such unspent output (spent, unconfirmed or never made)", op)
+	}
+	script, err := hex.DecodeString(out.ScriptPubKey.Hex)
+	if err != nil || out.Value <= 0 || out.Value > 21e6 {
+		return registry.Funding{}, fmt.Errorf("gettxout %s: malformed reply", op)
+	}
+	return registry.Funding{OutPoint: op, Value: int64(math.Round(out.Value * 1e8)), PkScript: script}, nil
+}
+
+func regAnchor(ctx context.Context, args []string, env Env) error {
+	fs := newFlagSet("registry anchor", env)
+	var rf regFlags
+	rf.add(fs, env)
+	nodeURL := fs.String("node", "", "node RPC URL http://USER:PASS@HOST:PORT to broadcast to and watch")
+	keyPath := fs.String("btc-key", "", "file holding the secp256k1 private key (64 hex digits) of the funding output")
+	utxo := fs.String("utxo", "", "funding output TXID:VOUT, a confirmed P2WPKH output of -btc-key; its change is the next anchor's funding")
+	fee := fs.Int64("fee", 1000, "fee in satoshis")
+	report := fs.String("report", "", "report file (JSON) to attach the anchor to")
+	wait := fs.Duration("wait", 2*time.Hour, "how long to wait for the transaction to be mined")
+	poll := fs.Duration("poll", 5*time.Second, "how often to look for new blocks")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := required("node", *nodeURL); err != nil {
+		return err
+	}
+	if *poll <= 0 || *wait <= 0 {
+		return fmt.Errorf("%w: -poll and -wait must be positive", ErrUsage)
+	}
+	r, err := rf.open(env)
+	if err != nil {
+		return err
+	}
+	attach := func(a registry.Anchor) error {
+		if *report == "" {
+			return nil
+		}
+		if err := registry.AttachAnchor(*report, a); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "attached to %s\n", *report)
+		return nil
+	}
+	// Idempotent: a head that is an anchor has nothing new to anchor.
+	if _, _, anchored := r.Head(); anchored {
+		st := r.State()
+		a := st.Anchors[len(st.Anchors)-1]
+		fmt.Fprintf(env.Stdout, "head already anchored: entry %d in block %d %s, tx %s:%d\n", a.HeadSeq, a.Height, a.Block, a.Txid, a.Vout)
+		return attach(a)
+	}
+	if err := required("btc-key", *keyPath, "utxo", *utxo); err != nil {
+		return err
+	}
+	op, err := parseOutPoint(*utxo)
+	if err != nil {
+		return err
+	}
+	key, err := loadBTCKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	c, err := node.NewClient(*nodeURL)
+	if err != nil {
+		return fmt.Errorf("%w: -node: %v", ErrUsage, err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, *wait)
+	defer cancel()
+
+	seq, head, _ := r.Head()
+	f, err := fundingOutput(ctx, c, op)
+	if err != nil {
+		return err
+	}
+	tx, err := registry.BuildAnchorTx(f, key, head, seq, *fee)
+	if err != nil {
+		return err
+	}
+	start, err := tipHeight(ctx, c)
+	if err != nil {
+		return err
+	}
+	var raw bytes.Buffer
+	if err := tx.Serialize(&raw); err != nil {
+		return err
+	}
+	txid := tx.TxHash()
+	var got string
+	err = c.Call(ctx, "sendrawtransaction", []any{hex.EncodeToString(raw.Bytes())}, &got)
+	var rpcErr *node.RPCError
+	switch {
+	case err == nil:
+	case errors.As(err, &rpcErr) && strings.Contains(strings.ToLower(rpcErr.Message), "already"):
+		// Sent by an earlier run: the same funding and head give the same transaction.
+	default:
+		return fmt.Errorf("sendrawtransaction: %w", err)
+	}
+	fmt.Fprintf(env.Stdout, "sent %s (%d bytes, %d vbytes, fee %d sat) committing to entry %d %s\n",
+		txid, tx.SerializeSize(), (tx.SerializeSizeStripped()*3+tx.SerializeSize()+3)/4, *fee, seq, head)
+
+	next := max(start-anchorLookback, 0)
+	for {
+		tip, err := tipHeight(ctx, c)
+		if err != nil {
+			return err
+		}
+		for ; next <= tip; next++ {
+			h, err := c.BlockHash(ctx, next)
+			if err != nil {
+				return err
+			}
+			blk, err := fetchBlock(ctx, c, h)
+			if err != nil {
+				return err
+			}
+			if a, ok := registry.FindAnchor(blk, next, txid); ok {
+				e, err := r.RecordAnchor(a)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(env.Stdout, "anchored entry %d in block %d %s, tx %s:%d; recorded as entry %d\nnext funding %s:1\n",
+					a.HeadSeq, a.Height, a.Block, a.Txid, a.Vout, e.Seq, a.Txid)
+				return attach(a)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("registry anchor: transaction %s not mined within %s (rerun to keep waiting)", txid, *wait)
+		case <-time.After(*poll):
+		}
+	}
+}
+
+func tipHeight(ctx context.Context, c *node.Client) (int64, error) {
+	best, err := c.BestBlockHash(ctx)
+	if err != nil {
+		return 0, err
+	}
+	hdr, err := c.BlockHeaderVerbose(ctx, best)
+	if err != nil {
+		return 0, err
+	}
+	return hdr.Height, nil
+}
+
+// verifyAnchors checks the report's anchor (or, with only a log, every anchor in the
+// log) on the node's best chain.
+func verifyAnchors(ctx context.Context, env Env, nodeURL string, report, logBytes []byte) error {
+	c, err := node.NewClient(nodeURL)
+	if err != nil {
+		return fmt.Errorf("%w: -node: %v", ErrUsage, err)
+	}
+	defer c.Close()
+	chain := nodeChain{c}
+	printAnchor := func(a registry.Anchor) error {
+		bh, _ := chainhash.NewHashFromStr(a.Block)
+		hdr, err := c.BlockHeaderVerbose(ctx, *bh)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "anchor ok: entries 1..%d (head %s) in block %d %s of %s, tx %s:%d, %d confirmations\n",
+			a.HeadSeq, a.HeadHash, a.Height, a.Block, time.Unix(hdr.Time, 0).UTC().Format(time.RFC3339), a.Txid, a.Vout, hdr.Confirmations)
+		return nil
+	}
+	if report != nil {
+		chk, err := registry.CheckReportAnchor(ctx, chain, report, logBytes)
+		if err != nil {
+			return err
+		}
+		return printAnchor(chk.Anchor)
+	}
+	as, err := registry.CheckLogAnchors(ctx, chain, logBytes, nil)
+	if err != nil {
+		return err
+	}
+	if len(as) == 0 {
+		return errors.New("registry verify: the log has no anchor entry")
+	}
+	for _, a := range as {
+		if err := printAnchor(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
