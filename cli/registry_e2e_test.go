@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -418,6 +421,228 @@ func TestRegistryEndToEnd(t *testing.T) {
 	t.Logf("shares: asic-a %d, gpu-b %d accepted; energy: asic-a %d Wh, gpu-b %d Wh in %d lines; discrepancies: %s; took %v",
 		wantShares["asic-a"].accepted, wantShares["gpu-b"].accepted, wantWh["asic-a"], wantWh["gpu-b"], countLines(t, energyPath),
 		strings.Join(codes, "; "), time.Since(began).Round(time.Millisecond))
+
+	// Anchored: the log's head in a transaction on the chain, and each rewrite the
+	// operator could sign with its own key caught against the node.
+	anchorEndToEnd(t, anchorCase{
+		btcd: btcd, dir: dir, regData: regData, report: jsonPath, badLog: badLog, pub: pub[1],
+		replay: func(forged string, pool registry.WorkSource) string {
+			fd, key := "-data="+forged, "-key="+filepath.Join(regData, "registry.key")
+			mustRun(t, "registry", "init", fd, key, "-operator=op1", "-name=West Texas Compute LLC", "-country=US")
+			mustRun(t, "registry", "site", "add", fd, key, "-id=west-1", "-operator=op1", "-location=Pecos County, TX", "-grid=Oncor 138 kV", "-capacity-kw=1000")
+			mustRun(t, "registry", "device", "add", fd, key, "-id=s19-rack1", "-site=west-1", "-group=asic-a", "-kind=asic", "-model=Antminer S19",
+				"-count=2", "-rated-w=3450", "-pool-address="+addrA, "-workers=rig-a*")
+			mustRun(t, "registry", "device", "add", fd, key, "-id=gpu-rack1", "-site=west-1", "-group=gpu-b", "-kind=gpu", "-model=8-GPU inference server",
+				"-count=2", "-rated-w=3450", "-gpus=8", "-pool-address="+addrB, "-workers=gpu-b*")
+			mustRun(t, "registry", "workload", "add", fd, key, "-site=west-1", "-group=asic-a", "-class=pow-mining", declared)
+			mustRun(t, "registry", "workload", "add", fd, key, "-site=west-1", "-group=gpu-b", "-class=ai-inference", declared)
+			mustRun(t, "registry", "import-energy", fd, key, "-file="+energyPath, "-site=west-1")
+			k, err := registry.LoadKey(filepath.Join(regData, "registry.key"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fr, err := registry.Open(registry.Config{Dir: forged, Key: k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fr.ImportPool(context.Background(), pool, "west-1", poolFrom, poolTo); err != nil {
+				t.Fatal(err)
+			}
+			out := mustRun(t, "registry", "report", fd, key, "-site=west-1", "-from="+from.Format(time.RFC3339), "-to="+to.Format(time.RFC3339), "-out="+filepath.Join(forged, "reports"))
+			m := regexp.MustCompile(`(?m)^(\S+\.json)$`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("forged report printed no file name:\n%s", out)
+			}
+			return m[1]
+		},
+		store: dbPath,
+	})
+}
+
+// anchorCase is what anchorEndToEnd needs from the end-to-end run before it.
+type anchorCase struct {
+	btcd    *regtest.Node
+	dir     string
+	regData string
+	report  string // the report file
+	badLog  string // the log with one byte changed
+	pub     string
+	store   string // the pool's SQLite store
+	// replay builds the log again in a new directory with the operator's key, the pool
+	// evidence taken from pool, and returns the new report file.
+	replay func(dir string, pool registry.WorkSource) string
+}
+
+// inflated multiplies every worker's accepted shares.
+type inflated struct {
+	src registry.WorkSource
+	k   uint64
+}
+
+func (f inflated) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.Worker, error) {
+	ws, err := f.src.WorkBetween(ctx, from, to)
+	for i := range ws {
+		ws[i].Accepted *= f.k
+	}
+	return ws, err
+}
+
+func anchorEndToEnd(t *testing.T, c anchorCase) {
+	t.Helper()
+	ctx := context.Background()
+	d := "-data=" + c.regData
+	nodeFlag := "-node=" + c.btcd.RPCURL()
+	logPath := filepath.Join(c.regData, registry.LogFile)
+	// Evidence arriving after the report: the anchor covers it too.
+	mustRun(t, "registry", "revenue", "add", d, "-site=west-1", "-group=asic-a", "-from=2026-01-01T00:00:00Z", "-to=2026-01-02T00:00:00Z", "-sat=1200", "-source=payout 1")
+
+	// Fund the anchor from a coinbase of the regtest chain: the block mined at start
+	// paid TestAddress; 100 more make it spendable.
+	if _, err := c.btcd.Client().Generate(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	h1, err := c.btcd.Client().BlockHash(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := fetchBlock(ctx, c.btcd.Client(), h1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	utxo := blk.Transactions[0].TxHash().String() + ":0"
+	keyFile := filepath.Join(c.dir, "anchor.key")
+	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(regtest.TestKey().Serialize())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		out, stderr string
+		err         error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		err := Run(ctx, []string{"registry", "anchor", d, nodeFlag, "-btc-key=" + keyFile, "-utxo=" + utxo, "-report=" + c.report, "-wait=60s", "-poll=100ms"},
+			func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+		done <- result{out.String(), errb.String(), err}
+	}()
+	// Mine the anchor once it is in the mempool.
+	var res result
+	mined := false
+	waitFor(t, 60*time.Second, "the anchor to be mined and recorded", func() bool {
+		select {
+		case res = <-done:
+			return true
+		default:
+		}
+		if !mined {
+			var pool []string
+			if err := c.btcd.Client().Call(ctx, "getrawmempool", nil, &pool); err != nil {
+				t.Fatal(err)
+			}
+			if len(pool) > 0 {
+				if _, err := c.btcd.Client().Generate(ctx, 1); err != nil {
+					t.Fatal(err)
+				}
+				mined = true
+			}
+		}
+		return false
+	})
+	if res.err != nil {
+		t.Fatalf("registry anchor: %v\n%s\n%s", res.err, res.out, res.stderr)
+	}
+	m := regexp.MustCompile(`anchored entry (\d+) in block (\d+) `).FindStringSubmatch(res.out)
+	if m == nil {
+		t.Fatalf("anchor printed no anchor:\n%s", res.out)
+	}
+	size := regexp.MustCompile(`\((\d+) bytes, (\d+) vbytes`).FindStringSubmatch(res.out)
+	t.Logf("anchor: %s", strings.ReplaceAll(strings.TrimSpace(res.out), "\n", "; "))
+	// A second run has nothing to anchor, and needs no funding.
+	if out := mustRun(t, "registry", "anchor", d, nodeFlag, "-report="+c.report); !strings.Contains(out, "head already anchored: entry "+m[1]) {
+		t.Errorf("second anchor run: %s", out)
+	}
+
+	// Verify against the node passes.
+	out := mustRun(t, "registry", "verify", "-log="+logPath, "-report="+c.report, "-pubkey="+c.pub, nodeFlag)
+	if !strings.Contains(out, "anchor ok: entries 1.."+m[1]) || !strings.Contains(out, "in block "+m[2]) {
+		t.Errorf("verify against the node: %s", out)
+	}
+	out = mustRun(t, "registry", "verify", "-log="+logPath, "-pubkey="+c.pub, nodeFlag)
+	if !strings.Contains(out, "anchor ok: entries 1.."+m[1]) {
+		t.Errorf("verify of the log's anchors: %s", out)
+	}
+	fails := func(what string, args ...string) string {
+		t.Helper()
+		_, stderr, err := runCLI(t, append([]string{"registry", "verify", "-report=" + c.report, nodeFlag}, args...)...)
+		if err == nil {
+			t.Errorf("%s: verify against the node passed", what)
+			return ""
+		}
+		return err.Error() + stderr
+	}
+	// An entry changed.
+	fails("an entry changed", "-log="+c.badLog)
+	// Entries removed from the end: the log cut before the anchored head still holds
+	// the report and verifies offline.
+	logBytes, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := bytes.SplitAfter(logBytes, []byte("\n"))
+	short := filepath.Join(c.dir, "short.jsonl")
+	if err := os.WriteFile(short, bytes.Join(lines[:n-1], nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "registry", "verify", "-log="+short, "-report="+c.report, "-pubkey="+c.pub)
+	if msg := fails("entries removed from the end", "-log="+short); !strings.Contains(msg, "removed from the end") {
+		t.Errorf("entries removed from the end: %s", msg)
+	}
+	// The whole log regenerated with the same key, and regenerated with the pool's
+	// share counts inflated: each verifies offline with the real anchor attached, and
+	// fails against the node.
+	store, err := sqlite.OpenReadOnly(c.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, k := range []uint64{1, 3} {
+		forged := filepath.Join(c.dir, fmt.Sprintf("forged-%d", k))
+		rep := c.replay(forged, inflated{store, k})
+		mustRun(t, "registry", "revenue", "add", "-data="+forged, "-key="+filepath.Join(c.regData, "registry.key"),
+			"-site=west-1", "-group=asic-a", "-from=2026-01-01T00:00:00Z", "-to=2026-01-02T00:00:00Z", "-sat=1200", "-source=payout 1")
+		var f registry.ReportFile
+		raw, err := os.ReadFile(c.report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &f); err != nil || f.Anchor == nil {
+			t.Fatalf("report file has no anchor: %v", err)
+		}
+		if err := registry.AttachAnchor(rep, *f.Anchor); err != nil {
+			t.Fatal(err)
+		}
+		forgedLog := "-log=" + filepath.Join(forged, registry.LogFile)
+		mustRun(t, "registry", "verify", forgedLog, "-report="+rep, "-pubkey="+c.pub)
+		_, stderr, err := runCLI(t, "registry", "verify", forgedLog, "-report="+rep, "-pubkey="+c.pub, nodeFlag)
+		if err == nil || !strings.Contains(err.Error(), "regenerated after the anchor") {
+			t.Errorf("log regenerated (shares ×%d): verify against the node: %v %s", k, err, stderr)
+		}
+		if k > 1 {
+			var rf registry.ReportFile
+			rb, _ := os.ReadFile(rep)
+			json.Unmarshal(rb, &rf)
+			var fr, orig registry.Report
+			json.Unmarshal(rf.Report, &fr)
+			json.Unmarshal(f.Report, &orig)
+			if fr.Groups[0].Accepted != k*orig.Groups[0].Accepted || fr.Groups[0].Accepted == 0 {
+				t.Errorf("forged report: %d accepted shares in %s, original %d; want ×%d", fr.Groups[0].Accepted, fr.Groups[0].Group, orig.Groups[0].Accepted, k)
+			}
+		}
+	}
+	if size != nil {
+		t.Logf("anchor transaction: %s bytes, %s vbytes; OP_RETURN script %d bytes", size[1], size[2], registry.AnchorScriptSize)
+	}
 }
 
 // countLines returns the number of complete lines in path.
