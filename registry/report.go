@@ -91,7 +91,18 @@ type GroupReport struct {
 	RevenueSat         int64      `json:"revenue_sat"`
 	RevenueMicroUSD    int64      `json:"revenue_micro_usd"`
 	MeasuredAs         []string   `json:"measured_as"` // kinds of activity the evidence shows
-	work               hashgrid.Work
+	// ShareCommitments are the pool entries' commitments to this group's accepted
+	// shares, one per snapshot in the period that has them.
+	ShareCommitments []ShareCommitment `json:"share_commitments,omitempty"`
+	work             hashgrid.Work
+}
+
+// ShareCommitment is one pool entry's commitment to a group's shares.
+type ShareCommitment struct {
+	Entry uint64    `json:"entry"`
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
+	PoolGroupShares
 }
 
 // SiteEnergy compares the site meters with the sum of the groups.
@@ -319,6 +330,7 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 		}
 		seq := seqOf[poolKey(p)]
 		used[seq] = true
+		summed := map[string]uint64{}
 		for _, w := range p.Workers {
 			gs := s.workerGroups(site, w)
 			name := w.Address + "." + w.Name
@@ -332,6 +344,7 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 				flag(SeverityWarning, "ambiguous_pool_worker", gs[0], fmt.Sprintf("pool worker %s matches devices of groups %s; counted in %s", name, strings.Join(gs, ", "), gs[0]))
 			}
 			g := gs[0]
+			summed[g] += w.Accepted
 			gr := group(g)
 			gr.Accepted += w.Accepted
 			gr.Rejected += w.Rejected
@@ -348,6 +361,30 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 					fmt.Sprintf("group %s (%s) submitted proof-of-work shares", g, why),
 					fmt.Sprintf("pool entry %d (%s..%s): worker %s, %d accepted, %d rejected shares, %s hashes", seq,
 						p.From.Format(time.RFC3339), p.To.Format(time.RFC3339), name, w.Accepted, w.Rejected, w.Work.Big().String()))
+			}
+		}
+		if len(p.Groups) > 0 {
+			committed := map[string]uint64{}
+			for _, c := range p.Groups {
+				committed[c.Group] = c.Accepted
+				gr := group(c.Group)
+				gr.ShareCommitments = append(gr.ShareCommitments, ShareCommitment{Entry: seq, From: p.From, To: p.To, PoolGroupShares: c})
+			}
+			var gs []string
+			for g := range summed {
+				gs = append(gs, g)
+			}
+			for g := range committed {
+				if _, ok := summed[g]; !ok {
+					gs = append(gs, g)
+				}
+			}
+			sort.Strings(gs)
+			for _, g := range gs {
+				if summed[g] != committed[g] {
+					flag(SeverityWarning, "pool_share_count_mismatch", g, fmt.Sprintf("group %s: the pool's worker counts and its listed shares disagree", g),
+						fmt.Sprintf("pool entry %d (%s..%s): workers %d accepted, %d accepted shares listed", seq, p.From.Format(time.RFC3339), p.To.Format(time.RFC3339), summed[g], committed[g]))
+				}
 			}
 		}
 	}
