@@ -21,6 +21,7 @@ import (
 	"github.com/hashgrid/hashgrid/api"
 	"github.com/hashgrid/hashgrid/miner"
 	"github.com/hashgrid/hashgrid/node/regtest"
+	"github.com/hashgrid/hashgrid/payout"
 	"github.com/hashgrid/hashgrid/power"
 	"github.com/hashgrid/hashgrid/power/controller"
 	"github.com/hashgrid/hashgrid/power/ercot"
@@ -166,6 +167,11 @@ func TestRegistryEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	storeWorkers, err := store.WorkBetween(context.Background(), poolFrom, poolTo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The accepted shares themselves, for the groups' Merkle roots.
+	storeShares, err := store.Shares(context.Background(), 0, 1<<62, 1_000_000)
 	store.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -342,6 +348,28 @@ func TestRegistryEndToEnd(t *testing.T) {
 		t.Errorf("by class: energy %v, shares %v; want the groups' figures under their declared classes", classWh, classShares)
 	}
 
+	// Each group's shares committed by a Merkle root, as the PPLNS window builds its
+	// own, over the store's accepted shares of the group's worker in the pool period.
+	wantLeaves := map[string][]payout.Hash32{}
+	for _, sh := range storeShares {
+		if sh.Time.Before(poolFrom) || !sh.Time.Before(poolTo) {
+			continue
+		}
+		g := map[string]string{addrA + ".rig-a1": "asic-a", addrB + ".gpu-b1": "gpu-b"}[sh.Address+"."+sh.Worker]
+		wantLeaves[g] = append(wantLeaves[g], registry.ShareLeaf(sh))
+	}
+	for _, gr := range rep.Groups {
+		leaves := wantLeaves[gr.Group]
+		if len(gr.ShareCommitments) != 1 {
+			t.Errorf("group %s: %d share commitments, want 1", gr.Group, len(gr.ShareCommitments))
+			continue
+		}
+		c := gr.ShareCommitments[0]
+		if c.Accepted != uint64(len(leaves)) || c.Accepted != wantShares[gr.Group].accepted || c.Root != payout.MerkleRoot(leaves).String() {
+			t.Errorf("group %s: committed %d shares, root %s; store lists %d (summaries %d)", gr.Group, c.Accepted, c.Root, len(leaves), wantShares[gr.Group].accepted)
+		}
+	}
+
 	// The planted discrepancy: the AI inference group mines, by the pool's shares and by
 	// the controller's hashrate; the mining group is not flagged for mining.
 	flagged := map[string]bool{}
@@ -356,7 +384,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 			t.Errorf("not flagged: %s; discrepancies: %+v", want, rep.Discrepancies)
 		}
 	}
-	for _, notWant := range []string{"pow_shares_undeclared asic-a", "controller_hashrate_undeclared asic-a"} {
+	for _, notWant := range []string{"pow_shares_undeclared asic-a", "controller_hashrate_undeclared asic-a", "pool_share_count_mismatch asic-a", "pool_share_count_mismatch gpu-b"} {
 		if flagged[notWant] {
 			t.Errorf("flagged %s, which is declared as PoW mining", notWant)
 		}
