@@ -567,17 +567,16 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		}
 		pin = k
 	}
-	var logBytes []byte
+	var log *registry.Log
 	if *logPath != "" {
 		b, err := readBounded(*logPath)
 		if err != nil {
 			return err
 		}
-		sum, err := registry.VerifyLog(bytes.NewReader(b), pin)
-		if err != nil {
+		if log, err = registry.ReadLog(bytes.NewReader(b), pin); err != nil {
 			return err
 		}
-		logBytes = b
+		sum := log.Summary()
 		fmt.Fprintf(env.Stdout, "log ok: %d entries, head %d %s, key %x", sum.Entries, sum.HeadSeq, sum.HeadHash, sum.PublicKey)
 		if pin == nil {
 			fmt.Fprint(env.Stdout, " (not pinned: pass -pubkey to check who signed)")
@@ -586,7 +585,7 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 	}
 	if *report == "" {
 		if *nodeURL != "" {
-			return verifyAnchors(ctx, env, *nodeURL, nil, logBytes)
+			return verifyAnchors(ctx, env, *nodeURL, nil, log)
 		}
 		return nil
 	}
@@ -600,7 +599,7 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 	}
-	chk, err := registry.VerifyReport(rb, pin, hb, logBytes)
+	chk, err := registry.VerifyReportIn(rb, pin, hb, log)
 	if err != nil {
 		return err
 	}
@@ -617,7 +616,7 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprintln(env.Stdout)
 	if *nodeURL != "" {
-		return verifyAnchors(ctx, env, *nodeURL, rb, logBytes)
+		return verifyAnchors(ctx, env, *nodeURL, rb, log)
 	}
 	return nil
 }

@@ -219,7 +219,7 @@ func tipHeight(ctx context.Context, c *node.Client) (int64, error) {
 
 // verifyAnchors checks the report's anchor (or, with only a log, every anchor in the
 // log) on the node's best chain.
-func verifyAnchors(ctx context.Context, env Env, nodeURL string, report, logBytes []byte) error {
+func verifyAnchors(ctx context.Context, env Env, nodeURL string, report []byte, log *registry.Log) error {
 	c, err := node.NewClient(nodeURL)
 	if err != nil {
 		return fmt.Errorf("%w: -node: %v", ErrUsage, err)
@@ -237,13 +237,16 @@ func verifyAnchors(ctx context.Context, env Env, nodeURL string, report, logByte
 		return nil
 	}
 	if report != nil {
-		chk, err := registry.CheckReportAnchor(ctx, chain, report, logBytes)
+		chk, err := registry.CheckReportAnchorIn(ctx, chain, report, log)
 		if err != nil {
 			return err
 		}
 		return printAnchor(chk.Anchor)
 	}
-	as, err := registry.CheckLogAnchors(ctx, chain, logBytes, nil)
+	if log == nil {
+		return fmt.Errorf("%w: -node needs -log or -report", ErrUsage)
+	}
+	as, err := registry.CheckLogAnchors(ctx, chain, log)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -265,6 +264,18 @@ type AnchorCheck struct {
 // block's height and time bound when the log existed; the auditor judges whether that
 // is soon enough after the report's period.
 func CheckReportAnchor(ctx context.Context, c Chain, file []byte, logFile []byte) (AnchorCheck, error) {
+	var l *Log
+	if logFile != nil {
+		var err error
+		if l, err = ReadLog(bytes.NewReader(logFile), nil); err != nil {
+			return AnchorCheck{}, fmt.Errorf("registry: log: %w", err)
+		}
+	}
+	return CheckReportAnchorIn(ctx, c, file, l)
+}
+
+// CheckReportAnchorIn is CheckReportAnchor against a log already read; l may be nil.
+func CheckReportAnchorIn(ctx context.Context, c Chain, file []byte, l *Log) (AnchorCheck, error) {
 	var f ReportFile
 	if err := json.Unmarshal(file, &f); err != nil {
 		return AnchorCheck{}, fmt.Errorf("registry: report file: %w", err)
@@ -280,14 +291,11 @@ func CheckReportAnchor(ctx context.Context, c Chain, file []byte, logFile []byte
 		return bad(fmt.Sprintf("anchors entry %d, before the report's entry %d", a.HeadSeq, f.Entry.Seq))
 	case a.HeadSeq == f.Entry.Seq && a.HeadHash != f.Entry.Hash:
 		return bad(fmt.Sprintf("the report's entry %d has hash %s, the chain holds %s (report re-signed or log rewritten after the anchor)", f.Entry.Seq, f.Entry.Hash, a.HeadHash))
-	case a.HeadSeq > f.Entry.Seq && logFile == nil:
+	case a.HeadSeq > f.Entry.Seq && l == nil:
 		return bad(fmt.Sprintf("anchors entry %d, after the report's entry %d: pass the log to link them", a.HeadSeq, f.Entry.Seq))
 	}
-	if logFile != nil {
-		es, _, err := readLog(bytes.NewReader(logFile), nil)
-		if err != nil {
-			return AnchorCheck{}, fmt.Errorf("registry: log: %w", err)
-		}
+	if l != nil {
+		es := l.Entries
 		chk.LogLen = len(es)
 		if uint64(len(es)) < a.HeadSeq {
 			return bad(fmt.Sprintf("the log ends at entry %d; the chain holds a log of %d entries (entries removed from the end)", len(es), a.HeadSeq))
@@ -308,11 +316,8 @@ func CheckReportAnchor(ctx context.Context, c Chain, file []byte, logFile []byte
 // CheckLogAnchors checks every anchor entry of a log on the chain and against the log.
 // Entries removed from the end together with the anchors after them cannot be seen this
 // way; a report carries its anchor for that.
-func CheckLogAnchors(ctx context.Context, c Chain, logFile []byte, pin ed25519.PublicKey) ([]Anchor, error) {
-	es, _, err := readLog(bytes.NewReader(logFile), pin)
-	if err != nil {
-		return nil, err
-	}
+func CheckLogAnchors(ctx context.Context, c Chain, l *Log) ([]Anchor, error) {
+	es := l.Entries
 	var out []Anchor
 	for _, e := range es {
 		if e.Kind != kindAnchor {

@@ -181,12 +181,17 @@ func anchoredReport(tb testing.TB, c *memChain) (r *Registry, cfg Config, report
 	return r, cfg, reportFile, log, a
 }
 
-// verifyAnchored is what 'hashgrid registry verify -report -log -node' does.
+// verifyAnchored is what 'hashgrid registry verify -report -log -node' does: read the
+// log once, check the report against it, and the anchor against it and the chain.
 func verifyAnchored(c Chain, file, log []byte) error {
-	if _, err := VerifyReport(file, pub(), nil, log); err != nil {
+	l, err := ReadLog(bytes.NewReader(log), pub())
+	if err != nil {
 		return err
 	}
-	_, err := CheckReportAnchor(context.Background(), c, file, log)
+	if _, err := VerifyReportIn(file, pub(), nil, l); err != nil {
+		return err
+	}
+	_, err = CheckReportAnchorIn(context.Background(), c, file, l)
 	return err
 }
 
@@ -211,7 +216,11 @@ func TestReportAnchor(t *testing.T) {
 	if _, _, anchored := r.Head(); !anchored {
 		t.Error("head after an anchor entry is not reported as anchored")
 	}
-	got, err := CheckLogAnchors(context.Background(), c, log, pub())
+	l, err := ReadLog(bytes.NewReader(log), pub())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := CheckLogAnchors(context.Background(), c, l)
 	if err != nil || len(got) != 1 || got[0] != a {
 		t.Errorf("log anchors: got %+v, %v; want %+v", got, err, a)
 	}

@@ -734,6 +734,18 @@ type ReportCheck struct {
 // log's, else the one the file carries (then KeyPinned is false: the file is only shown
 // to be self-consistent). A failure is a *ChainError naming the report's entry.
 func VerifyReport(file []byte, pin ed25519.PublicKey, html []byte, logFile []byte) (ReportCheck, error) {
+	var l *Log
+	if logFile != nil {
+		var err error
+		if l, err = ReadLog(bytes.NewReader(logFile), pin); err != nil {
+			return ReportCheck{}, fmt.Errorf("registry: log: %w", err)
+		}
+	}
+	return VerifyReportIn(file, pin, html, l)
+}
+
+// VerifyReportIn is VerifyReport against a log already read; l may be nil.
+func VerifyReportIn(file []byte, pin ed25519.PublicKey, html []byte, l *Log) (ReportCheck, error) {
 	var f ReportFile
 	dec := json.NewDecoder(bytes.NewReader(file))
 	dec.DisallowUnknownFields()
@@ -749,12 +761,11 @@ func VerifyReport(file []byte, pin ed25519.PublicKey, html []byte, logFile []byt
 	chk := ReportCheck{Seq: f.Entry.Seq}
 	var logEntries []Entry
 	switch {
-	case logFile != nil:
-		es, pub, err := readLog(bytes.NewReader(logFile), pin)
-		if err != nil {
-			return ReportCheck{}, fmt.Errorf("registry: log: %w", err)
+	case l != nil:
+		if pin != nil && !l.PublicKey.Equal(pin) {
+			return bad("the log's key differs from the pinned key")
 		}
-		logEntries, chk.PublicKey, chk.KeyPinned = es, pub, true
+		logEntries, chk.PublicKey, chk.KeyPinned = l.Entries, l.PublicKey, true
 	case pin != nil:
 		chk.PublicKey, chk.KeyPinned = pin, true
 	default:
