@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -241,7 +242,10 @@ func verifyAnchors(ctx context.Context, env Env, nodeURL string, report []byte, 
 		if err != nil {
 			return err
 		}
-		return printAnchor(chk.Anchor)
+		if err := printAnchor(chk.Anchor); err != nil {
+			return err
+		}
+		return checkFoundBlocks(ctx, env, c, report)
 	}
 	if log == nil {
 		return fmt.Errorf("%w: -node needs -log or -report", ErrUsage)
@@ -258,5 +262,40 @@ func verifyAnchors(ctx context.Context, env Env, nodeURL string, report []byte, 
 			return err
 		}
 	}
+	return nil
+}
+
+// checkFoundBlocks says how many of the blocks the report's pool evidence names are on
+// the node's best chain. One off it is not an error: a pool's block can lose a race.
+func checkFoundBlocks(ctx context.Context, env Env, c *node.Client, report []byte) error {
+	var f registry.ReportFile
+	if err := json.Unmarshal(report, &f); err != nil {
+		return err
+	}
+	var rep registry.Report
+	if err := json.Unmarshal(f.Report, &rep); err != nil {
+		return err
+	}
+	total, onChain := 0, 0
+	for _, g := range rep.Groups {
+		for _, sc := range g.ShareCommitments {
+			for _, b := range sc.Blocks {
+				total++
+				h, err := c.BlockHash(ctx, b.Height)
+				var rpcErr *node.RPCError
+				switch {
+				case errors.As(err, &rpcErr):
+				case err != nil:
+					return err
+				case h.String() == b.Hash:
+					onChain++
+				}
+				if h.String() != b.Hash {
+					fmt.Fprintf(env.Stdout, "block %d %s of group %s is not on the best chain\n", b.Height, b.Hash, g.Group)
+				}
+			}
+		}
+	}
+	fmt.Fprintf(env.Stdout, "blocks found by the site's groups: %d, on the best chain: %d\n", total, onChain)
 	return nil
 }

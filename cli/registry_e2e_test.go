@@ -351,12 +351,16 @@ func TestRegistryEndToEnd(t *testing.T) {
 	// Each group's shares committed by a Merkle root, as the PPLNS window builds its
 	// own, over the store's accepted shares of the group's worker in the pool period.
 	wantLeaves := map[string][]payout.Hash32{}
+	wantBlocks := map[string]int{}
 	for _, sh := range storeShares {
 		if sh.Time.Before(poolFrom) || !sh.Time.Before(poolTo) {
 			continue
 		}
 		g := map[string]string{addrA + ".rig-a1": "asic-a", addrB + ".gpu-b1": "gpu-b"}[sh.Address+"."+sh.Worker]
 		wantLeaves[g] = append(wantLeaves[g], registry.ShareLeaf(sh))
+		if sh.Block {
+			wantBlocks[g]++
+		}
 	}
 	for _, gr := range rep.Groups {
 		leaves := wantLeaves[gr.Group]
@@ -367,6 +371,9 @@ func TestRegistryEndToEnd(t *testing.T) {
 		c := gr.ShareCommitments[0]
 		if c.Accepted != uint64(len(leaves)) || c.Accepted != wantShares[gr.Group].accepted || c.Root != payout.MerkleRoot(leaves).String() {
 			t.Errorf("group %s: committed %d shares, root %s; store lists %d (summaries %d)", gr.Group, c.Accepted, c.Root, len(leaves), wantShares[gr.Group].accepted)
+		}
+		if len(c.Blocks) != wantBlocks[gr.Group] {
+			t.Errorf("group %s: %d blocks found in the commitment, store has %d", gr.Group, len(c.Blocks), wantBlocks[gr.Group])
 		}
 	}
 
@@ -453,7 +460,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	// Anchored: the log's head in a transaction on the chain, and each rewrite the
 	// operator could sign with its own key caught against the node.
 	anchorEndToEnd(t, anchorCase{
-		btcd: btcd, dir: dir, regData: regData, report: jsonPath, badLog: badLog, pub: pub[1],
+		blocks: wantBlocks["asic-a"] + wantBlocks["gpu-b"], btcd: btcd, dir: dir, regData: regData, report: jsonPath, badLog: badLog, pub: pub[1],
 		replay: func(forged string, pool registry.WorkSource) string {
 			fd, key := "-data="+forged, "-key="+filepath.Join(regData, "registry.key")
 			mustRun(t, "registry", "init", fd, key, "-operator=op1", "-name=West Texas Compute LLC", "-country=US")
@@ -496,6 +503,7 @@ type anchorCase struct {
 	badLog  string // the log with one byte changed
 	pub     string
 	store   string // the pool's SQLite store
+	blocks  int    // blocks the site's workers found
 	// replay builds the log again in a new directory with the operator's key, the pool
 	// evidence taken from pool, and returns the new report file.
 	replay func(dir string, pool registry.WorkSource) string
@@ -592,6 +600,9 @@ func anchorEndToEnd(t *testing.T, c anchorCase) {
 
 	// Verify against the node passes.
 	out := mustRun(t, "registry", "verify", "-log="+logPath, "-report="+c.report, "-pubkey="+c.pub, nodeFlag)
+	if !strings.Contains(out, fmt.Sprintf("blocks found by the site's groups: %d, on the best chain: %d\n", c.blocks, c.blocks)) {
+		t.Errorf("verify against the node did not count the %d blocks found: %s", c.blocks, out)
+	}
 	if !strings.Contains(out, "anchor ok: entries 1.."+m[1]) || !strings.Contains(out, "in block "+m[2]) {
 		t.Errorf("verify against the node: %s", out)
 	}

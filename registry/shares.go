@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/btcsuite/btcd/chainhash/v2"
+
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/payout"
 )
@@ -31,6 +33,14 @@ type PoolGroupShares struct {
 	FirstSeq uint64        `json:"first_seq"`
 	LastSeq  uint64        `json:"last_seq"`
 	Root     string        `json:"share_root"`
+	// Blocks are the group's shares that met the network target: blocks it found.
+	Blocks []FoundBlock `json:"blocks,omitempty"`
+}
+
+// FoundBlock is a block a group's share made, by height and hash (RPC hex).
+type FoundBlock struct {
+	Height int64  `json:"height"`
+	Hash   string `json:"hash"`
 }
 
 // sharePage is how many shares one Shares call returns.
@@ -111,6 +121,9 @@ func groupShares(ctx context.Context, l ShareLister, from, to time.Time, group f
 			a.Work = a.Work.Add(s.Diff)
 			a.LastSeq = s.Seq
 			a.leaves = append(a.leaves, ShareLeaf(s))
+			if s.Block {
+				a.Blocks = append(a.Blocks, FoundBlock{Height: s.Height, Hash: chainhash.Hash(s.Hash).String()})
+			}
 		}
 		if !ss[len(ss)-1].Time.Before(to.Add(shareSlack)) {
 			break

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/chainhash/v2"
+
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/payout"
 )
@@ -53,8 +55,11 @@ func TestPoolShareCommitments(t *testing.T) {
 	r, _ := newRegistry(t)
 	buildSite(t, r)
 	rack, gpu, other := [2]string{minerAddr, "rack1-01"}, [2]string{minerAddr, "gpu-07"}, [2]string{otherAddr, "x"}
-	// Shares from an hour before the period to an hour after it.
+	// Shares from an hour before the period to an hour after it; one of the rack's in
+	// the period found a block.
 	all := sharesFor(t0.Add(-time.Hour), 2400, rack, gpu, other)
+	blockAt := 3600 + 1200 // 20 minutes into the period; every third share is the rack's
+	all[blockAt].Block, all[blockAt].Height = true, 812345
 	var want = map[string][]payout.Hash32{}
 	counts := map[string]uint64{}
 	for _, s := range all {
@@ -85,6 +90,9 @@ func TestPoolShareCommitments(t *testing.T) {
 		if g.Accepted != uint64(len(leaves)) || g.Root != payout.MerkleRoot(leaves).String() || g.Work != diffWork(g.Accepted, 65536) {
 			t.Errorf("group %s: %d shares, root %s; want %d, root %s", g.Group, g.Accepted, g.Root, len(leaves), payout.MerkleRoot(append([]payout.Hash32(nil), leaves...)))
 		}
+	}
+	if b := snap.Groups[1].Blocks; len(b) != 1 || b[0].Height != 812345 || b[0].Hash != chainhash.Hash(all[blockAt].Hash).String() || snap.Groups[0].Blocks != nil {
+		t.Errorf("blocks found: miners %+v, inference %+v; want the one block of share %d in miners", b, snap.Groups[0].Blocks, all[blockAt].Seq)
 	}
 	_, rep, _, err := r.Report("s1", t0, t0.Add(time.Hour))
 	if err != nil {
