@@ -24,6 +24,12 @@
 // after the pool's next find, and on btcd regtest, which has no wallet, a test funds
 // it from a coinbase of generate. Its cost is the fee of a transaction of about 170
 // vbytes per anchor.
+//
+// Pool evidence read from a store that lists its shares (ShareLister) also commits, per
+// device group and period, to the accepted shares themselves: their number, total
+// difficulty, the blocks they found, and a Merkle root built as the PPLNS window builds
+// its own (payout's leaves and tree), so that whoever holds the shares can recompute it.
+// An anchor covers those roots like every other entry.
 package registry
 
 import (
