@@ -133,4 +133,35 @@ func TestRegistryCommand(t *testing.T) {
 	if _, _, err := runCLI(t, "registry", "frobnicate"); ExitCode(err) != 2 {
 		t.Errorf("unknown verb: exit %d, want 2", ExitCode(err))
 	}
+
+	// anchor refuses what it cannot use before it touches a node: a misread flag
+	// must not send a transaction.
+	keyFile := filepath.Join(dir, "btc.key")
+	os.WriteFile(keyFile, []byte(strings.Repeat("11", 32)+"\n"), 0o600)
+	node := "-node=http://u:p@127.0.0.1:1"
+	utxo := "-utxo=" + strings.Repeat("ab", 32) + ":1"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{d, "-btc-key=" + keyFile, utxo}, "-node is required"},
+		{[]string{d, node, utxo}, "-btc-key is required"},
+		{[]string{d, node, "-btc-key=" + keyFile}, "-utxo is required"},
+		{[]string{d, node, "-btc-key=" + keyFile, "-utxo=abc:1"}, "want TXID:VOUT"},
+		{[]string{d, node, "-btc-key=" + keyFile, "-utxo=" + strings.Repeat("ab", 32)}, "want TXID:VOUT"},
+	} {
+		_, _, err := runCLI(t, append([]string{"registry", "anchor"}, tc.args...)...)
+		if ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("anchor %v: got %v (exit %d), want a usage error ...%s...", tc.args, err, ExitCode(err), tc.want)
+		}
+	}
+	badKey := filepath.Join(dir, "bad.key")
+	os.WriteFile(badKey, []byte("not hex\n"), 0o600)
+	if _, _, err := runCLI(t, "registry", "anchor", d, node, "-btc-key="+badKey, utxo); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
+		t.Errorf("anchor with a malformed key: %v", err)
+	}
+	// A report without an anchor fails verify against a node, before any call to it.
+	if _, _, err := runCLI(t, "registry", "verify", "-report="+rj, "-pubkey="+pub, node); err == nil || !strings.Contains(err.Error(), "no anchor") {
+		t.Errorf("verify -node of a report with no anchor: %v", err)
+	}
 }
