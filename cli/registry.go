@@ -553,6 +553,7 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 	html := fs.String("html", "", "the report's HTML page to check against it")
 	pubHex := fs.String("pubkey", "", "operator's Ed25519 public key (hex) to pin")
 	nodeURL := fs.String("node", "", "node RPC URL http://USER:PASS@HOST:PORT: check the report's anchor (or, with only -log, the log's anchors) on its best chain")
+	chainFile := fs.String("chain", "", `instead of -node, blocks saved from a block explorer you trust: JSON {"blocks":[{"height":N,"hex":"RAW BLOCK"}]}`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -584,10 +585,7 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		fmt.Fprintln(env.Stdout)
 	}
 	if *report == "" {
-		if *nodeURL != "" {
-			return verifyAnchors(ctx, env, *nodeURL, nil, log)
-		}
-		return nil
+		return verifyAnchorsOn(ctx, env, *nodeURL, *chainFile, nil, log)
 	}
 	rb, err := readBounded(*report)
 	if err != nil {
@@ -615,8 +613,21 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		fmt.Fprint(env.Stdout, " (key not pinned: pass -pubkey or -log to check who signed)")
 	}
 	fmt.Fprintln(env.Stdout)
-	if *nodeURL != "" {
-		return verifyAnchors(ctx, env, *nodeURL, rb, log)
+	return verifyAnchorsOn(ctx, env, *nodeURL, *chainFile, rb, log)
+}
+
+// verifyAnchorsOn checks anchors when -node or -chain is given.
+func verifyAnchorsOn(ctx context.Context, env Env, nodeURL, chainFile string, report []byte, log *registry.Log) error {
+	if nodeURL == "" && chainFile == "" {
+		return nil
 	}
-	return nil
+	if nodeURL != "" && chainFile != "" {
+		return fmt.Errorf("%w: -node and -chain: give one", ErrUsage)
+	}
+	chain, closeChain, err := openAnchorChain(nodeURL, chainFile)
+	if err != nil {
+		return err
+	}
+	defer closeChain()
+	return verifyAnchors(ctx, env, chain, report, log)
 }

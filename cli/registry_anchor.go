@@ -218,23 +218,120 @@ func tipHeight(ctx context.Context, c *node.Client) (int64, error) {
 	return hdr.Height, nil
 }
 
-// verifyAnchors checks the report's anchor (or, with only a log, every anchor in the
-// log) on the node's best chain.
-func verifyAnchors(ctx context.Context, env Env, nodeURL string, report []byte, log *registry.Log) error {
+// anchorChain is where verify checks anchors: a node, or blocks saved to a file.
+type anchorChain interface {
+	registry.Chain
+	// when says when the block was mined and how deep it is, for the auditor to judge.
+	when(ctx context.Context, h chainhash.Hash) (string, error)
+}
+
+func (n nodeChain) when(ctx context.Context, h chainhash.Hash) (string, error) {
+	hdr, err := n.c.BlockHeaderVerbose(ctx, h)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("of %s, %d confirmations", time.Unix(hdr.Time, 0).UTC().Format(time.RFC3339), hdr.Confirmations), nil
+}
+
+// errNotInFile is a height or block a chain file does not hold.
+var errNotInFile = errors.New("not in the chain file")
+
+// MaxChainFileBytes bounds a chain file: a few full blocks.
+const MaxChainFileBytes = 64 << 20
+
+// fileChain is a best chain as an auditor saved it from a block explorer or a node it
+// trusts: JSON {"blocks":[{"height":N,"hex":"RAW BLOCK"}]}, each block's raw bytes in hex
+// (a block explorer's /block/HASH/raw, hex-encoded). The file is the auditor's word
+// that these blocks are on the best chain at those heights; the transactions and the
+// commitment in them are checked as against a node.
+type fileChain struct {
+	path   string
+	blocks map[int64]*wire.MsgBlock
+}
+
+func loadChainFile(path string) (*fileChain, error) {
+	b, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxChainFileBytes {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxChainFileBytes)
+	}
+	var j struct {
+		Blocks []struct {
+			Height int64  `json:"height"`
+			Hex    string `json:"hex"`
+		} `json:"blocks"`
+	}
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	fc := &fileChain{path: path, blocks: map[int64]*wire.MsgBlock{}}
+	for i, e := range j.Blocks {
+		raw, err := hex.DecodeString(strings.TrimSpace(e.Hex))
+		if err != nil {
+			return nil, fmt.Errorf("%s: block %d: %w", path, i, err)
+		}
+		var blk wire.MsgBlock
+		if err := blk.Deserialize(bytes.NewReader(raw)); err != nil {
+			return nil, fmt.Errorf("%s: block %d: %w", path, i, err)
+		}
+		if _, dup := fc.blocks[e.Height]; dup || e.Height < 0 {
+			return nil, fmt.Errorf("%s: height %d given twice or negative", path, e.Height)
+		}
+		fc.blocks[e.Height] = &blk
+	}
+	return fc, nil
+}
+
+func (f *fileChain) BlockHash(ctx context.Context, height int64) (chainhash.Hash, error) {
+	if b := f.blocks[height]; b != nil {
+		return b.BlockHash(), nil
+	}
+	return chainhash.Hash{}, fmt.Errorf("height %d: %w", height, errNotInFile)
+}
+
+func (f *fileChain) Block(ctx context.Context, h chainhash.Hash) (*wire.MsgBlock, error) {
+	for _, b := range f.blocks {
+		if b.BlockHash() == h {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("block %s: %w", h, errNotInFile)
+}
+
+func (f *fileChain) when(ctx context.Context, h chainhash.Hash) (string, error) {
+	b, err := f.Block(ctx, h)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("of %s (from %s)", b.Header.Timestamp.UTC().Format(time.RFC3339), f.path), nil
+}
+
+// openAnchorChain returns the chain verify checks anchors on: -node or -chain.
+func openAnchorChain(nodeURL, chainFile string) (anchorChain, func(), error) {
+	if chainFile != "" {
+		fc, err := loadChainFile(chainFile)
+		return fc, func() {}, err
+	}
 	c, err := node.NewClient(nodeURL)
 	if err != nil {
-		return fmt.Errorf("%w: -node: %v", ErrUsage, err)
+		return nil, nil, fmt.Errorf("%w: -node: %v", ErrUsage, err)
 	}
-	defer c.Close()
-	chain := nodeChain{c}
+	return nodeChain{c}, c.Close, nil
+}
+
+// verifyAnchors checks the report's anchor (or, with only a log, every anchor in the
+// log) on the chain.
+func verifyAnchors(ctx context.Context, env Env, chain anchorChain, report []byte, log *registry.Log) error {
 	printAnchor := func(a registry.Anchor) error {
 		bh, _ := chainhash.NewHashFromStr(a.Block)
-		hdr, err := c.BlockHeaderVerbose(ctx, *bh)
+		when, err := chain.when(ctx, *bh)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "anchor ok: entries 1..%d (head %s) in block %d %s of %s, tx %s:%d, %d confirmations\n",
-			a.HeadSeq, a.HeadHash, a.Height, a.Block, time.Unix(hdr.Time, 0).UTC().Format(time.RFC3339), a.Txid, a.Vout, hdr.Confirmations)
+		fmt.Fprintf(env.Stdout, "anchor ok: entries 1..%d (head %s) in block %d %s %s, tx %s:%d\n",
+			a.HeadSeq, a.HeadHash, a.Height, a.Block, when, a.Txid, a.Vout)
 		return nil
 	}
 	if report != nil {
@@ -245,10 +342,10 @@ func verifyAnchors(ctx context.Context, env Env, nodeURL string, report []byte, 
 		if err := printAnchor(chk.Anchor); err != nil {
 			return err
 		}
-		return checkFoundBlocks(ctx, env, c, report)
+		return checkFoundBlocks(ctx, env, chain, report)
 	}
 	if log == nil {
-		return fmt.Errorf("%w: -node needs -log or -report", ErrUsage)
+		return fmt.Errorf("%w: -node or -chain needs -log or -report", ErrUsage)
 	}
 	as, err := registry.CheckLogAnchors(ctx, chain, log)
 	if err != nil {
@@ -266,8 +363,8 @@ func verifyAnchors(ctx context.Context, env Env, nodeURL string, report []byte, 
 }
 
 // checkFoundBlocks says how many of the blocks the report's pool evidence names are on
-// the node's best chain. One off it is not an error: a pool's block can lose a race.
-func checkFoundBlocks(ctx context.Context, env Env, c *node.Client, report []byte) error {
+// the best chain. One off it is not an error: a pool's block can lose a race.
+func checkFoundBlocks(ctx context.Context, env Env, chain anchorChain, report []byte) error {
 	var f registry.ReportFile
 	if err := json.Unmarshal(report, &f); err != nil {
 		return err
@@ -281,18 +378,17 @@ func checkFoundBlocks(ctx context.Context, env Env, c *node.Client, report []byt
 		for _, sc := range g.ShareCommitments {
 			for _, b := range sc.Blocks {
 				total++
-				h, err := c.BlockHash(ctx, b.Height)
+				h, err := chain.BlockHash(ctx, b.Height)
 				var rpcErr *node.RPCError
 				switch {
-				case errors.As(err, &rpcErr):
+				case errors.As(err, &rpcErr) || errors.Is(err, errNotInFile):
 				case err != nil:
 					return err
 				case h.String() == b.Hash:
 					onChain++
+					continue
 				}
-				if h.String() != b.Hash {
-					fmt.Fprintf(env.Stdout, "block %d %s of group %s is not on the best chain\n", b.Height, b.Hash, g.Group)
-				}
+				fmt.Fprintf(env.Stdout, "block %d %s of group %s is not on the best chain\n", b.Height, b.Hash, g.Group)
 			}
 		}
 	}
