@@ -3,12 +3,17 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/btcsuite/btcd/wire/v2"
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/sqlite"
@@ -163,5 +168,51 @@ func TestRegistryCommand(t *testing.T) {
 	// A report without an anchor fails verify against a node, before any call to it.
 	if _, _, err := runCLI(t, "registry", "verify", "-report="+rj, "-pubkey="+pub, node); err == nil || !strings.Contains(err.Error(), "no anchor") {
 		t.Errorf("verify -node of a report with no anchor: %v", err)
+	}
+}
+
+func TestLoadChainFile(t *testing.T) {
+	dir := t.TempDir()
+	blk := wire.NewMsgBlock(wire.NewBlockHeader(4, &chainhash.Hash{1}, &chainhash.Hash{2}, 0x207fffff, 7))
+	cb := wire.NewMsgTx(1)
+	cb.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&chainhash.Hash{}, wire.MaxPrevOutIndex), []byte{1, 2}, nil))
+	cb.AddTxOut(wire.NewTxOut(1, []byte{0x51}))
+	blk.AddTransaction(cb)
+	var raw bytes.Buffer
+	if err := blk.Serialize(&raw); err != nil {
+		t.Fatal(err)
+	}
+	good := hex.EncodeToString(raw.Bytes())
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fc, err := loadChainFile(write("good.json", `{"blocks":[{"height":12,"hex":"`+good+`"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if h, err := fc.BlockHash(ctx, 12); err != nil || h != blk.BlockHash() {
+		t.Errorf("height 12: got %s, %v; want %s", h, err, blk.BlockHash())
+	}
+	if _, err := fc.BlockHash(ctx, 13); !errors.Is(err, errNotInFile) {
+		t.Errorf("height 13: got %v, want not in the file", err)
+	}
+	if b, err := fc.Block(ctx, blk.BlockHash()); err != nil || b.Transactions[0].TxHash() != cb.TxHash() {
+		t.Errorf("block by hash: %v", err)
+	}
+	for name, body := range map[string]string{
+		"not hex":      `{"blocks":[{"height":1,"hex":"zz"}]}`,
+		"cut block":    `{"blocks":[{"height":1,"hex":"` + good[:100] + `"}]}`,
+		"height twice": `{"blocks":[{"height":1,"hex":"` + good + `"},{"height":1,"hex":"` + good + `"}]}`,
+		"negative":     `{"blocks":[{"height":-1,"hex":"` + good + `"}]}`,
+		"not json":     `blocks`,
+	} {
+		if _, err := loadChainFile(write("bad.json", body)); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
 	}
 }
