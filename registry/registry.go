@@ -22,8 +22,8 @@
 // output in the pool's coinbase: it needs no pool and no block found by the operator
 // (most sites mine elsewhere or not at all), it confirms in the next block instead of
 // after the pool's next find, and on btcd regtest, which has no wallet, a test funds
-// it from a coinbase of generate. Its cost is the fee of a transaction of about 170
-// vbytes per anchor.
+// it from a coinbase of generate. Its cost is the fee of a transaction of 166 vbytes
+// (247 or 248 bytes) per anchor.
 //
 // Pool evidence read from a store that lists its shares (ShareLister) also commits, per
 // device group and period, to the accepted shares themselves: their number, total
