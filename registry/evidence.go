@@ -101,6 +101,9 @@ type PoolSnapshot struct {
 	// Groups, when the pool's store lists its shares, commits to each device group's
 	// accepted shares (see PoolGroupShares).
 	Groups []PoolGroupShares `json:"groups,omitempty"`
+	// SharesListed says the store listed its shares, so that Groups is complete: a
+	// group with accepted shares in Workers and none in Groups is then a discrepancy.
+	SharesListed bool `json:"shares_listed,omitempty"`
 }
 
 // RevenueRecord is revenue the operator declares for a group over a period, with where
@@ -218,6 +221,9 @@ func (s *State) applyEvidence(e *Entry, strict func(any) error) error {
 				return fmt.Errorf("pool: site %q already has shares for %s..%s, which overlaps %s..%s",
 					p.Site, o.From.Format(time.RFC3339), o.To.Format(time.RFC3339), p.From.Format(time.RFC3339), p.To.Format(time.RFC3339))
 			}
+		}
+		if len(p.Groups) > 0 && !p.SharesListed {
+			return errors.New("pool: share commitments without shares_listed")
 		}
 		for i, g := range p.Groups {
 			if len(s.devicesIn(groupKey{p.Site, g.Group})) == 0 {
@@ -789,7 +795,8 @@ func (r *Registry) ImportPool(ctx context.Context, src WorkSource, site string, 
 		return ImportResult{}, fmt.Errorf("registry: pool: %w", err)
 	}
 	var groups []PoolGroupShares
-	if l, ok := src.(ShareLister); ok {
+	l, listed := src.(ShareLister)
+	if listed {
 		r.mu.Lock()
 		if r.state == nil {
 			r.mu.Unlock()
@@ -821,7 +828,7 @@ func (r *Registry) ImportPool(ctx context.Context, src WorkSource, site string, 
 			addrs[d.PoolAddress] = true
 		}
 	}
-	snap := PoolSnapshot{Site: site, From: from.UTC(), To: to.UTC(), Workers: []PoolWorker{}, Groups: groups}
+	snap := PoolSnapshot{Site: site, From: from.UTC(), To: to.UTC(), Workers: []PoolWorker{}, Groups: groups, SharesListed: listed}
 	for _, w := range ws {
 		if addrs[w.Address] {
 			snap.Workers = append(snap.Workers, PoolWorker{Address: w.Address, Name: w.Name, Accepted: w.Accepted, Rejected: w.Rejected, Work: w.Work})

@@ -363,7 +363,7 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 						p.From.Format(time.RFC3339), p.To.Format(time.RFC3339), name, w.Accepted, w.Rejected, w.Work.Big().String()))
 			}
 		}
-		if len(p.Groups) > 0 {
+		if p.SharesListed {
 			committed := map[string]uint64{}
 			for _, c := range p.Groups {
 				committed[c.Group] = c.Accepted

@@ -118,6 +118,33 @@ func TestPoolShareCommitments(t *testing.T) {
 	}
 }
 
+// A store that lists no shares for a period its summaries count shares in: the
+// commitments are empty, and the report says so.
+func TestPoolSharesMissingFlagged(t *testing.T) {
+	r, _ := newRegistry(t)
+	buildSite(t, r)
+	src := &shareSource{shares: sharesFor(t0.Add(-2*time.Hour), 100, [2]string{minerAddr, "rack1-01"}), workSource: workSource{workers: []hashgrid.Worker{
+		{Address: minerAddr, Name: "rack1-01", Accepted: 40, Work: diffWork(40, 65536)},
+	}}}
+	if _, err := r.ImportPool(context.Background(), src, "s1", t0, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if snap := r.State().Pool[0]; !snap.SharesListed || len(snap.Groups) != 0 {
+		t.Fatalf("snapshot: listed %v, groups %+v", snap.SharesListed, snap.Groups)
+	}
+	_, rep, _, err := r.Report("s1", t0, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, d := range rep.Discrepancies {
+		found = found || d.Code == "pool_share_count_mismatch" && d.Group == "miners"
+	}
+	if !found {
+		t.Errorf("40 accepted shares counted, none listed, not flagged: %+v", rep.Discrepancies)
+	}
+}
+
 func TestFirstShareAt(t *testing.T) {
 	src := &shareSource{shares: sharesFor(t0, 500, [2]string{minerAddr, "a"})}
 	last, _ := src.LastSeq(context.Background())
