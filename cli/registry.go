@@ -553,12 +553,16 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 	html := fs.String("html", "", "the report's HTML page to check against it")
 	pubHex := fs.String("pubkey", "", "operator's Ed25519 public key (hex) to pin")
 	nodeURL := fs.String("node", "", "node RPC URL http://USER:PASS@HOST:PORT: check the report's anchor (or, with only -log, the log's anchors) on its best chain")
+	sharesDB := fs.String("shares", "", "the pool's SQLite share store (or a copy), read only: recompute the report's share commitments from it")
 	chainFile := fs.String("chain", "", `instead of -node, blocks saved from a block explorer you trust: JSON {"blocks":[{"height":N,"hex":"RAW BLOCK"}]}`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *logPath == "" && *report == "" {
 		return fmt.Errorf("%w: -log or -report is required", ErrUsage)
+	}
+	if *sharesDB != "" && *report == "" {
+		return fmt.Errorf("%w: -shares checks a report: give -report", ErrUsage)
 	}
 	var pin ed25519.PublicKey
 	if *pubHex != "" {
@@ -613,6 +617,18 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		fmt.Fprint(env.Stdout, " (key not pinned: pass -pubkey or -log to check who signed)")
 	}
 	fmt.Fprintln(env.Stdout)
+	if *sharesDB != "" {
+		db, err := sqlite.OpenReadOnly(*sharesDB)
+		if err != nil {
+			return err
+		}
+		n, err := registry.CheckShareCommitments(ctx, db, rb)
+		db.Close()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "shares ok: %d share commitments recomputed from %s\n", n, *sharesDB)
+	}
 	return verifyAnchorsOn(ctx, env, *nodeURL, *chainFile, rb, log)
 }
 

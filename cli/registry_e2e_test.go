@@ -617,6 +617,11 @@ func anchorEndToEnd(t *testing.T, c anchorCase) {
 	if !strings.Contains(out, "anchor ok: entries 1.."+m[1]) || !strings.Contains(out, "in block "+m[2]) {
 		t.Errorf("verify against the node: %s", out)
 	}
+	// The share commitments, recomputed from the pool's store.
+	out = mustRun(t, "registry", "verify", "-report="+c.report, "-pubkey="+c.pub, "-shares="+c.store)
+	if !strings.Contains(out, "shares ok: 2 share commitments") {
+		t.Errorf("verify -shares: %s", out)
+	}
 	// The same against the anchor's block saved to a file, as from a block explorer.
 	var blockHex string
 	anchorHeight, _ := strconv.ParseInt(m[2], 10, 64)

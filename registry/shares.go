@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
 	"time"
 
@@ -136,4 +138,58 @@ func groupShares(ctx context.Context, l ShareLister, from, to time.Time, group f
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
 	return out, nil
+}
+
+// CheckShareCommitments recomputes every share commitment of a report file from a share
+// list (the pool's store, read only, or a copy of it) and returns how many it checked.
+// Workers are mapped to groups by the devices the report lists, as the import mapped
+// them; a device added between the import and the report can make an honest
+// commitment differ. It does not check the report's signature: VerifyReport does.
+func CheckShareCommitments(ctx context.Context, l ShareLister, file []byte) (int, error) {
+	var f ReportFile
+	if err := json.Unmarshal(file, &f); err != nil {
+		return 0, fmt.Errorf("registry: report file: %w", err)
+	}
+	var rep Report
+	if err := json.Unmarshal(f.Report, &rep); err != nil {
+		return 0, fmt.Errorf("registry: report: %w", err)
+	}
+	st := &State{Devices: map[string]Device{}}
+	for _, g := range rep.Groups {
+		for _, d := range g.Devices {
+			st.Devices[d.ID] = d
+		}
+	}
+	mapper := func(address, worker string) string {
+		if gs := st.workerGroups(rep.Site.ID, PoolWorker{Address: address, Name: worker}); len(gs) > 0 {
+			return gs[0]
+		}
+		return ""
+	}
+	listed := map[uint64]map[string]PoolGroupShares{} // by pool entry
+	n := 0
+	for _, g := range rep.Groups {
+		for _, sc := range g.ShareCommitments {
+			got, ok := listed[sc.Entry]
+			if !ok {
+				gs, err := groupShares(ctx, l, sc.From, sc.To, mapper)
+				if err != nil {
+					return n, fmt.Errorf("registry: shares: %w", err)
+				}
+				got = map[string]PoolGroupShares{}
+				for _, x := range gs {
+					got[x.Group] = x
+				}
+				listed[sc.Entry] = got
+			}
+			want := sc.PoolGroupShares
+			have := got[g.Group]
+			if !reflect.DeepEqual(want, have) {
+				return n, fmt.Errorf("registry: shares of group %s in pool entry %d (%s..%s): the report commits to %d shares, root %s, %d blocks; the store lists %d, root %s, %d blocks",
+					g.Group, sc.Entry, sc.From.Format(time.RFC3339), sc.To.Format(time.RFC3339), want.Accepted, want.Root, len(want.Blocks), have.Accepted, have.Root, len(have.Blocks))
+			}
+			n++
+		}
+	}
+	return n, nil
 }

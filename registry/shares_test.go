@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,6 +112,29 @@ func TestPoolShareCommitments(t *testing.T) {
 	for _, gr := range rep.Groups {
 		if gr.Group == "miners" && (len(gr.ShareCommitments) != 1 || gr.ShareCommitments[0].Root != snap.Groups[1].Root) {
 			t.Errorf("miners' share commitments in the report: %+v", gr.ShareCommitments)
+		}
+	}
+	// The auditor recomputes the commitments from the store; one share gone from it,
+	// or one changed, and they differ.
+	f, _, _, err := r.Report("s1", t0, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, _ := json.Marshal(f)
+	if n, err := CheckShareCommitments(context.Background(), src, fb); err != nil || n != 2 {
+		t.Errorf("share commitments against the store: %d checked, %v; want 2", n, err)
+	}
+	for name, edit := range map[string]func([]hashgrid.Share) []hashgrid.Share{
+		"one share gone": func(ss []hashgrid.Share) []hashgrid.Share { return append(ss[:4000:4000], ss[4001:]...) },
+		"one share changed": func(ss []hashgrid.Share) []hashgrid.Share {
+			ss = append([]hashgrid.Share(nil), ss...)
+			ss[4500].Hash[31] ^= 1
+			return ss
+		},
+	} {
+		other := &shareSource{shares: edit(all)}
+		if _, err := CheckShareCommitments(context.Background(), other, fb); err == nil || !strings.Contains(err.Error(), "the report commits to") {
+			t.Errorf("%s: got %v", name, err)
 		}
 	}
 	// The log replays with the commitments.
