@@ -11,7 +11,8 @@ import (
 // yearLog builds, in memory, the sample site's log with a year of hourly evidence (one
 // energy import of the three groups' four quarters and one pool snapshot of three
 // workers per hour), a report over the year, and an anchor of the report on c. Entries
-// go through the same checks as Registry.append, without a write and fsync each.
+// go through the same checks as Registry.append, without a write and fsync each. Each
+// pool snapshot carries its two groups' share commitments.
 func yearLog(tb testing.TB, c *memChain) (file, log []byte) {
 	tb.Helper()
 	r, _ := newRegistry(tb)
@@ -61,7 +62,10 @@ func yearLog(tb testing.TB, c *memChain) (file, log []byte) {
 			}
 		}
 		add(kindEnergy, evidenceBody{Source: "energy.jsonl", SHA256: sha256Hex([]byte(start.String())), Energy: recs})
-		snap := PoolSnapshot{Site: "s1", From: start, To: start.Add(time.Hour), Workers: pws}
+		snap := PoolSnapshot{Site: "s1", From: start, To: start.Add(time.Hour), Workers: pws, SharesListed: true, Groups: []PoolGroupShares{
+			{Group: "inference", Accepted: 12, Work: diffWork(12, 0.5), FirstSeq: uint64(h) * 4000, LastSeq: uint64(h)*4000 + 3000, Root: sha256Hex([]byte{byte(h), 1})},
+			{Group: "miners", Accepted: 3550, Work: diffWork(3550, 65536), FirstSeq: uint64(h)*4000 + 1, LastSeq: uint64(h)*4000 + 3999, Root: sha256Hex([]byte{byte(h), 2})},
+		}}
 		add(kindPool, evidenceBody{Source: "pool", Pool: &snap})
 	}
 	rep, err := buildReport(s, "s1", t0, t0.Add(hours*time.Hour), now)
