@@ -67,13 +67,19 @@ type txOut struct {
 	} `json:"scriptPubKey"`
 }
 
+// errFundingGone is a funding output the chain does not hold unspent.
+var errFundingGone = errors.New("no such unspent output (spent, unconfirmed or never made)")
+
+// fundingOutput returns a confirmed unspent output. Spends in the mempool are ignored
+// (include_mempool false): a rerun while an earlier run's transaction waits to be mined
+// rebuilds the same transaction from it.
 func fundingOutput(ctx context.Context, c *node.Client, op wire.OutPoint) (registry.Funding, error) {
 	var out *txOut
-	if err := c.Call(ctx, "gettxout", []any{op.Hash.String(), op.Index, true}, &out); err != nil {
+	if err := c.Call(ctx, "gettxout", []any{op.Hash.String(), op.Index, false}, &out); err != nil {
 		return registry.Funding{}, fmt.Errorf("gettxout %s: %w", op, err)
 	}
 	if out == nil {
-		return registry.Funding{}, fmt.Errorf("gettxout %s: no such unspent output (spent, unconfirmed or never made)", op)
+		return registry.Funding{}, fmt.Errorf("gettxout %s: %w", op, errFundingGone)
 	}
 	script, err := hex.DecodeString(out.ScriptPubKey.Hex)
 	if err != nil || out.Value <= 0 || out.Value > 21e6 {
@@ -143,15 +149,35 @@ func regAnchor(ctx context.Context, args []string, env Env) error {
 	defer cancel()
 
 	seq, head, _ := r.Head()
+	record := func(a registry.Anchor) error {
+		e, err := r.RecordAnchor(a)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "anchored entry %d in block %d %s, tx %s:%d; recorded as entry %d\nnext funding %s:1\n",
+			a.HeadSeq, a.Height, a.Block, a.Txid, a.Vout, e.Seq, a.Txid)
+		return attach(a)
+	}
+	start, err := tipHeight(ctx, c)
+	if err != nil {
+		return err
+	}
 	f, err := fundingOutput(ctx, c, op)
+	if errors.Is(err, errFundingGone) {
+		// An earlier run's transaction may have spent it and been mined before that run
+		// recorded it: look for it in the last blocks.
+		a, ok, ferr := findAnchorSpend(ctx, c, op, head, seq, max(start-anchorLookback, 0), start)
+		if ferr != nil {
+			return ferr
+		}
+		if ok {
+			return record(a)
+		}
+	}
 	if err != nil {
 		return err
 	}
 	tx, err := registry.BuildAnchorTx(f, key, head, seq, *fee)
-	if err != nil {
-		return err
-	}
-	start, err := tipHeight(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -189,13 +215,7 @@ func regAnchor(ctx context.Context, args []string, env Env) error {
 				return err
 			}
 			if a, ok := registry.FindAnchor(blk, next, txid); ok {
-				e, err := r.RecordAnchor(a)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(env.Stdout, "anchored entry %d in block %d %s, tx %s:%d; recorded as entry %d\nnext funding %s:1\n",
-					a.HeadSeq, a.Height, a.Block, a.Txid, a.Vout, e.Seq, a.Txid)
-				return attach(a)
+				return record(a)
 			}
 		}
 		select {
@@ -204,6 +224,32 @@ func regAnchor(ctx context.Context, args []string, env Env) error {
 		case <-time.After(*poll):
 		}
 	}
+}
+
+// findAnchorSpend looks in blocks from..to for a transaction spending op whose
+// commitment is to entry seq with hash head.
+func findAnchorSpend(ctx context.Context, c *node.Client, op wire.OutPoint, head string, seq uint64, from, to int64) (registry.Anchor, bool, error) {
+	for h := from; h <= to; h++ {
+		bh, err := c.BlockHash(ctx, h)
+		if err != nil {
+			return registry.Anchor{}, false, err
+		}
+		blk, err := fetchBlock(ctx, c, bh)
+		if err != nil {
+			return registry.Anchor{}, false, err
+		}
+		for _, tx := range blk.Transactions {
+			if len(tx.TxIn) == 0 || tx.TxIn[0].PreviousOutPoint != op {
+				continue
+			}
+			a, ok := registry.FindAnchor(blk, h, tx.TxHash())
+			if ok && a.HeadSeq == seq && a.HeadHash == head {
+				return a, true, nil
+			}
+			return registry.Anchor{}, false, fmt.Errorf("funding output %s was spent by %s in block %d, which does not anchor entry %d", op, tx.TxHash(), h, seq)
+		}
+	}
+	return registry.Anchor{}, false, nil
 }
 
 func tipHeight(ctx context.Context, c *node.Client) (int64, error) {

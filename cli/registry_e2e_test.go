@@ -554,48 +554,36 @@ func anchorEndToEnd(t *testing.T, c anchorCase) {
 	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(regtest.TestKey().Serialize())+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		out, stderr string
-		err         error
+	anchorArgs := []string{"registry", "anchor", d, nodeFlag, "-btc-key=" + keyFile, "-utxo=" + utxo, "-report=" + c.report, "-poll=100ms"}
+	// Nothing mines: the run gives up, its transaction in the mempool.
+	out, stderr, err := runCLI(t, append(anchorArgs, "-wait=1s")...)
+	if err == nil || !strings.Contains(err.Error(), "not mined within") || !strings.Contains(out, "sent ") {
+		t.Fatalf("anchor with nothing mining: %v\n%s\n%s", err, out, stderr)
 	}
-	done := make(chan result, 1)
-	go func() {
-		var out, errb bytes.Buffer
-		err := Run(ctx, []string{"registry", "anchor", d, nodeFlag, "-btc-key=" + keyFile, "-utxo=" + utxo, "-report=" + c.report, "-wait=60s", "-poll=100ms"},
-			func(string) string { return "" }, strings.NewReader(""), &out, &errb)
-		done <- result{out.String(), errb.String(), err}
-	}()
-	// Mine the anchor once it is in the mempool.
-	var res result
-	mined := false
-	waitFor(t, 60*time.Second, "the anchor to be mined and recorded", func() bool {
-		select {
-		case res = <-done:
-			return true
-		default:
-		}
-		if !mined {
-			var pool []string
-			if err := c.btcd.Client().Call(ctx, "getrawmempool", nil, &pool); err != nil {
-				t.Fatal(err)
-			}
-			if len(pool) > 0 {
-				if _, err := c.btcd.Client().Generate(ctx, 1); err != nil {
-					t.Fatal(err)
-				}
-				mined = true
-			}
-		}
-		return false
-	})
-	if res.err != nil {
-		t.Fatalf("registry anchor: %v\n%s\n%s", res.err, res.out, res.stderr)
+	var mempool []string
+	if err := c.btcd.Client().Call(ctx, "getrawmempool", nil, &mempool); err != nil || len(mempool) != 1 {
+		t.Fatalf("mempool after the first run: %v, %v", mempool, err)
 	}
+	sent := out
+	// A rerun sends the same transaction again, harmlessly, and waits again.
+	out, stderr, err = runCLI(t, append(anchorArgs, "-wait=1s")...)
+	if err == nil || !strings.Contains(err.Error(), "not mined within") || !strings.Contains(out, "sent "+mempool[0]) {
+		t.Fatalf("anchor rerun with the transaction in the mempool: %v\n%s\n%s", err, out, stderr)
+	}
+	// Mined before any run recorded it: the next run finds it in the last blocks.
+	if _, err := c.btcd.Client().Generate(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err = runCLI(t, append(anchorArgs, "-wait=30s")...)
+	if err != nil {
+		t.Fatalf("registry anchor after its transaction was mined: %v\n%s\n%s", err, out, stderr)
+	}
+	res := struct{ out string }{out}
 	m := regexp.MustCompile(`anchored entry (\d+) in block (\d+) `).FindStringSubmatch(res.out)
 	if m == nil {
 		t.Fatalf("anchor printed no anchor:\n%s", res.out)
 	}
-	size := regexp.MustCompile(`\((\d+) bytes, (\d+) vbytes`).FindStringSubmatch(res.out)
+	size := regexp.MustCompile(`\((\d+) bytes, (\d+) vbytes`).FindStringSubmatch(sent)
 	t.Logf("anchor: %s", strings.ReplaceAll(strings.TrimSpace(res.out), "\n", "; "))
 	// A second run has nothing to anchor, and needs no funding.
 	if out := mustRun(t, "registry", "anchor", d, nodeFlag, "-report="+c.report); !strings.Contains(out, "head already anchored: entry "+m[1]) {
@@ -603,7 +591,7 @@ func anchorEndToEnd(t *testing.T, c anchorCase) {
 	}
 
 	// Verify against the node passes.
-	out := mustRun(t, "registry", "verify", "-log="+logPath, "-report="+c.report, "-pubkey="+c.pub, nodeFlag)
+	out = mustRun(t, "registry", "verify", "-log="+logPath, "-report="+c.report, "-pubkey="+c.pub, nodeFlag)
 	// A block can lose a race between the two miners: count what the node says.
 	onChain := 0
 	for _, b := range c.blocks {
