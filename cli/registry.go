@@ -33,7 +33,8 @@ verbs:
   import-pool          import the pool's shares from its SQLite store for a site and period
   revenue add          record revenue of a device group
   report               write a signed report (JSON and HTML) for a site and period
-  verify               check a log or a report offline
+  anchor               commit the log's head to the Bitcoin chain in a transaction
+  verify               check a log or a report offline, and its anchor against a node
 
 Run 'hashgrid registry <verb> -h' for a verb's flags.
 `
@@ -61,6 +62,7 @@ func registryVerbs() map[string]func(context.Context, []string, Env) error {
 		"import-pool":   regImportPool,
 		"revenue add":   regRevenueAdd,
 		"report":        regReport,
+		"anchor":        regAnchor,
 		"verify":        regVerify,
 	}
 }
@@ -550,11 +552,17 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 	report := fs.String("report", "", "report file (JSON) to check")
 	html := fs.String("html", "", "the report's HTML page to check against it")
 	pubHex := fs.String("pubkey", "", "operator's Ed25519 public key (hex) to pin")
+	nodeURL := fs.String("node", "", "node RPC URL http://USER:PASS@HOST:PORT: check the report's anchor (or, with only -log, the log's anchors) on its best chain")
+	sharesDB := fs.String("shares", "", "the pool's SQLite share store (or a copy), read only: recompute the report's share commitments from it")
+	chainFile := fs.String("chain", "", `instead of -node, blocks saved from a block explorer you trust: JSON {"blocks":[{"height":N,"hex":"RAW BLOCK"}]}`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *logPath == "" && *report == "" {
 		return fmt.Errorf("%w: -log or -report is required", ErrUsage)
+	}
+	if *sharesDB != "" && *report == "" {
+		return fmt.Errorf("%w: -shares checks a report: give -report", ErrUsage)
 	}
 	var pin ed25519.PublicKey
 	if *pubHex != "" {
@@ -564,17 +572,16 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		}
 		pin = k
 	}
-	var logBytes []byte
+	var log *registry.Log
 	if *logPath != "" {
 		b, err := readBounded(*logPath)
 		if err != nil {
 			return err
 		}
-		sum, err := registry.VerifyLog(bytes.NewReader(b), pin)
-		if err != nil {
+		if log, err = registry.ReadLog(bytes.NewReader(b), pin); err != nil {
 			return err
 		}
-		logBytes = b
+		sum := log.Summary()
 		fmt.Fprintf(env.Stdout, "log ok: %d entries, head %d %s, key %x", sum.Entries, sum.HeadSeq, sum.HeadHash, sum.PublicKey)
 		if pin == nil {
 			fmt.Fprint(env.Stdout, " (not pinned: pass -pubkey to check who signed)")
@@ -582,7 +589,7 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		fmt.Fprintln(env.Stdout)
 	}
 	if *report == "" {
-		return nil
+		return verifyAnchorsOn(ctx, env, *nodeURL, *chainFile, nil, log)
 	}
 	rb, err := readBounded(*report)
 	if err != nil {
@@ -594,7 +601,7 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 	}
-	chk, err := registry.VerifyReport(rb, pin, hb, logBytes)
+	chk, err := registry.VerifyReportIn(rb, pin, hb, log)
 	if err != nil {
 		return err
 	}
@@ -610,5 +617,33 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		fmt.Fprint(env.Stdout, " (key not pinned: pass -pubkey or -log to check who signed)")
 	}
 	fmt.Fprintln(env.Stdout)
-	return nil
+	if *sharesDB != "" {
+		db, err := sqlite.OpenReadOnly(*sharesDB)
+		if err != nil {
+			return err
+		}
+		n, err := registry.CheckShareCommitments(ctx, db, rb)
+		db.Close()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "shares ok: %d share commitments recomputed from %s\n", n, *sharesDB)
+	}
+	return verifyAnchorsOn(ctx, env, *nodeURL, *chainFile, rb, log)
+}
+
+// verifyAnchorsOn checks anchors when -node or -chain is given.
+func verifyAnchorsOn(ctx context.Context, env Env, nodeURL, chainFile string, report []byte, log *registry.Log) error {
+	if nodeURL == "" && chainFile == "" {
+		return nil
+	}
+	if nodeURL != "" && chainFile != "" {
+		return fmt.Errorf("%w: -node and -chain: give one", ErrUsage)
+	}
+	chain, closeChain, err := openAnchorChain(nodeURL, chainFile)
+	if err != nil {
+		return err
+	}
+	defer closeChain()
+	return verifyAnchors(ctx, env, chain, report, log)
 }

@@ -4,20 +4,26 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/chainhash/v2"
+
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/api"
 	"github.com/hashgrid/hashgrid/miner"
 	"github.com/hashgrid/hashgrid/node/regtest"
+	"github.com/hashgrid/hashgrid/payout"
 	"github.com/hashgrid/hashgrid/power"
 	"github.com/hashgrid/hashgrid/power/controller"
 	"github.com/hashgrid/hashgrid/power/ercot"
@@ -163,6 +169,11 @@ func TestRegistryEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	storeWorkers, err := store.WorkBetween(context.Background(), poolFrom, poolTo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The accepted shares themselves, for the groups' Merkle roots.
+	storeShares, err := store.Shares(context.Background(), 0, 1<<62, 1_000_000)
 	store.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -339,6 +350,37 @@ func TestRegistryEndToEnd(t *testing.T) {
 		t.Errorf("by class: energy %v, shares %v; want the groups' figures under their declared classes", classWh, classShares)
 	}
 
+	// Each group's shares committed by a Merkle root, as the PPLNS window builds its
+	// own, over the store's accepted shares of the group's worker in the pool period.
+	wantLeaves := map[string][]payout.Hash32{}
+	wantBlocks := map[string]int{}
+	var foundBlocks []registry.FoundBlock
+	for _, sh := range storeShares {
+		if sh.Time.Before(poolFrom) || !sh.Time.Before(poolTo) {
+			continue
+		}
+		g := map[string]string{addrA + ".rig-a1": "asic-a", addrB + ".gpu-b1": "gpu-b"}[sh.Address+"."+sh.Worker]
+		wantLeaves[g] = append(wantLeaves[g], registry.ShareLeaf(sh))
+		if sh.Block {
+			wantBlocks[g]++
+			foundBlocks = append(foundBlocks, registry.FoundBlock{Height: sh.Height, Hash: chainhash.Hash(sh.Hash).String()})
+		}
+	}
+	for _, gr := range rep.Groups {
+		leaves := wantLeaves[gr.Group]
+		if len(gr.ShareCommitments) != 1 {
+			t.Errorf("group %s: %d share commitments, want 1", gr.Group, len(gr.ShareCommitments))
+			continue
+		}
+		c := gr.ShareCommitments[0]
+		if c.Accepted != uint64(len(leaves)) || c.Accepted != wantShares[gr.Group].accepted || c.Root != payout.MerkleRoot(leaves).String() {
+			t.Errorf("group %s: committed %d shares, root %s; store lists %d (summaries %d)", gr.Group, c.Accepted, c.Root, len(leaves), wantShares[gr.Group].accepted)
+		}
+		if len(c.Blocks) != wantBlocks[gr.Group] {
+			t.Errorf("group %s: %d blocks found in the commitment, store has %d", gr.Group, len(c.Blocks), wantBlocks[gr.Group])
+		}
+	}
+
 	// The planted discrepancy: the AI inference group mines, by the pool's shares and by
 	// the controller's hashrate; the mining group is not flagged for mining.
 	flagged := map[string]bool{}
@@ -353,7 +395,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 			t.Errorf("not flagged: %s; discrepancies: %+v", want, rep.Discrepancies)
 		}
 	}
-	for _, notWant := range []string{"pow_shares_undeclared asic-a", "controller_hashrate_undeclared asic-a"} {
+	for _, notWant := range []string{"pow_shares_undeclared asic-a", "controller_hashrate_undeclared asic-a", "pool_share_count_mismatch asic-a", "pool_share_count_mismatch gpu-b"} {
 		if flagged[notWant] {
 			t.Errorf("flagged %s, which is declared as PoW mining", notWant)
 		}
@@ -418,6 +460,265 @@ func TestRegistryEndToEnd(t *testing.T) {
 	t.Logf("shares: asic-a %d, gpu-b %d accepted; energy: asic-a %d Wh, gpu-b %d Wh in %d lines; discrepancies: %s; took %v",
 		wantShares["asic-a"].accepted, wantShares["gpu-b"].accepted, wantWh["asic-a"], wantWh["gpu-b"], countLines(t, energyPath),
 		strings.Join(codes, "; "), time.Since(began).Round(time.Millisecond))
+
+	// Anchored: the log's head in a transaction on the chain, and each rewrite the
+	// operator could sign with its own key caught against the node.
+	anchorEndToEnd(t, anchorCase{
+		blocks: foundBlocks, btcd: btcd, dir: dir, regData: regData, report: jsonPath, badLog: badLog, pub: pub[1],
+		replay: func(forged string, pool registry.WorkSource) string {
+			fd, key := "-data="+forged, "-key="+filepath.Join(regData, "registry.key")
+			mustRun(t, "registry", "init", fd, key, "-operator=op1", "-name=West Texas Compute LLC", "-country=US")
+			mustRun(t, "registry", "site", "add", fd, key, "-id=west-1", "-operator=op1", "-location=Pecos County, TX", "-grid=Oncor 138 kV", "-capacity-kw=1000")
+			mustRun(t, "registry", "device", "add", fd, key, "-id=s19-rack1", "-site=west-1", "-group=asic-a", "-kind=asic", "-model=Antminer S19",
+				"-count=2", "-rated-w=3450", "-pool-address="+addrA, "-workers=rig-a*")
+			mustRun(t, "registry", "device", "add", fd, key, "-id=gpu-rack1", "-site=west-1", "-group=gpu-b", "-kind=gpu", "-model=8-GPU inference server",
+				"-count=2", "-rated-w=3450", "-gpus=8", "-pool-address="+addrB, "-workers=gpu-b*")
+			mustRun(t, "registry", "workload", "add", fd, key, "-site=west-1", "-group=asic-a", "-class=pow-mining", declared)
+			mustRun(t, "registry", "workload", "add", fd, key, "-site=west-1", "-group=gpu-b", "-class=ai-inference", declared)
+			mustRun(t, "registry", "import-energy", fd, key, "-file="+energyPath, "-site=west-1")
+			k, err := registry.LoadKey(filepath.Join(regData, "registry.key"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fr, err := registry.Open(registry.Config{Dir: forged, Key: k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fr.ImportPool(context.Background(), pool, "west-1", poolFrom, poolTo); err != nil {
+				t.Fatal(err)
+			}
+			out := mustRun(t, "registry", "report", fd, key, "-site=west-1", "-from="+from.Format(time.RFC3339), "-to="+to.Format(time.RFC3339), "-out="+filepath.Join(forged, "reports"))
+			m := regexp.MustCompile(`(?m)^(\S+\.json)$`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("forged report printed no file name:\n%s", out)
+			}
+			return m[1]
+		},
+		store: dbPath,
+	})
+}
+
+// anchorCase is what anchorEndToEnd needs from the end-to-end run before it.
+type anchorCase struct {
+	btcd    *regtest.Node
+	dir     string
+	regData string
+	report  string // the report file
+	badLog  string // the log with one byte changed
+	pub     string
+	store   string                // the pool's SQLite store
+	blocks  []registry.FoundBlock // blocks the site's workers found, from the store
+	// replay builds the log again in a new directory with the operator's key, the pool
+	// evidence taken from pool, and returns the new report file.
+	replay func(dir string, pool registry.WorkSource) string
+}
+
+// inflated multiplies every worker's accepted shares.
+type inflated struct {
+	src registry.WorkSource
+	k   uint64
+}
+
+func (f inflated) WorkBetween(ctx context.Context, from, to time.Time) ([]hashgrid.Worker, error) {
+	ws, err := f.src.WorkBetween(ctx, from, to)
+	for i := range ws {
+		ws[i].Accepted *= f.k
+	}
+	return ws, err
+}
+
+func anchorEndToEnd(t *testing.T, c anchorCase) {
+	t.Helper()
+	ctx := context.Background()
+	d := "-data=" + c.regData
+	nodeFlag := "-node=" + c.btcd.RPCURL()
+	logPath := filepath.Join(c.regData, registry.LogFile)
+	// Evidence arriving after the report: the anchor covers it too.
+	mustRun(t, "registry", "revenue", "add", d, "-site=west-1", "-group=asic-a", "-from=2026-01-01T00:00:00Z", "-to=2026-01-02T00:00:00Z", "-sat=1200", "-source=payout 1")
+
+	// Fund the anchor from a coinbase of the regtest chain: the block mined at start
+	// paid TestAddress; 100 more make it spendable.
+	if _, err := c.btcd.Client().Generate(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	h1, err := c.btcd.Client().BlockHash(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := fetchBlock(ctx, c.btcd.Client(), h1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	utxo := blk.Transactions[0].TxHash().String() + ":0"
+	keyFile := filepath.Join(c.dir, "anchor.key")
+	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(regtest.TestKey().Serialize())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	anchorArgs := []string{"registry", "anchor", d, nodeFlag, "-btc-key=" + keyFile, "-utxo=" + utxo, "-report=" + c.report, "-poll=100ms"}
+	// Nothing mines: the run gives up, its transaction in the mempool.
+	out, stderr, err := runCLI(t, append(anchorArgs, "-wait=1s")...)
+	if err == nil || !strings.Contains(err.Error(), "not mined within") || !strings.Contains(out, "sent ") {
+		t.Fatalf("anchor with nothing mining: %v\n%s\n%s", err, out, stderr)
+	}
+	var mempool []string
+	if err := c.btcd.Client().Call(ctx, "getrawmempool", nil, &mempool); err != nil || len(mempool) != 1 {
+		t.Fatalf("mempool after the first run: %v, %v", mempool, err)
+	}
+	sent := out
+	// A rerun sends the same transaction again, harmlessly, and waits again.
+	out, stderr, err = runCLI(t, append(anchorArgs, "-wait=1s")...)
+	if err == nil || !strings.Contains(err.Error(), "not mined within") || !strings.Contains(out, "sent "+mempool[0]) {
+		t.Fatalf("anchor rerun with the transaction in the mempool: %v\n%s\n%s", err, out, stderr)
+	}
+	// Mined before any run recorded it: the next run finds it in the last blocks.
+	if _, err := c.btcd.Client().Generate(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err = runCLI(t, append(anchorArgs, "-wait=30s")...)
+	if err != nil {
+		t.Fatalf("registry anchor after its transaction was mined: %v\n%s\n%s", err, out, stderr)
+	}
+	res := struct{ out string }{out}
+	m := regexp.MustCompile(`anchored entry (\d+) in block (\d+) `).FindStringSubmatch(res.out)
+	if m == nil {
+		t.Fatalf("anchor printed no anchor:\n%s", res.out)
+	}
+	size := regexp.MustCompile(`\((\d+) bytes, (\d+) vbytes`).FindStringSubmatch(sent)
+	t.Logf("anchor: %s", strings.ReplaceAll(strings.TrimSpace(res.out), "\n", "; "))
+	// A second run has nothing to anchor, and needs no funding.
+	if out := mustRun(t, "registry", "anchor", d, nodeFlag, "-report="+c.report); !strings.Contains(out, "head already anchored: entry "+m[1]) {
+		t.Errorf("second anchor run: %s", out)
+	}
+
+	// Verify against the node passes.
+	out = mustRun(t, "registry", "verify", "-log="+logPath, "-report="+c.report, "-pubkey="+c.pub, nodeFlag)
+	// A block can lose a race between the two miners: count what the node says.
+	onChain := 0
+	for _, b := range c.blocks {
+		if h, err := c.btcd.Client().BlockHash(ctx, b.Height); err == nil && h.String() == b.Hash {
+			onChain++
+		}
+	}
+	if !strings.Contains(out, fmt.Sprintf("blocks found by the site's groups: %d, on the best chain: %d\n", len(c.blocks), onChain)) {
+		t.Errorf("verify against the node did not count the %d blocks found, %d on the best chain: %s", len(c.blocks), onChain, out)
+	}
+	if !strings.Contains(out, "anchor ok: entries 1.."+m[1]) || !strings.Contains(out, "in block "+m[2]) {
+		t.Errorf("verify against the node: %s", out)
+	}
+	// The share commitments, recomputed from the pool's store.
+	out = mustRun(t, "registry", "verify", "-report="+c.report, "-pubkey="+c.pub, "-shares="+c.store)
+	if !strings.Contains(out, "shares ok: 2 share commitments") {
+		t.Errorf("verify -shares: %s", out)
+	}
+	// The same against the anchor's block saved to a file, as from a block explorer.
+	var blockHex string
+	anchorHeight, _ := strconv.ParseInt(m[2], 10, 64)
+	ah, err := c.btcd.Client().BlockHash(ctx, anchorHeight)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.btcd.Client().Call(ctx, "getblock", []any{ah.String(), 0}, &blockHex); err != nil {
+		t.Fatal(err)
+	}
+	chainFile := filepath.Join(c.dir, "chain.json")
+	cj, _ := json.Marshal(map[string]any{"blocks": []map[string]any{{"height": anchorHeight, "hex": blockHex}}})
+	if err := os.WriteFile(chainFile, cj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = mustRun(t, "registry", "verify", "-log="+logPath, "-report="+c.report, "-pubkey="+c.pub, "-chain="+chainFile)
+	if !strings.Contains(out, "anchor ok: entries 1.."+m[1]) || !strings.Contains(out, "(from "+chainFile+")") {
+		t.Errorf("verify against a chain file: %s", out)
+	}
+	// A file whose block at that height is another one (the node's next block).
+	nh, err := c.btcd.Client().BlockHash(ctx, anchorHeight-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.btcd.Client().Call(ctx, "getblock", []any{nh.String(), 0}, &blockHex); err != nil {
+		t.Fatal(err)
+	}
+	wrong := filepath.Join(c.dir, "wrong-chain.json")
+	cj, _ = json.Marshal(map[string]any{"blocks": []map[string]any{{"height": anchorHeight, "hex": blockHex}}})
+	os.WriteFile(wrong, cj, 0o644)
+	if _, _, err := runCLI(t, "registry", "verify", "-log="+logPath, "-report="+c.report, "-pubkey="+c.pub, "-chain="+wrong); err == nil || !strings.Contains(err.Error(), "not on the best chain") {
+		t.Errorf("verify against a chain file with another block at the anchor's height: %v", err)
+	}
+	out = mustRun(t, "registry", "verify", "-log="+logPath, "-pubkey="+c.pub, nodeFlag)
+	if !strings.Contains(out, "anchor ok: entries 1.."+m[1]) {
+		t.Errorf("verify of the log's anchors: %s", out)
+	}
+	fails := func(what string, args ...string) string {
+		t.Helper()
+		_, stderr, err := runCLI(t, append([]string{"registry", "verify", "-report=" + c.report, nodeFlag}, args...)...)
+		if err == nil {
+			t.Errorf("%s: verify against the node passed", what)
+			return ""
+		}
+		return err.Error() + stderr
+	}
+	// An entry changed.
+	fails("an entry changed", "-log="+c.badLog)
+	// Entries removed from the end: the log cut before the anchored head still holds
+	// the report and verifies offline.
+	logBytes, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := bytes.SplitAfter(logBytes, []byte("\n"))
+	short := filepath.Join(c.dir, "short.jsonl")
+	if err := os.WriteFile(short, bytes.Join(lines[:n-1], nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "registry", "verify", "-log="+short, "-report="+c.report, "-pubkey="+c.pub)
+	if msg := fails("entries removed from the end", "-log="+short); !strings.Contains(msg, "removed from the end") {
+		t.Errorf("entries removed from the end: %s", msg)
+	}
+	// The whole log regenerated with the same key, and regenerated with the pool's
+	// share counts inflated: each verifies offline with the real anchor attached, and
+	// fails against the node.
+	store, err := sqlite.OpenReadOnly(c.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, k := range []uint64{1, 3} {
+		forged := filepath.Join(c.dir, fmt.Sprintf("forged-%d", k))
+		rep := c.replay(forged, inflated{store, k})
+		mustRun(t, "registry", "revenue", "add", "-data="+forged, "-key="+filepath.Join(c.regData, "registry.key"),
+			"-site=west-1", "-group=asic-a", "-from=2026-01-01T00:00:00Z", "-to=2026-01-02T00:00:00Z", "-sat=1200", "-source=payout 1")
+		var f registry.ReportFile
+		raw, err := os.ReadFile(c.report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &f); err != nil || f.Anchor == nil {
+			t.Fatalf("report file has no anchor: %v", err)
+		}
+		if err := registry.AttachAnchor(rep, *f.Anchor); err != nil {
+			t.Fatal(err)
+		}
+		forgedLog := "-log=" + filepath.Join(forged, registry.LogFile)
+		mustRun(t, "registry", "verify", forgedLog, "-report="+rep, "-pubkey="+c.pub)
+		_, stderr, err := runCLI(t, "registry", "verify", forgedLog, "-report="+rep, "-pubkey="+c.pub, nodeFlag)
+		if err == nil || !strings.Contains(err.Error(), "regenerated after the anchor") {
+			t.Errorf("log regenerated (shares ×%d): verify against the node: %v %s", k, err, stderr)
+		}
+		if k > 1 {
+			var rf registry.ReportFile
+			rb, _ := os.ReadFile(rep)
+			json.Unmarshal(rb, &rf)
+			var fr, orig registry.Report
+			json.Unmarshal(rf.Report, &fr)
+			json.Unmarshal(f.Report, &orig)
+			if fr.Groups[0].Accepted != k*orig.Groups[0].Accepted || fr.Groups[0].Accepted == 0 {
+				t.Errorf("forged report: %d accepted shares in %s, original %d; want ×%d", fr.Groups[0].Accepted, fr.Groups[0].Group, orig.Groups[0].Accepted, k)
+			}
+		}
+	}
+	if size != nil {
+		t.Logf("anchor transaction: %s bytes, %s vbytes; OP_RETURN script %d bytes", size[1], size[2], registry.AnchorScriptSize)
+	}
 }
 
 // countLines returns the number of complete lines in path.

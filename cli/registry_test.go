@@ -3,12 +3,17 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/btcsuite/btcd/wire/v2"
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/sqlite"
@@ -132,5 +137,82 @@ func TestRegistryCommand(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "registry", "frobnicate"); ExitCode(err) != 2 {
 		t.Errorf("unknown verb: exit %d, want 2", ExitCode(err))
+	}
+
+	// anchor refuses what it cannot use before it touches a node: a misread flag
+	// must not send a transaction.
+	keyFile := filepath.Join(dir, "btc.key")
+	os.WriteFile(keyFile, []byte(strings.Repeat("11", 32)+"\n"), 0o600)
+	node := "-node=http://u:p@127.0.0.1:1"
+	utxo := "-utxo=" + strings.Repeat("ab", 32) + ":1"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{d, "-btc-key=" + keyFile, utxo}, "-node is required"},
+		{[]string{d, node, utxo}, "-btc-key is required"},
+		{[]string{d, node, "-btc-key=" + keyFile}, "-utxo is required"},
+		{[]string{d, node, "-btc-key=" + keyFile, "-utxo=abc:1"}, "want TXID:VOUT"},
+		{[]string{d, node, "-btc-key=" + keyFile, "-utxo=" + strings.Repeat("ab", 32)}, "want TXID:VOUT"},
+	} {
+		_, _, err := runCLI(t, append([]string{"registry", "anchor"}, tc.args...)...)
+		if ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("anchor %v: got %v (exit %d), want a usage error ...%s...", tc.args, err, ExitCode(err), tc.want)
+		}
+	}
+	badKey := filepath.Join(dir, "bad.key")
+	os.WriteFile(badKey, []byte("not hex\n"), 0o600)
+	if _, _, err := runCLI(t, "registry", "anchor", d, node, "-btc-key="+badKey, utxo); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
+		t.Errorf("anchor with a malformed key: %v", err)
+	}
+	// A report without an anchor fails verify against a node, before any call to it.
+	if _, _, err := runCLI(t, "registry", "verify", "-report="+rj, "-pubkey="+pub, node); err == nil || !strings.Contains(err.Error(), "no anchor") {
+		t.Errorf("verify -node of a report with no anchor: %v", err)
+	}
+}
+
+func TestLoadChainFile(t *testing.T) {
+	dir := t.TempDir()
+	blk := wire.NewMsgBlock(wire.NewBlockHeader(4, &chainhash.Hash{1}, &chainhash.Hash{2}, 0x207fffff, 7))
+	cb := wire.NewMsgTx(1)
+	cb.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&chainhash.Hash{}, wire.MaxPrevOutIndex), []byte{1, 2}, nil))
+	cb.AddTxOut(wire.NewTxOut(1, []byte{0x51}))
+	blk.AddTransaction(cb)
+	var raw bytes.Buffer
+	if err := blk.Serialize(&raw); err != nil {
+		t.Fatal(err)
+	}
+	good := hex.EncodeToString(raw.Bytes())
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fc, err := loadChainFile(write("good.json", `{"blocks":[{"height":12,"hex":"`+good+`"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if h, err := fc.BlockHash(ctx, 12); err != nil || h != blk.BlockHash() {
+		t.Errorf("height 12: got %s, %v; want %s", h, err, blk.BlockHash())
+	}
+	if _, err := fc.BlockHash(ctx, 13); !errors.Is(err, errNotInFile) {
+		t.Errorf("height 13: got %v, want not in the file", err)
+	}
+	if b, err := fc.Block(ctx, blk.BlockHash()); err != nil || b.Transactions[0].TxHash() != cb.TxHash() {
+		t.Errorf("block by hash: %v", err)
+	}
+	for name, body := range map[string]string{
+		"not hex":      `{"blocks":[{"height":1,"hex":"zz"}]}`,
+		"cut block":    `{"blocks":[{"height":1,"hex":"` + good[:100] + `"}]}`,
+		"height twice": `{"blocks":[{"height":1,"hex":"` + good + `"},{"height":1,"hex":"` + good + `"}]}`,
+		"negative":     `{"blocks":[{"height":-1,"hex":"` + good + `"}]}`,
+		"not json":     `blocks`,
+	} {
+		if _, err := loadChainFile(write("bad.json", body)); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
 	}
 }

@@ -239,10 +239,32 @@ type LogSummary struct {
 // naming the first bad entry. Removing entries from the end cannot be seen from the log
 // alone: compare HeadSeq and HeadHash with a report or a head recorded elsewhere.
 func VerifyLog(r io.Reader, pin ed25519.PublicKey) (LogSummary, error) {
-	es, pub, err := readLog(r, pin)
+	l, err := ReadLog(r, pin)
 	if err != nil {
 		return LogSummary{}, err
 	}
-	last := es[len(es)-1]
-	return LogSummary{Entries: len(es), PublicKey: pub, HeadSeq: last.Seq, HeadHash: last.Hash}, nil
+	return l.Summary(), nil
+}
+
+// Log is a log that verified: its entries, in order, and the key that signed them.
+type Log struct {
+	Entries   []Entry
+	PublicKey ed25519.PublicKey
+}
+
+// ReadLog reads and checks a log as VerifyLog does and keeps it, so that a report and
+// its anchor are checked against it (VerifyReportIn, CheckReportAnchorIn) without
+// reading and checking every signature again.
+func ReadLog(r io.Reader, pin ed25519.PublicKey) (*Log, error) {
+	es, pub, err := readLog(r, pin)
+	if err != nil {
+		return nil, err
+	}
+	return &Log{Entries: es, PublicKey: pub}, nil
+}
+
+// Summary says what VerifyLog says about the log.
+func (l *Log) Summary() LogSummary {
+	last := l.Entries[len(l.Entries)-1]
+	return LogSummary{Entries: len(l.Entries), PublicKey: l.PublicKey, HeadSeq: last.Seq, HeadHash: last.Hash}
 }

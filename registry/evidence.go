@@ -98,6 +98,12 @@ type PoolSnapshot struct {
 	From    time.Time    `json:"from"`
 	To      time.Time    `json:"to"`
 	Workers []PoolWorker `json:"workers"`
+	// Groups, when the pool's store lists its shares, commits to each device group's
+	// accepted shares (see PoolGroupShares).
+	Groups []PoolGroupShares `json:"groups,omitempty"`
+	// SharesListed says the store listed its shares, so that Groups is complete: a
+	// group with accepted shares in Workers and none in Groups is then a discrepancy.
+	SharesListed bool `json:"shares_listed,omitempty"`
 }
 
 // RevenueRecord is revenue the operator declares for a group over a period, with where
@@ -214,6 +220,20 @@ func (s *State) applyEvidence(e *Entry, strict func(any) error) error {
 			if o.Site == p.Site && p.From.Before(o.To) && o.From.Before(p.To) {
 				return fmt.Errorf("pool: site %q already has shares for %s..%s, which overlaps %s..%s",
 					p.Site, o.From.Format(time.RFC3339), o.To.Format(time.RFC3339), p.From.Format(time.RFC3339), p.To.Format(time.RFC3339))
+			}
+		}
+		if len(p.Groups) > 0 && !p.SharesListed {
+			return errors.New("pool: share commitments without shares_listed")
+		}
+		for i, g := range p.Groups {
+			if len(s.devicesIn(groupKey{p.Site, g.Group})) == 0 {
+				return fmt.Errorf("pool: shares of unknown device group %s/%s", p.Site, g.Group)
+			}
+			if i > 0 && p.Groups[i-1].Group >= g.Group {
+				return errors.New("pool: share groups not sorted or repeated")
+			}
+			if b, err := hex.DecodeString(g.Root); err != nil || len(b) != 32 || g.Accepted == 0 || g.FirstSeq > g.LastSeq {
+				return fmt.Errorf("pool: malformed share commitment of group %s", g.Group)
 			}
 		}
 		s.Pool = append(s.Pool, *p)
@@ -774,6 +794,29 @@ func (r *Registry) ImportPool(ctx context.Context, src WorkSource, site string, 
 	if err != nil {
 		return ImportResult{}, fmt.Errorf("registry: pool: %w", err)
 	}
+	var groups []PoolGroupShares
+	l, listed := src.(ShareLister)
+	if listed {
+		r.mu.Lock()
+		if r.state == nil {
+			r.mu.Unlock()
+			return ImportResult{}, errors.New("registry: closed after a failed write; reopen it")
+		}
+		st := &State{Devices: map[string]Device{}}
+		for id, d := range r.state.Devices {
+			st.Devices[id] = d
+		}
+		r.mu.Unlock()
+		groups, err = groupShares(ctx, l, from.UTC(), to.UTC(), func(address, worker string) string {
+			if gs := st.workerGroups(site, PoolWorker{Address: address, Name: worker}); len(gs) > 0 {
+				return gs[0]
+			}
+			return ""
+		})
+		if err != nil {
+			return ImportResult{}, fmt.Errorf("registry: pool: shares: %w", err)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.state == nil {
@@ -785,7 +828,7 @@ func (r *Registry) ImportPool(ctx context.Context, src WorkSource, site string, 
 			addrs[d.PoolAddress] = true
 		}
 	}
-	snap := PoolSnapshot{Site: site, From: from.UTC(), To: to.UTC(), Workers: []PoolWorker{}}
+	snap := PoolSnapshot{Site: site, From: from.UTC(), To: to.UTC(), Workers: []PoolWorker{}, Groups: groups, SharesListed: listed}
 	for _, w := range ws {
 		if addrs[w.Address] {
 			snap.Workers = append(snap.Workers, PoolWorker{Address: w.Address, Name: w.Name, Accepted: w.Accepted, Rejected: w.Rejected, Work: w.Work})

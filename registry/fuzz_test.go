@@ -127,3 +127,21 @@ func TestMilli(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseAnchorScript(f *testing.F) {
+	s, _ := AnchorScript("ab"+string(bytes.Repeat([]byte("cd"), 31)), 12)
+	f.Add(s)
+	f.Add([]byte{0x6a, 0x2d})
+	f.Add(append([]byte{0x6a, 0x4c, 0x2d}, s[2:]...)) // the same payload in an OP_PUSHDATA1
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, n, ok := ParseAnchorScript(b)
+		if !ok {
+			return
+		}
+		// Only the one encoding parses: writing the commitment back gives the input.
+		again, err := AnchorScript(h, n)
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("parsed %x as entry %d %s, which writes as %x (%v)", b, n, h, again, err)
+		}
+	})
+}

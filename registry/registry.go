@@ -10,6 +10,26 @@
 // watt-hours, money in integer satoshis or micro-dollars, GPU time in integer
 // milli-GPU-hours. The package does not read pool databases or the market itself; it
 // consumes them through small interfaces (WorkSource) so that the caller wires the store.
+//
+// The signed log alone is self-attested: the operator holds the key and could rewrite
+// and re-sign all of it, or drop entries from its end. An anchor closes that gap: a
+// Bitcoin transaction whose OP_RETURN output commits to the head entry's hash and the
+// entry count (AnchorScript, 47 bytes), recorded as the next log entry and attached to
+// the report it covers. CheckReportAnchor then proves against a node's best chain
+// (through the Chain interface) that the log up to that count existed at the block's
+// height, unchanged since. The anchor is a transaction the operator signs
+// (BuildAnchorTx, one P2WPKH input, change back to the same script) rather than an
+// output in the pool's coinbase: it needs no pool and no block found by the operator
+// (most sites mine elsewhere or not at all), it confirms in the next block instead of
+// after the pool's next find, and on btcd regtest, which has no wallet, a test funds
+// it from a coinbase of generate. Its cost is the fee of a transaction of 166 vbytes
+// (247 or 248 bytes) per anchor.
+//
+// Pool evidence read from a store that lists its shares (ShareLister) also commits, per
+// device group and period, to the accepted shares themselves: their number, total
+// difficulty, the blocks they found, and a Merkle root built as the PPLNS window builds
+// its own (payout's leaves and tree), so that whoever holds the shares can recompute it.
+// An anchor covers those roots like every other entry.
 package registry
 
 import (
@@ -42,6 +62,7 @@ const (
 	kindPool     = "pool"
 	kindRevenue  = "revenue"
 	kindReport   = "report"
+	kindAnchor   = "anchor"
 )
 
 // LogFile is the name of the log inside the data directory.
@@ -137,6 +158,7 @@ type State struct {
 	Revenue   []RevenueRecord
 	Imports   []ImportRef
 	Reports   []ReportRef
+	Anchors   []Anchor // in log order
 	HeadSeq   uint64
 	HeadHash  string
 
@@ -303,6 +325,12 @@ func (s *State) apply(e *Entry) error {
 			return err
 		}
 		s.Reports = append(s.Reports, ReportRef{Seq: e.Seq, Body: b})
+	case kindAnchor:
+		var a anchorBody
+		if err := strict(&a); err != nil {
+			return err
+		}
+		return s.applyAnchor(e, a)
 	default:
 		return fmt.Errorf("unknown entry kind %q", e.Kind)
 	}

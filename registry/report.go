@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path"
@@ -90,7 +91,18 @@ type GroupReport struct {
 	RevenueSat         int64      `json:"revenue_sat"`
 	RevenueMicroUSD    int64      `json:"revenue_micro_usd"`
 	MeasuredAs         []string   `json:"measured_as"` // kinds of activity the evidence shows
-	work               hashgrid.Work
+	// ShareCommitments are the pool entries' commitments to this group's accepted
+	// shares, one per snapshot in the period that has them.
+	ShareCommitments []ShareCommitment `json:"share_commitments,omitempty"`
+	work             hashgrid.Work
+}
+
+// ShareCommitment is one pool entry's commitment to a group's shares.
+type ShareCommitment struct {
+	Entry uint64    `json:"entry"`
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
+	PoolGroupShares
 }
 
 // SiteEnergy compares the site meters with the sum of the groups.
@@ -318,6 +330,7 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 		}
 		seq := seqOf[poolKey(p)]
 		used[seq] = true
+		summed := map[string]uint64{}
 		for _, w := range p.Workers {
 			gs := s.workerGroups(site, w)
 			name := w.Address + "." + w.Name
@@ -331,6 +344,7 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 				flag(SeverityWarning, "ambiguous_pool_worker", gs[0], fmt.Sprintf("pool worker %s matches devices of groups %s; counted in %s", name, strings.Join(gs, ", "), gs[0]))
 			}
 			g := gs[0]
+			summed[g] += w.Accepted
 			gr := group(g)
 			gr.Accepted += w.Accepted
 			gr.Rejected += w.Rejected
@@ -347,6 +361,30 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 					fmt.Sprintf("group %s (%s) submitted proof-of-work shares", g, why),
 					fmt.Sprintf("pool entry %d (%s..%s): worker %s, %d accepted, %d rejected shares, %s hashes", seq,
 						p.From.Format(time.RFC3339), p.To.Format(time.RFC3339), name, w.Accepted, w.Rejected, w.Work.Big().String()))
+			}
+		}
+		if p.SharesListed {
+			committed := map[string]uint64{}
+			for _, c := range p.Groups {
+				committed[c.Group] = c.Accepted
+				gr := group(c.Group)
+				gr.ShareCommitments = append(gr.ShareCommitments, ShareCommitment{Entry: seq, From: p.From, To: p.To, PoolGroupShares: c})
+			}
+			var gs []string
+			for g := range summed {
+				gs = append(gs, g)
+			}
+			for g := range committed {
+				if _, ok := summed[g]; !ok {
+					gs = append(gs, g)
+				}
+			}
+			sort.Strings(gs)
+			for _, g := range gs {
+				if summed[g] != committed[g] {
+					flag(SeverityWarning, "pool_share_count_mismatch", g, fmt.Sprintf("group %s: the pool's worker counts and its listed shares disagree", g),
+						fmt.Sprintf("pool entry %d (%s..%s): workers %d accepted, %d accepted shares listed", seq, p.From.Format(time.RFC3339), p.To.Format(time.RFC3339), summed[g], committed[g]))
+				}
 			}
 		}
 	}
@@ -589,6 +627,10 @@ type ReportFile struct {
 	PublicKey string          `json:"public_key"`
 	Entry     Entry           `json:"entry"`
 	Report    json.RawMessage `json:"report"`
+	// Anchor, once the log is anchored after the report, names the transaction that
+	// commits to it (see AttachAnchor). It is outside the signature: the chain vouches
+	// for it.
+	Anchor *Anchor `json:"anchor,omitempty"`
 }
 
 const reportFileFormat = "hashgrid-registry-report-file/1"
@@ -628,18 +670,50 @@ func SaveReport(dir string, f ReportFile, page []byte) (string, string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", fmt.Errorf("registry: %w", err)
 	}
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return "", "", fmt.Errorf("registry: %w", err)
-	}
 	base := filepath.Join(dir, fmt.Sprintf("report-%d", f.Entry.Seq))
-	if err := os.WriteFile(base+".json", append(b, '\n'), 0o644); err != nil {
-		return "", "", fmt.Errorf("registry: %w", err)
+	if err := writeReportFile(base+".json", f); err != nil {
+		return "", "", err
 	}
 	if err := os.WriteFile(base+".html", page, 0o644); err != nil {
 		return "", "", fmt.Errorf("registry: %w", err)
 	}
 	return base + ".json", base + ".html", nil
+}
+
+func writeReportFile(path string, f ReportFile) error {
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	// Through a temporary file, so that AttachAnchor never leaves half a report.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("registry: %w", err)
+	}
+	return nil
+}
+
+// MaxReportFileBytes bounds a report file read back.
+const MaxReportFileBytes = 256 << 20
+
+func readFileBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxReportFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	if len(b) > MaxReportFileBytes {
+		return nil, fmt.Errorf("registry: %s: larger than %d bytes", path, MaxReportFileBytes)
+	}
+	return b, nil
 }
 
 // ReportCheck is what VerifyReport found.
@@ -660,6 +734,18 @@ type ReportCheck struct {
 // log's, else the one the file carries (then KeyPinned is false: the file is only shown
 // to be self-consistent). A failure is a *ChainError naming the report's entry.
 func VerifyReport(file []byte, pin ed25519.PublicKey, html []byte, logFile []byte) (ReportCheck, error) {
+	var l *Log
+	if logFile != nil {
+		var err error
+		if l, err = ReadLog(bytes.NewReader(logFile), pin); err != nil {
+			return ReportCheck{}, fmt.Errorf("registry: log: %w", err)
+		}
+	}
+	return VerifyReportIn(file, pin, html, l)
+}
+
+// VerifyReportIn is VerifyReport against a log already read; l may be nil.
+func VerifyReportIn(file []byte, pin ed25519.PublicKey, html []byte, l *Log) (ReportCheck, error) {
 	var f ReportFile
 	dec := json.NewDecoder(bytes.NewReader(file))
 	dec.DisallowUnknownFields()
@@ -675,12 +761,11 @@ func VerifyReport(file []byte, pin ed25519.PublicKey, html []byte, logFile []byt
 	chk := ReportCheck{Seq: f.Entry.Seq}
 	var logEntries []Entry
 	switch {
-	case logFile != nil:
-		es, pub, err := readLog(bytes.NewReader(logFile), pin)
-		if err != nil {
-			return ReportCheck{}, fmt.Errorf("registry: log: %w", err)
+	case l != nil:
+		if pin != nil && !l.PublicKey.Equal(pin) {
+			return bad("the log's key differs from the pinned key")
 		}
-		logEntries, chk.PublicKey, chk.KeyPinned = es, pub, true
+		logEntries, chk.PublicKey, chk.KeyPinned = l.Entries, l.PublicKey, true
 	case pin != nil:
 		chk.PublicKey, chk.KeyPinned = pin, true
 	default:
