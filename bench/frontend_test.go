@@ -5,31 +5,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hashgrid/hashgrid/natsstream"
+	"github.com/hashgrid/hashgrid/natsstream/natstest"
 )
 
 // TestFrontEndBenchPool: the benchmark pool as a cluster front-end, in both ack
 // modes, answers a submit load, and every share the load client was told was
 // accepted is in the JetStream share stream once the pool stops.
 func TestFrontEndBenchPool(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := natstest.Connect(t, natstest.Start(t))
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -155,15 +155,7 @@ func startNATSCluster(t *testing.T, bin, dir string, n int) ([]*proc, []string) 
 		procs = append(procs, startProc(t, dir, name, bin, "-c", path))
 		urls = append(urls, "nats://"+client[i])
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamOf(t, urls...)
 	waitFor(t, 60*time.Second, "the JetStream cluster", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -171,6 +163,32 @@ func startNATSCluster(t *testing.T, bin, dir string, n int) ([]*proc, []string) 
 		return err == nil
 	})
 	return procs, urls
+}
+
+// jetStreamOf connects to the NATS servers at urls until the test ends.
+func jetStreamOf(t *testing.T, urls ...string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// shareStreamInfo asks for the share stream's state and cluster.
+func shareStreamInfo(js jetstream.JetStream) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, natsstream.DefaultStreamName)
+	if err != nil {
+		return nil, err
+	}
+	return st.Info(ctx)
 }
 
 // buildHashgrid builds this checkout's hashgrid binary.
@@ -357,32 +375,15 @@ func TestClusterEndToEnd(t *testing.T) {
 	// Stop one NATS node, the share stream's leader (the hardest case: a new leader is
 	// elected, and the accounting's read cursor, which lived there, is gone): mining
 	// and accounting go on; start it again: it catches up.
-	nc, err := nats.Connect(strings.Join(natsURLs, ","), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamOf(t, natsURLs...)
 	down := -1
-	{
-		ictx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := js.Stream(ictx, natsstream.DefaultStreamName)
-		var info *jetstream.StreamInfo
-		if err == nil {
-			info, err = st.Info(ictx)
-		}
-		c()
-		if err != nil || info.Cluster == nil {
-			t.Fatalf("share stream info: %v", err)
-		}
-		fmt.Sscanf(info.Cluster.Leader, "nats%d", &down)
-		down--
-		if down < 0 || down >= len(natsProcs) {
-			t.Fatalf("share stream leader %q", info.Cluster.Leader)
-		}
+	info, err := shareStreamInfo(js)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("share stream info: %v", err)
+	}
+	fmt.Sscanf(info.Cluster.Leader, "nats%d", &down)
+	if down--; down < 0 || down >= len(natsProcs) {
+		t.Fatalf("share stream leader %q", info.Cluster.Leader)
 	}
 	natsProcs[down].stop(t)
 	minedBefore, storedBefore := accepted(), storedShares()
@@ -390,23 +391,9 @@ func TestClusterEndToEnd(t *testing.T) {
 		return accepted() > minedBefore+20 && storedShares() > storedBefore+20
 	})
 	natsProcs[down].start(t)
-	nc3, err := nats.Connect(natsURLs[down], nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc3.Close()
-	js3, err := jetstream.New(nc3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js3 := jetStreamOf(t, natsURLs[down])
 	waitFor(t, 60*time.Second, "the restarted NATS node's replica current", func() bool {
-		ictx, c := context.WithTimeout(context.Background(), 2*time.Second)
-		defer c()
-		st, err := js3.Stream(ictx, natsstream.DefaultStreamName)
-		if err != nil {
-			return false
-		}
-		info, err := st.Info(ictx)
+		info, err := shareStreamInfo(js3)
 		if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
 			return false
 		}
@@ -430,21 +417,11 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	defer pg.Close()
 	// The stream's last sequence: everything published must reach the store.
-	var streamLast uint64
-	{
-		ictx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := js3.Stream(ictx, natsstream.DefaultStreamName)
-		if err == nil {
-			var info *jetstream.StreamInfo
-			if info, err = st.Info(ictx); err == nil {
-				streamLast = info.State.LastSeq
-			}
-		}
-		c()
-		if err != nil {
-			t.Fatal(err)
-		}
+	info, err = shareStreamInfo(js3)
+	if err != nil {
+		t.Fatal(err)
 	}
+	streamLast := info.State.LastSeq
 	waitFor(t, 60*time.Second, "the store to hold the whole share stream", func() bool {
 		n, err := pg.LastSeq(context.Background())
 		return err == nil && n >= streamLast

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/natsstream/natstest"
 	"github.com/hashgrid/hashgrid/payout"
 	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/sqlite"
@@ -19,21 +19,7 @@ import (
 // startNATS runs an embedded JetStream server on a random loopback port.
 func startNATS(t *testing.T) *nats.Conn {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return natstest.Connect(t, natstest.Start(t))
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }

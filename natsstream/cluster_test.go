@@ -63,17 +63,17 @@ func TestClusterR3SurvivesOneServer(t *testing.T) {
 	}
 	var down *node
 	for _, n := range nodes {
-		if n.opts.ServerName == info.Cluster.Leader {
+		if n.Opts.ServerName == info.Cluster.Leader {
 			down = n
 		}
 	}
 	if down == nil {
 		t.Fatalf("no server is the leader %q", info.Cluster.Leader)
 	}
-	down.stop()
+	down.Stop()
 	appendN(n)
 
-	down.start()
+	down.Start()
 	// The restarted server catches up: the leader reports it current with no lag.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -81,11 +81,11 @@ func TestClusterR3SurvivesOneServer(t *testing.T) {
 		caughtUp := false
 		if err == nil && info.Cluster != nil {
 			for _, p := range info.Cluster.Replicas {
-				if p.Name == down.opts.ServerName && p.Current && p.Lag == 0 {
+				if p.Name == down.Opts.ServerName && p.Current && p.Lag == 0 {
 					caughtUp = true
 				}
 			}
-			if info.Cluster.Leader == down.opts.ServerName {
+			if info.Cluster.Leader == down.Opts.ServerName {
 				caughtUp = true // it leads again, so it holds everything
 			}
 		}
@@ -93,7 +93,7 @@ func TestClusterR3SurvivesOneServer(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("restarted server %s did not catch up: %+v %v", down.opts.ServerName, info, err)
+			t.Fatalf("restarted server %s did not catch up: %+v %v", down.Opts.ServerName, info, err)
 		}
 		time.Sleep(100 * time.Millisecond) // polling the leader's view
 	}
@@ -150,17 +150,17 @@ func TestClusterShipperSurvivesLeaderStop(t *testing.T) {
 	}
 	var leader *node
 	for _, n := range nodes {
-		if n.opts.ServerName == info.Cluster.Leader {
+		if n.Opts.ServerName == info.Cluster.Leader {
 			leader = n
 		}
 	}
 	if leader == nil {
 		t.Fatalf("no server is the leader %q", info.Cluster.Leader)
 	}
-	leader.stop()
+	leader.Stop()
 	appendLocal(t, log, 201, 400)
 	waitRecords(t, r, 400)
-	leader.start()
+	leader.Start()
 	appendLocal(t, log, 401, 500)
 	waitRecords(t, r, 500)
 	if err := stop(); err != nil {

@@ -206,10 +206,10 @@ func TestShipperRetriesThroughOutage(t *testing.T) {
 	_, stop := runShipper(t, nc, log, filepath.Join(dir, "shipped"), opts)
 	r := open(t, connect(t, srv), Options{FrontEnd: "reader"})
 	waitRecords(t, r, 50)
-	srv.stop()
+	srv.Stop()
 	appendLocal(t, log, 51, 120)
 	time.Sleep(time.Second) // let the shipper fail against the stopped server
-	srv.start()
+	srv.Start()
 	waitRecords(t, r, 120)
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -320,7 +320,7 @@ func TestCloseFailsPendingAppends(t *testing.T) {
 	if _, err := s.Append(ctxT(t, 5*time.Second), rec(0)); err != nil {
 		t.Fatal(err)
 	}
-	srv.stop()
+	srv.Stop()
 	const n = 10
 	errs := make(chan error, 2*n)
 	for i := range n {
@@ -370,8 +370,8 @@ func TestServerRestartKeepsRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv.stop()
-	srv.start()
+	srv.Stop()
+	srv.Start()
 	// The same connection reconnects to the server, back on its port.
 	seq, err := s.Append(ctxT(t, 20*time.Second), rec(n+1))
 	if err != nil || seq != n+1 {
@@ -434,7 +434,7 @@ func TestAppendsAcrossServerOutage(t *testing.T) {
 	if _, err := s.Append(ctxT(t, 5*time.Second), rec(0)); err != nil {
 		t.Fatal(err)
 	}
-	srv.stop()
+	srv.Stop()
 	const n = 20
 	type result struct {
 		seq uint64
@@ -445,7 +445,7 @@ func TestAppendsAcrossServerOutage(t *testing.T) {
 		s.AppendAsync(rec(i), func(seq uint64, err error) { results <- result{seq, err} })
 	}
 	time.Sleep(time.Second) // the outage: longer than the ack timeout
-	srv.start()
+	srv.Start()
 	var last uint64
 	for i := 1; i <= n; i++ {
 		r := <-results

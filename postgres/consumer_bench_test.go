@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/natsstream"
+	"github.com/hashgrid/hashgrid/natsstream/natstest"
 	"github.com/hashgrid/hashgrid/stream"
 )
 
@@ -40,21 +40,7 @@ func BenchmarkConsumer(b *testing.B) {
 func benchConsumer(b *testing.B, addrs, workers int, readAhead bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(),
-		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 8 << 30, NoLog: true, NoSigs: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv.Start()
-	defer srv.Shutdown()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		b.Fatal("nats-server not ready")
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
+	nc := natstest.Connect(b, natstest.Start(b, func(o *server.Options) { o.JetStreamMaxStore = 8 << 30 }))
 
 	// The share stream, filled as a front-end would fill it.
 	pub, err := natsstream.Open(ctx, nc, natsstream.Options{FrontEnd: "fe1"})
