@@ -103,7 +103,7 @@ func benchConsumer(b *testing.B, addrs, workers int, readAhead bool) {
 	if readAhead {
 		err = readAheadConsume(runCtx, sub, consume)
 	} else {
-		err = stream.Tailer{}.Run(runCtx, sub, 0, consume)
+		err = stream.Tailer{Batch: ConsumerBatch}.Run(runCtx, sub, 0, consume)
 	}
 	el := time.Since(start)
 	b.StopTimer()
@@ -118,7 +118,7 @@ func benchConsumer(b *testing.B, addrs, workers int, readAhead bool) {
 	}
 }
 
-// readAheadConsume reads batches of stream.DefaultTailBatch from s in a goroutine, one
+// readAheadConsume reads batches of ConsumerBatch from s in a goroutine, one
 // batch ahead of fn, until ctx ends or fn fails (no retry: a benchmark's consumer).
 func readAheadConsume(ctx context.Context, s stream.Stream, fn func([]stream.Record) error) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -129,7 +129,7 @@ func readAheadConsume(ctx context.Context, s stream.Stream, fn func([]stream.Rec
 		defer close(ch)
 		var after uint64
 		for {
-			recs, err := s.Read(ctx, after, stream.DefaultTailBatch)
+			recs, err := s.Read(ctx, after, ConsumerBatch)
 			if err == nil && len(recs) == 0 {
 				err = s.Wait(ctx, after)
 			}
