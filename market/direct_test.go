@@ -187,3 +187,40 @@ func TestUpstreamsPerOrderLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSmallExtranonceNeedsSetExtranonce: a seller that did not subscribe to
+// mining.set_extranonce cannot mine on a destination whose extranonce2 is too small
+// to share: it goes to the next order, even a cheaper one, and delivers there.
+func TestSmallExtranonceNeedsSetExtranonce(t *testing.T) {
+	const d = 0.00003
+	small := startDestEN2(t, d, 4)
+	wide := startDest(t, d)
+	tm := rawMarket(t, d, nil)
+	acct, _ := tm.buyer(t, 50_000_000)
+	ctx := context.Background()
+	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: small.url(), PoolUser: "a", Price: 2_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the small order live", func() bool {
+		for _, bo := range tm.OrderBook().Orders {
+			if bo.ID == a.ID {
+				return bo.Alive
+			}
+		}
+		return false
+	})
+	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: wide.url(), PoolUser: "b", Price: 1_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dialSeller(t, tm.addr, regtest.TestAddress()+".plain", "")
+	s.waitJob()
+	if serr, _ := s.submit(s.mine(0)); serr != nil {
+		t.Fatalf("share refused: %v", serr)
+	}
+	waitFor(t, 10*time.Second, "the share accepted on the cheaper order", func() bool { return tm.view(t, acct, b.ID).SharesAccepted == 1 })
+	if na := sellersOn(tm, a.ID); na != 0 || small.conns() != 1 {
+		t.Errorf("%d sellers and %d connections on the small order, want 0 and 1 (its own)", na, small.conns())
+	}
+}
