@@ -156,6 +156,7 @@ func mustAudit(t testing.TB, tm *testMarket, id string) AuditReport {
 // TestUpstreamsPerOrderLimit: with MaxUpstreamsPerOrder 2, an order on a destination
 // with 4 bytes of extranonce2 takes one seller (the order's own connection and that
 // seller's); the other seller goes to the next order instead, and both deliver.
+// When the small order ends, its seller moves back to its own extranonce1.
 func TestUpstreamsPerOrderLimit(t *testing.T) {
 	small := startDestEN2(t, 0.0003, 4)
 	wide := startDest(t, 0.0003)
@@ -183,6 +184,24 @@ func TestUpstreamsPerOrderLimit(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// The small order ends: its seller is told its own extranonce1 again and
+	// delivers to the other order.
+	if _, err := tm.CancelOrder(acct, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "both sellers on the other order", func() bool { return sellersOn(tm, b.ID) == 2 })
+	k1, k2 := regtest.TestAddress()+"/rig1", regtest.TestAddressP2PKH()+"/rig2"
+	w1, w2 := workerOf(tm, k1), workerOf(tm, k2)
+	waitFor(t, 30*time.Second, "both sellers' shares accepted there", func() bool {
+		return workerOf(tm, k1).Accepted >= w1.Accepted+3 && workerOf(tm, k2).Accepted >= w2.Accepted+3
+	})
+	for _, k := range []string{k1, k2} {
+		if w := workerOf(tm, k); w.Invalid != 0 || w.Rejected != 0 {
+			t.Errorf("%s: %d invalid, %d rejected", k, w.Invalid, w.Rejected)
+		}
+	}
+	waitFor(t, 10*time.Second, "the small destination's connections closed", func() bool { return small.conns() == 0 })
 	if err := tm.led.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
