@@ -131,6 +131,11 @@ func (m *Market) route() {
 	for s := range m.sellers {
 		to := placed[s]
 		if s.ord == to {
+			if to != nil && to.ded[s] == nil && to.directLocked() {
+				// The destination's extranonce2 shrank under a seller that shared
+				// the order's connection: it now needs one of its own.
+				m.openDedicatedLocked(to, s)
+			}
 			continue
 		}
 		if s.ord != nil {

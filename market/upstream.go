@@ -29,19 +29,14 @@ const upstreamVersionMask = 0x1fffe000
 
 // mjob is a destination's job as the market hands it to sellers.
 type mjob struct {
-	id  string // market job id, unique over all destinations
-	up  *upstream
-	cli *stratum.Client
-	n   *stratum.Notify // as the destination sent it
-	en1 []byte          // destination's extranonce1
-	pad int             // zero bytes after the seller's extranonce2
-	// direct: the destination's extranonce2 is too small to carry a seller's
-	// extranonce1 as well. The job is for one seller, on its own connection, whose
-	// extranonce1 is the destination's (mining.set_extranonce): coinb1 is the
-	// destination's, and the seller's extranonce2 is the destination's, padded.
-	direct  bool
-	coinb1  []byte // destination coinb1 ‖ extranonce1 (shared), destination coinb1 (direct)
-	coinb2  []byte // zeros(pad) ‖ destination coinb2
+	id      string // market job id, unique over all destinations
+	up      *upstream
+	cli     *stratum.Client
+	n       *stratum.Notify // as the destination sent it
+	en1     []byte          // destination's extranonce1
+	pad     int             // zero bytes after the seller's extranonce2
+	coinb1  []byte          // destination coinb1 ‖ extranonce1 (destination coinb1 alone when direct)
+	coinb2  []byte          // zeros(pad) ‖ destination coinb2
 	prev    chainhash.Hash
 	branch  []chainhash.Hash
 	version uint32
@@ -54,9 +49,14 @@ type mjob struct {
 	// degenerate: the network target is easier than the destination's share target
 	// (regtest), so sellers get the destination's difficulty exactly.
 	degenerate bool
-	line       []byte // mining.notify for sellers
-	lineClean  []byte // the same with clean_jobs set
-	stale      atomic.Bool
+	// direct: the destination's extranonce2 is too small to carry a seller's
+	// extranonce1 as well. The job is for one seller, on its own connection, whose
+	// extranonce1 is the destination's (mining.set_extranonce), and whose
+	// extranonce2, padded, is the destination's.
+	direct    bool
+	line      []byte // mining.notify for sellers
+	lineClean []byte // the same with clean_jobs set
+	stale     atomic.Bool
 
 	seenMu sync.Mutex
 	seen   map[uint32]map[chainhash.Hash]struct{} // by the seller's extranonce1
