@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -35,20 +36,22 @@ type fakeDest struct {
 	mask        uint32        // version-rolling mask offered to clients; default the stratum server's
 	strictNTime bool          // reject a share whose ntime is not its job's (no ntime rolling)
 	rejectAll   bool          // validate, then reject every share as a lying pool does
+	maxConns    int           // refuse to authorize beyond this many open connections; 0 = no limit
 	onAccept    chan struct{} // told (without blocking) of every share accepted
 
-	mu       sync.Mutex
-	seq      int
-	jobs     map[string]*fakeJob
-	cur      *fakeJob
-	accepted map[string]uint64
-	work     map[string]hashgrid.Work
-	byConn   map[uint32]uint64        // accepted shares by connection (its extranonce1)
-	live     map[*stratum.Conn]uint32 // authorized connections open now
-	rejected int
-	seen     map[chainhash.Hash]bool
-	stopped  bool
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	seq       int
+	jobs      map[string]*fakeJob
+	cur       *fakeJob
+	accepted  map[string]uint64
+	work      map[string]hashgrid.Work
+	byConn    map[uint32]uint64 // accepted shares by connection (its extranonce1)
+	authTries int
+	live      map[*stratum.Conn]uint32 // authorized connections open now
+	rejected  int
+	seen      map[chainhash.Hash]bool
+	stopped   bool
+	wg        sync.WaitGroup
 }
 
 type fakeJob struct {
@@ -144,7 +147,15 @@ func (d *fakeDest) newJob(clean bool) {
 	}
 }
 
-func (d *fakeDest) Authorize(c *stratum.Conn, user, password string) error { return nil }
+func (d *fakeDest) Authorize(c *stratum.Conn, user, password string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.authTries++
+	if d.maxConns > 0 && len(d.live) >= d.maxConns {
+		return errors.New("too many connections")
+	}
+	return nil
+}
 func (d *fakeDest) Authorized(c *stratum.Conn) {
 	d.mu.Lock()
 	j := d.cur

@@ -243,3 +243,49 @@ func TestSmallExtranonceNeedsSetExtranonce(t *testing.T) {
 		t.Errorf("%d sellers and %d connections on the small order, want 0 and 1 (its own)", na, small.conns())
 	}
 }
+
+// TestSellerConnectionRefused: a destination with 4 bytes of extranonce2 that takes
+// one connection per user refuses a seller's own. The order stays active (its own
+// connection is fine), the seller goes to the next order and delivers there, and the
+// order does not dial again for every routing round.
+func TestSellerConnectionRefused(t *testing.T) {
+	small := startDestWith(t, 0.0003, 4, func(f *fakeDest) { f.maxConns = 1 })
+	wide := startDest(t, 0.0003)
+	tm := startMarket(t, nil)
+	acct, _ := tm.buyer(t, 50_000_000)
+	ctx := context.Background()
+	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: small.url(), PoolUser: "a", Price: 2_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the small order live", func() bool {
+		for _, bo := range tm.OrderBook().Orders {
+			if bo.ID == a.ID {
+				return bo.Alive
+			}
+		}
+		return false
+	})
+	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: wide.url(), PoolUser: "b", Price: 1_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSeller(t, tm.addr, sellerUsers()[0], false)
+	waitFor(t, 30*time.Second, "the seller delivering to the other order", func() bool { return tm.view(t, acct, b.ID).SharesAccepted >= 3 })
+	if v := tm.view(t, acct, a.ID); v.Status != StatusActive || v.Sellers != 0 || v.SharesAccepted != 0 {
+		t.Errorf("small order %s (%s), %d sellers, %d accepted", v.Status, v.Reason, v.Sellers, v.SharesAccepted)
+	}
+	if n := dedicatedOf(tm, a.ID); n != 0 {
+		t.Errorf("%d sellers' connections left on the small order", n)
+	}
+	if n := small.conns(); n != 1 {
+		t.Errorf("%d connections to the small destination, want its order's own", n)
+	}
+	time.Sleep(2 * time.Second) // two routing rounds, well within dedicatedRetry
+	small.mu.Lock()
+	tries := small.authTries
+	small.mu.Unlock()
+	if tries != 2 {
+		t.Errorf("%d authorizations at the small destination, want 2 (the order's, the seller's refused one)", tries)
+	}
+}
