@@ -49,7 +49,14 @@ func diffPool(t *testing.T, net0 *chaincfg.Params, addr string, cfg pool.Config)
 		t.Fatal(err)
 	}
 	cfg.Network, cfg.Outputs = net0, out
-	p, err := pool.New(cfg, nil, nil, nil)
+	return servePool(t, cfg, nil)
+}
+
+// servePool serves a pool of cfg on loopback, on the benchmark template at height
+// 900,000, its shares going to sink, until the test ends.
+func servePool(t *testing.T, cfg pool.Config, sink pool.ShareSink) (*pool.Pool, string) {
+	t.Helper()
+	p, err := pool.New(cfg, nil, sink, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,19 +1,15 @@
 package pool_test
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/v2"
 
 	"github.com/hashgrid/hashgrid"
-	"github.com/hashgrid/hashgrid/bench"
 	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/pow"
 	"github.com/hashgrid/hashgrid/stratum"
@@ -56,24 +52,8 @@ func frontEnd(t *testing.T, fe int) (*keptShares, string) {
 		t.Fatal(err)
 	}
 	sink := &keptShares{}
-	p, err := pool.New(pool.Config{Network: &chaincfg.RegressionNetParams, Outputs: out, FrontEnd: fe}, nil, sink, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.UpdateTemplate(bench.Template(900_000, 10), true); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		p.Shutdown(ctx)
-	})
-	return sink, l.Addr().String()
+	_, addr := servePool(t, pool.Config{Network: &chaincfg.RegressionNetParams, Outputs: out, FrontEnd: fe}, sink)
+	return sink, addr
 }
 
 func TestFrontEndConfig(t *testing.T) {
