@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/btcsuite/btcd/address/v2"
+	"github.com/btcsuite/btcd/chaincfg/v2"
 
 	"github.com/hashgrid/hashgrid/stratum"
 )
@@ -37,6 +41,29 @@ type LoadConfig struct {
 	// pool under test while the pool is still writing; use it with RxTimestamps.
 	RxTimestamps bool
 	Settle       time.Duration
+	// SoloUsers authorizes connection i as SoloUser(i) instead of User: against a
+	// SOLO pool (ServerConfig.Solo) every connection then has a coinbase of its own.
+	SoloUsers bool
+}
+
+// SoloUser is the user connection i authorizes with LoadConfig.SoloUsers: a mainnet
+// P2WPKH address of its own (key hash i+1), worker "bench".
+func SoloUser(i int) string {
+	var h [20]byte
+	binary.BigEndian.PutUint64(h[12:], uint64(i)+1)
+	a, err := address.NewAddressWitnessPubKeyHash(h[:], &chaincfg.MainNetParams)
+	if err != nil {
+		panic(err) // a 20-byte hash always makes an address
+	}
+	return a.EncodeAddress() + ".bench"
+}
+
+// userOf is the user connection i authorizes.
+func (cfg LoadConfig) userOf(i int) string {
+	if cfg.SoloUsers {
+		return SoloUser(i)
+	}
+	return cfg.User
 }
 
 // watchOptions are the parts of a LoadConfig that watch uses.
@@ -159,7 +186,7 @@ func dialAll(ctx context.Context, cfg LoadConfig) ([]*conn, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, err := dialConn(ctx, addr, cfg.User, cfg.Password)
+			c, err := dialConn(ctx, addr, cfg.userOf(i), cfg.Password)
 			if err != nil {
 				firstErr.CompareAndSwap(nil, err)
 				return
@@ -199,7 +226,7 @@ func Submit(ctx context.Context, cfg LoadConfig) (Result, error) {
 	var wg sync.WaitGroup
 	for ci, c := range conns {
 		wg.Go(func() {
-			l, dropped := runConn(ctx, c, ci, cfg.InFlight, cfg.User, stop, &submits, &accepted, &rejected)
+			l, dropped := runConn(ctx, c, ci, cfg.InFlight, cfg.userOf(ci), stop, &submits, &accepted, &rejected)
 			mu.Lock()
 			lat = append(lat, l...)
 			if dropped {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/hashgrid/hashgrid/natsstream"
 	"github.com/hashgrid/hashgrid/node"
+	"github.com/hashgrid/hashgrid/payout"
 	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/sqlite"
 	"github.com/hashgrid/hashgrid/stratum"
@@ -59,6 +60,9 @@ func Template(height int64, txs int) *node.Template {
 // benchMaxJobShares bounds a benchmark connection's accepted shares on one work.
 const benchMaxJobShares = 1 << 20
 
+// benchPoolAddress is the benchmark pool's own payout address.
+const benchPoolAddress = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+
 // noNode refuses blocks: the benchmark template's target is never met.
 type noNode struct{}
 
@@ -80,6 +84,11 @@ type ServerConfig struct {
 	Ack      natsstream.AckMode
 	Replicas int
 	FrontEnd string // its name in the stream; default "bench"
+	// Solo lays out coinbases as a SOLO pool does (payout.SoloOutputs): each payout
+	// address that authorizes gets a coinbase of its own, so a new tip builds and
+	// writes one job per address. Load clients give each connection its own address
+	// with LoadConfig.SoloUsers.
+	Solo bool
 }
 
 // Server is a running benchmark pool.
@@ -114,10 +123,14 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	shares := stream.NewShareSink(bk.src, stream.RejectSampling{Logger: cfg.Logger})
-	out, err := pool.SingleAddress("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", &chaincfg.MainNetParams)
+	out, err := pool.SingleAddress(benchPoolAddress, &chaincfg.MainNetParams)
 	if err != nil {
 		bk.close()
 		return nil, err
+	}
+	if cfg.Solo {
+		out = payout.SoloOutputs(payout.Config{Scheme: payout.SOLO, Network: &chaincfg.MainNetParams, PoolAddress: benchPoolAddress,
+			Split: payout.SplitParams{FeeBps: 100}})
 	}
 	reg := prometheus.NewRegistry()
 	var blocks pool.BlockSink

@@ -59,6 +59,7 @@ func benchStratum(ctx context.Context, args []string, env Env) error {
 	timeout := fs.Duration("timeout", 2*time.Minute, "notify mode: how long to wait")
 	fs.BoolVar(&cfg.RxTimestamps, "rx-timestamps", false, "notify mode (Linux): date each notify by the kernel's receive time (SO_TIMESTAMPNS), not by when the client read it")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "notify mode (Linux): a reader seeing input after a quiet spell waits D before reading it, not competing with the pool while it writes (use with --rx-timestamps)")
+	fs.BoolVar(&cfg.SoloUsers, "solo-users", false, "authorize each connection with a payout address of its own (against bench pool --solo: one coinbase per connection)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load client to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -117,6 +118,7 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&cfg.Data, "data", "", "data directory (default: a temporary one)")
 	fs.IntVar(&cfg.Txs, "txs", 2000, "template transactions (sets the merkle branch length)")
 	fs.IntVar(&cfg.MaxConn, "max-conns-per-ip", 20000, "connections allowed from one IP")
+	fs.BoolVar(&cfg.Solo, "solo", false, "lay out coinbases as a SOLO pool does: one per payout address (use bench stratum --solo-users)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the pool to this file")
 	var natsURLs []string
 	fs.Var(&listFlag{dst: &natsURLs}, "nats", "run as a cluster front-end publishing to this JetStream server nats://HOST:PORT (repeatable) instead of the local log and SQLite")
