@@ -45,6 +45,7 @@ type MarketConfig struct {
 	SellerMinDiff         float64
 	MaxSharesPerSellerJob int
 	UpstreamInFlight      int
+	MaxUpstreamsPerOrder  int
 	MinOrderBudget        int64
 	PriceDecreaseInterval time.Duration
 	MaxPriceDecreaseBps   int64
@@ -112,6 +113,7 @@ func parseMarketFlags(args []string, env Env) (MarketConfig, error) {
 	fs.Float64Var(&cfg.SellerMinDiff, "seller-min-difficulty", 0, fmt.Sprintf("floor of every seller's difficulty (default %d; lower only where the destination's difficulty is lower)", market.DefaultSellerMinDiff))
 	fs.IntVar(&cfg.MaxSharesPerSellerJob, "max-shares-per-seller-job", 0, "shares one seller connection may submit on one job before further ones are refused (default 4096)")
 	fs.IntVar(&cfg.UpstreamInFlight, "upstream-in-flight", 0, "shares forwarded to one destination and not yet answered; more are not forwarded (default 64)")
+	fs.IntVar(&cfg.MaxUpstreamsPerOrder, "max-upstreams-per-order", 0, "connections an order may open to a destination whose extranonce2 is too small to share, one per seller beside its own (default 16)")
 	fs.Int64Var(&cfg.MinOrderBudget, "min-order-budget", 0, "smallest budget of a spot order, in sat (default 1000)")
 	fs.DurationVar(&cfg.PriceDecreaseInterval, "price-decrease-interval", 0, "a spot order's price may fall at most once per interval (default 10m)")
 	fs.Int64Var(&cfg.MaxPriceDecreaseBps, "max-price-decrease-bps", 0, "most a spot order's price may fall at once, in basis points of the price (default 1000)")
@@ -163,6 +165,8 @@ func (c *MarketConfig) validate() error {
 		return bad("--max-shares-per-seller-job %d: want 0 (the default) or more", c.MaxSharesPerSellerJob)
 	case c.UpstreamInFlight < 0:
 		return bad("--upstream-in-flight %d: want 0 (the default) or more", c.UpstreamInFlight)
+	case c.MaxUpstreamsPerOrder < 0:
+		return bad("--max-upstreams-per-order %d: want 0 (the default) or more", c.MaxUpstreamsPerOrder)
 	case c.MinOrderBudget < 0:
 		return bad("--min-order-budget %d: want 0 (the default) or more sat", c.MinOrderBudget)
 	case c.PriceDecreaseInterval < 0:
@@ -244,7 +248,7 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 		Network: params, Ledger: led, Store: store, StatePath: filepath.Join(cfg.Data, "market.json"),
 		FeeBps: cfg.FeeBps, SellerShareInterval: cfg.SellerShareInterval, SellerStartDiff: cfg.SellerStartDiff,
 		SellerMinDiff: cfg.SellerMinDiff, MaxSharesPerSellerJob: cfg.MaxSharesPerSellerJob, UpstreamInFlight: cfg.UpstreamInFlight,
-		MinOrderBudget: cfg.MinOrderBudget, PriceDecreaseInterval: cfg.PriceDecreaseInterval, MaxPriceDecreaseBps: cfg.MaxPriceDecreaseBps,
+		MaxUpstreamsPerOrder: cfg.MaxUpstreamsPerOrder, MinOrderBudget: cfg.MinOrderBudget, PriceDecreaseInterval: cfg.PriceDecreaseInterval, MaxPriceDecreaseBps: cfg.MaxPriceDecreaseBps,
 		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConnsPerIP, WriteTimeout: 2 * time.Second},
 		Logger: log.With("component", "market"), Now: cfg.Now, AllowPrivateDestinations: cfg.AllowPrivateDestinations,
 		SpeedBucket: cfg.SpeedBucket,

@@ -432,13 +432,13 @@ func TestMarketFlags(t *testing.T) {
 func TestMarketFlagValidation(t *testing.T) {
 	env := Env{Stderr: io.Discard, Getenv: func(string) string { return "" }}
 	cfg, err := parseMarketFlags([]string{"--seller-min-difficulty", "2048", "--seller-start-difficulty", "4096", "--max-shares-per-seller-job", "100",
-		"--upstream-in-flight", "8", "--min-order-budget", "5000", "--price-decrease-interval", "2m", "--max-price-decrease-bps", "500",
+		"--upstream-in-flight", "8", "--max-upstreams-per-order", "3", "--min-order-budget", "5000", "--price-decrease-interval", "2m", "--max-price-decrease-bps", "500",
 		"--pool-data", "/srv/pool"}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprint(2048.0, 4096.0, 100, 8, 5000, 2*time.Minute, 500, "/srv/pool")
-	got := fmt.Sprint(cfg.SellerMinDiff, cfg.SellerStartDiff, cfg.MaxSharesPerSellerJob, cfg.UpstreamInFlight, cfg.MinOrderBudget,
+	want := fmt.Sprint(2048.0, 4096.0, 100, 8, 3, 5000, 2*time.Minute, 500, "/srv/pool")
+	got := fmt.Sprint(cfg.SellerMinDiff, cfg.SellerStartDiff, cfg.MaxSharesPerSellerJob, cfg.UpstreamInFlight, cfg.MaxUpstreamsPerOrder, cfg.MinOrderBudget,
 		cfg.PriceDecreaseInterval, cfg.MaxPriceDecreaseBps, cfg.PoolData)
 	if got != want {
 		t.Errorf("parsed %s, want %s", got, want)
@@ -465,6 +465,7 @@ func TestMarketFlagValidation(t *testing.T) {
 		{[]string{"--seller-start-difficulty", "-3"}, env, "--seller-start-difficulty"},
 		{[]string{"--max-shares-per-seller-job", "-1"}, env, "--max-shares-per-seller-job"},
 		{[]string{"--upstream-in-flight", "-5"}, env, "--upstream-in-flight"},
+		{[]string{"--max-upstreams-per-order", "-1"}, env, "--max-upstreams-per-order"},
 		{[]string{"--min-order-budget", "-1"}, env, "--min-order-budget"},
 		{[]string{"--price-decrease-interval", "-1s"}, env, "--price-decrease-interval"},
 		{[]string{"--max-price-decrease-bps", "10001"}, env, "--max-price-decrease-bps"},

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -35,18 +36,22 @@ type fakeDest struct {
 	mask        uint32        // version-rolling mask offered to clients; default the stratum server's
 	strictNTime bool          // reject a share whose ntime is not its job's (no ntime rolling)
 	rejectAll   bool          // validate, then reject every share as a lying pool does
+	maxConns    int           // refuse to authorize beyond this many open connections; 0 = no limit
 	onAccept    chan struct{} // told (without blocking) of every share accepted
 
-	mu       sync.Mutex
-	seq      int
-	jobs     map[string]*fakeJob
-	cur      *fakeJob
-	accepted map[string]uint64
-	work     map[string]hashgrid.Work
-	rejected int
-	seen     map[chainhash.Hash]bool
-	stopped  bool
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	seq       int
+	jobs      map[string]*fakeJob
+	cur       *fakeJob
+	accepted  map[string]uint64
+	work      map[string]hashgrid.Work
+	byConn    map[uint32]uint64 // accepted shares by connection (its extranonce1)
+	authTries int
+	live      map[*stratum.Conn]uint32 // authorized connections open now
+	rejected  int
+	seen      map[chainhash.Hash]bool
+	stopped   bool
+	wg        sync.WaitGroup
 }
 
 type fakeJob struct {
@@ -70,7 +75,7 @@ func startDestEN2(t testing.TB, diff float64, en2 int) *fakeDest {
 // startDestWith is startDestEN2 with set applied before the pool serves anyone.
 func startDestWith(t testing.TB, diff float64, en2 int, set func(*fakeDest)) *fakeDest {
 	t.Helper()
-	d := &fakeDest{t: t, diff: diff, bits: 0x1d00ffff, en2: en2, jobs: map[string]*fakeJob{}, accepted: map[string]uint64{}, work: map[string]hashgrid.Work{}, seen: map[chainhash.Hash]bool{}}
+	d := &fakeDest{t: t, diff: diff, bits: 0x1d00ffff, en2: en2, jobs: map[string]*fakeJob{}, accepted: map[string]uint64{}, byConn: map[uint32]uint64{}, live: map[*stratum.Conn]uint32{}, work: map[string]hashgrid.Work{}, seen: map[chainhash.Hash]bool{}}
 	if set != nil {
 		set(d)
 	}
@@ -142,16 +147,47 @@ func (d *fakeDest) newJob(clean bool) {
 	}
 }
 
-func (d *fakeDest) Authorize(c *stratum.Conn, user, password string) error { return nil }
+func (d *fakeDest) Authorize(c *stratum.Conn, user, password string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.authTries++
+	if d.maxConns > 0 && len(d.live) >= d.maxConns {
+		return errors.New("too many connections")
+	}
+	return nil
+}
 func (d *fakeDest) Authorized(c *stratum.Conn) {
 	d.mu.Lock()
 	j := d.cur
+	d.live[c] = c.Extranonce1()
 	d.mu.Unlock()
 	c.SetDifficulty(d.diff)
 	c.WriteRaw(j.notify)
 }
 func (d *fakeDest) SuggestDifficulty(c *stratum.Conn, f float64) {}
-func (d *fakeDest) Closed(c *stratum.Conn)                       {}
+func (d *fakeDest) Closed(c *stratum.Conn) {
+	d.mu.Lock()
+	delete(d.live, c)
+	d.mu.Unlock()
+}
+
+// conns returns how many connections are open and authorized now.
+func (d *fakeDest) conns() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.live)
+}
+
+// acceptedByConn returns the accepted shares by connection (its extranonce1).
+func (d *fakeDest) acceptedByConn() map[uint32]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[uint32]uint64{}
+	for k, v := range d.byConn {
+		out[k] = v
+	}
+	return out
+}
 
 func (d *fakeDest) Submit(c *stratum.Conn, s *stratum.Submit) *stratum.Error {
 	if d.delay > 0 {
@@ -200,6 +236,7 @@ func (d *fakeDest) Submit(c *stratum.Conn, s *stratum.Submit) *stratum.Error {
 	}
 	d.seen[h] = true
 	d.accepted[s.Worker]++
+	d.byConn[c.Extranonce1()]++
 	d.work[s.Worker] = d.work[s.Worker].Add(j.diff)
 	if d.onAccept != nil {
 		select {

@@ -5,16 +5,32 @@
 // order that has room, forwards the seller's shares to that order's destination pool
 // and measures delivery from the destination's answers only.
 //
-// Upstream sharing: all sellers on one order use one upstream connection. The
-// destination's extranonce1 is folded into the coinbase part sent to sellers, and
-// the upstream extranonce2 is the seller's market extranonce1 (unique per seller
-// connection) followed by the seller's own extranonce2 and zero padding. Moving a
-// seller to another order therefore needs no set_extranonce: a new difficulty and a
-// clean job are enough, which every Stratum V1 miner understands. The destination
-// must therefore give at least 4 + SellerExtranonce2Size bytes of extranonce2 (8 by
-// default); one that gives fewer pauses its order with a reason saying so. Serving it
-// would need each seller's extranonce1 replaced by the destination's
-// (mining.set_extranonce), which the sellers' Stratum server does not send.
+// Upstream sharing: when the destination gives at least 4 + SellerExtranonce2Size
+// bytes of extranonce2 (8 by default), all sellers on one order use one upstream
+// connection. The destination's extranonce1 is folded into the coinbase part sent to
+// sellers, and the upstream extranonce2 is the seller's market extranonce1 (unique
+// per seller connection) followed by the seller's own extranonce2 and zero padding.
+// Moving a seller to another such order needs no set_extranonce: a new difficulty
+// and a clean job are enough, which every Stratum V1 miner understands.
+//
+// One connection per seller: a destination that gives fewer bytes (4 is common), but
+// at least SellerExtranonce2Size, has no room for a seller's extranonce1. Each seller
+// routed to such an order gets a connection of its own to the destination, and is
+// sent that connection's extranonce1 with mining.set_extranonce before its first job
+// there; its extranonce2 is the destination's, padded with zeros. Only sellers that
+// subscribed to it (mining.extranonce.subscribe, or the subscribe-extranonce
+// extension of mining.configure) are routed there; the others go to other orders. The
+// order's own connection stays open beside them: it keeps the order live and prices
+// its shares, and sends no seller its jobs. MaxUpstreamsPerOrder bounds the
+// connections an order has open this way, its own included; at the bound, further
+// sellers go to other orders or wait. A seller that leaves the order has its
+// connection closed once its shares in flight are answered, and is sent its own
+// extranonce1 again with its next job elsewhere. Each such connection has its own
+// jobs, duplicate sets, version mask (set_version_mask below), in-flight slots and
+// reject count; delivery and settlement are the order's, as with one connection. A
+// seller's connection that fails takes the seller off the order, which opens none
+// for a new seller for dedicatedRetry (10 s). A destination that gives fewer bytes
+// than SellerExtranonce2Size pauses its order with a reason saying so.
 //
 // Version rolling: a seller is sent mining.set_version_mask, before the job it applies
 // to, whenever the mask its job's destination lets the market roll, intersected with
@@ -104,7 +120,9 @@
 // hashprice per tick); buyers' on-chain deposits and withdrawals (an operator credits
 // deposits through the admin endpoint, and must bring the money to the wallet the
 // pool pays from, since that wallet pays the sellers); destinations with fewer than
-// 4 + SellerExtranonce2Size bytes of extranonce2; several upstream connections per order; splitting one seller's time between
+// SellerExtranonce2Size bytes of extranonce2, and sellers without
+// mining.set_extranonce on destinations with fewer than 4 + SellerExtranonce2Size;
+// several shared connections per order; splitting one seller's time between
 // orders (routing places each seller whole, so an order whose limit is below one
 // seller's speed gets nothing); one transaction for a settlement's ledger entries and
 // its order's state (the market reconciles on start instead).

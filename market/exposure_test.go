@@ -235,10 +235,11 @@ func TestUnreachableReasonGeneric(t *testing.T) {
 	}
 }
 
-// TestSmallExtranonceReason: a destination whose extranonce2 is too small to share
-// pauses the order with a reason that says so, the one detail a buyer can act on.
+// TestSmallExtranonceReason: a destination whose extranonce2 is smaller than the
+// sellers' (so not even a connection per seller can serve it) pauses the order with
+// a reason that says so, the one detail a buyer can act on.
 func TestSmallExtranonceReason(t *testing.T) {
-	dest := startDestEN2(t, 0.0003, 4)
+	dest := startDestEN2(t, 0.0003, 2)
 	tm := startMarket(t, nil)
 	acct, _ := tm.buyer(t, 1_000_000)
 	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "u", Price: 1, Budget: 1000})
@@ -246,7 +247,7 @@ func TestSmallExtranonceReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the order paused", func() bool { return tm.view(t, acct, o.ID).Status == StatusPaused })
-	if r, want := tm.view(t, acct, o.ID).Reason, "destination gives 4 bytes of extranonce2; the market needs at least 8"; r != want {
+	if r, want := tm.view(t, acct, o.ID).Reason, "destination gives 2 bytes of extranonce2; the market needs at least 4"; r != want {
 		t.Errorf("reason %q, want %q", r, want)
 	}
 }

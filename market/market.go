@@ -75,10 +75,20 @@ type Config struct {
 	StatePath    string
 	AccountsPath string
 	FeeBps       int64 // market fee in basis points of what buyers pay; default 200
-	// SellerExtranonce2Size is the extranonce2 size given to sellers; the destination's
-	// extranonce2 must be at least 4 bytes larger. Default 4.
+	// SellerExtranonce2Size is the extranonce2 size given to sellers. A destination
+	// whose extranonce2 is at least 4 bytes larger is shared by all of an order's
+	// sellers over one connection; one whose extranonce2 is smaller, but at least this
+	// size, gets one connection per seller (see MaxUpstreamsPerOrder); a smaller one
+	// pauses its order. Default 4.
 	SellerExtranonce2Size int
-	SellerShareInterval   time.Duration // seller vardiff aims at one share per interval; default 5s
+	// MaxUpstreamsPerOrder bounds the connections an order has open to its destination
+	// when that destination's extranonce2 is too small to share: the first one, which
+	// keeps the order live, and one per seller routed to it (each seller's own
+	// extranonce1 from the destination, sent with mining.set_extranonce). At the bound,
+	// further sellers go to other orders or wait. Connections still answering shares
+	// of a seller that left are not counted. Default 16.
+	MaxUpstreamsPerOrder int
+	SellerShareInterval  time.Duration // seller vardiff aims at one share per interval; default 5s
 	// SellerMinDiff is the floor of every seller's difficulty: mining.suggest_difficulty
 	// and vardiff never go below it. A destination whose own difficulty is lower gives
 	// its sellers that difficulty instead (every share then goes to the destination).
@@ -146,6 +156,9 @@ func (c *Config) defaults() {
 	}
 	if c.UpstreamInFlight == 0 {
 		c.UpstreamInFlight = 64
+	}
+	if c.MaxUpstreamsPerOrder == 0 {
+		c.MaxUpstreamsPerOrder = 16
 	}
 	if c.RouteInterval == 0 {
 		c.RouteInterval = time.Second
@@ -220,8 +233,8 @@ func (c *Config) Validate() error {
 	if c.MinOrderBudget < 1 || c.PriceDecreaseInterval < 0 || c.MaxPriceDecreaseBps < 1 || c.MaxPriceDecreaseBps > 10_000 {
 		return errors.New("market: MinOrderBudget must be positive and MaxPriceDecreaseBps in 1..10000")
 	}
-	if c.MaxSharesPerSellerJob < 1 || c.UpstreamInFlight < 1 {
-		return errors.New("market: MaxSharesPerSellerJob and UpstreamInFlight must be at least 1")
+	if c.MaxSharesPerSellerJob < 1 || c.UpstreamInFlight < 1 || c.MaxUpstreamsPerOrder < 1 {
+		return errors.New("market: MaxSharesPerSellerJob, UpstreamInFlight and MaxUpstreamsPerOrder must be at least 1")
 	}
 	if c.SellerExtranonce2Size < 2 || c.SellerExtranonce2Size > 8 {
 		return fmt.Errorf("market: seller extranonce2 size %d out of range 2..8", c.SellerExtranonce2Size)
@@ -373,9 +386,12 @@ func New(cfg Config) (*Market, error) {
 	}
 	srv, err := stratum.NewServer(stratum.Config{
 		Extranonce2Size: cfg.SellerExtranonce2Size,
-		Limits:          cfg.Limits,
-		Logger:          cfg.Logger.With("component", "stratum"),
-		Now:             cfg.Now,
+		// Sellers on a destination whose extranonce2 is too small to share are given
+		// the extranonce1 of their own connection to it.
+		ExtranonceSubscribe: true,
+		Limits:              cfg.Limits,
+		Logger:              cfg.Logger.With("component", "stratum"),
+		Now:                 cfg.Now,
 	}, sellerSide{m})
 	if err != nil {
 		cancel()

@@ -554,19 +554,28 @@ func TestPlaceOrderValidation(t *testing.T) {
 	}
 }
 
-func TestNewMJobExtranonceTooSmall(t *testing.T) {
+// TestNewMJobExtranonceSizes: a destination's extranonce2 with room for a seller's
+// extranonce1 and extranonce2 is shared (extranonce1 folded into coinb1); one with
+// room for the extranonce2 only is direct (coinb1 as the destination sent it); a
+// smaller one is refused.
+func TestNewMJobExtranonceSizes(t *testing.T) {
 	w := stratum.Work{Notify: &stratum.Notify{PrevHash: strings.Repeat("0", 64), Version: "20000000", NBits: "1d00ffff", NTime: "00000000"},
-		Difficulty: 1, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 7}
+		Difficulty: 1, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 3}
 	if _, err := newMJob("1", w, 4); err == nil || !strings.Contains(err.Error(), "extranonce2") {
-		t.Errorf("newMJob with 7-byte extranonce2: %v, want an extranonce2 error", err)
+		t.Errorf("newMJob with 3-byte extranonce2: %v, want an extranonce2 error", err)
 	}
-	w.Extranonce2Size = 10
-	j, err := newMJob("1", w, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if j.pad != 2 || len(j.coinb1) != 4 || len(j.coinb2) != 2 {
-		t.Errorf("pad %d coinb1 %x coinb2 %x", j.pad, j.coinb1, j.coinb2)
+	for _, c := range []struct {
+		size, pad, coinb1 int
+		direct            bool
+	}{{4, 0, 0, true}, {7, 3, 0, true}, {8, 0, 4, false}, {10, 2, 4, false}} {
+		w.Extranonce2Size = c.size
+		j, err := newMJob("1", w, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.direct != c.direct || j.pad != c.pad || len(j.coinb1) != c.coinb1 || len(j.coinb2) != c.pad {
+			t.Errorf("extranonce2 %d: direct %v pad %d coinb1 %x coinb2 %x", c.size, j.direct, j.pad, j.coinb1, j.coinb2)
+		}
 	}
 }
 

@@ -102,14 +102,19 @@ type order struct {
 	draining  []*upstream // detached upstreams kept open until reserved is answered
 	sellerNum map[string]*big.Int
 	up        *upstream
-	sellers   map[*seller]struct{}
-	deliv     rateWindow
-	samples   []ShareSample
-	speeds    []speedBucket // delivered work by SpeedBucket, oldest first
-	sampleAt  int
-	changed   bool                 // rec differs from what the store holds
-	rejects   int                  // consecutive destination rejections
-	rejectBy  map[*seller]struct{} // sellers of the current rejections (at most two kept)
+	// ded holds each seller's own connection when the destination's extranonce2 is
+	// too small to share; dedRetry is when the order may open one again after one
+	// failed.
+	ded      map[*seller]*upstream
+	dedRetry time.Time
+	sellers  map[*seller]struct{}
+	deliv    rateWindow
+	samples  []ShareSample
+	speeds   []speedBucket // delivered work by SpeedBucket, oldest first
+	sampleAt int
+	changed  bool                 // rec differs from what the store holds
+	rejects  int                  // consecutive destination rejections
+	rejectBy map[*seller]struct{} // sellers of the current rejections (at most two kept)
 	// changedWorkers are the workers whose SellerNum or SellerPaid entries changed
 	// since the last save.
 	changedWorkers map[string]struct{}
@@ -172,6 +177,16 @@ func (o *order) roomLocked() *big.Int {
 func shareCost(p int64, d hashgrid.Diff) *big.Int {
 	c := new(big.Int).SetUint64(uint64(d))
 	return c.Mul(c, big.NewInt(p))
+}
+
+// directLocked reports whether o's destination gives too little extranonce2 to share
+// one connection among sellers: each seller routed to it gets its own.
+func (o *order) directLocked() bool {
+	if o.up == nil {
+		return false
+	}
+	j := o.up.current()
+	return j != nil && j.direct
 }
 
 // live reports whether sellers may be routed to o now.

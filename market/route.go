@@ -105,10 +105,23 @@ func (m *Market) route() {
 			return speeds[cands[a]] > speeds[cands[b]]
 		})
 		var used float64
+		// A destination whose extranonce2 is too small to share takes sellers that
+		// accept mining.set_extranonce, each on a connection of its own, as many as
+		// MaxUpstreamsPerOrder allows beside the order's own.
+		direct, n := o.directLocked(), 0
 		for _, s := range cands {
 			sp := speeds[s]
 			if o.rec.Limit > 0 && used+sp > room {
 				continue
+			}
+			if direct {
+				if s.conn == nil || !s.conn.ExtranonceSubscribed() || n >= m.cfg.MaxUpstreamsPerOrder-1 {
+					continue
+				}
+				if o.ded[s] == nil && now.Before(o.dedRetry) {
+					continue
+				}
+				n++
 			}
 			placed[s] = o
 			used += sp
@@ -118,14 +131,25 @@ func (m *Market) route() {
 	for s := range m.sellers {
 		to := placed[s]
 		if s.ord == to {
+			if to != nil && to.ded[s] == nil && to.directLocked() {
+				// The destination's extranonce2 shrank under a seller that shared
+				// the order's connection: it now needs one of its own.
+				m.openDedicatedLocked(to, s)
+			}
 			continue
 		}
 		if s.ord != nil {
 			delete(s.ord.sellers, s)
+			m.closeDedicatedLocked(s.ord, s)
 		}
 		s.ord = to
 		if to != nil {
 			to.sellers[s] = struct{}{}
+			if to.directLocked() {
+				// Its jobs come from its own connection, once that has one.
+				m.openDedicatedLocked(to, s)
+				continue
+			}
 			moves = append(moves, move{s, to.up.current()})
 		} else if s.conn != nil {
 			m.log.Debug("seller idle: no order has room", "remote", s.conn.RemoteAddr())

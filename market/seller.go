@@ -1,6 +1,7 @@
 package market
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -53,6 +54,7 @@ type seller struct {
 	vdiff    hashgrid.Diff
 	sentDiff hashgrid.Diff
 	sentMask uint32 // version-rolling mask the seller was last told (BIP 310)
+	sentEN1  []byte // extranonce1 the seller was last told: its own, or its connection's to a destination
 	winStart time.Time
 	winN     int
 	winWork  float64
@@ -86,6 +88,18 @@ func (s *seller) sendJob(j *mjob, clean bool) {
 	s.jobs[s.njobs%sellerJobs] = sentJob{j: j, diff: d, tgt: pow.DiffTarget(d)}
 	s.njobs++
 	var buf []byte
+	// A direct job is mined with the extranonce1 of the seller's own connection to
+	// the destination; any other with the seller's own. The seller is told before the
+	// job, which then starts clean.
+	en1 := s.en1[:]
+	if j.direct {
+		en1 = j.en1
+	}
+	if !bytes.Equal(en1, s.sentEN1) {
+		s.sentEN1 = en1
+		buf = stratum.AppendNotification(buf, "mining.set_extranonce", fmt.Appendf(nil, `["%x",%d]`, en1, s.m.cfg.SellerExtranonce2Size))
+		clean = true
+	}
 	// A destination may let the market roll fewer version bits than the seller
 	// negotiated, or change its mask: the seller is told before the job it applies
 	// to, so that its rolled versions stay inside what the destination accepts.
@@ -202,6 +216,7 @@ func (h sellerSide) Authorized(c *stratum.Conn) {
 	binary.BigEndian.PutUint32(s.en1[:], c.Extranonce1())
 	now := m.cfg.Now()
 	s.mu.Lock()
+	s.sentEN1 = s.en1[:]
 	s.connected, s.winStart = now, now
 	s.sentMask = c.VersionMask() // what mining.configure answered
 	s.vdiff = hashgrid.DiffFromFloat(m.cfg.SellerStartDiff)
@@ -239,6 +254,7 @@ func (h sellerSide) Closed(c *stratum.Conn) {
 	}
 	if s.ord != nil {
 		delete(s.ord.sellers, s)
+		m.closeDedicatedLocked(s.ord, s)
 		s.ord = nil
 	}
 	m.mu.Unlock()
@@ -313,9 +329,13 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 		vbits = vb & mask
 		version = (j.version &^ mask) | vbits
 	}
-	cb := make([]byte, 0, len(j.coinb1)+4+en2Size+len(j.coinb2))
+	en1 := s.en1[:] // the extranonce1 the seller mined this job with (see sendJob)
+	if j.direct {
+		en1 = j.en1
+	}
+	cb := make([]byte, 0, len(j.coinb1)+len(en1)+en2Size+len(j.coinb2))
 	cb = append(cb, j.coinb1...)
-	cb = append(cb, s.en1[:]...)
+	cb = append(cb, en1...)
 	cb = append(cb, en2[:en2Size]...)
 	cb = append(cb, j.coinb2...)
 	root := pow.MerkleRoot(pow.DoubleSHA256(cb), j.branch)
@@ -347,7 +367,7 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 	o := u.o
 	r := o.rec
 	cost := shareCost(r.Price, j.upDiff)
-	if o.up != u || r.Status != StatusActive || o.roomLocked().Cmp(cost) < 0 {
+	if !o.feedsLocked(u, s) || r.Status != StatusActive || o.roomLocked().Cmp(cost) < 0 {
 		m.worker(key).Stale++
 		m.mu.Unlock()
 		return errNoOrder
@@ -389,7 +409,9 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 	m.mu.Unlock()
 
 	upEN2 := make([]byte, 0, 4+en2Size+j.pad)
-	upEN2 = append(upEN2, s.en1[:]...)
+	if !j.direct {
+		upEN2 = append(upEN2, s.en1[:]...)
+	}
 	upEN2 = append(upEN2, en2[:en2Size]...)
 	upEN2 = append(upEN2, make([]byte, j.pad)...)
 	fwd := &stratum.Submit{Worker: user, JobID: j.n.JobID, Extranonce2: hex.EncodeToString(upEN2), NTime: sub.NTime, Nonce: sub.Nonce}
@@ -500,7 +522,7 @@ func (m *Market) destRejectLocked(o *order, u *upstream, s *seller, se *stratum.
 	if len(o.rejectBy) < 2 {
 		o.rejectBy[s] = struct{}{}
 	}
-	if o.rejects >= rejectsToPause && len(o.rejectBy) >= 2 && o.up == u && r.Status == StatusActive {
+	if o.rejects >= rejectsToPause && len(o.rejectBy) >= 2 && o.feedsLocked(u, s) && r.Status == StatusActive {
 		m.pauseLocked(o, fmt.Sprintf("destination rejected %d valid shares in a row from %d or more sellers (last: %d %s)", o.rejects, len(o.rejectBy), se.Code, se.Message))
 		m.kick()
 	}

@@ -28,6 +28,9 @@ type rawSeller struct {
 	sid  string
 	en1  []byte
 	en2  int
+	// enSub: subscribed to mining.set_extranonce, which it then follows; otherwise it
+	// ignores it, as a miner that did not subscribe does.
+	enSub bool
 
 	mu      sync.Mutex
 	pending float64 // difficulty for the next job
@@ -42,13 +45,25 @@ type rawSeller struct {
 
 func dialSeller(t testing.TB, addr, user string, resume string) *rawSeller {
 	t.Helper()
+	return dialSellerWith(t, addr, user, resume, false)
+}
+
+// dialSellerWith is dialSeller; with enSub the seller subscribes to
+// mining.set_extranonce and mines with the extranonce1 it is sent.
+func dialSellerWith(t testing.TB, addr, user string, resume string, enSub bool) *rawSeller {
+	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &rawSeller{t: t, nc: nc, user: user, jobs: make(chan struct{}, 64), replies: map[uint64]chan *stratum.Message{}, done: make(chan struct{})}
+	s := &rawSeller{t: t, nc: nc, user: user, enSub: enSub, jobs: make(chan struct{}, 64), replies: map[uint64]chan *stratum.Message{}, done: make(chan struct{})}
 	t.Cleanup(func() { nc.Close(); <-s.done })
 	go s.read()
+	if enSub {
+		if res, serr := s.call("mining.extranonce.subscribe", []byte("[]")); serr != nil || string(res) != "true" {
+			t.Fatalf("extranonce.subscribe: %s %v", res, serr)
+		}
+	}
 	params := []string{"rawseller/1"}
 	if resume != "" {
 		params = append(params, resume)
@@ -90,6 +105,13 @@ func (s *rawSeller) read() {
 			var p []float64
 			if json.Unmarshal(m.Params, &p) == nil && len(p) == 1 {
 				s.pending = p[0]
+			}
+		case m.Method == "mining.set_extranonce" && s.enSub:
+			var p []json.RawMessage
+			var en1 string
+			if json.Unmarshal(m.Params, &p) == nil && len(p) == 2 && json.Unmarshal(p[0], &en1) == nil {
+				s.en1, _ = hex.DecodeString(en1)
+				json.Unmarshal(p[1], &s.en2)
 			}
 		case m.Method == "mining.notify":
 			if n, err := stratum.ParseNotify(m.Params); err == nil {
@@ -151,6 +173,7 @@ func (s *rawSeller) mine(roll uint32) *stratum.Submit {
 	n, diff := s.job, s.diff
 	s.en2Next++
 	en2n := s.en2Next
+	en1, en2Size := s.en1, s.en2
 	s.mu.Unlock()
 	j, err := n.Decode()
 	if err != nil {
@@ -159,9 +182,9 @@ func (s *rawSeller) mine(roll uint32) *stratum.Submit {
 	tgt := pow.DiffTarget(hashgrid.DiffFromFloat(diff))
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], en2n)
-	en2 := make([]byte, s.en2)
-	copy(en2, buf[8-min(8, s.en2):])
-	cb := append(append(append(append([]byte(nil), j.Coinb1...), s.en1...), en2...), j.Coinb2...)
+	en2 := make([]byte, en2Size)
+	copy(en2, buf[8-min(8, en2Size):])
+	cb := append(append(append(append([]byte(nil), j.Coinb1...), en1...), en2...), j.Coinb2...)
 	root := pow.MerkleRoot(pow.DoubleSHA256(cb), j.Branch)
 	ntime := j.NTime + roll
 	var hdr [80]byte
@@ -367,17 +390,27 @@ func TestSellerDifficultyFloor(t *testing.T) {
 // TestRejectsAttributedToSeller: a destination that allows no ntime rolling rejects
 // one seller's rolled shares. On its own that seller cannot pause the order; once
 // other sellers' shares are accepted, it is the one dropped, and the order runs on.
+// The same on a destination with 4 bytes of extranonce2, where each seller has its
+// own connection.
 func TestRejectsAttributedToSeller(t *testing.T) {
+	t.Run("shared", func(t *testing.T) { testRejectsAttributed(t, 8) })
+	t.Run("per-seller", func(t *testing.T) { testRejectsAttributed(t, 4) })
+}
+
+func testRejectsAttributed(t *testing.T, en2 int) {
 	const d = 0.00003
-	dest := startDestWith(t, d, 8, func(f *fakeDest) { f.strictNTime = true })
+	dest := startDestWith(t, d, en2, func(f *fakeDest) { f.strictNTime = true })
 	tm := rawMarket(t, d, nil)
 	acct, _ := tm.buyer(t, 100_000_000)
 	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "strict", Price: 1_000_000_000_000, Budget: 50_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := dialSeller(t, tm.addr, regtest.TestAddress()+".roller", "")
+	bad := dialSellerWith(t, tm.addr, regtest.TestAddress()+".roller", "", true)
 	bad.waitJob()
+	if n := dedicatedOf(tm, o.ID); en2 < 8 && n != 1 {
+		t.Fatalf("%d sellers' own connections, want 1", n)
+	}
 	for range rejectsToPause + 5 {
 		if serr, _ := bad.submit(bad.mine(1)); serr != nil {
 			t.Fatalf("rolled share refused by the market: %v", serr)

@@ -35,7 +35,7 @@ type mjob struct {
 	n       *stratum.Notify // as the destination sent it
 	en1     []byte          // destination's extranonce1
 	pad     int             // zero bytes after the seller's extranonce2
-	coinb1  []byte          // destination coinb1 ‖ extranonce1
+	coinb1  []byte          // destination coinb1 ‖ extranonce1 (destination coinb1 alone when direct)
 	coinb2  []byte          // zeros(pad) ‖ destination coinb2
 	prev    chainhash.Hash
 	branch  []chainhash.Hash
@@ -49,9 +49,14 @@ type mjob struct {
 	// degenerate: the network target is easier than the destination's share target
 	// (regtest), so sellers get the destination's difficulty exactly.
 	degenerate bool
-	line       []byte // mining.notify for sellers
-	lineClean  []byte // the same with clean_jobs set
-	stale      atomic.Bool
+	// direct: the destination's extranonce2 is too small to carry a seller's
+	// extranonce1 as well. The job is for one seller, on its own connection, whose
+	// extranonce1 is the destination's (mining.set_extranonce), and whose
+	// extranonce2, padded, is the destination's.
+	direct    bool
+	line      []byte // mining.notify for sellers
+	lineClean []byte // the same with clean_jobs set
+	stale     atomic.Bool
 
 	seenMu sync.Mutex
 	seen   map[uint32]map[chainhash.Hash]struct{} // by the seller's extranonce1
@@ -88,24 +93,32 @@ func (j *mjob) markSeen(en1 uint32, h chainhash.Hash, max int) int {
 }
 
 // newMJob translates a destination's work for sellers whose extranonce2 is sellerEN2
-// bytes: the destination's extranonce2 becomes seller extranonce1 (4 bytes) ‖ seller
-// extranonce2 ‖ zero padding.
+// bytes. When the destination's extranonce2 has room for both, it becomes seller
+// extranonce1 (4 bytes) ‖ seller extranonce2 ‖ zero padding, and the job is shared
+// by all of an order's sellers; otherwise, if it has room for the seller's
+// extranonce2, the job is direct: seller extranonce2 ‖ zero padding, for one seller
+// whose extranonce1 is the destination's.
 func newMJob(id string, w stratum.Work, sellerEN2 int) (*mjob, error) {
 	n := w.Notify
-	need := 4 + sellerEN2
-	if w.Extranonce2Size < need {
-		return nil, fmt.Errorf("destination extranonce2 size %d is below the %d bytes the market splits", w.Extranonce2Size, need)
+	if w.Extranonce2Size < sellerEN2 {
+		return nil, fmt.Errorf("destination extranonce2 size %d is below the %d bytes of sellers' extranonce2", w.Extranonce2Size, sellerEN2)
 	}
 	if !(w.Difficulty > 0) {
 		return nil, errors.New("destination sent a job before any difficulty")
 	}
-	j := &mjob{id: id, n: n, en1: w.Extranonce1, pad: w.Extranonce2Size - need, mask: w.VersionMask, seen: map[uint32]map[chainhash.Hash]struct{}{}}
+	j := &mjob{id: id, n: n, en1: w.Extranonce1, pad: w.Extranonce2Size - 4 - sellerEN2, mask: w.VersionMask, seen: map[uint32]map[chainhash.Hash]struct{}{}}
+	if j.pad < 0 {
+		j.direct, j.pad = true, w.Extranonce2Size-sellerEN2
+	}
 	nj, err := n.Decode()
 	if err != nil {
 		return nil, err
 	}
 	j.prev, j.branch, j.version, j.bits, j.ntime = nj.Prev, nj.Branch, nj.Version, nj.Bits, nj.NTime
-	j.coinb1 = append(nj.Coinb1, w.Extranonce1...)
+	j.coinb1 = nj.Coinb1
+	if !j.direct {
+		j.coinb1 = append(j.coinb1, w.Extranonce1...)
+	}
 	j.coinb2 = append(make([]byte, j.pad), nj.Coinb2...)
 	if j.netTgt, err = pow.CompactTarget(j.bits); err != nil {
 		return nil, err
@@ -137,10 +150,13 @@ func parseHex32(s string) (uint32, bool) {
 	return binary.BigEndian.Uint32(b[:]), true
 }
 
-// upstream is the one connection an order has to its destination pool.
+// upstream is a connection an order has to its destination pool: the order's own
+// (o.up), shared by its sellers, or one seller's (o.ded) when the destination's
+// extranonce2 is too small to share.
 type upstream struct {
 	m      *Market
 	o      *order
+	seller *seller // the one seller this connection is for; nil for the order's own
 	dest   Destination
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -170,17 +186,53 @@ func (m *Market) ensureUpstreamLocked(o *order) {
 	m.wg.Go(u.run)
 }
 
-// closeUpstreamLocked detaches the order's upstream so that no new share goes to it.
-// Its connection stays open while shares already forwarded wait for their answers: the
-// destination may accept them, and then the buyer owes them and their sellers earned
-// them. It is closed when the last answer arrives (releaseLocked), or after
-// UpstreamTimeout at the latest.
-func (m *Market) closeUpstreamLocked(o *order) {
-	u := o.up
-	if u == nil {
-		return
+// openDedicatedLocked dials s's own connection to o's destination, whose extranonce2
+// is too small to share; s gets its jobs when they come.
+func (m *Market) openDedicatedLocked(o *order, s *seller) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	u := &upstream{m: m, o: o, seller: s, dest: o.rec.Dest, ctx: ctx, cancel: cancel, slots: make(chan struct{}, m.cfg.UpstreamInFlight)}
+	if o.ded == nil {
+		o.ded = map[*seller]*upstream{}
 	}
-	o.up = nil
+	o.ded[s] = u
+	m.wg.Go(u.run)
+}
+
+// feedsLocked reports whether o's shares from s go to u: the order's own upstream,
+// or s's own connection on a destination whose extranonce2 is too small to share.
+func (o *order) feedsLocked(u *upstream, s *seller) bool {
+	if u.seller != nil {
+		return u.seller == s && o.ded[s] == u
+	}
+	return o.up == u
+}
+
+// closeUpstreamLocked detaches the order's upstreams (its own and its sellers') so
+// that no new share goes to them.
+func (m *Market) closeUpstreamLocked(o *order) {
+	if u := o.up; u != nil {
+		o.up = nil
+		m.retireLocked(o, u)
+	}
+	for s := range o.ded {
+		m.closeDedicatedLocked(o, s)
+	}
+}
+
+// closeDedicatedLocked detaches s's own connection to o's destination, if it has one:
+// the seller left the order.
+func (m *Market) closeDedicatedLocked(o *order, s *seller) {
+	if u := o.ded[s]; u != nil {
+		delete(o.ded, s)
+		m.retireLocked(o, u)
+	}
+}
+
+// retireLocked closes a detached upstream. Its connection stays open while shares
+// already forwarded wait for their answers: the destination may accept them, and then
+// the buyer owes them and their sellers earned them. It is closed when the last answer
+// arrives (releaseLocked), or after UpstreamTimeout at the latest.
+func (m *Market) retireLocked(o *order, u *upstream) {
 	if o.reserved.Sign() == 0 {
 		u.close()
 		return
@@ -200,6 +252,10 @@ func (m *Market) releaseLocked(o *order, cost *big.Int) {
 		o.draining = nil
 	}
 }
+
+// dedicatedRetry is how long an order whose seller's own connection failed takes no
+// new seller that needs one.
+const dedicatedRetry = 10 * time.Second
 
 // maxFollowReconnect bounds how often a destination's client.reconnect is followed
 // before it has sent a job on the new connection.
@@ -276,7 +332,7 @@ func (u *upstream) session(url string) (string, *stratum.Reconnect) {
 			j, err := newMJob(strconv.FormatUint(m.jobSeq.Add(1), 16), w, m.cfg.SellerExtranonce2Size)
 			if err != nil {
 				log.Warn("bad job from destination", "err", err)
-				if need := 4 + m.cfg.SellerExtranonce2Size; w.Extranonce2Size < need {
+				if need := m.cfg.SellerExtranonce2Size; w.Extranonce2Size < need {
 					return fmt.Sprintf("destination gives %d bytes of extranonce2; the market needs at least %d", w.Extranonce2Size, need), nil
 				}
 				return "destination sent a job the market cannot use", nil
@@ -310,14 +366,25 @@ func (m *Market) upstreamJob(u *upstream, j *mjob, clean bool) {
 	u.mu.Unlock()
 
 	m.mu.Lock()
-	if u.o.up != u {
+	var sellers []*seller
+	switch o := u.o; {
+	case u.seller != nil:
+		// One seller's own connection: its jobs go to that seller alone.
+		if o.ded[u.seller] == u && u.seller.ord == o {
+			sellers = append(sellers, u.seller)
+		}
+		wasIdle = false
+	case o.up != u:
 		m.mu.Unlock()
 		return
+	case !j.direct:
+		sellers = make([]*seller, 0, len(o.sellers))
+		for s := range o.sellers {
+			sellers = append(sellers, s)
+		}
 	}
-	sellers := make([]*seller, 0, len(u.o.sellers))
-	for s := range u.o.sellers {
-		sellers = append(sellers, s)
-	}
+	// The order's own connection to a destination whose extranonce2 is too small to
+	// share sends no seller its jobs: it keeps the order live and prices its shares.
 	m.mu.Unlock()
 	for _, s := range sellers {
 		s.sendJob(j, clean)
@@ -327,10 +394,26 @@ func (m *Market) upstreamJob(u *upstream, j *mjob, clean bool) {
 	}
 }
 
-// upstreamFailed pauses an order whose destination failed.
+// upstreamFailed pauses an order whose destination failed. A seller's own connection
+// that failed takes the seller off the order, which takes no new seller of its own
+// connection for dedicatedRetry.
 func (m *Market) upstreamFailed(u *upstream, reason string) {
 	m.mu.Lock()
 	o := u.o
+	if s := u.seller; s != nil {
+		if o.ded[s] == u {
+			delete(o.ded, s)
+			if s.ord == o {
+				delete(o.sellers, s)
+				s.ord = nil
+			}
+			o.dedRetry = m.cfg.Now().Add(dedicatedRetry)
+			m.log.Warn("seller's own connection to the destination failed", "order", o.rec.ID, "reason", reason)
+		}
+		m.mu.Unlock()
+		m.kick()
+		return
+	}
 	if o.up != u {
 		m.mu.Unlock()
 		return

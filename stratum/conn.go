@@ -39,7 +39,8 @@ type Conn struct {
 	suggested  float64
 	users      []string
 	authorized atomic.Bool
-	badLines   leaky // malformed lines and unknown methods
+	enSub      atomic.Bool // mining.extranonce.subscribe accepted (Config.ExtranonceSubscribe)
+	badLines   leaky       // malformed lines and unknown methods
 
 	// Pipelined submits (AsyncHandler): replies wait in arrival order.
 	pmu          sync.Mutex
@@ -67,6 +68,10 @@ func (c *Conn) Extranonce2Size() int { return c.srv.cfg.Extranonce2Size }
 
 // UserAgent returns the agent string sent with mining.subscribe.
 func (c *Conn) UserAgent() string { return c.agent }
+
+// ExtranonceSubscribed reports whether the miner subscribed to mining.set_extranonce
+// and the server let it (Config.ExtranonceSubscribe).
+func (c *Conn) ExtranonceSubscribed() bool { return c.enSub.Load() }
 
 // VersionMask returns the negotiated BIP 310 mask, 0 when the miner did not ask.
 func (c *Conn) VersionMask() uint32 { return c.version }

@@ -58,10 +58,15 @@ func (c *Conn) handleLine(line []byte) bool {
 		}
 		return c.reply(m, []byte("true"))
 	case "mining.extranonce.subscribe":
-		// Refused: this server never sends mining.set_extranonce. A connection's
-		// extranonce1 is fixed at subscribe, because shares in flight and the jobs
-		// already sent are checked against it; a miner moves by reconnecting.
-		return c.reply(m, []byte("false"))
+		// Refused unless Config.ExtranonceSubscribe: the server never sends
+		// mining.set_extranonce itself. A connection's extranonce1 (its session id) is
+		// fixed at subscribe; a handler that announces another one for its jobs checks
+		// their shares against it.
+		if !s.cfg.ExtranonceSubscribe {
+			return c.reply(m, []byte("false"))
+		}
+		c.enSub.Store(true)
+		return c.reply(m, []byte("true"))
 	case "mining.multi_version", "mining.get_transactions", "mining.capabilities":
 		return c.replyErr(m, ErrCodeOther, "not supported")
 	default:
@@ -220,7 +225,10 @@ func (c *Conn) handleConfigure(m *Message) bool {
 				res["minimum-difficulty"] = false
 			}
 		case "subscribe-extranonce":
-			res["subscribe-extranonce"] = false // see mining.extranonce.subscribe
+			res["subscribe-extranonce"] = c.srv.cfg.ExtranonceSubscribe // see mining.extranonce.subscribe
+			if c.srv.cfg.ExtranonceSubscribe {
+				c.enSub.Store(true)
+			}
 		case "info":
 			res["info"] = true
 		default:

@@ -48,6 +48,13 @@ type Config struct {
 	Limits          Limits
 	Logger          *slog.Logger
 	Now             func() time.Time
+	// ExtranonceSubscribe lets miners subscribe with mining.extranonce.subscribe (or
+	// the subscribe-extranonce extension of mining.configure); otherwise both are
+	// answered false. The server itself never sends mining.set_extranonce: a Handler
+	// that does (see Conn.ExtranonceSubscribed) writes it before the job it applies to
+	// and checks shares against the extranonce1 it announced for their job, while
+	// Conn.Extranonce1 stays the session id given at subscribe.
+	ExtranonceSubscribe bool
 	// Extranonce1Prefix and Extranonce1PrefixBits split the extranonce1 space among
 	// servers that must never hand out the same one (the Stratum front-ends of one pool,
 	// whose shares meet in one log): every extranonce1 this server hands out has

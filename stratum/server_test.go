@@ -23,6 +23,7 @@ type testHandler struct {
 	closed     int
 	verdict    *Error
 	submits    []*Submit
+	enSub      []bool // ExtranonceSubscribed when authorized
 }
 
 func (h *testHandler) Authorize(c *Conn, user, pass string) error {
@@ -35,6 +36,7 @@ func (h *testHandler) Authorize(c *Conn, user, pass string) error {
 func (h *testHandler) Authorized(c *Conn) {
 	h.mu.Lock()
 	h.authorized = append(h.authorized, c.Users()[0])
+	h.enSub = append(h.enSub, c.ExtranonceSubscribed())
 	h.mu.Unlock()
 	c.SetDifficulty(0.5)
 }
@@ -255,6 +257,49 @@ func TestSuggestDifficultyAndExtranonce(t *testing.T) {
 		t.Errorf("suggested %v", h.suggested)
 	}
 	h.mu.Unlock()
+}
+
+// TestExtranonceSubscribeAllowed: with Config.ExtranonceSubscribe the server accepts
+// mining.extranonce.subscribe and the subscribe-extranonce extension, and the handler
+// sees which connections asked; without it, neither is accepted.
+func TestExtranonceSubscribeAllowed(t *testing.T) {
+	h := &testHandler{}
+	s, err := NewServer(Config{Extranonce2Size: 4, ExtranonceSubscribe: true}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { s.Serve(l); close(done) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-done
+	}()
+	p := dial(t, l.Addr().String())
+	p.send(`{"id":9,"method":"mining.extranonce.subscribe","params":[]}` + "\n")
+	if m := p.msg(); string(m.Result) != "true" {
+		t.Fatalf("extranonce.subscribe: %+v", m)
+	}
+	handshake(t, p, "")
+	p2 := dial(t, l.Addr().String())
+	p2.send(`{"id":1,"method":"mining.configure","params":[["subscribe-extranonce"],{}]}` + "\n")
+	if m := p2.msg(); string(m.Result) != `{"subscribe-extranonce":true}` {
+		t.Fatalf("configure: %s", m.Result)
+	}
+	handshake(t, p2, "")
+	p3 := dial(t, l.Addr().String())
+	handshake(t, p3, "")
+	waitUntil(t, func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.enSub) == 3 })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.enSub[0] || !h.enSub[1] || h.enSub[2] {
+		t.Errorf("ExtranonceSubscribed at authorize: %v, want [true true false]", h.enSub)
+	}
 }
 
 func TestErrorsAndAbuse(t *testing.T) {
