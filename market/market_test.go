@@ -273,6 +273,19 @@ func sellersOn(tm *testMarket, id string) int {
 	return len(tm.orders[id].sellers)
 }
 
+// liveOrders reports whether every order of ids has its destination's job, so that
+// sellers who come now are routed among all of them.
+func liveOrders(tm *testMarket, ids ...string) bool {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	for _, id := range ids {
+		if !tm.orders[id].liveLocked(tm.cfg.Now()) {
+			return false
+		}
+	}
+	return true
+}
+
 // TestMarketDeadPoolAndCancel kills the best order's pool: the order pauses with a
 // reason, its sellers move to the next order, and nothing is charged for the dead
 // time. Cancelling that order moves them on within a second.
@@ -294,6 +307,9 @@ func TestMarketDeadPoolAndCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A seller that came before the best order's destination answered would rightly
+	// go to the next order meanwhile.
+	waitFor(t, 10*time.Second, "the orders' destinations connected", func() bool { return liveOrders(tm, a.ID, b.ID, c.ID) })
 	startSellers(t, tm.addr, sellerUsers()...)
 	waitFor(t, 30*time.Second, "both sellers on the best order and shares accepted", func() bool {
 		return sellersOn(tm, a.ID) == 2 && tm.view(t, acct, a.ID).SharesAccepted >= 5

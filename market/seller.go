@@ -31,6 +31,9 @@ type sentJob struct {
 	j    *mjob
 	diff hashgrid.Diff
 	tgt  pow.Target
+	// ntime is the earliest ntime the seller was given with this sending of j: the
+	// job's own, or a later one when j was sent to this seller before (see sendJob).
+	ntime uint32
 }
 
 // seller is one seller connection.
@@ -85,7 +88,20 @@ func (s *seller) diffFor(j *mjob) hashgrid.Diff {
 func (s *seller) sendJob(j *mjob, clean bool) {
 	s.mu.Lock()
 	d := s.diffFor(j)
-	s.jobs[s.njobs%sellerJobs] = sentJob{j: j, diff: d, tgt: pow.DiffTarget(d)}
+	// A seller moved back to an order whose destination job has not changed would get
+	// the same job, with the same extranonce, again: a miner starts a job it is sent
+	// from its first extranonce2 and nonce, so it would repeat the shares it sent
+	// before, which the destination and the duplicate set refuse. Each sending of a
+	// job the seller had before carries an ntime one second past the latest it was
+	// given for it, so its header space is new. Destinations accept an ntime up to
+	// hours ahead (7,000 s is the usual bound), far beyond such moves.
+	ntime := j.ntime
+	for k := 1; k <= sellerJobs && k <= s.njobs; k++ {
+		if sj := s.jobs[(s.njobs-k)%sellerJobs]; sj.j == j && sj.ntime >= ntime {
+			ntime = sj.ntime + 1
+		}
+	}
+	s.jobs[s.njobs%sellerJobs] = sentJob{j: j, diff: d, tgt: pow.DiffTarget(d), ntime: ntime}
 	s.njobs++
 	var buf []byte
 	// A direct job is mined with the extranonce1 of the seller's own connection to
@@ -118,6 +134,11 @@ func (s *seller) sendJob(j *mjob, clean bool) {
 	line := j.line
 	if clean {
 		line = j.lineClean
+	}
+	if ntime != j.ntime {
+		n := j.notify
+		n.NTime, n.CleanJobs = fmt.Sprintf("%08x", ntime), clean
+		line = stratum.AppendNotification(nil, "mining.notify", n.MarshalParams())
 	}
 	s.conn.WriteRaw(append(buf, line...))
 }
@@ -315,6 +336,12 @@ func (h sellerSide) Submit(c *stratum.Conn, sub *stratum.Submit) *stratum.Error 
 	}
 	if ntime < j.ntime || int64(ntime) > now.Add(7000*time.Second).Unix() {
 		return invalid(stratum.ErrCodeOther, "ntime out of range")
+	}
+	if ntime < sj.ntime {
+		// Mined on an earlier sending of this job, before the seller was moved away
+		// and back: that work may repeat what the seller is mining now.
+		count(func(w *workerStats) { w.Stale++ })
+		return errStale
 	}
 	version, vbits := j.version, uint32(0)
 	if sub.VersionBits != "" {

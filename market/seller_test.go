@@ -590,3 +590,65 @@ func TestNarrowDestinationVersionMask(t *testing.T) {
 		t.Error("the first job came without mining.set_version_mask")
 	}
 }
+
+// TestSellerMovedBackGetsFreshWork: a seller moved to another order and back, while
+// the first order's destination job stayed the same, is sent that job with a later
+// ntime. Restarting from its first extranonce2, as miners do on a clean job, it then
+// finds new shares rather than repeating the ones it sent before (which the market and
+// the destination would refuse as duplicates against an honest seller); a share from
+// the earlier sending that arrives late is stale, not invalid.
+func TestSellerMovedBackGetsFreshWork(t *testing.T) {
+	const d = 0.00003
+	destA, destB := startDest(t, d), startDest(t, d)
+	tm := rawMarket(t, d, nil)
+	acct, _ := tm.buyer(t, 100_000_000)
+	ctx := context.Background()
+	if _, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destA.url(), PoolUser: "a", Price: 1_000_000_000_000, Budget: 20_000_000}); err != nil {
+		t.Fatal(err)
+	}
+	s := dialSeller(t, tm.addr, regtest.TestAddress()+".back", "")
+	s.waitJob()
+	jobOf := func() stratum.Notify {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return *s.job
+	}
+	first := jobOf()
+	s.mu.Lock()
+	s.en2Next = 0
+	s.mu.Unlock()
+	old := s.mine(0)
+	if serr, _ := s.submit(old); serr != nil {
+		t.Fatalf("first share: %v", serr)
+	}
+
+	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destB.url(), PoolUser: "b", Price: 2_000_000_000_000, Budget: 20_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the seller on the dearer order", func() bool { return jobOf().JobID != first.JobID })
+	if _, err := tm.CancelOrder(acct, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the seller back on the first order", func() bool { return jobOf().JobID == first.JobID })
+	again := jobOf()
+	if again.NTime <= first.NTime {
+		t.Fatalf("job %s sent again with ntime %s, first sent with %s: the seller would repeat its shares", again.JobID, again.NTime, first.NTime)
+	}
+	if serr, _ := s.submit(old); serr == nil || serr.Code != errStale.Code {
+		t.Errorf("a share mined on the earlier sending: %v, want stale", serr)
+	}
+	s.mu.Lock()
+	s.en2Next = 0 // the miner starts the job it was sent from its first extranonce2
+	s.mu.Unlock()
+	if serr, _ := s.submit(s.mine(0)); serr != nil {
+		t.Errorf("first share on the job sent again: %v", serr)
+	}
+	if w := workerOf(tm, regtest.TestAddress()+"/back"); w.Invalid != 0 {
+		t.Errorf("%d shares counted invalid against the seller", w.Invalid)
+	}
+	waitFor(t, 10*time.Second, "both shares accepted by the first destination", func() bool {
+		n, _ := destA.stats("a")
+		return n >= 2
+	})
+}

@@ -56,6 +56,7 @@ type mjob struct {
 	direct    bool
 	line      []byte // mining.notify for sellers
 	lineClean []byte // the same with clean_jobs set
+	notify    stratum.Notify // what line says, to say it again with a later ntime (seller.sendJob)
 	stale     atomic.Bool
 
 	seenMu sync.Mutex
@@ -133,6 +134,7 @@ func newMJob(id string, w stratum.Work, sellerEN2 int) (*mjob, error) {
 		JobID: id, PrevHash: n.PrevHash, Coinb1: hex.EncodeToString(j.coinb1), Coinb2: hex.EncodeToString(j.coinb2),
 		MerkleBranch: n.MerkleBranch, Version: n.Version, NBits: n.NBits, NTime: n.NTime, CleanJobs: n.CleanJobs,
 	}
+	j.notify = out
 	j.line = stratum.AppendNotification(nil, "mining.notify", out.MarshalParams())
 	out.CleanJobs = true
 	j.lineClean = stratum.AppendNotification(nil, "mining.notify", out.MarshalParams())
