@@ -54,8 +54,8 @@ type mjob struct {
 	// extranonce1 is the destination's (mining.set_extranonce), and whose
 	// extranonce2, padded, is the destination's.
 	direct    bool
-	line      []byte // mining.notify for sellers
-	lineClean []byte // the same with clean_jobs set
+	line      []byte         // mining.notify for sellers
+	lineClean []byte         // the same with clean_jobs set
 	notify    stratum.Notify // what line says, to say it again with a later ntime (seller.sendJob)
 	stale     atomic.Bool
 
