@@ -32,6 +32,15 @@
 // for a new seller for dedicatedRetry (10 s). A destination that gives fewer bytes
 // than SellerExtranonce2Size pauses its order with a reason saying so.
 //
+// Time slices: routing gives an order whole sellers while their speeds fit its limit;
+// a seller faster than the room left gets a slice of its time there, that room over
+// its speed, of every SlicePeriod (30 s by default), and offers the rest to the orders
+// below, so an order smaller than one seller fills too. Slices shorter than MinSlice
+// are not given (a move costs the work in flight), nor slices on destinations that
+// need a connection per seller. Each seller's period starts at an offset of its own,
+// so sliced sellers move at different moments. A seller moved back to a job it had
+// before gets it with a later ntime, so it does not repeat its earlier shares.
+//
 // Version rolling: a seller is sent mining.set_version_mask, before the job it applies
 // to, whenever the mask its job's destination lets the market roll, intersected with
 // the mask the seller negotiated, differs from what the seller was last told: a
@@ -122,8 +131,6 @@
 // pool pays from, since that wallet pays the sellers); destinations with fewer than
 // SellerExtranonce2Size bytes of extranonce2, and sellers without
 // mining.set_extranonce on destinations with fewer than 4 + SellerExtranonce2Size;
-// several shared connections per order; splitting one seller's time between
-// orders (routing places each seller whole, so an order whose limit is below one
-// seller's speed gets nothing); one transaction for a settlement's ledger entries and
+// several shared connections per order; one transaction for a settlement's ledger entries and
 // its order's state (the market reconciles on start instead).
 package market

@@ -105,11 +105,18 @@ type Config struct {
 	// bound reached is not forwarded (the order counts it as dropped). Default 64.
 	UpstreamInFlight int
 	RouteInterval    time.Duration // routing runs at least this often; default 1s
-	SettleInterval   time.Duration // charges are posted this often; default 1s
-	UpstreamTimeout  time.Duration // dial and reply timeout towards destinations; default 10s
-	JobTimeout       time.Duration // a destination that sends no job this long after connecting pauses its order; default 15s
-	SpeedWindow      time.Duration // window of "current" speeds; default 60s
-	SampleSize       int           // delivered shares kept per order for audit; default 256
+	// SlicePeriod and MinSlice shape time-sliced routing: a seller faster than the
+	// room an order has left spends that share of every SlicePeriod on it (default
+	// 30s) and the rest on orders below, so an order smaller than one seller still
+	// fills. A slice shorter than MinSlice (default 3s) is not given: each move costs
+	// the seller the work in flight on its old job.
+	SlicePeriod     time.Duration
+	MinSlice        time.Duration
+	SettleInterval  time.Duration // charges are posted this often; default 1s
+	UpstreamTimeout time.Duration // dial and reply timeout towards destinations; default 10s
+	JobTimeout      time.Duration // a destination that sends no job this long after connecting pauses its order; default 15s
+	SpeedWindow     time.Duration // window of "current" speeds; default 60s
+	SampleSize      int           // delivered shares kept per order for audit; default 256
 	// SpeedBucket and SpeedHistory shape an order's delivered speed over time (kept in
 	// memory only): default one-minute buckets over three hours.
 	SpeedBucket  time.Duration
@@ -165,6 +172,12 @@ func (c *Config) defaults() {
 	}
 	if c.SettleInterval == 0 {
 		c.SettleInterval = time.Second
+	}
+	if c.SlicePeriod == 0 {
+		c.SlicePeriod = 30 * time.Second
+	}
+	if c.MinSlice == 0 {
+		c.MinSlice = 3 * time.Second
 	}
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = 10 * time.Second
@@ -235,6 +248,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSharesPerSellerJob < 1 || c.UpstreamInFlight < 1 || c.MaxUpstreamsPerOrder < 1 {
 		return errors.New("market: MaxSharesPerSellerJob, UpstreamInFlight and MaxUpstreamsPerOrder must be at least 1")
+	}
+	if c.MinSlice <= 0 || c.SlicePeriod < 2*c.MinSlice {
+		return fmt.Errorf("market: slice period %v must be at least twice the minimum slice %v", c.SlicePeriod, c.MinSlice)
 	}
 	if c.SellerExtranonce2Size < 2 || c.SellerExtranonce2Size > 8 {
 		return fmt.Errorf("market: seller extranonce2 size %d out of range 2..8", c.SellerExtranonce2Size)

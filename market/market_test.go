@@ -809,3 +809,74 @@ func TestPriceDecreaseThrottled(t *testing.T) {
 		t.Errorf("price %d, want 27000", v.Price)
 	}
 }
+
+// TestTimeSlicedSmallOrder: one seller, an order limited to about half its speed at
+// the better price and an unlimited one below. The seller is faster than the small
+// order, so whole-seller routing gave it nothing; with time slices the seller spends
+// part of every period on it and the rest on the other order, and what the small
+// order receives stays near its limit.
+func TestTimeSlicedSmallOrder(t *testing.T) {
+	dest := startDest(t, 0.0003)
+	tm := startMarket(t, func(c *Config) {
+		c.SlicePeriod, c.MinSlice, c.RouteInterval = 4*time.Second, 500*time.Millisecond, 100*time.Millisecond
+	})
+	ctx := context.Background()
+	acct, _ := tm.buyer(t, 100_000_000)
+	small, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "small", Price: 2_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "big", Price: 1_000_000_000_000, Budget: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSellers(t, tm.addr, regtest.TestAddress()+".rig1")
+	waitFor(t, 20*time.Second, "the seller on the better order", func() bool { return sellersOn(tm, small.ID) == 1 })
+	time.Sleep(6 * time.Second) // the seller's speed estimate fills
+	var speed float64
+	tm.mu.Lock()
+	for s := range tm.sellers {
+		speed = s.speed(tm.cfg.Now())
+	}
+	tm.mu.Unlock()
+	if speed <= 0 {
+		t.Fatal("no speed estimate for the seller")
+	}
+	limit := speed * 0.5 / 1e12
+	if _, err := tm.EditOrder(acct, small.ID, OrderEdit{Limit: &limit}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	s0, w0 := dest.stats("small")
+	b0, v0 := dest.stats("big")
+	// Both orders get the seller in turn, several times.
+	var onSmall, onBig int
+	for range 120 { // 12 s: three periods
+		switch {
+		case sellersOn(tm, small.ID) == 1:
+			onSmall++
+		case sellersOn(tm, big.ID) == 1:
+			onBig++
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s1, w1 := dest.stats("small")
+	b1, v1 := dest.stats("big")
+	if onSmall < 20 || onBig < 20 {
+		t.Fatalf("seller sampled on the small order %d times, on the other %d, of 120: not sliced", onSmall, onBig)
+	}
+	if s1 == s0 || b1 == b0 {
+		t.Fatalf("shares while sliced: small %d, big %d", s1-s0, b1-b0)
+	}
+	// The small order's share of the seller's time is about its limit's share of the
+	// seller's speed (0.5), measured by where the seller was; delivered work follows it
+	// with the variance of a few dozen shares.
+	if f := float64(onSmall) / float64(onSmall+onBig); f < 0.3 || f > 0.7 {
+		t.Errorf("seller on the small order %.0f%% of the time, want about 50%%", 100*f)
+	}
+	t.Logf("small order: %d shares (%.4g work), big: %d shares (%.4g work); time on small %d/%d",
+		s1-s0, w1.Float()-w0.Float(), b1-b0, v1.Float()-v0.Float(), onSmall, onSmall+onBig)
+	if err := tm.led.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

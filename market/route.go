@@ -2,6 +2,7 @@ package market
 
 import (
 	"context"
+	"encoding/binary"
 	"math/big"
 	"sort"
 	"time"
@@ -28,11 +29,39 @@ type move struct {
 	j *mjob
 }
 
+// slice is a share of a seller's time given to an order.
+type slice struct {
+	o    *order
+	frac float64 // of every SlicePeriod
+}
+
+// sliceAt returns the order whose slice of s's time now falls in. Slices follow each
+// other in the orders' rank, each seller's period starting at an offset of its own
+// (from its extranonce1), so that sliced sellers do not all move at once. Time not in
+// any slice (no order had room for it) is idle: nil.
+func (m *Market) sliceAt(s *seller, sl []slice, now time.Time) *order {
+	if len(sl) == 1 && sl[0].frac >= 1 {
+		return sl[0].o
+	}
+	p := int64(m.cfg.SlicePeriod)
+	off := int64(binary.BigEndian.Uint32(s.en1[:])) % p
+	pos := float64((now.UnixNano()+off)%p) / float64(p)
+	for _, x := range sl {
+		if pos < x.frac {
+			return x.o
+		}
+		pos -= x.frac
+	}
+	return nil
+}
+
 // route assigns sellers to live orders: contracts first, then spot orders by price
 // (highest first; older first at the same price). Each order takes sellers while
 // their estimated speeds fit its limit; a seller already on an order is offered to it
 // first, so assignments only change when they must or when a better-paying order has
-// room. Sellers that changed order get the new order's job with clean_jobs.
+// room. A seller faster than the room an order has left gets a slice of its time
+// there (see Config.SlicePeriod) and offers the rest to the orders below. Sellers
+// that changed order get the new order's job with clean_jobs.
 func (m *Market) route() {
 	now := m.cfg.Now()
 	m.mu.Lock()
@@ -78,12 +107,20 @@ func (m *Market) route() {
 		speeds[s] = s.speed(now)
 		free = append(free, s)
 	}
-	placed := map[*seller]*order{}
+	// Each seller's time is shared out among orders as fractions of a SlicePeriod:
+	// whole (1) when it fits in an order's room, a slice when the order has room for
+	// only part of it, the rest going on to orders below.
+	avail := make(map[*seller]float64, len(free))
+	for _, s := range free {
+		avail[s] = 1
+	}
+	slices := map[*seller][]slice{}
+	minFrac := float64(m.cfg.MinSlice) / float64(m.cfg.SlicePeriod)
 	for i, o := range live {
 		room := o.rec.Limit * 1e12
 		cands := free[:0:0]
 		for _, s := range free {
-			if placed[s] == nil {
+			if avail[s] >= minFrac {
 				cands = append(cands, s)
 			}
 		}
@@ -107,15 +144,23 @@ func (m *Market) route() {
 		var used float64
 		// A destination whose extranonce2 is too small to share takes sellers that
 		// accept mining.set_extranonce, each on a connection of its own, as many as
-		// MaxUpstreamsPerOrder allows beside the order's own.
+		// MaxUpstreamsPerOrder allows beside the order's own. Such sellers are placed
+		// whole: a slice would open and close a connection every period.
 		direct, n := o.directLocked(), 0
 		for _, s := range cands {
 			sp := speeds[s]
-			if o.rec.Limit > 0 && used+sp > room {
+			take := avail[s]
+			if o.rec.Limit > 0 && used+take*sp > room {
+				if sp <= 0 {
+					continue
+				}
+				take = (room - used) / sp
+			}
+			if take < avail[s] && (direct || take < minFrac) {
 				continue
 			}
 			if direct {
-				if s.conn == nil || !s.conn.ExtranonceSubscribed() || n >= m.cfg.MaxUpstreamsPerOrder-1 {
+				if avail[s] < 1 || s.conn == nil || !s.conn.ExtranonceSubscribed() || n >= m.cfg.MaxUpstreamsPerOrder-1 {
 					continue
 				}
 				if o.ded[s] == nil && now.Before(o.dedRetry) {
@@ -123,9 +168,14 @@ func (m *Market) route() {
 				}
 				n++
 			}
-			placed[s] = o
-			used += sp
+			slices[s] = append(slices[s], slice{o, take})
+			avail[s] -= take
+			used += take * sp
 		}
+	}
+	placed := map[*seller]*order{}
+	for s, sl := range slices {
+		placed[s] = m.sliceAt(s, sl, now)
 	}
 	var moves []move
 	for s := range m.sellers {

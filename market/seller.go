@@ -58,10 +58,12 @@ type seller struct {
 	sentDiff hashgrid.Diff
 	sentMask uint32 // version-rolling mask the seller was last told (BIP 310)
 	sentEN1  []byte // extranonce1 the seller was last told: its own, or its connection's to a destination
-	winStart time.Time
-	winN     int
-	winWork  float64
-	rate     rateWindow
+	// sentNTime is the ntime each job not yet stale was last sent to this seller with.
+	sentNTime map[*mjob]uint32
+	winStart  time.Time
+	winN      int
+	winWork   float64
+	rate      rateWindow
 }
 
 // workerStats is what the market saw from one address/worker.
@@ -96,11 +98,20 @@ func (s *seller) sendJob(j *mjob, clean bool) {
 	// given for it, so its header space is new. Destinations accept an ntime up to
 	// hours ahead (7,000 s is the usual bound), far beyond such moves.
 	ntime := j.ntime
-	for k := 1; k <= sellerJobs && k <= s.njobs; k++ {
-		if sj := s.jobs[(s.njobs-k)%sellerJobs]; sj.j == j && sj.ntime >= ntime {
-			ntime = sj.ntime + 1
+	if last, ok := s.sentNTime[j]; ok {
+		ntime = last + 1
+	}
+	if len(s.sentNTime) >= sellerJobs {
+		for k := range s.sentNTime {
+			if k.stale.Load() {
+				delete(s.sentNTime, k)
+			}
 		}
 	}
+	if s.sentNTime == nil {
+		s.sentNTime = map[*mjob]uint32{}
+	}
+	s.sentNTime[j] = ntime
 	s.jobs[s.njobs%sellerJobs] = sentJob{j: j, diff: d, tgt: pow.DiffTarget(d), ntime: ntime}
 	s.njobs++
 	var buf []byte
