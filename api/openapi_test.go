@@ -214,7 +214,7 @@ var openAPIRoutes = []route{
 		reply: []market.OrderView{}, errors: []string{hashgrid.EUNAUTHORIZED}},
 	{services: []string{svcMarket}, pattern: "POST /api/v1/orders", summary: "Place a spot order", auth: authMarketKey,
 		desc: "Moves budget from the balance into escrow and points sellers at pool_url while the price is among the best. Destinations on loopback or private networks are refused unless the operator allows them.",
-		body: market.OrderRequest{}, bodyDesc: "price in sat per TH/s per day, limit in TH/s (0: none), budget in satoshis",
+		body: market.OrderRequest{}, bodyDesc: "price in sat per PH/s per day, limit in TH/s (0: none), budget in satoshis",
 		status: http.StatusCreated, reply: market.OrderView{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ECONFLICT, hashgrid.EINTERNAL}},
 	{services: []string{svcMarket}, pattern: "GET /api/v1/orders/{id}", summary: "One of the caller's orders", auth: authMarketKey,
 		params: []param{{name: "id", in: "path", typ: "string", desc: "order ID"}}, reply: market.OrderView{}, errors: []string{hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},

@@ -47,6 +47,7 @@ type MarketConfig struct {
 	UpstreamInFlight      int
 	MaxUpstreamsPerOrder  int
 	MinOrderBudget        int64
+	ContractPremiumBps    int64
 	PriceDecreaseInterval time.Duration
 	MaxPriceDecreaseBps   int64
 	MaxConnsPerIP         int
@@ -115,6 +116,7 @@ func parseMarketFlags(args []string, env Env) (MarketConfig, error) {
 	fs.IntVar(&cfg.UpstreamInFlight, "upstream-in-flight", 0, "shares forwarded to one destination and not yet answered; more are not forwarded (default 64)")
 	fs.IntVar(&cfg.MaxUpstreamsPerOrder, "max-upstreams-per-order", 0, "connections an order may open to a destination whose extranonce2 is too small to share, one per seller beside its own (default 16)")
 	fs.Int64Var(&cfg.MinOrderBudget, "min-order-budget", 0, "smallest budget of a spot order, in sat (default 1000)")
+	fs.Int64Var(&cfg.ContractPremiumBps, "contract-premium-bps", 0, "what a contract pays over the spot orders it pushes out, in basis points of their price (default 500)")
 	fs.DurationVar(&cfg.PriceDecreaseInterval, "price-decrease-interval", 0, "a spot order's price may fall at most once per interval (default 10m)")
 	fs.Int64Var(&cfg.MaxPriceDecreaseBps, "max-price-decrease-bps", 0, "most a spot order's price may fall at once, in basis points of the price (default 1000)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "seller connections allowed from one IP (default 2048)")
@@ -169,6 +171,8 @@ func (c *MarketConfig) validate() error {
 		return bad("--max-upstreams-per-order %d: want 0 (the default) or more", c.MaxUpstreamsPerOrder)
 	case c.MinOrderBudget < 0:
 		return bad("--min-order-budget %d: want 0 (the default) or more sat", c.MinOrderBudget)
+	case c.ContractPremiumBps < 0 || c.ContractPremiumBps > 100_000:
+		return bad("--contract-premium-bps %d: want 0 (the default) to 100000", c.ContractPremiumBps)
 	case c.PriceDecreaseInterval < 0:
 		return bad("--price-decrease-interval %s: want 0 or more", c.PriceDecreaseInterval)
 	case c.MaxPriceDecreaseBps < 0 || c.MaxPriceDecreaseBps > 10_000:
@@ -248,7 +252,7 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 		Network: params, Ledger: led, Store: store, StatePath: filepath.Join(cfg.Data, "market.json"),
 		FeeBps: cfg.FeeBps, SellerShareInterval: cfg.SellerShareInterval, SellerStartDiff: cfg.SellerStartDiff,
 		SellerMinDiff: cfg.SellerMinDiff, MaxSharesPerSellerJob: cfg.MaxSharesPerSellerJob, UpstreamInFlight: cfg.UpstreamInFlight,
-		MaxUpstreamsPerOrder: cfg.MaxUpstreamsPerOrder, MinOrderBudget: cfg.MinOrderBudget, PriceDecreaseInterval: cfg.PriceDecreaseInterval, MaxPriceDecreaseBps: cfg.MaxPriceDecreaseBps,
+		MaxUpstreamsPerOrder: cfg.MaxUpstreamsPerOrder, MinOrderBudget: cfg.MinOrderBudget, ContractPremiumBps: cfg.ContractPremiumBps, PriceDecreaseInterval: cfg.PriceDecreaseInterval, MaxPriceDecreaseBps: cfg.MaxPriceDecreaseBps,
 		Limits: stratum.Limits{MaxConnsPerIP: cfg.MaxConnsPerIP, WriteTimeout: 2 * time.Second},
 		Logger: log.With("component", "market"), Now: cfg.Now, AllowPrivateDestinations: cfg.AllowPrivateDestinations,
 		SpeedBucket: cfg.SpeedBucket,

@@ -168,9 +168,9 @@ func TestMarketEndToEnd(t *testing.T) {
 		return v
 	}
 	userA, userB, userC := addr1+".orderA", addr2+".orderB", addr1+".orderC"
-	A := place(p1, userA, 3_000_000_000_000)
-	B := place(p2, userB, 2_000_000_000_000)
-	C := place(p1, userC, 1_000_000_000_000)
+	A := place(p1, userA, 3_000_000_000_000_000)
+	B := place(p2, userB, 2_000_000_000_000_000)
+	C := place(p1, userC, 1_000_000_000_000_000)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -231,19 +231,26 @@ func TestMarketEndToEnd(t *testing.T) {
 		t.Errorf("sellers moved %s after the cancel, want within a second", el)
 	}
 
-	// 5. Bob buys a contract (served before any spot order) to pool 1, then sells it
-	// to Alice, whose own worker on pool 1 receives the rest.
+	// 5. Bob buys a contract (served before any spot order) to pool 1 for half the
+	// sellers' capacity, then sells it to Alice, whose own worker on pool 1 receives
+	// the rest. The quote comes from the book: C, which the contract pushes out, plus
+	// the 5% premium.
 	now := time.Now().UTC()
-	var q market.Quote
-	c.must("GET", fmt.Sprintf("/api/v1/contracts/quote?speed=0.01&start=%s&end=%s", now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)), "", nil, &q)
-	if q.Price != 1_000_000_000_001 {
-		t.Errorf("quote %d, want one above the best live spot price", q.Price)
+	quote := func(speed float64) (q market.Quote) {
+		c.must("GET", fmt.Sprintf("/api/v1/contracts/quote?speed=%g&start=%s&end=%s", speed, now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)), "", nil, &q)
+		return q
+	}
+	capTH := quote(1e-9).Capacity
+	speed := math.Round(capTH/2*1e9) / 1e9
+	q := quote(speed)
+	if q.Price != 1_050_000_000_000_000 || q.Displaced != 1_000_000_000_000_000 {
+		t.Errorf("quote %+v, want C's price plus 5%%", q)
 	}
 	userBob, userAliceK := addr1+".bobk", addr1+".alicek"
 	var K market.OrderView
-	c.must("POST", "/api/v1/contracts", bob.APIKey, market.ContractRequest{Speed: 0.01, Start: now, End: now.Add(time.Hour), Price: q.Price,
+	c.must("POST", "/api/v1/contracts", bob.APIKey, market.ContractRequest{Speed: speed, Start: now, End: now.Add(time.Hour), Price: q.Price,
 		PoolURL: "stratum+tcp://" + p1.Stratum, PoolUser: userBob, PoolPassword: "d=0.0005"}, &K)
-	waitFor(t, 5*time.Second, "sellers on the contract", func() bool { return c.sellers(K.ID) == 3 })
+	waitFor(t, 5*time.Second, "sellers on the contract", func() bool { return c.sellers(K.ID) >= 1 })
 	waitFor(t, 30*time.Second, "delivery to bob", func() bool { return c.order(bob.APIKey, K.ID).SharesAccepted >= 5 })
 	const xferPrice = 12_345
 	c.must("POST", "/api/v1/contracts/"+K.ID+"/transfer", bob.APIKey, market.TransferRequest{To: alice.ID, Price: xferPrice}, nil)
@@ -433,13 +440,13 @@ func TestMarketFlagValidation(t *testing.T) {
 	env := Env{Stderr: io.Discard, Getenv: func(string) string { return "" }}
 	cfg, err := parseMarketFlags([]string{"--seller-min-difficulty", "2048", "--seller-start-difficulty", "4096", "--max-shares-per-seller-job", "100",
 		"--upstream-in-flight", "8", "--max-upstreams-per-order", "3", "--min-order-budget", "5000", "--price-decrease-interval", "2m", "--max-price-decrease-bps", "500",
-		"--pool-data", "/srv/pool"}, env)
+		"--contract-premium-bps", "250", "--pool-data", "/srv/pool"}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprint(2048.0, 4096.0, 100, 8, 3, 5000, 2*time.Minute, 500, "/srv/pool")
+	want := fmt.Sprint(2048.0, 4096.0, 100, 8, 3, 5000, 2*time.Minute, 500, 250, "/srv/pool")
 	got := fmt.Sprint(cfg.SellerMinDiff, cfg.SellerStartDiff, cfg.MaxSharesPerSellerJob, cfg.UpstreamInFlight, cfg.MaxUpstreamsPerOrder, cfg.MinOrderBudget,
-		cfg.PriceDecreaseInterval, cfg.MaxPriceDecreaseBps, cfg.PoolData)
+		cfg.PriceDecreaseInterval, cfg.MaxPriceDecreaseBps, cfg.ContractPremiumBps, cfg.PoolData)
 	if got != want {
 		t.Errorf("parsed %s, want %s", got, want)
 	}
@@ -470,6 +477,7 @@ func TestMarketFlagValidation(t *testing.T) {
 		{[]string{"--price-decrease-interval", "-1s"}, env, "--price-decrease-interval"},
 		{[]string{"--max-price-decrease-bps", "10001"}, env, "--max-price-decrease-bps"},
 		{[]string{"--max-price-decrease-bps", "-1"}, env, "--max-price-decrease-bps"},
+		{[]string{"--contract-premium-bps", "-1"}, env, "--contract-premium-bps"},
 		{[]string{"--fee-bps", "10000"}, env, "--fee-bps"},
 		{[]string{"--seller-share-interval", "-1s"}, env, "--seller-share-interval"},
 		{[]string{"--postgres", "mysql://x"}, env, "--postgres"},
@@ -564,7 +572,7 @@ func TestMarketPageBrowser(t *testing.T) {
 	poolUser := payout + ".bought"
 	var o market.OrderView
 	c.must("POST", "/api/v1/orders", buyer.APIKey, market.OrderRequest{PoolURL: "stratum+tcp://" + p.Stratum, PoolUser: poolUser,
-		PoolPassword: "d=0.0005", Price: 1_000_000_000_000, Limit: 0, Budget: 1_000_000_000}, &o)
+		PoolPassword: "d=0.0005", Price: 1_000_000_000_000_000, Limit: 0, Budget: 1_000_000_000}, &o)
 
 	seller := regtest.TestAddressP2PKH()
 	mctx, stopMiners := context.WithCancel(context.Background())

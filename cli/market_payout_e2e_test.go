@@ -101,7 +101,7 @@ func testMarketSellersPaidOnChain(t *testing.T, pg string) {
 	c.must("POST", "/api/v1/admin/deposits", "pay-admin", market.DepositRequest{Account: buyer.ID, Amount: 2_000_000_000, Reference: "pay"}, nil)
 	var o market.OrderView
 	c.must("POST", "/api/v1/orders", buyer.APIKey, market.OrderRequest{PoolURL: "stratum+tcp://" + p.Stratum, PoolUser: regtest.TestAddress() + ".bought",
-		PoolPassword: "d=0.0005", Price: 100_000_000_000_000, Budget: 1_000_000_000}, &o) // a share earns about 2,400 sat
+		PoolPassword: "d=0.0005", Price: 100_000_000_000_000_000, Budget: 1_000_000_000}, &o) // a share earns about 2,400 sat
 
 	seller := e2eAddress(t, 7) // mines nowhere else: everything it is paid comes from the market
 	ctx, cancel := context.WithCancel(context.Background())

@@ -43,7 +43,7 @@ func TestSmallExtranonceOneConnectionPerSeller(t *testing.T) {
 	const narrow = 0x00006000
 	dest := startDestWith(t, 0.0003, 4, func(f *fakeDest) { f.mask = narrow })
 	tm := startMarket(t, nil)
-	const price = 1_000_000_000_000
+	const price = 1_000_000_000_000_000
 	const deposit = 50_000_000
 	acct, _ := tm.buyer(t, deposit)
 	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "small", Price: price, Budget: 10_000_000})
@@ -163,11 +163,11 @@ func TestUpstreamsPerOrderLimit(t *testing.T) {
 	tm := startMarket(t, func(c *Config) { c.MaxUpstreamsPerOrder = 2 })
 	acct, _ := tm.buyer(t, 50_000_000)
 	ctx := context.Background()
-	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: small.url(), PoolUser: "a", Price: 2_000_000_000_000, Budget: 10_000_000})
+	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: small.url(), PoolUser: "a", Price: 2_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: wide.url(), PoolUser: "b", Price: 1_000_000_000_000, Budget: 10_000_000})
+	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: wide.url(), PoolUser: "b", Price: 1_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestSmallExtranonceNeedsSetExtranonce(t *testing.T) {
 	tm := rawMarket(t, d, nil)
 	acct, _ := tm.buyer(t, 50_000_000)
 	ctx := context.Background()
-	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: small.url(), PoolUser: "a", Price: 2_000_000_000_000, Budget: 10_000_000})
+	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: small.url(), PoolUser: "a", Price: 2_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestSmallExtranonceNeedsSetExtranonce(t *testing.T) {
 		}
 		return false
 	})
-	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: wide.url(), PoolUser: "b", Price: 1_000_000_000_000, Budget: 10_000_000})
+	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: wide.url(), PoolUser: "b", Price: 1_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestSellerConnectionRefused(t *testing.T) {
 	tm := startMarket(t, nil)
 	acct, _ := tm.buyer(t, 50_000_000)
 	ctx := context.Background()
-	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: small.url(), PoolUser: "a", Price: 2_000_000_000_000, Budget: 10_000_000})
+	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: small.url(), PoolUser: "a", Price: 2_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestSellerConnectionRefused(t *testing.T) {
 		}
 		return false
 	})
-	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: wide.url(), PoolUser: "b", Price: 1_000_000_000_000, Budget: 10_000_000})
+	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: wide.url(), PoolUser: "b", Price: 1_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}

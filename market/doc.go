@@ -1,5 +1,5 @@
 // Package market is hashgrid's hashrate market: buyers place orders (a destination
-// pool, a price in satoshis per TH/s per day, a speed limit and a budget held in escrow)
+// pool, a price in satoshis per PH/s per day, a speed limit in TH/s and a budget held in escrow)
 // or buy fixed-term contracts; sellers point miners at the market's Stratum port with
 // user PAYOUT_ADDRESS.WORKER; the market routes each seller to the highest-priced live
 // order that has room, forwards the seller's shares to that order's destination pool
@@ -125,8 +125,7 @@
 // may rise at any time and fall at most once per PriceDecreaseInterval, by at most
 // MaxPriceDecreaseBps of the price.
 //
-// Left out: prices are still whole satoshis per TH/s per day (about 2% of today's
-// hashprice per tick); buyers' on-chain deposits and withdrawals (an operator credits
+// Left out: buyers' on-chain deposits and withdrawals (an operator credits
 // deposits through the admin endpoint, and must bring the money to the wallet the
 // pool pays from, since that wallet pays the sellers); destinations with fewer than
 // SellerExtranonce2Size bytes of extranonce2, and sellers without

@@ -29,15 +29,25 @@ import (
 	"github.com/hashgrid/hashgrid/stratum"
 )
 
-// HashesPerTHDay is the number of hashes one TH/s delivers in a day: a price in
-// satoshis per TH/s per day is a price per HashesPerTHDay hashes.
-const HashesPerTHDay = 86_400 * 1_000_000_000_000
+// Prices are in satoshis per PH/s per day: a price p pays p satoshis for the
+// 8.64e19 hashes (HashesPerPHDay) one PH/s delivers in a day. At a hashprice near
+// 50,000 sat per PH/s per day one satoshi is a tick of 0.002%, fine enough for a
+// book; a price per TH/s, as before, had ticks of 2%. Speeds (limits, contracts,
+// views) stay in TH/s, the size of one machine.
+//
+// PriceUnit names the unit in every order record, so that records from before it
+// (sat per TH/s per day, no unit) are converted once when loaded.
+const PriceUnit = "sat/PH/day"
 
-var bigK = big.NewInt(HashesPerTHDay)
+// HashesPerPHDay is the number of hashes one PH/s delivers in a day, as a decimal
+// string: it does not fit an int64.
+const HashesPerPHDay = "86400000000000000000"
+
+var bigK, _ = new(big.Int).SetString(HashesPerPHDay, 10)
 
 // Limits on what a buyer may ask for.
 const (
-	MaxPrice       = 1_000_000_000_000_000 // sat per TH/s per day
+	MaxPrice       = 1_000_000_000_000_000_000 // sat per PH/s per day
 	MaxOrders      = 100_000
 	MaxAccounts    = 1_000_000
 	maxFieldLen    = 256
@@ -122,6 +132,9 @@ type Config struct {
 	SpeedBucket  time.Duration
 	SpeedHistory time.Duration
 	MinPrice     int64 // lowest contract quote; default 1
+	// ContractPremiumBps is what a contract pays over the spot orders it pushes out,
+	// in basis points of their price, for hashrate reserved ahead: default 500 (5%).
+	ContractPremiumBps int64
 	// MinOrderBudget is the smallest budget a spot order may be placed with, in
 	// satoshis: an order must be able to pay for some delivery. Default 1000.
 	MinOrderBudget int64
@@ -200,6 +213,9 @@ func (c *Config) defaults() {
 	if c.MinPrice == 0 {
 		c.MinPrice = 1
 	}
+	if c.ContractPremiumBps == 0 {
+		c.ContractPremiumBps = 500
+	}
 	if c.MinOrderBudget == 0 {
 		c.MinOrderBudget = 1000
 	}
@@ -248,6 +264,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSharesPerSellerJob < 1 || c.UpstreamInFlight < 1 || c.MaxUpstreamsPerOrder < 1 {
 		return errors.New("market: MaxSharesPerSellerJob, UpstreamInFlight and MaxUpstreamsPerOrder must be at least 1")
+	}
+	if c.ContractPremiumBps < 0 || c.ContractPremiumBps > 100_000 {
+		return fmt.Errorf("market: contract premium %d bps out of range 0..100000", c.ContractPremiumBps)
 	}
 	if c.MinSlice <= 0 || c.SlicePeriod < 2*c.MinSlice {
 		return fmt.Errorf("market: slice period %v must be at least twice the minimum slice %v", c.SlicePeriod, c.MinSlice)
@@ -346,13 +365,14 @@ type Market struct {
 	savedNext uint64
 	closed    bool // Shutdown saved the last state: nothing more is written
 
-	store    StateStore
-	ownStore bool       // opened by New from StatePath: closed by Shutdown
-	saveMu   sync.Mutex // one save at a time, so that saves reach the store in order
-	settleMu sync.Mutex // one settlement at a time: two would plan the same key with other amounts
-	pseudo   [32]byte   // key of the per-order seller pseudonyms buyers see
-	jobSeq   atomic.Uint64
-	kickc    chan struct{}
+	store      StateStore
+	ownStore   bool       // opened by New from StatePath: closed by Shutdown
+	saveMu     sync.Mutex // one save at a time, so that saves reach the store in order
+	settleMu   sync.Mutex // one settlement at a time: two would plan the same key with other amounts
+	contractMu sync.Mutex // one contract purchase at a time (BuyContract)
+	pseudo     [32]byte   // key of the per-order seller pseudonyms buyers see
+	jobSeq     atomic.Uint64
+	kickc      chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -610,9 +630,19 @@ func (m *Market) load() error {
 	m.savedNext = m.st.NextID
 	for _, rec := range st.Orders {
 		id := rec.ID
+		converted := rec.PriceUnit == ""
 		o, err := restoreOrder(rec)
 		if err != nil {
 			return fmt.Errorf("market: state: order %s: %w", id, err)
+		}
+		if converted {
+			// Its price and numerators changed unit: the record and every worker's
+			// row are written again, together, by the next save; until then the
+			// store holds the old unit throughout and converts again if reloaded.
+			m.changedLocked(o)
+			for k := range o.sellerNum {
+				o.workerChangedLocked(k)
+			}
 		}
 		for k, v := range rec.SellerPaid {
 			m.earned[k] += v

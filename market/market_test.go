@@ -2,6 +2,7 @@ package market
 
 import (
 	"context"
+	"math"
 	"math/big"
 	"net"
 	"os"
@@ -143,7 +144,7 @@ func chargeFor(price int64, w hashgrid.Work, keepBps int64) int64 {
 func TestMarketForwardsMeasuresAndSettles(t *testing.T) {
 	dest := startDest(t, 0.0003)
 	tm := startMarket(t, nil)
-	const price = 1_000_000_000_000
+	const price = 1_000_000_000_000_000
 	const deposit = 50_000_000
 	acct, key := tm.buyer(t, deposit)
 	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "buyer.one", Price: price, Budget: 10_000_000})
@@ -295,15 +296,15 @@ func TestMarketDeadPoolAndCancel(t *testing.T) {
 	tm := startMarket(t, nil)
 	ctx := context.Background()
 	acct, _ := tm.buyer(t, 100_000_000)
-	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destA.url(), PoolUser: "a", Price: 3_000_000_000_000, Budget: 10_000_000})
+	a, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destA.url(), PoolUser: "a", Price: 3_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destB.url(), PoolUser: "b", Price: 2_000_000_000_000, Budget: 10_000_000})
+	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destB.url(), PoolUser: "b", Price: 2_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destB.url(), PoolUser: "c", Price: 1_000_000_000_000, Budget: 10_000_000})
+	c, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destB.url(), PoolUser: "c", Price: 1_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,14 +356,16 @@ func TestMarketDeadPoolAndCancel(t *testing.T) {
 // than the fastest of them: exactly one seller stays, the other goes to the next order.
 func TestMarketLimit(t *testing.T) {
 	dest := startDest(t, 0.0003)
-	tm := startMarket(t, nil)
+	// Slices of at least half a period: the room left beside the fastest seller
+	// (0.3 of it) is too small for one (TestTimeSlicedSmallOrder gives slices).
+	tm := startMarket(t, func(c *Config) { c.SlicePeriod, c.MinSlice = 30*time.Second, 15*time.Second })
 	ctx := context.Background()
 	acct, _ := tm.buyer(t, 100_000_000)
-	hi, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "hi", Price: 2_000_000_000_000, Budget: 10_000_000})
+	hi, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "hi", Price: 2_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lo, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "lo", Price: 1_000_000_000_000, Budget: 10_000_000})
+	lo, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "lo", Price: 1_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +385,7 @@ func TestMarketLimit(t *testing.T) {
 	waitFor(t, 3*time.Second, "one seller on each order", func() bool { return sellersOn(tm, hi.ID) == 1 && sellersOn(tm, lo.ID) == 1 })
 	waitFor(t, 90*time.Second, "shares for the lower order", func() bool { n, _ := dest.stats("lo"); return n >= 3 })
 	book := tm.OrderBook()
-	if len(book.Levels) != 2 || book.Levels[0].Price != 2_000_000_000_000 || book.Orders[0].ID != hi.ID {
+	if len(book.Levels) != 2 || book.Levels[0].Price != 2_000_000_000_000_000 || book.Orders[0].ID != hi.ID {
 		t.Errorf("order book %+v: want the higher price first", book)
 	}
 }
@@ -396,22 +399,54 @@ func TestMarketContractTransfer(t *testing.T) {
 	ctx := context.Background()
 	alice, _ := tm.buyer(t, 100_000_000)
 	bob, _ := tm.buyer(t, 1_000)
-	now := time.Now()
-	q, err := tm.QuoteContract(1, now, now.Add(time.Hour))
+	carol, _ := tm.buyer(t, 10_000_000)
+	// A spot order without a limit, which the sellers work for (idle sellers have no
+	// measured speed): a contract pushes it out, and pays its price plus the premium.
+	const spotPrice = 1_000_000_000_000_000
+	spot, err := tm.PlaceOrder(ctx, carol, OrderRequest{PoolURL: destB.url(), PoolUser: "carol", Price: spotPrice, Budget: 5_000_000})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := tm.BuyContract(ctx, alice, ContractRequest{Speed: 1, Start: now, End: now.Add(time.Hour), Price: q.Price - 1, PoolURL: destA.url(), PoolUser: "alice"}); err == nil {
-		t.Error("a contract below the quote was accepted")
-	}
-	c, err := tm.BuyContract(ctx, alice, ContractRequest{Speed: 1e-3, Start: now, End: now.Add(time.Hour), Price: 1_000_000_000_000, PoolURL: destA.url(), PoolUser: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := contractTotal(1_000_000_000_000, 1e-3, time.Hour); c.Budget != want || want != 41_666_667 {
-		t.Errorf("contract escrow %d, want %d (= 41666667)", c.Budget, want)
 	}
 	startSellers(t, tm.addr, sellerUsers()...)
+	capacity := func() float64 { // TH/s
+		tm.mu.Lock()
+		defer tm.mu.Unlock()
+		var c float64
+		for s := range tm.sellers {
+			c += s.speed(tm.cfg.Now())
+		}
+		return c / 1e12
+	}
+	waitFor(t, 20*time.Second, "the sellers' speeds measured", func() bool { return capacity() > 0 })
+	time.Sleep(5 * time.Second) // the speed estimates fill
+	waitFor(t, 10*time.Second, "the spot order live", func() bool { return liveOrders(tm, spot.ID) })
+	now := time.Now()
+	capTH := capacity()
+	if _, err := tm.QuoteContract(capTH*2, now, now.Add(time.Hour)); hashgrid.ErrorCode(err) != hashgrid.EUNAVAILABLE {
+		t.Errorf("a contract for twice the sellers' capacity: %v, want refused as unavailable", err)
+	}
+	speed := math.Round(capTH/2*1e9) / 1e9
+	q, err := tm.QuoteContract(speed, now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(spotPrice + spotPrice*500/10_000); q.Price != want || q.Displaced != spotPrice || q.Capacity <= 0 {
+		t.Errorf("quote %+v: want price %d, the spot order's price plus 5%%", q, want)
+	}
+	if _, err := tm.BuyContract(ctx, alice, ContractRequest{Speed: speed, Start: now, End: now.Add(time.Hour), Price: q.Price - 1, PoolURL: destA.url(), PoolUser: "alice"}); err == nil {
+		t.Error("a contract below the quote was accepted")
+	}
+	c, err := tm.BuyContract(ctx, alice, ContractRequest{Speed: speed, Start: now, End: now.Add(time.Hour), Price: q.Price, PoolURL: destA.url(), PoolUser: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := contractTotal(q.Price, speed, time.Hour); c.Budget != want || want != q.Total {
+		t.Errorf("contract escrow %d, want %d (quoted %d)", c.Budget, want, q.Total)
+	}
+	// What it reserved is no longer there for another contract over the same term.
+	if _, err := tm.QuoteContract(capTH-speed/2, now.Add(30*time.Minute), now.Add(2*time.Hour)); hashgrid.ErrorCode(err) != hashgrid.EUNAVAILABLE {
+		t.Errorf("a second contract over reserved capacity: %v, want refused as unavailable", err)
+	}
 	waitFor(t, 30*time.Second, "delivery to alice", func() bool { n, _ := destA.stats("alice"); return n >= 5 })
 	if _, err := tm.AcceptTransfer(ctx, bob, c.ID, Destination{URL: destB.url(), User: "bob"}); err == nil {
 		t.Error("accepted a transfer nobody offered")
@@ -441,7 +476,7 @@ func TestMarketContractTransfer(t *testing.T) {
 	}
 	ba, _ := tm.Balance(ctx, alice)
 	bb, _ := tm.Balance(ctx, bob)
-	if ba != 100_000_000-41_666_667+500 || bb != 500 {
+	if ba != 100_000_000-c.Budget+500 || bb != 500 {
 		t.Errorf("balances alice %d bob %d", ba, bb)
 	}
 	if _, err := tm.Order(alice, c.ID); err == nil {
@@ -477,7 +512,7 @@ func TestMarketBudget(t *testing.T) {
 	ctx := context.Background()
 	acct, _ := tm.buyer(t, 100_000_000)
 	// One share of difficulty 0.0003 is about 1.29e6 hashes: at this price ≈ 1490 sat.
-	const price = 100_000_000_000_000
+	const price = 100_000_000_000_000_000
 	o, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "small", Price: price, Budget: 10_000})
 	if err != nil {
 		t.Fatal(err)
@@ -749,10 +784,13 @@ func TestContractTotal(t *testing.T) {
 		d     time.Duration
 		want  int64
 	}{
-		{86_400, 1, 24 * time.Hour, 86_400},
-		{1, 1, 24 * time.Hour, 1},
-		{1, 1, time.Hour, 1}, // 1/24 rounds up
-		{1_000_000, 0.5, 12 * time.Hour, 250_000},
+		{86_400_000, 1, 24 * time.Hour, 86_400}, // sat per PH/s per day, TH/s
+		{86_400, 1, 24 * time.Hour, 87},         // 86.4 rounds up
+		{1000, 1, 24 * time.Hour, 1},
+		{1, 1, time.Hour, 1}, // 1/24000 rounds up
+		{1_000_000_000, 0.5, 12 * time.Hour, 250_000},
+		{1_000_000_000_000, 1e-9, 24 * time.Hour, 1},   // 1 kH/s, the smallest speed
+		{1_000_000_000_000, 1.4e-9, 24 * time.Hour, 1}, // counted in whole kH/s
 	} {
 		if got := contractTotal(c.price, c.speed, c.d); got != c.want {
 			t.Errorf("contractTotal(%d, %g, %s) = %d, want %d", c.price, c.speed, c.d, got, c.want)
@@ -822,11 +860,11 @@ func TestTimeSlicedSmallOrder(t *testing.T) {
 	})
 	ctx := context.Background()
 	acct, _ := tm.buyer(t, 100_000_000)
-	small, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "small", Price: 2_000_000_000_000, Budget: 10_000_000})
+	small, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "small", Price: 2_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	big, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "big", Price: 1_000_000_000_000, Budget: 10_000_000})
+	big, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "big", Price: 1_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,9 @@ type OrderRecord struct {
 	Kind       string            `json:"kind"`
 	Account    string            `json:"account"`
 	Dest       Destination       `json:"destination"`
-	Price      int64             `json:"price"` // sat per TH/s per day
-	Limit      float64           `json:"limit"` // TH/s; 0 = none
+	Price      int64             `json:"price"`      // in PriceUnit
+	PriceUnit  string            `json:"price_unit"` // PriceUnit; "" in records from before it: sat per TH/s per day
+	Limit      float64           `json:"limit"`      // TH/s; 0 = none
 	Status     string            `json:"status"`
 	Reason     string            `json:"reason,omitempty"`
 	Created    time.Time         `json:"created"`
@@ -131,6 +132,33 @@ func newOrder(rec *OrderRecord) *order {
 }
 
 func restoreOrder(rec *OrderRecord) (*order, error) {
+	if rec.PriceUnit == "" {
+		// A record from before prices per PH/s: its price and its numerators
+		// (Σ price·hashes) are a thousand times larger in the new unit, and every
+		// amount derived from them (numerator / hashes per PH/s-day) stays the same.
+		if rec.Price > MaxPrice/1000 {
+			return nil, fmt.Errorf("order %s: price %d sat per TH/s per day is too large to convert", rec.ID, rec.Price)
+		}
+		rec.Price *= 1000
+		thousand := big.NewInt(1000)
+		if rec.ChargeNum != "" {
+			n, ok := new(big.Int).SetString(rec.ChargeNum, 10)
+			if !ok {
+				return nil, fmt.Errorf("bad charge_num %q", rec.ChargeNum)
+			}
+			rec.ChargeNum = n.Mul(n, thousand).String()
+		}
+		for k, v := range rec.SellerNum {
+			n, ok := new(big.Int).SetString(v, 10)
+			if !ok {
+				return nil, fmt.Errorf("bad seller_num for %s", k)
+			}
+			rec.SellerNum[k] = n.Mul(n, thousand).String()
+		}
+		rec.PriceUnit = PriceUnit
+	} else if rec.PriceUnit != PriceUnit {
+		return nil, fmt.Errorf("order %s: unknown price unit %q", rec.ID, rec.PriceUnit)
+	}
 	o := newOrder(rec)
 	if rec.FeePosted == 0 && rec.VariancePosted == 0 && rec.Charged > 0 {
 		// State from before the variance account: the fee was what sellers were not paid.
@@ -210,7 +238,7 @@ type OrderRequest struct {
 	PoolURL      string  `json:"pool_url"`
 	PoolUser     string  `json:"pool_user"`
 	PoolPassword string  `json:"pool_password"`
-	Price        int64   `json:"price"`  // sat per TH/s per day
+	Price        int64   `json:"price"`  // sat per PH/s per day
 	Limit        float64 `json:"limit"`  // TH/s, 0 = none
 	Budget       int64   `json:"budget"` // sat moved from the balance into escrow
 }
@@ -231,7 +259,7 @@ func (m *Market) checkDest(ctx context.Context, d Destination) error {
 
 func checkPrice(p int64) error {
 	if p <= 0 || p > MaxPrice {
-		return hashgrid.Errorf(hashgrid.EINVALID, "price must be 1..%d sat per TH/s per day", int64(MaxPrice))
+		return hashgrid.Errorf(hashgrid.EINVALID, "price must be 1..%d sat per PH/s per day", int64(MaxPrice))
 	}
 	return nil
 }
@@ -259,7 +287,7 @@ func (m *Market) PlaceOrder(ctx context.Context, account string, req OrderReques
 		return OrderView{}, hashgrid.Errorf(hashgrid.EINVALID, "budget must be %d..%d satoshis", m.cfg.MinOrderBudget, int64(ledger.MaxAbsAmount))
 	}
 	now := m.cfg.Now().UTC()
-	rec := &OrderRecord{Kind: KindSpot, Account: account, Dest: dest, Price: req.Price, Limit: req.Limit,
+	rec := &OrderRecord{Kind: KindSpot, Account: account, Dest: dest, Price: req.Price, PriceUnit: PriceUnit, Limit: req.Limit,
 		Status: StatusActive, Created: now, Segments: []Segment{{Account: account, From: now}}}
 	return m.openOrder(ctx, rec, req.Budget)
 }
@@ -515,33 +543,82 @@ func (m *Market) CancelOrder(account, id string) (OrderView, error) {
 
 // Quote is the market's price for a fixed-term contract.
 type Quote struct {
-	Price int64 `json:"price"` // sat per TH/s per day
+	Price int64 `json:"price"` // sat per PH/s per day
 	Total int64 `json:"total"` // satoshis held in escrow for the whole term
+	// Capacity is the sellers' speed not reserved by other contracts over the term
+	// (TH/s); Displaced the highest price of the spot orders the contract pushes out
+	// (0: none), which the price is that plus the premium of.
+	Capacity  float64 `json:"capacity"`
+	Displaced int64   `json:"displaced_price"`
 }
 
-// QuoteContract prices speed TH/s from start to end: one satoshi above the best live
-// spot price (a contract is served before any spot order), at least MinPrice.
+// QuoteContract prices speed TH/s from start to end. A contract is served before any
+// spot order, so it must come from capacity that is there: the sellers' measured
+// speed now, less what other contracts reserve over any part of the term; asking for
+// more is refused. Its price is set by the book: the spot orders it would push out
+// (those below the capacity left once it is served, from the highest price down)
+// name the price of the hashrate it takes, and the highest of their prices, plus
+// ContractPremiumBps for the reservation, is the quote; at least MinPrice, which is
+// also the quote when the contract pushes out no spot order.
 func (m *Market) QuoteContract(speed float64, start, end time.Time) (Quote, error) {
 	if err := checkContract(speed, start, end, m.cfg.Now()); err != nil {
 		return Quote{}, err
 	}
+	now := m.cfg.Now()
 	m.mu.Lock()
-	p := m.cfg.MinPrice
+	var capacity float64 // H/s
+	for sl := range m.sellers {
+		capacity += sl.speed(now)
+	}
+	var spot []*OrderRecord
 	for _, o := range m.orders {
-		if o.rec.Kind == KindSpot && o.rec.Status == StatusActive && o.rec.Price+1 > p {
-			p = o.rec.Price + 1
+		r := o.rec
+		switch {
+		case r.Kind == KindContract && (r.Status == StatusActive || r.Status == StatusPending || r.Status == StatusPaused) &&
+			r.Start.Before(end) && r.End.After(start):
+			capacity -= r.Limit * 1e12
+		case r.Kind == KindSpot && o.liveLocked(now):
+			spot = append(spot, r)
 		}
 	}
 	m.mu.Unlock()
-	if p > MaxPrice {
-		p = MaxPrice
+	want := speed * 1e12
+	if want > capacity {
+		return Quote{}, hashgrid.Errorf(hashgrid.EUNAVAILABLE, "%.6g TH/s asked, %.6g TH/s of sellers' capacity is not reserved over that term", speed, max(capacity, 0)/1e12)
 	}
-	return Quote{Price: p, Total: contractTotal(p, speed, end.Sub(start))}, nil
+	sort.Slice(spot, func(i, j int) bool { return spot[i].Price > spot[j].Price })
+	left := capacity - want // what spot orders get once the contract is served
+	var displaced int64
+	var demand float64
+	for _, r := range spot {
+		if r.Limit == 0 {
+			demand = math.Inf(1)
+		} else {
+			demand += r.Limit * 1e12
+		}
+		if demand > left {
+			displaced = r.Price
+			break
+		}
+	}
+	p := displaced
+	if p > 0 {
+		prem := new(big.Int).Mul(big.NewInt(p), big.NewInt(m.cfg.ContractPremiumBps))
+		prem.Add(prem, big.NewInt(9_999))
+		prem.Quo(prem, bigFeeDen)
+		if !prem.IsInt64() || prem.Int64() > MaxPrice-p {
+			p = MaxPrice
+		} else {
+			p += prem.Int64()
+		}
+	}
+	p = max(p, m.cfg.MinPrice)
+	return Quote{Price: p, Total: contractTotal(p, speed, end.Sub(start)), Capacity: max(capacity, 0) / 1e12, Displaced: displaced}, nil
 }
 
 func checkContract(speed float64, start, end, now time.Time) error {
-	if !(speed >= 1e-6) || speed > 1e9 {
-		return hashgrid.Errorf(hashgrid.EINVALID, "speed must be 1e-6..1e9 TH/s")
+	if !(speed >= 1e-9) || speed > 1e9 {
+		return hashgrid.Errorf(hashgrid.EINVALID, "speed must be 1e-9..1e9 TH/s")
 	}
 	if !end.After(start) {
 		return hashgrid.Errorf(hashgrid.EINVALID, "end must be after start")
@@ -555,13 +632,13 @@ func checkContract(speed float64, start, end, now time.Time) error {
 	return nil
 }
 
-// contractTotal is ceil(price · speed · seconds / 86400), with speed counted in whole
-// MH/s so that the amount is exact.
+// contractTotal is ceil(price · speed · seconds / 86400) for a price per PH/s and a
+// speed in TH/s, the speed counted in whole kH/s so that the amount is exact.
 func contractTotal(price int64, speed float64, d time.Duration) int64 {
-	mh := big.NewInt(int64(math.Round(speed * 1e6)))
-	n := new(big.Int).Mul(big.NewInt(price), mh)
+	kh := big.NewInt(int64(math.Round(speed * 1e9)))
+	n := new(big.Int).Mul(big.NewInt(price), kh)
 	n.Mul(n, big.NewInt(int64(d/time.Second)))
-	den := big.NewInt(86_400 * 1_000_000)
+	den := big.NewInt(86_400 * 1_000_000_000_000) // s/day · kH per PH
 	n.Add(n, new(big.Int).Sub(den, big.NewInt(1)))
 	n.Quo(n, den)
 	if !n.IsInt64() || n.Int64() > ledger.MaxAbsAmount {
@@ -587,6 +664,10 @@ func (m *Market) BuyContract(ctx context.Context, account string, req ContractRe
 	if err := m.checkDest(ctx, dest); err != nil {
 		return OrderView{}, err
 	}
+	// One purchase at a time: two quotes against the same free capacity would
+	// otherwise both pass.
+	m.contractMu.Lock()
+	defer m.contractMu.Unlock()
 	q, err := m.QuoteContract(req.Speed, req.Start, req.End)
 	if err != nil {
 		return OrderView{}, err
@@ -599,7 +680,7 @@ func (m *Market) BuyContract(ctx context.Context, account string, req ContractRe
 	if now.Before(req.Start) {
 		status = StatusPending
 	}
-	rec := &OrderRecord{Kind: KindContract, Account: account, Dest: dest, Price: req.Price, Limit: req.Speed,
+	rec := &OrderRecord{Kind: KindContract, Account: account, Dest: dest, Price: req.Price, PriceUnit: PriceUnit, Limit: req.Speed,
 		Status: status, Created: now, Start: req.Start.UTC(), End: req.End.UTC(), Segments: []Segment{{Account: account, From: now}}}
 	return m.openOrder(ctx, rec, contractTotal(req.Price, req.Speed, req.End.Sub(req.Start)))
 }

@@ -252,7 +252,7 @@ func TestSlowDestinationDoesNotHoldSellers(t *testing.T) {
 	dest := startDestWith(t, d, 8, func(f *fakeDest) { f.delay = 1500 * time.Millisecond })
 	tm := rawMarket(t, d, func(c *Config) { c.UpstreamInFlight = 2; c.UpstreamTimeout = 10 * time.Second })
 	acct, _ := tm.buyer(t, 100_000_000)
-	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "slow", Price: 1_000_000_000_000, Budget: 10_000_000})
+	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "slow", Price: 1_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestDuplicatesAndFullShareSet(t *testing.T) {
 	dest := startDest(t, d)
 	tm := rawMarket(t, d, func(c *Config) { c.MaxSharesPerSellerJob = 4 })
 	acct, _ := tm.buyer(t, 100_000_000)
-	if _, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "dups", Price: 1_000_000_000_000, Budget: 10_000_000}); err != nil {
+	if _, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "dups", Price: 1_000_000_000_000_000, Budget: 10_000_000}); err != nil {
 		t.Fatal(err)
 	}
 	user := regtest.TestAddress() + ".replay"
@@ -365,7 +365,7 @@ func TestSellerDifficultyFloor(t *testing.T) {
 	dest := startDestWith(t, 2, 8, func(f *fakeDest) { f.bits = 0x1a00ffff })
 	tm := startMarket(t, func(c *Config) { c.SellerMinDiff, c.SellerStartDiff = 0.01, 0.5 })
 	acct, _ := tm.buyer(t, 100_000_000)
-	if _, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "floor", Price: 1_000_000_000_000, Budget: 10_000_000}); err != nil {
+	if _, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "floor", Price: 1_000_000_000_000_000, Budget: 10_000_000}); err != nil {
 		t.Fatal(err)
 	}
 	s := dialSeller(t, tm.addr, regtest.TestAddress()+".tiny", "")
@@ -402,7 +402,7 @@ func testRejectsAttributed(t *testing.T, en2 int) {
 	dest := startDestWith(t, d, en2, func(f *fakeDest) { f.strictNTime = true })
 	tm := rawMarket(t, d, nil)
 	acct, _ := tm.buyer(t, 100_000_000)
-	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "strict", Price: 1_000_000_000_000, Budget: 50_000_000})
+	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "strict", Price: 1_000_000_000_000_000, Budget: 50_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +445,7 @@ func TestLyingDestinationPausesOrder(t *testing.T) {
 	dest := startDestWith(t, 0.0003, 8, func(f *fakeDest) { f.rejectAll = true })
 	tm := startMarket(t, nil)
 	acct, _ := tm.buyer(t, 100_000_000)
-	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "liar", Price: 1_000_000_000_000, Budget: 10_000_000})
+	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "liar", Price: 1_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +471,7 @@ func TestSellersEarnPerValidShare(t *testing.T) {
 	tm := rawMarket(t, sellerDiff, nil)
 	ctx := context.Background()
 	acct, _ := tm.buyer(t, 100_000_000)
-	const price = 1_000_000_000_000_000 // sat per TH/s per day: a share of 0.00003 earns about 1,460 sat
+	const price = 1_000_000_000_000_000_000 // sat per PH/s per day: a share of 0.00003 earns about 1,460 sat
 	o, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "big", Price: price, Budget: 50_000_000})
 	if err != nil {
 		t.Fatal(err)
@@ -539,7 +539,7 @@ func TestNarrowDestinationVersionMask(t *testing.T) {
 	dest := startDestWith(t, 0.0003, 8, func(f *fakeDest) { f.mask = narrow })
 	tm := startMarket(t, nil)
 	acct, _ := tm.buyer(t, 100_000_000)
-	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "narrow", Price: 1_000_000_000_000, Budget: 10_000_000})
+	o, err := tm.PlaceOrder(context.Background(), acct, OrderRequest{PoolURL: dest.url(), PoolUser: "narrow", Price: 1_000_000_000_000_000, Budget: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -603,7 +603,7 @@ func TestSellerMovedBackGetsFreshWork(t *testing.T) {
 	tm := rawMarket(t, d, nil)
 	acct, _ := tm.buyer(t, 100_000_000)
 	ctx := context.Background()
-	if _, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destA.url(), PoolUser: "a", Price: 1_000_000_000_000, Budget: 20_000_000}); err != nil {
+	if _, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destA.url(), PoolUser: "a", Price: 1_000_000_000_000_000, Budget: 20_000_000}); err != nil {
 		t.Fatal(err)
 	}
 	s := dialSeller(t, tm.addr, regtest.TestAddress()+".back", "")
@@ -622,7 +622,7 @@ func TestSellerMovedBackGetsFreshWork(t *testing.T) {
 		t.Fatalf("first share: %v", serr)
 	}
 
-	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destB.url(), PoolUser: "b", Price: 2_000_000_000_000, Budget: 20_000_000})
+	b, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: destB.url(), PoolUser: "b", Price: 2_000_000_000_000_000, Budget: 20_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,7 @@ func RestartTest(t *testing.T, led ledger.Book, open func() StateStore) {
 		return m, l.Addr().String(), func() { wg.Wait(); c.Store.Close() }
 	}
 	m, addr, done := run()
-	const price = 1_000_000_000_000
+	const price = 1_000_000_000_000_000
 	const deposit = 50_000_000
 	acct, key, err := m.CreateAccount()
 	if err != nil {
@@ -492,4 +492,68 @@ func TestImportJSONState(t *testing.T) {
 			t.Errorf("key of %s: %q, %v", id, got, err)
 		}
 	}
+}
+
+// TestOldPriceUnitConverted: an order saved before prices per PH/s (no price unit,
+// a price per TH/s) is converted once when the market opens: price and numerators a
+// thousand times larger, amounts owed and earned unchanged; saved back, it is not
+// converted again. Its worker's row, which a save writes only when marked, carries
+// the new unit too.
+func TestOldPriceUnitConverted(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	led, err := ledger.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	s, err := OpenSQLiteState(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const worker = "bcrt1qexample/rig1"
+	old := &OrderRecord{ID: "o7", Kind: KindSpot, Account: "a1", Dest: Destination{URL: "stratum+tcp://127.0.0.1:1", User: "u"},
+		Price: 5_000, Status: StatusCancelled, Funded: 1000, ChargeNum: "864000000000000000", // 10 sat at 1/K per TH/s-day
+		SellerNum: map[string]string{worker: "432000000000000000"}, SellerPaid: map[string]int64{}}
+	if err := s.Save(ctx, Update{Orders: []*OrderRecord{old}, Accounts: []*Account{{ID: "a1"}}, NextID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *Market {
+		t.Helper()
+		m, err := New(Config{Network: &chaincfg.RegressionNetParams, Ledger: led, Store: s, AllowPrivateDestinations: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	check := func(m *Market, when string) {
+		t.Helper()
+		v, err := m.Order("a1", "o7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		o := m.orders["o7"]
+		spent, seller := o.spentLocked(), new(big.Int).Quo(o.sellerNum[worker], bigK).Int64()
+		m.mu.Unlock()
+		if v.Price != 5_000_000 || spent != 10 || seller != 5 {
+			t.Errorf("%s: price %d (want 5000000 sat per PH/s per day), spent %d (want 10), worker's %d (want 5)", when, v.Price, spent, seller)
+		}
+	}
+	m := open()
+	check(m, "converted")
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.Orders[0]; r.PriceUnit != PriceUnit || r.SellerNum[worker] != "432000000000000000000" {
+		t.Errorf("saved back: unit %q, worker's numerator %s", r.PriceUnit, r.SellerNum[worker])
+	}
+	m = open()
+	defer m.Shutdown(ctx)
+	check(m, "reopened")
 }

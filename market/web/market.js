@@ -25,7 +25,7 @@
     if (Math.abs(sat) < 100000) return num(sat) + ' sat';
     return (sat / 1e8).toLocaleString('en-US', { maximumFractionDigits: 8 }) + ' BTC';
   }
-  function price(p) { return money(p) + ' per TH/s·day'; }
+  function price(p) { return money(p) + ' per PH/s·day'; }
   function limit(l) { return Number(l) > 0 ? speed(l) : 'none'; }
   function host(u) {
     const s = String(u || '');
