@@ -225,9 +225,13 @@ func runFrontEnd(ctx context.Context, b *poolBase, ready func(PoolReady)) error 
 		return err
 	}
 	defer stopOutputs()
+	mask, err := cfg.versionMask()
+	if err != nil {
+		return err
+	}
 	p, err := pool.New(pool.Config{
 		Network: b.params, Tag: cfg.Tag, StartDiff: cfg.StartDiff, MinDiff: cfg.MinDiff,
-		ShareInterval: cfg.ShareInterval, Limits: stratumLimits(cfg), Outputs: outputs,
+		ShareInterval: cfg.ShareInterval, Extranonce2Size: cfg.Extranonce2Size, VersionMask: mask, Limits: stratumLimits(cfg), Outputs: outputs,
 		Logger: log.With("component", "pool"), Metrics: b.metrics, FrontEnd: cfg.FrontEnd,
 	}, b.nodes, shares, blocks)
 	if err != nil {

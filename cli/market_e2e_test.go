@@ -133,7 +133,11 @@ func TestMarketEndToEnd(t *testing.T) {
 	addr1, addr2 := regtest.TestAddress(), regtest.TestAddressP2PKH()
 	p1, stopP1 := startPool(t, poolCfg(addr1))
 	defer stopP1()
-	p2, stopP2 := startPool(t, poolCfg(addr2))
+	// Pool 2 gives a 4-byte extranonce2 (no room for the market's seller prefix: one
+	// connection per seller) and lets miners roll fewer version bits than they ask for.
+	p2Cfg := poolCfg(addr2)
+	p2Cfg.Extranonce2Size, p2Cfg.VersionMask = 4, "00ffe000"
+	p2, stopP2 := startPool(t, p2Cfg)
 	p2Stopped := false
 	defer func() {
 		if !p2Stopped {
@@ -207,6 +211,14 @@ func TestMarketEndToEnd(t *testing.T) {
 		return n >= 1 && n < 3 && c.sellers(B.ID) == 3-n
 	})
 	waitFor(t, 30*time.Second, "shares accepted for B", func() bool { return c.order(alice.APIKey, B.ID).SharesAccepted >= 5 })
+	// On pool 2's small extranonce2 and narrower mask, nothing the market forwarded
+	// was refused, and the pool recorded the work.
+	if v := c.order(alice.APIKey, B.ID); v.SharesRejected != 0 {
+		t.Errorf("pool 2 (4-byte extranonce2, mask 00ffe000) rejected %d of B's shares", v.SharesRejected)
+	}
+	if w := poolWorker(t, p2.API, userB); w.Accepted < 5 {
+		t.Errorf("pool 2 recorded %d of B's shares", w.Accepted)
+	}
 
 	// 3. Kill B's pool: B pauses with a reason, its sellers move to C (A is full), and
 	// nothing more is charged to B.

@@ -170,17 +170,23 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	if payouts != nil {
 		outputs = payouts.Outputs
 	}
+	mask, err := cfg.versionMask()
+	if err != nil {
+		return err
+	}
 	p, err := pool.New(pool.Config{
-		Network:       params,
-		Tag:           cfg.Tag,
-		StartDiff:     cfg.StartDiff,
-		MinDiff:       cfg.MinDiff,
-		ShareInterval: cfg.ShareInterval,
-		Limits:        stratumLimits(cfg),
-		Outputs:       outputs,
-		Logger:        log.With("component", "pool"),
-		Metrics:       metrics,
-		OnBlock:       func() { alerts.Poke(); payouts.Notify() },
+		Network:         params,
+		Tag:             cfg.Tag,
+		StartDiff:       cfg.StartDiff,
+		MinDiff:         cfg.MinDiff,
+		ShareInterval:   cfg.ShareInterval,
+		Extranonce2Size: cfg.Extranonce2Size,
+		VersionMask:     mask,
+		Limits:          stratumLimits(cfg),
+		Outputs:         outputs,
+		Logger:          log.With("component", "pool"),
+		Metrics:         metrics,
+		OnBlock:         func() { alerts.Poke(); payouts.Notify() },
 	}, nodes, shares, store)
 	if err != nil {
 		return err

@@ -45,11 +45,16 @@ type PoolConfig struct {
 	StartDiff     float64       `toml:"start_difficulty"`
 	MinDiff       float64       `toml:"min_difficulty"`
 	ShareInterval time.Duration `toml:"share_interval"`
-	PollInterval  time.Duration `toml:"poll_interval"`
-	TrackInterval time.Duration `toml:"track_interval"` // how often found blocks are checked on the node
-	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
-	LogLevel      string        `toml:"log_level"`
-	LogFormat     string        `toml:"log_format"` // text or json; empty: hashgrid's --log-format or $HASHGRID_LOG_FORMAT
+	// Extranonce2Size and VersionMask shape the work miners roll: 0 and "" keep the
+	// pool's defaults (8 bytes; BIP 310 mask 1fffe000). A smaller extranonce2 or a
+	// narrower mask suits miners or proxies that need them.
+	Extranonce2Size int           `toml:"extranonce2_size"`
+	VersionMask     string        `toml:"version_mask"` // hex, within 1fffe000
+	PollInterval    time.Duration `toml:"poll_interval"`
+	TrackInterval   time.Duration `toml:"track_interval"` // how often found blocks are checked on the node
+	MaxConnsPerIP   int           `toml:"max_conns_per_ip"`
+	LogLevel        string        `toml:"log_level"`
+	LogFormat       string        `toml:"log_format"` // text or json; empty: hashgrid's --log-format or $HASHGRID_LOG_FORMAT
 
 	// Alerts (see package alert): a webhook, and the thresholds.
 	AlertWebhook     string        `toml:"alert_webhook"`
@@ -339,6 +344,8 @@ func bindPoolFlags(fs *flag.FlagSet, c *PoolConfig) *string {
 	fs.Float64Var(&c.StartDiff, "start-difficulty", c.StartDiff, "first difficulty of a connection (0: the pool's default for the network)")
 	fs.Float64Var(&c.MinDiff, "min-difficulty", c.MinDiff, "lowest vardiff difficulty (0: the pool's default for the network)")
 	fs.DurationVar(&c.ShareInterval, "share-interval", c.ShareInterval, "vardiff target time between shares (0: the pool's default)")
+	fs.IntVar(&c.Extranonce2Size, "extranonce2-size", c.Extranonce2Size, "bytes of extranonce2 miners roll, 2 to 16 (0: the pool's default, 8)")
+	fs.StringVar(&c.VersionMask, "version-mask", c.VersionMask, "BIP 310 version bits miners may roll, hex within 1fffe000 (default 1fffe000)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "how often to poll the node for a new tip (0: the node package's default)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "connections allowed from one IP (0: the Stratum server's default)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -569,6 +576,12 @@ func (c *PoolConfig) Validate() error {
 	if len(c.Tag) > pool.MaxTagBytes {
 		return fmt.Errorf("--tag is %d bytes, longer than %d", len(c.Tag), pool.MaxTagBytes)
 	}
+	if c.Extranonce2Size != 0 && (c.Extranonce2Size < 2 || c.Extranonce2Size > 16) {
+		return fmt.Errorf("--extranonce2-size %d: want 2 to 16 bytes, or 0 for the pool's default", c.Extranonce2Size)
+	}
+	if _, err := c.versionMask(); err != nil {
+		return err
+	}
 	for _, d := range []struct {
 		flag string
 		v    float64
@@ -612,4 +625,16 @@ func (c *PoolConfig) Validate() error {
 
 func (c *PoolConfig) alertSettings() alert.Settings {
 	return alert.Settings{WorkerQuiet: c.AlertWorkerQuiet, RejectRate: c.AlertRejectRate}
+}
+
+// versionMask parses VersionMask: 0 when unset (the pool's default).
+func (c *PoolConfig) versionMask() (uint32, error) {
+	if c.VersionMask == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(strings.TrimPrefix(c.VersionMask, "0x"), 16, 32)
+	if err != nil || v == 0 || uint32(v)&^pool.DefaultVersionMask != 0 {
+		return 0, fmt.Errorf("--version-mask %q: want non-zero hex bits within %08x", c.VersionMask, pool.DefaultVersionMask)
+	}
+	return uint32(v), nil
 }

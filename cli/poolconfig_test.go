@@ -108,6 +108,15 @@ func TestPoolConfigMerge(t *testing.T) {
 	if strings.Join(cfg.Nodes, " ") != "http://a:b@127.0.0.1:1 http://c:d@127.0.0.1:2" {
 		t.Errorf("--node twice over the file's nodes: %v", cfg.Nodes)
 	}
+	// Work shape: the file's, then the flag's; unset keeps the pool's defaults.
+	shaped := writeFile(t, "shaped.toml", minimalPoolTOML()+"extranonce2_size = 4\nversion_mask = \"00ffe000\"\n")
+	cfg, err = parsePoolFlags([]string{"--config", shaped, "--extranonce2-size", "6"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cfg.versionMask(); err != nil || m != 0x00ffe000 || cfg.Extranonce2Size != 6 {
+		t.Errorf("extranonce2 size %d, version mask %08x (%v): want 6 and 00ffe000", cfg.Extranonce2Size, m, err)
+	}
 	// Flags alone start from the same defaults.
 	cfg, err = parsePoolFlags([]string{"--node", "http://u:p@127.0.0.1:1"}, env)
 	if err != nil || cfg.PayoutThreshold != defaultPayoutThreshold || cfg.API != def.API {
@@ -158,6 +167,10 @@ func TestPoolConfigInvalid(t *testing.T) {
 		{"share stream kept ten minutes", "role = \"accounting\"\nnats = [\"nats://127.0.0.1:4222\"]\npostgres = \"postgres://u@h/db\"\n", []string{"--nats-max-age", "10m"}, "--nats-max-age 10m0s"},
 		{"bad ack", "", []string{"--role", "frontend", "--frontend", "2", "--nats", "nats://127.0.0.1:4222", "--ack", "later"}, `--ack "later"`},
 		{"bad postgres url", "", []string{"--postgres", "mysql://x"}, "want a postgres://"},
+		{"extranonce2 too small", "extranonce2_size = 1\n", nil, "--extranonce2-size 1"},
+		{"extranonce2 too large", "", []string{"--extranonce2-size", "17"}, "--extranonce2-size 17"},
+		{"version mask outside BIP 320", "version_mask = \"ffffffff\"\n", nil, `--version-mask "ffffffff"`},
+		{"version mask not hex", "", []string{"--version-mask", "wide"}, `--version-mask "wide"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

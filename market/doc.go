@@ -36,8 +36,8 @@
 // a seller faster than the room left gets a slice of its time there, that room over
 // its speed, of every SlicePeriod (30 s by default), and offers the rest to the orders
 // below, so an order smaller than one seller fills too. Slices shorter than MinSlice
-// are not given (a move costs the work in flight), nor slices on destinations that
-// need a connection per seller. Each seller's period starts at an offset of its own,
+// are not given (a move costs the work in flight); on a destination that needs a
+// connection per seller, a sliced seller opens one for each slice. Each seller's period starts at an offset of its own,
 // so sliced sellers move at different moments. A seller moved back to a job it had
 // before gets it with a later ntime, so it does not repeat its earlier shares.
 //

@@ -144,8 +144,8 @@ func (m *Market) route() {
 		var used float64
 		// A destination whose extranonce2 is too small to share takes sellers that
 		// accept mining.set_extranonce, each on a connection of its own, as many as
-		// MaxUpstreamsPerOrder allows beside the order's own. Such sellers are placed
-		// whole: a slice would open and close a connection every period.
+		// MaxUpstreamsPerOrder allows beside the order's own. A seller sliced there
+		// opens its connection for each of its slices.
 		direct, n := o.directLocked(), 0
 		for _, s := range cands {
 			sp := speeds[s]
@@ -156,11 +156,11 @@ func (m *Market) route() {
 				}
 				take = (room - used) / sp
 			}
-			if take < avail[s] && (direct || take < minFrac) {
+			if take < avail[s] && take < minFrac {
 				continue
 			}
 			if direct {
-				if avail[s] < 1 || s.conn == nil || !s.conn.ExtranonceSubscribed() || n >= m.cfg.MaxUpstreamsPerOrder-1 {
+				if s.conn == nil || !s.conn.ExtranonceSubscribed() || n >= m.cfg.MaxUpstreamsPerOrder-1 {
 					continue
 				}
 				if o.ded[s] == nil && now.Before(o.dedRetry) {
@@ -191,6 +191,9 @@ func (m *Market) route() {
 		if s.ord != nil {
 			delete(s.ord.sellers, s)
 			m.closeDedicatedLocked(s.ord, s)
+		}
+		if (s.ord == nil) != (to == nil) {
+			s.setWorking(to != nil, now)
 		}
 		s.ord = to
 		if to != nil {

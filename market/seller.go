@@ -64,6 +64,34 @@ type seller struct {
 	winN      int
 	winWork   float64
 	rate      rateWindow
+	// A seller without an order sends no shares: its speed is measured over the time
+	// it worked, not the window's. idleFrom is when its current idle spell began
+	// (zero while it works), idles its recent idle spells; lastSpeed is the last
+	// estimate over enough working time, kept while it is idle.
+	idleFrom  time.Time
+	idles     []idleSpan
+	lastSpeed float64
+}
+
+type idleSpan struct{ from, to time.Time }
+
+// maxIdleSpans bounds a seller's remembered idle spells.
+const maxIdleSpans = 64
+
+// setWorking records whether the seller has an order from now on.
+func (s *seller) setWorking(working bool, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case working && !s.idleFrom.IsZero():
+		if len(s.idles) >= maxIdleSpans {
+			s.idles = s.idles[1:]
+		}
+		s.idles = append(s.idles, idleSpan{s.idleFrom, now})
+		s.idleFrom = time.Time{}
+	case !working && s.idleFrom.IsZero():
+		s.idleFrom = now
+	}
 }
 
 // workerStats is what the market saw from one address/worker.
@@ -174,7 +202,29 @@ func (s *seller) speed(now time.Time) float64 {
 	if el := now.Sub(s.connected); el < span {
 		span = max(el, 5*time.Second)
 	}
-	return s.rate.rate(now, span)
+	from := now.Add(-span)
+	overlap := func(a, b time.Time) time.Duration {
+		if a.Before(from) {
+			a = from
+		}
+		if b.After(now) {
+			b = now
+		}
+		return max(b.Sub(a), 0)
+	}
+	idle := time.Duration(0)
+	for _, sp := range s.idles {
+		idle += overlap(sp.from, sp.to)
+	}
+	if !s.idleFrom.IsZero() {
+		idle += overlap(s.idleFrom, now)
+	}
+	busy := span - idle
+	if busy < 5*time.Second {
+		return s.lastSpeed
+	}
+	s.lastSpeed = s.rate.rate(now, span) * span.Seconds() / busy.Seconds()
+	return s.lastSpeed
 }
 
 // vardiff adjusts the seller's own difficulty after a valid share of difficulty d.
@@ -250,6 +300,7 @@ func (h sellerSide) Authorized(c *stratum.Conn) {
 	s.mu.Lock()
 	s.sentEN1 = s.en1[:]
 	s.connected, s.winStart = now, now
+	s.idleFrom = now             // until the router gives it an order
 	s.sentMask = c.VersionMask() // what mining.configure answered
 	s.vdiff = hashgrid.DiffFromFloat(m.cfg.SellerStartDiff)
 	if d := c.SuggestedDifficulty(); d > 0 {

@@ -50,6 +50,10 @@ type BlockSink interface {
 // values must equal value.
 type OutputFunc func(tmpl *node.Template, value int64, finder string) (outs []Output, key string, err error)
 
+// DefaultVersionMask is BIP 320's general-purpose version bits, which BIP 310 lets
+// miners roll unless a pool narrows them.
+const DefaultVersionMask = 0x1fffe000
+
 // Config configures a Pool.
 type Config struct {
 	Network         *chaincfg.Params
@@ -74,7 +78,7 @@ type Config struct {
 	// Default 4096: about 6 hours of one connection's shares at vardiff's 5 s, at
 	// most some 200 kB of hashes.
 	MaxJobShares int
-	VersionMask  uint32 // BIP 310 bits miners may roll; default 0x1fffe000
+	VersionMask  uint32 // BIP 310 bits miners may roll; default DefaultVersionMask
 	// FrontEnd numbers this pool among the Stratum front-ends of one cluster (separate
 	// processes on one template source, whose shares meet in one log): 1..MaxFrontEnds,
 	// each front-end its own. It is the top byte of every extranonce1 and of every job
@@ -118,7 +122,7 @@ func (c *Config) defaults() {
 		c.MaxFutureNTime = 7000 * time.Second
 	}
 	if c.VersionMask == 0 {
-		c.VersionMask = 0x1fffe000
+		c.VersionMask = DefaultVersionMask
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
