@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashgrid/hashgrid"
 )
@@ -19,21 +20,8 @@ const MaxBatch = 10_000
 // many small amounts (a PPS credit per share), where one commit per entry would bound
 // the rate by the disk's fsyncs.
 func (l *Ledger) PostAll(ctx context.Context, txs []Tx) ([]Entry, error) {
-	if len(txs) > MaxBatch {
-		return nil, invalid("batch of %d entries, at most %d", len(txs), MaxBatch)
-	}
-	norm := make([][]Posting, len(txs))
-	seen := make(map[string]bool, len(txs))
-	for i, tx := range txs {
-		ps, err := normalize(tx)
-		if err != nil {
-			return nil, err
-		}
-		if seen[tx.Key] {
-			return nil, invalid("batch posts key %q twice", tx.Key)
-		}
-		seen[tx.Key] = true
-		norm[i] = ps
+	if err := checkBatch(txs); err != nil {
+		return nil, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -42,10 +30,46 @@ func (l *Ledger) PostAll(ctx context.Context, txs []Tx) ([]Entry, error) {
 		return nil, fmt.Errorf("ledger: begin: %w", err)
 	}
 	defer stx.Rollback()
-	now := l.now().UTC()
+	out, err := PostAllTx(ctx, stx, txs, l.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	if err := stx.Commit(); err != nil {
+		return nil, fmt.Errorf("ledger: commit: %w", err)
+	}
+	return out, nil
+}
+
+// checkBatch checks a batch's size and that no key comes twice.
+func checkBatch(txs []Tx) error {
+	if len(txs) > MaxBatch {
+		return invalid("batch of %d entries, at most %d", len(txs), MaxBatch)
+	}
+	seen := make(map[string]bool, len(txs))
+	for _, tx := range txs {
+		if seen[tx.Key] {
+			return invalid("batch posts key %q twice", tx.Key)
+		}
+		seen[tx.Key] = true
+	}
+	return nil
+}
+
+// PostAllTx writes txs as PostAll does, dated now, inside stx: a transaction the
+// caller opened on the ledger's database file (with _txlock=immediate, as Open does,
+// so that it holds the write lock from its start) and commits. It lets another store
+// in the same file write its own rows in the same transaction as the entries, all or
+// none: the market saves an order's state with its settlement.
+func PostAllTx(ctx context.Context, stx *sql.Tx, txs []Tx, now time.Time) ([]Entry, error) {
+	if err := checkBatch(txs); err != nil {
+		return nil, err
+	}
 	out := make([]Entry, len(txs))
 	for i, tx := range txs {
-		ps := norm[i]
+		ps, err := normalize(tx)
+		if err != nil {
+			return nil, err
+		}
 		if prev, err := entryByKey(ctx, stx, tx.Key); err == nil {
 			if !samePostings(prev.Postings, ps) {
 				return nil, hashgrid.Errorf(hashgrid.ECONFLICT, "ledger: key %q already posted with other amounts", tx.Key)
@@ -78,9 +102,6 @@ func (l *Ledger) PostAll(ctx context.Context, txs []Tx) ([]Entry, error) {
 			}
 		}
 		out[i] = Entry{ID: id, Key: tx.Key, Time: now, Memo: tx.Memo, Postings: ps}
-	}
-	if err := stx.Commit(); err != nil {
-		return nil, fmt.Errorf("ledger: commit: %w", err)
 	}
 	return out, nil
 }

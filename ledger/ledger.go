@@ -90,7 +90,8 @@ var _ Book = (*Ledger)(nil)
 
 // Ledger is the book in one SQLite file.
 type Ledger struct {
-	db  *sql.DB
+	path string
+	db   *sql.DB
 	mu  sync.Mutex // one writer: SQLite's own rule, kept explicit
 	now func() time.Time
 }
@@ -109,7 +110,7 @@ func Open(path string, now func() time.Time) (*Ledger, error) {
 		return nil, fmt.Errorf("ledger: open: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	l := &Ledger{db: db, now: now}
+	l := &Ledger{path: path, db: db, now: now}
 	if err := l.migrate(context.Background()); err != nil {
 		db.Close()
 		return nil, err
@@ -119,6 +120,9 @@ func Open(path string, now func() time.Time) (*Ledger, error) {
 
 // Close closes the database.
 func (l *Ledger) Close() error { return l.db.Close() }
+
+// Path is the ledger's database file, as given to Open.
+func (l *Ledger) Path() string { return l.path }
 
 func (l *Ledger) migrate(ctx context.Context) error {
 	_, err := l.db.ExecContext(ctx, `

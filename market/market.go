@@ -366,11 +366,12 @@ type Market struct {
 	closed    bool // Shutdown saved the last state: nothing more is written
 
 	store      StateStore
-	ownStore   bool       // opened by New from StatePath: closed by Shutdown
-	saveMu     sync.Mutex // one save at a time, so that saves reach the store in order
-	settleMu   sync.Mutex // one settlement at a time: two would plan the same key with other amounts
-	contractMu sync.Mutex // one contract purchase at a time (BuyContract)
-	pseudo     [32]byte   // key of the per-order seller pseudonyms buyers see
+	ownStore   bool        // opened by New from StatePath: closed by Shutdown
+	settler    SettleStore // the store, when it holds the ledger: settlements save their order with their entries
+	saveMu     sync.Mutex  // one save at a time, so that saves reach the store in order
+	settleMu   sync.Mutex  // one settlement at a time: two would plan the same key with other amounts
+	contractMu sync.Mutex  // one contract purchase at a time (BuyContract)
+	pseudo     [32]byte    // key of the per-order seller pseudonyms buyers see
 	jobSeq     atomic.Uint64
 	kickc      chan struct{}
 
@@ -408,6 +409,9 @@ func New(cfg Config) (*Market, error) {
 			return nil, err
 		}
 		m.store, m.ownStore = fs, true
+	}
+	if ss, ok := m.store.(SettleStore); ok && ss.Holds(m.led) {
+		m.settler = ss
 	}
 	err := m.load()
 	if err == nil {
@@ -753,13 +757,23 @@ func (m *Market) makePayable(ctx context.Context) error {
 
 // applyEntry updates an order's money fields from one of its escrow's entries.
 func (m *Market) applyEntry(o *order, e ledger.Entry) {
-	r := o.rec
+	for _, p := range applyToRecord(o.rec, e) {
+		m.earned[p.Account] += p.Amount
+		o.workerChangedLocked(p.Account)
+	}
+	m.changedLocked(o)
+}
+
+// applyToRecord applies a ledger entry of r's to r, and returns what it credited each
+// worker (Account is the worker's key).
+func applyToRecord(r *OrderRecord, e ledger.Entry) []ledger.Posting {
 	var esc int64
 	for _, p := range e.Postings {
 		if p.Account == acctEscrow(r.ID) {
 			esc = p.Amount
 		}
 	}
+	var workers []ledger.Posting
 	switch {
 	case strings.HasPrefix(e.Key, "market:settle:"):
 		r.Charged += -esc
@@ -767,8 +781,7 @@ func (m *Market) applyEntry(o *order, e ledger.Entry) {
 		for _, p := range e.Postings {
 			if k, ok := strings.CutPrefix(p.Account, "market:seller:"); ok {
 				r.SellerPaid[k] += p.Amount
-				m.earned[k] += p.Amount
-				o.workerChangedLocked(k)
+				workers = append(workers, ledger.Posting{Account: k, Amount: p.Amount})
 			}
 			switch p.Account {
 			case acctFees:
@@ -785,7 +798,7 @@ func (m *Market) applyEntry(o *order, e ledger.Entry) {
 	if e.ID > r.LastEntry {
 		r.LastEntry = e.ID
 	}
-	m.changedLocked(o)
+	return workers
 }
 
 // save writes what changed since the last save to the store: the orders marked

@@ -29,3 +29,23 @@ func TestRestartPostgres(t *testing.T) {
 		return s
 	})
 }
+
+// TestSettlePostgres runs market's SettleTest with the ledger and the market's state
+// in one PostgreSQL database: a settlement's entries and its order's record are
+// written in one transaction.
+func TestSettlePostgres(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.FreshDatabase(t)
+	led, err := postgres.OpenLedger(ctx, url, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	market.SettleTest(t, led, func() market.SettleStore {
+		s, err := postgres.OpenMarketState(ctx, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

@@ -309,15 +309,34 @@ func (m *Market) settle(ctx context.Context) {
 	m.mu.Unlock()
 	changed := false
 	for _, p := range plans {
-		var e ledger.Entry
-		var err error
+		txs := []ledger.Tx{p.tx}
 		if pay, ok := payableTx(p.tx.Key, "market earnings of order "+p.o.rec.ID+" made payable", p.tx.Postings); ok && !p.refund {
-			var es []ledger.Entry
-			if es, err = m.led.PostAll(ctx, []ledger.Tx{p.tx, pay}); err == nil {
-				e = es[0]
-			}
+			txs = append(txs, pay)
+		}
+		var es []ledger.Entry
+		var err error
+		if m.settler != nil {
+			// The entries and the order's record after them, in one transaction.
+			es, err = m.settler.PostAndSave(ctx, txs, m.cfg.Now(), func(es []ledger.Entry) Update {
+				m.mu.Lock()
+				p.o.snapshotLocked()
+				rec := p.o.rec.clone()
+				m.mu.Unlock()
+				var ws []string
+				for _, w := range applyToRecord(rec, es[0]) {
+					ws = append(ws, w.Account)
+				}
+				if p.refund {
+					rec.Closed = true
+				}
+				return Update{Orders: []*OrderRecord{rec}, Workers: map[string][]string{rec.ID: ws}}
+			})
 		} else {
-			e, err = m.led.Post(ctx, p.tx)
+			es, err = m.led.PostAll(ctx, txs)
+		}
+		var e ledger.Entry
+		if err == nil {
+			e = es[0]
 		}
 		if err != nil {
 			m.log.Error("settlement not posted", "order", p.o.rec.ID, "key", p.tx.Key, "err", err)

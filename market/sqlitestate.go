@@ -6,23 +6,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/hashgrid/hashgrid/ledger"
 )
 
 // SQLiteState is the market's state in tables named market_* of a SQLite file: the
 // ledger's own file (ledger.db), so that a market on the pool's book keeps one file
-// to back up. It needs no transaction with the ledger (see StateStore), and takes its
-// own connection, waiting for the ledger's writers as the ledger's connections wait
-// for each other (busy_timeout, immediate transactions).
+// to back up. It takes its own connection, waiting for the ledger's writers as the
+// ledger's connections wait for each other (busy_timeout, immediate transactions), and
+// writes a settlement's ledger entries and its order's rows in one transaction of
+// that connection (SettleStore) when the market's ledger is this file.
 //
 // An order is one row, its record as JSON beside its account and status, and one row
 // per worker that earned on it; a Save writes the rows of the orders and workers that
 // changed and nothing else, in one transaction.
 type SQLiteState struct {
-	db *sql.DB
+	path string
+	db   *sql.DB
 }
 
 var _ StateStore = (*SQLiteState)(nil)
@@ -76,7 +81,7 @@ func OpenSQLiteState(ctx context.Context, path string) (*SQLiteState, error) {
 		return nil, fmt.Errorf("market: state %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	s := &SQLiteState{db: db}
+	s := &SQLiteState{path: path, db: db}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -233,6 +238,54 @@ func DecodeOrderRow(id string, b []byte) (*OrderRecord, error) {
 
 // Save implements StateStore: one transaction.
 func (s *SQLiteState) Save(ctx context.Context, u Update) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("market: state: %w", err)
+	}
+	defer tx.Rollback()
+	if err := s.saveIn(ctx, tx, u); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("market: state: commit: %w", err)
+	}
+	return nil
+}
+
+// Holds reports whether book is the ledger in this store's own database file.
+func (s *SQLiteState) Holds(book ledger.Book) bool {
+	l, ok := book.(*ledger.Ledger)
+	if !ok {
+		return false
+	}
+	a, err1 := filepath.Abs(s.path)
+	b, err2 := filepath.Abs(l.Path())
+	return err1 == nil && err2 == nil && a == b
+}
+
+// PostAndSave posts txs to the ledger in this store's file and saves what update
+// makes of their entries, in one transaction.
+func (s *SQLiteState) PostAndSave(ctx context.Context, txs []ledger.Tx, now time.Time, update func([]ledger.Entry) Update) ([]ledger.Entry, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("market: state: %w", err)
+	}
+	defer tx.Rollback()
+	es, err := ledger.PostAllTx(ctx, tx, txs, now.UTC())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.saveIn(ctx, tx, update(es)); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("market: state: commit: %w", err)
+	}
+	return es, nil
+}
+
+// saveIn writes u in tx.
+func (s *SQLiteState) saveIn(ctx context.Context, tx *sql.Tx, u Update) error {
 	recs := make([][]byte, len(u.Orders))
 	for i, r := range u.Orders {
 		b, err := json.Marshal(r.WithoutWorkers())
@@ -241,11 +294,6 @@ func (s *SQLiteState) Save(ctx context.Context, u Update) error {
 		}
 		recs[i] = b
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("market: state: %w", err)
-	}
-	defer tx.Rollback()
 	for i, r := range u.Orders {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO market_orders (id, account, status, record) VALUES (?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET account = excluded.account, status = excluded.status, record = excluded.record`,
@@ -293,9 +341,6 @@ func (s *SQLiteState) Save(ctx context.Context, u Update) error {
 			ON CONFLICT (k) DO UPDATE SET v = max(v, excluded.v)`, int64(u.NextID)); err != nil {
 			return fmt.Errorf("market: state: next id: %w", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("market: state: commit: %w", err)
 	}
 	return nil
 }

@@ -15,6 +15,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/hashgrid/hashgrid/ledger"
 )
 
 // StateStore keeps what the market knows that the ledger does not: buyers' accounts,
@@ -26,17 +29,30 @@ import (
 // to, and postgres.MarketState in the pool's PostgreSQL. The contract tests in
 // storetest run against all three.
 //
-// A store need not share the ledger's transactions. The market posts money first,
-// under idempotent keys, and saves the order after; when it opens it reads each
-// order's escrow entries newer than the order's LastEntry and its settlements past
-// SettleSeq, so a crash between a posting and the save that follows loses nothing and
-// counts nothing twice.
+// A store in the ledger's own database (SettleStore: SQLiteState in the ledger's
+// file, postgres.MarketState beside postgres.Ledger) writes each settlement's entries
+// and its order's record in one transaction. Other stores do not share the ledger's
+// transactions: the market posts money first, under idempotent keys, and saves the
+// order after. Either way, when it opens the market reads each order's escrow entries
+// newer than the order's LastEntry and its settlements past SettleSeq, so a crash
+// between a posting and the save that follows (or a ledger written by another
+// process) loses nothing and counts nothing twice.
 type StateStore interface {
 	// Load returns everything stored: an empty State for a new store.
 	Load(ctx context.Context) (State, error)
 	// Save applies u at once: an interrupted Save leaves all of it or none.
 	Save(ctx context.Context, u Update) error
 	Close() error
+}
+
+// SettleStore is a StateStore that holds the market's ledger in its own database.
+type SettleStore interface {
+	StateStore
+	// Holds reports whether book is the ledger in the store's database.
+	Holds(book ledger.Book) bool
+	// PostAndSave posts txs to that ledger, dated now, and saves what update makes of
+	// their entries, in one transaction: all of it or none.
+	PostAndSave(ctx context.Context, txs []ledger.Tx, now time.Time, update func([]ledger.Entry) Update) ([]ledger.Entry, error)
 }
 
 // State is a StateStore's content.

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -556,4 +558,96 @@ func TestOldPriceUnitConverted(t *testing.T) {
 	m = open()
 	defer m.Shutdown(ctx)
 	check(m, "reopened")
+}
+
+// failingSaves is a state store whose ordinary saves fail once fail is set (a full
+// disk, say): what still reaches it then comes with settlements.
+type failingSaves struct {
+	SettleStore
+	fail atomic.Bool
+}
+
+func (f *failingSaves) Save(ctx context.Context, u Update) error {
+	if f.fail.Load() {
+		return errors.New("no space left on device")
+	}
+	return f.SettleStore.Save(ctx, u)
+}
+
+// TestSettlementSavesItsOrder runs SettleTest with the state in the ledger's own
+// SQLite file.
+func TestSettlementSavesItsOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	led, err := ledger.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	SettleTest(t, led, func() SettleStore {
+		s, err := OpenSQLiteState(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// SettleTest: with the state in the ledger's own database, each settlement's ledger
+// entries and its order's record are written in one transaction. With every ordinary
+// save failing, the stored record still agrees with the ledger after the market
+// dies: the escrow's charges, the settlements' count and what the workers were
+// credited. package market_test runs it on PostgreSQL.
+func SettleTest(t *testing.T, led ledger.Book, open func() SettleStore) {
+	ctx := context.Background()
+	dest := startDest(t, 0.0003)
+	s := open()
+	t.Cleanup(func() { s.Close() })
+	st := &failingSaves{SettleStore: s}
+	tm := startMarket(t, func(c *Config) { c.Ledger, c.Store = led, st })
+	if tm.settler == nil {
+		t.Fatal("a state store in the ledger's database is not used for settlements")
+	}
+	acct, _ := tm.buyer(t, 100_000_000)
+	o, err := tm.PlaceOrder(ctx, acct, OrderRequest{PoolURL: dest.url(), PoolUser: "u", Price: 1_000_000_000_000_000, Budget: 50_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.fail.Store(true)
+	startSellers(t, tm.addr, sellerUsers()...)
+	waitFor(t, 60*time.Second, "three settlements", func() bool {
+		_, err := led.Entry(ctx, settleKey(o.ID, 2))
+		return err == nil
+	})
+	tm.kill()
+
+	got, err := st.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec *OrderRecord
+	for _, r := range got.Orders {
+		if r.ID == o.ID {
+			rec = r
+		}
+	}
+	if rec == nil {
+		t.Fatal("order not stored")
+	}
+	esc, _ := led.Balance(ctx, acctEscrow(o.ID))
+	if rec.Charged == 0 || rec.Funded-rec.Charged-rec.Refunded != esc {
+		t.Errorf("stored record: funded %d, charged %d, refunded %d; the escrow holds %d", rec.Funded, rec.Charged, rec.Refunded, esc)
+	}
+	if _, err := led.Entry(ctx, settleKey(o.ID, rec.SettleSeq)); err == nil {
+		t.Errorf("stored record says %d settlements; the ledger has one more", rec.SettleSeq)
+	}
+	if _, err := led.Entry(ctx, settleKey(o.ID, rec.SettleSeq-1)); err != nil {
+		t.Errorf("stored record says %d settlements; the ledger has not the last: %v", rec.SettleSeq, err)
+	}
+	var paid int64
+	for _, v := range rec.SellerPaid {
+		paid += v
+	}
+	if paid == 0 || paid != rec.Charged-rec.FeePosted-rec.VariancePosted {
+		t.Errorf("stored record: workers credited %d, charged %d, fee %d, variance %d", paid, rec.Charged, rec.FeePosted, rec.VariancePosted)
+	}
 }

@@ -207,6 +207,28 @@ func (l *Ledger) Post(ctx context.Context, tx ledger.Tx) (ledger.Entry, error) {
 // PostAll posts several entries in one transaction, all or none, as
 // ledger.Ledger.PostAll.
 func (l *Ledger) PostAll(ctx context.Context, txs []ledger.Tx) ([]ledger.Entry, error) {
+	norm, err := normalizeBatch(txs)
+	if err != nil {
+		return nil, err
+	}
+	stx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: begin: %w", err)
+	}
+	defer stx.Rollback(ctx)
+	out, err := postAll(ctx, stx, txs, norm, l.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	if err := stx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("ledger: commit: %w", err)
+	}
+	return out, nil
+}
+
+// normalizeBatch checks a batch (its size, no key twice) and normalizes each entry's
+// postings.
+func normalizeBatch(txs []ledger.Tx) ([][]ledger.Posting, error) {
 	if len(txs) > ledger.MaxBatch {
 		return nil, invalid("batch of %d entries, at most %d", len(txs), ledger.MaxBatch)
 	}
@@ -223,19 +245,7 @@ func (l *Ledger) PostAll(ctx context.Context, txs []ledger.Tx) ([]ledger.Entry, 
 		seen[tx.Key] = true
 		norm[i] = ps
 	}
-	stx, err := l.pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: begin: %w", err)
-	}
-	defer stx.Rollback(ctx)
-	out, err := postAll(ctx, stx, txs, norm, l.now().UTC())
-	if err != nil {
-		return nil, err
-	}
-	if err := stx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("ledger: commit: %w", err)
-	}
-	return out, nil
+	return norm, nil
 }
 
 // postAll writes the entries of txs (norm their normalized postings) in stx with a

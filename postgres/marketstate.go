@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
 )
 
@@ -184,11 +185,75 @@ func orderNum(id string) uint64 {
 // Save implements market.StateStore: one transaction, its statements sent as one
 // batch.
 func (s *MarketState) Save(ctx context.Context, u market.Update) error {
+	b, err := marketStateBatch(u)
+	if err != nil || b.Len() == 0 {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: market state: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("postgres: market state: save: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: market state: commit: %w", err)
+	}
+	return nil
+}
+
+var _ market.SettleStore = (*MarketState)(nil)
+
+// Holds reports whether book is a Ledger in this store's database (same host, port
+// and database).
+func (s *MarketState) Holds(book ledger.Book) bool {
+	l, ok := book.(*Ledger)
+	if !ok {
+		return false
+	}
+	a, b := s.pool.Config().ConnConfig, l.pool.Config().ConnConfig
+	return a.Host == b.Host && a.Port == b.Port && a.Database == b.Database
+}
+
+// PostAndSave posts txs to the ledger in this database and saves what update makes
+// of their entries, in one transaction.
+func (s *MarketState) PostAndSave(ctx context.Context, txs []ledger.Tx, now time.Time, update func([]ledger.Entry) market.Update) ([]ledger.Entry, error) {
+	norm, err := normalizeBatch(txs)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: market state: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	es, err := postAll(ctx, tx, txs, norm, now.UTC())
+	if err != nil {
+		return nil, err
+	}
+	b, err := marketStateBatch(update(es))
+	if err != nil {
+		return nil, err
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return nil, fmt.Errorf("postgres: market state: save: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("postgres: market state: commit: %w", err)
+	}
+	return es, nil
+}
+
+// marketStateBatch is the statements that write u.
+func marketStateBatch(u market.Update) (*pgx.Batch, error) {
 	var b pgx.Batch
 	for _, r := range u.Orders {
 		rec, err := json.Marshal(r.WithoutWorkers())
 		if err != nil {
-			return fmt.Errorf("postgres: market state: order %s: %w", r.ID, err)
+			return nil, fmt.Errorf("postgres: market state: order %s: %w", r.ID, err)
 		}
 		b.Queue(`INSERT INTO market_orders (id, account, status, record) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, status = EXCLUDED.status, record = EXCLUDED.record`,
@@ -225,24 +290,10 @@ func (s *MarketState) Save(ctx context.Context, u market.Update) error {
 	}
 	if u.NextID > 0 {
 		if u.NextID > 1<<63-1 {
-			return fmt.Errorf("postgres: market state: next id %d out of range", u.NextID)
+			return nil, fmt.Errorf("postgres: market state: next id %d out of range", u.NextID)
 		}
 		b.Queue(`INSERT INTO market_meta (k, v) VALUES ('next_id', $1)
 			ON CONFLICT (k) DO UPDATE SET v = GREATEST(market_meta.v, EXCLUDED.v)`, int64(u.NextID))
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres: market state: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return fmt.Errorf("postgres: market state: save: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: market state: commit: %w", err)
-	}
-	return nil
+	return &b, nil
 }
