@@ -92,8 +92,8 @@ var _ Book = (*Ledger)(nil)
 type Ledger struct {
 	path string
 	db   *sql.DB
-	mu  sync.Mutex // one writer: SQLite's own rule, kept explicit
-	now func() time.Time
+	mu   sync.Mutex // one writer: SQLite's own rule, kept explicit
+	now  func() time.Time
 }
 
 // Open opens (creating if needed) the ledger in the SQLite file at path.
