@@ -254,12 +254,13 @@ func TestWrongAuthorityRefused(t *testing.T) {
 	if !errors.Is(cerr, ErrCertificate) || cli != nil {
 		t.Fatalf("client: %v, %v; want ErrCertificate and no Conn", cli, cerr)
 	}
-	if serr != nil {
-		t.Fatalf("server: %v", serr)
-	}
-	// The client hung up: the server gets an error, no frame.
-	if h, b, err := srv.ReadFrame(); err == nil {
-		t.Fatalf("server read %+v %x after the client refused it", h, b)
+	// The server finished its half; whether it noticed the hang-up already (a pipe
+	// refuses to clear a deadline once closed) or only on its first read, it gets an error
+	// and no frame.
+	if serr == nil {
+		if h, b, err := srv.ReadFrame(); err == nil {
+			t.Fatalf("server read %+v %x after the client refused it", h, b)
+		}
 	}
 }
 
@@ -282,11 +283,8 @@ func TestCertificateWindowRefused(t *testing.T) {
 		_, _, serr, cerr := handshake(t, sc, cc, p.server(), cfg)
 		sc.Close()
 		cc.Close()
-		if serr != nil {
-			t.Fatalf("%s: server: %v", c.name, serr)
-		}
-		if c.ok && cerr != nil {
-			t.Errorf("%s: client: %v", c.name, cerr)
+		if c.ok && (cerr != nil || serr != nil) {
+			t.Errorf("%s: client: %v, server: %v", c.name, cerr, serr)
 		}
 		if !c.ok && !errors.Is(cerr, ErrCertificateTime) {
 			t.Errorf("%s: client: %v, want ErrCertificateTime", c.name, cerr)

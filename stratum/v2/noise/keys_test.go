@@ -252,8 +252,8 @@ func TestSecretKeyRejects(t *testing.T) {
 	var n btcec.ModNScalar
 	n.SetInt(1)
 	n.Negate() // n-1: the largest valid key
-	max := n.Bytes()
-	if _, err := ParseSecretKey(base58.CheckEncode(max[1:], max[0])); err != nil {
+	top := n.Bytes()
+	if _, err := ParseSecretKey(base58.CheckEncode(top[1:], top[0])); err != nil {
 		t.Fatalf("n-1 refused: %v", err)
 	}
 	order := unhex(t, "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
