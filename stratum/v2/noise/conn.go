@@ -93,7 +93,8 @@ func newConn(nc net.Conn, r io.Reader, w io.Writer, send, recv cipherState, maxP
 }
 
 // ReadFrame reads and decrypts one frame. The payload is newly allocated and belongs to
-// the caller. Any error is final: the caller closes the connection.
+// the caller. Any error is final, an expired read deadline included (part of a frame may
+// have been consumed): the caller closes the connection.
 func (c *Conn) ReadFrame() (Header, []byte, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -285,8 +286,11 @@ func Client(nc net.Conn, cfg ClientConfig) (*Conn, error) {
 	if now == nil {
 		now = time.Now
 	}
-	if skew == 0 {
+	switch {
+	case skew == 0:
 		skew = DefaultClockSkew
+	case skew < 0:
+		return nil, fmt.Errorf("noise: negative ClockSkew %v", skew)
 	}
 	if err := handshakeDeadline(nc, cfg.HandshakeTimeout); err != nil {
 		return nil, err

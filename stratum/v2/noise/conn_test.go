@@ -594,6 +594,11 @@ func TestConfigRefused(t *testing.T) {
 			t.Errorf("client MaxPayload %d: no error", n)
 		}
 	}
+	neg := p.client()
+	neg.ClockSkew = -time.Second
+	if _, err := Client(cc, neg); err == nil {
+		t.Error("client with negative ClockSkew: no error")
+	}
 	if _, err := Server(sc, ServerConfig{}); err == nil {
 		t.Error("server without identity: no error")
 	}

@@ -46,6 +46,10 @@ func LoadOrCreateAuthority(dir string) (*Authority, error) {
 // by this authority for this key, is not valid at now, or has less than a quarter of
 // validity left. Without one (the authority key kept elsewhere) both files must exist
 // and the certificate is returned as it is.
+//
+// Server takes its configuration per connection, so a server that runs for longer than
+// three quarters of the validity calls this again and hands the new Identity to the
+// connections that follow.
 func LoadOrCreateIdentity(dir string, auth *Authority, now time.Time, validity time.Duration) (*Identity, error) {
 	keyPath, certPath := filepath.Join(dir, ServerKeyFile), filepath.Join(dir, CertificateFile)
 	if auth == nil {
