@@ -171,7 +171,7 @@ type UpdateChannel struct {
 	MaximumTarget   U256
 }
 
-func (*UpdateChannel) MsgType() uint8   { return TypeUpdateChannel }
+func (*UpdateChannel) MsgType() uint8    { return TypeUpdateChannel }
 func (m *UpdateChannel) Channel() uint32 { return m.ChannelID }
 
 func (m *UpdateChannel) Encode(dst []byte) ([]byte, error) {
@@ -194,7 +194,7 @@ type UpdateChannelError struct {
 	ErrorCode string
 }
 
-func (*UpdateChannelError) MsgType() uint8   { return TypeUpdateChannelError }
+func (*UpdateChannelError) MsgType() uint8    { return TypeUpdateChannelError }
 func (m *UpdateChannelError) Channel() uint32 { return m.ChannelID }
 
 func (m *UpdateChannelError) Encode(dst []byte) ([]byte, error) {
@@ -216,7 +216,7 @@ type CloseChannel struct {
 	ReasonCode string
 }
 
-func (*CloseChannel) MsgType() uint8   { return TypeCloseChannel }
+func (*CloseChannel) MsgType() uint8    { return TypeCloseChannel }
 func (m *CloseChannel) Channel() uint32 { return m.ChannelID }
 
 func (m *CloseChannel) Encode(dst []byte) ([]byte, error) {
@@ -239,7 +239,7 @@ type SetExtranoncePrefix struct {
 	ExtranoncePrefix []byte // B0_32
 }
 
-func (*SetExtranoncePrefix) MsgType() uint8   { return TypeSetExtranoncePrefix }
+func (*SetExtranoncePrefix) MsgType() uint8    { return TypeSetExtranoncePrefix }
 func (m *SetExtranoncePrefix) Channel() uint32 { return m.ChannelID }
 
 func (m *SetExtranoncePrefix) Encode(dst []byte) ([]byte, error) {
@@ -261,7 +261,7 @@ type SetTarget struct {
 	MaximumTarget U256
 }
 
-func (*SetTarget) MsgType() uint8   { return TypeSetTarget }
+func (*SetTarget) MsgType() uint8    { return TypeSetTarget }
 func (m *SetTarget) Channel() uint32 { return m.ChannelID }
 
 func (m *SetTarget) Encode(dst []byte) ([]byte, error) {

@@ -98,7 +98,7 @@ type ChannelEndpointChanged struct {
 	ChannelID uint32
 }
 
-func (*ChannelEndpointChanged) MsgType() uint8   { return TypeChannelEndpointChanged }
+func (*ChannelEndpointChanged) MsgType() uint8    { return TypeChannelEndpointChanged }
 func (m *ChannelEndpointChanged) Channel() uint32 { return m.ChannelID }
 
 func (m *ChannelEndpointChanged) Encode(dst []byte) ([]byte, error) {

@@ -15,7 +15,7 @@ type NewMiningJob struct {
 	MerkleRoot chainhash.Hash
 }
 
-func (*NewMiningJob) MsgType() uint8   { return TypeNewMiningJob }
+func (*NewMiningJob) MsgType() uint8    { return TypeNewMiningJob }
 func (m *NewMiningJob) Channel() uint32 { return m.ChannelID }
 
 func (m *NewMiningJob) Encode(dst []byte) ([]byte, error) {
@@ -55,7 +55,7 @@ type NewExtendedMiningJob struct {
 	CoinbaseTxSuffix      []byte           // B0_64K
 }
 
-func (*NewExtendedMiningJob) MsgType() uint8   { return TypeNewExtendedMiningJob }
+func (*NewExtendedMiningJob) MsgType() uint8    { return TypeNewExtendedMiningJob }
 func (m *NewExtendedMiningJob) Channel() uint32 { return m.ChannelID }
 
 func (m *NewExtendedMiningJob) Encode(dst []byte) ([]byte, error) {
@@ -96,7 +96,7 @@ type SetNewPrevHash struct {
 	NBits     uint32
 }
 
-func (*SetNewPrevHash) MsgType() uint8   { return TypeSetNewPrevHash }
+func (*SetNewPrevHash) MsgType() uint8    { return TypeSetNewPrevHash }
 func (m *SetNewPrevHash) Channel() uint32 { return m.ChannelID }
 
 func (m *SetNewPrevHash) Encode(dst []byte) ([]byte, error) {
@@ -139,7 +139,7 @@ type SetCustomMiningJob struct {
 	MerklePath               []chainhash.Hash // SEQ0_255[U256]
 }
 
-func (*SetCustomMiningJob) MsgType() uint8   { return TypeSetCustomMiningJob }
+func (*SetCustomMiningJob) MsgType() uint8    { return TypeSetCustomMiningJob }
 func (m *SetCustomMiningJob) Channel() uint32 { return m.ChannelID }
 
 func (m *SetCustomMiningJob) Encode(dst []byte) ([]byte, error) {
@@ -187,7 +187,7 @@ type SetCustomMiningJobSuccess struct {
 	JobID     uint32
 }
 
-func (*SetCustomMiningJobSuccess) MsgType() uint8   { return TypeSetCustomMiningJobSuccess }
+func (*SetCustomMiningJobSuccess) MsgType() uint8    { return TypeSetCustomMiningJobSuccess }
 func (m *SetCustomMiningJobSuccess) Channel() uint32 { return m.ChannelID }
 
 func (m *SetCustomMiningJobSuccess) Encode(dst []byte) ([]byte, error) {
@@ -211,7 +211,7 @@ type SetCustomMiningJobError struct {
 	ErrorCode string
 }
 
-func (*SetCustomMiningJobError) MsgType() uint8   { return TypeSetCustomMiningJobError }
+func (*SetCustomMiningJobError) MsgType() uint8    { return TypeSetCustomMiningJobError }
 func (m *SetCustomMiningJobError) Channel() uint32 { return m.ChannelID }
 
 func (m *SetCustomMiningJobError) Encode(dst []byte) ([]byte, error) {

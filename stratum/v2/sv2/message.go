@@ -24,13 +24,13 @@ const (
 	TypeSubmitSharesSuccess              uint8 = 0x1c
 	TypeSubmitSharesError                uint8 = 0x1d
 	// 0x1e is reserved.
-	TypeNewExtendedMiningJob       uint8 = 0x1f
-	TypeSetNewPrevHash             uint8 = 0x20 // the Mining Protocol's; Template Distribution's is 0x72
-	TypeSetTarget                  uint8 = 0x21
-	TypeSetCustomMiningJob         uint8 = 0x22
-	TypeSetCustomMiningJobSuccess  uint8 = 0x23
-	TypeSetCustomMiningJobError    uint8 = 0x24
-	TypeSetGroupChannel            uint8 = 0x25
+	TypeNewExtendedMiningJob      uint8 = 0x1f
+	TypeSetNewPrevHash            uint8 = 0x20 // the Mining Protocol's; Template Distribution's is 0x72
+	TypeSetTarget                 uint8 = 0x21
+	TypeSetCustomMiningJob        uint8 = 0x22
+	TypeSetCustomMiningJobSuccess uint8 = 0x23
+	TypeSetCustomMiningJobError   uint8 = 0x24
+	TypeSetGroupChannel           uint8 = 0x25
 )
 
 // Protocol numbers of SetupConnection.protocol.
@@ -62,24 +62,24 @@ const (
 // strings the reference implementation (stratum-mining/stratum) sends, so that
 // miners and proxies built on it recognise them.
 const (
-	CodeUnsupportedFeatureFlags       = "unsupported-feature-flags"
-	CodeUnsupportedProtocol           = "unsupported-protocol"
-	CodeInvalidUserIdentity           = "invalid-user-identity"
-	CodeUnknownUser                   = "unknown-user"
-	CodeInvalidNominalHashrate        = "invalid-nominal-hashrate"
-	CodeMaxTargetOutOfRange           = "max-target-out-of-range"
-	CodeMinExtranonceSizeTooLarge     = "min-extranonce-size-too-large"
-	CodeUnsupportedMinExtranonceSize  = "unsupported-min-extranonce-size"
-	CodeExtendedChannelsNotSupported  = "extended-channels-not-supported-for-standard-jobs"
-	CodeInvalidChannelID              = "invalid-channel-id"
-	CodeInvalidShare                  = "invalid-share"
-	CodeStaleShare                    = "stale-share"
-	CodeInvalidJobID                  = "invalid-job-id"
-	CodeDifficultyTooLow              = "difficulty-too-low"
-	CodeDuplicateShare                = "duplicate-share"
-	CodeBadExtranonceSize             = "bad-extranonce-size"
-	CodeVersionRollingNotAllowed      = "version-rolling-not-allowed"
-	CodeInvalidNonRollableVersionBit  = "invalid-non-rollable-version-bit"
+	CodeUnsupportedFeatureFlags      = "unsupported-feature-flags"
+	CodeUnsupportedProtocol          = "unsupported-protocol"
+	CodeInvalidUserIdentity          = "invalid-user-identity"
+	CodeUnknownUser                  = "unknown-user"
+	CodeInvalidNominalHashrate       = "invalid-nominal-hashrate"
+	CodeMaxTargetOutOfRange          = "max-target-out-of-range"
+	CodeMinExtranonceSizeTooLarge    = "min-extranonce-size-too-large"
+	CodeUnsupportedMinExtranonceSize = "unsupported-min-extranonce-size"
+	CodeExtendedChannelsNotSupported = "extended-channels-not-supported-for-standard-jobs"
+	CodeInvalidChannelID             = "invalid-channel-id"
+	CodeInvalidShare                 = "invalid-share"
+	CodeStaleShare                   = "stale-share"
+	CodeInvalidJobID                 = "invalid-job-id"
+	CodeDifficultyTooLow             = "difficulty-too-low"
+	CodeDuplicateShare               = "duplicate-share"
+	CodeBadExtranonceSize            = "bad-extranonce-size"
+	CodeVersionRollingNotAllowed     = "version-rolling-not-allowed"
+	CodeInvalidNonRollableVersionBit = "invalid-non-rollable-version-bit"
 )
 
 // Message is one protocol message: Encode appends its payload (without the frame

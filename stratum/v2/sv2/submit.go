@@ -13,7 +13,7 @@ type SubmitSharesStandard struct {
 	Version        uint32 // the whole nVersion, rolled bits included
 }
 
-func (*SubmitSharesStandard) MsgType() uint8   { return TypeSubmitSharesStandard }
+func (*SubmitSharesStandard) MsgType() uint8    { return TypeSubmitSharesStandard }
 func (m *SubmitSharesStandard) Channel() uint32 { return m.ChannelID }
 
 func (m *SubmitSharesStandard) Encode(dst []byte) ([]byte, error) {
@@ -53,7 +53,7 @@ type SubmitSharesExtended struct {
 	Extranonce     []byte // B0_32
 }
 
-func (*SubmitSharesExtended) MsgType() uint8   { return TypeSubmitSharesExtended }
+func (*SubmitSharesExtended) MsgType() uint8    { return TypeSubmitSharesExtended }
 func (m *SubmitSharesExtended) Channel() uint32 { return m.ChannelID }
 
 func (m *SubmitSharesExtended) Encode(dst []byte) ([]byte, error) {
@@ -92,7 +92,7 @@ type SubmitSharesSuccess struct {
 	NewSharesSum            uint64
 }
 
-func (*SubmitSharesSuccess) MsgType() uint8   { return TypeSubmitSharesSuccess }
+func (*SubmitSharesSuccess) MsgType() uint8    { return TypeSubmitSharesSuccess }
 func (m *SubmitSharesSuccess) Channel() uint32 { return m.ChannelID }
 
 func (m *SubmitSharesSuccess) Encode(dst []byte) ([]byte, error) {
@@ -122,7 +122,7 @@ type SubmitSharesError struct {
 	ErrorCode      string
 }
 
-func (*SubmitSharesError) MsgType() uint8   { return TypeSubmitSharesError }
+func (*SubmitSharesError) MsgType() uint8    { return TypeSubmitSharesError }
 func (m *SubmitSharesError) Channel() uint32 { return m.ChannelID }
 
 func (m *SubmitSharesError) Encode(dst []byte) ([]byte, error) {

@@ -232,7 +232,7 @@ func readSeq[T any](r *Reader, n, minSize int, elem func(*Reader) T) []T {
 	if r.err != nil {
 		return nil
 	}
-	if n*minSize > r.Len() {
+	if n*max(minSize, 1) > r.Len() {
 		r.err = ErrTruncated
 		return nil
 	}
