@@ -218,7 +218,7 @@ var msgCases = []msgCase{
 		"0400 ffffffff", // coinbase_tx_suffix
 	)},
 	{"NewExtendedMiningJob empty", &NewExtendedMiningJob{ChannelID: 2, JobID: 1, Version: 0x20000000}, hx(
-		"0080 1f 140000",
+		"0080 1f 130000",
 		"02000000",
 		"01000000",
 		"00",
