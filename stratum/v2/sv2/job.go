@@ -33,7 +33,7 @@ func (m *NewMiningJob) Decode(p []byte) error {
 	*m = NewMiningJob{
 		ChannelID:  r.U32(),
 		JobID:      r.U32(),
-		MinNTime:   ReadOption(&r, (*Reader).U32),
+		MinNTime:   r.OptionU32(),
 		Version:    r.U32(),
 		MerkleRoot: r.Hash(),
 	}
@@ -76,7 +76,7 @@ func (m *NewExtendedMiningJob) Decode(p []byte) error {
 	*m = NewExtendedMiningJob{
 		ChannelID:             r.U32(),
 		JobID:                 r.U32(),
-		MinNTime:              ReadOption(&r, (*Reader).U32),
+		MinNTime:              r.OptionU32(),
 		Version:               r.U32(),
 		VersionRollingAllowed: r.Bool(),
 		MerklePath:            ReadSeq0255(&r, 32, (*Reader).Hash),

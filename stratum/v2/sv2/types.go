@@ -264,6 +264,22 @@ func ReadOption[T any](r *Reader, elem func(*Reader) T) (o Option[T]) {
 	return o
 }
 
+// OptionU32 reads an OPTION[U32]. It is ReadOption(r, (*Reader).U32) without the
+// function argument, which makes a Reader escape to the heap: min_ntime is on the
+// path of every job.
+func (r *Reader) OptionU32() Option[uint32] {
+	switch n := r.U8(); {
+	case r.err != nil:
+	case n == 1:
+		if v := r.U32(); r.err == nil {
+			return Option[uint32]{V: v, Set: true}
+		}
+	case n != 0:
+		r.fail(fmt.Errorf("%w: %d", ErrOption, n))
+	}
+	return Option[uint32]{}
+}
+
 // Writer appends data types to a buffer. The first error sticks, as in Reader.
 type Writer struct {
 	B     []byte
