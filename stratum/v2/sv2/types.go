@@ -74,12 +74,6 @@ type Reader struct {
 // NewReader returns a Reader over b.
 func NewReader(b []byte) *Reader { return &Reader{buf: b} }
 
-// Err returns the first error, if any.
-func (r *Reader) Err() error { return r.err }
-
-// Offset returns the number of bytes consumed.
-func (r *Reader) Offset() int { return r.off }
-
 // Len returns the number of bytes left.
 func (r *Reader) Len() int { return len(r.buf) - r.off }
 
