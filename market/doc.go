@@ -105,12 +105,13 @@
 // in one transaction, at most every
 // SettleInterval while shares flow, so a busy market does not rewrite every order
 // every second. A market.json left by an earlier run is imported into an empty
-// database once, and the log says so. The state store does not share the ledger's
-// transaction: money is posted first, under idempotent keys, and every order is
-// reconciled with its escrow's entries and its settlements' keys when the market
-// opens (reconcile), so a crash between a posting and the save after it loses no
-// money and counts none twice; counters of shares accepted after the last save are
-// lost with the crash.
+// database once, and the log says so. A database store that holds the market's
+// ledger (SettleStore) writes each settlement's entries and its order's record in
+// one transaction. Otherwise money is posted first, under idempotent keys; either
+// way every order is reconciled with its escrow's entries and its settlements' keys
+// when the market opens (reconcile), so a crash between a posting and the save after
+// it loses no money and counts none twice; counters of shares accepted after the
+// last save are lost with the crash.
 //
 // Exposure: a buyer names the host the market dials, so destinations must resolve to
 // public addresses (destpolicy.go), checked when an order is placed and at every
@@ -130,6 +131,7 @@
 // pool pays from, since that wallet pays the sellers); destinations with fewer than
 // SellerExtranonce2Size bytes of extranonce2, and sellers without
 // mining.set_extranonce on destinations with fewer than 4 + SellerExtranonce2Size;
-// several shared connections per order; one transaction for a settlement's ledger entries and
-// its order's state (the market reconciles on start instead).
+// several shared connections per order; one transaction for a settlement and its
+// order's state when the state is not in the ledger's own database (FileStore, or a
+// database store on another database): the market reconciles on start instead.
 package market
