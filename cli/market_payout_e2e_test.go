@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -200,6 +201,39 @@ func testMarketSellersPaidOnChain(t *testing.T, pg string) {
 	}
 	if onChain != sv.Paid {
 		t.Errorf("the chain paid the seller %d sat, the ledger says %d", onChain, sv.Paid)
+	}
+	// hashgrid verify --seller checks the same from the published views and the chain;
+	// a pool that lists a payout it did not make is caught.
+	var vout bytes.Buffer
+	verifyArgs := func(api string) []string {
+		return []string{"--seller", seller, "--api", api, "--market", "http://" + mr.API, "--node", btcd.RPCURL()}
+	}
+	if err := runVerify(context.Background(), verifyArgs(poolAPI), Env{Stdout: &vout, Stderr: io.Discard}); err != nil || !strings.Contains(vout.String(), "ok:") {
+		t.Errorf("verify --seller: %v\n%s", err, vout.String())
+	}
+	t.Logf("verify --seller:\n%s", vout.String())
+	liar := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		resp, err := http.Get(poolAPI + r.URL.RequestURI())
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if r.URL.Path == "/api/v1/payouts" {
+			var ps []payout.PayoutView
+			if json.Unmarshal(body, &ps) == nil && len(ps) > 0 {
+				ps[0].Amount++ // one satoshi more than the transaction paid
+				body, _ = json.Marshal(ps)
+			}
+		}
+		rw.WriteHeader(resp.StatusCode)
+		rw.Write(body)
+	}))
+	defer liar.Close()
+	vout.Reset()
+	if err := runVerify(context.Background(), verifyArgs(liar.URL), Env{Stdout: &vout, Stderr: io.Discard}); err == nil || !strings.Contains(vout.String(), "MISMATCH") {
+		t.Errorf("verify --seller against a payout list one satoshi off: %v\n%s", err, vout.String())
 	}
 	w.mu.Lock()
 	broadcast := len(w.sent)

@@ -35,7 +35,7 @@ const maxVerifyPages = 1000
 func verifyCommand() *Command {
 	return &Command{
 		Name:  "verify",
-		Short: "recompute a miner's PPLNS credit for a block from the pool's published window",
+		Short: "recompute a miner's PPLNS credit for a block from the pool's published window, or check what a hashrate seller was paid (--seller)",
 		Run:   runVerify,
 	}
 }
@@ -47,8 +47,13 @@ func runVerify(ctx context.Context, args []string, env Env) error {
 	apiURL := fs.String("api", "", "pool API base URL, e.g. http://pool.example:8080")
 	nodeURL := fs.String("node", "", "optional node RPC URL http://USER:PASS@HOST:PORT: check the window commitment, reward and direct payment in the block's coinbase on the chain")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
+	seller := fs.String("seller", "", "a hashrate seller's payout address: check what it earned at the market (--market) against the pool's book, payouts and, with --node, the chain, instead of a block's credit")
+	marketURL := fs.String("market", "", "with --seller: the market's API base URL")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *seller != "" {
+		return runVerifySeller(ctx, env, *seller, *apiURL, *marketURL, *nodeURL, *timeout)
 	}
 	h, err := chainhash.NewHashFromStr(*block)
 	if err != nil || len(*block) != 64 {
@@ -127,6 +132,38 @@ func runVerify(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprintln(w, "ok: the credit matches the published window")
 	return nil
+}
+
+// runVerifySeller is verify --seller.
+func runVerifySeller(ctx context.Context, env Env, addr, apiURL, marketURL, nodeURL string, timeout time.Duration) error {
+	if len(addr) > 100 {
+		return fmt.Errorf("%w: --seller is too long", ErrUsage)
+	}
+	var bases [2]string
+	for i, f := range []struct{ flag, v string }{{"--api", apiURL}, {"--market", marketURL}} {
+		u, err := url.Parse(strings.TrimRight(f.v, "/"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: %s must be an http:// or https:// URL", ErrUsage, f.flag)
+		}
+		bases[i] = u.String()
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hc := &http.Client{Timeout: timeout}
+	var info struct {
+		Network string `json:"network"`
+	}
+	if err := getAPI(ctx, hc, bases[0]+"/api/v1/pool", &info); err != nil {
+		return err
+	}
+	params, err := networkParams(info.Network)
+	if err != nil {
+		return fmt.Errorf("verify: the pool's network: %w", err)
+	}
+	if _, err := pool.AddressScript(addr, params); err != nil {
+		return fmt.Errorf("%w: --seller: %s", ErrUsage, hashgrid.ErrorMessage(err))
+	}
+	return verifySeller(ctx, hc, env.Stdout, bases[0], bases[1], addr, params, nodeURL)
 }
 
 func getAPI(ctx context.Context, hc *http.Client, u string, v any) error {
