@@ -175,6 +175,19 @@ func TestSampleTarget(t *testing.T) {
 			}
 		}
 	}
+	// SampleLevel agrees with Sampled at every rate.
+	for i := range 200 {
+		h := pow.DoubleSHA256([]byte{byte(i), byte(i >> 8)})
+		d := hashgrid.Diff(1) << (i % 40)
+		t0 := pow.DiffTarget(d)
+		lv := pool.SampleLevel(&h, t0)
+		for k := range 20 {
+			in, _ := pool.Sampled(&h, d, 1<<k)
+			if in != (lv >= k) {
+				t.Fatalf("hash %s at %v: level %d, Sampled at 2^%d %v", h, d, lv, k, in)
+			}
+		}
+	}
 	for _, rate := range []uint64{0, 3, 1000} {
 		if _, err := pool.SampleTarget(hashgrid.DiffOne, rate); err == nil {
 			t.Errorf("rate %d accepted", rate)

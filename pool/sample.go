@@ -33,9 +33,12 @@ func NetworkSampleRate(net *chaincfg.Params) uint64 {
 	return DefaultSampleRate
 }
 
-// checkSampleRate accepts powers of two from 1 to 2^62.
+// MaxSampleLevel is the log2 of the largest sample rate, 2^62.
+const MaxSampleLevel = 62
+
+// checkSampleRate accepts powers of two from 1 to 2^MaxSampleLevel.
 func checkSampleRate(rate uint64) error {
-	if rate == 0 || rate&(rate-1) != 0 || rate > 1<<62 {
+	if rate == 0 || rate&(rate-1) != 0 || rate > 1<<MaxSampleLevel {
 		return fmt.Errorf("pool: sample rate %d is not a power of two in 1..2^62", rate)
 	}
 	return nil
@@ -58,6 +61,23 @@ func Sampled(h *chainhash.Hash, d hashgrid.Diff, rate uint64) (bool, error) {
 		return false, err
 	}
 	return pow.Meets(h, t), nil
+}
+
+// SampleLevel returns the largest k, at most MaxSampleLevel, for which a share whose
+// header hashes to h is in the sample at rate 2^k, given the share's target t
+// (pow.DiffTarget of its difficulty); -1 when h does not meet t at all. Half the shares
+// are at level 0, a quarter at 1, and so on: a reader of many shares finds, with one
+// call each, at which rates each would be sampled.
+func SampleLevel(h *chainhash.Hash, t pow.Target) int {
+	ht := pow.HashTarget(h)
+	if !ht.LE(t) {
+		return -1
+	}
+	k := 0
+	for k < MaxSampleLevel && ht.LE(shiftTarget(t, uint(k+1))) {
+		k++
+	}
+	return k
 }
 
 // shiftTarget returns t >> n.
