@@ -239,11 +239,11 @@ func (e *SampleError) Error() string {
 
 // SampleCheck is what CheckSamples found.
 type SampleCheck struct {
-	Shares    int // sampled shares hashed again and found in their roots
-	Unsampled int // commitments made before pools kept samples: nothing to check
-	Groups  map[string]int  // of them by group
-	Expect  map[string]float64 // by group: Accepted/SampleRate summed over commitments
-	Headers []SampledHeader // every sampled header, for checks against the chain
+	Shares    int                // sampled shares hashed again and found in their roots
+	Unsampled int                // commitments made before pools kept samples: nothing to check
+	Groups    map[string]int     // of them by group
+	Expect    map[string]float64 // by group: Accepted/SampleRate summed over commitments
+	Headers   []SampledHeader    // every sampled header, for checks against the chain
 }
 
 // SampledHeader is a sampled share's header, for a caller that checks its previous
