@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 
 	"github.com/hashgrid/hashgrid"
@@ -510,7 +509,11 @@ func TestRegistryEndToEnd(t *testing.T) {
 		sampled:  sampledShares,
 		poolData: poolData,
 		startPool: func() (string, func()) {
-			r, stop := startPool(t, poolCfg)
+			// Now with PPLNS books: the coinbase carries the miners' direct credits and
+			// the window commitment, which the anchor must leave as they are.
+			cfg := poolCfg
+			cfg.PayoutScheme, cfg.CoinbaseThreshold, cfg.PayoutThreshold, cfg.PayoutInterval = "pplns", 1, 1_000_000, time.Hour
+			r, stop := startPool(t, cfg)
 			return r.Stratum, stop
 		},
 		miner: addrA + ".rig-a1",
@@ -845,12 +848,9 @@ func coinbaseAnchors(t *testing.T, c anchorCase) {
 	if _, err := os.Stat(filepath.Join(c.poolData, pool.CommitmentFileName)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the commitment file is still there after its anchor was recorded: %v\n%s", err, runOut)
 	}
-	payTo, err := pool.AddressScript(regtest.TestAddress(), &chaincfg.RegressionNetParams)
-	if err != nil {
-		t.Fatal(err)
-	}
 	bctx := context.Background()
-	for _, a := range ms {
+	witness := []byte{0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed}
+	for k, a := range ms {
 		seq, _ := strconv.ParseUint(a[1], 10, 64)
 		height, _ := strconv.ParseInt(a[2], 10, 64)
 		vout, _ := strconv.Atoi(a[5])
@@ -864,26 +864,33 @@ func coinbaseAnchors(t *testing.T, c anchorCase) {
 			t.Fatal(err)
 		}
 		cb := blk.Transactions[0]
-		// The payout output pays the whole reward, as without the commitment; the
-		// commitment is a zero-value output after it.
-		var sum int64
+		if vout >= len(cb.TxOut) {
+			t.Fatalf("block %d: coinbase has no output %d", height, vout)
+		}
+		// The pool's layout first, untouched: it pays the whole reward and carries the
+		// PPLNS window commitment; then the anchor, of zero value; then, last, the
+		// witness commitment.
+		var sum, paid int64
+		var scripts [][]byte
 		for i, o := range cb.TxOut {
 			sum += o.Value
-			switch {
-			case i == vout:
-				if o.Value != 0 {
-					t.Errorf("block %d: the commitment output holds %d sat", height, o.Value)
-				}
-			case bytes.Equal(o.PkScript, payTo):
-			case len(o.PkScript) > 0 && o.PkScript[0] == 0x6a && o.Value == 0: // the witness commitment
-			default:
-				t.Errorf("block %d: coinbase output %d pays %d to %x", height, i, o.Value, o.PkScript)
+			if i < vout {
+				paid += o.Value
+				scripts = append(scripts, o.PkScript)
 			}
 		}
-		for i, o := range cb.TxOut {
-			if bytes.Equal(o.PkScript, payTo) && o.Value != sum {
-				t.Errorf("block %d: output %d pays the pool %d of the coinbase's %d", height, i, o.Value, sum)
+		for _, o := range cb.TxOut[vout+1:] {
+			if !bytes.HasPrefix(o.PkScript, witness) || o.Value != 0 {
+				t.Errorf("block %d: output %d after the anchor: %d sat to %x", height, vout+1, o.Value, o.PkScript)
 			}
+		}
+		if cb.TxOut[vout].Value != 0 || paid != sum || paid == 0 {
+			t.Errorf("block %d: the anchor output holds %d sat; the outputs before it pay %d of %d", height, cb.TxOut[vout].Value, paid, sum)
+		}
+		// The first block after the restart may come before the window holds a share
+		// (the pool then keeps the reward); by the second anchor it holds many.
+		if _, ok := payout.FindCommitment(scripts); !ok && k == len(ms)-1 {
+			t.Errorf("block %d: no PPLNS window commitment before the anchor: %x", height, scripts)
 		}
 		if h, n, ok := registry.ParseAnchorScript(cb.TxOut[vout].PkScript); !ok || n != seq {
 			t.Errorf("block %d: output %d commits to %d %s (%v), want entry %d", height, vout, n, h, ok, seq)
