@@ -182,13 +182,17 @@ func anchoredReport(tb testing.TB, c *memChain) (r *Registry, cfg Config, report
 }
 
 // verifyAnchored is what 'hashgrid registry verify -report -log -node' does: read the
-// log once, check the report against it, and the anchor against it and the chain.
+// log once, check the report against it, hash its sampled shares again, and check the
+// anchor against the log and the chain.
 func verifyAnchored(c Chain, file, log []byte) error {
 	l, err := ReadLog(bytes.NewReader(log), pub())
 	if err != nil {
 		return err
 	}
 	if _, err := VerifyReportIn(file, pub(), nil, l); err != nil {
+		return err
+	}
+	if _, err := CheckSamples(file); err != nil {
 		return err
 	}
 	_, err = CheckReportAnchorIn(context.Background(), c, file, l)
