@@ -150,6 +150,9 @@ func (sm *sampler) choose(leaves []payout.Hash32, poolLevel int) (uint64, []Samp
 			idx = append(idx, c.index)
 		}
 	}
+	if len(picked) == 0 {
+		return 1 << k, nil, nil // nil, as JSON's omitempty reads it back
+	}
 	paths := merklePaths(leaves, idx)
 	out := make([]SampledShare, len(picked))
 	for i, c := range picked {

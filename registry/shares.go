@@ -189,16 +189,18 @@ func CheckShareCommitments(ctx context.Context, l ShareLister, file []byte) (int
 		}
 		return ""
 	}
-	listed := map[uint64]map[string]PoolGroupShares{} // by pool entry
+	// By pool entry and the sample rate its pool kept headers at.
+	type entryRate struct{ entry, rate uint64 }
+	listed := map[entryRate]map[string]PoolGroupShares{}
 	n := 0
 	for _, g := range rep.Groups {
 		for _, sc := range g.ShareCommitments {
-			got, ok := listed[sc.Entry]
+			rate := sc.PoolSampleRate
+			if rate == 0 {
+				rate = pool.DefaultSampleRate // committed without a sample: compared without one below
+			}
+			got, ok := listed[entryRate{sc.Entry, rate}]
 			if !ok {
-				rate := sc.PoolSampleRate
-				if rate == 0 {
-					rate = pool.DefaultSampleRate // committed before samples: compared without one below
-				}
 				gs, err := groupShares(ctx, l, sc.From, sc.To, mapper, rate)
 				if err != nil {
 					return n, fmt.Errorf("registry: shares: %w", err)
@@ -207,7 +209,7 @@ func CheckShareCommitments(ctx context.Context, l ShareLister, file []byte) (int
 				for _, x := range gs {
 					got[x.Group] = x
 				}
-				listed[sc.Entry] = got
+				listed[entryRate{sc.Entry, rate}] = got
 			}
 			want := sc.PoolGroupShares
 			have := got[g.Group]
@@ -215,8 +217,9 @@ func CheckShareCommitments(ctx context.Context, l ShareLister, file []byte) (int
 				have.PoolSampleRate, have.SampleRate, have.Sample = 0, 0, nil
 			}
 			if !reflect.DeepEqual(want, have) {
-				return n, fmt.Errorf("registry: shares of group %s in pool entry %d (%s..%s): the report commits to %d shares, root %s, %d blocks; the store lists %d, root %s, %d blocks",
-					g.Group, sc.Entry, sc.From.Format(time.RFC3339), sc.To.Format(time.RFC3339), want.Accepted, want.Root, len(want.Blocks), have.Accepted, have.Root, len(have.Blocks))
+				return n, fmt.Errorf("registry: shares of group %s in pool entry %d (%s..%s): the report commits to %d shares, root %s, %d blocks, %d sampled; the store lists %d, root %s, %d blocks, %d sampled",
+					g.Group, sc.Entry, sc.From.Format(time.RFC3339), sc.To.Format(time.RFC3339), want.Accepted, want.Root, len(want.Blocks), len(want.Sample),
+					have.Accepted, have.Root, len(have.Blocks), len(have.Sample))
 			}
 			n++
 		}
