@@ -102,6 +102,27 @@ type anchorRun struct {
 	utxo       string
 	fee        int64
 	wait, poll time.Duration
+
+	key *btcec.PrivateKey // from keyPath, by fundingFlags
+	op  wire.OutPoint     // from utxo, by fundingFlags
+}
+
+// fundingFlags reads -btc-key and -utxo, which a transaction anchor needs, before any
+// node is asked anything: a misread flag must not send a transaction.
+func (o *anchorRun) fundingFlags() error {
+	if err := required("btc-key", o.keyPath, "utxo", o.utxo); err != nil {
+		return err
+	}
+	op, err := parseOutPoint(o.utxo)
+	if err != nil {
+		return err
+	}
+	key, err := loadBTCKey(o.keyPath)
+	if err != nil {
+		return err
+	}
+	o.op, o.key = op, key
+	return nil
 }
 
 func regAnchor(ctx context.Context, args []string, env Env) error {
@@ -183,6 +204,11 @@ func (o *anchorRun) once(ctx context.Context, env Env) (registry.Anchor, error) 
 		fmt.Fprintf(env.Stdout, "head already anchored: entry %d in block %d %s, %s %s:%d\n", a.HeadSeq, a.Height, a.Block, anchorWhere(a), a.Txid, a.Vout)
 		return a, o.attach(env, a)
 	}
+	if !o.coinbase {
+		if err := o.fundingFlags(); err != nil {
+			return registry.Anchor{}, err
+		}
+	}
 	seq, head, _ := r.Head()
 	ctx, cancel := context.WithTimeout(ctx, o.wait)
 	defer cancel()
@@ -242,17 +268,7 @@ func (o *anchorRun) attach(env Env, a registry.Anchor) error {
 // inTransaction sends a transaction committing to entry seq and waits for it to be
 // mined, or finds it mined by an earlier run.
 func (o *anchorRun) inTransaction(ctx context.Context, env Env, seq uint64, head string, start int64) (registry.Anchor, error) {
-	if err := required("btc-key", o.keyPath, "utxo", o.utxo); err != nil {
-		return registry.Anchor{}, err
-	}
-	op, err := parseOutPoint(o.utxo)
-	if err != nil {
-		return registry.Anchor{}, err
-	}
-	key, err := loadBTCKey(o.keyPath)
-	if err != nil {
-		return registry.Anchor{}, err
-	}
+	op, key := o.op, o.key
 	c := o.node
 	f, err := fundingOutput(ctx, c, op)
 	if errors.Is(err, errFundingGone) {
