@@ -140,10 +140,6 @@ func TestShareSample(t *testing.T) {
 	all := sampledShares(t0, 3000, 0, "rack1-01", poolRate)
 	src := &shareSource{shares: all, workSource: workSource{workers: []hashgrid.Worker{
 		{Address: minerAddr, Name: "rack1-01", Accepted: 3000, Work: hashgrid.Work{}.Add(0)}}}}
-	// Below the pool's rate the sample would need headers the pool did not keep.
-	if _, err := r.ImportPoolSampled(context.Background(), src, "s1", t0, t0.Add(time.Hour), 2); err == nil || !strings.Contains(err.Error(), "kept no header") {
-		t.Fatalf("import at rate 2 from a pool sampling 1 in 4: %v", err)
-	}
 	if _, err := r.ImportPoolSampled(context.Background(), src, "s1", t0, t0.Add(time.Hour), poolRate); err != nil {
 		t.Fatal(err)
 	}
@@ -232,5 +228,44 @@ func TestShareSampleCatchesInflation(t *testing.T) {
 			t.Errorf("counts inflated ×41: %v (%d sampled, %.1f expected)", err, chk.Groups["miners"], chk.Expect["miners"])
 		}
 		t.Logf("fake %d: %d sampled, %.1f expected: %v", fake, chk.Groups["miners"], chk.Expect["miners"], err)
+	}
+}
+
+// TestSampleChoose: a sample reaching down to a share without a header (the declared
+// pool rate below the real one) is refused; a pool that kept no header at all gives
+// no sample; a sample over the bound at its rate goes one rate up.
+func TestSampleChoose(t *testing.T) {
+	leaves := make([]payout.Hash32, 10)
+	hdr := new([80]byte)
+	cand := func(index uint64, level int) sampleCand {
+		return sampleCand{s: hashgrid.Share{Seq: index + 1, Header: hdr}, index: index, level: level}
+	}
+	sm := newSampler()
+	sm.missing, sm.missingSeq = 5, 3
+	sm.cands = []sampleCand{cand(7, 7)}
+	if _, _, err := sm.choose(leaves, 0); err == nil || !strings.Contains(err.Error(), "kept no header") {
+		t.Errorf("a share without a header in the sample: %v", err)
+	}
+	sm.cands = nil
+	if rate, sample, err := sm.choose(leaves, 0); rate != 0 || sample != nil || err != nil {
+		t.Errorf("no header at all: rate %d, %d sampled, %v; want no sample", rate, len(sample), err)
+	}
+	// 17 shares call for rate 2 (17>>1 = 8 expected); all 17 are at level 1 or more,
+	// over the bound, so the rate goes to 4, where 3 are.
+	if k := sampleLevel(17, 0); k != 1 {
+		t.Fatalf("sampleLevel(17, 0) = %d, want 1", k)
+	}
+	leaves = make([]payout.Hash32, 17)
+	sm = newSampler()
+	for i := range 17 {
+		lv := 1
+		if i < 3 {
+			lv = 2
+		}
+		sm.cands = append(sm.cands, cand(uint64(i), lv))
+	}
+	rate, sample, err := sm.choose(leaves, 0)
+	if err != nil || rate != 4 || len(sample) != 3 || sample[2].Seq != 3 || len(sample[0].Proof) != 5 {
+		t.Errorf("over the bound: rate %d, %+v, %v; want rate 4 and shares 1..3 with 5-step paths", rate, sample, err)
 	}
 }
