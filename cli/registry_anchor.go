@@ -275,10 +275,17 @@ func (o *anchorRun) inTransaction(ctx context.Context, env Env, seq uint64, head
 		// An earlier run's transaction may have spent it and been mined before that run
 		// recorded it: look for it in the last blocks.
 		a, ok, ferr := findAnchorSpend(ctx, c, op, head, seq, max(start-anchorLookback, 0), start)
-		if ferr != nil {
+		var stale *staleSpend
+		switch {
+		case errors.As(ferr, &stale):
+			// Anchored an entry the log has moved past: go on from its change.
+			op = wire.OutPoint{Hash: stale.spender, Index: 1}
+			o.utxo = op.String()
+			fmt.Fprintf(env.Stdout, "%v, never recorded: funding from its change %s\n", stale, op)
+			f, err = fundingOutput(ctx, c, op)
+		case ferr != nil:
 			return registry.Anchor{}, ferr
-		}
-		if ok {
+		case ok:
 			return a, nil
 		}
 	}
@@ -406,8 +413,23 @@ func (o *anchorRun) watch(ctx context.Context, from int64, find func(*wire.MsgBl
 	}
 }
 
+// staleSpend is a funding output spent by an anchor of an earlier head: one a run sent
+// but did not record, because the log moved on while it waited. Its change funds the
+// next anchor.
+type staleSpend struct {
+	op      wire.OutPoint
+	spender chainhash.Hash
+	seq        uint64
+	height     int64
+}
+
+func (e *staleSpend) Error() string {
+	return fmt.Sprintf("funding output %s was spent by %s in block %d, an anchor of entry %d", e.op, e.spender, e.height, e.seq)
+}
+
 // findAnchorSpend looks in blocks from..to for a transaction spending op whose
-// commitment is to entry seq with hash head.
+// commitment is to entry seq with hash head. A spend anchoring another entry is a
+// *staleSpend.
 func findAnchorSpend(ctx context.Context, c *node.Client, op wire.OutPoint, head string, seq uint64, from, to int64) (registry.Anchor, bool, error) {
 	for h := from; h <= to; h++ {
 		bh, err := c.BlockHash(ctx, h)
@@ -425,6 +447,9 @@ func findAnchorSpend(ctx context.Context, c *node.Client, op wire.OutPoint, head
 			a, ok := registry.FindAnchor(blk, h, tx.TxHash())
 			if ok && a.HeadSeq == seq && a.HeadHash == head {
 				return a, true, nil
+			}
+			if ok && a.Vout == 0 && len(tx.TxOut) == 2 {
+				return registry.Anchor{}, false, &staleSpend{op: op, spender: tx.TxHash(), seq: a.HeadSeq, height: h}
 			}
 			return registry.Anchor{}, false, fmt.Errorf("funding output %s was spent by %s in block %d, which does not anchor entry %d", op, tx.TxHash(), h, seq)
 		}
