@@ -419,8 +419,8 @@ func (o *anchorRun) watch(ctx context.Context, from int64, find func(*wire.MsgBl
 type staleSpend struct {
 	op      wire.OutPoint
 	spender chainhash.Hash
-	seq        uint64
-	height     int64
+	seq     uint64
+	height  int64
 }
 
 func (e *staleSpend) Error() string {
