@@ -228,12 +228,15 @@ func pathRoot(leaf payout.Hash32, index, n uint64, path []payout.Hash32) (payout
 // SampleError says which sampled share does not hold and why.
 type SampleError struct {
 	Group   string
-	Entry   uint64 // the pool entry of the commitment
+	Entry   uint64 // the pool entry of the commitment, 0 for all of the group's
 	Seq     uint64 // the share, 0 for the sample as a whole
 	Problem string
 }
 
 func (e *SampleError) Error() string {
+	if e.Entry == 0 {
+		return fmt.Sprintf("registry: sample of group %s over the report: %s", e.Group, e.Problem)
+	}
 	if e.Seq == 0 {
 		return fmt.Sprintf("registry: sample of group %s in pool entry %d: %s", e.Group, e.Entry, e.Problem)
 	}
