@@ -124,6 +124,20 @@ func BenchmarkVerifyYearAnchored(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckSamplesYear is the part of that verify which hashes the sampled
+// shares again and climbs their Merkle paths (CheckSamples), alone.
+func BenchmarkCheckSamplesYear(b *testing.B) {
+	file, _ := yearLog(b, &memChain{})
+	var chk SampleCheck
+	for b.Loop() {
+		var err error
+		if chk, err = CheckSamples(file); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(chk.Shares), "sampled-shares")
+}
+
 func TestYearLogVerifies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a year of entries")
