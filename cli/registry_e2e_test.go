@@ -782,6 +782,61 @@ func anchorEndToEnd(t *testing.T, c anchorCase) {
 		t.Logf("anchor transaction: %s bytes, %s vbytes; OP_RETURN script %d bytes", size[1], size[2], registry.AnchorScriptSize)
 	}
 	coinbaseAnchors(t, c)
+	funding := regexp.MustCompile(`next funding (\S+)`).FindStringSubmatch(res.out)
+	if funding == nil {
+		t.Fatalf("the first anchor named no next funding: %s", res.out)
+	}
+	staleAnchor(t, c, funding[1])
+}
+
+// staleAnchor: a transaction anchor that could not be recorded because the log moved
+// on while it waited is mined later; the next run finds its funding spent by it and
+// goes on from its change instead of stopping.
+func staleAnchor(t *testing.T, c anchorCase, funding string) {
+	t.Helper()
+	ctx := context.Background()
+	d := "-data=" + c.regData
+	keyFile := filepath.Join(c.dir, "anchor.key")
+	args := []string{"registry", "anchor", d, "-node=" + c.btcd.RPCURL(), "-btc-key=" + keyFile, "-utxo=" + funding, "-poll=100ms"}
+	revenue := func(n int) {
+		mustRun(t, "registry", "revenue", "add", d, "-site=west-1", "-group=asic-a", fmt.Sprintf("-from=2026-02-%02dT00:00:00Z", n),
+			fmt.Sprintf("-to=2026-02-%02dT00:00:00Z", n+1), "-sat=1500", fmt.Sprintf("-source=payout s%d", n))
+	}
+	revenue(1)
+	if out, stderr, err := runCLI(t, append(args, "-wait=1s")...); err == nil || !strings.Contains(out, "sent ") {
+		t.Fatalf("anchor with nothing mining: %v\n%s\n%s", err, out, stderr)
+	}
+	revenue(2) // the log moves on; the transaction above anchors entry it left behind
+	if _, err := c.btcd.Client().Generate(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var out, errb bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, append(args, "-wait=30s"), func(string) string { return "" }, strings.NewReader(""), lockedWriter{&mu, &out}, lockedWriter{&mu, &errb})
+	}()
+	waitFor(t, 20*time.Second, "the next anchor transaction in the mempool", func() bool {
+		var mempool []string
+		return c.btcd.Client().Call(ctx, "getrawmempool", nil, &mempool) == nil && len(mempool) == 1
+	})
+	if _, err := c.btcd.Client().Generate(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	mu.Lock()
+	got := out.String() + errb.String()
+	mu.Unlock()
+	if err != nil || !strings.Contains(got, "never recorded: funding from its change") || !strings.Contains(got, "anchored entry ") {
+		t.Errorf("anchor after an unrecorded one was mined: %v\n%s", err, got)
+	}
+	t.Logf("after an unrecorded anchor: %s", strings.ReplaceAll(strings.TrimSpace(got), "\n", "; "))
+	// The log's anchors, the new one included, hold on the node.
+	logPath := filepath.Join(c.regData, registry.LogFile)
+	lout := mustRun(t, "registry", "verify", "-log="+logPath, "-pubkey="+c.pub, "-node="+c.btcd.RPCURL())
+	if n := strings.Count(lout, "anchor ok:"); n != 4 {
+		t.Errorf("verify of the log's anchors after the stale one: %d anchors: %s", n, lout)
+	}
 }
 
 // coinbaseAnchors runs 'registry anchor -coinbase -every' beside the pool and a miner:
