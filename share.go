@@ -48,7 +48,15 @@ type Share struct {
 	// shares and folds the others into a count on the last one of their interval.
 	// Zero for an accepted share and for a rejected one recorded alone.
 	Repeats uint64
+	// Header is the 80-byte block header an accepted share hashed to Hash, kept for a
+	// sample of accepted shares the pool chooses by their hash (pool.Sampled), so that
+	// anyone can hash it again; nil for every other share. A pointer keeps Share
+	// comparable and the unsampled shares as small as before.
+	Header *[80]byte
 }
+
+// ShareHeaderSize is the size of Share.Header: a block header.
+const ShareHeaderSize = 80
 
 // BlockStatus follows a found block from submission to maturity.
 type BlockStatus uint8

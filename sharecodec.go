@@ -27,7 +27,11 @@ import (
 //	repeats   uvarint, at least 1: Share.Repeats of a rejected share
 //
 // and is written only for a share whose Repeats is not zero, so that every other share
-// keeps its version 1 encoding.
+// keeps its version 1 encoding. Version 3 is version 1 followed by
+//
+//	header    80 bytes: Share.Header of an accepted share the pool sampled
+//
+// and is written only for a share whose Header is set; a share cannot have both.
 //
 // Varints must be minimal, and nothing may follow the last field, so that every share
 // has exactly one encoding and decode(encode(s)) == s.
@@ -37,6 +41,8 @@ import (
 const (
 	ShareCodecVersion        = 1
 	ShareCodecVersionRepeats = 2
+	// ShareCodecVersionHeader leads a share whose Header is set.
+	ShareCodecVersionHeader = 3
 )
 
 // Limits on the strings of an encoded share. They bound what one share can cost in the
@@ -66,6 +72,9 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 	if s.Repeats != 0 && s.Result == ShareAccepted {
 		return nil, errors.New("share: an accepted share cannot stand for repeats")
 	}
+	if s.Header != nil && s.Result != ShareAccepted {
+		return nil, errors.New("share: only an accepted share keeps its header")
+	}
 	strs := [...]struct {
 		name string
 		v    string
@@ -77,7 +86,7 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 		{"user agent", s.UserAgent, MaxShareUserAgentLen},
 		{"remote", s.Remote, MaxShareRemoteLen},
 	}
-	size := 3 + 6*binary.MaxVarintLen64 + 32
+	size := 3 + 6*binary.MaxVarintLen64 + 32 + ShareHeaderSize
 	for _, f := range strs {
 		if len(f.v) > f.max {
 			return nil, fmt.Errorf("share: %s is %d bytes, limit %d", f.name, len(f.v), f.max)
@@ -92,6 +101,9 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 	version := byte(ShareCodecVersion)
 	if s.Repeats != 0 {
 		version = ShareCodecVersionRepeats
+	}
+	if s.Header != nil {
+		version = ShareCodecVersionHeader
 	}
 	b = append(b, version, flags, byte(s.Result))
 	b = binary.AppendUvarint(b, s.Seq)
@@ -108,6 +120,9 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 	if s.Repeats != 0 {
 		b = binary.AppendUvarint(b, s.Repeats)
 	}
+	if s.Header != nil {
+		b = append(b, s.Header[:]...)
+	}
 	return b, nil
 }
 
@@ -116,7 +131,7 @@ func (s *Share) MarshalBinary() ([]byte, error) {
 func (s *Share) UnmarshalBinary(data []byte) error {
 	d := shareDecoder{b: data}
 	version := d.byte("version")
-	if d.err == nil && version != ShareCodecVersion && version != ShareCodecVersionRepeats {
+	if d.err == nil && version != ShareCodecVersion && version != ShareCodecVersionRepeats && version != ShareCodecVersionHeader {
 		return fmt.Errorf("share: unsupported version %d", version)
 	}
 	flags := d.byte("flags")
@@ -153,6 +168,17 @@ func (s *Share) UnmarshalBinary(data []byte) error {
 		}
 		if d.err == nil && out.Result == ShareAccepted {
 			return errors.New("share: an accepted share cannot stand for repeats")
+		}
+	}
+	if version == ShareCodecVersionHeader {
+		h := d.bytes("header", ShareHeaderSize)
+		if d.err == nil && out.Result != ShareAccepted {
+			return errors.New("share: only an accepted share keeps its header")
+		}
+		if d.err == nil {
+			// A copy: the input is often a buffer the caller reuses.
+			out.Header = new([ShareHeaderSize]byte)
+			copy(out.Header[:], h)
 		}
 	}
 	if d.err != nil {

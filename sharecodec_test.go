@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,21 @@ var shareCodecTests = []struct {
 			00 01 77 00 00 00
 			ac02`,
 	},
+	{
+		name: "accepted sampled with its header",
+		share: Share{
+			Seq:    3,
+			Time:   time.Unix(0, 0).UTC(),
+			Diff:   1,
+			Actual: 2,
+			Header: &[ShareHeaderSize]byte{0: 0x20, 79: 0x7f},
+		},
+		hex: `03 00 00 03 00 00 00 01 02
+			0000000000000000000000000000000000000000000000000000000000000000
+			00 00 00 00 00
+			20000000000000000000000000000000000000000000000000000000000000000000000000000000
+			0000000000000000000000000000000000000000000000000000000000000000000000000000007f`,
+	},
 }
 
 func TestShareMarshalBinary(t *testing.T) {
@@ -105,7 +121,7 @@ func TestShareMarshalBinary(t *testing.T) {
 			if err := back.UnmarshalBinary(want); err != nil {
 				t.Fatalf("UnmarshalBinary: %v", err)
 			}
-			if back != tt.share {
+			if !reflect.DeepEqual(back, tt.share) {
 				t.Fatalf("UnmarshalBinary:\n got %+v\nwant %+v", back, tt.share)
 			}
 		})
@@ -141,7 +157,9 @@ func TestShareUnmarshalErrors(t *testing.T) {
 		in   []byte
 		want string
 	}{
-		{"version", mutate(func(b []byte) []byte { b[0] = 3; return b }), "unsupported version 3"},
+		{"version", mutate(func(b []byte) []byte { b[0] = 4; return b }), "unsupported version 4"},
+		{"version 3 without header", mutate(func(b []byte) []byte { b[0] = 3; return b }), "header: truncated"},
+		{"rejected with header", append(mutate(func(b []byte) []byte { b[0], b[2] = 3, 3; return b }), make([]byte, ShareHeaderSize)...), "only an accepted share keeps its header"},
 		{"version 2 without repeats", mutate(func(b []byte) []byte { b[0] = 2; return b }), "repeats: truncated"},
 		{"zero repeats", append(mutate(func(b []byte) []byte { b[0], b[2] = 2, 3; return b }), 0), "zero repeats"},
 		{"accepted with repeats", append(mutate(func(b []byte) []byte { b[0] = 2; return b }), 1), "accepted share cannot stand for repeats"},
@@ -173,6 +191,7 @@ func TestShareMarshalLimits(t *testing.T) {
 		want  string
 	}{
 		{"accepted with repeats", Share{Repeats: 1}, "accepted share cannot stand for repeats"},
+		{"rejected with header", Share{Result: ShareStale, Header: new([ShareHeaderSize]byte)}, "only an accepted share keeps its header"},
 		{"address", Share{Address: strings.Repeat("a", MaxShareAddressLen+1)}, "address is 129 bytes, limit 128"},
 		{"worker", Share{Worker: strings.Repeat("a", MaxShareWorkerLen+1)}, "worker is 129 bytes"},
 		{"job id", Share{JobID: strings.Repeat("a", MaxShareJobIDLen+1)}, "job id is 65 bytes"},

@@ -187,6 +187,8 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 		Logger:          log.With("component", "pool"),
 		Metrics:         metrics,
 		OnBlock:         func() { alerts.Poke(); payouts.Notify() },
+		// 'hashgrid registry anchor -coinbase' writes it to anchor the registry here.
+		CommitmentFile: filepath.Join(cfg.Data, pool.CommitmentFileName),
 	}, nodes, shares, store)
 	if err != nil {
 		return err

@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/registry"
 	"github.com/hashgrid/hashgrid/sqlite"
 )
@@ -33,7 +36,7 @@ verbs:
   import-pool          import the pool's shares from its SQLite store for a site and period
   revenue add          record revenue of a device group
   report               write a signed report (JSON and HTML) for a site and period
-  anchor               commit the log's head to the Bitcoin chain in a transaction
+  anchor               commit the log's head to the Bitcoin chain, in a transaction or the pool's coinbase
   verify               check a log or a report offline, and its anchor against a node
 
 Run 'hashgrid registry <verb> -h' for a verb's flags.
@@ -409,6 +412,7 @@ func regImportPool(ctx context.Context, args []string, env Env) error {
 	site := fs.String("site", "", "site whose devices' payout addresses to take")
 	from := fs.String("from", "", "RFC 3339 start of the period")
 	to := fs.String("to", "", "RFC 3339 end of the period")
+	sampleRate := fs.Uint64("sample-rate", pool.DefaultSampleRate, "the pool keeps the header of 1 share in this many (its sample rate: 1 on regtest); a higher value gives a smaller sample, a lower one fails")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -434,7 +438,7 @@ func regImportPool(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	res, err := r.ImportPool(ctx, db, *site, f, t)
+	res, err := r.ImportPoolSampled(ctx, db, *site, f, t, *sampleRate)
 	if err != nil {
 		return err
 	}
@@ -589,7 +593,7 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		fmt.Fprintln(env.Stdout)
 	}
 	if *report == "" {
-		return verifyAnchorsOn(ctx, env, *nodeURL, *chainFile, nil, log)
+		return verifyAnchorsOn(ctx, env, *nodeURL, *chainFile, nil, log, nil)
 	}
 	rb, err := readBounded(*report)
 	if err != nil {
@@ -617,6 +621,11 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		fmt.Fprint(env.Stdout, " (key not pinned: pass -pubkey or -log to check who signed)")
 	}
 	fmt.Fprintln(env.Stdout)
+	samples, err := registry.CheckSamples(rb)
+	if err != nil {
+		return err
+	}
+	printSamples(env, samples)
 	if *sharesDB != "" {
 		db, err := sqlite.OpenReadOnly(*sharesDB)
 		if err != nil {
@@ -629,11 +638,26 @@ func regVerify(ctx context.Context, args []string, env Env) error {
 		}
 		fmt.Fprintf(env.Stdout, "shares ok: %d share commitments recomputed from %s\n", n, *sharesDB)
 	}
-	return verifyAnchorsOn(ctx, env, *nodeURL, *chainFile, rb, log)
+	return verifyAnchorsOn(ctx, env, *nodeURL, *chainFile, rb, log, samples.Headers)
+}
+
+// printSamples says what CheckSamples checked.
+func printSamples(env Env, chk registry.SampleCheck) {
+	if chk.Shares > 0 || len(chk.Expect) > 0 {
+		var by []string
+		for _, g := range slices.Sorted(maps.Keys(chk.Expect)) {
+			by = append(by, fmt.Sprintf("%s %d (about %.1f expected)", g, chk.Groups[g], chk.Expect[g]))
+		}
+		fmt.Fprintf(env.Stdout, "sample ok: %d shares hashed again, each meeting its difficulty and the sample target, each a leaf of its group's share root; %s\n",
+			chk.Shares, strings.Join(by, ", "))
+	}
+	if chk.Unsampled > 0 {
+		fmt.Fprintf(env.Stdout, "%d share commitments carry no sample: the pool kept no headers then\n", chk.Unsampled)
+	}
 }
 
 // verifyAnchorsOn checks anchors when -node or -chain is given.
-func verifyAnchorsOn(ctx context.Context, env Env, nodeURL, chainFile string, report []byte, log *registry.Log) error {
+func verifyAnchorsOn(ctx context.Context, env Env, nodeURL, chainFile string, report []byte, log *registry.Log, sampled []registry.SampledHeader) error {
 	if nodeURL == "" && chainFile == "" {
 		return nil
 	}
@@ -645,5 +669,8 @@ func verifyAnchorsOn(ctx context.Context, env Env, nodeURL, chainFile string, re
 		return err
 	}
 	defer closeChain()
-	return verifyAnchors(ctx, env, chain, report, log)
+	if err := verifyAnchors(ctx, env, chain, report, log); err != nil {
+		return err
+	}
+	return checkSampledChain(ctx, env, chain, sampled)
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/btcsuite/btcd/wire/v2"
 
 	"github.com/hashgrid/hashgrid/node"
+	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/registry"
 )
 
@@ -88,102 +91,214 @@ func fundingOutput(ctx context.Context, c *node.Client, op wire.OutPoint) (regis
 	return registry.Funding{OutPoint: op, Value: int64(math.Round(out.Value * 1e8)), PkScript: script}, nil
 }
 
+// anchorRun is what one anchor run needs, from regAnchor's flags.
+type anchorRun struct {
+	rf         regFlags
+	node       *node.Client
+	report     string
+	coinbase   bool
+	poolData   string
+	keyPath    string
+	utxo       string
+	fee        int64
+	wait, poll time.Duration
+
+	key *btcec.PrivateKey // from keyPath, by fundingFlags
+	op  wire.OutPoint     // from utxo, by fundingFlags
+}
+
+// fundingFlags reads -btc-key and -utxo, which a transaction anchor needs, before any
+// node is asked anything: a misread flag must not send a transaction.
+func (o *anchorRun) fundingFlags() error {
+	if err := required("btc-key", o.keyPath, "utxo", o.utxo); err != nil {
+		return err
+	}
+	op, err := parseOutPoint(o.utxo)
+	if err != nil {
+		return err
+	}
+	key, err := loadBTCKey(o.keyPath)
+	if err != nil {
+		return err
+	}
+	o.op, o.key = op, key
+	return nil
+}
+
 func regAnchor(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("registry anchor", env)
-	var rf regFlags
-	rf.add(fs, env)
+	var o anchorRun
+	o.rf.add(fs, env)
 	nodeURL := fs.String("node", "", "node RPC URL http://USER:PASS@HOST:PORT to broadcast to and watch")
-	keyPath := fs.String("btc-key", "", "file holding the secp256k1 private key (64 hex digits) of the funding output")
-	utxo := fs.String("utxo", "", "funding output TXID:VOUT, a confirmed P2WPKH output of -btc-key; its change is the next anchor's funding")
-	fee := fs.Int64("fee", 1000, "fee in satoshis")
-	report := fs.String("report", "", "report file (JSON) to attach the anchor to")
-	wait := fs.Duration("wait", 2*time.Hour, "how long to wait for the transaction to be mined")
-	poll := fs.Duration("poll", 5*time.Second, "how often to look for new blocks")
+	fs.StringVar(&o.keyPath, "btc-key", "", "file holding the secp256k1 private key (64 hex digits) of the funding output")
+	fs.StringVar(&o.utxo, "utxo", "", "funding output TXID:VOUT, a confirmed P2WPKH output of -btc-key; its change is the next anchor's funding")
+	fs.Int64Var(&o.fee, "fee", 1000, "fee in satoshis")
+	fs.BoolVar(&o.coinbase, "coinbase", false, "anchor in the coinbase of the operator's own pool instead of a transaction: the pool adds the commitment to its blocks until one carrying it is found (no key, no funding, no fee)")
+	fs.StringVar(&o.poolData, "pool-data", "", "with -coinbase: the running pool's data directory, where the commitment file "+pool.CommitmentFileName+" goes")
+	fs.StringVar(&o.report, "report", "", "report file (JSON) to attach the anchor to")
+	fs.DurationVar(&o.wait, "wait", 2*time.Hour, "how long to wait for the transaction to be mined, or the pool's block to be found")
+	fs.DurationVar(&o.poll, "poll", 5*time.Second, "how often to look for new blocks")
+	every := fs.Duration("every", 0, "keep running: anchor the log's head again every DURATION when it has new entries (0: once)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := required("node", *nodeURL); err != nil {
 		return err
 	}
-	if *poll <= 0 || *wait <= 0 {
-		return fmt.Errorf("%w: -poll and -wait must be positive", ErrUsage)
+	if o.poll <= 0 || o.wait <= 0 || *every < 0 {
+		return fmt.Errorf("%w: -poll and -wait must be positive, -every not negative", ErrUsage)
 	}
-	r, err := rf.open(env)
-	if err != nil {
-		return err
-	}
-	attach := func(a registry.Anchor) error {
-		if *report == "" {
-			return nil
-		}
-		if err := registry.AttachAnchor(*report, a); err != nil {
+	if o.coinbase {
+		if err := required("pool-data", o.poolData); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "attached to %s\n", *report)
-		return nil
-	}
-	// Idempotent: a head that is an anchor has nothing new to anchor.
-	if _, _, anchored := r.Head(); anchored {
-		st := r.State()
-		a := st.Anchors[len(st.Anchors)-1]
-		fmt.Fprintf(env.Stdout, "head already anchored: entry %d in block %d %s, tx %s:%d\n", a.HeadSeq, a.Height, a.Block, a.Txid, a.Vout)
-		return attach(a)
-	}
-	if err := required("btc-key", *keyPath, "utxo", *utxo); err != nil {
-		return err
-	}
-	op, err := parseOutPoint(*utxo)
-	if err != nil {
-		return err
-	}
-	key, err := loadBTCKey(*keyPath)
-	if err != nil {
-		return err
+		if fi, err := os.Stat(o.poolData); err != nil || !fi.IsDir() {
+			return fmt.Errorf("%w: -pool-data %s is not a directory", ErrUsage, o.poolData)
+		}
+		if o.utxo != "" || o.keyPath != "" {
+			return fmt.Errorf("%w: -coinbase takes no -utxo or -btc-key", ErrUsage)
+		}
 	}
 	c, err := node.NewClient(*nodeURL)
 	if err != nil {
 		return fmt.Errorf("%w: -node: %v", ErrUsage, err)
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, *wait)
-	defer cancel()
-
-	seq, head, _ := r.Head()
-	record := func(a registry.Anchor) error {
-		e, err := r.RecordAnchor(a)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "anchored entry %d in block %d %s, tx %s:%d; recorded as entry %d\nnext funding %s:1\n",
-			a.HeadSeq, a.Height, a.Block, a.Txid, a.Vout, e.Seq, a.Txid)
-		return attach(a)
-	}
-	start, err := tipHeight(ctx, c)
-	if err != nil {
+	o.node = c
+	if *every == 0 {
+		_, err := o.once(ctx, env)
 		return err
 	}
+	// On a schedule: a failed round (nothing mined in -wait, a node away) is reported
+	// and the next one tries again; only a stop ends the run.
+	for {
+		a, err := o.once(ctx, env)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			fmt.Fprintf(env.Stderr, "registry anchor: %v (next try in %s)\n", err, *every)
+		case !a.Coinbase:
+			// The next transaction spends this one's change.
+			o.utxo = a.Txid + ":1"
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*every):
+		}
+	}
+}
+
+// once anchors the log's head, waits for the block that carries it, records it and
+// attaches it to the report; a head that is an anchor already has nothing new to
+// anchor and is only attached.
+func (o *anchorRun) once(ctx context.Context, env Env) (registry.Anchor, error) {
+	r, err := o.rf.open(env)
+	if err != nil {
+		return registry.Anchor{}, err
+	}
+	if _, _, anchored := r.Head(); anchored {
+		st := r.State()
+		a := st.Anchors[len(st.Anchors)-1]
+		fmt.Fprintf(env.Stdout, "head already anchored: entry %d in block %d %s, %s %s:%d\n", a.HeadSeq, a.Height, a.Block, anchorWhere(a), a.Txid, a.Vout)
+		return a, o.attach(env, a)
+	}
+	if !o.coinbase {
+		if err := o.fundingFlags(); err != nil {
+			return registry.Anchor{}, err
+		}
+	}
+	seq, head, _ := r.Head()
+	ctx, cancel := context.WithTimeout(ctx, o.wait)
+	defer cancel()
+	start, err := tipHeight(ctx, o.node)
+	if err != nil {
+		return registry.Anchor{}, err
+	}
+	var a registry.Anchor
+	if o.coinbase {
+		a, err = o.inCoinbase(ctx, env, seq, head, start)
+	} else {
+		a, err = o.inTransaction(ctx, env, seq, head, start)
+	}
+	if err != nil {
+		return registry.Anchor{}, err
+	}
+	// Read the log again: another command may have appended to it while this one
+	// waited, and an anchor entry must follow the entry it anchors.
+	if r, err = o.rf.open(env); err != nil {
+		return registry.Anchor{}, err
+	}
+	if s, h, _ := r.Head(); s != seq || h != head {
+		return registry.Anchor{}, fmt.Errorf("registry anchor: the log moved on to entry %d while entry %d was being anchored (block %d): not recorded; the next run anchors the new head", s, seq, a.Height)
+	}
+	e, err := r.RecordAnchor(a)
+	if err != nil {
+		return registry.Anchor{}, err
+	}
+	fmt.Fprintf(env.Stdout, "anchored entry %d in block %d %s, %s %s:%d; recorded as entry %d\n",
+		a.HeadSeq, a.Height, a.Block, anchorWhere(a), a.Txid, a.Vout, e.Seq)
+	if o.coinbase {
+		o.dropCommitment(env, seq, head)
+	} else {
+		fmt.Fprintf(env.Stdout, "next funding %s:1\n", a.Txid)
+	}
+	return a, o.attach(env, a)
+}
+
+func anchorWhere(a registry.Anchor) string {
+	if a.Coinbase {
+		return "coinbase"
+	}
+	return "tx"
+}
+
+func (o *anchorRun) attach(env Env, a registry.Anchor) error {
+	if o.report == "" {
+		return nil
+	}
+	if err := registry.AttachAnchor(o.report, a); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "attached to %s\n", o.report)
+	return nil
+}
+
+// inTransaction sends a transaction committing to entry seq and waits for it to be
+// mined, or finds it mined by an earlier run.
+func (o *anchorRun) inTransaction(ctx context.Context, env Env, seq uint64, head string, start int64) (registry.Anchor, error) {
+	op, key := o.op, o.key
+	c := o.node
 	f, err := fundingOutput(ctx, c, op)
 	if errors.Is(err, errFundingGone) {
 		// An earlier run's transaction may have spent it and been mined before that run
 		// recorded it: look for it in the last blocks.
 		a, ok, ferr := findAnchorSpend(ctx, c, op, head, seq, max(start-anchorLookback, 0), start)
-		if ferr != nil {
-			return ferr
-		}
-		if ok {
-			return record(a)
+		var stale *staleSpend
+		switch {
+		case errors.As(ferr, &stale):
+			// Anchored an entry the log has moved past: go on from its change.
+			op = wire.OutPoint{Hash: stale.spender, Index: 1}
+			o.utxo = op.String()
+			fmt.Fprintf(env.Stdout, "%v, never recorded: funding from its change %s\n", stale, op)
+			f, err = fundingOutput(ctx, c, op)
+		case ferr != nil:
+			return registry.Anchor{}, ferr
+		case ok:
+			return a, nil
 		}
 	}
 	if err != nil {
-		return err
+		return registry.Anchor{}, err
 	}
-	tx, err := registry.BuildAnchorTx(f, key, head, seq, *fee)
+	tx, err := registry.BuildAnchorTx(f, key, head, seq, o.fee)
 	if err != nil {
-		return err
+		return registry.Anchor{}, err
 	}
 	var raw bytes.Buffer
 	if err := tx.Serialize(&raw); err != nil {
-		return err
+		return registry.Anchor{}, err
 	}
 	txid := tx.TxHash()
 	var got string
@@ -194,40 +309,127 @@ func regAnchor(ctx context.Context, args []string, env Env) error {
 	case errors.As(err, &rpcErr) && strings.Contains(strings.ToLower(rpcErr.Message), "already"):
 		// Sent by an earlier run: the same funding and head give the same transaction.
 	default:
-		return fmt.Errorf("sendrawtransaction: %w", err)
+		return registry.Anchor{}, fmt.Errorf("sendrawtransaction: %w", err)
 	}
 	fmt.Fprintf(env.Stdout, "sent %s (%d bytes, %d vbytes, fee %d sat) committing to entry %d %s\n",
-		txid, tx.SerializeSize(), (tx.SerializeSizeStripped()*3+tx.SerializeSize()+3)/4, *fee, seq, head)
+		txid, tx.SerializeSize(), (tx.SerializeSizeStripped()*3+tx.SerializeSize()+3)/4, o.fee, seq, head)
+	a, err := o.watch(ctx, max(start-anchorLookback, 0), func(blk *wire.MsgBlock, h int64) (registry.Anchor, bool) {
+		return registry.FindAnchor(blk, h, txid)
+	})
+	if err != nil {
+		return registry.Anchor{}, fmt.Errorf("registry anchor: transaction %s not mined within %s (rerun to keep waiting): %w", txid, o.wait, err)
+	}
+	return a, nil
+}
 
-	next := max(start-anchorLookback, 0)
+// coinbasePending is the coinbase anchor a run asked the pool for, kept beside the log
+// so that a rerun looks for its block from where the first run began.
+type coinbasePending struct {
+	HeadSeq  uint64 `json:"head_seq"`
+	HeadHash string `json:"head_hash"`
+	Since    int64  `json:"since_height"`
+}
+
+// coinbasePendingFile is coinbasePending's file in the registry's data directory.
+const coinbasePendingFile = "anchor-pending.json"
+
+// inCoinbase hands the commitment to entry seq to the running pool through its
+// commitment file and waits for a block whose coinbase carries it.
+func (o *anchorRun) inCoinbase(ctx context.Context, env Env, seq uint64, head string, start int64) (registry.Anchor, error) {
+	script, err := registry.AnchorScript(head, seq)
+	if err != nil {
+		return registry.Anchor{}, err
+	}
+	pendingPath := filepath.Join(o.rf.data, coinbasePendingFile)
+	p := coinbasePending{HeadSeq: seq, HeadHash: head, Since: start}
+	if b, err := os.ReadFile(pendingPath); err == nil {
+		var old coinbasePending
+		if json.Unmarshal(b, &old) == nil && old.HeadSeq == seq && old.HeadHash == head && old.Since <= start {
+			p.Since = old.Since
+		}
+	}
+	pb, _ := json.Marshal(p)
+	if err := os.WriteFile(pendingPath, append(pb, '\n'), 0o644); err != nil {
+		return registry.Anchor{}, err
+	}
+	commit := filepath.Join(o.poolData, pool.CommitmentFileName)
+	if err := pool.WriteCommitment(commit, script); err != nil {
+		return registry.Anchor{}, err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s: the pool's next templates commit to entry %d %s in their coinbase (%d bytes); looking for the block from height %d\n",
+		commit, seq, head, 8+1+len(script), p.Since)
+	a, err := o.watch(ctx, p.Since, func(blk *wire.MsgBlock, h int64) (registry.Anchor, bool) {
+		return registry.FindCoinbaseAnchor(blk, h, head, seq)
+	})
+	if err != nil {
+		return registry.Anchor{}, fmt.Errorf("registry anchor: no block carrying entry %d found within %s; the pool keeps adding it (rerun to keep waiting): %w", seq, o.wait, err)
+	}
+	return a, nil
+}
+
+// dropCommitment removes the commitment file once its anchor is recorded, unless it
+// already holds another one, and the pending record.
+func (o *anchorRun) dropCommitment(env Env, seq uint64, head string) {
+	os.Remove(filepath.Join(o.rf.data, coinbasePendingFile))
+	commit := filepath.Join(o.poolData, pool.CommitmentFileName)
+	script, _ := registry.AnchorScript(head, seq)
+	if got, err := pool.ReadCommitment(commit); err == nil && bytes.Equal(got, script) {
+		if err := os.Remove(commit); err != nil {
+			fmt.Fprintf(env.Stderr, "registry anchor: %v\n", err)
+			return
+		}
+		fmt.Fprintf(env.Stdout, "removed %s\n", commit)
+	}
+}
+
+// watch looks at every block from height from up the best chain, as it grows, until
+// find finds the anchor or ctx ends.
+func (o *anchorRun) watch(ctx context.Context, from int64, find func(*wire.MsgBlock, int64) (registry.Anchor, bool)) (registry.Anchor, error) {
+	c := o.node
+	next := from
 	for {
 		tip, err := tipHeight(ctx, c)
 		if err != nil {
-			return err
+			return registry.Anchor{}, err
 		}
 		for ; next <= tip; next++ {
 			h, err := c.BlockHash(ctx, next)
 			if err != nil {
-				return err
+				return registry.Anchor{}, err
 			}
 			blk, err := fetchBlock(ctx, c, h)
 			if err != nil {
-				return err
+				return registry.Anchor{}, err
 			}
-			if a, ok := registry.FindAnchor(blk, next, txid); ok {
-				return record(a)
+			if a, ok := find(blk, next); ok {
+				return a, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("registry anchor: transaction %s not mined within %s (rerun to keep waiting)", txid, *wait)
-		case <-time.After(*poll):
+			return registry.Anchor{}, ctx.Err()
+		case <-time.After(o.poll):
 		}
 	}
 }
 
+// staleSpend is a funding output spent by an anchor of an earlier head: one a run sent
+// but did not record, because the log moved on while it waited. Its change funds the
+// next anchor.
+type staleSpend struct {
+	op      wire.OutPoint
+	spender chainhash.Hash
+	seq     uint64
+	height  int64
+}
+
+func (e *staleSpend) Error() string {
+	return fmt.Sprintf("funding output %s was spent by %s in block %d, an anchor of entry %d", e.op, e.spender, e.height, e.seq)
+}
+
 // findAnchorSpend looks in blocks from..to for a transaction spending op whose
-// commitment is to entry seq with hash head.
+// commitment is to entry seq with hash head. A spend anchoring another entry is a
+// *staleSpend.
 func findAnchorSpend(ctx context.Context, c *node.Client, op wire.OutPoint, head string, seq uint64, from, to int64) (registry.Anchor, bool, error) {
 	for h := from; h <= to; h++ {
 		bh, err := c.BlockHash(ctx, h)
@@ -245,6 +447,9 @@ func findAnchorSpend(ctx context.Context, c *node.Client, op wire.OutPoint, head
 			a, ok := registry.FindAnchor(blk, h, tx.TxHash())
 			if ok && a.HeadSeq == seq && a.HeadHash == head {
 				return a, true, nil
+			}
+			if ok && a.Vout == 0 && len(tx.TxOut) == 2 {
+				return registry.Anchor{}, false, &staleSpend{op: op, spender: tx.TxHash(), seq: a.HeadSeq, height: h}
 			}
 			return registry.Anchor{}, false, fmt.Errorf("funding output %s was spent by %s in block %d, which does not anchor entry %d", op, tx.TxHash(), h, seq)
 		}
@@ -376,8 +581,8 @@ func verifyAnchors(ctx context.Context, env Env, chain anchorChain, report []byt
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "anchor ok: entries 1..%d (head %s) in block %d %s %s, tx %s:%d\n",
-			a.HeadSeq, a.HeadHash, a.Height, a.Block, when, a.Txid, a.Vout)
+		fmt.Fprintf(env.Stdout, "anchor ok: entries 1..%d (head %s) in block %d %s %s, %s %s:%d\n",
+			a.HeadSeq, a.HeadHash, a.Height, a.Block, when, anchorWhere(a), a.Txid, a.Vout)
 		return nil
 	}
 	if report != nil {
@@ -439,5 +644,29 @@ func checkFoundBlocks(ctx context.Context, env Env, chain anchorChain, report []
 		}
 	}
 	fmt.Fprintf(env.Stdout, "blocks found by the site's groups: %d, on the best chain: %d\n", total, onChain)
+	return nil
+}
+
+// checkSampledChain says how many sampled shares build on the chain's block at the
+// height before theirs: a share's header names the block it was mined on, so one
+// that does was hashed after that block was found. One that does not is not an error:
+// a share on a block that lost a race, or a chain file without that block.
+func checkSampledChain(ctx context.Context, env Env, chain anchorChain, sampled []registry.SampledHeader) error {
+	if len(sampled) == 0 {
+		return nil
+	}
+	on := 0
+	for _, s := range sampled {
+		h, err := chain.BlockHash(ctx, s.Height-1)
+		var rpcErr *node.RPCError
+		switch {
+		case errors.As(err, &rpcErr) || errors.Is(err, errNotInFile):
+		case err != nil:
+			return err
+		case h == s.Header.PrevBlock:
+			on++
+		}
+	}
+	fmt.Fprintf(env.Stdout, "sampled shares building on the best chain: %d of %d\n", on, len(sampled))
 	return nil
 }

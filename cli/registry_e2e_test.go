@@ -24,6 +24,7 @@ import (
 	"github.com/hashgrid/hashgrid/miner"
 	"github.com/hashgrid/hashgrid/node/regtest"
 	"github.com/hashgrid/hashgrid/payout"
+	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/power"
 	"github.com/hashgrid/hashgrid/power/controller"
 	"github.com/hashgrid/hashgrid/power/ercot"
@@ -119,11 +120,12 @@ func TestRegistryEndToEnd(t *testing.T) {
 
 	// Pool evidence: real shares from real miners, through the pool into its store.
 	btcd := regtest.StartT(t)
-	r, stopPool := startPool(t, PoolConfig{
+	poolCfg := PoolConfig{
 		Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: regtest.TestAddress(),
 		Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: poolData, Tag: "/registry-e2e/",
 		PollInterval: 100 * time.Millisecond, TrackInterval: 300 * time.Millisecond, ShareInterval: time.Second, LogLevel: "warn",
-	})
+	}
+	r, stopPool := startPool(t, poolCfg)
 	poolStopped := false
 	defer func() {
 		if !poolStopped {
@@ -293,7 +295,8 @@ func TestRegistryEndToEnd(t *testing.T) {
 	mustRun(t, "registry", "workload", "add", d, "-site=west-1", "-group=asic-a", "-class=pow-mining", declared)
 	mustRun(t, "registry", "workload", "add", d, "-site=west-1", "-group=gpu-b", "-class=ai-inference", declared)
 	mustRun(t, "registry", "import-energy", d, "-file="+energyPath, "-site=west-1")
-	mustRun(t, "registry", "import-pool", d, "-db="+dbPath, "-site=west-1",
+	// The pool on regtest keeps every share's header: sample rate 1.
+	mustRun(t, "registry", "import-pool", d, "-db="+dbPath, "-site=west-1", "-sample-rate=1",
 		"-from="+poolFrom.Format(time.RFC3339), "-to="+poolTo.Format(time.RFC3339))
 	reports := filepath.Join(dir, "reports")
 	out = mustRun(t, "registry", "report", d, "-site=west-1", "-from="+from.Format(time.RFC3339), "-to="+to.Format(time.RFC3339), "-out="+reports)
@@ -353,6 +356,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	// Each group's shares committed by a Merkle root, as the PPLNS window builds its
 	// own, over the store's accepted shares of the group's worker in the pool period.
 	wantLeaves := map[string][]payout.Hash32{}
+	sampledShares := 0
 	wantBlocks := map[string]int{}
 	var foundBlocks []registry.FoundBlock
 	for _, sh := range storeShares {
@@ -379,6 +383,13 @@ func TestRegistryEndToEnd(t *testing.T) {
 		if len(c.Blocks) != wantBlocks[gr.Group] {
 			t.Errorf("group %s: %d blocks found in the commitment, store has %d", gr.Group, len(c.Blocks), wantBlocks[gr.Group])
 		}
+		// On regtest the pool keeps every header; up to MaxSampleShares/2 shares are
+		// all sampled.
+		if c.PoolSampleRate != 1 || len(c.Sample) > registry.MaxSampleShares ||
+			c.Accepted <= registry.MaxSampleShares/2 && (c.SampleRate != 1 || uint64(len(c.Sample)) != c.Accepted) {
+			t.Errorf("group %s: %d of %d shares sampled at rate %d (pool %d); want all of up to %d at 1", gr.Group, len(c.Sample), c.Accepted, c.SampleRate, c.PoolSampleRate, registry.MaxSampleShares/2)
+		}
+		sampledShares += len(c.Sample)
 	}
 
 	// The planted discrepancy: the AI inference group mines, by the pool's shares and by
@@ -465,7 +476,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	// operator could sign with its own key caught against the node.
 	anchorEndToEnd(t, anchorCase{
 		blocks: foundBlocks, btcd: btcd, dir: dir, regData: regData, report: jsonPath, badLog: badLog, pub: pub[1],
-		replay: func(forged string, pool registry.WorkSource) string {
+		replay: func(forged string, src registry.WorkSource) string {
 			fd, key := "-data="+forged, "-key="+filepath.Join(regData, "registry.key")
 			mustRun(t, "registry", "init", fd, key, "-operator=op1", "-name=West Texas Compute LLC", "-country=US")
 			mustRun(t, "registry", "site", "add", fd, key, "-id=west-1", "-operator=op1", "-location=Pecos County, TX", "-grid=Oncor 138 kV", "-capacity-kw=1000")
@@ -484,7 +495,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := fr.ImportPool(context.Background(), pool, "west-1", poolFrom, poolTo); err != nil {
+			if _, err := fr.ImportPoolSampled(context.Background(), src, "west-1", poolFrom, poolTo, 1); err != nil {
 				t.Fatal(err)
 			}
 			out := mustRun(t, "registry", "report", fd, key, "-site=west-1", "-from="+from.Format(time.RFC3339), "-to="+to.Format(time.RFC3339), "-out="+filepath.Join(forged, "reports"))
@@ -494,7 +505,18 @@ func TestRegistryEndToEnd(t *testing.T) {
 			}
 			return m[1]
 		},
-		store: dbPath,
+		store:    dbPath,
+		sampled:  sampledShares,
+		poolData: poolData,
+		startPool: func() (string, func()) {
+			// Now with PPLNS books: the coinbase carries the miners' direct credits and
+			// the window commitment, which the anchor must leave as they are.
+			cfg := poolCfg
+			cfg.PayoutScheme, cfg.CoinbaseThreshold, cfg.PayoutThreshold, cfg.PayoutInterval = "pplns", 1, 1_000_000, time.Hour
+			r, stop := startPool(t, cfg)
+			return r.Stratum, stop
+		},
+		miner: addrA + ".rig-a1",
 	})
 }
 
@@ -510,7 +532,30 @@ type anchorCase struct {
 	blocks  []registry.FoundBlock // blocks the site's workers found, from the store
 	// replay builds the log again in a new directory with the operator's key, the pool
 	// evidence taken from pool, and returns the new report file.
-	replay func(dir string, pool registry.WorkSource) string
+	replay  func(dir string, src registry.WorkSource) string
+	sampled int // sampled shares in the report
+	// startPool starts the pool again on its data directory poolData and returns its
+	// Stratum address; miner is the user a miner there mines as.
+	poolData  string
+	startPool func() (stratum string, stop func())
+	miner     string
+}
+
+// alteredHeader is the pool's store with one byte changed in the first kept header
+// (its nonce): the evidence of an operator who swapped a share's header.
+type alteredHeader struct{ *sqlite.DB }
+
+func (a alteredHeader) Shares(ctx context.Context, after, upto uint64, limit int) ([]hashgrid.Share, error) {
+	ss, err := a.DB.Shares(ctx, after, upto, limit)
+	for i := range ss {
+		if ss[i].Header != nil {
+			h := *ss[i].Header
+			h[79] ^= 0x40
+			ss[i].Header = &h
+			break
+		}
+	}
+	return ss, err
 }
 
 // inflated multiplies every worker's accepted shares.
@@ -604,6 +649,12 @@ func anchorEndToEnd(t *testing.T, c anchorCase) {
 	}
 	if !strings.Contains(out, "anchor ok: entries 1.."+m[1]) || !strings.Contains(out, "in block "+m[2]) {
 		t.Errorf("verify against the node: %s", out)
+	}
+	if !strings.Contains(out, fmt.Sprintf("sample ok: %d shares hashed again", c.sampled)) || c.sampled == 0 {
+		t.Errorf("verify did not hash the report's %d sampled shares again: %s", c.sampled, out)
+	}
+	if m := regexp.MustCompile(`sampled shares building on the best chain: (\d+) of (\d+)`).FindStringSubmatch(out); m == nil || m[2] != strconv.Itoa(c.sampled) || m[1] == "0" {
+		t.Errorf("verify against the node did not place the sampled shares on the chain: %s", out)
 	}
 	// The share commitments, recomputed from the pool's store.
 	out = mustRun(t, "registry", "verify", "-report="+c.report, "-pubkey="+c.pub, "-shares="+c.store)
@@ -716,8 +767,218 @@ func anchorEndToEnd(t *testing.T, c anchorCase) {
 			}
 		}
 	}
+	// A sampled share's header swapped: the log and report, regenerated and signed
+	// with the operator's key, verify offline as signed; the sample does not re-hash.
+	forged := filepath.Join(c.dir, "forged-header")
+	rep := c.replay(forged, alteredHeader{store})
+	_, stderr, err = runCLI(t, "registry", "verify", "-log="+filepath.Join(forged, registry.LogFile), "-report="+rep, "-pubkey="+c.pub)
+	var se *registry.SampleError
+	if !errors.As(err, &se) || se.Seq == 0 {
+		t.Errorf("a sampled share's header altered: verify %v %s; want the share named", err, stderr)
+	} else {
+		t.Logf("a sampled share's header altered: %v", err)
+	}
 	if size != nil {
 		t.Logf("anchor transaction: %s bytes, %s vbytes; OP_RETURN script %d bytes", size[1], size[2], registry.AnchorScriptSize)
+	}
+	coinbaseAnchors(t, c)
+	funding := regexp.MustCompile(`next funding (\S+)`).FindStringSubmatch(res.out)
+	if funding == nil {
+		t.Fatalf("the first anchor named no next funding: %s", res.out)
+	}
+	staleAnchor(t, c, funding[1])
+}
+
+// staleAnchor: a transaction anchor that could not be recorded because the log moved
+// on while it waited is mined later; the next run finds its funding spent by it and
+// goes on from its change instead of stopping.
+func staleAnchor(t *testing.T, c anchorCase, funding string) {
+	t.Helper()
+	ctx := context.Background()
+	d := "-data=" + c.regData
+	keyFile := filepath.Join(c.dir, "anchor.key")
+	args := []string{"registry", "anchor", d, "-node=" + c.btcd.RPCURL(), "-btc-key=" + keyFile, "-utxo=" + funding, "-poll=100ms"}
+	revenue := func(n int) {
+		mustRun(t, "registry", "revenue", "add", d, "-site=west-1", "-group=asic-a", fmt.Sprintf("-from=2026-02-%02dT00:00:00Z", n),
+			fmt.Sprintf("-to=2026-02-%02dT00:00:00Z", n+1), "-sat=1500", fmt.Sprintf("-source=payout s%d", n))
+	}
+	revenue(1)
+	if out, stderr, err := runCLI(t, append(args, "-wait=1s")...); err == nil || !strings.Contains(out, "sent ") {
+		t.Fatalf("anchor with nothing mining: %v\n%s\n%s", err, out, stderr)
+	}
+	revenue(2) // the log moves on; the transaction above anchors entry it left behind
+	if _, err := c.btcd.Client().Generate(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var out, errb bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, append(args, "-wait=30s"), func(string) string { return "" }, strings.NewReader(""), lockedWriter{&mu, &out}, lockedWriter{&mu, &errb})
+	}()
+	waitFor(t, 20*time.Second, "the next anchor transaction in the mempool", func() bool {
+		var mempool []string
+		return c.btcd.Client().Call(ctx, "getrawmempool", nil, &mempool) == nil && len(mempool) == 1
+	})
+	if _, err := c.btcd.Client().Generate(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	mu.Lock()
+	got := out.String() + errb.String()
+	mu.Unlock()
+	if err != nil || !strings.Contains(got, "never recorded: funding from its change") || !strings.Contains(got, "anchored entry ") {
+		t.Errorf("anchor after an unrecorded one was mined: %v\n%s", err, got)
+	}
+	t.Logf("after an unrecorded anchor: %s", strings.ReplaceAll(strings.TrimSpace(got), "\n", "; "))
+	// The log's anchors, the new one included, hold on the node.
+	logPath := filepath.Join(c.regData, registry.LogFile)
+	lout := mustRun(t, "registry", "verify", "-log="+logPath, "-pubkey="+c.pub, "-node="+c.btcd.RPCURL())
+	if n := strings.Count(lout, "anchor ok:"); n != 4 {
+		t.Errorf("verify of the log's anchors after the stale one: %d anchors: %s", n, lout)
+	}
+}
+
+// coinbaseAnchors runs 'registry anchor -coinbase -every' beside the pool and a miner:
+// the pool carries the head in its coinbase, the block is accepted by btcd and
+// recorded; a new entry is anchored the same way on the next round; the coinbases pay
+// exactly what the pool pays without the commitment; and verify checks the anchor
+// against the node.
+func coinbaseAnchors(t *testing.T, c anchorCase) {
+	t.Helper()
+	d := "-data=" + c.regData
+	nodeFlag := "-node=" + c.btcd.RPCURL()
+	logPath := filepath.Join(c.regData, registry.LogFile)
+	mustRun(t, "registry", "revenue", "add", d, "-site=west-1", "-group=asic-a", "-from=2026-01-02T00:00:00Z", "-to=2026-01-03T00:00:00Z", "-sat=1300", "-source=payout 2")
+	stratumAddr, stopPool := c.startPool()
+	poolStopped := false
+	defer func() {
+		if !poolStopped {
+			stopPool()
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var out, errb bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"registry", "anchor", d, nodeFlag, "-coinbase", "-pool-data=" + c.poolData, "-report=" + c.report,
+			"-every=200ms", "-poll=100ms", "-wait=60s"}, func(string) string { return "" }, strings.NewReader(""), lockedWriter{&mu, &out}, lockedWriter{&mu, &errb})
+	}()
+	m, err := miner.New(miner.Config{URL: "stratum+tcp://" + stratumAddr, User: c.miner, MaxRetryWait: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, mcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { m.Run(mctx) })
+	defer func() { mcancel(); wg.Wait() }()
+	anchored := regexp.MustCompile(`anchored entry (\d+) in block (\d+) ([0-9a-f]{64}), coinbase ([0-9a-f]{64}):(\d+); recorded as entry (\d+)`)
+	recorded := func(n int) [][]string {
+		mu.Lock()
+		defer mu.Unlock()
+		ms := anchored.FindAllStringSubmatch(out.String(), -1)
+		if len(ms) >= n {
+			return ms
+		}
+		return nil
+	}
+	waitFor(t, 60*time.Second, "the pool's block carrying the head", func() bool { return recorded(1) != nil })
+	// A new entry: the next round anchors it.
+	mustRun(t, "registry", "revenue", "add", d, "-site=west-1", "-group=asic-a", "-from=2026-01-03T00:00:00Z", "-to=2026-01-04T00:00:00Z", "-sat=1400", "-source=payout 3")
+	waitFor(t, 60*time.Second, "the scheduled second coinbase anchor", func() bool { return recorded(2) != nil })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("registry anchor -every: %v", err)
+	}
+	mcancel()
+	wg.Wait()
+	stopPool()
+	poolStopped = true
+	mu.Lock()
+	runOut := out.String() + errb.String()
+	mu.Unlock()
+	ms := recorded(2)
+	if _, err := os.Stat(filepath.Join(c.poolData, pool.CommitmentFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the commitment file is still there after its anchor was recorded: %v\n%s", err, runOut)
+	}
+	bctx := context.Background()
+	witness := []byte{0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed}
+	for k, a := range ms {
+		seq, _ := strconv.ParseUint(a[1], 10, 64)
+		height, _ := strconv.ParseInt(a[2], 10, 64)
+		vout, _ := strconv.Atoi(a[5])
+		best, err := c.btcd.Client().BlockHash(bctx, height)
+		if err != nil || best.String() != a[3] {
+			t.Errorf("anchor block %s at height %d: btcd's best chain holds %s (%v)", a[3], height, best, err)
+			continue
+		}
+		blk, err := fetchBlock(bctx, c.btcd.Client(), best)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb := blk.Transactions[0]
+		if vout >= len(cb.TxOut) {
+			t.Fatalf("block %d: coinbase has no output %d", height, vout)
+		}
+		// The pool's layout first, untouched: it pays the whole reward and carries the
+		// PPLNS window commitment; then the anchor, of zero value; then, last, the
+		// witness commitment.
+		var sum, paid int64
+		var scripts [][]byte
+		for i, o := range cb.TxOut {
+			sum += o.Value
+			if i < vout {
+				paid += o.Value
+				scripts = append(scripts, o.PkScript)
+			}
+		}
+		for _, o := range cb.TxOut[vout+1:] {
+			if !bytes.HasPrefix(o.PkScript, witness) || o.Value != 0 {
+				t.Errorf("block %d: output %d after the anchor: %d sat to %x", height, vout+1, o.Value, o.PkScript)
+			}
+		}
+		if cb.TxOut[vout].Value != 0 || paid != sum || paid == 0 {
+			t.Errorf("block %d: the anchor output holds %d sat; the outputs before it pay %d of %d", height, cb.TxOut[vout].Value, paid, sum)
+		}
+		// The first block after the restart may come before the window holds a share
+		// (the pool then keeps the reward); by the second anchor it holds many.
+		if _, ok := payout.FindCommitment(scripts); !ok && k == len(ms)-1 {
+			t.Errorf("block %d: no PPLNS window commitment before the anchor: %x", height, scripts)
+		}
+		if h, n, ok := registry.ParseAnchorScript(cb.TxOut[vout].PkScript); !ok || n != seq {
+			t.Errorf("block %d: output %d commits to %d %s (%v), want entry %d", height, vout, n, h, ok, seq)
+		}
+		if w := blk.SerializeSizeStripped()*3 + blk.SerializeSize(); w > 4_000_000 {
+			t.Errorf("block %d weighs %d", height, w)
+		}
+	}
+	for _, a := range ms {
+		t.Logf("coinbase anchor: %s", a[0])
+	}
+	// Verify against the node: the report's anchor is now the last coinbase one.
+	vo := mustRun(t, "registry", "verify", "-log="+logPath, "-report="+c.report, "-pubkey="+c.pub, nodeFlag)
+	last := ms[len(ms)-1]
+	if !strings.Contains(vo, "anchor ok: entries 1.."+last[1]) || !strings.Contains(vo, "coinbase "+last[4]+":"+last[5]) {
+		t.Errorf("verify of the coinbase anchor against the node: %s", vo)
+	}
+	// Every anchor of the log, the transaction's and the coinbases', on the node.
+	lout := mustRun(t, "registry", "verify", "-log="+logPath, "-pubkey="+c.pub, nodeFlag)
+	if n := strings.Count(lout, "anchor ok:"); n != 3 || strings.Count(lout, ", coinbase ") != 2 {
+		t.Errorf("verify of the log's anchors: %d anchors: %s", n, lout)
+	}
+	// A rewrite after the coinbase anchor is caught as after the transaction's.
+	logBytes, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(c.dir, "short-cb.jsonl")
+	lines := bytes.SplitAfter(logBytes, []byte("\n"))
+	n, _ := strconv.Atoi(last[1])
+	os.WriteFile(short, bytes.Join(lines[:n-1], nil), 0o644)
+	if _, _, err := runCLI(t, "registry", "verify", "-log="+short, "-report="+c.report, "-pubkey="+c.pub, nodeFlag); err == nil || !strings.Contains(err.Error(), "removed from the end") {
+		t.Errorf("entries removed from the end of a coinbase-anchored log: %v", err)
 	}
 }
 

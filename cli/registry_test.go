@@ -154,6 +154,10 @@ func TestRegistryCommand(t *testing.T) {
 		{[]string{d, node, "-btc-key=" + keyFile}, "-utxo is required"},
 		{[]string{d, node, "-btc-key=" + keyFile, "-utxo=abc:1"}, "want TXID:VOUT"},
 		{[]string{d, node, "-btc-key=" + keyFile, "-utxo=" + strings.Repeat("ab", 32)}, "want TXID:VOUT"},
+		{[]string{d, node, "-coinbase"}, "-pool-data is required"},
+		{[]string{d, node, "-coinbase", "-pool-data=" + filepath.Join(dir, "nowhere")}, "is not a directory"},
+		{[]string{d, node, "-coinbase", "-pool-data=" + dir, utxo}, "-coinbase takes no -utxo"},
+		{[]string{d, node, "-btc-key=" + keyFile, utxo, "-every=-1s"}, "-every not negative"},
 	} {
 		_, _, err := runCLI(t, append([]string{"registry", "anchor"}, tc.args...)...)
 		if ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {

@@ -34,6 +34,15 @@
 // share was taken, and the log deduplicates re-sent records by (front-end, local
 // sequence) in its own message ids.
 //
+// # Evidence
+//
+// One accepted share in Config.SampleRate (every share on regtest, 1 in 1,024
+// elsewhere) keeps its 80-byte header in the share record, chosen by its hash
+// (Sampled), so that a registry report can carry shares anyone can hash again. While
+// the operator's commitment file exists (Config.CommitmentFile), every coinbase carries
+// its OP_RETURN script as one more zero-value output; the registry anchors its log
+// there (see commitment.go).
+//
 // It leaves storage, payouts and the HTTP API to other packages: shares leave through
 // ShareSink, blocks through BlockSink, coinbase outputs come from an OutputFunc.
 package pool

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net"
 	"slices"
 	"strconv"
@@ -95,6 +96,13 @@ type Config struct {
 	// OnBlock, when set, is called after the node accepted a block found here, so that
 	// the template source can fetch the next template at once.
 	OnBlock func()
+	// SampleRate is how many accepted shares, on average, give one whose header is kept
+	// (see Sampled): a power of two; 0 takes NetworkSampleRate.
+	SampleRate uint64
+	// CommitmentFile, when set, names the file whose output script every template
+	// installed while it exists carries in its coinbase (see ReadCommitment): in the
+	// pool's data directory, CommitmentFileName.
+	CommitmentFile string
 }
 
 // Defaults fills zero fields.
@@ -124,6 +132,9 @@ func (c *Config) defaults() {
 	if c.VersionMask == 0 {
 		c.VersionMask = DefaultVersionMask
 	}
+	if c.SampleRate == 0 {
+		c.SampleRate = NetworkSampleRate(c.Network)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -142,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FrontEnd < 0 || c.FrontEnd > MaxFrontEnds {
 		return fmt.Errorf("pool: front-end %d out of range 0..%d", c.FrontEnd, MaxFrontEnds)
+	}
+	if err := checkSampleRate(c.SampleRate); err != nil {
+		return err
 	}
 	if c.MaxJobShares < 1 {
 		return fmt.Errorf("pool: max job shares %d below 1", c.MaxJobShares)
@@ -196,6 +210,8 @@ type Pool struct {
 	log    *slog.Logger
 	srv    *stratum.Server
 	m      *Metrics
+
+	sampleShift uint // log2 of Config.SampleRate
 
 	jobSeq  atomic.Uint64
 	jobBase uint64 // the front-end's job id space: FrontEnd in the top byte
@@ -260,6 +276,7 @@ func New(cfg Config, nd Node, shares ShareSink, blocks BlockSink) (*Pool, error)
 	}
 	p := &Pool{cfg: cfg, node: nd, shares: shares, blocks: blocks, log: cfg.Logger, m: cfg.Metrics, works: map[string]*work{}, retryStop: make(chan struct{})}
 	p.jobBase = uint64(cfg.FrontEnd) << jobSeqBits
+	p.sampleShift = uint(bits.TrailingZeros64(cfg.SampleRate))
 	scfg := stratum.Config{
 		Extranonce2Size: cfg.Extranonce2Size,
 		VersionMask:     cfg.VersionMask,
@@ -419,6 +436,19 @@ func (p *Pool) newWork(t *node.Template, parts *templateParts, outs []Output) (*
 	if err != nil {
 		return nil, err
 	}
+	if parts.commitment != nil {
+		// A new slice: outs may be the OutputFunc's cached layout.
+		with := append(append(make([]Output, 0, len(outs)+1), outs...), Output{Value: 0, Script: parts.commitment})
+		cb2c, err := appendCoinb2(nil, with, parts.coinb2Tail)
+		if err != nil {
+			return nil, err
+		}
+		if wt := blockWeight(t, len(parts.coinb1)+4+p.cfg.Extranonce2Size+len(cb2c)); wt <= node.MaxBlockWeight {
+			outs, cb2 = with, cb2c
+		} else {
+			p.log.Warn("coinbase commitment left out: the block would weigh too much", "height", t.Height, "weight", wt, "limit", node.MaxBlockWeight)
+		}
+	}
 	return &work{
 		tmpl:       t,
 		height:     t.Height,
@@ -453,6 +483,7 @@ type templateParts struct {
 	netTgt     pow.Target
 	coinb1     []byte // read only
 	coinb2Tail []byte // the witness commitment output and the lock time; read only
+	commitment []byte // the operator's commitment output script, nil for none; read only
 	// stale is set when the chain tip moves on. Templates on one tip share it.
 	stale *atomic.Bool
 }
@@ -472,6 +503,14 @@ func (p *Pool) newTemplateParts(t *node.Template) (*templateParts, error) {
 	}
 	tp := &templateParts{branch: pow.MerkleBranch(t.TxIDs()), prevStr: pow.StratumPrevHash(t.PrevHash), netTgt: netTgt,
 		coinb1: cb1, coinb2Tail: appendCoinb2Tail(nil, t.WitnessCommitment), stale: new(atomic.Bool)}
+	if p.cfg.CommitmentFile != "" {
+		// A bad file must not stop mining: the template goes out without it.
+		c, cerr := ReadCommitment(p.cfg.CommitmentFile)
+		if cerr != nil {
+			p.log.Warn("coinbase commitment left out", "err", cerr)
+		}
+		tp.commitment = c
+	}
 	tp.branchJSON = append(make([]byte, 0, 2+67*len(tp.branch)), '[')
 	for i := range tp.branch {
 		if i > 0 {

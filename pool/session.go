@@ -411,6 +411,11 @@ func (p *Pool) validate(s *session, en1, mask uint32, sub *stratum.Submit, sh *h
 	s.mu.Lock()
 	count.n++
 	s.mu.Unlock()
+	if ht.LE(shiftTarget(tgt, p.sampleShift)) {
+		// In the sample (see Sampled): the hash, not the pool, chose it.
+		h := hdr
+		sh.Header = &h
+	}
 	var blk *solved
 	if isBlock {
 		sh.Block = true

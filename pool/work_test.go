@@ -343,6 +343,12 @@ func BenchmarkValidate(b *testing.B) {
 	blk := loadBlock(b)
 	hdr := blk.Header
 	p := testPool(&testing.T{}, hdr.Timestamp)
+	// Mainnet's sample rate (DefaultSampleRate), not regtest's, which keeps every
+	// share's header.
+	p.sampleShift = 10
+	// Every submit lands on the one work: no share limit (the default's 4096 stopped
+	// this benchmark after that many).
+	p.cfg.MaxJobShares = math.MaxInt
 	w, en1, en2 := realWork(&testing.T{}, blk)
 	// The smallest difficulty (2^-32): about 99.998% of headers meet it, so nearly every
 	// submit takes the whole accepted path. (1e-12 rounded to 0, which no header meets.)

@@ -40,6 +40,9 @@ type Anchor struct {
 	Height   int64  `json:"height"`
 	Txid     string `json:"txid"`
 	Vout     uint32 `json:"vout"`
+	// Coinbase says the commitment is an output of the block's coinbase, which the
+	// operator's pool mined (see FindCoinbaseAnchor), not of a transaction it sent.
+	Coinbase bool `json:"coinbase,omitempty"`
 }
 
 // AnchorScript returns the OP_RETURN output script committing to a head.
@@ -150,8 +153,24 @@ func FindAnchor(blk *wire.MsgBlock, height int64, txid chainhash.Hash) (Anchor, 
 	return Anchor{}, false
 }
 
+// FindCoinbaseAnchor looks in blk's coinbase for an output committing to entry count
+// with hash headHash, as a pool's coinbase commitment carries it (pool.ReadCommitment).
+func FindCoinbaseAnchor(blk *wire.MsgBlock, height int64, headHash string, count uint64) (Anchor, bool) {
+	if len(blk.Transactions) == 0 {
+		return Anchor{}, false
+	}
+	cb := blk.Transactions[0]
+	for i, out := range cb.TxOut {
+		if h, n, ok := ParseAnchorScript(out.PkScript); ok && h == headHash && n == count {
+			return Anchor{HeadSeq: n, HeadHash: h, Block: blk.BlockHash().String(), Height: height, Txid: cb.TxHash().String(), Vout: uint32(i), Coinbase: true}, true
+		}
+	}
+	return Anchor{}, false
+}
+
 // CheckAnchor checks a on the chain: its block is the best chain's block at its height,
-// the block holds its transaction, and the transaction's output commits to its head.
+// the block holds its transaction (as its coinbase for a coinbase anchor), and the
+// transaction's output commits to its head.
 func CheckAnchor(ctx context.Context, c Chain, a Anchor) error {
 	bad := func(f string, args ...any) error { return &AnchorError{Anchor: a, Problem: fmt.Sprintf(f, args...)} }
 	bh, err := chainhash.NewHashFromStr(a.Block)
@@ -173,9 +192,12 @@ func CheckAnchor(ctx context.Context, c Chain, a Anchor) error {
 	if err != nil {
 		return fmt.Errorf("registry: anchor: %w", err)
 	}
-	for _, tx := range blk.Transactions {
+	for i, tx := range blk.Transactions {
 		if tx.TxHash() != *txid {
 			continue
+		}
+		if a.Coinbase != (i == 0) {
+			return bad("transaction %s is at position %d of the block; the anchor says coinbase %v", a.Txid, i, a.Coinbase)
 		}
 		if int(a.Vout) >= len(tx.TxOut) {
 			return bad("transaction %s has no output %d", a.Txid, a.Vout)

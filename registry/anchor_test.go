@@ -182,13 +182,17 @@ func anchoredReport(tb testing.TB, c *memChain) (r *Registry, cfg Config, report
 }
 
 // verifyAnchored is what 'hashgrid registry verify -report -log -node' does: read the
-// log once, check the report against it, and the anchor against it and the chain.
+// log once, check the report against it, hash its sampled shares again, and check the
+// anchor against the log and the chain.
 func verifyAnchored(c Chain, file, log []byte) error {
 	l, err := ReadLog(bytes.NewReader(log), pub())
 	if err != nil {
 		return err
 	}
 	if _, err := VerifyReportIn(file, pub(), nil, l); err != nil {
+		return err
+	}
+	if _, err := CheckSamples(file); err != nil {
 		return err
 	}
 	_, err = CheckReportAnchorIn(context.Background(), c, file, l)
@@ -439,4 +443,53 @@ func TestAnchorEntryMustRecordItsPredecessor(t *testing.T) {
 	if _, err := r.RecordAnchor(a); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCoinbaseAnchor: a commitment in a block's coinbase, as the operator's pool adds
+// it, is found, recorded and checked like a transaction's; the same anchor said to be
+// a transaction's, or a transaction's said to be a coinbase's, does not hold.
+func TestCoinbaseAnchor(t *testing.T) {
+	c := &memChain{}
+	c.mine()
+	r, _ := newRegistry(t)
+	buildSite(t, r)
+	seq, head, _ := r.Head()
+	script, err := AnchorScript(head, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.mine()
+	cb := c.blocks[h].Transactions[0]
+	cb.AddTxOut(wire.NewTxOut(0, script))
+	if _, ok := FindCoinbaseAnchor(c.blocks[h], h, head, seq+1); ok {
+		t.Fatal("found an anchor of another count")
+	}
+	a, ok := FindCoinbaseAnchor(c.blocks[h], h, head, seq)
+	if !ok || !a.Coinbase || a.Vout != 1 || a.Txid != cb.TxHash().String() || a.Height != h {
+		t.Fatalf("FindCoinbaseAnchor: %+v, %v", a, ok)
+	}
+	if err := CheckAnchor(context.Background(), c, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RecordAnchor(a); err != nil {
+		t.Fatal(err)
+	}
+	st := r.State()
+	if got := st.Anchors[len(st.Anchors)-1]; got != a {
+		t.Errorf("recorded %+v, want %+v", got, a)
+	}
+	notCB := a
+	notCB.Coinbase = false
+	wantAnchorError(t, "a coinbase anchor said to be a transaction's", CheckAnchor(context.Background(), c, notCB), "position 0")
+	// A transaction's commitment said to be a coinbase's.
+	tx := wire.NewMsgTx(2)
+	tx.AddTxIn(wire.NewTxIn(&wire.OutPoint{Hash: chainhash.Hash{9}}, nil, nil))
+	tx.AddTxOut(wire.NewTxOut(0, script))
+	h2 := c.mine(tx)
+	b, ok := FindAnchor(c.blocks[h2], h2, tx.TxHash())
+	if !ok {
+		t.Fatal("FindAnchor: none")
+	}
+	b.Coinbase = true
+	wantAnchorError(t, "a transaction's anchor said to be a coinbase's", CheckAnchor(context.Background(), c, b), "position 1")
 }

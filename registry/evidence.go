@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/pool"
 )
 
 // Limits on imported evidence.
@@ -785,8 +786,17 @@ type WorkSource interface {
 // ImportPool records the pool's work in [from, to) from the payout addresses declared by
 // the devices of site (workers of other addresses are not the operator's and are left
 // out). A snapshot is recorded even when there were no shares: that too is evidence.
-// Snapshots of one site must not overlap.
+// Snapshots of one site must not overlap. Share samples are taken as from a pool that
+// keeps headers at pool.DefaultSampleRate; ImportPoolSampled names the rate.
 func (r *Registry) ImportPool(ctx context.Context, src WorkSource, site string, from, to time.Time) (ImportResult, error) {
+	return r.ImportPoolSampled(ctx, src, site, from, to, pool.DefaultSampleRate)
+}
+
+// ImportPoolSampled is ImportPool from a pool that keeps the headers of one share in
+// sampleRate (pool.Config.SampleRate): a power of two, at or above the pool's real rate
+// (below it, shares the sample needs have no header and the import fails; above it,
+// the sample is smaller).
+func (r *Registry) ImportPoolSampled(ctx context.Context, src WorkSource, site string, from, to time.Time, sampleRate uint64) (ImportResult, error) {
 	if err := checkInterval(from, to); err != nil {
 		return ImportResult{}, fmt.Errorf("registry: pool: %w", err)
 	}
@@ -812,7 +822,7 @@ func (r *Registry) ImportPool(ctx context.Context, src WorkSource, site string, 
 				return gs[0]
 			}
 			return ""
-		})
+		}, sampleRate)
 		if err != nil {
 			return ImportResult{}, fmt.Errorf("registry: pool: shares: %w", err)
 		}

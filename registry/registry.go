@@ -17,19 +17,21 @@
 // entry count (AnchorScript, 47 bytes), recorded as the next log entry and attached to
 // the report it covers. CheckReportAnchor then proves against a node's best chain
 // (through the Chain interface) that the log up to that count existed at the block's
-// height, unchanged since. The anchor is a transaction the operator signs
-// (BuildAnchorTx, one P2WPKH input, change back to the same script) rather than an
-// output in the pool's coinbase: it needs no pool and no block found by the operator
-// (most sites mine elsewhere or not at all), it confirms in the next block instead of
-// after the pool's next find, and on btcd regtest, which has no wallet, a test funds
-// it from a coinbase of generate. Its cost is the fee of a transaction of 166 vbytes
-// (247 or 248 bytes) per anchor.
+// height, unchanged since. The anchor is either a transaction the operator signs
+// (BuildAnchorTx, one P2WPKH input, change back to the same script), which needs no
+// pool and confirms in the next block, at the fee of a transaction of 166 vbytes (247
+// or 248 bytes); or, for an operator who runs a pool, one more zero-value output in
+// the pool's own coinbase (FindCoinbaseAnchor; the pool adds it from a file, see
+// pool.ReadCommitment), which costs 56 bytes of block space and no fee but waits for
+// the pool's next block. Both are checked alike.
 //
 // Pool evidence read from a store that lists its shares (ShareLister) also commits, per
 // device group and period, to the accepted shares themselves: their number, total
 // difficulty, the blocks they found, and a Merkle root built as the PPLNS window builds
-// its own (payout's leaves and tree), so that whoever holds the shares can recompute it.
-// An anchor covers those roots like every other entry.
+// its own (payout's leaves and tree), so that whoever holds the shares can recompute it;
+// and it carries a sample of those shares with their block headers, chosen by their
+// hashes, that anyone can hash again and find under the root (SampledShare,
+// CheckSamples). An anchor covers those roots and samples like every other entry.
 package registry
 
 import (

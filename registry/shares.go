@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"reflect"
 	"sort"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/payout"
+	"github.com/hashgrid/hashgrid/pool"
 )
 
 // ShareLister lists a pool's accepted shares by stream sequence; hashgrid.ShareStore
@@ -37,6 +39,12 @@ type PoolGroupShares struct {
 	Root     string        `json:"share_root"`
 	// Blocks are the group's shares that met the network target: blocks it found.
 	Blocks []FoundBlock `json:"blocks,omitempty"`
+	// PoolSampleRate is the rate the pool keeps headers at, as declared on import;
+	// SampleRate and Sample are the shares sampled at the rate the count calls for
+	// (see SampledShare).
+	PoolSampleRate uint64         `json:"pool_sample_rate,omitempty"`
+	SampleRate     uint64         `json:"sample_rate,omitempty"`
+	Sample         []SampledShare `json:"sample,omitempty"`
 }
 
 // FoundBlock is a block a group's share made, by height and hash (RPC hex).
@@ -79,8 +87,12 @@ func firstShareAt(ctx context.Context, l ShareLister, last uint64, t time.Time) 
 const shareSlack = time.Minute
 
 // groupShares commits to the accepted shares in [from, to) of each group that group
-// maps a worker to ("" for none: those are left out).
-func groupShares(ctx context.Context, l ShareLister, from, to time.Time, group func(address, worker string) string) ([]PoolGroupShares, error) {
+// maps a worker to ("" for none: those are left out), with each group's sample from a
+// pool that keeps headers at poolRate (see SampledShare).
+func groupShares(ctx context.Context, l ShareLister, from, to time.Time, group func(address, worker string) string, poolRate uint64) ([]PoolGroupShares, error) {
+	if poolRate == 0 || poolRate&(poolRate-1) != 0 || poolRate > 1<<pool.MaxSampleLevel {
+		return nil, fmt.Errorf("pool sample rate %d is not a power of two in 1..2^%d", poolRate, pool.MaxSampleLevel)
+	}
 	last, err := l.LastSeq(ctx)
 	if err != nil {
 		return nil, err
@@ -92,7 +104,9 @@ func groupShares(ctx context.Context, l ShareLister, from, to time.Time, group f
 	type acc struct {
 		PoolGroupShares
 		leaves []payout.Hash32
+		sample sampler
 	}
+	ts := targets{}
 	groups := map[string]*acc{}
 	for after < last {
 		ss, err := l.Shares(ctx, after, last, sharePage)
@@ -116,12 +130,13 @@ func groupShares(ctx context.Context, l ShareLister, from, to time.Time, group f
 			}
 			a := groups[g]
 			if a == nil {
-				a = &acc{PoolGroupShares: PoolGroupShares{Group: g, FirstSeq: s.Seq}}
+				a = &acc{PoolGroupShares: PoolGroupShares{Group: g, FirstSeq: s.Seq, PoolSampleRate: poolRate}, sample: newSampler()}
 				groups[g] = a
 			}
 			a.Accepted++
 			a.Work = a.Work.Add(s.Diff)
 			a.LastSeq = s.Seq
+			a.sample.add(ts, s, uint64(len(a.leaves)))
 			a.leaves = append(a.leaves, ShareLeaf(s))
 			if s.Block {
 				a.Blocks = append(a.Blocks, FoundBlock{Height: s.Height, Hash: chainhash.Hash(s.Hash).String()})
@@ -133,6 +148,14 @@ func groupShares(ctx context.Context, l ShareLister, from, to time.Time, group f
 	}
 	out := make([]PoolGroupShares, 0, len(groups))
 	for _, a := range groups {
+		// Paths first: MerkleRoot works in place.
+		var err error
+		if a.SampleRate, a.Sample, err = a.sample.choose(a.leaves, bits.TrailingZeros64(poolRate)); err != nil {
+			return nil, fmt.Errorf("group %s: %w", a.Group, err)
+		}
+		if a.SampleRate == 0 {
+			a.PoolSampleRate = 0
+		}
 		a.Root = payout.MerkleRoot(a.leaves).String()
 		out = append(out, a.PoolGroupShares)
 	}
@@ -166,13 +189,19 @@ func CheckShareCommitments(ctx context.Context, l ShareLister, file []byte) (int
 		}
 		return ""
 	}
-	listed := map[uint64]map[string]PoolGroupShares{} // by pool entry
+	// By pool entry and the sample rate its pool kept headers at.
+	type entryRate struct{ entry, rate uint64 }
+	listed := map[entryRate]map[string]PoolGroupShares{}
 	n := 0
 	for _, g := range rep.Groups {
 		for _, sc := range g.ShareCommitments {
-			got, ok := listed[sc.Entry]
+			rate := sc.PoolSampleRate
+			if rate == 0 {
+				rate = pool.DefaultSampleRate // committed without a sample: compared without one below
+			}
+			got, ok := listed[entryRate{sc.Entry, rate}]
 			if !ok {
-				gs, err := groupShares(ctx, l, sc.From, sc.To, mapper)
+				gs, err := groupShares(ctx, l, sc.From, sc.To, mapper, rate)
 				if err != nil {
 					return n, fmt.Errorf("registry: shares: %w", err)
 				}
@@ -180,13 +209,17 @@ func CheckShareCommitments(ctx context.Context, l ShareLister, file []byte) (int
 				for _, x := range gs {
 					got[x.Group] = x
 				}
-				listed[sc.Entry] = got
+				listed[entryRate{sc.Entry, rate}] = got
 			}
 			want := sc.PoolGroupShares
 			have := got[g.Group]
+			if want.PoolSampleRate == 0 {
+				have.PoolSampleRate, have.SampleRate, have.Sample = 0, 0, nil
+			}
 			if !reflect.DeepEqual(want, have) {
-				return n, fmt.Errorf("registry: shares of group %s in pool entry %d (%s..%s): the report commits to %d shares, root %s, %d blocks; the store lists %d, root %s, %d blocks",
-					g.Group, sc.Entry, sc.From.Format(time.RFC3339), sc.To.Format(time.RFC3339), want.Accepted, want.Root, len(want.Blocks), have.Accepted, have.Root, len(have.Blocks))
+				return n, fmt.Errorf("registry: shares of group %s in pool entry %d (%s..%s): the report commits to %d shares, root %s, %d blocks, %d sampled; the store lists %d, root %s, %d blocks, %d sampled",
+					g.Group, sc.Entry, sc.From.Format(time.RFC3339), sc.To.Format(time.RFC3339), want.Accepted, want.Root, len(want.Blocks), len(want.Sample),
+					have.Accepted, have.Root, len(have.Blocks), len(have.Sample))
 			}
 			n++
 		}

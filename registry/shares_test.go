@@ -121,6 +121,11 @@ func TestPoolShareCommitments(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb, _ := json.Marshal(f)
+	// These shares keep no header (a pool from before samples): no sample, and verify
+	// says so.
+	if chk, err := CheckSamples(fb); err != nil || chk.Unsampled != 2 || chk.Shares != 0 {
+		t.Errorf("samples of a pool that kept no headers: %+v, %v; want 2 commitments without", chk, err)
+	}
 	if n, err := CheckShareCommitments(context.Background(), src, fb); err != nil || n != 2 {
 		t.Errorf("share commitments against the store: %d checked, %v; want 2", n, err)
 	}

@@ -38,10 +38,11 @@ const blockFormat = 1
 
 // maxEntryBytes bounds one share's entry in a block: its pair's strings (at most once
 // per block), the index and length varints, and the encoded share itself (fixed
-// fields, six varints, five strings at the codec's limits with their lengths).
+// fields, six varints, five strings at the codec's limits with their lengths, and a
+// sampled share's header).
 const maxEntryBytes = 2*binary.MaxVarintLen16 + hashgrid.MaxShareAddressLen + hashgrid.MaxShareWorkerLen +
 	2*binary.MaxVarintLen32 +
-	3 + 6*binary.MaxVarintLen64 + 32 + 5*binary.MaxVarintLen16 +
+	3 + 6*binary.MaxVarintLen64 + 32 + 5*binary.MaxVarintLen16 + hashgrid.ShareHeaderSize +
 	hashgrid.MaxShareAddressLen + hashgrid.MaxShareWorkerLen + hashgrid.MaxShareJobIDLen +
 	hashgrid.MaxShareUserAgentLen + hashgrid.MaxShareRemoteLen
 

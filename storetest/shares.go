@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ func ShareStore(t *testing.T, open OpenShareStore) {
 		{"Blocks", testBlocks},
 		{"ConcurrentReplays", testConcurrentReplays},
 		{"RandomBatches", testRandomBatches},
+		{"SampledHeaders", testSampledHeaders},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -661,5 +663,59 @@ func testRandomBatches(t *testing.T, s hashgrid.ShareStore) {
 	}
 	if seq, err := s.LastSeq(ctx); err != nil || seq != want[len(want)-1] {
 		t.Fatalf("LastSeq: got %d, %v; want %d", seq, err, want[len(want)-1])
+	}
+}
+
+// testSampledHeaders stores accepted shares of which some keep their header, as the
+// pool's sample does: the header reads back with its share, through both reads, and
+// the share counts like any other.
+func testSampledHeaders(t *testing.T, s hashgrid.ShareStore) {
+	ctx := context.Background()
+	in := testShares()
+	for i := range in {
+		if in[i].Result == hashgrid.ShareAccepted && in[i].Seq%2 == 1 {
+			h := [hashgrid.ShareHeaderSize]byte{0: byte(in[i].Seq), 79: 0x5a}
+			in[i].Header = &h
+		}
+	}
+	if err := s.AddShares(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Shares(ctx, 0, 100, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []hashgrid.Share
+	for _, sh := range in {
+		if sh.Result == hashgrid.ShareAccepted {
+			want = append(want, sh)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Shares: got %+v, want %+v", got, want)
+	}
+	if got[0].Header == nil || got[1].Header != nil {
+		t.Fatalf("Shares: headers of shares 1 and 2: %v, %v; want the first only", got[0].Header, got[1].Header)
+	}
+	recent, err := s.SharesFor(ctx, "bcrt1qa", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range recent {
+		if (sh.Header != nil) != (sh.Result == hashgrid.ShareAccepted && sh.Seq%2 == 1) {
+			t.Fatalf("SharesFor: share %d header %v", sh.Seq, sh.Header)
+		}
+	}
+	checkTotals(t, s, 5, 6, work(hashgrid.DiffOne, hashgrid.MaxDiff-5, hashgrid.MaxDiff-5, 2*hashgrid.DiffOne, hashgrid.DiffOne/1000))
+	ws, err := s.WorkBetween(ctx, t0, t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acc uint64
+	for _, w := range ws {
+		acc += w.Accepted
+	}
+	if acc != 5 {
+		t.Fatalf("WorkBetween: %d accepted, want 5", acc)
 	}
 }
