@@ -95,6 +95,11 @@ func TestMarketDeliveryMatchesPools(t *testing.T) {
 	A := place(p1, userA, 3_000_000_000_000_000, speed/6)
 	B := place(p2, userB, 2_000_000_000_000_000, speed/6)
 	time.Sleep(run)
+	// On a loaded machine the CPU miners are slow: go on (at most two minutes more)
+	// until each order has enough shares for the comparison to mean something.
+	waitFor(t, 2*time.Minute, "ten shares delivered to each order", func() bool {
+		return c.order(buyer.APIKey, A.ID).SharesAccepted >= 10 && c.order(buyer.APIKey, B.ID).SharesAccepted >= 10
+	})
 	for _, id := range []string{A.ID, B.ID} {
 		c.must("POST", "/api/v1/orders/"+id+"/cancel", buyer.APIKey, nil, nil)
 	}
@@ -115,9 +120,6 @@ func TestMarketDeliveryMatchesPools(t *testing.T) {
 	}{{"A (pool 1)", userA, p1.API, A.ID}, {"B (pool 2: 4-byte extranonce2, mask 00ffe000)", userB, p2.API, B.ID}} {
 		v := c.order(buyer.APIKey, ch.id)
 		got := poolWorker(t, ch.api, ch.user)
-		if v.SharesAccepted < 10 {
-			t.Errorf("%s: %d shares delivered in %v", ch.name, v.SharesAccepted, run)
-		}
 		if v.SharesRejected != 0 {
 			t.Errorf("%s: %d shares rejected by the destination", ch.name, v.SharesRejected)
 		}
