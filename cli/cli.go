@@ -42,6 +42,7 @@ func commands() []*Command {
 		registryCommand(),
 		verifyCommand(),
 		marketCommand(),
+		providerCommand(),
 	}
 }
 

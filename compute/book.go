@@ -755,7 +755,7 @@ func (b *Book) Report(ctx context.Context, account, id string, rep UsageReport) 
 	l.p.seen = now
 	if l.status != LeaseRunning || rep.Seq <= l.seq {
 		// Over, or a retry of a report already applied: nothing more is metered.
-		reply := ReportReply{Stop: l.status != LeaseRunning, Reason: l.reason, Charged: l.charged}
+		reply := ReportReply{Stop: l.status != LeaseRunning && l.status != LeaseDone, Reason: l.reason, Charged: l.charged}
 		b.mu.Unlock()
 		b.postMu.Unlock()
 		return reply, nil
