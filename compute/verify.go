@@ -159,7 +159,11 @@ func (b *Book) faultLocked(l *lease, why string) {
 	o.verdict = "fault"
 	o.status, o.reason = OrderFailed, "provider "+l.p.id+" returned wrong results"
 	for _, c := range o.leases {
-		b.endLocked(c, LeaseCancelled, "the job was faulted")
+		// A check that has returned every unit is left to send its final report:
+		// it did its work.
+		if len(c.out) < len(c.units) {
+			b.endLocked(c, LeaseCancelled, "the job was faulted")
+		}
 	}
 }
 
