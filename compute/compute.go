@@ -23,7 +23,7 @@ const (
 	MaxArgs           = 64
 	MaxOpenOrders     = 256 // orders of one account not yet closed
 	MaxProviders      = 4096
-	MaxLogLines       = 512 // an order's event log keeps the last lines
+	MaxLogLines       = 512               // an order's event log keeps the last lines
 	MaxPrice          = 1_000_000_000_000 // sat per core-hour or per GiB-hour
 	MaxWait           = 20 * time.Second  // longest long-poll (below the market's 30 s write timeout)
 	maxFieldLen       = 128
@@ -203,14 +203,14 @@ const (
 
 // Lease statuses.
 const (
-	LeasePending   = "pending" // assigned, not yet fetched by the provider
-	LeaseRunning   = "running"
-	LeaseDone      = "done"
-	LeaseExhausted = "exhausted"
-	LeaseLost      = "lost"
-	LeaseFaulted   = "faulted" // returned outputs a spot check refuted
+	LeasePending    = "pending" // assigned, not yet fetched by the provider
+	LeaseRunning    = "running"
+	LeaseDone       = "done"
+	LeaseExhausted  = "exhausted"
+	LeaseLost       = "lost"
+	LeaseFaulted    = "faulted" // returned outputs a spot check refuted
 	LeaseIncomplete = "incomplete"
-	LeaseCancelled = "cancelled"
+	LeaseCancelled  = "cancelled"
 )
 
 // OrderView is an order as its tenant sees it.
