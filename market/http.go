@@ -108,11 +108,12 @@ type HTTPConfig struct {
 	// trusted, since anyone can send them).
 	AccountsPerHour float64
 	AccountBurst    int
+	Logger          *slog.Logger
+	Now             func() time.Time
+
 	// Compute, when not nil, serves the compute-leasing API (package compute) under
 	// /api/v1/compute/, authenticated by the market's API keys.
 	Compute http.Handler
-	Logger  *slog.Logger
-	Now             func() time.Time
 }
 
 type api struct {
