@@ -63,6 +63,7 @@ type order struct {
 	charged     int64 // Σ of its leases' charges
 	refunded    int64 // leftover and forfeits returned to the tenant
 	closed      bool
+	closedAt    time.Time
 	main        *lease
 	leases      []*lease // main first, then checks
 	// Spot checks of the main lease: sample are the order's units re-run, check and
@@ -114,7 +115,8 @@ func terminal(status string) bool {
 	return true
 }
 
-// New returns a Book. Run Start to meter leases that stop reporting and retry what
+// New returns a Book, after refunding the escrow of orders a previous run left open
+// (see refundOrphans). Run Start to meter leases that stop reporting and retry what
 // waits for capacity.
 func New(cfg Config) (*Book, error) {
 	cfg.defaults()
@@ -122,8 +124,13 @@ func New(cfg Config) (*Book, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Book{cfg: cfg, log: cfg.Logger, providers: map[string]*provider{}, orders: map[string]*order{}, leases: map[string]*lease{},
-		ctx: ctx, cancel: cancel}, nil
+	b := &Book{cfg: cfg, log: cfg.Logger, providers: map[string]*provider{}, orders: map[string]*order{}, leases: map[string]*lease{},
+		ctx: ctx, cancel: cancel}
+	if err := b.refundOrphans(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	return b, nil
 }
 
 // Start runs the book's tick every half interval: leases whose provider stopped
@@ -236,8 +243,11 @@ func (b *Book) ownProvider(account, id string) (*provider, error) {
 }
 
 func (b *Book) offerLocked(p *provider) Offer {
-	return Offer{Provider: p.id, Name: p.name, Resources: p.res, Price: p.price, MemPrice: p.memPrice,
-		Free: Resources{Cores: p.res.Cores - p.usedCores, Memory: p.res.Memory - p.usedMem}}
+	free := Resources{Cores: max(p.res.Cores-p.usedCores, 0)}
+	if p.usedMem < p.res.Memory {
+		free.Memory = p.res.Memory - p.usedMem
+	}
+	return Offer{Provider: p.id, Name: p.name, Resources: p.res, Price: p.price, MemPrice: p.memPrice, Free: free}
 }
 
 // Offers lists the offers of providers online and not marked, cheapest first.
@@ -273,8 +283,10 @@ func (b *Book) sortedProvidersLocked() []*provider {
 
 // fits reports whether p can take a lease of o now.
 func (b *Book) fits(p *provider, o *order) bool {
+	// Sums, not differences: a provider that registered again with less than its
+	// leases hold has no room, not a negative (or, for memory, wrapped) one.
 	return b.online(p) && !p.marked && p.price <= o.req.MaxPrice && p.memPrice <= o.req.MaxMemPrice &&
-		p.res.Cores-p.usedCores >= o.req.Cores && p.res.Memory-p.usedMem >= o.req.Memory
+		p.usedCores+o.req.Cores <= p.res.Cores && p.usedMem+o.req.Memory <= p.res.Memory
 }
 
 // Provider returns account's provider id with its leases and earnings.

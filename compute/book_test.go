@@ -640,3 +640,53 @@ func TestOrderValidation(t *testing.T) {
 		t.Errorf("good order: %v", err)
 	}
 }
+
+func TestRestartRefundsOrphanedEscrow(t *testing.T) {
+	f := newFixture(t, compute.Config{})
+	tenant, _ := f.account(100_000)
+	p := f.provider("p1", 1, satPerMS)
+	o := f.order(tenant, 2, 50_000, true)
+	lease := f.work(p)[0].ID
+	f.clk.Add(time.Second)
+	f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 400e6, WallNS: 1e9})
+	// The market restarts: a new book on the same ledger.
+	for range 2 {
+		if _, err := compute.New(compute.Config{Ledger: f.led, Accounts: f.m, Network: regtest, Now: f.clk.Now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.balance("compute:escrow:" + o.ID); got != 0 {
+		t.Errorf("escrow after the restart: %d, want 0", got)
+	}
+	if got := f.balance("market:buyer:" + tenant); got != 100_000-400 {
+		t.Errorf("tenant after the restart: %d, want %d (all but the 400 held for the reported work)", got, 100_000-400)
+	}
+	if got := f.balance("compute:held:" + lease); got != 400 {
+		t.Errorf("held after the restart: %d, want 400 left for the operator", got)
+	}
+	if err := f.led.Check(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClosedOrdersAreForgottenAfterRetention(t *testing.T) {
+	f := newFixture(t, compute.Config{Retention: time.Hour})
+	tenant, _ := f.account(100_000)
+	o := f.order(tenant, 1, 1_000, true)
+	if _, err := f.b.Cancel(f.ctx, tenant, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Add(time.Hour)
+	f.b.Tick(f.ctx)
+	if _, err := f.b.Order(tenant, o.ID); err != nil {
+		t.Fatalf("order gone before its retention: %v", err)
+	}
+	f.clk.Add(time.Second)
+	f.b.Tick(f.ctx)
+	if _, err := f.b.Order(tenant, o.ID); err == nil {
+		t.Errorf("closed order still kept after its retention")
+	}
+	if got := f.balance("market:buyer:" + tenant); got != 100_000 {
+		t.Errorf("tenant balance %d after a cancelled order, want 100000", got)
+	}
+}

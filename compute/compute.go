@@ -1,7 +1,6 @@
 package compute
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -65,6 +64,9 @@ type Config struct {
 	SampleBps int64
 	// UnitTimeout bounds one unit's run on a provider. Default 10 minutes.
 	UnitTimeout time.Duration
+	// Retention is how long a closed order, its leases and outputs stay readable.
+	// Default 24 hours.
+	Retention time.Duration
 	// Rand picks the spot-checked units: a number in [0, n). Default math/rand/v2.
 	Rand   func(n int) int
 	Logger *slog.Logger
@@ -86,6 +88,9 @@ func (c *Config) defaults() {
 	}
 	if c.UnitTimeout == 0 {
 		c.UnitTimeout = 10 * time.Minute
+	}
+	if c.Retention == 0 {
+		c.Retention = 24 * time.Hour
 	}
 	if c.Rand == nil {
 		c.Rand = rand.IntN
@@ -302,6 +307,3 @@ type UnitOutput struct {
 	Err      string `json:"error,omitempty"`
 	Checked  bool   `json:"checked"` // confirmed by a re-run on another provider
 }
-
-// ctxDone reports whether ctx has ended.
-func ctxDone(ctx context.Context) bool { return ctx.Err() != nil }

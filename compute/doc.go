@@ -72,8 +72,11 @@
 //	POST /api/v1/compute/leases/{id}/usage        report usage (UsageReport) → ReportReply
 //	POST /api/v1/compute/leases/{id}/results      one unit's outputs (UnitResult)
 //
-// Left out: orders, leases and outputs are kept in memory (a restarted market loses
-// them; their escrow and held accounts stay in the ledger, to be refunded by hand);
+// Left out: orders, leases and outputs are kept in memory, and closed orders for
+// Config.Retention (a day): a restarted market loses them; when the book starts
+// again, the escrow of orders left open returns to their tenants, while what their
+// leases held for spot checks stays in compute:held: accounts, logged, for the
+// operator to settle;
 // OCI images (only WebAssembly jobs); long-running services (only jobs of units);
 // GPUs are discovered and offered but no job can use one; a lost job's remaining
 // units are refunded, not moved to another provider; the power controller moving

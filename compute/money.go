@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashgrid/hashgrid"
@@ -163,7 +165,7 @@ func (b *Book) nextMoneyLocked(o *order) *money {
 	// was funded and never charged.
 	left := o.funded - o.charged
 	if left <= 0 {
-		return &money{apply: func() { o.closed = true; o.logf(b.cfg.Now(), "order closed") }}
+		return &money{apply: func() { o.closed, o.closedAt = true, b.cfg.Now(); o.logf(o.closedAt, "order closed") }}
 	}
 	return &money{
 		txs: []ledger.Tx{{
@@ -173,8 +175,8 @@ func (b *Book) nextMoneyLocked(o *order) *money {
 		}},
 		apply: func() {
 			o.refunded += left
-			o.closed = true
-			o.logf(b.cfg.Now(), "refunded %d sat of escrow left; order closed", left)
+			o.closed, o.closedAt = true, b.cfg.Now()
+			o.logf(o.closedAt, "refunded %d sat of escrow left; order closed", left)
 		},
 	}
 }
@@ -239,6 +241,9 @@ func (b *Book) Tick(ctx context.Context) {
 	var orders []*order
 	for _, o := range b.orders {
 		if o.closed {
+			if now.Sub(o.closedAt) > b.cfg.Retention {
+				b.forgetLocked(o)
+			}
 			continue
 		}
 		orders = append(orders, o)
@@ -257,4 +262,66 @@ func (b *Book) Tick(ctx context.Context) {
 	for _, o := range orders {
 		b.step(ctx, o)
 	}
+}
+
+// forgetLocked drops a closed order, its leases and their outputs from memory; the
+// ledger keeps its money.
+func (b *Book) forgetLocked(o *order) {
+	delete(b.orders, o.id)
+	for _, l := range o.leases {
+		delete(b.leases, l.id)
+		l.p.leases = slices.DeleteFunc(l.p.leases, func(x *lease) bool { return x == l })
+	}
+}
+
+// refundOrphans returns to its tenant the escrow of every order a previous run left
+// open. Orders live in memory only, so when a book starts, money in an escrow belongs
+// to an order nobody will settle. Held accounts (charged for metered work, waiting
+// for a spot check) are left as they are and logged: whether the provider or the
+// tenant should have them is for the operator to decide.
+func (b *Book) refundOrphans(ctx context.Context) error {
+	bals, err := b.cfg.Ledger.Balances(ctx, "compute:escrow:")
+	if err != nil {
+		return fmt.Errorf("compute: escrows: %w", err)
+	}
+	for acct, n := range bals {
+		if n <= 0 {
+			continue
+		}
+		id := strings.TrimPrefix(acct, "compute:escrow:")
+		fund, err := b.cfg.Ledger.Entry(ctx, "compute:fund:"+id)
+		if err != nil {
+			return fmt.Errorf("compute: escrow of order %s: %w", id, err)
+		}
+		tenant := ""
+		for _, p := range fund.Postings {
+			if strings.HasPrefix(p.Account, "market:buyer:") {
+				tenant = p.Account
+			}
+		}
+		last, err := b.cfg.Ledger.Entries(ctx, acct, 1)
+		if err != nil || len(last) == 0 || tenant == "" {
+			return fmt.Errorf("compute: escrow of order %s: no tenant found (%v)", id, err)
+		}
+		// Keyed by the escrow's last entry: the balance at that entry is fixed, so a
+		// retry posts the same amount.
+		if _, err := b.cfg.Ledger.Post(ctx, ledger.Tx{
+			Key: fmt.Sprintf("compute:orphan:%s:upto:%d", id, last[0].ID), Memo: "escrow of compute order " + id + " left by a restart",
+			Postings:    []ledger.Posting{{Account: acct, Amount: -n}, {Account: tenant, Amount: n}},
+			NonNegative: []string{acct},
+		}); err != nil {
+			return fmt.Errorf("compute: refund escrow of order %s: %w", id, err)
+		}
+		b.log.Warn("compute: refunded the escrow of an order a restart ended", "order", id, "amount", n)
+	}
+	held, err := b.cfg.Ledger.Balances(ctx, "compute:held:")
+	if err != nil {
+		return fmt.Errorf("compute: held: %w", err)
+	}
+	for acct, n := range held {
+		if n > 0 {
+			b.log.Warn("compute: a lease a restart ended holds earnings not released", "account", acct, "amount", n)
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package compute
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 )
@@ -70,7 +71,7 @@ func (b *Book) verifyLocked(o *order) {
 				return
 			}
 		}
-		for _, u := range slices.Sorted(mapKeys(o.mismatch)) {
+		for _, u := range slices.Sorted(maps.Keys(o.mismatch)) {
 			t := T.out[u]
 			if t == nil {
 				continue
@@ -126,7 +127,7 @@ func (b *Book) toCheckLocked(o *order) []int {
 // startTiebreakLocked leases the disputed units to a provider other than the job's
 // and the check's, or returns nil when none fits.
 func (b *Book) startTiebreakLocked(o *order) *lease {
-	units := slices.Sorted(mapKeys(o.mismatch))
+	units := slices.Sorted(maps.Keys(o.mismatch))
 	for _, p := range b.sortedProvidersLocked() {
 		if p == o.main.p || p == o.check.p || !b.fits(p, o) {
 			continue
@@ -163,16 +164,6 @@ func (b *Book) faultLocked(l *lease, why string) {
 		// it did its work.
 		if len(c.out) < len(c.units) {
 			b.endLocked(c, LeaseCancelled, "the job was faulted")
-		}
-	}
-}
-
-func mapKeys(m map[int]bool) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
 		}
 	}
 }

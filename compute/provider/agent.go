@@ -249,7 +249,7 @@ func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
 
 	units := make(chan int)
 	var workers sync.WaitGroup
-	n := min(max(w.Cores, 1), len(w.Units))
+	n := max(min(w.Cores, len(w.Units)), 1)
 	mem := w.Memory / uint64(n)
 	for range n {
 		workers.Go(func() {
