@@ -104,6 +104,17 @@ func (a *Agent) ID() string {
 	return a.id
 }
 
+// Running lists the leases whose units the agent is running now.
+func (a *Agent) Running() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.running))
+	for id := range a.running {
+		out = append(out, id)
+	}
+	return out
+}
+
 // Status returns the provider's leases and earnings as the market keeps them.
 func (a *Agent) Status(ctx context.Context) (compute.ProviderView, error) {
 	return a.c.Provider(ctx, a.ID())
@@ -124,7 +135,15 @@ func (a *Agent) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		work, err := a.c.Work(ctx, a.ID(), a.cfg.Wait)
+		a.mu.Lock()
+		wait := a.cfg.Wait
+		if a.interval > 0 {
+			// The market counts a provider online while it polls at least once per
+			// interval or so; a longer wait would make it flap.
+			wait = min(wait, a.interval)
+		}
+		a.mu.Unlock()
+		work, err := a.c.Work(ctx, a.ID(), wait)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
