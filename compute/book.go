@@ -792,7 +792,7 @@ func (b *Book) Report(ctx context.Context, account, id string, rep UsageReport) 
 	l.reports++
 	if stop {
 		b.endLocked(l, LeaseExhausted, "the order's budget is spent")
-		if l == l.o.main {
+		if l == l.o.main && l.o.status == OrderRunning {
 			l.o.status, l.o.reason = OrderExhausted, "budget spent"
 		}
 	} else if rep.Final {
