@@ -470,9 +470,9 @@ func (b *Book) OrderOffers(account, id string) ([]Offer, error) {
 	return out, nil
 }
 
-// Accept leases account's open order id to provider (empty: the cheapest offer that
-// fits).
-func (b *Book) Accept(account, id, provider string) (OrderView, error) {
+// Accept leases account's open order id to provider pid (empty: the cheapest offer
+// that fits).
+func (b *Book) Accept(account, id, pid string) (OrderView, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o, err := b.ownOrder(account, id)
@@ -482,11 +482,11 @@ func (b *Book) Accept(account, id, provider string) (OrderView, error) {
 	if o.status != OrderOpen {
 		return OrderView{}, hashgrid.Errorf(hashgrid.ECONFLICT, "order %s is %s, not open", id, o.status)
 	}
-	if provider == "" {
+	if pid == "" {
 		if !b.assignCheapestLocked(o) {
 			return OrderView{}, hashgrid.Errorf(hashgrid.ECONFLICT, "no offer fits order %s now", id)
 		}
-	} else if err := b.acceptLocked(o, provider); err != nil {
+	} else if err := b.acceptLocked(o, pid); err != nil {
 		return OrderView{}, err
 	}
 	return b.orderViewLocked(o), nil
