@@ -141,6 +141,16 @@ func (f *fixture) work(p testProvider) []compute.LeaseWork {
 	return w
 }
 
+// lease fetches the one lease waiting for p.
+func (f *fixture) lease(p testProvider) compute.LeaseWork {
+	f.t.Helper()
+	w := f.work(p)
+	if len(w) != 1 {
+		f.t.Fatalf("provider %s fetched %d leases, want 1", p.id, len(w))
+	}
+	return w[0]
+}
+
 func (f *fixture) report(p testProvider, lease string, rep compute.UsageReport) compute.ReportReply {
 	f.t.Helper()
 	r, err := f.b.Report(f.ctx, p.acct, lease, rep)
@@ -278,7 +288,7 @@ func TestMeteringBoundedByLease(t *testing.T) {
 	tenant, _ := f.account(1_000_000)
 	p := f.provider("p1", 1, satPerMS)
 	f.order(tenant, 1, 100_000, true)
-	lease := f.work(p)[0].ID
+	lease := f.lease(p).ID
 	f.clk.Add(time.Second)
 	// Five CPU-seconds in one wall second on one leased core, and a wall time ten
 	// times the market's clock: one CPU-second and 1.5 s (the clock plus half an
@@ -306,7 +316,7 @@ func TestMemoryHeldIsCharged(t *testing.T) {
 	if _, err := f.b.PlaceOrder(f.ctx, tenant, req); err != nil {
 		t.Fatal(err)
 	}
-	lease := f.work(p)[0].ID
+	lease := f.lease(p).ID
 	f.clk.Add(time.Second)
 	// Half a GiB for one second at 1000 sat per GiB-second: 500 sat; RSS above the
 	// lease's memory is metered as the lease's memory.
@@ -324,7 +334,7 @@ func TestBudgetStopsWithinOneInterval(t *testing.T) {
 	tenant, _ := f.account(10_000)
 	p := f.provider("p1", 1, satPerMS)
 	o := f.order(tenant, 1, 2_500, true)
-	lease := f.work(p)[0].ID
+	lease := f.lease(p).ID
 	// One interval of the lease costs at most 1000 sat (one core busy for a second).
 	f.clk.Add(time.Second)
 	if r := f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 1e9, WallNS: 1e9}); r.Stop || r.Charged != 1000 {
@@ -351,7 +361,7 @@ func TestChargeNeverExceedsBudget(t *testing.T) {
 	tenant, _ := f.account(10_000)
 	p := f.provider("p1", 1, satPerMS)
 	o := f.order(tenant, 1, 2_500, true)
-	lease := f.work(p)[0].ID
+	lease := f.lease(p).ID
 	// A late report of three busy seconds costs 3000; the escrow holds 2500.
 	f.clk.Add(3 * time.Second)
 	if r := f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 3e9, WallNS: 3e9}); !r.Stop || r.Charged != 2500 {
@@ -371,7 +381,7 @@ func TestLostLeaseRefundsTheRest(t *testing.T) {
 	tenant, _ := f.account(100_000)
 	p := f.provider("p1", 1, satPerMS)
 	o := f.order(tenant, 3, 50_000, true)
-	lease := f.work(p)[0].ID
+	lease := f.lease(p).ID
 	f.clk.Add(time.Second)
 	f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 700e6, WallNS: 1e9})
 	f.result(p, lease, 0, "a")
@@ -423,7 +433,7 @@ func TestSpotCheckPasses(t *testing.T) {
 	if len(o.Leases) != 2 || o.Leases[0].Provider != ps[0].id || o.Leases[1].Provider != ps[1].id || o.Leases[1].Units != 1 {
 		t.Fatalf("leases %+v: want the job on the cheapest provider and a one-unit check on the next", o.Leases)
 	}
-	job, check := f.work(ps[0])[0], f.work(ps[1])[0]
+	job, check := f.lease(ps[0]), f.lease(ps[1])
 	if !bytes.Equal(check.Units[0], job.Units[0]) {
 		t.Fatalf("the check re-runs %x, want unit 0 (%x)", check.Units[0], job.Units[0])
 	}
@@ -455,7 +465,7 @@ func TestSpotCheckCatchesWrongResults(t *testing.T) {
 	f, ps := spotFixture(t)
 	tenant, _ := f.account(1_000_000)
 	o := f.order(tenant, 4, 100_000, false)
-	job, check := f.work(ps[0])[0], f.work(ps[1])[0]
+	job, check := f.lease(ps[0]), f.lease(ps[1])
 	f.clk.Add(time.Second)
 	f.report(ps[0], job.ID, compute.UsageReport{Seq: 1, CPUNS: 1e9, WallNS: 1e9})
 	f.result(ps[0], job.ID, 0, "wrong")
@@ -466,7 +476,7 @@ func TestSpotCheckCatchesWrongResults(t *testing.T) {
 	if v.Status != compute.OrderRunning || len(v.Leases) != 3 {
 		t.Fatalf("order %+v: want a tie-break lease on the third provider", v)
 	}
-	tie := f.work(ps[2])[0]
+	tie := f.lease(ps[2])
 	f.result(ps[2], tie.ID, 0, "right")
 	f.clk.Add(time.Second)
 	f.report(ps[2], tie.ID, compute.UsageReport{Seq: 1, CPUNS: 100e6, WallNS: 1e9, Final: true})
@@ -503,14 +513,14 @@ func TestSpotCheckFaultsAWrongChecker(t *testing.T) {
 	f, ps := spotFixture(t)
 	tenant, _ := f.account(1_000_000)
 	o := f.order(tenant, 2, 100_000, false)
-	job, check := f.work(ps[0])[0], f.work(ps[1])[0]
+	job, check := f.lease(ps[0]), f.lease(ps[1])
 	f.clk.Add(time.Second)
 	f.result(ps[0], job.ID, 0, "right")
 	f.result(ps[0], job.ID, 1, "also right")
 	f.report(ps[0], job.ID, compute.UsageReport{Seq: 1, CPUNS: 1e9, WallNS: 1e9, Final: true})
 	f.result(ps[1], check.ID, 0, "wrong")
 	f.report(ps[1], check.ID, compute.UsageReport{Seq: 1, CPUNS: 100e6, WallNS: 1e9, Final: true})
-	tie := f.work(ps[2])[0]
+	tie := f.lease(ps[2])
 	f.result(ps[2], tie.ID, 0, "right")
 	f.report(ps[2], tie.ID, compute.UsageReport{Seq: 1, CPUNS: 100e6, WallNS: 1e9, Final: true})
 	v := f.orderView(tenant, o.ID)
@@ -535,7 +545,7 @@ func TestNoThirdProviderFaultsTheJob(t *testing.T) {
 	a, b := f.provider("a", 1, satPerMS), f.provider("b", 2, 2*satPerMS)
 	tenant, _ := f.account(1_000_000)
 	o := f.order(tenant, 2, 100_000, false)
-	job, check := f.work(a)[0], f.work(b)[0]
+	job, check := f.lease(a), f.lease(b)
 	f.clk.Add(time.Second)
 	f.report(a, job.ID, compute.UsageReport{Seq: 1, CPUNS: 1e9, WallNS: 1e9})
 	f.result(a, job.ID, 0, "one")
@@ -551,7 +561,7 @@ func TestCancelRefundsTheRest(t *testing.T) {
 	tenant, _ := f.account(100_000)
 	p := f.provider("p1", 1, satPerMS)
 	o := f.order(tenant, 3, 50_000, true)
-	lease := f.work(p)[0].ID
+	lease := f.lease(p).ID
 	f.clk.Add(time.Second)
 	f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 300e6, WallNS: 1e9})
 	v, err := f.b.Cancel(f.ctx, tenant, o.ID)
@@ -646,7 +656,7 @@ func TestRestartRefundsOrphanedEscrow(t *testing.T) {
 	tenant, _ := f.account(100_000)
 	p := f.provider("p1", 1, satPerMS)
 	o := f.order(tenant, 2, 50_000, true)
-	lease := f.work(p)[0].ID
+	lease := f.lease(p).ID
 	f.clk.Add(time.Second)
 	f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 400e6, WallNS: 1e9})
 	// The market restarts: a new book on the same ledger.
