@@ -237,6 +237,9 @@ func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
 	defer stop()
 	start := time.Now()
 	interval := time.Duration(w.IntervalMS) * time.Millisecond
+	if interval <= 0 {
+		interval = time.Minute
+	}
 	m := &meter{live: map[*sandbox.Process]bool{}}
 	var seq uint64
 	var seqMu sync.Mutex
