@@ -1,5 +1,5 @@
 // Package model is the inference workload hashgrid's compute leases run, test and
-// spot-check: a small neural network (64 inputs, one hidden layer of ReLUs, 10
+// spot-check: a small neural network (64 inputs, one hidden layer of 64 ReLUs, 10
 // outputs) that reads handwritten digits, shipped with its weights so nothing is
 // downloaded at run time.
 //

@@ -17,7 +17,7 @@ type TrainConfig struct {
 }
 
 // DefaultTrainConfig made digits.weights.
-var DefaultTrainConfig = TrainConfig{Hidden: 32, Epochs: 30, Rate: 0.02, RateStep: 5, Seed: 1}
+var DefaultTrainConfig = TrainConfig{Hidden: 64, Epochs: 40, Rate: 0.05, RateStep: 8, Seed: 1}
 
 // Train fits a network to the examples by stochastic gradient descent on the squared
 // error against one-hot classes, then quantizes it.

@@ -12,8 +12,8 @@ import (
 // metering relies on.
 var errLinux = errors.New("sandbox: jobs run on Linux only")
 
-func readProc(int) (Usage, error)             { return Usage{}, errLinux }
-func childAttr() *syscall.SysProcAttr         { return nil }
-func limitCPU(time.Duration) error            { return errLinux }
-func mapMemory(uint64) ([]byte, error)        { return nil, errLinux }
-func unmapMemory([]byte)                      {}
+func readProc(int) (Usage, error)      { return Usage{}, errLinux }
+func childAttr() *syscall.SysProcAttr  { return nil }
+func limitCPU(time.Duration) error     { return errLinux }
+func mapMemory(uint64) ([]byte, error) { return nil, errLinux }
+func unmapMemory([]byte)               {}

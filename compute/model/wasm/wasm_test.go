@@ -50,12 +50,16 @@ func TestDigitsBuiltFromSource(t *testing.T) {
 	}
 }
 
+// cache keeps compiled modules across runModule calls: compiling the 3 MB module
+// takes seconds, running it milliseconds.
+var cache = wazero.NewCompilationCache()
+
 // runModule runs a module in-process with wazero, the way compute/sandbox's child
 // does but without a child, and returns its stdout, stderr and exit code.
 func runModule(t *testing.T, module []byte, stdin []byte, files fstest.MapFS, args ...string) (stdout, stderr []byte, code uint32) {
 	t.Helper()
 	ctx := context.Background()
-	r := wazero.NewRuntime(ctx)
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
 	defer r.Close(ctx)
 	wasi_snapshot_preview1.MustInstantiate(ctx, r)
 	var out, errb bytes.Buffer
