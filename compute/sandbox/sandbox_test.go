@@ -22,21 +22,33 @@ import (
 // sandbox-exec` is in the real binary.
 const childEnv = "HASHGRID_SANDBOX_CHILD"
 
+// cacheDir is a compilation cache the tests share: compiling a Go-built module takes
+// seconds, so only TestRunOutput and the benchmarks compile afresh.
+var cacheDir string
+
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(ChildMain(os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "sandbox-cache")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cacheDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
-// testRunner starts this test binary as the child.
+// testRunner starts this test binary as the child, with the shared compilation cache.
 func testRunner(tb testing.TB) Runner {
 	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return Runner{Exe: exe, Env: []string{childEnv + "=1"}}
+	return Runner{Exe: exe, Env: []string{childEnv + "=1"}, CacheDir: cacheDir}
 }
 
 var probe struct {
@@ -78,7 +90,12 @@ func probeModule(tb testing.TB) []byte {
 // runSpec runs a spec to its end.
 func runSpec(tb testing.TB, s Spec) Result {
 	tb.Helper()
-	p, err := testRunner(tb).Start(context.Background(), s)
+	return runWith(tb, testRunner(tb), s)
+}
+
+func runWith(tb testing.TB, r Runner, s Spec) Result {
+	tb.Helper()
+	p, err := r.Start(context.Background(), s)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -96,7 +113,9 @@ func probeSpec(tb testing.TB, args ...string) Spec {
 func TestRunOutput(t *testing.T) {
 	s := probeSpec(t, "echo")
 	s.Stdin = []byte("hello from the tenant\n")
-	res := runSpec(t, s)
+	uncached := testRunner(t)
+	uncached.CacheDir = ""
+	res := runWith(t, uncached, s)
 	if res.Err != "" || res.ExitCode != 0 || string(res.Stdout) != "hello from the tenant\n" {
 		t.Errorf("echo: err %q, exit %d, stdout %q", res.Err, res.ExitCode, res.Stdout)
 	}
@@ -126,7 +145,8 @@ func TestInputs(t *testing.T) {
 }
 
 // TestNoEscape checks that a module reads its granted input and nothing else, writes
-// nowhere, reaches no socket and sees no environment.
+// nowhere, gets no socket from WASI (sock_accept on every low descriptor fails),
+// reaches no listener on the host, and sees no environment.
 func TestNoEscape(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
