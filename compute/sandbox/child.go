@@ -1,0 +1,288 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// request is what the parent writes to the child's standard input.
+type request struct {
+	Spec     Spec
+	CacheDir string // wazero compilation cache; "" compiles afresh
+}
+
+// reply is what the child writes to its standard output.
+type reply struct {
+	Stdout, Stderr []byte
+	ExitCode       int
+	Err            string
+	Compile        time.Duration
+}
+
+// maxRequest bounds what the child reads: the largest module and inputs, base64 in
+// JSON, and room for the rest.
+const maxRequest = (MaxModuleSize+MaxInputSize)/3*4 + 1<<20
+
+// ChildMain is the child side of Runner.Start: it reads one request from stdin, runs
+// the module and writes one reply to stdout. It returns the process exit status: 0
+// when a reply was written (whatever became of the module), 1 when the request could
+// not be read or the reply not written, with the reason on stderr.
+func ChildMain(stdin io.Reader, stdout, stderr io.Writer) int {
+	// The module's goroutine cannot be preempted while it runs compiled wasm; a
+	// second P lets the goroutines that stop it (the CPU signal, wazero's context
+	// watch) run even on a one-core machine.
+	if runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
+	var req request
+	b, err := io.ReadAll(io.LimitReader(stdin, maxRequest+1))
+	if err == nil && len(b) > maxRequest {
+		err = fmt.Errorf("request over %d bytes", maxRequest)
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &req)
+	}
+	if err == nil {
+		err = req.Spec.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sandbox child: read request: %v\n", err)
+		return 1
+	}
+	rep := run(req.Spec.withDefaults(), req.CacheDir)
+	if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+		fmt.Fprintf(stderr, "sandbox child: write reply: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// stopCause is the cause given to the module's context when the child stops it.
+type stopCause struct{ reason, detail string }
+
+func (c *stopCause) Error() string { return stopErr(c.reason, c.detail) }
+
+// run compiles and runs one module.
+func run(s Spec, cacheDir string) reply {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+
+	rc := wazero.NewRuntimeConfig().
+		// Without this a module in an endless loop ignores the context: the CPU limit
+		// and output limit stop a module by cancelling it.
+		WithCloseOnContextDone(true)
+	if cacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
+		if err != nil {
+			return reply{ExitCode: -1, Err: stopErr(StopInvalid, "compilation cache: "+err.Error())}
+		}
+		defer cache.Close(ctx)
+		rc = rc.WithCompilationCache(cache)
+	}
+	r := wazero.NewRuntimeWithConfig(ctx, rc)
+	defer r.Close(context.Background())
+	wasi_snapshot_preview1.MustInstantiate(ctx, r)
+
+	t0 := time.Now()
+	compiled, err := r.CompileModule(ctx, s.Module)
+	compile := time.Since(t0)
+	if err != nil {
+		return reply{ExitCode: -1, Err: stopErr(StopInvalid, firstLine(err.Error())), Compile: compile}
+	}
+	s.Module = nil
+	if err := isCommand(compiled); err != nil {
+		return reply{ExitCode: -1, Err: stopErr(StopInvalid, err.Error()), Compile: compile}
+	}
+	if err := fitsMemory(compiled, s.MemoryLimit); err != nil {
+		return reply{ExitCode: -1, Err: stopErr(StopMemory, err.Error()), Compile: compile}
+	}
+
+	if s.CPULimit > 0 {
+		// SIGXCPU arrives at the soft limit; Go ignores it unless asked, so ask, and
+		// stop the module. The hard limit a second later is the kernel's SIGKILL for
+		// a child that does not stop.
+		xcpu := make(chan os.Signal, 1)
+		signal.Notify(xcpu, syscall.SIGXCPU)
+		defer signal.Stop(xcpu)
+		if err := limitCPU(s.CPULimit); err != nil {
+			return reply{ExitCode: -1, Err: stopErr(StopInvalid, err.Error()), Compile: compile}
+		}
+		stopped := make(chan struct{})
+		defer close(stopped)
+		go func() {
+			select {
+			case <-xcpu:
+				cancel(&stopCause{StopCPU, s.CPULimit.String()})
+			case <-stopped:
+			}
+		}()
+	}
+
+	over := func() { cancel(&stopCause{StopOutput, fmt.Sprintf("over %d bytes", s.MaxOutput)}) }
+	stdout := &capWriter{max: s.MaxOutput, over: over}
+	stderr := &capWriter{max: s.MaxOutput, over: over}
+	mem := &memoryLimiter{limit: s.MemoryLimit}
+	mc := wazero.NewModuleConfig().
+		WithName("job").
+		WithArgs(append([]string{"job"}, s.Args...)...).
+		WithStdin(bytes.NewReader(s.Stdin)).
+		WithStdout(stdout).
+		WithStderr(stderr).
+		// An in-memory fs.FS, not a host directory: wazero lets a guest walk out of
+		// a mounted host directory with "..", and an fs.FS has no outside.
+		WithFSConfig(wazero.NewFSConfig().WithFSMount(inputFS(s.Inputs), "/in"))
+	// The limit is applied by the allocator, not by WithMemoryLimitPages: wazero
+	// refuses a grow past its page limit without telling anyone, and the lease must
+	// tell a module that failed for want of memory from one that failed by itself.
+	runCtx := experimental.WithMemoryAllocator(ctx, mem)
+	mod, err := r.InstantiateModule(runCtx, compiled, mc)
+	if mod != nil {
+		mod.Close(context.Background())
+	}
+
+	rep := reply{Stdout: stdout.buf, Stderr: stderr.buf, Compile: compile}
+	var cause *stopCause
+	errors.As(context.Cause(ctx), &cause)
+	var exit *sys.ExitError
+	switch {
+	case err == nil:
+		rep.ExitCode = 0
+	case errors.As(err, &exit) && exit.ExitCode() != sys.ExitCodeContextCanceled && exit.ExitCode() != sys.ExitCodeDeadlineExceeded:
+		rep.ExitCode = int(exit.ExitCode())
+		if mem.refused.Load() {
+			rep.Err = stopErr(StopMemory, fmt.Sprintf("exit %d after a grow past %d bytes was refused", rep.ExitCode, s.MemoryLimit))
+		}
+	case cause != nil:
+		rep.ExitCode = -1
+	default:
+		rep.ExitCode = -1
+		rep.Err = stopErr(StopTrap, firstLine(err.Error()))
+		if mem.refused.Load() {
+			rep.Err = stopErr(StopMemory, fmt.Sprintf("trap after a grow past %d bytes was refused: %s", s.MemoryLimit, firstLine(err.Error())))
+		}
+	}
+	// A limit that stopped the module wins over however the module then ended: output
+	// was cut or CPU used up either way.
+	if cause != nil {
+		rep.Err = cause.Error()
+	}
+	return rep
+}
+
+// isCommand checks that the module is a wasip1 command: it starts at _start and
+// imports nothing but WASI, so that a missing import is called invalid before it runs
+// rather than a trap after.
+func isCommand(m wazero.CompiledModule) error {
+	if _, ok := m.ExportedFunctions()["_start"]; !ok {
+		return errors.New("module exports no _start function")
+	}
+	for _, f := range m.ImportedFunctions() {
+		if mod, name, _ := f.Import(); mod != wasi_snapshot_preview1.ModuleName {
+			return fmt.Errorf("module imports %s.%s; only %s is provided", mod, name, wasi_snapshot_preview1.ModuleName)
+		}
+	}
+	if len(m.ImportedMemories()) > 0 {
+		return errors.New("module imports its memory; it must define its own")
+	}
+	return nil
+}
+
+// fitsMemory refuses a module whose declared minimum memory is over the limit.
+func fitsMemory(m wazero.CompiledModule, limit uint64) error {
+	for _, d := range m.ExportedMemories() {
+		if need := uint64(d.Min()) * wasmPage; need > limit {
+			return fmt.Errorf("module needs %d bytes of memory at start, limit %d", need, limit)
+		}
+	}
+	return nil
+}
+
+// capWriter keeps the first max bytes written to it and calls over once when more
+// come; the write that passes max fails, so the module sees it too.
+type capWriter struct {
+	buf  []byte
+	max  int
+	over func()
+	hit  bool
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	room := w.max - len(w.buf)
+	if len(p) <= room {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	w.buf = append(w.buf, p[:room]...)
+	if !w.hit {
+		w.hit = true
+		w.over()
+	}
+	return room, errors.New("output limit")
+}
+
+// memoryLimiter backs the module's linear memory with one anonymous mapping of the
+// limit's size, so growing never copies and untouched pages cost nothing, and refuses
+// (and records) any grow past the limit.
+type memoryLimiter struct {
+	limit   uint64
+	refused atomic.Bool
+}
+
+func (a *memoryLimiter) Allocate(_, max uint64) experimental.LinearMemory {
+	return &linearMemory{limiter: a, reserve: min(max, a.limit)}
+}
+
+type linearMemory struct {
+	limiter *memoryLimiter
+	reserve uint64
+	buf     []byte // the whole mapping once made
+}
+
+func (m *linearMemory) Reallocate(size uint64) []byte {
+	if size > m.limiter.limit {
+		m.limiter.refused.Store(true)
+		return nil
+	}
+	if size > m.reserve {
+		// Past the module's own declared maximum: wazero checks that first, so this
+		// is not reached, but never hand out more than was mapped.
+		return nil
+	}
+	if m.buf == nil && m.reserve > 0 {
+		b, err := mapMemory(m.reserve)
+		if err != nil {
+			m.limiter.refused.Store(true)
+			return nil
+		}
+		m.buf = b
+	}
+	return m.buf[:size:size]
+}
+
+func (m *linearMemory) Free() {
+	if m.buf != nil {
+		unmapMemory(m.buf)
+		m.buf = nil
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
