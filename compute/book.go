@@ -74,9 +74,12 @@ type order struct {
 	tiebreak *lease
 	mismatch map[int]bool
 	checked  map[int]bool
-	checks   int    // check leases started
-	verdict  string // "", "pass", "fault", "unchecked"
-	log      []string
+	checks   int // check leases started
+	// noChecker is when the job was first found with no other provider able to
+	// check it; zero while one could.
+	noChecker time.Time
+	verdict   string // "", "pass", "fault", "unchecked"
+	log       []string
 }
 
 type lease struct {

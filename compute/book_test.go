@@ -700,3 +700,24 @@ func TestClosedOrdersAreForgottenAfterRetention(t *testing.T) {
 		t.Errorf("tenant balance %d after a cancelled order, want 100000", got)
 	}
 }
+
+func TestCheckThatFinishesFirstIsNotRepeated(t *testing.T) {
+	f, ps := spotFixture(t)
+	tenant, _ := f.account(1_000_000)
+	o := f.order(tenant, 3, 100_000, false)
+	job, check := f.lease(ps[0]), f.lease(ps[1])
+	f.clk.Add(time.Second)
+	f.result(ps[1], check.ID, 0, "same")
+	f.report(ps[1], check.ID, compute.UsageReport{Seq: 1, CPUNS: 100e6, WallNS: 1e9, Final: true})
+	f.b.Tick(f.ctx)
+	if v := f.orderView(tenant, o.ID); len(v.Leases) != 2 {
+		t.Fatalf("leases %+v: a check that ran its units before the job did was started again", v.Leases)
+	}
+	for u := range 3 {
+		f.result(ps[0], job.ID, u, "same")
+	}
+	f.report(ps[0], job.ID, compute.UsageReport{Seq: 1, CPUNS: 1e9, WallNS: 1e9, Final: true})
+	if v := f.orderView(tenant, o.ID); v.Verdict != "pass" || v.Checked != 1 || !v.Closed {
+		t.Errorf("order %+v: want verdict pass on one unit, closed", v)
+	}
+}

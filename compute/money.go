@@ -235,6 +235,8 @@ func (b *Book) forfeitLocked(l *lease) *money {
 // Tick ends leases whose provider missed MissedReports intervals, retries open orders
 // and spot checks that wait for capacity, and settles what is due.
 func (b *Book) Tick(ctx context.Context) {
+	// verifyLocked may fault a lease: never between another money plan and its apply.
+	b.postMu.Lock()
 	b.mu.Lock()
 	now := b.cfg.Now()
 	limit := b.cfg.Interval * time.Duration(b.cfg.MissedReports)
@@ -257,8 +259,13 @@ func (b *Book) Tick(ctx context.Context) {
 			}
 		}
 	}
+	// Spot checks of orders under way take capacity before orders still open.
+	for _, o := range orders {
+		b.verifyLocked(o)
+	}
 	b.assignOpenLocked()
 	b.mu.Unlock()
+	b.postMu.Unlock()
 	for _, o := range orders {
 		b.step(ctx, o)
 	}

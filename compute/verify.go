@@ -96,8 +96,14 @@ func (b *Book) verifyLocked(o *order) {
 	switch {
 	case len(o.mismatch) > 0:
 	case o.check == nil:
-		// Wait a few intervals for a provider to take the check, then give up.
-		if now.Sub(L.ended) > time.Duration(b.cfg.MissedReports)*b.cfg.Interval {
+		// Wait while some other provider could take the check once it has room;
+		// give up a few intervals after none could.
+		if b.couldCheckLocked(o) {
+			o.noChecker = time.Time{}
+		} else if o.noChecker.IsZero() {
+			o.noChecker = now
+		}
+		if !o.noChecker.IsZero() && now.Sub(o.noChecker) > time.Duration(b.cfg.MissedReports)*b.cfg.Interval {
 			o.verdict = "unchecked"
 			o.logf(now, "no other provider could re-run the sample: job not spot-checked")
 		}
@@ -108,8 +114,21 @@ func (b *Book) verifyLocked(o *order) {
 	}
 }
 
-// uncheckedLocked counts the sampled units still to confirm: neither confirmed nor
-// disputed, and run by the job or still to be run by it.
+// couldCheckLocked reports whether a provider other than the job's is online, not
+// marked, within the order's prices and large enough for it, busy or not.
+func (b *Book) couldCheckLocked(o *order) bool {
+	for _, p := range b.providers {
+		if p != o.main.p && b.online(p) && !p.marked && p.price <= o.req.MaxPrice && p.memPrice <= o.req.MaxMemPrice &&
+			p.res.Cores >= o.req.Cores && p.res.Memory >= o.req.Memory {
+			return true
+		}
+	}
+	return false
+}
+
+// uncheckedLocked counts the sampled units that still need a re-run: neither
+// confirmed nor disputed nor re-run by the current check, and run by the job or
+// still to be run by it.
 func (b *Book) uncheckedLocked(o *order) int {
 	return len(b.toCheckLocked(o))
 }
@@ -117,7 +136,13 @@ func (b *Book) uncheckedLocked(o *order) int {
 func (b *Book) toCheckLocked(o *order) []int {
 	var out []int
 	for _, u := range o.sample {
-		if !o.checked[u] && !o.mismatch[u] && (!terminal(o.main.status) || o.main.out[u] != nil) {
+		switch {
+		case o.checked[u] || o.mismatch[u]:
+		case terminal(o.main.status) && o.main.out[u] == nil:
+			// The job ended without it: nothing to compare.
+		case o.check != nil && !o.check.faulted && o.check.out[u] != nil:
+			// The check has run it; the job has yet to.
+		default:
 			out = append(out, u)
 		}
 	}

@@ -3,6 +3,7 @@ package provider_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -109,7 +110,7 @@ type runningAgent struct {
 	a      *provider.Agent
 	addr   string
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run has returned
 }
 
 // kill ends the agent as a killed process would: its leases' processes die and it
@@ -131,16 +132,30 @@ func (l *loop) startAgent(name, key string, addrByte byte, price int64, corrupt 
 		Name:   name, PayoutAddress: addr, Price: price,
 		Resources: compute.Resources{Cores: 1, Memory: 1 << 30},
 		Runner:    l.runner, Wait: 2 * time.Second, CorruptOutputsForTesting: corrupt,
+		Logger: slog.New(slog.NewTextHandler(testLog{l.t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("agent", name),
 	})
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningAgent{a: a, addr: addr, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx) }()
+	r := &runningAgent{a: a, addr: addr, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		if err := a.Run(ctx); err != nil {
+			l.t.Errorf("agent %s: %v", name, err)
+		}
+	}()
 	l.t.Cleanup(func() { cancel(); <-r.done })
 	waitFor(l.t, 30*time.Second, "agent "+name+" registered", func() bool { return a.ID() != "" })
 	return r
+}
+
+// testLog writes an agent's log to the test's.
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -324,6 +339,9 @@ func TestLeasingEndToEnd(t *testing.T) {
 		t.Fatalf("the job went to %s, want the liar %s (cheapest)", jobLease(t, v).Provider, liar.a.ID())
 	}
 	v = l.waitOrder(tenants[1], v.ID, "closed", 120*time.Second, func(v compute.OrderView) bool { return v.Closed })
+	if lines, err := tenants[1].Log(l.ctx, v.ID); err == nil {
+		t.Logf("the liar's order:\n%s", strings.Join(lines, "\n"))
+	}
 	jl := jobLease(t, v)
 	if v.Status != compute.OrderFailed || v.Verdict != "fault" || jl.Status != compute.LeaseFaulted || jl.Settled != "forfeited" {
 		t.Fatalf("order run by the liar: %+v, want failed, job faulted and forfeited", v)
