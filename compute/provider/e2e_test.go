@@ -322,6 +322,9 @@ func TestLeasingEndToEnd(t *testing.T) {
 	}
 	if took := time.Since(killed); took > 6*interval {
 		t.Errorf("lease lost %s after the kill, want within about %d intervals", took, 4)
+	} else {
+		t.Logf("killed provider's lease lost and closed %s after the kill: %d of %d units done, %d sat charged, %d refunded",
+			took.Round(time.Millisecond), v.Done, len(units), v.Charged, v.Refunded)
 	}
 
 	// A provider that returns wrong results is caught by a spot check: it is the
