@@ -727,7 +727,11 @@ func (b *Book) Result(ctx context.Context, account, id string, r UnitResult) err
 		b.mu.Unlock()
 		return err
 	}
-	if l.status != LeaseRunning {
+	switch l.status {
+	case LeaseRunning, LeaseExhausted, LeaseCancelled:
+		// A unit that finished as its lease was stopped was metered and paid for: the
+		// tenant gets its outputs.
+	default:
 		b.mu.Unlock()
 		return hashgrid.Errorf(hashgrid.ECONFLICT, "lease %s is %s", id, l.status)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/hashgrid/hashgrid/compute/sandbox"
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
+	"github.com/hashgrid/hashgrid/payout"
 )
 
 // childEnv switches this test binary into the sandbox's child, as `hashgrid
@@ -428,4 +430,41 @@ func TestLeasingEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("tenants paid %d sat: providers earned %d, fee %d", paid, earned, fee)
+
+	// The pool's payout engine pays the providers' earnings from the same book, as it
+	// pays miners (here into an exported batch: no wallet on loopback).
+	dir := t.TempDir()
+	svc, err := payout.Open(payout.Config{Scheme: payout.PPLNS, Network: regtest, PoolAddress: payAddr(t, 99), Window: 1 << 40,
+		PayoutThreshold: 1, ExportDir: filepath.Join(dir, "payouts")}, filepath.Join(dir, "payout.db"), l.led, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	want := map[string]int64{}
+	for _, ag := range []*runningAgent{p0, p1, liar} {
+		if n, _ := l.led.Balance(l.ctx, payout.MinerAccount(ag.addr, "balance")); n > 0 {
+			want[ag.addr] = n
+		}
+	}
+	batches, err := svc.PayoutRun(l.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, b := range batches {
+		for _, it := range b.Items {
+			got[it.Address] += it.Amount
+		}
+	}
+	if len(want) != 2 || !maps.Equal(got, want) {
+		t.Errorf("payout batches pay %v, want the two honest providers' earnings %v", got, want)
+	}
+	for addr, n := range want {
+		if pending, _ := l.led.Balance(l.ctx, payout.MinerAccount(addr, "pending")); pending != n {
+			t.Errorf("%s: %d pending after the payout run, want %d", addr, pending, n)
+		}
+	}
+	if err := l.led.Check(l.ctx); err != nil {
+		t.Fatal(err)
+	}
 }
