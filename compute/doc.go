@@ -39,8 +39,10 @@
 // disagreement is ruled by a third provider; the one it contradicts is faulted: its
 // lease ends, the provider is marked (offered no more leases), and what its lease was
 // charged returns to the tenant. With no third provider online the job is faulted.
-// The tenant pays for the re-runs (a tenth of the units by default) out of the same
-// escrow.
+// Check leases take free capacity before orders still open; a job is left unchecked
+// (verdict "unchecked", paid as metered) only when, for MissedReports intervals, no
+// other provider that could run the order is online. The tenant pays for the re-runs
+// (a tenth of the units by default) out of the same escrow.
 //
 // Money: every change is a ledger entry with an idempotency key (compute:fund:ORDER,
 // compute:settle:LEASE:N, compute:release:LEASE, compute:payable:LEASE,
