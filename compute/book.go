@@ -51,6 +51,7 @@ type provider struct {
 	leases                  []*lease // every lease it ever held, oldest first
 	earned                  int64    // released to it, after fees
 	wake                    chan struct{}
+	polls                   int // long-polls waiting
 }
 
 type order struct {
@@ -326,15 +327,26 @@ func (b *Book) providerViewLocked(p *provider) ProviderView {
 // waiting up to wait for one. Fetching starts a lease's clock.
 func (b *Book) Work(ctx context.Context, account, id string, wait time.Duration) ([]LeaseWork, error) {
 	wait = min(max(wait, 0), MaxWait)
+	b.mu.Lock()
+	p, err := b.ownProvider(account, id)
+	if err == nil && p.polls >= MaxPolls {
+		err = hashgrid.Errorf(hashgrid.ERATELIMITED, "%d polls of provider %s already waiting", p.polls, id)
+	}
+	if err != nil {
+		b.mu.Unlock()
+		return nil, err
+	}
+	p.polls++
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		p.polls--
+		b.mu.Unlock()
+	}()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		b.mu.Lock()
-		p, err := b.ownProvider(account, id)
-		if err != nil {
-			b.mu.Unlock()
-			return nil, err
-		}
 		now := b.cfg.Now()
 		p.seen = now
 		var out []LeaseWork

@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/address/v2"
 	"github.com/btcsuite/btcd/chaincfg/v2"
 
+	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/compute"
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
@@ -719,5 +720,29 @@ func TestCheckThatFinishesFirstIsNotRepeated(t *testing.T) {
 	f.report(ps[0], job.ID, compute.UsageReport{Seq: 1, CPUNS: 1e9, WallNS: 1e9, Final: true})
 	if v := f.orderView(tenant, o.ID); v.Verdict != "pass" || v.Checked != 1 || !v.Closed {
 		t.Errorf("order %+v: want verdict pass on one unit, closed", v)
+	}
+}
+
+func TestPollsPerProviderLimited(t *testing.T) {
+	f := newFixture(t, compute.Config{})
+	p := f.provider("p", 1, satPerMS)
+	var wg sync.WaitGroup
+	for range compute.MaxPolls {
+		wg.Go(func() { f.b.Work(f.ctx, p.acct, p.id, 2*time.Second) })
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		_, err := f.b.Work(f.ctx, p.acct, p.id, 0)
+		if hashgrid.ErrorCode(err) == hashgrid.ERATELIMITED {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a poll beyond %d waiting ones: %v, want rate limited", compute.MaxPolls, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	if _, err := f.b.Work(f.ctx, p.acct, p.id, 0); err != nil {
+		t.Errorf("a poll once the others returned: %v", err)
 	}
 }

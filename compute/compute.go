@@ -25,6 +25,7 @@ const (
 	MaxLogLines       = 512               // an order's event log keeps the last lines
 	MaxPrice          = 1_000_000_000_000 // sat per core-hour or per GiB-hour
 	MaxWait           = 20 * time.Second  // longest long-poll (below the market's 30 s write timeout)
+	MaxPolls          = 4                 // long-polls one provider may have waiting at once
 	maxFieldLen       = 128
 	maxCores          = 4096
 	maxChecksPerOrder = 3
