@@ -796,9 +796,16 @@ func (b *Book) Report(ctx context.Context, account, id string, rep UsageReport) 
 	b.mu.Unlock()
 	if charge > 0 {
 		if _, err := b.cfg.Ledger.Post(ctx, tx); err != nil {
-			b.postMu.Unlock()
-			b.log.Error("compute: settlement not posted", "lease", id, "key", tx.Key, "err", err)
-			return ReportReply{}, fmt.Errorf("compute: settle: %w", err)
+			// A post that reached the ledger but whose answer was lost leaves the key
+			// taken, perhaps with another amount: take what the ledger holds under it
+			// (the next report charges the rest, the cost being cumulative).
+			posted, ok := b.postedCharge(ctx, tx.Key, l.id)
+			if !ok {
+				b.postMu.Unlock()
+				b.log.Error("compute: settlement not posted", "lease", id, "key", tx.Key, "err", err)
+				return ReportReply{}, fmt.Errorf("compute: settle: %w", err)
+			}
+			charge = posted
 		}
 	}
 	b.mu.Lock()
@@ -833,6 +840,21 @@ func (b *Book) Report(ctx context.Context, account, id string, rep UsageReport) 
 	b.postMu.Unlock()
 	b.step(ctx, l.o)
 	return reply, nil
+}
+
+// postedCharge returns what the entry under key moved into lease's held account, if
+// the ledger has that entry.
+func (b *Book) postedCharge(ctx context.Context, key, lease string) (int64, bool) {
+	e, err := b.cfg.Ledger.Entry(ctx, key)
+	if err != nil {
+		return 0, false
+	}
+	for _, p := range e.Postings {
+		if p.Account == acctHeld(lease) {
+			return p.Amount, true
+		}
+	}
+	return 0, false
 }
 
 // meterLocked adds what rep reports beyond what was metered, bounded by what the

@@ -746,3 +746,31 @@ func TestPollsPerProviderLimited(t *testing.T) {
 		t.Errorf("a poll once the others returned: %v", err)
 	}
 }
+
+// TestSettlementPostedButNotRecorded is a settlement that reached the ledger while
+// its answer was lost: the key is taken with another amount than the book plans
+// next. The book takes what the ledger holds and charges the rest later, so nothing is
+// charged twice or lost.
+func TestSettlementPostedButNotRecorded(t *testing.T) {
+	f := newFixture(t, compute.Config{})
+	tenant, _ := f.account(100_000)
+	p := f.provider("p1", 1, satPerMS)
+	o := f.order(tenant, 1, 50_000, true)
+	lease := f.lease(p).ID
+	if _, err := f.led.Post(f.ctx, ledger.Tx{Key: "compute:settle:" + lease + ":0", Postings: []ledger.Posting{
+		{Account: "compute:escrow:" + o.ID, Amount: -300}, {Account: "compute:held:" + lease, Amount: 300}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Add(time.Second)
+	if r := f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 500e6, WallNS: 1e9}); r.Charged != 300 {
+		t.Fatalf("report over a taken key: charged %d, want the 300 the ledger holds", r.Charged)
+	}
+	f.clk.Add(time.Second)
+	if r := f.report(p, lease, compute.UsageReport{Seq: 2, CPUNS: 600e6, WallNS: 2e9, Final: true}); r.Charged != 600 {
+		t.Fatalf("next report: charged %d, want 600 in all", r.Charged)
+	}
+	if got := f.balance("market:buyer:" + tenant); got != 100_000-600 {
+		t.Errorf("tenant balance %d, want %d", got, 100_000-600)
+	}
+	f.checkBooks(map[string]int64{tenant: 100_000})
+}

@@ -70,7 +70,7 @@
 //	GET  /api/v1/compute/orders/{id}/log          the order's events
 //	POST /api/v1/compute/providers                register or refresh an offer (ProviderRequest)
 //	GET  /api/v1/compute/providers/{id}           the provider's leases and earnings
-//	GET  /api/v1/compute/providers/{id}/work      long-poll (?wait_ms=, at most 20 s) for leases
+//	GET  /api/v1/compute/providers/{id}/work      long-poll (?wait_ms=, at most 20 s; MaxPolls at once) for leases
 //	POST /api/v1/compute/leases/{id}/usage        report usage (UsageReport) → ReportReply
 //	POST /api/v1/compute/leases/{id}/results      one unit's outputs (UnitResult)
 //
