@@ -19,11 +19,11 @@
 //     two providers running the same module on the same inputs print the same bytes;
 //   - memory: linear memory may not grow past Spec.MemoryLimit;
 //   - CPU: RLIMIT_CPU set in the child after compiling, so the job gets CPULimit of
-//     CPU time on top of what compiling took (the kernel signals the child at the soft
-//     limit, which stops the module, and kills it a second later at the hard limit);
+//     CPU time on top of what compiling took, rounded up to a whole second; the kernel
+//     kills the child there and the parent reports StopCPU;
 //   - wall time: the parent kills the child at Spec.Timeout or when its context ends;
 //   - output: standard output and standard error are each cut at Spec.MaxOutput, and a
-//     module that writes more is stopped.
+//     module that writes more is stopped at that write.
 //
 // Why a Result says why a job stopped: the lease market pays for work done and must
 // tell a tenant's own failure (a non-zero exit, a trap) from a limit of the lease
