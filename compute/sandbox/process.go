@@ -21,7 +21,9 @@ type Runner struct {
 	// nothing in it is the job's business.
 	Env []string
 	// CacheDir, when set, is a wazero compilation cache shared by the children, so a
-	// module is compiled once per provider rather than once per job.
+	// module is compiled once per provider rather than once per job. Providers should
+	// set it: compiling the 3 MB digit model costs about a second of CPU on a 2-core
+	// EPYC VM, starting a child that loads it from the cache about 75 ms.
 	CacheDir string
 }
 
@@ -175,6 +177,9 @@ func (p *Process) Usage() (Usage, error) {
 		return p.final, nil
 	default:
 	}
+	// Between the kernel reaping the child and exited closing, its PID could in
+	// principle be handed to a new process and read here; PIDs are reused only after
+	// the kernel has cycled through the others, so this is not guarded.
 	u, err := readProc(p.cmd.Process.Pid)
 	if err != nil {
 		// The child may have ended between the check above and the read.
