@@ -17,12 +17,6 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 )
 
-// request is what the parent writes to the child's standard input.
-type request struct {
-	Spec     Spec
-	CacheDir string // wazero compilation cache; "" compiles afresh
-}
-
 // reply is what the child writes to its standard output.
 type reply struct {
 	Stdout, Stderr []byte
@@ -31,31 +25,20 @@ type reply struct {
 	Compile        time.Duration
 }
 
-// maxRequest bounds what the child reads: the largest module and inputs, base64 in
-// JSON, and room for the rest.
-const maxRequest = (MaxModuleSize+MaxInputSize)/3*4 + 1<<20
-
-// ChildMain is the child side of Runner.Start: it reads one request from stdin, runs
-// the module and writes one reply to stdout. It returns the process exit status: 0
-// when a reply was written (whatever became of the module), 1 when the request could
+// ChildMain is the child side of Runner.Start: it reads one request (a frame, see
+// frame.go) from stdin, runs the module and writes one JSON reply to stdout. It
+// returns the process exit status: 0 when a reply was written (whatever became of the module), 1 when the request could
 // not be read or the reply not written, with the reason on stderr.
 func ChildMain(stdin io.Reader, stdout, stderr io.Writer) int {
-	var req request
-	b, err := io.ReadAll(io.LimitReader(stdin, maxRequest+1))
-	if err == nil && len(b) > maxRequest {
-		err = fmt.Errorf("request over %d bytes", maxRequest)
-	}
+	spec, cacheDir, err := decodeRequest(stdin)
 	if err == nil {
-		err = json.Unmarshal(b, &req)
-	}
-	if err == nil {
-		err = req.Spec.Validate()
+		err = spec.Validate()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sandbox child: read request: %v\n", err)
 		return 1
 	}
-	rep := run(req.Spec.withDefaults(), req.CacheDir)
+	rep := run(spec.withDefaults(), cacheDir)
 	if err := json.NewEncoder(stdout).Encode(rep); err != nil {
 		fmt.Fprintf(stderr, "sandbox child: write reply: %v\n", err)
 		return 1

@@ -7,8 +7,8 @@
 // a child is the unit the kernel meters, limits (RLIMIT_CPU) and kills. The parent
 // starts `<Runner.Exe> <Runner.Args...>` (the hidden `hashgrid sandbox-exec`
 // subcommand, or a test binary with an environment switch), writes the Spec to its
-// standard input as one JSON document and reads one JSON Result from its standard
-// output. ChildMain is the child side.
+// standard input (a JSON header, then the module and inputs raw) and reads one JSON
+// Result from its standard output. ChildMain is the child side.
 //
 // Inside the child the module runs in wazero (github.com/tetratelabs/wazero), an
 // embedded runtime with no cgo, which gives a module nothing it is not handed:

@@ -72,13 +72,13 @@ func (r Runner) Start(ctx context.Context, s Spec) (*Process, error) {
 		return nil, errors.New("sandbox: runner has no executable")
 	}
 	s = s.withDefaults()
-	req, err := json.Marshal(request{Spec: s, CacheDir: r.CacheDir})
+	req, err := encodeRequest(s, r.CacheDir)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: encode spec: %w", err)
+		return nil, err
 	}
 	cmd := exec.Command(r.Exe, r.Args...)
 	cmd.Env = append([]string{}, r.Env...) // non-nil: exec would pass ours for nil
-	cmd.Stdin = bytes.NewReader(req)
+	cmd.Stdin = req
 	p := &Process{
 		cmd:     cmd,
 		spec:    Spec{MemoryLimit: s.MemoryLimit, CPULimit: s.CPULimit, Timeout: s.Timeout, MaxOutput: s.MaxOutput},
