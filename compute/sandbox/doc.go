@@ -14,7 +14,8 @@
 // embedded runtime with no cgo, which gives a module nothing it is not handed:
 //
 //   - file system: only Spec.Inputs, mounted read-only at /in; no other path exists;
-//   - network: none (no socket is preopened, and wasip1 cannot create one);
+//   - network: none: no socket is preopened, and wasip1 cannot create one (Go's own
+//     net package on wasip1 answers Dial and Listen from an in-process fake network);
 //   - environment: none; clocks and random numbers are wazero's deterministic ones, so
 //     two providers running the same module on the same inputs print the same bytes;
 //   - memory: linear memory may not grow past Spec.MemoryLimit;
@@ -28,8 +29,9 @@
 // Why a Result says why a job stopped: the lease market pays for work done and must
 // tell a tenant's own failure (a non-zero exit, a trap) from a limit of the lease
 // (memory, CPU, wall time, output) and from the provider ending it (killed). Err is
-// empty when the module ran to its own end; otherwise it begins with one of the Stop*
-// reasons.
+// empty when the module ran to its own end, and otherwise begins with one of the
+// Stop* reasons; a module that exits non-zero or traps after a memory grow was
+// refused is StopMemory, with its exit code kept.
 //
 // What it leaves out: OCI images and other runtimes; GPUs; cgroups (the kernel's
 // per-process limits and /proc suffice for one job per child, and cgroups need
