@@ -39,6 +39,7 @@ func BenchmarkInferenceNative(b *testing.B) {
 func benchSandbox(b *testing.B, n int, cached bool) {
 	in := heldOutInput(n)
 	r := testRunner(b)
+	r.CacheDir = ""
 	if cached {
 		r.CacheDir = b.TempDir()
 	}

@@ -7,12 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -20,12 +16,6 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 )
-
-// request is what the parent writes to the child's standard input.
-type request struct {
-	Spec     Spec
-	CacheDir string // wazero compilation cache; "" compiles afresh
-}
 
 // reply is what the child writes to its standard output.
 type reply struct {
@@ -35,37 +25,20 @@ type reply struct {
 	Compile        time.Duration
 }
 
-// maxRequest bounds what the child reads: the largest module and inputs, base64 in
-// JSON, and room for the rest.
-const maxRequest = (MaxModuleSize+MaxInputSize)/3*4 + 1<<20
-
-// ChildMain is the child side of Runner.Start: it reads one request from stdin, runs
-// the module and writes one reply to stdout. It returns the process exit status: 0
-// when a reply was written (whatever became of the module), 1 when the request could
+// ChildMain is the child side of Runner.Start: it reads one request (a frame, see
+// frame.go) from stdin, runs the module and writes one JSON reply to stdout. It
+// returns the process exit status: 0 when a reply was written (whatever became of the module), 1 when the request could
 // not be read or the reply not written, with the reason on stderr.
 func ChildMain(stdin io.Reader, stdout, stderr io.Writer) int {
-	// The module's goroutine cannot be preempted while it runs compiled wasm; a
-	// second P lets the goroutines that stop it (the CPU signal, wazero's context
-	// watch) run even on a one-core machine.
-	if runtime.GOMAXPROCS(0) < 2 {
-		runtime.GOMAXPROCS(2)
-	}
-	var req request
-	b, err := io.ReadAll(io.LimitReader(stdin, maxRequest+1))
-	if err == nil && len(b) > maxRequest {
-		err = fmt.Errorf("request over %d bytes", maxRequest)
-	}
+	spec, cacheDir, err := decodeRequest(stdin)
 	if err == nil {
-		err = json.Unmarshal(b, &req)
-	}
-	if err == nil {
-		err = req.Spec.Validate()
+		err = spec.Validate()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sandbox child: read request: %v\n", err)
 		return 1
 	}
-	rep := run(req.Spec.withDefaults(), req.CacheDir)
+	rep := run(spec.withDefaults(), cacheDir)
 	if err := json.NewEncoder(stdout).Encode(rep); err != nil {
 		fmt.Fprintf(stderr, "sandbox child: write reply: %v\n", err)
 		return 1
@@ -73,20 +46,15 @@ func ChildMain(stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// stopCause is the cause given to the module's context when the child stops it.
-type stopCause struct{ reason, detail string }
-
-func (c *stopCause) Error() string { return stopErr(c.reason, c.detail) }
-
 // run compiles and runs one module.
 func run(s Spec, cacheDir string) reply {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
+	ctx := context.Background()
 
-	rc := wazero.NewRuntimeConfig().
-		// Without this a module in an endless loop ignores the context: the CPU limit
-		// and output limit stop a module by cancelling it.
-		WithCloseOnContextDone(true)
+	// Not WithCloseOnContextDone: its checks made the digit model run ten times
+	// slower. Nothing here needs to interrupt a running module from outside: the
+	// kernel kills the child at the CPU limit, the parent kills it at the timeout,
+	// and the output limit stops the module from inside its own write.
+	rc := wazero.NewRuntimeConfig()
 	if cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
@@ -114,29 +82,13 @@ func run(s Spec, cacheDir string) reply {
 	}
 
 	if s.CPULimit > 0 {
-		// SIGXCPU arrives at the soft limit; Go ignores it unless asked, so ask, and
-		// stop the module. The hard limit a second later is the kernel's SIGKILL for
-		// a child that does not stop.
-		xcpu := make(chan os.Signal, 1)
-		signal.Notify(xcpu, syscall.SIGXCPU)
-		defer signal.Stop(xcpu)
 		if err := limitCPU(s.CPULimit); err != nil {
 			return reply{ExitCode: -1, Err: stopErr(StopInvalid, err.Error()), Compile: compile}
 		}
-		stopped := make(chan struct{})
-		defer close(stopped)
-		go func() {
-			select {
-			case <-xcpu:
-				cancel(&stopCause{StopCPU, s.CPULimit.String()})
-			case <-stopped:
-			}
-		}()
 	}
 
-	over := func() { cancel(&stopCause{StopOutput, fmt.Sprintf("over %d bytes", s.MaxOutput)}) }
-	stdout := &capWriter{max: s.MaxOutput, over: over}
-	stderr := &capWriter{max: s.MaxOutput, over: over}
+	stdout := &capWriter{max: s.MaxOutput}
+	stderr := &capWriter{max: s.MaxOutput}
 	mem := &memoryLimiter{limit: s.MemoryLimit}
 	mc := wazero.NewModuleConfig().
 		WithName("job").
@@ -157,30 +109,26 @@ func run(s Spec, cacheDir string) reply {
 	}
 
 	rep := reply{Stdout: stdout.buf, Stderr: stderr.buf, Compile: compile}
-	var cause *stopCause
-	errors.As(context.Cause(ctx), &cause)
 	var exit *sys.ExitError
 	switch {
+	case stdout.hit || stderr.hit:
+		// The write that passed the limit panicked out of the module (wazero turns
+		// a host function's panic into the call's error): output was cut.
+		rep.ExitCode = -1
+		rep.Err = stopErr(StopOutput, fmt.Sprintf("over %d bytes", s.MaxOutput))
 	case err == nil:
 		rep.ExitCode = 0
-	case errors.As(err, &exit) && exit.ExitCode() != sys.ExitCodeContextCanceled && exit.ExitCode() != sys.ExitCodeDeadlineExceeded:
+	case errors.As(err, &exit):
 		rep.ExitCode = int(exit.ExitCode())
 		if mem.refused.Load() {
 			rep.Err = stopErr(StopMemory, fmt.Sprintf("exit %d after a grow past %d bytes was refused", rep.ExitCode, s.MemoryLimit))
 		}
-	case cause != nil:
-		rep.ExitCode = -1
 	default:
 		rep.ExitCode = -1
 		rep.Err = stopErr(StopTrap, firstLine(err.Error()))
 		if mem.refused.Load() {
 			rep.Err = stopErr(StopMemory, fmt.Sprintf("trap after a grow past %d bytes was refused: %s", s.MemoryLimit, firstLine(err.Error())))
 		}
-	}
-	// A limit that stopped the module wins over however the module then ended: output
-	// was cut or CPU used up either way.
-	if cause != nil {
-		rep.Err = cause.Error()
 	}
 	return rep
 }
@@ -213,14 +161,17 @@ func fitsMemory(m wazero.CompiledModule, limit uint64) error {
 	return nil
 }
 
-// capWriter keeps the first max bytes written to it and calls over once when more
-// come; the write that passes max fails, so the module sees it too.
+// capWriter keeps the first max bytes written to it. The write that passes max
+// panics, which stops the module there and then: a module that ignored a failed write
+// could otherwise go on computing for nothing.
 type capWriter struct {
-	buf  []byte
-	max  int
-	over func()
-	hit  bool
+	buf []byte
+	max int
+	hit bool
 }
+
+// errOutputLimit is capWriter's panic value.
+var errOutputLimit = errors.New("output limit")
 
 func (w *capWriter) Write(p []byte) (int, error) {
 	room := w.max - len(w.buf)
@@ -229,11 +180,8 @@ func (w *capWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	w.buf = append(w.buf, p[:room]...)
-	if !w.hit {
-		w.hit = true
-		w.over()
-	}
-	return room, errors.New("output limit")
+	w.hit = true
+	panic(errOutputLimit)
 }
 
 // memoryLimiter backs the module's linear memory with one anonymous mapping of the

@@ -67,9 +67,10 @@ func childAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
-// limitCPU sets RLIMIT_CPU so that the process may use limit more CPU time than it
-// has used so far, rounded up to a whole second (the kernel's unit). The hard limit
-// is a second above the soft one and never above the one already in force.
+// limitCPU sets RLIMIT_CPU so that the kernel kills the process (SIGKILL) once it has
+// used limit more CPU time than so far, rounded up to a whole second (the kernel's
+// unit). Soft and hard limits are equal: at the soft limit alone the kernel sends
+// SIGXCPU, which Go ignores. Never above a hard limit already in force.
 func limitCPU(limit time.Duration) error {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -81,11 +82,7 @@ func limitCPU(limit time.Duration) error {
 	if err := syscall.Getrlimit(syscall.RLIMIT_CPU, &cur); err != nil {
 		return fmt.Errorf("getrlimit: %w", err)
 	}
-	lim := syscall.Rlimit{Cur: soft, Max: soft + 1}
-	if lim.Max > cur.Max {
-		lim.Max = cur.Max
-	}
-	lim.Cur = min(lim.Cur, lim.Max)
+	lim := syscall.Rlimit{Cur: min(soft, cur.Max), Max: min(soft, cur.Max)}
 	if err := syscall.Setrlimit(syscall.RLIMIT_CPU, &lim); err != nil {
 		return fmt.Errorf("setrlimit RLIMIT_CPU: %w", err)
 	}

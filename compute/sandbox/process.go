@@ -21,7 +21,9 @@ type Runner struct {
 	// nothing in it is the job's business.
 	Env []string
 	// CacheDir, when set, is a wazero compilation cache shared by the children, so a
-	// module is compiled once per provider rather than once per job.
+	// module is compiled once per provider rather than once per job. Providers should
+	// set it: compiling the 3 MB digit model costs about a second of CPU on a 2-core
+	// EPYC VM, starting a child that loads it from the cache about 55 ms.
 	CacheDir string
 }
 
@@ -70,13 +72,13 @@ func (r Runner) Start(ctx context.Context, s Spec) (*Process, error) {
 		return nil, errors.New("sandbox: runner has no executable")
 	}
 	s = s.withDefaults()
-	req, err := json.Marshal(request{Spec: s, CacheDir: r.CacheDir})
+	req, err := encodeRequest(s, r.CacheDir)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: encode spec: %w", err)
+		return nil, err
 	}
 	cmd := exec.Command(r.Exe, r.Args...)
 	cmd.Env = append([]string{}, r.Env...) // non-nil: exec would pass ours for nil
-	cmd.Stdin = bytes.NewReader(req)
+	cmd.Stdin = req
 	p := &Process{
 		cmd:     cmd,
 		spec:    Spec{MemoryLimit: s.MemoryLimit, CPULimit: s.CPULimit, Timeout: s.Timeout, MaxOutput: s.MaxOutput},
@@ -175,6 +177,9 @@ func (p *Process) Usage() (Usage, error) {
 		return p.final, nil
 	default:
 	}
+	// Between the kernel reaping the child and exited closing, its PID could in
+	// principle be handed to a new process and read here; PIDs are reused only after
+	// the kernel has cycled through the others, so this is not guarded.
 	u, err := readProc(p.cmd.Process.Pid)
 	if err != nil {
 		// The child may have ended between the check above and the read.

@@ -197,6 +197,21 @@ func TestNoEscape(t *testing.T) {
 	}
 }
 
+// TestDeterministic checks that the clock and random bytes a module sees are the same
+// on every run, so that two providers running one work unit print the same bytes and
+// a spot check can compare them.
+func TestDeterministic(t *testing.T) {
+	a := runSpec(t, probeSpec(t, "entropy"))
+	b := runSpec(t, probeSpec(t, "entropy"))
+	if a.Err != "" || a.ExitCode != 0 || !strings.HasPrefix(string(a.Stdout), "now ") {
+		t.Fatalf("entropy: err %q, exit %d, stdout %q, stderr %q", a.Err, a.ExitCode, a.Stdout, a.Stderr)
+	}
+	t.Logf("a module sees:\n%s", a.Stdout)
+	if !bytes.Equal(a.Stdout, b.Stdout) {
+		t.Errorf("two runs saw different clocks or random bytes:\n%s\n%s", a.Stdout, b.Stdout)
+	}
+}
+
 func TestMemoryLimit(t *testing.T) {
 	s := probeSpec(t, "alloc", "16")
 	s.MemoryLimit = 64 << 20

@@ -3,11 +3,13 @@
 package main
 
 import (
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"time"
 	"unsafe"
 )
 
@@ -122,6 +124,13 @@ func main() {
 		} else {
 			try("environment", fmt.Errorf("empty"))
 		}
+	case "entropy": // what could differ between two runs: clocks and random bytes
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			fmt.Fprintln(os.Stderr, "probe:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("now %d\nrandom %x\n", time.Now().UnixNano(), b)
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown mode", os.Args[1])
 		os.Exit(64)
