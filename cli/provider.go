@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -56,7 +57,13 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 	memPrice := fs.Int64("mem-price", 0, "price floor, sat per GiB-hour of memory held")
 	cores := fs.Int("cores", 0, "cores offered (default: every core the machine has)")
 	memMiB := fs.Uint64("memory-mib", 0, "memory offered, MiB (default: all the machine has)")
-	cacheDir := fs.String("cache-dir", "", "directory where the sandbox keeps compiled modules (default: none, compile each run)")
+	// Every unit starts a child that compiles the module; a cache shared by the
+	// sandbox's children compiles each module once per machine.
+	defCache := ""
+	if d, err := os.UserCacheDir(); err == nil {
+		defCache = filepath.Join(d, "hashgrid", "wasm")
+	}
+	cacheDir := fs.String("cache-dir", defCache, "directory where the sandbox keeps compiled modules (empty: compile every run)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
