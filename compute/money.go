@@ -104,8 +104,8 @@ func (b *Book) fund(ctx context.Context, o *order) error {
 	return nil
 }
 
-// A money is one planned change: its entries and what to record once they post.
-type money struct {
+// A plan is one change of the books: its entries, and what to record once they post.
+type plan struct {
 	txs   []ledger.Tx
 	apply func()
 }
@@ -138,7 +138,7 @@ func (b *Book) step(ctx context.Context, o *order) {
 }
 
 // nextMoneyLocked returns the next settlement o needs, or nil.
-func (b *Book) nextMoneyLocked(o *order) *money {
+func (b *Book) nextMoneyLocked(o *order) *plan {
 	if o.closed {
 		return nil
 	}
@@ -165,9 +165,9 @@ func (b *Book) nextMoneyLocked(o *order) *money {
 	// was funded and never charged.
 	left := o.funded - o.charged
 	if left <= 0 {
-		return &money{apply: func() { o.closed, o.closedAt = true, b.cfg.Now(); o.logf(o.closedAt, "order closed") }}
+		return &plan{apply: func() { o.closed, o.closedAt = true, b.cfg.Now(); o.logf(o.closedAt, "order closed") }}
 	}
-	return &money{
+	return &plan{
 		txs: []ledger.Tx{{
 			Key: "compute:refund:" + o.id, Memo: "leftover of compute order " + o.id,
 			Postings:    []ledger.Posting{{Account: acctEscrow(o.id), Amount: -left}, {Account: acctTenant(o.account), Amount: left}},
@@ -183,7 +183,7 @@ func (b *Book) nextMoneyLocked(o *order) *money {
 
 // releaseLocked pays what l was charged to its provider, less the market's fee, and
 // makes it payable at the provider's address in the same transaction.
-func (b *Book) releaseLocked(l *lease) *money {
+func (b *Book) releaseLocked(l *lease) *plan {
 	h := l.charged
 	// h · (10000 − fee bps) overflows int64 above about 9·10^14 sat.
 	k := new(big.Int).Mul(big.NewInt(h), big.NewInt(10_000-b.cfg.FeeBps))
@@ -195,7 +195,7 @@ func (b *Book) releaseLocked(l *lease) *money {
 		l.o.logf(b.cfg.Now(), "lease %s: %d sat released to provider %s (%d sat fee)", l.id, earn, l.p.id, fee)
 	}
 	if h == 0 {
-		return &money{apply: done}
+		return &plan{apply: done}
 	}
 	ps := []ledger.Posting{{Account: acctHeld(l.id), Amount: -h}}
 	if fee > 0 {
@@ -211,11 +211,11 @@ func (b *Book) releaseLocked(l *lease) *money {
 			Postings:    []ledger.Posting{{Account: acctProvider(l.p.id), Amount: -earn}, {Account: acctPayable(l.p.addr), Amount: earn}},
 			NonNegative: []string{acctProvider(l.p.id)}})
 	}
-	return &money{txs: txs, apply: done}
+	return &plan{txs: txs, apply: done}
 }
 
 // forfeitLocked returns what a faulted lease was charged to the tenant.
-func (b *Book) forfeitLocked(l *lease) *money {
+func (b *Book) forfeitLocked(l *lease) *plan {
 	h := l.charged
 	done := func() {
 		l.settled = "forfeited"
@@ -223,9 +223,9 @@ func (b *Book) forfeitLocked(l *lease) *money {
 		l.o.logf(b.cfg.Now(), "lease %s: %d sat charged for wrong results returned to the tenant", l.id, h)
 	}
 	if h == 0 {
-		return &money{apply: done}
+		return &plan{apply: done}
 	}
-	return &money{txs: []ledger.Tx{{
+	return &plan{txs: []ledger.Tx{{
 		Key: "compute:forfeit:" + l.id, Memo: "lease " + l.id + " returned wrong results",
 		Postings:    []ledger.Posting{{Account: acctHeld(l.id), Amount: -h}, {Account: acctTenant(l.o.account), Amount: h}},
 		NonNegative: []string{acctHeld(l.id)},
