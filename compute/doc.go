@@ -10,11 +10,12 @@
 // is leased to an offer the tenant accepts, or to the cheapest that fits.
 //
 // Prices are integers: sat per core-hour of CPU time, and sat per GiB-hour of memory
-// held. A core-hour is the unit cloud compute is sold in; at today's prices one sat
-// is a few percent of the cheapest core-hour, a coarser tick than hashrate's but
-// enough for a floor. Costs accrue exactly, as (price·CPU-ns·2^30 + memory price·
-// Σ RSS·wall-ns) / (3.6·10^12·2^30), and are charged as differences of that
-// cumulative floor, so no fraction is charged twice and none drifts.
+// held. A core-hour is the unit compute is sold in elsewhere, so tenants and providers
+// compare prices directly. A whole sat is a coarse tick for the cheapest cores (a cheap
+// cloud vCPU-hour costs on the order of ten to a hundred sat), but only the price is
+// rounded, never a charge: costs accrue exactly, as (price·CPU-ns·2^30 + memory price·
+// Σ RSS·wall-ns) / (3.6·10^12·2^30), and are charged as differences of that cumulative
+// floor, so no fraction is charged twice and none drifts.
 //
 // Metering: the provider's agent reports, every Config.Interval (a minute by default),
 // each lease's cumulative CPU time, wall time and resident memory, measured by the
