@@ -774,3 +774,49 @@ func TestSettlementPostedButNotRecorded(t *testing.T) {
 	}
 	f.checkBooks(map[string]int64{tenant: 100_000})
 }
+
+func TestTiebreakWaitsForABusyThirdProvider(t *testing.T) {
+	f, ps := spotFixture(t)
+	tenant, _ := f.account(1_000_000)
+	// The third provider's two cores are taken by other orders.
+	var busy []compute.OrderView
+	for range 2 {
+		v, err := f.b.PlaceOrder(f.ctx, tenant, compute.OrderRequest{Module: module, Units: [][]byte{{9}}, Cores: 1, Memory: 1 << 20,
+			MaxPrice: 10 * satPerMS, Budget: 10_000, Provider: ps[2].id, NoVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy = append(busy, v)
+	}
+	o := f.order(tenant, 2, 100_000, false)
+	job, check := f.lease(ps[0]), f.lease(ps[1])
+	f.result(ps[0], job.ID, 0, "one")
+	f.result(ps[1], check.ID, 0, "other")
+	f.b.Tick(f.ctx)
+	if v := f.orderView(tenant, o.ID); v.Status != compute.OrderRunning || len(v.Leases) != 2 {
+		t.Fatalf("order %+v: want the job still running while the third provider is busy", v)
+	}
+	for _, v := range busy {
+		if _, err := f.b.Cancel(f.ctx, tenant, v.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.b.Tick(f.ctx)
+	var tie compute.LeaseWork
+	for _, w := range f.work(ps[2]) {
+		if len(w.Units) == 1 && bytes.Equal(w.Units[0], []byte{0}) {
+			tie = w
+		}
+	}
+	if tie.ID == "" {
+		t.Fatal("no tie-break lease on the third provider once it had room")
+	}
+	f.result(ps[2], tie.ID, 0, "one")
+	v := f.orderView(tenant, o.ID)
+	if l := findLease(t, v, ps[1].id); l.Status != compute.LeaseFaulted {
+		t.Errorf("the check that disagreed with two providers: %+v, want faulted", l)
+	}
+	if v.Status == compute.OrderFailed {
+		t.Errorf("order %+v: the job agreed with the tie-break and must not fail", v)
+	}
+}

@@ -39,7 +39,8 @@
 // byte for byte (standard output and exit code) as soon as both have run it. A
 // disagreement is ruled by a third provider; the one it contradicts is faulted: its
 // lease ends, the provider is marked (offered no more leases), and what its lease was
-// charged returns to the tenant. With no third provider online the job is faulted.
+// charged returns to the tenant. A busy third provider is waited for; with none
+// online that could rule, the job is faulted.
 // Check leases take free capacity before orders still open; a job is left unchecked
 // (verdict "unchecked", paid as metered) only when, for MissedReports intervals, no
 // other provider that could run the order is online. The tenant pays for the re-runs

@@ -66,10 +66,13 @@ func (b *Book) verifyLocked(o *order) {
 		T := o.tiebreak
 		if T == nil {
 			T = b.startTiebreakLocked(o)
-			if T == nil {
+		}
+		if T == nil {
+			if !b.couldRunLocked(o, L.p, C.p) {
 				b.faultLocked(L, "its outputs differ from a re-run on another provider, and no third provider is online to rule")
-				return
 			}
+			// Otherwise a third provider is busy: the tick asks again.
+			return
 		}
 		for _, u := range slices.Sorted(maps.Keys(o.mismatch)) {
 			t := T.out[u]
@@ -114,11 +117,15 @@ func (b *Book) verifyLocked(o *order) {
 	}
 }
 
-// couldCheckLocked reports whether a provider other than the job's is online, not
-// marked, within the order's prices and large enough for it, busy or not.
-func (b *Book) couldCheckLocked(o *order) bool {
+// couldCheckLocked reports whether a provider other than the job's could re-run its
+// sample, now or once it has room.
+func (b *Book) couldCheckLocked(o *order) bool { return b.couldRunLocked(o, o.main.p) }
+
+// couldRunLocked reports whether a provider not in except is online, not marked,
+// within the order's prices and large enough for it, busy or not.
+func (b *Book) couldRunLocked(o *order, except ...*provider) bool {
 	for _, p := range b.providers {
-		if p != o.main.p && b.online(p) && !p.marked && p.price <= o.req.MaxPrice && p.memPrice <= o.req.MaxMemPrice &&
+		if !slices.Contains(except, p) && b.online(p) && !p.marked && p.price <= o.req.MaxPrice && p.memPrice <= o.req.MaxMemPrice &&
 			p.res.Cores >= o.req.Cores && p.res.Memory >= o.req.Memory {
 			return true
 		}
