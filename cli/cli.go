@@ -25,6 +25,9 @@ type Env struct {
 type Command struct {
 	Name  string
 	Short string // one line for the usage listing
+	// Hidden commands are left out of the usage listing: they are started by
+	// hashgrid itself, not by people.
+	Hidden bool
 	// Run executes the command with the arguments after its name.
 	Run func(ctx context.Context, args []string, env Env) error
 }
@@ -42,6 +45,8 @@ func commands() []*Command {
 		registryCommand(),
 		verifyCommand(),
 		marketCommand(),
+		providerCommand(),
+		sandboxExecCommand(),
 	}
 }
 
@@ -120,6 +125,9 @@ func usage(w io.Writer, cmds []*Command) {
 	var b strings.Builder
 	b.WriteString("usage: hashgrid [--log-format text|json] <command> [flags]\n\ncommands:\n")
 	for _, c := range cmds {
+		if c.Hidden {
+			continue
+		}
 		fmt.Fprintf(&b, "  %-10s %s\n", c.Name, c.Short)
 	}
 	b.WriteString("\nRun 'hashgrid <command> -h' for a command's flags. Logs are text unless --log-format or\n$HASHGRID_LOG_FORMAT says json.\n")

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/compute"
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
 	"github.com/hashgrid/hashgrid/postgres"
@@ -56,6 +57,8 @@ type MarketConfig struct {
 	AllowPrivateDestinations bool
 	// SpeedBucket is the width of an order's delivered-speed history; default a minute.
 	SpeedBucket time.Duration
+	// ComputeInterval is compute leasing's metered interval (package compute); default a minute.
+	ComputeInterval time.Duration
 	// AdminToken authorizes deposits and the admin's view of an order's shares; from
 	// --admin-token-file or $HASHGRID_MARKET_ADMIN_TOKEN, never a flag's value (flags
 	// show in process listings).
@@ -123,6 +126,7 @@ func parseMarketFlags(args []string, env Env) (MarketConfig, error) {
 	fs.BoolVar(&cfg.AllowPrivateDestinations, "allow-private-destinations", false, "let orders point at loopback, private and link-local addresses (tests, demos, a private farm)")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin token for deposits (or $"+envMarketAdminToken+"; neither: deposits disabled)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.DurationVar(&cfg.ComputeInterval, "compute-interval", 0, "compute leases are metered and settled this often (default 1m)")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
 	}
@@ -260,6 +264,13 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 	if err != nil {
 		return err
 	}
+	// Compute leasing shares the market's book and accounts: tenants pay from their
+	// market balance, providers are paid like sellers.
+	cb, err := compute.New(compute.Config{Ledger: led, Accounts: m, Network: params, FeeBps: cfg.FeeBps, Interval: cfg.ComputeInterval,
+		Logger: log.With("component", "compute"), Now: cfg.Now})
+	if err != nil {
+		return err
+	}
 	switch {
 	case cfg.Postgres != "":
 		log.Info("sellers are paid by the pool's payout engine", "book", "postgres", "state", "postgres")
@@ -279,6 +290,8 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 		return fmt.Errorf("api listen: %w", err)
 	}
 	m.Start()
+	cb.Start()
+	defer cb.Close()
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	defer stopAPI()
 	var wg sync.WaitGroup
@@ -287,7 +300,7 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 			log.Error("stratum", "err", err)
 		}
 	})
-	h := market.NewHandler(m, market.HTTPConfig{AdminToken: cfg.AdminToken, Logger: log.With("component", "api")})
+	h := market.NewHandler(m, market.HTTPConfig{AdminToken: cfg.AdminToken, Logger: log.With("component", "api"), Compute: compute.NewHandler(cb)})
 	wg.Go(func() {
 		if err := market.Serve(apiCtx, al, h); err != nil {
 			log.Error("api", "err", err)

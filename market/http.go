@@ -110,6 +110,10 @@ type HTTPConfig struct {
 	AccountBurst    int
 	Logger          *slog.Logger
 	Now             func() time.Time
+
+	// Compute, when not nil, serves the compute-leasing API (package compute) under
+	// /api/v1/compute/, authenticated by the market's API keys.
+	Compute http.Handler
 }
 
 type api struct {
@@ -157,6 +161,9 @@ func NewHandler(m *Market, cfg HTTPConfig) http.Handler {
 	a.mux.HandleFunc("POST /api/v1/contracts", a.auth(a.buyContract))
 	a.mux.HandleFunc("POST /api/v1/contracts/{id}/transfer", a.auth(a.offerTransfer))
 	a.mux.HandleFunc("POST /api/v1/contracts/{id}/accept", a.auth(a.acceptTransfer))
+	if cfg.Compute != nil {
+		a.mux.Handle("/api/v1/compute/", cfg.Compute)
+	}
 	return a.mux
 }
 

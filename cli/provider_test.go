@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/address/v2"
+	"github.com/btcsuite/btcd/chaincfg/v2"
+
+	"github.com/hashgrid/hashgrid/compute"
+)
+
+// TestProviderCommand runs `hashgrid provider` against `hashgrid market`: the offer
+// appears in the market's compute offers with what the machine has, and the agent
+// prints its leases and earnings when it stops; `hashgrid provider status` prints them
+// too.
+func TestProviderCommand(t *testing.T) {
+	mr, stop := startMarket(t, MarketConfig{Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Network: "regtest", LogLevel: "warn",
+		ComputeInterval: time.Second})
+	defer stop()
+	_, key, err := mr.Market.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := address.NewAddressWitnessPubKeyHash(bytes.Repeat([]byte{3}, 20), &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + mr.API
+	args := []string{"provider", "--market", base, "--key", keyFile, "--payout-address", a.EncodeAddress(), "--name", "box", "--price", "5", "--cores", "1"}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, logs bytes.Buffer
+	var mu sync.Mutex
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, args, nil, nil, lockedWriter{&mu, &out}, lockedWriter{&mu, &logs}) }()
+	var offer compute.Offer
+	deadline := time.Now().Add(30 * time.Second)
+	for offer.Provider == "" {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no offer at the market; provider log:\n%s", logs.String())
+		}
+		offers, err := (&compute.Client{Base: base}).Offers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range offers {
+			if o.Name == "box" {
+				offer = o
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if offer.Resources.Cores != 1 || offer.Price != 5 || offer.Resources.Memory == 0 {
+		t.Errorf("offer %+v: want 1 core at 5 sat/core-hour with the machine's memory", offer)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("provider: %v", err)
+	}
+	mu.Lock()
+	printed := out.String()
+	mu.Unlock()
+	if !strings.Contains(printed, "provider "+offer.Provider+" (box)") || !strings.Contains(printed, "earned 0 sat") {
+		t.Errorf("the agent printed no status at its end:\n%s", printed)
+	}
+
+	var st bytes.Buffer
+	if err := Run(context.Background(), []string{"provider", "status", "--market", base, "--key", keyFile, "--id", offer.Provider}, nil, nil, &st, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.String(), "provider "+offer.Provider) || !strings.Contains(st.String(), "LEASE") {
+		t.Errorf("provider status printed:\n%s", st.String())
+	}
+
+	for _, bad := range [][]string{
+		{"provider", "--market", base, "--payout-address", a.EncodeAddress()}, // no key
+		{"provider", "--market", base, "--key", keyFile},                      // no payout address
+		{"provider", "status", "--market", base, "--key", keyFile},            // no id
+	} {
+		if err := Run(context.Background(), bad, nil, nil, &st, &st); !errors.Is(err, ErrUsage) {
+			t.Errorf("%q: %v, want a usage error", bad, err)
+		}
+	}
+}

@@ -1,0 +1,89 @@
+// Package compute is hashgrid's compute-leasing market: machines lease spare CPU and
+// memory to tenants, who pay per metered interval of work, settled in the same
+// ledger, and paid out by the same payout engine, as hashrate.
+//
+// Providers run `hashgrid provider` (package compute/provider), which discovers the
+// machine's cores, memory and GPUs and offers them at a price floor. Tenants, with
+// the market's API key, submit an order: a job of work units (a WebAssembly module
+// run once per unit, the unit's bytes on its standard input, by the provider's
+// sandbox), the cores and memory it needs, the most it pays and a budget. The order
+// is leased to an offer the tenant accepts, or to the cheapest that fits.
+//
+// Prices are integers: sat per core-hour of CPU time, and sat per GiB-hour of memory
+// held. A core-hour is the unit compute is sold in elsewhere, so tenants and providers
+// compare prices directly. A whole sat is a coarse tick for the cheapest cores (a cheap
+// cloud vCPU-hour costs on the order of ten to a hundred sat), but only the price is
+// rounded, never a charge: costs accrue exactly, as (price·CPU-ns·2^30 + memory price·
+// Σ RSS·wall-ns) / (3.6·10^12·2^30), and are charged as differences of that cumulative
+// floor, so no fraction is charged twice and none drifts.
+//
+// Metering: the provider's agent reports, every Config.Interval (a minute by default),
+// each lease's cumulative CPU time, wall time and resident memory, measured by the
+// sandbox from the operating system (/proc), never declared. The market bounds what
+// it accepts by what the lease holds: wall time by its own clock since the last
+// report (plus half an interval for the trip), CPU time by the leased cores over that
+// wall time, memory by the memory leased. Each report is settled at once: the
+// interval's cost moves from the order's escrow (compute:escrow:ORDER, funded from
+// the tenant's market balance market:buyer:ACCOUNT when the order is placed) to the
+// lease's held account (compute:held:LEASE). A lease whose escrow would not pay for
+// another full interval (every leased core busy) is stopped in the reply to that
+// report, so it stops within one interval of its budget running out and no provider
+// works an interval nobody pays. Nothing is charged for work not reported.
+//
+// Liveness: a lease whose provider misses Config.MissedReports intervals (3) is lost;
+// what it reported is paid, the rest of the escrow returns to the tenant.
+//
+// Spot checks: a deterministic job's units are sampled (Config.SampleBps of them, at
+// least one, picked by the market and not told to the provider) and re-run by a check
+// lease on another provider, in parallel with the job; each sampled unit is compared
+// byte for byte (standard output and exit code) as soon as both have run it. A
+// disagreement is ruled by a third provider; the one it contradicts is faulted: its
+// lease ends, the provider is marked (offered no more leases), and what its lease was
+// charged returns to the tenant. A busy third provider is waited for; with none
+// online that could rule, the job is faulted.
+// Check leases take free capacity before orders still open; a job is left unchecked
+// (verdict "unchecked", paid as metered) only when, for MissedReports intervals, no
+// other provider that could run the order is online. The tenant pays for the re-runs
+// (a tenth of the units by default) out of the same escrow.
+//
+// Money: every change is a ledger entry with an idempotency key (compute:fund:ORDER,
+// compute:settle:LEASE:N, compute:release:LEASE, compute:payable:LEASE,
+// compute:forfeit:LEASE, compute:refund:ORDER), in integer satoshis. What a lease was
+// charged is held until its order has a spot-check verdict, because a payout on chain
+// cannot be taken back; then it is released: the market's fee (Config.FeeBps of it)
+// to compute:fees, the rest to compute:provider:ID and, in the same transaction, on
+// to miner:ADDRESS:balance, where the pool's payout engine pays it above its
+// threshold exactly as it pays miners and the hashrate market's sellers. For the
+// engine to pay, the book must be the pool's (`hashgrid market --pool-data` or
+// --postgres). For every order, what the tenant was charged equals what providers
+// earned plus the fee, to the satoshi, plus what was forfeited back to the tenant.
+//
+// HTTP API, served by the market under /api/v1/compute/ (market.HTTPConfig.Compute);
+// every route but the offers takes "Authorization: Bearer KEY", a market API key:
+//
+//	GET  /api/v1/compute/offers                   providers' offers, cheapest first
+//	POST /api/v1/compute/orders                   submit an order (OrderRequest) → OrderView
+//	GET  /api/v1/compute/orders                   the tenant's orders
+//	GET  /api/v1/compute/orders/{id}              an order, its leases and their metering
+//	GET  /api/v1/compute/orders/{id}/offers       offers that fit the order (its bids)
+//	POST /api/v1/compute/orders/{id}/accept       {"provider": ID} or {} for the cheapest
+//	POST /api/v1/compute/orders/{id}/cancel       stop its leases, refund the rest
+//	GET  /api/v1/compute/orders/{id}/outputs      each unit's stdout, stderr, exit code
+//	GET  /api/v1/compute/orders/{id}/log          the order's events
+//	POST /api/v1/compute/providers                register or refresh an offer (ProviderRequest)
+//	GET  /api/v1/compute/providers/{id}           the provider's leases and earnings
+//	GET  /api/v1/compute/providers/{id}/work      long-poll (?wait_ms=, at most 20 s; MaxPolls at once) for leases
+//	POST /api/v1/compute/leases/{id}/usage        report usage (UsageReport) → ReportReply
+//	POST /api/v1/compute/leases/{id}/results      one unit's outputs (UnitResult)
+//
+// Left out: orders, leases and outputs are kept in memory, and closed orders for
+// Config.Retention (a day): a restarted market loses them; when the book starts
+// again, the escrow of orders left open returns to their tenants, while what their
+// leases held for spot checks stays in compute:held: accounts, logged, for the
+// operator to settle;
+// OCI images (only WebAssembly jobs); long-running services (only jobs of units);
+// GPUs are discovered and offered but no job can use one; a lost job's remaining
+// units are refunded, not moved to another provider; the power controller moving
+// machines between mining and leasing, the registry's record of leases as workloads,
+// and the dashboard.
+package compute

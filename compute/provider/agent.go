@@ -1,0 +1,361 @@
+// Package provider is the provider's agent of compute leasing (package compute): run
+// by `hashgrid provider` on a machine, it offers the machine's cores and memory to a
+// market, long-polls for leases, runs each lease's units in the sandbox (package
+// compute/sandbox), reports every interval the CPU time and memory the sandbox
+// measured, sends each unit's outputs, and shows its leases and earnings.
+//
+// One unit is one sandboxed run: the module with the unit's bytes on standard input.
+// A lease of N cores runs up to N units at once, the lease's memory split between
+// them. A lease ends when its units are done (a final report), or when the market's
+// reply to a report says stop (its budget is spent, its order was cancelled or a spot
+// check refuted it): the agent then kills the lease's processes at once.
+//
+// Left out: a lease's units are not resumed after the agent restarts (the market
+// loses the lease after its missed reports and refunds the rest); OCI images; GPUs
+// are discovered and offered, not used.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hashgrid/hashgrid/compute"
+	"github.com/hashgrid/hashgrid/compute/sandbox"
+)
+
+// Config configures an Agent.
+type Config struct {
+	Client        *compute.Client
+	Name          string
+	PayoutAddress string
+	// Resources offered; zero fields take what Discover finds. An offer above what
+	// the machine has is refused.
+	Resources compute.Resources
+	Price     int64 // sat per core-hour of CPU time
+	MemPrice  int64 // sat per GiB-hour of memory held
+	Runner    sandbox.Runner
+	// Wait is how long one poll for leases waits at the market; default 15 s.
+	Wait time.Duration
+	// CorruptOutputsForTesting makes the agent return wrong results: it flips the
+	// last byte of every unit's standard output before sending it. It exists only so
+	// that tests can check that spot checks catch such a provider; the hashgrid
+	// command has no flag for it.
+	CorruptOutputsForTesting bool
+	Logger                   *slog.Logger
+}
+
+// Agent is a running provider.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+	c   *compute.Client
+
+	mu       sync.Mutex
+	id       string
+	interval time.Duration
+	running  map[string]bool
+}
+
+// New checks cfg and fills the offer's resources from the machine.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("provider: no client")
+	}
+	if cfg.Runner.Exe == "" {
+		return nil, errors.New("provider: no sandbox runner")
+	}
+	found, err := Discover()
+	if err != nil {
+		return nil, err
+	}
+	r := &cfg.Resources
+	switch {
+	case r.Cores > found.Cores:
+		return nil, fmt.Errorf("provider: %d cores offered, the machine has %d", r.Cores, found.Cores)
+	case r.Memory > found.Memory:
+		return nil, fmt.Errorf("provider: %d bytes of memory offered, the machine has %d", r.Memory, found.Memory)
+	case r.Cores < 0:
+		return nil, errors.New("provider: negative cores")
+	}
+	if r.Cores == 0 {
+		r.Cores = found.Cores
+	}
+	if r.Memory == 0 {
+		r.Memory = found.Memory
+	}
+	r.GPUs = found.GPUs
+	if cfg.Wait <= 0 {
+		cfg.Wait = 15 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger, c: cfg.Client, running: map[string]bool{}}, nil
+}
+
+// ID is the provider's id at the market, once registered.
+func (a *Agent) ID() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.id
+}
+
+// Running lists the leases whose units the agent is running now.
+func (a *Agent) Running() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.running))
+	for id := range a.running {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Status returns the provider's leases and earnings as the market keeps them.
+func (a *Agent) Status(ctx context.Context) (compute.ProviderView, error) {
+	return a.c.Provider(ctx, a.ID())
+}
+
+// Run registers the offer and serves leases until ctx ends; the leases' processes
+// are killed then, and Run waits for them.
+func (a *Agent) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	backoff := time.Second
+	for ctx.Err() == nil {
+		if a.ID() == "" {
+			if err := a.register(ctx); err != nil {
+				a.log.Warn("register", "err", err)
+				sleep(ctx, backoff)
+				backoff = min(2*backoff, time.Minute)
+				continue
+			}
+		}
+		a.mu.Lock()
+		wait := a.cfg.Wait
+		if a.interval > 0 {
+			// The market counts a provider online while it polls at least once per
+			// interval or so; a longer wait would make it flap.
+			wait = min(wait, a.interval)
+		}
+		a.mu.Unlock()
+		work, err := a.c.Work(ctx, a.ID(), wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			a.log.Warn("poll for leases", "err", err)
+			// A market that forgot the provider (restarted) answers not found:
+			// register again.
+			a.mu.Lock()
+			a.id = ""
+			a.mu.Unlock()
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, time.Minute)
+			continue
+		}
+		backoff = time.Second
+		for _, w := range work {
+			a.mu.Lock()
+			dup := a.running[w.ID]
+			a.running[w.ID] = true
+			a.mu.Unlock()
+			if dup {
+				continue
+			}
+			a.log.Info("lease started", "lease", w.ID, "units", len(w.Units), "cores", w.Cores, "memory", w.Memory)
+			wg.Go(func() {
+				a.runLease(ctx, w)
+				a.mu.Lock()
+				delete(a.running, w.ID)
+				a.mu.Unlock()
+			})
+		}
+	}
+	return nil
+}
+
+func (a *Agent) register(ctx context.Context) error {
+	v, err := a.c.Register(ctx, compute.ProviderRequest{Name: a.cfg.Name, PayoutAddress: a.cfg.PayoutAddress, Resources: a.cfg.Resources,
+		Price: a.cfg.Price, MemPrice: a.cfg.MemPrice})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.id = v.ID
+	a.interval = time.Duration(v.IntervalMS) * time.Millisecond
+	a.mu.Unlock()
+	a.log.Info("offer registered", "provider", v.ID, "cores", v.Resources.Cores, "memory", v.Resources.Memory, "gpus", len(v.Resources.GPUs),
+		"price_sat_per_core_hour", v.Price, "mem_price_sat_per_gib_hour", v.MemPrice, "interval", a.interval)
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// meter sums a lease's usage: the finished units' final usage and the running
+// units' live usage read from /proc.
+type meter struct {
+	mu      sync.Mutex
+	done    time.Duration
+	live    map[*sandbox.Process]bool
+	lastCPU time.Duration
+}
+
+func (m *meter) read() (cpu time.Duration, rss uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cpu = m.done
+	for p := range m.live {
+		// A process that ended between Wait and its removal answers its final usage;
+		// one that cannot be read counts nothing this time (the report is
+		// cumulative, so the next one has it).
+		if u, err := p.Usage(); err == nil {
+			cpu += u.CPU
+			rss += u.RSS
+		}
+	}
+	cpu = max(cpu, m.lastCPU)
+	m.lastCPU = cpu
+	return cpu, rss
+}
+
+// runLease runs w's units and reports its usage every interval until the units are
+// done or the market says stop.
+func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	start := time.Now()
+	interval := time.Duration(w.IntervalMS) * time.Millisecond
+	if interval <= 0 {
+		interval = time.Minute
+	}
+	m := &meter{live: map[*sandbox.Process]bool{}}
+	var seq uint64
+	var seqMu sync.Mutex
+	// report sends the lease's usage so far and stops the lease when told to.
+	report := func(final bool) bool {
+		seqMu.Lock()
+		defer seqMu.Unlock()
+		cpu, rss := m.read()
+		seq++
+		rep := compute.UsageReport{Seq: seq, CPUNS: int64(cpu), WallNS: int64(time.Since(start)), RSS: rss, Final: final}
+		reply, err := a.c.Report(ctx, w.ID, rep)
+		for attempt := 0; err != nil && final && attempt < 3 && ctx.Err() == nil; attempt++ {
+			// The final report ends the lease: retry it (the same seq, so a report
+			// that did arrive is not metered twice).
+			sleep(ctx, time.Second)
+			reply, err = a.c.Report(ctx, w.ID, rep)
+		}
+		if err != nil {
+			a.log.Warn("usage report", "lease", w.ID, "err", err)
+			return false
+		}
+		if reply.Stop {
+			a.log.Info("lease stopped by the market", "lease", w.ID, "reason", reply.Reason, "charged", reply.Charged)
+			stop()
+			return true
+		}
+		return false
+	}
+
+	units := make(chan int)
+	var workers sync.WaitGroup
+	n := max(min(w.Cores, len(w.Units)), 1)
+	mem := w.Memory / uint64(n)
+	for range n {
+		workers.Go(func() {
+			for u := range units {
+				a.runUnit(lctx, w, u, mem, m)
+			}
+		})
+	}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		defer close(units)
+		for u := range w.Units {
+			select {
+			case units <- u:
+			case <-lctx.Done():
+				return
+			}
+		}
+	}()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	allDone := make(chan struct{})
+	go func() {
+		<-finished
+		workers.Wait()
+		close(allDone)
+	}()
+	for {
+		select {
+		case <-allDone:
+			if lctx.Err() == nil {
+				report(true)
+				a.log.Info("lease done", "lease", w.ID, "units", len(w.Units), "wall", time.Since(start).Round(time.Millisecond))
+			}
+			return
+		case <-ticker.C:
+			report(false)
+		}
+	}
+}
+
+// runUnit runs one unit in the sandbox and sends its outputs.
+func (a *Agent) runUnit(ctx context.Context, w compute.LeaseWork, u int, mem uint64, m *meter) {
+	spec := sandbox.Spec{Module: w.Module, Args: w.Args, Stdin: w.Units[u], MemoryLimit: mem,
+		Timeout: time.Duration(w.UnitTimeoutMS) * time.Millisecond, MaxOutput: compute.MaxOutputBytes}
+	res := compute.UnitResult{Unit: u, ExitCode: -1}
+	p, err := a.cfg.Runner.Start(ctx, spec)
+	if err != nil {
+		res.Err = err.Error()
+	} else {
+		m.mu.Lock()
+		m.live[p] = true
+		m.mu.Unlock()
+		r, err := p.Wait()
+		m.mu.Lock()
+		delete(m.live, p)
+		m.done += r.Usage.CPU
+		m.mu.Unlock()
+		if err != nil {
+			res.Err = err.Error()
+		} else {
+			res.Stdout, res.Stderr, res.ExitCode, res.Err = r.Stdout, r.Stderr, r.ExitCode, r.Err
+		}
+	}
+	if ctx.Err() != nil {
+		// Stopped: a killed unit's outputs are not results.
+		return
+	}
+	if len(res.Stderr) > compute.MaxStderrBytes {
+		res.Stderr = res.Stderr[len(res.Stderr)-compute.MaxStderrBytes:]
+	}
+	if a.cfg.CorruptOutputsForTesting {
+		if len(res.Stdout) == 0 {
+			res.Stdout = []byte{0}
+		}
+		res.Stdout[len(res.Stdout)-1] ^= 1
+	}
+	for attempt := range 3 {
+		err = a.c.Result(ctx, w.ID, res)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		a.log.Warn("result not sent", "lease", w.ID, "unit", u, "attempt", attempt+1, "err", err)
+		sleep(ctx, time.Second)
+	}
+}
