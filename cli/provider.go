@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,9 +65,23 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 		defCache = filepath.Join(d, "hashgrid", "wasm")
 	}
 	cacheDir := fs.String("cache-dir", defCache, "directory where the sandbox keeps compiled modules (empty: compile every run)")
+	jobLogPath := fs.String("job-log", "", "append each finished lease to this file as a job record for `hashgrid registry import-jobs` (CPU time metered, outputs' SHA-256)")
+	group := fs.String("device-group", "", "with --job-log: the registry device group this machine belongs to")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if (*jobLogPath == "") != (*group == "") {
+		return fmt.Errorf("%w: --job-log and --device-group go together", ErrUsage)
+	}
+	var jobLog io.Writer
+	if *jobLogPath != "" {
+		f, err := os.OpenFile(*jobLogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("provider: --job-log: %w", err)
+		}
+		defer f.Close()
+		jobLog = f
 	}
 	key, err := providerKey(*keyFile, env)
 	if err != nil {
@@ -87,7 +102,8 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 	a, err := provider.New(provider.Config{Client: c, Name: *name, PayoutAddress: *addr, Price: *price, MemPrice: *memPrice,
 		Resources: compute.Resources{Cores: *cores, Memory: *memMiB << 20},
 		Runner:    sandbox.Runner{Exe: exe, Args: []string{"sandbox-exec"}, CacheDir: *cacheDir},
-		Logger:    log.With("component", "provider")})
+		JobLog:    jobLog, DeviceGroup: *group,
+		Logger: log.With("component", "provider")})
 	if err != nil {
 		return err
 	}

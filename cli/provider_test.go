@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +39,13 @@ func TestProviderCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + mr.API
-	args := []string{"provider", "--market", base, "--key", keyFile, "--payout-address", a.EncodeAddress(), "--name", "box", "--price", "5", "--cores", "1"}
+	if err := Run(context.Background(), []string{"provider", "--market", base, "--key", keyFile, "--payout-address", a.EncodeAddress(), "--job-log", "jobs.jsonl"},
+		nil, nil, io.Discard, io.Discard); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--device-group") {
+		t.Errorf("--job-log without --device-group: %v, want a usage error naming it", err)
+	}
+	jobLog := filepath.Join(t.TempDir(), "jobs.jsonl")
+	args := []string{"provider", "--market", base, "--key", keyFile, "--payout-address", a.EncodeAddress(), "--name", "box", "--price", "5", "--cores", "1",
+		"--job-log", jobLog, "--device-group", "cpu-a"}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, logs bytes.Buffer
@@ -75,6 +82,11 @@ func TestProviderCommand(t *testing.T) {
 	mu.Unlock()
 	if !strings.Contains(printed, "provider "+offer.Provider+" (box)") || !strings.Contains(printed, "earned 0 sat") {
 		t.Errorf("the agent printed no status at its end:\n%s", printed)
+	}
+	// The job log is opened for appending (a lease writes its record there: see
+	// compute/provider's end-to-end test).
+	if _, err := os.Stat(jobLog); err != nil {
+		t.Errorf("--job-log: %v", err)
 	}
 
 	var st bytes.Buffer

@@ -82,6 +82,11 @@ type JobRecord struct {
 	End             time.Time `json:"end"`
 	GPUMilliHours   int64     `json:"gpu_milli_hours"`
 	RevenueMicroUSD int64     `json:"revenue_micro_usd,omitempty"`
+	// CPUMilliHours is CPU time, for jobs measured in CPU (leased compute: the
+	// provider's agent meters its sandboxed processes); OutputsSHA256 commits to the
+	// job's outputs, which a tenant or a spot check can compare.
+	CPUMilliHours int64  `json:"cpu_milli_hours,omitempty"`
+	OutputsSHA256 string `json:"outputs_sha256,omitempty"`
 }
 
 // PoolWorker is one pool worker's accepted and rejected shares in a snapshot.
@@ -554,11 +559,15 @@ type jobLine struct {
 	End             string      `json:"end"`
 	GPUHours        json.Number `json:"gpu_hours"`
 	RevenueMicroUSD json.Number `json:"revenue_micro_usd"`
+	CPUHours        json.Number `json:"cpu_hours"`
+	OutputsSHA256   string      `json:"outputs_sha256"`
 }
 
 // ParseJobs reads AI job records, one JSON object per line: job, device_group, start,
-// end (RFC 3339), gpu_hours (a number, kept to 0.001 GPU-hour) and optionally
-// revenue_micro_usd (integer). site is the site the device groups belong to.
+// end (RFC 3339), gpu_hours or cpu_hours or both (numbers, kept to 0.001 hour), and
+// optionally revenue_micro_usd (integer) and outputs_sha256 (64 hex digits: what
+// `hashgrid provider --job-log` writes for a leased job). site is the site the device
+// groups belong to.
 func ParseJobs(r io.Reader, site string) ([]JobRecord, string, error) {
 	lr, sum := newLineReader(r)
 	var out []JobRecord
@@ -609,14 +618,31 @@ func parseJobLine(b []byte, site string) (JobRecord, error) {
 	if err := checkInterval(j.Start, j.End); err != nil {
 		return j, err
 	}
-	if l.GPUHours == "" {
-		return j, errors.New("gpu_hours is required")
+	if l.GPUHours == "" && l.CPUHours == "" {
+		return j, errors.New("gpu_hours or cpu_hours is required")
 	}
-	h, err := strconv.ParseFloat(string(l.GPUHours), 64)
-	if err != nil || !(h >= 0) || h*1000 > MaxGPUMilliHours {
-		return j, fmt.Errorf("gpu_hours: %s is not a number in range 0..%d", l.GPUHours, MaxGPUMilliHours/1000)
+	hours := func(field string, n json.Number) (int64, error) {
+		if n == "" {
+			return 0, nil
+		}
+		h, err := strconv.ParseFloat(string(n), 64)
+		if err != nil || !(h >= 0) || h*1000 > MaxGPUMilliHours {
+			return 0, fmt.Errorf("%s: %s is not a number in range 0..%d", field, n, MaxGPUMilliHours/1000)
+		}
+		return int64(math.Round(h * 1000)), nil
 	}
-	j.GPUMilliHours = int64(math.Round(h * 1000))
+	if j.GPUMilliHours, err = hours("gpu_hours", l.GPUHours); err != nil {
+		return j, err
+	}
+	if j.CPUMilliHours, err = hours("cpu_hours", l.CPUHours); err != nil {
+		return j, err
+	}
+	if l.OutputsSHA256 != "" {
+		if b, err := hex.DecodeString(l.OutputsSHA256); err != nil || len(b) != sha256.Size {
+			return j, errors.New("outputs_sha256: want 64 hex digits")
+		}
+		j.OutputsSHA256 = l.OutputsSHA256
+	}
 	if l.RevenueMicroUSD != "" {
 		if j.RevenueMicroUSD, err = wholeNumber("revenue_micro_usd", l.RevenueMicroUSD, MaxRevenue); err != nil {
 			return j, err

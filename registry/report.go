@@ -56,6 +56,7 @@ type ClassTotal struct {
 	Rejected        uint64   `json:"rejected_shares"`
 	Hashes          string   `json:"hashes"` // decimal: accepted difficulty · 2^32
 	GPUMilliHours   int64    `json:"gpu_milli_hours"`
+	CPUMilliHours   int64    `json:"cpu_milli_hours,omitempty"` // leased compute's metered CPU time
 	RevenueSat      int64    `json:"revenue_sat"`
 	RevenueMicroUSD int64    `json:"revenue_micro_usd"`
 	work            hashgrid.Work
@@ -88,6 +89,7 @@ type GroupReport struct {
 	Jobs               int        `json:"jobs"`
 	GPUMilliHours      int64      `json:"gpu_milli_hours"`
 	GPUCapacityMilliHr int64      `json:"gpu_capacity_milli_hours"`
+	CPUMilliHours      int64      `json:"cpu_milli_hours,omitempty"` // leased compute's metered CPU time
 	RevenueSat         int64      `json:"revenue_sat"`
 	RevenueMicroUSD    int64      `json:"revenue_micro_usd"`
 	MeasuredAs         []string   `json:"measured_as"` // kinds of activity the evidence shows
@@ -407,6 +409,9 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 		gr.GPUMilliHours += mh
 		c := classOf(j.Group, j.Start)
 		c.GPUMilliHours += mh
+		ch := prorate(j.CPUMilliHours, j.Start, j.End, from, to)
+		gr.CPUMilliHours += ch
+		c.CPUMilliHours += ch
 		rev := prorate(j.RevenueMicroUSD, j.Start, j.End, from, to)
 		gr.RevenueMicroUSD += rev
 		c.RevenueMicroUSD += rev

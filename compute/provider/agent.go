@@ -17,9 +17,14 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -45,7 +50,14 @@ type Config struct {
 	// that tests can check that spot checks catch such a provider; the hashgrid
 	// command has no flag for it.
 	CorruptOutputsForTesting bool
-	Logger                   *slog.Logger
+	// JobLog, when set, gets one JSON line per lease that ran to its end, in the
+	// format `hashgrid registry import-jobs` reads: the lease as a job of
+	// DeviceGroup, its start and end, the CPU time metered (cpu_hours) and a SHA-256
+	// over its units' outputs, so that the site's registry records leased compute as
+	// a workload with its evidence.
+	JobLog      io.Writer
+	DeviceGroup string
+	Logger      *slog.Logger
 }
 
 // Agent is a running provider.
@@ -58,6 +70,7 @@ type Agent struct {
 	id       string
 	interval time.Duration
 	running  map[string]bool
+	logMu    sync.Mutex // one JobLog line at a time
 }
 
 // New checks cfg and fills the offer's resources from the machine.
@@ -210,6 +223,7 @@ type meter struct {
 	done    time.Duration
 	live    map[*sandbox.Process]bool
 	lastCPU time.Duration
+	outputs map[int][32]byte // each unit's standard output, hashed (for the job log)
 }
 
 func (m *meter) read() (cpu time.Duration, rss uint64) {
@@ -240,7 +254,7 @@ func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
 	if interval <= 0 {
 		interval = time.Minute
 	}
-	m := &meter{live: map[*sandbox.Process]bool{}}
+	m := &meter{live: map[*sandbox.Process]bool{}, outputs: map[int][32]byte{}}
 	var seq uint64
 	var seqMu sync.Mutex
 	// report sends the lease's usage so far and stops the lease when told to.
@@ -306,6 +320,7 @@ func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
 			if lctx.Err() == nil {
 				report(true)
 				a.log.Info("lease done", "lease", w.ID, "units", len(w.Units), "wall", time.Since(start).Round(time.Millisecond))
+				a.logJob(w, start, m)
 			}
 			return
 		case <-ticker.C:
@@ -341,6 +356,9 @@ func (a *Agent) runUnit(ctx context.Context, w compute.LeaseWork, u int, mem uin
 		// Stopped: a killed unit's outputs are not results.
 		return
 	}
+	m.mu.Lock()
+	m.outputs[u] = sha256.Sum256(res.Stdout)
+	m.mu.Unlock()
 	if len(res.Stderr) > compute.MaxStderrBytes {
 		res.Stderr = res.Stderr[len(res.Stderr)-compute.MaxStderrBytes:]
 	}
@@ -357,5 +375,43 @@ func (a *Agent) runUnit(ctx context.Context, w compute.LeaseWork, u int, mem uin
 		}
 		a.log.Warn("result not sent", "lease", w.ID, "unit", u, "attempt", attempt+1, "err", err)
 		sleep(ctx, time.Second)
+	}
+}
+
+// jobLine is one line of the job log, as registry.ParseJobs reads it.
+type jobLine struct {
+	Job           string      `json:"job"`
+	DeviceGroup   string      `json:"device_group"`
+	Start         string      `json:"start"`
+	End           string      `json:"end"`
+	CPUHours      json.Number `json:"cpu_hours"`
+	OutputsSHA256 string      `json:"outputs_sha256"`
+}
+
+// logJob writes a finished lease to the job log: its CPU time as the market metered
+// it (the final report's), and the SHA-256 of its units' output hashes in unit order.
+func (a *Agent) logJob(w compute.LeaseWork, start time.Time, m *meter) {
+	if a.cfg.JobLog == nil {
+		return
+	}
+	cpu, _ := m.read()
+	h := sha256.New()
+	m.mu.Lock()
+	for u := range w.Units {
+		o := m.outputs[u]
+		h.Write(o[:])
+	}
+	m.mu.Unlock()
+	b, err := json.Marshal(jobLine{Job: w.ID, DeviceGroup: a.cfg.DeviceGroup, Start: start.UTC().Format(time.RFC3339Nano),
+		End: time.Now().UTC().Format(time.RFC3339Nano), CPUHours: json.Number(strconv.FormatFloat(cpu.Hours(), 'f', 9, 64)),
+		OutputsSHA256: hex.EncodeToString(h.Sum(nil))})
+	if err != nil {
+		a.log.Warn("job log", "lease", w.ID, "err", err)
+		return
+	}
+	a.logMu.Lock()
+	defer a.logMu.Unlock()
+	if _, err := a.cfg.JobLog.Write(append(b, '\n')); err != nil {
+		a.log.Warn("job log", "lease", w.ID, "err", err)
 	}
 }

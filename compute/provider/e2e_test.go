@@ -3,6 +3,8 @@ package provider_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
 	"github.com/hashgrid/hashgrid/payout"
+	"github.com/hashgrid/hashgrid/registry"
 )
 
 // childEnv switches this test binary into the sandbox's child, as `hashgrid
@@ -113,6 +117,25 @@ type runningAgent struct {
 	addr   string
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run has returned
+	jobLog *lockedBuffer // the agent's job log (device group: its name)
+}
+
+// lockedBuffer is a bytes.Buffer safe for the agent's writes and the test's reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
 }
 
 // kill ends the agent as a killed process would: its leases' processes die and it
@@ -129,7 +152,9 @@ func (r *runningAgent) kill(t *testing.T) {
 func (l *loop) startAgent(name, key string, addrByte byte, price int64, corrupt bool) *runningAgent {
 	l.t.Helper()
 	addr := payAddr(l.t, addrByte)
+	jobLog := &lockedBuffer{}
 	a, err := provider.New(provider.Config{
+		JobLog: jobLog, DeviceGroup: name,
 		Client: &compute.Client{Base: l.base, Key: key, HTTP: &http.Client{Timeout: 30 * time.Second}},
 		Name:   name, PayoutAddress: addr, Price: price,
 		Resources: compute.Resources{Cores: 1, Memory: 1 << 30},
@@ -140,7 +165,7 @@ func (l *loop) startAgent(name, key string, addrByte byte, price int64, corrupt 
 		l.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningAgent{a: a, addr: addr, cancel: cancel, done: make(chan struct{})}
+	r := &runningAgent{a: a, addr: addr, cancel: cancel, done: make(chan struct{}), jobLog: jobLog}
 	go func() {
 		defer close(r.done)
 		if err := a.Run(ctx); err != nil {
@@ -296,6 +321,35 @@ func TestLeasingEndToEnd(t *testing.T) {
 			t.Errorf("job %d lease %+v: %d settlements; want a positive charge settled report by report", i, jl, settles)
 		}
 		t.Logf("job %d: %d units in %d ms of CPU, %d ms of wall, %d reports, %d settlements, %d sat", i, jl.Units, jl.CPUMS, jl.WallMS, jl.Reports, settles, jl.Charged)
+		// The provider's job log, which the site's registry imports (registry
+		// import-jobs), records the lease as a job of its device group with the CPU
+		// time the market metered and a hash of the outputs the tenant got.
+		var rec *registry.JobRecord
+		waitFor(t, 10*time.Second, "job "+jl.ID+" in its provider's job log", func() bool {
+			for _, ag := range []*runningAgent{p0, p1} {
+				if ag.a.ID() != jl.Provider {
+					continue
+				}
+				recs, _, err := registry.ParseJobs(bytes.NewReader(ag.jobLog.Bytes()), "site")
+				if err != nil {
+					t.Fatalf("job log of %s: %v", ag.a.ID(), err)
+				}
+				for k := range recs {
+					if recs[k].Job == jl.ID {
+						rec = &recs[k]
+					}
+				}
+			}
+			return rec != nil
+		})
+		h := sha256.New()
+		for _, w := range j.want {
+			o := sha256.Sum256(w)
+			h.Write(o[:])
+		}
+		if wantMH := (jl.CPUMS + 1800) / 3600; rec.CPUMilliHours < wantMH-1 || rec.CPUMilliHours > wantMH+1 || rec.OutputsSHA256 != hex.EncodeToString(h.Sum(nil)) {
+			t.Errorf("job log record %+v; want %d CPU milli-hours (%d ms metered) and the outputs' hash", *rec, wantMH, jl.CPUMS)
+		}
 	}
 	t.Logf("submission to first result: %s", firstResult.Round(time.Millisecond))
 
