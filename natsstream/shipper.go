@@ -24,7 +24,8 @@ const DefaultSaveInterval = time.Second
 
 // Shipper copies a front-end's local log (AckLocal) into the JetStream stream, its
 // records grouped into messages of consecutive local sequences with ids naming them (see
-// the package doc), and saves its position in a file. A front-end id is used either by a Shipper or by a Stream, never both.
+// the package doc), and saves its position in a file. A front-end id is used either by a
+// Shipper or by a Stream, never both.
 type Shipper struct {
 	opts    Options
 	src     stream.Stream

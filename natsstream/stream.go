@@ -78,7 +78,10 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Stream, error) {
 	}
 	opts.fill()
 	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(opts.MaxInFlight+2),
+		// The slots bound the messages awaited; a message given up at Close may still
+		// count in nats.go's own bound until its timeout, so that one is roomier, not
+		// to stall the appends failed meanwhile.
+		jetstream.WithPublishAsyncMaxPending(opts.MaxInFlight+opts.MaxPending+2),
 		jetstream.WithPublishAsyncTimeout(opts.AckTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("natsstream: jetstream: %w", err)
@@ -227,7 +230,11 @@ func (s *Stream) batcher() {
 		}
 		clear(recs)
 		p.msg = &nats.Msg{Subject: s.subj, Data: data, Header: nats.Header{}}
-		p.paf, p.err = s.js.PublishMsgAsync(p.msg, s.pubOpts(p.id)...)
+		if s.abort.Err() != nil {
+			p.err = stream.ErrClosed // Close gave up waiting: fail, do not publish
+		} else {
+			p.paf, p.err = s.js.PublishMsgAsync(p.msg, s.pubOpts(p.id)...)
+		}
 		s.inflight <- p
 	}
 }
@@ -260,6 +267,9 @@ func (s *Stream) acker() {
 // await waits for p's acknowledgement, re-sending it with the same message id when it
 // does not come, so that a message stored after all is not stored twice.
 func (s *Stream) await(p *pub) (uint64, error) {
+	if errors.Is(p.err, stream.ErrClosed) {
+		return 0, p.err
+	}
 	err := p.err
 	if err == nil {
 		select {
