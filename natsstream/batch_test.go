@@ -110,6 +110,7 @@ func TestAppendsShareMessages(t *testing.T) {
 func TestReadResumesMidMessage(t *testing.T) {
 	srv := startServer(t)
 	nc := connect(t, srv)
+	r := open(t, nc, Options{FrontEnd: "reader"}) // creates the stream
 	var recs [][]byte
 	for i := range 10 {
 		recs = append(recs, rec(i))
@@ -118,7 +119,6 @@ func TestReadResumesMidMessage(t *testing.T) {
 	publishRaw(t, nc, "fe1", MsgID("fe1", 11, 11), rec(10))
 	recs = append(recs, rec(10))
 
-	r := open(t, nc, Options{FrontEnd: "reader"})
 	first, err := r.Read(ctxT(t, 5*time.Second), 0, 3)
 	if err != nil || len(first) != 3 {
 		t.Fatalf("read 3: got %d records, %v", len(first), err)
@@ -168,6 +168,7 @@ func TestReadResumesMidMessage(t *testing.T) {
 func TestReadsSingleRecordMessages(t *testing.T) {
 	srv := startServer(t)
 	nc := connect(t, srv)
+	r := open(t, nc, Options{FrontEnd: "reader"}) // creates the stream
 	for i := 1; i <= 3; i++ {
 		publishRaw(t, nc, "old", MsgID("old", uint64(i), uint64(i)), rec(i))
 	}
@@ -181,7 +182,6 @@ func TestReadsSingleRecordMessages(t *testing.T) {
 	if _, err := js.Publish(ctxT(t, 5*time.Second), DefaultPrefix+".other", rec(8)); err != nil {
 		t.Fatal(err)
 	}
-	r := open(t, nc, Options{FrontEnd: "reader"})
 	got := readAll(t, r, 0, 100)
 	wantSeqs := []uint64{MessageEnd(1), MessageEnd(2), MessageEnd(3), Seq(4, 0, 3), Seq(4, 1, 3), MessageEnd(4), MessageEnd(5), MessageEnd(6)}
 	if len(got) != len(wantSeqs) {
@@ -220,8 +220,8 @@ func TestReadsSingleRecordMessages(t *testing.T) {
 func TestReadCorruptBatch(t *testing.T) {
 	srv := startServer(t)
 	nc := connect(t, srv)
-	publishRaw(t, nc, "fe1", MsgID("fe1", 1, 3), batchData(rec(1), rec(2)))
 	r := open(t, nc, Options{FrontEnd: "reader"})
+	publishRaw(t, nc, "fe1", MsgID("fe1", 1, 3), batchData(rec(1), rec(2)))
 	if got, err := r.Read(ctxT(t, 5*time.Second), 0, 10); err == nil {
 		t.Fatalf("read a message of 2 records named 3: got %d records, no error", len(got))
 	}
@@ -231,13 +231,13 @@ func TestReadCorruptBatch(t *testing.T) {
 func TestResentBatchStoredOnce(t *testing.T) {
 	srv := startServer(t)
 	nc := connect(t, srv)
+	r := open(t, nc, Options{FrontEnd: "reader"})
 	data := batchData(rec(1), rec(2), rec(3))
 	first := publishRaw(t, nc, "fe1", MsgID("fe1", 1, 3), data)
 	again := publishRaw(t, nc, "fe1", MsgID("fe1", 1, 3), data)
 	if !again.Duplicate || again.Sequence != first.Sequence {
 		t.Fatalf("re-send: got seq %d duplicate %v, want seq %d duplicate", again.Sequence, again.Duplicate, first.Sequence)
 	}
-	r := open(t, nc, Options{FrontEnd: "reader"})
 	if got := readAll(t, r, 0, 10); len(got) != 3 {
 		t.Fatalf("stream holds %d records, want 3", len(got))
 	}

@@ -189,8 +189,8 @@ func TestResentRecordStoredOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !ack.Duplicate || ack.Sequence != seq {
-			t.Fatalf("re-send: got seq %d duplicate %v, want seq %d duplicate", ack.Sequence, ack.Duplicate, seq)
+		if !ack.Duplicate || MessageEnd(ack.Sequence) != seq {
+			t.Fatalf("re-send: got message %d duplicate %v, want the message of record %d, duplicate", ack.Sequence, ack.Duplicate, seq)
 		}
 	}
 	if got := readAll(t, s, 0, 10); len(got) != 1 {
