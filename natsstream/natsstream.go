@@ -27,7 +27,9 @@
 // after it, and one positioned after a message's last record knows that it needs the
 // next message. A number below SeqBase is a stream sequence as numbered before batching
 // (one record a message): reading after it starts at the next message, so a consumer
-// that saved such a position resumes where it left off.
+// that saved such a position resumes where it left off. The reverse does not hold: a
+// reader from before batching takes a message of several records for one record (which
+// then fails to decode), so a cluster is upgraded accounting processes first.
 //
 // The local sequence of a Stream continues from the last record its front-end has in the
 // stream (Open looks it up), so ids are not reused across restarts; one front-end id must
