@@ -303,3 +303,21 @@ func TestShipperResendsSameMessages(t *testing.T) {
 	}
 	waitRecords(t, r, 300)
 }
+
+// A Read that finds records returns them at once: it waits up to ReadWait only when it
+// found none although newer ones exist.
+func TestReadReturnsRecordsAtHand(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv)
+	r := open(t, nc, Options{FrontEnd: "reader", ReadWait: 10 * time.Second})
+	publishRaw(t, nc, "fe1", MsgID("fe1", 1, 1), rec(1))
+	publishRaw(t, nc, "fe1", MsgID("fe1", 2, 4), batchData(rec(2), rec(3), rec(4)))
+	start := time.Now()
+	got, err := r.Read(ctxT(t, 30*time.Second), 0, 100)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("read: got %d records, %v; want 4", len(got), err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("read of records at hand took %v (ReadWait 10s)", d)
+	}
+}

@@ -386,12 +386,16 @@ func (s *Stream) fetch(ctx context.Context, after uint64, max int) (_ []stream.R
 		}
 	}
 	recs := make([]stream.Record, 0, min(max, len(s.buf)+MaxReadMessages))
+	caughtUp := false // the last fetch got less than it asked for
 	for len(recs) < max {
 		if len(s.buf) > 0 {
 			n := min(max-len(recs), len(s.buf))
 			recs = append(recs, s.buf[:n]...)
 			s.buf = s.buf[n:]
 			continue
+		}
+		if caughtUp {
+			break
 		}
 		// As many messages as should hold the records still wanted, judged by the last
 		// fetch's fullest message.
@@ -404,9 +408,7 @@ func (s *Stream) fetch(ctx context.Context, after uint64, max int) (_ []stream.R
 		if err != nil {
 			return nil, err
 		}
-		if msgs < want {
-			break // caught up with what the consumer had
-		}
+		caughtUp = msgs < want
 	}
 	if len(recs) == 0 {
 		if need, _ := next(after); s.lastKnown() >= need {
