@@ -416,12 +416,13 @@ func TestClusterEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pg.Close()
-	// The stream's last sequence: everything published must reach the store.
+	// The number of the stream's last record: everything published must reach the
+	// store.
 	info, err = shareStreamInfo(js3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	streamLast := info.State.LastSeq
+	streamLast := natsstream.MessageEnd(info.State.LastSeq)
 	waitFor(t, 60*time.Second, "the store to hold the whole share stream", func() bool {
 		n, err := pg.LastSeq(context.Background())
 		return err == nil && n >= streamLast

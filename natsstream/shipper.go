@@ -22,9 +22,10 @@ import (
 // the stream holds of it and does not store any of that twice.
 const DefaultSaveInterval = time.Second
 
-// Shipper copies a front-end's local log (AckLocal) into the JetStream stream, each
-// record with the message id (FrontEnd, its local sequence), and saves its position in
-// a file. A front-end id is used either by a Shipper or by a Stream, never both.
+// Shipper copies a front-end's local log (AckLocal) into the JetStream stream, its
+// records grouped into messages of consecutive local sequences with ids naming them (see
+// the package doc), and saves its position in a file. A front-end id is used either by a
+// Shipper or by a Stream, never both.
 type Shipper struct {
 	opts    Options
 	src     stream.Stream
@@ -146,12 +147,34 @@ func (sh *Shipper) ship(ctx context.Context, recs []stream.Record) error {
 		id  string
 		paf jetstream.PubAckFuture
 	}
-	out := make([]sent, 0, len(recs))
-	for _, r := range recs {
-		if _, ok := sh.stored[r.Seq]; ok {
+	// Messages are cut from the start of each run of records the stream does not hold,
+	// the same way every time: a batch offered again after a failure is cut into the
+	// same messages, less the ones stored meanwhile, each whole.
+	var out []sent
+	var data []byte
+	for i := 0; i < len(recs); {
+		if _, ok := sh.stored[recs[i].Seq]; ok {
+			i++
 			continue
 		}
-		s := sent{msg: &nats.Msg{Subject: sh.subj, Data: r.Data, Header: nats.Header{}}, id: MsgID(sh.opts.FrontEnd, r.Seq)}
+		j, size := i+1, batchSize(recs[i].Data)
+		for j < len(recs) && j-i < sh.opts.MaxBatch && recs[j].Seq == recs[j-1].Seq+1 &&
+			size+batchSize(recs[j].Data) <= sh.opts.MaxBatchBytes {
+			if _, ok := sh.stored[recs[j].Seq]; ok {
+				break
+			}
+			size += batchSize(recs[j].Data)
+			j++
+		}
+		data = recs[i].Data
+		if j-i > 1 {
+			data = make([]byte, 0, size)
+			for _, r := range recs[i:j] {
+				data = appendBatch(data, r.Data)
+			}
+		}
+		s := sent{msg: &nats.Msg{Subject: sh.subj, Data: data, Header: nats.Header{}}, id: MsgID(sh.opts.FrontEnd, recs[i].Seq, recs[j-1].Seq)}
+		i = j
 		sh.unsure = true
 		paf, err := sh.js.PublishMsgAsync(s.msg, sh.pubOpts(s.id)...)
 		if err != nil {
@@ -253,12 +276,12 @@ func (sh *Shipper) readBack(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("natsstream: shipper: read back: %w", err)
 		}
-		fe, seq, err := ParseMsgID(msg.Headers().Get(jetstream.MsgIDHeader))
+		fe, first, last, err := ParseMsgID(msg.Headers().Get(jetstream.MsgIDHeader))
 		if err != nil || fe != sh.opts.FrontEnd {
-			return fmt.Errorf("natsstream: shipper: record %d on %s: not this front-end's (%v)", md.Sequence.Stream, sh.subj, err)
+			return fmt.Errorf("natsstream: shipper: message %d on %s: not this front-end's (%v)", md.Sequence.Stream, sh.subj, err)
 		}
-		if seq > sh.pos.local {
-			sh.stored[seq] = md.Sequence.Stream
+		for local := max(first, sh.pos.local+1); local <= last; local++ {
+			sh.stored[local] = md.Sequence.Stream
 		}
 		if md.Sequence.Stream >= lastMsg.Sequence {
 			sh.opts.Logger.Info("natsstream: shipper read back its unconfirmed records",

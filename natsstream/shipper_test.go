@@ -104,8 +104,8 @@ func TestShipperShipsLocalLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id := msg.Header.Get("Nats-Msg-Id"); id != "fe1:500" {
-		t.Fatalf("last message id %q, want fe1:500", id)
+	if fe, _, last, err := ParseMsgID(msg.Header.Get("Nats-Msg-Id")); err != nil || fe != "fe1" || last != 500 {
+		t.Fatalf("last message id %q: front-end %q, last local sequence %d, %v; want fe1 and 500", msg.Header.Get("Nats-Msg-Id"), fe, last, err)
 	}
 }
 
@@ -171,17 +171,30 @@ func TestShipperCrashResendBeyondWindow(t *testing.T) {
 	ropts.FrontEnd = "reader"
 	r := open(t, connect(t, srv), ropts)
 
-	appendLocal(t, log, 1, 100)
+	appendLocal(t, log, 1, 40)
 	_, stop := runShipper(t, nc, log, posPath, opts)
+	waitRecords(t, r, 40)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := os.ReadFile(posPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLocal(t, log, 41, 100)
+	_, stop = runShipper(t, nc, log, posPath, opts)
 	waitRecords(t, r, 100)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	// The crash: the position saved last said 40 records.
-	if err := os.WriteFile(posPath, []byte(positionMagic+" fe1 40 40\n"), 0o644); err != nil {
+	if err := os.WriteFile(posPath, saved, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * window) // JetStream forgets the ids of records 41..100
+	if pos, err := readPosition(posPath, "fe1"); err != nil || pos.local != 40 {
+		t.Fatalf("position after 40 records: %+v, %v", pos, err)
+	}
+	time.Sleep(2 * window) // JetStream forgets the ids of the messages of records 41..100
 	appendLocal(t, log, 101, 150)
 	_, stop = runShipper(t, nc, log, posPath, opts)
 	waitRecords(t, r, 150)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,17 +22,19 @@ type Stream struct {
 	st   jetstream.Stream
 	subj string
 
-	// Appends are published in the order they take pubMu and answered in that order by
-	// the acker; closeMu orders them against Close.
-	pubMu   sync.Mutex
-	next    uint64 // next local sequence
-	closeMu sync.RWMutex
-	closing bool
-	pending chan *pub
-	abort   context.Context // ends when Close stops waiting for acknowledgements
-	abortFn context.CancelFunc
-	done    chan struct{} // closed when Close starts
-	wg      sync.WaitGroup
+	// Appends queue in the order they take closeMu's read lock; the batcher takes them
+	// into messages in that order, and the acker answers the messages in the order they
+	// were published. closeMu orders appends against Close.
+	closeMu  sync.RWMutex
+	closing  bool
+	queue    chan appendReq  // appends not yet in a message: at most MaxPending
+	slots    chan struct{}   // one per message awaiting its acknowledgement
+	inflight chan *pub       // published messages, to the acker
+	next     atomic.Uint64   // next local sequence; the batcher's
+	abort    context.Context // ends when Close stops waiting for acknowledgements
+	abortFn  context.CancelFunc
+	done     chan struct{} // closed when Close starts
+	wg       sync.WaitGroup
 
 	mu     sync.Mutex
 	last   uint64        // highest stream sequence known to exist
@@ -40,22 +43,30 @@ type Stream struct {
 
 	readMu sync.Mutex
 	cons   jetstream.Consumer // the read cursor, nil until the first Read
-	pos    uint64             // stream sequence cons delivered last
+	pos    uint64             // number of the record Read returned last from cons
+	buf    []stream.Record    // records fetched from cons after pos, not yet returned
+	perMsg int                // most records in one message of the last fetch
 }
 
-// pub is one append on its way: published, awaiting its acknowledgement.
-type pub struct {
-	msg  *nats.Msg
-	id   string
-	paf  jetstream.PubAckFuture
-	err  error // the publish failed at once
+// appendReq is one record waiting for its message.
+type appendReq struct {
+	rec  []byte
 	done func(seq uint64, err error)
+}
+
+// pub is one message on its way: published, awaiting its acknowledgement.
+type pub struct {
+	msg   *nats.Msg
+	id    string
+	dones []func(seq uint64, err error) // one per record, in order
+	paf   jetstream.PubAckFuture
+	err   error // the publish failed at once
 }
 
 var _ stream.Stream = (*Stream)(nil)
 
 // ErrIDReused is the error of an append whose message id JetStream already held from
-// another record, so that it was not stored: two processes publish as one front-end.
+// another message, so that it was not stored: two processes publish as one front-end.
 var ErrIDReused = errors.New("natsstream: message id reused")
 
 // Open creates the JetStream stream if it does not exist (or updates its replicas,
@@ -67,7 +78,10 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Stream, error) {
 	}
 	opts.fill()
 	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(opts.MaxPending+2),
+		// The slots bound the messages awaited; a message given up at Close may still
+		// count in nats.go's own bound until its timeout, so that one is roomier, not
+		// to stall the appends failed meanwhile.
+		jetstream.WithPublishAsyncMaxPending(opts.MaxInFlight+opts.MaxPending+2),
 		jetstream.WithPublishAsyncTimeout(opts.AckTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("natsstream: jetstream: %w", err)
@@ -79,13 +93,15 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Stream, error) {
 		return nil, fmt.Errorf("natsstream: stream %s: %w", opts.Stream, err)
 	}
 	s := &Stream{
-		opts:    opts,
-		js:      js,
-		st:      st,
-		subj:    opts.subject(),
-		pending: make(chan *pub, opts.MaxPending),
-		done:    make(chan struct{}),
-		notify:  make(chan struct{}),
+		opts:     opts,
+		js:       js,
+		st:       st,
+		subj:     opts.subject(),
+		queue:    make(chan appendReq, opts.MaxPending),
+		slots:    make(chan struct{}, opts.MaxInFlight),
+		inflight: make(chan *pub, opts.MaxInFlight),
+		done:     make(chan struct{}),
+		notify:   make(chan struct{}),
 	}
 	s.abort, s.abortFn = context.WithCancel(context.Background())
 	s.last = st.CachedInfo().State.LastSeq
@@ -93,8 +109,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.next = last + 1
-	s.wg.Add(1)
+	s.next.Store(last + 1)
+	s.wg.Add(2)
+	go s.batcher()
 	go s.acker()
 	return s, nil
 }
@@ -108,25 +125,21 @@ func lastLocalSeq(ctx context.Context, st jetstream.Stream, subj, frontEnd strin
 	if err != nil {
 		return 0, fmt.Errorf("natsstream: last record of %s: %w", subj, err)
 	}
-	fe, seq, err := ParseMsgID(msg.Header.Get(jetstream.MsgIDHeader))
+	fe, _, last, err := ParseMsgID(msg.Header.Get(jetstream.MsgIDHeader))
 	if err != nil {
-		return 0, fmt.Errorf("natsstream: record %d: %w", msg.Sequence, err)
+		return 0, fmt.Errorf("natsstream: message %d: %w", msg.Sequence, err)
 	}
 	if fe != frontEnd {
-		return 0, fmt.Errorf("natsstream: record %d on %s carries front-end %q", msg.Sequence, subj, fe)
+		return 0, fmt.Errorf("natsstream: message %d on %s carries front-end %q", msg.Sequence, subj, fe)
 	}
-	return seq, nil
+	return last, nil
 }
 
-// NextLocalSeq returns the local sequence the next append will carry.
-func (s *Stream) NextLocalSeq() uint64 {
-	s.pubMu.Lock()
-	defer s.pubMu.Unlock()
-	return s.next
-}
+// NextLocalSeq returns the local sequence the next record put in a message will carry.
+func (s *Stream) NextLocalSeq() uint64 { return s.next.Load() }
 
 // Append implements stream.Stream: it returns once the stream's replicas acknowledged
-// the record. If ctx ends first the record may still be stored.
+// the record's message. If ctx ends first the record may still be stored.
 func (s *Stream) Append(ctx context.Context, rec []byte) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -147,11 +160,11 @@ func (s *Stream) Append(ctx context.Context, rec []byte) (uint64, error) {
 
 // AppendAsync implements stream.Stream. It takes rec over and calls done once, from the
 // stream's acknowledging goroutine, in the order of the AppendAsync calls: with the
-// record's stream sequence once JetStream acknowledged it, or with an error. Sequences
-// rise along that order except after a re-send, whose record is stored after those
+// record's number once JetStream acknowledged its message, or with an error. Numbers
+// rise along that order except after a re-send, whose message is stored after those
 // published meanwhile. done runs before AppendAsync returns when the record is refused
-// at once (too large, stream closed). AppendAsync blocks while MaxPending appends await
-// their acknowledgement.
+// at once (too large, stream closed). AppendAsync blocks while MaxPending records wait
+// for a message.
 func (s *Stream) AppendAsync(rec []byte, done func(seq uint64, err error)) {
 	if len(rec) > s.opts.MaxRecordSize {
 		done(0, fmt.Errorf("%w: %d bytes, limit %d", stream.ErrTooLarge, len(rec), s.opts.MaxRecordSize))
@@ -163,44 +176,109 @@ func (s *Stream) AppendAsync(rec []byte, done func(seq uint64, err error)) {
 		done(0, stream.ErrClosed)
 		return
 	}
-	s.pubMu.Lock()
-	defer s.pubMu.Unlock()
-	p := &pub{id: MsgID(s.opts.FrontEnd, s.next), done: done}
-	s.next++
-	p.msg = &nats.Msg{Subject: s.subj, Data: rec, Header: nats.Header{}}
-	p.paf, p.err = s.js.PublishMsgAsync(p.msg, s.pubOpts(p.id)...)
-	s.pending <- p
+	s.queue <- appendReq{rec, done}
+}
+
+// batcher puts the queued records into messages and publishes them, each message once a
+// slot is free: what queued while the slots were taken goes out together.
+func (s *Stream) batcher() {
+	defer s.wg.Done()
+	defer close(s.inflight)
+	var carry *appendReq // taken from the queue but not fitting the last message
+	var recs [][]byte
+	for {
+		s.slots <- struct{}{}
+		first := carry
+		carry = nil
+		if first == nil {
+			r, ok := <-s.queue
+			if !ok {
+				return
+			}
+			first = &r
+		}
+		p := &pub{dones: []func(uint64, error){first.done}}
+		recs = append(recs[:0], first.rec)
+		size := batchSize(first.rec)
+	fill:
+		for len(recs) < s.opts.MaxBatch {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				if size+batchSize(r.rec) > s.opts.MaxBatchBytes {
+					carry = &r
+					break fill
+				}
+				size += batchSize(r.rec)
+				recs = append(recs, r.rec)
+				p.dones = append(p.dones, r.done)
+			default:
+				break fill
+			}
+		}
+		local := s.next.Load()
+		s.next.Store(local + uint64(len(recs)))
+		p.id = MsgID(s.opts.FrontEnd, local, local+uint64(len(recs))-1)
+		data := recs[0]
+		if len(recs) > 1 {
+			data = make([]byte, 0, size)
+			for _, r := range recs {
+				data = appendBatch(data, r)
+			}
+		}
+		clear(recs)
+		p.msg = &nats.Msg{Subject: s.subj, Data: data, Header: nats.Header{}}
+		if s.abort.Err() != nil {
+			p.err = stream.ErrClosed // Close gave up waiting: fail, do not publish
+		} else {
+			p.paf, p.err = s.js.PublishMsgAsync(p.msg, s.pubOpts(p.id)...)
+		}
+		s.inflight <- p
+	}
 }
 
 func (s *Stream) pubOpts(id string) []jetstream.PublishOpt {
 	return []jetstream.PublishOpt{jetstream.WithMsgID(id), jetstream.WithExpectStream(s.opts.Stream)}
 }
 
-// acker answers appends in the order they were published.
+// acker answers messages' records in the order the messages were published.
 func (s *Stream) acker() {
 	defer s.wg.Done()
-	for p := range s.pending {
+	for p := range s.inflight {
 		seq, err := s.await(p)
 		if err == nil {
 			s.advance(seq)
 		}
 		p.msg = nil
-		p.done(seq, err)
+		n := len(p.dones)
+		for i, done := range p.dones {
+			if err != nil {
+				done(0, err)
+				continue
+			}
+			done(Seq(seq, i, n), nil)
+		}
+		<-s.slots
 	}
 }
 
 // await waits for p's acknowledgement, re-sending it with the same message id when it
-// does not come, so that a record stored after all is not stored twice.
+// does not come, so that a message stored after all is not stored twice.
 func (s *Stream) await(p *pub) (uint64, error) {
+	if errors.Is(p.err, stream.ErrClosed) {
+		return 0, p.err
+	}
 	err := p.err
 	if err == nil {
 		select {
 		case ack := <-p.paf.Ok():
 			if ack.Duplicate {
-				// A first send taken for a repeat means another record already holds
+				// A first send taken for a repeat means another message already holds
 				// this id (its front-end id used by two processes at once): this
-				// record was not stored.
-				return 0, fmt.Errorf("%w: %s is record %d's", ErrIDReused, p.id, ack.Sequence)
+				// message was not stored.
+				return 0, fmt.Errorf("%w: %s is message %d's", ErrIDReused, p.id, ack.Sequence)
 			}
 			return ack.Sequence, nil
 		case err = <-p.paf.Err():
@@ -213,7 +291,7 @@ func (s *Stream) await(p *pub) (uint64, error) {
 		ack, rerr := s.js.PublishMsg(ctx, p.msg, s.pubOpts(p.id)...)
 		cancel()
 		if rerr == nil {
-			s.opts.Logger.Debug("natsstream: record re-sent", "id", p.id, "seq", ack.Sequence, "duplicate", ack.Duplicate, "first_err", err)
+			s.opts.Logger.Debug("natsstream: message re-sent", "id", p.id, "seq", ack.Sequence, "duplicate", ack.Duplicate, "first_err", err)
 			return ack.Sequence, nil
 		}
 		if s.abort.Err() != nil {
@@ -242,7 +320,8 @@ const readRetries = 5
 // Read implements stream.Stream. It reads through one ephemeral pull consumer that it
 // moves on as it reads and re-creates when asked for another position or when the
 // server lost it. It returns stream.ErrPruned (wrapped) when records after after are no
-// longer kept.
+// longer kept. A message whose records do not all fit in max is returned in part; the
+// next Read after the last record returned goes on from there.
 func (s *Stream) Read(ctx context.Context, after uint64, max int) ([]stream.Record, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("natsstream: read: max %d must be positive", max)
@@ -258,7 +337,7 @@ func (s *Stream) Read(ctx context.Context, after uint64, max int) ([]stream.Reco
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	recs, err := s.fetch(ctx, after, max)
-	for attempt := 1; err != nil && attempt <= readRetries && ctx.Err() == nil && !errors.Is(err, stream.ErrPruned); attempt++ {
+	for attempt := 1; err != nil && attempt <= readRetries && ctx.Err() == nil && !errors.Is(err, stream.ErrPruned) && !errors.Is(err, errCorrupt); attempt++ {
 		// The consumer may be gone (its server restarted, or a new leader without it),
 		// or the stream be between leaders: start a new one, a few times, before giving
 		// up.
@@ -287,63 +366,127 @@ func (s *Stream) Read(ctx context.Context, after uint64, max int) ([]stream.Reco
 // leaves pulls to a consumer whose server stopped unanswered), so it is re-created.
 var errStalled = errors.New("natsstream: read: no records from the consumer although newer ones exist")
 
-func (s *Stream) fetch(ctx context.Context, after uint64, max int) ([]stream.Record, error) {
+// errCorrupt is a message whose data does not hold the records its id names.
+var errCorrupt = errors.New("natsstream: read: corrupt message")
+
+// MaxReadMessages bounds the messages one fetch asks for, and so what a Read holds
+// beyond the records it returns: the rest of at most this many messages.
+const MaxReadMessages = 512
+
+func (s *Stream) fetch(ctx context.Context, after uint64, max int) (_ []stream.Record, err error) {
+	defer func() {
+		if err != nil {
+			// What the cursor holds no longer follows after: seek again next time.
+			s.cons, s.buf = nil, nil
+		}
+	}()
 	if s.cons == nil || s.pos != after {
 		if err := s.seek(ctx, after); err != nil {
 			return nil, err
 		}
 	}
-	batch, err := s.cons.FetchNoWait(max)
-	if err != nil {
-		return nil, fmt.Errorf("natsstream: read: %w", err)
-	}
-	recs, err := s.collect(batch, max)
-	if err != nil || len(recs) > 0 || s.lastKnown() <= after {
-		return recs, err
-	}
-	// Records are known to exist but were not there yet for this consumer (a new
-	// consumer, or a replica behind): wait a little for the first.
-	batch, err = s.cons.Fetch(max, jetstream.FetchMaxWait(s.opts.ReadWait))
-	if err != nil {
-		return nil, fmt.Errorf("natsstream: read: %w", err)
-	}
-	recs, err = s.collect(batch, max)
-	if err == nil && len(recs) == 0 && s.lastKnown() > after {
-		return nil, errStalled
-	}
-	return recs, err
-}
-
-func (s *Stream) collect(batch jetstream.MessageBatch, max int) ([]stream.Record, error) {
-	var recs []stream.Record
-	for msg := range batch.Messages() {
-		md, err := msg.Metadata()
+	recs := make([]stream.Record, 0, min(max, len(s.buf)+MaxReadMessages))
+	caughtUp := false // the last fetch got less than it asked for
+	for len(recs) < max {
+		if len(s.buf) > 0 {
+			n := min(max-len(recs), len(s.buf))
+			recs = append(recs, s.buf[:n]...)
+			s.buf = s.buf[n:]
+			continue
+		}
+		if caughtUp {
+			break
+		}
+		// As many messages as should hold the records still wanted, judged by the last
+		// fetch's fullest message.
+		want := min((max-len(recs)+s.perMsg-1)/s.perMsg, MaxReadMessages)
+		batch, err := s.cons.FetchNoWait(want)
 		if err != nil {
 			return nil, fmt.Errorf("natsstream: read: %w", err)
 		}
-		if recs == nil {
-			recs = make([]stream.Record, 0, max)
+		msgs, err := s.collect(batch, after)
+		if err != nil {
+			return nil, err
 		}
-		recs = append(recs, stream.Record{Seq: md.Sequence.Stream, Data: msg.Data()})
-		s.pos = md.Sequence.Stream
+		caughtUp = msgs < want
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-		return nil, fmt.Errorf("natsstream: read: %w", err)
+	if len(recs) == 0 {
+		if need, _ := next(after); s.lastKnown() >= need {
+			// Records are known to exist but were not there yet for this consumer (a
+			// new consumer, or a replica behind): wait a little for the first.
+			batch, err := s.cons.Fetch(1, jetstream.FetchMaxWait(s.opts.ReadWait))
+			if err != nil {
+				return nil, fmt.Errorf("natsstream: read: %w", err)
+			}
+			if _, err := s.collect(batch, after); err != nil {
+				return nil, err
+			}
+			if len(s.buf) == 0 {
+				return nil, errStalled
+			}
+			n := min(max, len(s.buf))
+			recs = append(recs, s.buf[:n]...)
+			s.buf = s.buf[n:]
+		}
 	}
-	if n := len(recs); n > 0 {
-		s.advance(recs[n-1].Seq)
+	if len(recs) > 0 {
+		s.pos = recs[len(recs)-1].Seq
+	}
+	if len(s.buf) == 0 {
+		s.buf = nil // not to keep the consumed messages' memory
 	}
 	return recs, nil
 }
 
-// seek points the read cursor at the first record after after.
+// collect appends the records of batch's messages numbered above after to s.buf and
+// returns how many messages it held.
+func (s *Stream) collect(batch jetstream.MessageBatch, after uint64) (int, error) {
+	msgs, most := 0, 0
+	var lastSeq uint64
+	for msg := range batch.Messages() {
+		md, err := msg.Metadata()
+		if err != nil {
+			return 0, fmt.Errorf("natsstream: read: %w", err)
+		}
+		msgs++
+		seq := md.Sequence.Stream
+		if seq > MaxStreamSeq {
+			return 0, fmt.Errorf("natsstream: read: stream sequence %d above %d: records cannot be numbered", seq, uint64(MaxStreamSeq))
+		}
+		lastSeq = seq
+		recs := [][]byte{msg.Data()}
+		if _, first, last, err := ParseMsgID(msg.Headers().Get(jetstream.MsgIDHeader)); err == nil && last > first {
+			// Without an id of a range, a message is one record, as before batching.
+			if recs, err = splitBatch(msg.Data(), int(last-first+1)); err != nil {
+				return 0, fmt.Errorf("%w %d: %v", errCorrupt, seq, err)
+			}
+		}
+		most = max(most, len(recs))
+		for i, r := range recs {
+			if n := Seq(seq, i, len(recs)); n > after {
+				s.buf = append(s.buf, stream.Record{Seq: n, Data: r})
+			}
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		return 0, fmt.Errorf("natsstream: read: %w", err)
+	}
+	if msgs > 0 {
+		s.perMsg = max(most, 1)
+		s.advance(lastSeq)
+	}
+	return msgs, nil
+}
+
+// seek points the read cursor at the first record numbered above after.
 func (s *Stream) seek(ctx context.Context, after uint64) error {
+	start, _ := next(after)
 	info, err := s.st.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("natsstream: read: stream info: %w", err)
 	}
-	if after < info.State.LastSeq && after+1 < info.State.FirstSeq {
-		return fmt.Errorf("%w: wanted records after %d, oldest is %d", stream.ErrPruned, after, info.State.FirstSeq)
+	if start <= info.State.LastSeq && start < info.State.FirstSeq {
+		return fmt.Errorf("%w: wanted records after %d (message %d), oldest is message %d", stream.ErrPruned, after, start, info.State.FirstSeq)
 	}
 	s.advance(info.State.LastSeq)
 	if s.cons != nil {
@@ -357,7 +500,7 @@ func (s *Stream) seek(ctx context.Context, after uint64) error {
 	}
 	cons, err := s.st.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       after + 1,
+		OptStartSeq:       start,
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: 5 * time.Minute,
 		Replicas:          1,
@@ -366,7 +509,10 @@ func (s *Stream) seek(ctx context.Context, after uint64) error {
 	if err != nil {
 		return fmt.Errorf("natsstream: read: consumer: %w", err)
 	}
-	s.cons, s.pos = cons, after
+	s.cons, s.pos, s.buf = cons, after, nil
+	if s.perMsg == 0 {
+		s.perMsg = 1
+	}
 	return nil
 }
 
@@ -377,7 +523,7 @@ func (s *Stream) lastKnown() uint64 {
 }
 
 // Wait implements stream.Stream. The first Wait starts a watcher, a headers-only ordered
-// consumer that learns of every new record, so a front-end that never waits does not
+// consumer that learns of every new message, so a front-end that never waits does not
 // receive the stream. While it waits it also asks the stream for its last sequence
 // every ReadWait: a watcher whose server went away may take long to come back (with
 // nats-server 2.9 it was seen not to), and a reader must not wait on it for ever.
@@ -385,13 +531,14 @@ func (s *Stream) Wait(ctx context.Context, after uint64) error {
 	if err := s.startWatch(ctx); err != nil {
 		return err
 	}
+	need, _ := next(after)
 	poll := time.NewTicker(s.opts.ReadWait)
 	defer poll.Stop()
 	for {
 		s.mu.Lock()
 		last, ch := s.last, s.notify
 		s.mu.Unlock()
-		if last > after {
+		if last >= need {
 			return nil
 		}
 		select {
@@ -455,7 +602,7 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.closing = true
-	close(s.pending)
+	close(s.queue)
 	s.mu.Lock()
 	close(s.done)
 	s.mu.Unlock()
@@ -477,7 +624,7 @@ func (s *Stream) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = s.st.DeleteConsumer(ctx, s.cons.CachedInfo().Name)
-		s.cons = nil
+		s.cons, s.buf = nil, nil
 	}
 	return nil
 }

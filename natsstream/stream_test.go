@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -52,8 +51,8 @@ func TestAppendReadRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
-		if seq != uint64(i) {
-			t.Fatalf("append %d: got seq %d, want %d", i, seq, i)
+		if want := MessageEnd(uint64(i)); seq != want {
+			t.Fatalf("append %d: got seq %d, want %d", i, seq, want)
 		}
 	}
 	for _, batch := range []int{1, 7, 4096} {
@@ -62,17 +61,17 @@ func TestAppendReadRoundTrip(t *testing.T) {
 			t.Fatalf("batch %d: read %d records, want %d", batch, len(got), n)
 		}
 		for i, r := range got {
-			if r.Seq != uint64(i+1) || string(r.Data) != string(rec(i+1)) {
-				t.Fatalf("batch %d: record %d: got %d %q, want %d %q", batch, i, r.Seq, r.Data, i+1, rec(i+1))
+			if r.Seq != MessageEnd(uint64(i+1)) || string(r.Data) != string(rec(i+1)) {
+				t.Fatalf("batch %d: record %d: got %d %q, want %d %q", batch, i, r.Seq, r.Data, MessageEnd(uint64(i+1)), rec(i+1))
 			}
 		}
 	}
 	// A read from the middle, and one past the end.
-	got := readAll(t, s, 60, 10)
-	if len(got) != 40 || got[0].Seq != 61 {
+	got := readAll(t, s, MessageEnd(60), 10)
+	if len(got) != 40 || got[0].Seq != MessageEnd(61) {
 		t.Fatalf("read after 60: got %d records from %d, want 40 from 61", len(got), got[0].Seq)
 	}
-	if recs, err := s.Read(ctxT(t, 5*time.Second), n, 10); err != nil || len(recs) != 0 {
+	if recs, err := s.Read(ctxT(t, 5*time.Second), MessageEnd(n), 10); err != nil || len(recs) != 0 {
 		t.Fatalf("read after last: got %d records, %v; want none", len(recs), err)
 	}
 	if _, err := s.Read(ctxT(t, 5*time.Second), 0, 0); err == nil {
@@ -109,8 +108,8 @@ func TestOrderAcrossFrontEnds(t *testing.T) {
 	}
 	next := map[byte]int{'a': 1, 'b': 1}
 	for i, r := range got {
-		if r.Seq != uint64(i+1) {
-			t.Fatalf("record %d has seq %d, want %d", i, r.Seq, i+1)
+		if r.Seq != MessageEnd(uint64(i+1)) {
+			t.Fatalf("record %d has seq %d, want %d", i, r.Seq, MessageEnd(uint64(i+1)))
 		}
 		fe := r.Data[0]
 		if want := fmt.Sprintf("%c-%06d", fe, next[fe]); string(r.Data) != want {
@@ -154,13 +153,18 @@ func TestAppendAsyncCallbacksInCommitOrder(t *testing.T) {
 			t.Fatalf("record %d: done called %d times", i, c)
 		}
 	}
-	if !slices.IsSorted(seqs) || seqs[0] != 1 || seqs[n-1] != n {
-		t.Fatalf("callbacks out of commit order: first %d last %d sorted %v", seqs[0], seqs[n-1], slices.IsSorted(seqs))
+	for i := 1; i < n; i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("callbacks out of commit order: %d after %d", seqs[i], seqs[i-1])
+		}
 	}
 	got := readAll(t, s, 0, 500)
+	if len(got) != n {
+		t.Fatalf("read %d records, want %d", len(got), n)
+	}
 	for i, r := range got {
-		if string(r.Data) != string(rec(i)) {
-			t.Fatalf("record %d: got %q, want %q", r.Seq, r.Data, rec(i))
+		if string(r.Data) != string(rec(i)) || r.Seq != seqs[i] {
+			t.Fatalf("record %d: got %d %q, want %d %q", i, r.Seq, r.Data, seqs[i], rec(i))
 		}
 	}
 }
@@ -181,12 +185,12 @@ func TestResentRecordStoredOnce(t *testing.T) {
 	}
 	for range 3 {
 		ack, err := js.PublishMsg(ctxT(t, 5*time.Second),
-			&nats.Msg{Subject: s.subj, Data: rec(1)}, jetstream.WithMsgID(MsgID("fe1", 1)))
+			&nats.Msg{Subject: s.subj, Data: rec(1)}, jetstream.WithMsgID(MsgID("fe1", 1, 1)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !ack.Duplicate || ack.Sequence != seq {
-			t.Fatalf("re-send: got seq %d duplicate %v, want seq %d duplicate", ack.Sequence, ack.Duplicate, seq)
+		if !ack.Duplicate || MessageEnd(ack.Sequence) != seq {
+			t.Fatalf("re-send: got message %d duplicate %v, want the message of record %d, duplicate", ack.Sequence, ack.Duplicate, seq)
 		}
 	}
 	if got := readAll(t, s, 0, 10); len(got) != 1 {
@@ -214,8 +218,8 @@ func TestReopenContinuesLocalSequence(t *testing.T) {
 		t.Fatalf("next local sequence after reopen: got %d, want 4", got)
 	}
 	seq, err := s.Append(ctxT(t, 5*time.Second), rec(4))
-	if err != nil || seq != 4 {
-		t.Fatalf("append after reopen: got seq %d, %v; want 4", seq, err)
+	if err != nil || seq != MessageEnd(4) {
+		t.Fatalf("append after reopen: got seq %d, %v; want %d", seq, err, MessageEnd(4))
 	}
 }
 
@@ -296,12 +300,14 @@ func TestTail(t *testing.T) {
 			time.Sleep(5 * time.Millisecond) // let the tail catch up and wait in between
 		}
 	}
+	var last uint64
 	for i := range n {
 		select {
 		case r := <-got:
-			if r.Seq != uint64(i+1) || string(r.Data) != string(rec(i)) {
-				t.Fatalf("tailed record %d: got %d %q", i, r.Seq, r.Data)
+			if r.Seq <= last || string(r.Data) != string(rec(i)) {
+				t.Fatalf("tailed record %d: got %d %q after %d", i, r.Seq, r.Data, last)
 			}
+			last = r.Seq
 		case <-time.After(20 * time.Second):
 			t.Fatalf("tail stopped after %d records", i)
 		}
@@ -374,8 +380,8 @@ func TestServerRestartKeepsRecords(t *testing.T) {
 	srv.Start()
 	// The same connection reconnects to the server, back on its port.
 	seq, err := s.Append(ctxT(t, 20*time.Second), rec(n+1))
-	if err != nil || seq != n+1 {
-		t.Fatalf("append after restart: got seq %d, %v; want %d", seq, err, n+1)
+	if err != nil || seq != MessageEnd(n+1) {
+		t.Fatalf("append after restart: got seq %d, %v; want %d", seq, err, MessageEnd(n+1))
 	}
 	s2 := open(t, connect(t, srv), Options{FrontEnd: "fe1"})
 	if got := s2.NextLocalSeq(); got != n+2 {
@@ -386,7 +392,7 @@ func TestServerRestartKeepsRecords(t *testing.T) {
 		t.Fatalf("after restart: %d records, want %d", len(got), n+1)
 	}
 	for i, r := range got {
-		if r.Seq != uint64(i+1) || string(r.Data) != string(rec(i+1)) {
+		if r.Seq != MessageEnd(uint64(i+1)) || string(r.Data) != string(rec(i+1)) {
 			t.Fatalf("record %d: got %d %q", i+1, r.Seq, r.Data)
 		}
 	}
@@ -415,13 +421,46 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 func TestMsgIDRoundTrip(t *testing.T) {
-	fe, seq, err := ParseMsgID(MsgID("fe-1", 42))
-	if err != nil || fe != "fe-1" || seq != 42 {
-		t.Fatalf("got %q %d %v", fe, seq, err)
+	for _, tc := range []struct {
+		first, last uint64
+		id          string
+	}{{42, 42, "fe-1:42"}, {7, 9, "fe-1:7-9"}, {1, MaxIndex, "fe-1:1-4095"}} {
+		id := MsgID("fe-1", tc.first, tc.last)
+		if id != tc.id {
+			t.Errorf("MsgID(%d, %d): got %q, want %q", tc.first, tc.last, id, tc.id)
+		}
+		fe, first, last, err := ParseMsgID(id)
+		if err != nil || fe != "fe-1" || first != tc.first || last != tc.last {
+			t.Errorf("ParseMsgID(%q): got %q %d %d %v", id, fe, first, last, err)
+		}
 	}
-	for _, bad := range []string{"", "fe", ":1", "fe:", "fe:0", "fe:x"} {
-		if _, _, err := ParseMsgID(bad); err == nil {
+	for _, bad := range []string{"", "fe", ":1", "fe:", "fe:0", "fe:x", "fe:3-3", "fe:3-2", "fe:0-2", "fe:1-", "fe:1-4096", "fe:1-x"} {
+		if _, _, _, err := ParseMsgID(bad); err == nil {
 			t.Errorf("ParseMsgID(%q): no error", bad)
+		}
+	}
+}
+
+// Record numbers rise along the stream and within a message, a message's last record
+// ends it, and numbers from before batching (stream sequences) name whole messages.
+func TestRecordNumbers(t *testing.T) {
+	if a, b, c := Seq(5, 0, 3), Seq(5, 1, 3), Seq(5, 2, 3); !(a < b && b < c && c == MessageEnd(5) && c < Seq(6, 0, 2)) {
+		t.Fatalf("numbers of message 5 (3 records) and 6: %d %d %d, %d", a, b, c, Seq(6, 0, 2))
+	}
+	if MessageEnd(MaxStreamSeq) >= 1<<63 || MessageEnd(1) <= 1<<62 {
+		t.Fatalf("numbers outside [2^62, 2^63): %d %d", MessageEnd(1), MessageEnd(MaxStreamSeq))
+	}
+	for _, tc := range []struct {
+		after, msg, skip uint64
+	}{
+		{0, 1, 0},                       // from the start
+		{41, 42, 0},                     // a stream sequence from before batching
+		{Seq(7, 1, 3), 7, Seq(7, 1, 3)}, // mid-message: the rest of message 7
+		{Seq(7, 2, 3), 8, 0},            // after a message's last record
+		{MessageEnd(41), 42, 0},         // the same, of a one-record message
+	} {
+		if msg, skip := next(tc.after); msg != tc.msg || skip != tc.skip {
+			t.Errorf("next(%d): got message %d skip %d, want %d %d", tc.after, msg, skip, tc.msg, tc.skip)
 		}
 	}
 }
@@ -489,8 +528,8 @@ func TestReadPrunedRecords(t *testing.T) {
 	if _, err := s.Read(ctxT(t, 5*time.Second), 0, 10); !errors.Is(err, stream.ErrPruned) {
 		t.Fatalf("read after 0 with first %d: got %v, want ErrPruned", first, err)
 	}
-	got := readAll(t, s, first-1, 50)
-	if len(got) != int(200-first+1) || got[0].Seq != first || string(got[0].Data) != string(rec(int(first))) {
+	got := readAll(t, s, MessageEnd(first-1), 50)
+	if len(got) != int(200-first+1) || got[0].Seq != MessageEnd(first) || string(got[0].Data) != string(rec(int(first))) {
 		t.Fatalf("read from the first kept record %d: got %d records", first, len(got))
 	}
 }
