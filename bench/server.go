@@ -89,6 +89,9 @@ type ServerConfig struct {
 	// writes one job per address. Load clients give each connection its own address
 	// with LoadConfig.SoloUsers.
 	Solo bool
+	// FixedDiff, when > 0, is every connection's difficulty (start and maximum), for
+	// clients that cannot ask for one with a password option: Stratum V2 miners.
+	FixedDiff float64
 }
 
 // Server is a running benchmark pool.
@@ -139,6 +142,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	p, err := pool.New(pool.Config{
 		Network: &chaincfg.MainNetParams, Outputs: out, MinDiff: 2.3283064365386963e-10, Logger: cfg.Logger,
+		StartDiff: cfg.FixedDiff, MaxDiff: cfg.FixedDiff,
 		Metrics: pool.NewMetrics(reg),
 		Limits:  stratum.Limits{MaxConnsPerIP: cfg.MaxConn},
 		// A submit run answers tens of thousands of shares per connection on one
