@@ -85,6 +85,9 @@ type Config struct {
 	MaxJobs          int
 	Now              func() time.Time // the clock the certificate is checked against
 	Logger           *slog.Logger
+	// Dial, when set, opens the TCP connection instead of a net.Dialer: for proxies,
+	// and for counting bytes on the wire.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Work is what the channel should hash now: the active job on the present chain tip
@@ -213,8 +216,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sv2 client: %w", err)
 	}
-	d := net.Dialer{Timeout: cfg.DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	dial := cfg.Dial
+	if dial == nil {
+		d := net.Dialer{Timeout: cfg.DialTimeout}
+		dial = d.DialContext
+	}
+	nc, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("sv2 client: dial %s: %w", addr, err)
 	}
