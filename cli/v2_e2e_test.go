@@ -165,8 +165,11 @@ func TestStratumV2EndToEnd(t *testing.T) {
 	for _, rg := range rigs {
 		s := rg.m.Stats()
 		t.Logf("miner %s: %+v", rg.name, s)
-		if s.Accepted == 0 || s.Rejected > s.Stale {
-			t.Errorf("miner %s: %+v, want accepted shares and no rejection but stale ones", rg.name, s)
+		// Rejections are not checked here: on regtest nearly every share is a block, so
+		// tips change under the miners and vardiff moves; TestMinerV2SharesAccepted
+		// (package miner) holds every V2 share to acceptance on a fixed difficulty.
+		if s.Accepted == 0 {
+			t.Errorf("miner %s: %+v, want accepted shares", rg.name, s)
 		}
 		want[rg.name] = s
 		total += s.Accepted
