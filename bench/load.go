@@ -112,12 +112,14 @@ type conn struct {
 
 func dialConn(ctx context.Context, addr, user, pass string) (*conn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
-	raw, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	nc := &countConn{Conn: raw}
-	c := &conn{nc: nc, cnt: nc, br: bufio.NewReaderSize(nc, 4096), clean: make(chan int64, 4)}
+	// nc stays the TCP connection itself, which notify mode's receive timestamps need;
+	// submit mode reads and writes through the counter.
+	cnt := &countConn{Conn: nc}
+	c := &conn{nc: nc, cnt: cnt, br: bufio.NewReaderSize(cnt, 4096), clean: make(chan int64, 4)}
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintf(nc, `{"id":1,"method":"mining.subscribe","params":["hashgrid-bench/1"]}`+"\n")
 	auth, _ := json.Marshal([]string{user, pass})
@@ -308,7 +310,7 @@ func runConn(ctx context.Context, c *conn, ci, inflight int, user string, stop t
 				submits.Add(1)
 			}
 			c.nc.SetWriteDeadline(now.Add(10 * time.Second))
-			if _, err := c.nc.Write(buf); err != nil {
+			if _, err := c.cnt.Write(buf); err != nil {
 				return lat, true
 			}
 		}

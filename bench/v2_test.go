@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/hashgrid/hashgrid/stratum"
-	"github.com/hashgrid/hashgrid/stratum/v2/bridge"
 	"github.com/hashgrid/hashgrid/stratum/v2/client"
-	"github.com/hashgrid/hashgrid/stratum/v2/noise"
 )
 
 // The V1/V2 comparison's shape; the defaults keep the test short, the flags make it the
@@ -20,36 +18,6 @@ var (
 	v2InFlight = flag.Int("v2.inflight", 4, "TestSubmitV1V2: submits outstanding per connection")
 	v2Duration = flag.Duration("v2.duration", time.Second, "TestSubmitV1V2: length of each run")
 )
-
-// startBridge serves Stratum V2 in front of the benchmark pool's V1 server and returns
-// the stratum2+tcp URL.
-func startBridge(t *testing.T, s *Server) string {
-	t.Helper()
-	dir := t.TempDir()
-	auth, err := noise.LoadOrCreateAuthority(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := noise.LoadOrCreateIdentity(dir, auth, time.Now(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.NewServer(s.Pool.Server(), bridge.Config{Identity: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go b.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		b.Shutdown(ctx)
-	})
-	return noise.FormatURL(ln.Addr().String(), auth.PublicKey())
-}
 
 // Encrypted V2 frame sizes: the sealed 6-byte header (22 bytes), then the payload and
 // its 16-byte MAC.
@@ -63,12 +31,12 @@ const (
 // logs shares/s, p99 and bytes per share of both.
 func TestSubmitV1V2(t *testing.T) {
 	ctx := context.Background()
-	s, err := StartServer(ctx, ServerConfig{Listen: "127.0.0.1:0", Data: t.TempDir(), Txs: 300, MaxConn: 1000, FixedDiff: 2.3283064365386963e-10})
+	s, err := StartServer(ctx, ServerConfig{Listen: "127.0.0.1:0", Data: t.TempDir(), Txs: 300, MaxConn: 1000, FixedDiff: 2.3283064365386963e-10, V2Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	v2URL := startBridge(t, s)
+	v2URL := s.V2URL
 	user := "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.t"
 	shape := LoadConfig{User: user, Password: "d=" + BenchDiff, Conns: *v2Conns, InFlight: *v2InFlight, Duration: *v2Duration}
 
@@ -105,12 +73,12 @@ func TestSubmitV1V2(t *testing.T) {
 // standard and extended channels. It checks that every connection got each tip.
 func TestJobWireBytes(t *testing.T) {
 	ctx := context.Background()
-	s, err := StartServer(ctx, ServerConfig{Listen: "127.0.0.1:0", Data: t.TempDir(), Txs: 300, FixedDiff: 1})
+	s, err := StartServer(ctx, ServerConfig{Listen: "127.0.0.1:0", Data: t.TempDir(), Txs: 300, FixedDiff: 1, V2Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	v2URL := startBridge(t, s)
+	v2URL := s.V2URL
 	user := "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.t"
 
 	v1, err := dialConn(ctx, s.Addr, user, "x")
