@@ -346,3 +346,256 @@ func TestStandardChannel(t *testing.T) {
 		t.Fatalf("recorded %v, want 9 accepted and 8 low", counts)
 	}
 }
+
+func TestExtendedChannel(t *testing.T) {
+	e := start(t, bridge.Limits{})
+	m := dial(t, e)
+	m.setup()
+	m.send(&sv2.OpenExtendedMiningChannel{RequestID: 1, UserIdentity: payAddr + ".ext", NominalHashRate: 1e9, MaxTarget: maxTarget(), MinExtranonceSize: 4})
+	open := expect[*sv2.OpenExtendedMiningChannelSuccess](m)
+	if open.ExtranonceSize != 8 || len(open.ExtranoncePrefix) != 4 {
+		t.Fatalf("extranonce size %d and prefix %x, want the V1 8 and a 4-byte extranonce1", open.ExtranonceSize, open.ExtranoncePrefix)
+	}
+	job := expect[*sv2.NewExtendedMiningJob](m)
+	tip := expect[*sv2.SetNewPrevHash](m)
+	if job.MinNTime.Set || tip.JobID != job.JobID || !job.VersionRollingAllowed || len(job.MerklePath) == 0 {
+		t.Fatalf("job %+v tip %+v", job, tip)
+	}
+	tgt := open.Target.Target()
+	var buf []byte
+	find := func(seq uint32, en2 []byte, valid bool) *sv2.SubmitSharesExtended {
+		for nonce := uint32(1); ; nonce++ {
+			sub := &sv2.SubmitSharesExtended{
+				ChannelID: open.ChannelID, SequenceNumber: seq, JobID: job.JobID,
+				Nonce: nonce, NTime: tip.MinNTime + 1, Version: job.Version | 0x00ff0000, Extranonce: en2,
+			}
+			var hdr [80]byte
+			buf = sv2.ExtendedHeader(&hdr, sub, job, open.ExtranoncePrefix, tip, buf)
+			h := pow.DoubleSHA256(hdr[:])
+			if pow.HashTarget(&h).LE(tgt) == valid {
+				return sub
+			}
+		}
+	}
+	for i := range 8 {
+		en2 := []byte{byte(i), 1, 2, 3, 4, 5, 6, 7}
+		m.send(find(uint32(2*i), en2, true))
+		if ok := expect[*sv2.SubmitSharesSuccess](m); ok.LastSequenceNumber != uint32(2*i) {
+			t.Fatalf("success %+v", ok)
+		}
+		m.send(find(uint32(2*i+1), en2, false))
+		if e := expect[*sv2.SubmitSharesError](m); e.ErrorCode != sv2.CodeDifficultyTooLow {
+			t.Fatalf("low share: %+v", e)
+		}
+	}
+	m.send(find(50, []byte{1, 2, 3}, true))
+	if e := expect[*sv2.SubmitSharesError](m); e.ErrorCode != sv2.CodeBadExtranonceSize {
+		t.Fatalf("short extranonce: %+v", e)
+	}
+	// A standard share names an extended channel: not its kind.
+	m.send(&sv2.SubmitSharesStandard{ChannelID: open.ChannelID, SequenceNumber: 51, JobID: job.JobID})
+	if e := expect[*sv2.SubmitSharesError](m); e.ErrorCode != sv2.CodeInvalidChannelID {
+		t.Fatalf("standard share on an extended channel: %+v", e)
+	}
+
+	m.send(&sv2.OpenExtendedMiningChannel{RequestID: 2, UserIdentity: payAddr + ".ext", MaxTarget: maxTarget(), MinExtranonceSize: 9})
+	if e := expect[*sv2.OpenMiningChannelError](m); e.RequestID != 2 || e.ErrorCode != sv2.CodeMinExtranonceSizeTooLarge {
+		t.Fatalf("min extranonce 9: %+v", e)
+	}
+}
+
+// TestNewBlock checks that a new template on a new previous block reaches a channel as
+// a future job and SetNewPrevHash, and that shares on the old job are then stale.
+func TestNewBlock(t *testing.T) {
+	e := start(t, bridge.Limits{})
+	m := dial(t, e)
+	m.setup()
+	s := m.openStandard(1, "w")
+	var nonce uint32
+	old := s.share(1, &nonce, true)
+	if err := e.pool.UpdateTemplate(bench.Template(900_001, 10), true); err != nil {
+		t.Fatal(err)
+	}
+	job := expect[*sv2.NewMiningJob](m)
+	tip := expect[*sv2.SetNewPrevHash](m)
+	if job.MinNTime.Set || tip.JobID != job.JobID || tip.PrevHash == s.tip.PrevHash {
+		t.Fatalf("after a new block: job %+v, tip %+v (old tip %v)", job, tip, s.tip.PrevHash)
+	}
+	m.send(old)
+	if e := expect[*sv2.SubmitSharesError](m); e.ErrorCode != sv2.CodeStaleShare {
+		t.Fatalf("share on the old job: %+v", e)
+	}
+	s.job, s.tip = job, tip
+	m.send(s.share(2, &nonce, true))
+	expect[*sv2.SubmitSharesSuccess](m)
+}
+
+func TestSetupRefused(t *testing.T) {
+	e := start(t, bridge.Limits{})
+	tests := []struct {
+		name  string
+		edit  func(*sv2.SetupConnection)
+		flags uint32
+		code  string
+	}{
+		{"protocol", func(s *sv2.SetupConnection) { s.Protocol = sv2.ProtocolTemplateDistribution }, 0, sv2.CodeUnsupportedProtocol},
+		{"version", func(s *sv2.SetupConnection) { s.MinVersion, s.MaxVersion = 3, 4 }, 0, "protocol-version-mismatch"},
+		{"work selection", func(s *sv2.SetupConnection) { s.Flags |= sv2.FlagRequiresWorkSelection }, sv2.FlagRequiresWorkSelection, sv2.CodeUnsupportedFeatureFlags},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := dial(t, e)
+			msg := setupMsg()
+			tt.edit(msg)
+			m.send(msg)
+			got := expect[*sv2.SetupConnectionError](m)
+			if got.ErrorCode != tt.code || got.Flags != tt.flags {
+				t.Fatalf("got %+v, want flags %#x code %s", got, tt.flags, tt.code)
+			}
+			if _, err := m.read(); err == nil {
+				t.Fatal("connection still open after SetupConnection.Error")
+			}
+		})
+	}
+	// Anything before SetupConnection drops the peer.
+	m := dial(t, e)
+	m.send(&sv2.OpenStandardMiningChannel{RequestID: 1, UserIdentity: payAddr})
+	if msg, err := m.read(); err == nil {
+		t.Fatalf("got %s before setup, want the connection dropped", sv2.Name(msg.MsgType()))
+	}
+}
+
+// TestBadPeersDropped checks that a bad frame, a failed handshake and an unknown user
+// cost only their own connection.
+func TestBadPeersDropped(t *testing.T) {
+	e := start(t, bridge.Limits{HandshakeTimeout: 300 * time.Millisecond})
+	good := dial(t, e)
+	good.setup()
+	s := good.openStandard(1, "good")
+
+	// A frame of an unknown message type after setup.
+	bad := dial(t, e)
+	bad.setup()
+	if err := bad.nx.WriteFrame(0, 0x7e, []byte{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitDrop(t, "bad_frame")
+	if msg, err := bad.read(); err == nil {
+		t.Fatalf("got %s after a bad frame, want the connection dropped", sv2.Name(msg.MsgType()))
+	}
+
+	// A frame over the size limit.
+	big := dial(t, e)
+	big.setup()
+	if err := big.nx.WriteFrame(0, sv2.TypeSetupConnection, make([]byte, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitDrop(t, "bad_frame")
+
+	// Bytes that are not a handshake, then silence.
+	nc, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	e.waitDrop(t, "handshake")
+
+	// A tampered frame: one byte of the encrypted stream flipped.
+	raw, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	flip := &flipConn{Conn: raw}
+	nx, err := noise.Client(flip, noise.ClientConfig{Authority: e.key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip.armed = true
+	p, _ := setupMsg().Encode(nil)
+	nx.WriteFrame(0, sv2.TypeSetupConnection, p)
+	e.waitDrop(t, "bad_frame")
+
+	// An unknown user is refused its channel, not its connection.
+	good2 := dial(t, e)
+	good2.setup()
+	good2.send(&sv2.OpenStandardMiningChannel{RequestID: 9, UserIdentity: "not-an-address.x", MaxTarget: maxTarget()})
+	if e := expect[*sv2.OpenMiningChannelError](good2); e.RequestID != 9 || e.ErrorCode != sv2.CodeUnknownUser {
+		t.Fatalf("unknown user: %+v", e)
+	}
+	good2.openStandard(10, "fine")
+
+	// The first miner was never disturbed.
+	var nonce uint32
+	good.send(s.share(1, &nonce, true))
+	expect[*sv2.SubmitSharesSuccess](good)
+}
+
+// flipConn flips the last byte of its first write once armed.
+type flipConn struct {
+	net.Conn
+	armed, done bool
+}
+
+func (f *flipConn) Write(b []byte) (int, error) {
+	if f.armed && !f.done {
+		f.done = true
+		b = append([]byte(nil), b...)
+		b[len(b)-1] ^= 1
+	}
+	return f.Conn.Write(b)
+}
+
+func TestChannelLimitAndClose(t *testing.T) {
+	e := start(t, bridge.Limits{MaxChannels: 2})
+	m := dial(t, e)
+	m.setup()
+	a := m.openStandard(1, "a")
+	b := m.openStandard(2, "b")
+	if a.open.GroupChannelID != b.open.GroupChannelID || a.open.ChannelID == b.open.ChannelID {
+		t.Fatalf("channels %d and %d in groups %d and %d: want one group", a.open.ChannelID, b.open.ChannelID, a.open.GroupChannelID, b.open.GroupChannelID)
+	}
+	m.send(&sv2.OpenStandardMiningChannel{RequestID: 3, UserIdentity: payAddr + ".c", MaxTarget: maxTarget()})
+	if e := expect[*sv2.OpenMiningChannelError](m); e.RequestID != 3 || e.ErrorCode != "too-many-channels" {
+		t.Fatalf("third channel: %+v", e)
+	}
+	m.send(&sv2.UpdateChannel{ChannelID: 77, NominalHashRate: 1, MaximumTarget: maxTarget()})
+	if e := expect[*sv2.UpdateChannelError](m); e.ChannelID != 77 || e.ErrorCode != sv2.CodeInvalidChannelID {
+		t.Fatalf("update of no channel: %+v", e)
+	}
+	m.send(&sv2.UpdateChannel{ChannelID: a.open.ChannelID, NominalHashRate: -1, MaximumTarget: maxTarget()})
+	if e := expect[*sv2.UpdateChannelError](m); e.ErrorCode != sv2.CodeInvalidNominalHashrate {
+		t.Fatalf("negative hash rate: %+v", e)
+	}
+	m.send(&sv2.CloseChannel{ChannelID: a.open.ChannelID, ReasonCode: "bye"})
+	var nonce uint32
+	m.send(a.share(1, &nonce, true))
+	if e := expect[*sv2.SubmitSharesError](m); e.ErrorCode != sv2.CodeInvalidChannelID {
+		t.Fatalf("share on a closed channel: %+v", e)
+	}
+	// Closing freed a place.
+	m.openStandard(4, "d")
+	waitFor(t, func() bool { return len(e.pool.Sessions()) == 2 })
+
+	// The pool kicks one channel's V1 connection: the miner is told with CloseChannel.
+	for _, si := range e.pool.Sessions() {
+		if si.Workers[0] == "b" {
+			e.pool.Kick(si.ID)
+		}
+	}
+	if c := expect[*sv2.CloseChannel](m); c.ChannelID != b.open.ChannelID {
+		t.Fatalf("CloseChannel for %d, want %d", c.ChannelID, b.open.ChannelID)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
