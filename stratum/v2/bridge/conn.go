@@ -18,7 +18,6 @@ const (
 	codeProtocolVersion = "protocol-version-mismatch" // as the reference implementation sends
 	codeTooManyChannels = "too-many-channels"
 	codeRefused         = "connection-refused" // the V1 server refused the channel (limit or ban)
-	codeNoWork          = "no-work"            // the pool had no job for the channel in time
 )
 
 // UserAgentPrefix starts the user agent of every V1 connection the bridge opens
