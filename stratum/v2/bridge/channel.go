@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
 
@@ -147,16 +148,22 @@ func (c *conn) openChannel(reqID uint32, user string, hashRate float32, maxTarge
 			ch.close(false)
 			return
 		}
-		ch.sendWork(first, false)
+		if first != nil {
+			ch.sendWork(*first, false)
+		}
 		c.wg.Add(1)
 		go ch.pump()
 	}()
 }
 
-// dialChannel opens the V1 connection of a channel and waits for its first job. On
-// error code is the V2 error code to answer.
-func (c *conn) dialChannel(id uint32, user string, minDiff hashgrid.Diff, extended bool, minExtranonce uint16) (*channel, stratum.Work, string, error) {
-	var none stratum.Work
+// firstJobWait is how long a channel's Success waits for the V1 connection's first job,
+// so that it carries the pool's target rather than the miner's max_target.
+const firstJobWait = 5 * time.Second
+
+// dialChannel opens the V1 connection of a channel and waits up to firstJobWait for
+// its first job (nil if none came). On error code is the V2 error code to answer.
+func (c *conn) dialChannel(id uint32, user string, minDiff hashgrid.Diff, extended bool, minExtranonce uint16) (*channel, *stratum.Work, string, error) {
+	var none *stratum.Work
 	ours, theirs := net.Pipe()
 	if err := c.s.v1.ServeConn(&pipeConn{Conn: theirs, remote: c.nc.RemoteAddr()}); err != nil {
 		ours.Close()
@@ -207,19 +214,26 @@ func (c *conn) dialChannel(id uint32, user string, minDiff hashgrid.Diff, extend
 		// apart, so the fixed extranonce2 can be zeros.
 		ch.en2 = make([]byte, en2Size)
 	}
+	t := time.NewTimer(firstJobWait)
+	defer t.Stop()
 	select {
 	case w, ok := <-v1.Updates():
 		if !ok {
-			return ch, none, codeRefused, fmt.Errorf("bridge: V1 connection ended: %w", v1.Err())
+			return ch, nil, codeRefused, fmt.Errorf("bridge: V1 connection ended: %w", v1.Err())
 		}
 		d := hashgrid.DiffFromFloat(w.Difficulty)
 		if d < minDiff {
-			return ch, none, sv2.CodeMaxTargetOutOfRange, fmt.Errorf("bridge: pool difficulty %v below the channel's minimum %v", d.Float(), minDiff.Float())
+			return ch, nil, sv2.CodeMaxTargetOutOfRange, fmt.Errorf("bridge: pool difficulty %v below the channel's minimum %v", d.Float(), minDiff.Float())
 		}
 		ch.diff = d
-		return ch, w, "", nil
+		return ch, &w, "", nil
+	case <-t.C:
+		// No work yet (a market seller waits for an order): the channel opens with
+		// the miner's own max_target, and the first job brings SetTarget.
+		ch.diff = max(minDiff, 1)
+		return ch, nil, "", nil
 	case <-ctx.Done():
-		return ch, none, codeNoWork, fmt.Errorf("bridge: no job: %w", ctx.Err())
+		return ch, nil, codeRefused, fmt.Errorf("bridge: %w", ctx.Err())
 	}
 }
 

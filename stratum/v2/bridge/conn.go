@@ -18,8 +18,11 @@ const (
 	codeProtocolVersion = "protocol-version-mismatch" // as the reference implementation sends
 	codeTooManyChannels = "too-many-channels"
 	codeRefused         = "connection-refused" // the V1 server refused the channel (limit or ban)
-	codeNoWork          = "no-work"            // the pool had no job for the channel in time
 )
+
+// UserAgentPrefix starts the user agent of every V1 connection the bridge opens
+// ("sv2/VENDOR/FIRMWARE"): what tells the pool's dashboard and API a V2 worker.
+const UserAgentPrefix = "sv2/"
 
 // supportedSetupFlags are the Mining Protocol flags of SetupConnection the bridge can
 // honour: standard jobs only (it serves standard channels), and version rolling (the
@@ -169,7 +172,7 @@ func (c *conn) handleSetup(m *sv2.SetupConnection) bool {
 	}
 	c.setup = true
 	c.standardOnly = m.Flags&sv2.FlagRequiresStandardJobs != 0
-	c.agent = "sv2/" + m.Vendor + "/" + m.Firmware
+	c.agent = UserAgentPrefix + m.Vendor + "/" + m.Firmware
 	// Flags 0: the bridge neither fixes the version (V1 version rolling is offered)
 	// nor requires extended channels.
 	return c.write(&sv2.SetupConnectionSuccess{UsedVersion: sv2.Version, Flags: 0}) == nil

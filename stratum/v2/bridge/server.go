@@ -26,7 +26,7 @@ type Limits struct {
 	HandshakeTimeout time.Duration // Noise handshake, then SetupConnection
 	IdleTimeout      time.Duration // longest silence from a miner
 	WriteTimeout     time.Duration // longest a frame write to a miner may block
-	ChannelTimeout   time.Duration // opening a channel's V1 connection and its first job
+	ChannelTimeout   time.Duration // opening a channel's V1 connection (configure, subscribe, authorize)
 }
 
 // DefaultLimits are sized like stratum.DefaultLimits.
