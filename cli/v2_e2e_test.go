@@ -330,3 +330,26 @@ func (p *flipProxy) serve(c net.Conn) {
 	<-done
 	<-done
 }
+
+// TestMinerV2Flags: --v2-channel takes standard or extended, and a stratum2+tcp URL
+// without a valid authority key is a usage error, before any connection.
+func TestMinerV2Flags(t *testing.T) {
+	auth, err := noise.NewAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := auth.PublicKey().String()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--url", "stratum2+tcp://127.0.0.1:1/" + key, "--user", "u.w", "--v2-channel", "group"}, `channel kind "group"`},
+		{[]string{"--url", "stratum2+tcp://127.0.0.1:1/notakey", "--user", "u.w"}, "malformed key"},
+		{[]string{"--url", "stratum2+tcp://127.0.0.1:1", "--user", "u.w"}, "needs the authority key"},
+	} {
+		code, _, stderr := runMain(t, nil, append([]string{"miner"}, tt.args...)...)
+		if code != 2 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("miner %v: exit %d, want 2 (usage) saying %q\n%s", tt.args, code, tt.want, stderr)
+		}
+	}
+}

@@ -8,44 +8,21 @@ import (
 	"time"
 
 	"github.com/hashgrid/hashgrid/bench"
-	"github.com/hashgrid/hashgrid/stratum/v2/bridge"
 	"github.com/hashgrid/hashgrid/stratum/v2/client"
 	"github.com/hashgrid/hashgrid/stratum/v2/noise"
 )
 
-// startV2Pool runs hashgrid's benchmark pool with the V2 bridge in front of its V1
-// server, and returns the pool and its stratum2+tcp URL.
+// startV2Pool runs hashgrid's benchmark pool with Stratum V2 served through the bridge
+// at a fixed difficulty a CPU finds shares at, and returns it and its stratum2+tcp URL.
 func startV2Pool(t *testing.T) (*bench.Server, string) {
 	t.Helper()
-	s, err := bench.StartServer(context.Background(), bench.ServerConfig{Listen: "127.0.0.1:0", Data: t.TempDir(), Txs: 300, FixedDiff: 0.00005})
+	s, err := bench.StartServer(context.Background(), bench.ServerConfig{Listen: "127.0.0.1:0", Data: t.TempDir(), Txs: 300,
+		FixedDiff: 0.00005, V2Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	dir := t.TempDir()
-	auth, err := noise.LoadOrCreateAuthority(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := noise.LoadOrCreateIdentity(dir, auth, time.Now(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.NewServer(s.Pool.Server(), bridge.Config{Identity: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go b.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		b.Shutdown(ctx)
-	})
-	return s, noise.FormatURL(ln.Addr().String(), auth.PublicKey())
+	return s, s.V2URL
 }
 
 // TestMinerV2SharesAccepted mines through the V2 bridge on hashgrid's pool (mainnet
@@ -96,5 +73,28 @@ func TestMinerV2WrongAuthority(t *testing.T) {
 	}
 	if st := m.Stats(); st.Connects != 0 || st.Hashes != 0 {
 		t.Errorf("%+v: mined for the impostor", st)
+	}
+}
+
+// TestFailoverMixed: a failover list may mix V1 and V2 URLs; the miner goes from a V1
+// pool that is down to the V2 one and mines there.
+func TestFailoverMixed(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "stratum+tcp://" + dead.Addr().String()
+	dead.Close()
+	_, url := startV2Pool(t)
+	m, err := New(Config{URL: deadURL, Failover: []string{url}, User: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.mixed",
+		Duration: 3 * time.Second, MaxRetryWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Stats(); st.Connects != 1 || st.Accepted == 0 || st.Rejected != 0 {
+		t.Errorf("%+v: want shares accepted on the V2 pool after the dead V1 one", st)
 	}
 }
