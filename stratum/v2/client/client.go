@@ -249,8 +249,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		handshake:  time.Since(start),
 	}
 	early, err := c.setup(addr)
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
+	// Disarm the context's deadline before clearing it, so that a late cancel cannot
+	// cut the running connection short.
+	if !stop() {
+		err = fmt.Errorf("sv2 client: dial %s: %w", addr, ctx.Err())
 	}
 	if err != nil {
 		nc.Close()

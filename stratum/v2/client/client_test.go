@@ -395,3 +395,17 @@ func (c *tapConn) Write(b []byte) (int, error) {
 	}
 	return c.Conn.Write(b)
 }
+
+// TestDialContext: a pool that completes the handshake and then says nothing holds
+// Dial only as long as its context.
+func TestDialContext(t *testing.T) {
+	pool := startTestPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Dial(ctx, Config{URL: pool.url, User: "miner.1"})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Fatalf("Dial against a silent pool: %v after %s, want the context's deadline", err, time.Since(start))
+	}
+	pool.accept(t)
+}
