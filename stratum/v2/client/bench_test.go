@@ -124,4 +124,3 @@ func TestPendingLimit(t *testing.T) {
 		t.Fatalf("third share: sequence %d, want 2", s.SequenceNumber)
 	}
 }
-

@@ -228,7 +228,9 @@ func TestStandardChannel(t *testing.T) {
 
 	verdicts := make(chan error, 3)
 	for i := range 3 {
-		go func() { verdicts <- c.Submit(context.Background(), Share{JobID: 2, Nonce: uint32(i), NTime: 1700000005, Version: 0x20002000}) }()
+		go func() {
+			verdicts <- c.Submit(context.Background(), Share{JobID: 2, Nonce: uint32(i), NTime: 1700000005, Version: 0x20002000})
+		}()
 		s, ok := p.recv(t).(*sv2.SubmitSharesStandard)
 		if !ok || s.ChannelID != 7 || s.SequenceNumber != uint32(i+1) || s.JobID != 2 || s.Nonce != uint32(i) || s.Version != 0x20002000 {
 			t.Fatalf("share %d: got %+v", i, s)
@@ -300,7 +302,9 @@ func TestExtendedChannel(t *testing.T) {
 		t.Fatalf("after SetTarget: %+v", w)
 	}
 	verdict := make(chan error, 1)
-	go func() { verdict <- c.Submit(context.Background(), Share{JobID: 5, Nonce: 77, NTime: 42, Version: 0x20000000, Extranonce: en}) }()
+	go func() {
+		verdict <- c.Submit(context.Background(), Share{JobID: 5, Nonce: 77, NTime: 42, Version: 0x20000000, Extranonce: en})
+	}()
 	s, ok := p.recv(t).(*sv2.SubmitSharesExtended)
 	if !ok || s.SequenceNumber != 1 || !bytes.Equal(s.Extranonce, en) || s.Nonce != 77 {
 		t.Fatalf("got %+v", s)
