@@ -468,7 +468,7 @@ func TestSetupRefused(t *testing.T) {
 // TestBadPeersDropped checks that a bad frame, a failed handshake and an unknown user
 // cost only their own connection.
 func TestBadPeersDropped(t *testing.T) {
-	e := start(t, bridge.Limits{HandshakeTimeout: 300 * time.Millisecond})
+	e := start(t, bridge.Limits{HandshakeTimeout: 2 * time.Second})
 	good := dial(t, e)
 	good.setup()
 	s := good.openStandard(1, "good")
