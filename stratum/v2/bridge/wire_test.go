@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"testing"
 
@@ -75,14 +76,20 @@ func TestWireBytes(t *testing.T) {
 	if want := frame(24) + frame(20); v2Share != want {
 		t.Errorf("V2 share: %d bytes, want %d", v2Share, want)
 	}
-	before = v1cc.bytes()
+	// An accepted one (about half are at this difficulty), as on the V2 side.
 	_, en2Size := v1.Extranonce()
-	err = v1.Submit(ctx, &stratum.Submit{Worker: payAddr + ".wire1", JobID: w.Notify.JobID, Extranonce2: hex.EncodeToString(make([]byte, en2Size)),
-		NTime: w.Notify.NTime, Nonce: "00000001"})
-	if err != nil && !isLow(err) {
-		t.Fatal(err)
+	var v1Share int64
+	for n := 1; v1Share == 0; n++ {
+		before = v1cc.bytes()
+		err = v1.Submit(ctx, &stratum.Submit{Worker: payAddr + ".wire1", JobID: w.Notify.JobID, Extranonce2: hex.EncodeToString(make([]byte, en2Size)),
+			NTime: w.Notify.NTime, Nonce: fmt.Sprintf("%08x", n)})
+		switch {
+		case err == nil:
+			v1Share = v1cc.bytes() - before
+		case !isLow(err) || n > 64:
+			t.Fatal(err)
+		}
 	}
-	v1Share := v1cc.bytes() - before
 
 	// One new block each.
 	b0, x0, v0 := std.cc.bytes(), ext.cc.bytes(), v1cc.bytes()
