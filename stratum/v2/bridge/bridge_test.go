@@ -49,9 +49,10 @@ func (s *sink) recorded() []hashgrid.Share {
 
 type env struct {
 	pool  *pool.Pool
-	sink  *sink
+	sink  pool.ShareSink
 	srv   *bridge.Server
-	addr  string
+	addr  string // the bridge's
+	v1    string // the pool's own V1 port, when asked for
 	key   noise.AuthorityKey
 	drops chan string
 }
@@ -60,15 +61,22 @@ type env struct {
 // loopback, until the test ends.
 func start(t *testing.T, lim bridge.Limits) *env {
 	t.Helper()
+	return startWith(t, lim, testDiff, &sink{}, false)
+}
+
+// startWith serves a pool whose only difficulty is diff, recording shares in sk, with
+// a bridge to it and, with v1, its own V1 port.
+func startWith(t testing.TB, lim bridge.Limits, diff hashgrid.Diff, sk pool.ShareSink, v1 bool) *env {
+	t.Helper()
 	out, err := pool.SingleAddress(payAddr, &chaincfg.RegressionNetParams)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := testDiff.Float()
-	e := &env{sink: &sink{}, drops: make(chan string, 100)}
+	d := diff.Float()
+	e := &env{sink: sk, drops: make(chan string, 100)}
 	e.pool, err = pool.New(pool.Config{
 		Network: &chaincfg.RegressionNetParams, Outputs: out,
-		StartDiff: d, MinDiff: d, MaxDiff: d,
+		StartDiff: d, MinDiff: d, MaxDiff: d, MaxJobShares: 1 << 22,
 	}, nil, e.sink, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +113,14 @@ func start(t *testing.T, lim bridge.Limits) *env {
 	}
 	e.addr = l.Addr().String()
 	go e.srv.Serve(l)
+	if v1 {
+		l1, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.v1 = l1.Addr().String()
+		go e.pool.Serve(l1)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -336,7 +352,7 @@ func TestStandardChannel(t *testing.T) {
 	// The shares went down the V1 path: recorded with the V2 user agent and the
 	// miner's own address.
 	counts := map[hashgrid.ShareResult]int{}
-	for _, sh := range e.sink.recorded() {
+	for _, sh := range e.sink.(*sink).recorded() {
 		counts[sh.Result]++
 		if sh.UserAgent != "sv2/testvendor/fw2" || !strings.HasPrefix(sh.Remote, "127.0.0.1:") || sh.Worker != "rig1" {
 			t.Fatalf("share recorded as %q from %q worker %q", sh.UserAgent, sh.Remote, sh.Worker)
@@ -468,7 +484,7 @@ func TestSetupRefused(t *testing.T) {
 // TestBadPeersDropped checks that a bad frame, a failed handshake and an unknown user
 // cost only their own connection.
 func TestBadPeersDropped(t *testing.T) {
-	e := start(t, bridge.Limits{HandshakeTimeout: 300 * time.Millisecond})
+	e := start(t, bridge.Limits{HandshakeTimeout: 2 * time.Second})
 	good := dial(t, e)
 	good.setup()
 	s := good.openStandard(1, "good")
