@@ -23,7 +23,7 @@ import (
 func benchCommand() *Command {
 	return &Command{
 		Name:  "bench",
-		Short: "load tools: 'bench stratum' loads any Stratum V1 pool; 'bench pool' runs a benchmark pool",
+		Short: "load tools: 'bench stratum' loads any Stratum V1 pool (or a V2 one, submit mode); 'bench pool' runs a benchmark pool",
 		Run: func(ctx context.Context, args []string, env Env) error {
 			if len(args) == 0 {
 				return fmt.Errorf("%w: bench stratum|pool", ErrUsage)
@@ -31,7 +31,7 @@ func benchCommand() *Command {
 			switch args[0] {
 			case "-h", "-help", "--help", "help":
 				fmt.Fprint(env.Stderr, "usage: hashgrid bench stratum|pool [flags]\n\n"+
-					"  stratum  load any Stratum V1 pool\n  pool     run a benchmark pool\n\n"+
+					"  stratum  load any Stratum V1 pool, or a V2 one (stratum2+tcp://, submit mode)\n  pool     run a benchmark pool (--stratum-v2 serves V2 too)\n\n"+
 					"Run 'hashgrid bench stratum -h' or 'hashgrid bench pool -h' for their flags.\n")
 				return flag.ErrHelp
 			case "stratum":
