@@ -222,6 +222,7 @@ type WorkerInfo struct {
 	Work      float64 `json:"accepted_work"`
 	Hashrate  float64 `json:"hashrate"`
 	LastShare string  `json:"last_share,omitempty"`
+	Protocol  string  `json:"protocol,omitempty"` // of its open connections: "v1", "v2" (Stratum V2), or "v1+v2"; none offline
 }
 
 // AddressInfo is the reply of GET /api/v1/workers/{address}.
@@ -262,9 +263,19 @@ func (s *Server) handleWorkers(w http.ResponseWriter, r *http.Request) {
 			rate[wk.Name] = wk.Work.Hashes() / span.Seconds()
 		}
 	}
+	proto := map[string]string{}
+	if sp := s.cfg.Dashboard.Sessions; sp != nil {
+		for _, si := range sp.Sessions() {
+			if si.Address == addr {
+				for _, n := range si.Workers {
+					proto[n] = addProtocol(proto[n], si.UserAgent)
+				}
+			}
+		}
+	}
 	out := AddressInfo{Address: addr, Workers: []WorkerInfo{}}
 	for _, wk := range all {
-		wi := WorkerInfo{Name: wk.Name, Accepted: wk.Accepted, Rejected: wk.Rejected, Work: wk.Work.Float(), Hashrate: rate[wk.Name]}
+		wi := WorkerInfo{Name: wk.Name, Accepted: wk.Accepted, Rejected: wk.Rejected, Work: wk.Work.Float(), Hashrate: rate[wk.Name], Protocol: proto[wk.Name]}
 		if !wk.LastShare.IsZero() {
 			wi.LastShare = wk.LastShare.UTC().Format(time.RFC3339Nano)
 		}

@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/alert"
 	"github.com/hashgrid/hashgrid/pool"
+	"github.com/hashgrid/hashgrid/stratum/v2/bridge"
 )
 
 // The dashboard is one page (web/index.html with its script and style, embedded: no
@@ -251,7 +253,27 @@ type WorkerView struct {
 	RejectRate float64 `json:"reject_rate"` // rejected / (accepted + rejected) over the window
 	LastShare  string  `json:"last_share,omitempty"`
 	UserAgent  string  `json:"user_agent,omitempty"`
+	Protocol   string  `json:"protocol,omitempty"` // of its open connections: "v1", "v2" (Stratum V2), or "v1+v2"
 	Since      string  `json:"connected_since,omitempty"`
+}
+
+// protocolOf returns the Stratum version of a connection from its user agent: the V2
+// bridge opens its V1 connections with bridge.UserAgentPrefix.
+func protocolOf(userAgent string) string {
+	if strings.HasPrefix(userAgent, bridge.UserAgentPrefix) {
+		return "v2"
+	}
+	return "v1"
+}
+
+// addProtocol merges the protocol of one more connection into a worker's.
+func addProtocol(have, userAgent string) string {
+	p := protocolOf(userAgent)
+	switch have {
+	case "", p:
+		return p
+	}
+	return "v1+v2"
 }
 
 // HashratePoint is one point of the hashrate chart.
@@ -387,6 +409,7 @@ func (d *dashboard) workers(ctx context.Context, addr string, now time.Time) ([]
 				v.Sessions++
 				v.Difficulty = max(v.Difficulty, si.Difficulty)
 				v.UserAgent = si.UserAgent
+				v.Protocol = addProtocol(v.Protocol, si.UserAgent)
 				since := si.ConnectedAt.UTC().Format(time.RFC3339)
 				if v.Since == "" || since < v.Since {
 					v.Since = since

@@ -94,11 +94,15 @@ type Result struct {
 	// With RxTimestamps: notifies that came without a kernel receive time and were
 	// dated by the reader's clock instead.
 	NotifyUnstamped int64 `json:"notify_unstamped,omitempty"`
+	// Submit and SubmitV2: bytes on the wire during the run, miner to pool and back.
+	BytesUp   uint64 `json:"bytes_up,omitempty"`
+	BytesDown uint64 `json:"bytes_down,omitempty"`
 }
 
 // conn is one load connection.
 type conn struct {
 	nc    net.Conn
+	cnt   *countConn
 	br    *bufio.Reader
 	en2   int
 	job   atomic.Value // string
@@ -112,7 +116,10 @@ func dialConn(ctx context.Context, addr, user, pass string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 4096), clean: make(chan int64, 4)}
+	// nc stays the TCP connection itself, which notify mode's receive timestamps need;
+	// submit mode reads and writes through the counter.
+	cnt := &countConn{Conn: nc}
+	c := &conn{nc: nc, cnt: cnt, br: bufio.NewReaderSize(cnt, 4096), clean: make(chan int64, 4)}
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintf(nc, `{"id":1,"method":"mining.subscribe","params":["hashgrid-bench/1"]}`+"\n")
 	auth, _ := json.Marshal([]string{user, pass})
@@ -218,6 +225,11 @@ func Submit(ctx context.Context, cfg LoadConfig) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Conns: len(conns), ConnectSecs: time.Since(start).Seconds()}
+	var up0, down0 uint64
+	for _, c := range conns {
+		up0 += c.cnt.up.Load()
+		down0 += c.cnt.down.Load()
+	}
 	var submits, accepted, rejected atomic.Uint64
 	var mu sync.Mutex
 	var lat []int64 // microseconds
@@ -239,7 +251,11 @@ func Submit(ctx context.Context, cfg LoadConfig) (Result, error) {
 	el := time.Since(t0).Seconds()
 	for _, c := range conns {
 		c.nc.Close()
+		res.BytesUp += c.cnt.up.Load()
+		res.BytesDown += c.cnt.down.Load()
 	}
+	res.BytesUp -= up0
+	res.BytesDown -= down0
 	slices.Sort(lat)
 	res.Submits, res.Accepted, res.Rejected = submits.Load(), accepted.Load(), rejected.Load()
 	res.Seconds = el
@@ -294,7 +310,7 @@ func runConn(ctx context.Context, c *conn, ci, inflight int, user string, stop t
 				submits.Add(1)
 			}
 			c.nc.SetWriteDeadline(now.Add(10 * time.Second))
-			if _, err := c.nc.Write(buf); err != nil {
+			if _, err := c.cnt.Write(buf); err != nil {
 				return lat, true
 			}
 		}

@@ -28,6 +28,8 @@ import (
 	"github.com/hashgrid/hashgrid/pool"
 	"github.com/hashgrid/hashgrid/sqlite"
 	"github.com/hashgrid/hashgrid/stratum"
+	"github.com/hashgrid/hashgrid/stratum/v2/bridge"
+	"github.com/hashgrid/hashgrid/stratum/v2/noise"
 	"github.com/hashgrid/hashgrid/stream"
 )
 
@@ -89,11 +91,18 @@ type ServerConfig struct {
 	// writes one job per address. Load clients give each connection its own address
 	// with LoadConfig.SoloUsers.
 	Solo bool
+	// FixedDiff, when > 0, is every connection's difficulty (start and maximum), for
+	// clients that cannot ask for one with a password option: Stratum V2 miners.
+	FixedDiff float64
+	// V2Listen, when set, serves Stratum V2 there through the bridge (package
+	// stratum/v2/bridge), with keys kept in Data; Server.V2URL is its URL.
+	V2Listen string
 }
 
 // Server is a running benchmark pool.
 type Server struct {
 	Addr  string
+	V2URL string // stratum2+tcp://HOST:PORT/KEY when ServerConfig.V2Listen is set
 	Pool  *pool.Pool
 	books *books
 	stop  func()
@@ -139,6 +148,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	p, err := pool.New(pool.Config{
 		Network: &chaincfg.MainNetParams, Outputs: out, MinDiff: 2.3283064365386963e-10, Logger: cfg.Logger,
+		StartDiff: cfg.FixedDiff, MaxDiff: cfg.FixedDiff,
 		Metrics: pool.NewMetrics(reg),
 		Limits:  stratum.Limits{MaxConnsPerIP: cfg.MaxConn},
 		// A submit run answers tens of thousands of shares per connection on one
@@ -162,11 +172,23 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s.Addr = l.Addr().String()
+	var v2 *bridge.Server
+	if cfg.V2Listen != "" {
+		var err error
+		if v2, s.V2URL, err = startV2(p, cfg); err != nil {
+			l.Close()
+			bk.close()
+			return nil, err
+		}
+	}
 	done := make(chan struct{})
 	go func() { p.Serve(l); close(done) }()
 	s.stop = func() {
 		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
 		defer c()
+		if v2 != nil {
+			v2.Shutdown(sctx)
+		}
 		p.Shutdown(sctx)
 		shares.Close()
 		// Let the store (or the shipper) take in every answered share, and the
@@ -181,6 +203,30 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		bk.close()
 	}
 	return s, nil
+}
+
+// startV2 serves Stratum V2 on cfg.V2Listen in front of p's V1 server.
+func startV2(p *pool.Pool, cfg ServerConfig) (*bridge.Server, string, error) {
+	dir := filepath.Join(cfg.Data, "sv2")
+	auth, err := noise.LoadOrCreateAuthority(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := noise.LoadOrCreateIdentity(dir, auth, time.Now(), 0)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := bridge.NewServer(p.Server(), bridge.Config{Identity: id, Logger: cfg.Logger,
+		Limits: bridge.Limits{MaxConnsPerIP: cfg.MaxConn}})
+	if err != nil {
+		return nil, "", err
+	}
+	l, err := net.Listen("tcp", cfg.V2Listen)
+	if err != nil {
+		return nil, "", err
+	}
+	go b.Serve(l)
+	return b, noise.FormatURL(l.Addr().String(), auth.PublicKey()), nil
 }
 
 // books is where the benchmark pool's shares go: the local log and its SQLite store

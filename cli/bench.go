@@ -17,12 +17,13 @@ import (
 
 	"github.com/hashgrid/hashgrid/bench"
 	"github.com/hashgrid/hashgrid/natsstream"
+	"github.com/hashgrid/hashgrid/stratum/v2/noise"
 )
 
 func benchCommand() *Command {
 	return &Command{
 		Name:  "bench",
-		Short: "load tools: 'bench stratum' loads any Stratum V1 pool; 'bench pool' runs a benchmark pool",
+		Short: "load tools: 'bench stratum' loads any Stratum V1 pool (or a V2 one, submit mode); 'bench pool' runs a benchmark pool",
 		Run: func(ctx context.Context, args []string, env Env) error {
 			if len(args) == 0 {
 				return fmt.Errorf("%w: bench stratum|pool", ErrUsage)
@@ -30,7 +31,7 @@ func benchCommand() *Command {
 			switch args[0] {
 			case "-h", "-help", "--help", "help":
 				fmt.Fprint(env.Stderr, "usage: hashgrid bench stratum|pool [flags]\n\n"+
-					"  stratum  load any Stratum V1 pool\n  pool     run a benchmark pool\n\n"+
+					"  stratum  load any Stratum V1 pool, or a V2 one (stratum2+tcp://, submit mode)\n  pool     run a benchmark pool (--stratum-v2 serves V2 too)\n\n"+
 					"Run 'hashgrid bench stratum -h' or 'hashgrid bench pool -h' for their flags.\n")
 				return flag.ErrHelp
 			case "stratum":
@@ -49,7 +50,7 @@ func benchStratum(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("bench stratum", env)
 	var cfg bench.LoadConfig
 	mode := fs.String("mode", "submit", "submit (throughput and latency), idle (hold connections until stdin closes), notify (await one clean notify on every connection)")
-	fs.StringVar(&cfg.URL, "url", "", "pool URL, stratum+tcp://HOST:PORT")
+	fs.StringVar(&cfg.URL, "url", "", "pool URL, stratum+tcp://HOST:PORT, or stratum2+tcp://HOST:PORT/KEY (submit mode, standard channels; the pool must set the difficulty: bench pool --fixed-diff)")
 	fs.StringVar(&cfg.User, "user", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.bench", "user to authorize")
 	fs.StringVar(&cfg.Password, "password", "d="+bench.BenchDiff, "password (hashgrid reads d=DIFF as a fixed difficulty)")
 	fs.IntVar(&cfg.Conns, "conns", 200, "connections")
@@ -74,9 +75,18 @@ func benchStratum(ctx context.Context, args []string, env Env) error {
 	}
 	var res bench.Result
 	var err error
+	v2 := strings.HasPrefix(cfg.URL, noise.URLScheme+"://")
+	switch {
+	case v2 && *mode == "submit":
+		res, err = bench.SubmitV2(ctx, cfg)
+	case v2:
+		return fmt.Errorf("%w: over Stratum V2 only submit mode is implemented", ErrUsage)
+	}
 	switch *mode {
 	case "submit":
-		res, err = bench.Submit(ctx, cfg)
+		if !v2 {
+			res, err = bench.Submit(ctx, cfg)
+		}
 	case "idle", "notify":
 		hctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -118,6 +128,8 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&cfg.Data, "data", "", "data directory (default: a temporary one)")
 	fs.IntVar(&cfg.Txs, "txs", 2000, "template transactions (sets the merkle branch length)")
 	fs.IntVar(&cfg.MaxConn, "max-conns-per-ip", 20000, "connections allowed from one IP")
+	fs.StringVar(&cfg.V2Listen, "stratum-v2", "", "also serve Stratum V2 at this address (prints v2_url)")
+	fs.Float64Var(&cfg.FixedDiff, "fixed-diff", 0, "every connection's difficulty, for clients without password options (V2); bench stratum's is "+bench.BenchDiff)
 	fs.BoolVar(&cfg.Solo, "solo", false, "lay out coinbases as a SOLO pool does: one per payout address (use bench stratum --solo-users)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the pool to this file")
 	var natsURLs []string
@@ -160,7 +172,11 @@ func benchPool(ctx context.Context, args []string, env Env) error {
 	}
 	defer s.Close()
 	out := json.NewEncoder(env.Stdout)
-	out.Encode(map[string]any{"addr": s.Addr, "pid": os.Getpid()})
+	hello := map[string]any{"addr": s.Addr, "pid": os.Getpid()}
+	if s.V2URL != "" {
+		hello["v2_url"] = s.V2URL
+	}
+	out.Encode(hello)
 	lines := make(chan string)
 	go func() {
 		defer close(lines)

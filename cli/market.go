@@ -27,9 +27,10 @@ import (
 
 // MarketConfig is the configuration of `hashgrid market`.
 type MarketConfig struct {
-	Stratum string
-	API     string
-	Data    string // the market's state and ledger when it shares no pool's book
+	Stratum   string
+	StratumV2 string // sellers' Stratum V2 port HOST:PORT, "" for none; its keys in Data/v2
+	API       string
+	Data      string // the market's state and ledger when it shares no pool's book
 	// PoolData is the data directory of the pool whose book (PoolData/ledger.db) the
 	// market posts to, and Postgres the URL of the pool's PostgreSQL books: with
 	// either, sellers' earnings are paid by the pool's payout engine, and the market's
@@ -74,10 +75,12 @@ const (
 
 // MarketReady tells a caller where a started market listens.
 type MarketReady struct {
-	Stratum string
-	API     string
-	Market  *market.Market
-	Ledger  ledger.Book
+	Stratum   string
+	StratumV2 string // host:port of the sellers' Stratum V2 port; "" without --stratum-v2
+	V2URL     string // stratum2+tcp://HOST:PORT/AUTHORITY_KEY to give V2 sellers
+	API       string
+	Market    *market.Market
+	Ledger    ledger.Book
 }
 
 func marketCommand() *Command {
@@ -105,6 +108,7 @@ func parseMarketFlags(args []string, env Env) (MarketConfig, error) {
 	cfg := MarketConfig{Network: "mainnet", LogLevel: "info"}
 	var tokenFile, postgresFile string
 	fs.StringVar(&cfg.Stratum, "stratum", ":3334", "Stratum listen address for sellers")
+	fs.StringVar(&cfg.StratumV2, "stratum-v2", "", "Stratum V2 listen address for sellers (encrypted, binary; keys in DATA/v2, the URL printed at start)")
 	fs.StringVar(&cfg.API, "api", "127.0.0.1:8081", "HTTP API listen address (buyers' page and API; give :8081 to serve every interface)")
 	fs.StringVar(&cfg.Data, "data", "market-data", "data directory (state and ledger, unless --pool-data or --postgres, which hold both; a market.json here is imported into them once)")
 	fs.StringVar(&cfg.PoolData, "pool-data", "", "the pool's data directory: post to its ledger.db, so that the pool's payout engine pays sellers (the pool runs with --payout-scheme)")
@@ -153,6 +157,11 @@ func parseMarketFlags(args []string, env Env) (MarketConfig, error) {
 func (c *MarketConfig) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, args...)...)
+	}
+	if c.StratumV2 != "" {
+		if _, _, err := net.SplitHostPort(c.StratumV2); err != nil {
+			return bad("--stratum-v2 %q: want HOST:PORT or :PORT", c.StratumV2)
+		}
 	}
 	switch {
 	case c.PoolData != "" && c.Postgres != "":
@@ -289,6 +298,14 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 		sl.Close()
 		return fmt.Errorf("api listen: %w", err)
 	}
+	var v2 *v2Port
+	if cfg.StratumV2 != "" {
+		if v2, err = startV2(cfg.StratumV2, cfg.Data, m.Server(), cfg.MaxConnsPerIP, log.With("component", "stratum-v2")); err != nil {
+			sl.Close()
+			al.Close()
+			return err
+		}
+	}
 	m.Start()
 	cb.Start()
 	defer cb.Close()
@@ -309,12 +326,14 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 	log.Info("market running", "network", params.Name, "stratum", sl.Addr().String(), "api", "http://"+al.Addr().String(), "deposits", cfg.AdminToken != "",
 		"private_destinations", cfg.AllowPrivateDestinations)
 	if ready != nil {
-		ready(MarketReady{Stratum: sl.Addr().String(), API: al.Addr().String(), Market: m, Ledger: led})
+		v2Addr, v2URL := v2.fields()
+		ready(MarketReady{Stratum: sl.Addr().String(), StratumV2: v2Addr, V2URL: v2URL, API: al.Addr().String(), Market: m, Ledger: led})
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	v2.shutdown(shutCtx)
 	err = m.Shutdown(shutCtx)
 	stopAPI()
 	wg.Wait()

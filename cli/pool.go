@@ -61,6 +61,8 @@ type PoolReady struct {
 	Stratum      string   // host:port of the first Stratum port
 	StratumPorts []string // host:port of every Stratum port, in the configuration's order
 	API          string   // host:port
+	StratumV2    string   // host:port of the Stratum V2 port; "" without --stratum-v2
+	V2URL        string   // stratum2+tcp://HOST:PORT/AUTHORITY_KEY to give V2 miners
 	Pool         *pool.Pool
 	Store        hashgrid.ShareStore
 }
@@ -198,6 +200,14 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	if err != nil {
 		return err
 	}
+	var v2 *v2Port
+	if cfg.StratumV2 != "" {
+		if v2, err = startV2(cfg.StratumV2, cfg.Data, p.Server(), cfg.MaxConnsPerIP, log.With("component", "stratum-v2")); err != nil {
+			closeAll(listeners)
+			al.Close()
+			return err
+		}
+	}
 	apiSrv := api.New(api.Config{
 		Store: store, Pool: p, Node: nodes, Network: params.Name,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: log.With("component", "api"),
@@ -243,13 +253,15 @@ func RunPool(ctx context.Context, cfg PoolConfig, env Env, ready func(PoolReady)
 	}
 	log.Info("pool running", "network", params.Name, "stratum", addrs[0], "api", "http://"+al.Addr().String(), "nodes", len(clients))
 	if ready != nil {
-		ready(PoolReady{Stratum: addrs[0], StratumPorts: addrs, API: al.Addr().String(), Pool: p, Store: store})
+		v2Addr, v2URL := v2.fields()
+		ready(PoolReady{Stratum: addrs[0], StratumPorts: addrs, StratumV2: v2Addr, V2URL: v2URL, API: al.Addr().String(), Pool: p, Store: store})
 	}
 
 	<-ctx.Done()
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	v2.shutdown(shutCtx)
 	p.Shutdown(shutCtx)
 	shares.Close() // its last counts, for the consumer to store below
 	apiSrv.Shutdown(shutCtx)

@@ -35,8 +35,11 @@ type PoolConfig struct {
 	// Stratum is the first Stratum port, HOST:PORT[=START_DIFFICULTY]; StratumPorts
 	// are more, plain or TLS. In TOML both are `stratum`: one address, or [[stratum]]
 	// tables of listen, start_difficulty and tls.
-	Stratum       string        `toml:"-"`
-	StratumPorts  []StratumPort `toml:"-"`
+	Stratum      string        `toml:"-"`
+	StratumPorts []StratumPort `toml:"-"`
+	// StratumV2 is the Stratum V2 port HOST:PORT (package stratum/v2/bridge), "" for
+	// none; its keys live in Data/v2.
+	StratumV2     string        `toml:"stratum_v2"`
 	TLSCert       string        `toml:"tls_cert"` // PEM certificate (chain) of the TLS ports
 	TLSKey        string        `toml:"tls_key"`  // PEM private key of the TLS ports
 	API           string        `toml:"api"`      // also serves /metrics: loopback unless told otherwise
@@ -336,6 +339,7 @@ func bindPoolFlags(fs *flag.FlagSet, c *PoolConfig) *string {
 	fs.StringVar(&c.PayoutAddress, "payout-address", c.PayoutAddress, "address the coinbase pays")
 	fs.Var(&stratumFlag{c: c}, "stratum", "Stratum port HOST:PORT[=START_DIFFICULTY], on all interfaces by default: miners must reach it (repeat for more ports)")
 	fs.Var(&stratumFlag{c: c, tls: true}, "stratum-tls", "Stratum over TLS port HOST:PORT[=START_DIFFICULTY], with --tls-cert and --tls-key (repeatable)")
+	fs.StringVar(&c.StratumV2, "stratum-v2", c.StratumV2, "Stratum V2 port HOST:PORT (encrypted, binary; keys in DATA/v2, the URL for miners printed at start)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) for the --stratum-tls ports")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key for the --stratum-tls ports")
 	fs.StringVar(&c.API, "api", c.API, "HTTP listen address of the API, dashboard and /metrics (loopback by default)")
@@ -566,6 +570,13 @@ func (c *PoolConfig) Validate() error {
 		}
 		seen[p.Listen] = true
 		hasTLS = hasTLS || p.TLS
+	}
+	if c.StratumV2 != "" {
+		if _, port, err := net.SplitHostPort(c.StratumV2); err != nil {
+			return fmt.Errorf("--stratum-v2 %q: want HOST:PORT or :PORT", c.StratumV2)
+		} else if seen[c.StratumV2] && port != "0" {
+			return fmt.Errorf("--stratum-v2 %s is also a Stratum V1 port", c.StratumV2)
+		}
 	}
 	if hasTLS && (c.TLSCert == "" || c.TLSKey == "") {
 		return errors.New("--stratum-tls needs --tls-cert and --tls-key")

@@ -151,6 +151,8 @@ func TestPoolConfigInvalid(t *testing.T) {
 		{"tls port without a certificate", "", []string{"--stratum-tls", ":3443"}, "--stratum-tls needs --tls-cert and --tls-key"},
 		{"stratum table with an unknown key", "[[stratum]]\nlisten = \":3334\"\nstart_diff = 5\n", nil, `unknown setting "start_diff"`},
 		{"stratum port twice", "", []string{"--stratum", ":3333", "--stratum", ":3333=4"}, "given twice"},
+		{"stratum v2 without port", "stratum_v2 = \"3336\"\n", nil, `--stratum-v2 "3336"`},
+		{"stratum v2 on the V1 port", "", []string{"--stratum", ":3333", "--stratum-v2", ":3333"}, "also a Stratum V1 port"},
 		{"bad log level", "log_level = \"loud\"\n", nil, `log level "loud"`},
 		{"bad log format", "", []string{"--log-format", "xml"}, `unknown log format "xml"`},
 		{"negative conns", "max_conns_per_ip = -1\n", nil, "--max-conns-per-ip -1"},
@@ -305,5 +307,20 @@ func TestStratumPortsConfig(t *testing.T) {
 	cfg, err = parsePoolFlags([]string{"--config", writeFile(t, "one.toml", minimalPoolTOML()+"stratum = \":3999\"\n")}, env)
 	if got, _ := cfg.Ports(); err != nil || len(got) != 1 || got[0].Listen != ":3999" {
 		t.Errorf("stratum = \":3999\": %+v, %v", got, err)
+	}
+}
+
+// TestStratumV2Config checks that --stratum-v2 and the TOML key stratum_v2 both set
+// the V2 port, the flag over the file.
+func TestStratumV2Config(t *testing.T) {
+	file := writeFile(t, "pool.toml", minimalPoolTOML()+"stratum_v2 = \":3336\"\n")
+	env := Env{Stderr: &bytes.Buffer{}}
+	cfg, err := parsePoolFlags([]string{"--config", file}, env)
+	if err != nil || cfg.Validate() != nil || cfg.StratumV2 != ":3336" {
+		t.Fatalf("from the file: %v, %q", err, cfg.StratumV2)
+	}
+	cfg, err = parsePoolFlags([]string{"--config", file, "--stratum-v2", "127.0.0.1:4444"}, env)
+	if err != nil || cfg.StratumV2 != "127.0.0.1:4444" {
+		t.Fatalf("flag over the file: %v, %q", err, cfg.StratumV2)
 	}
 }

@@ -1,7 +1,10 @@
-// Package miner is a Stratum V1 CPU miner: it connects with the stratum client, rolls
-// extranonce2, ntime-free nonces and (when the pool grants BIP 310) version bits, and
-// submits every hash that meets the pool's difficulty. hashgrid uses it in tests, in
-// the demo and as a load generator; it speaks to any Stratum V1 pool.
+// Package miner is a Stratum V1 and V2 CPU miner: it connects with the stratum client
+// (V1) or the stratum/v2/client package (V2, stratum2+tcp:// URLs, on a standard
+// header-only channel or an extended one), rolls extranonce, nonces and (when the pool
+// allows) version bits, and submits every hash that meets the pool's target. hashgrid
+// uses it in tests, in the demo and as a load generator; it speaks to any Stratum V1
+// pool and to V2 pools over the encrypted transport. It leaves out V2 group channels,
+// custom jobs and the unencrypted V2 mode.
 package miner
 
 import (
@@ -11,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +24,9 @@ import (
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/pow"
 	"github.com/hashgrid/hashgrid/stratum"
+	"github.com/hashgrid/hashgrid/stratum/v2/client"
+	"github.com/hashgrid/hashgrid/stratum/v2/noise"
+	"github.com/hashgrid/hashgrid/stratum/v2/sv2"
 )
 
 // Config configures a miner.
@@ -33,7 +40,8 @@ type Config struct {
 	VersionRoll  bool          // ask for BIP 310 version rolling
 	SuggestDiff  float64       // mining.suggest_difficulty, when > 0
 	Agent        string
-	MaxRetryWait time.Duration // longest pause between reconnects; default 10s
+	MaxRetryWait time.Duration      // longest pause between reconnects; default 10s
+	V2Channel    client.ChannelKind // the channel to open on stratum2+tcp:// pools
 	Logger       *slog.Logger
 }
 
@@ -80,7 +88,7 @@ func New(cfg Config) (*Miner, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	for _, u := range append([]string{cfg.URL}, cfg.Failover...) {
-		if _, err := stratum.HostPort(u); err != nil {
+		if err := checkURL(u); err != nil {
 			return nil, err
 		}
 	}
@@ -122,6 +130,11 @@ func (m *Miner) Run(ctx context.Context) error {
 			// The pool refused the user (a wrong address, say): trying again cannot help.
 			return fmt.Errorf("miner: the pool refused to authorize %q: %w", m.cfg.User, err)
 		}
+		if errors.Is(err, noise.ErrCertificate) {
+			// The server is not the pool the URL's key names: retrying would hand the
+			// hashrate to whoever it is.
+			return fmt.Errorf("miner: %s: %w", url, err)
+		}
 		if m.connects.Load() != connects {
 			wait = 100 * time.Millisecond // a session ran: the pool was up until now
 		}
@@ -144,12 +157,18 @@ func (m *Miner) Run(ctx context.Context) error {
 
 // refused reports whether err is the pool's refusal of mining.authorize: an error
 // reply (hashgrid answers code 24, unauthorized) or a plain false.
+// For V2 it is a SetupConnection.Error or OpenMiningChannel.Error.
 func refused(err error) bool {
 	var se *stratum.Error
-	return errors.Is(err, stratum.ErrAuthorizeRefused) || errors.As(err, &se) && se.Code == stratum.ErrCodeUnauthorized
+	var re *client.RefusedError
+	return errors.Is(err, stratum.ErrAuthorizeRefused) || errors.As(err, &se) && se.Code == stratum.ErrCodeUnauthorized ||
+		errors.As(err, &re)
 }
 
 func (m *Miner) session(ctx context.Context, url string) error {
+	if isV2(url) {
+		return m.sessionV2(ctx, url)
+	}
 	var mask uint32
 	if m.cfg.VersionRoll {
 		mask = 0x1fffe000
@@ -162,8 +181,16 @@ func (m *Miner) session(ctx context.Context, url string) error {
 		return err
 	}
 	defer c.Close()
-	m.connects.Add(1)
+	submit := func(ctx context.Context, s *share) error { return c.Submit(ctx, &s.v1) }
+	return mine(ctx, m, c.Updates(), c.Done(), c.Err, newJob, submit)
+}
 
+// mine hashes each work update on Threads goroutines until ctx ends or the connection
+// does, submitting what they find through submit. It serves both protocols: W is the
+// client's work type and newJob prepares it for hashing.
+func mine[W any](ctx context.Context, m *Miner, updates <-chan W, done <-chan struct{}, connErr func() error,
+	newJob func(*Miner, W) (*job, error), submit func(context.Context, *share) error) error {
+	m.connects.Add(1)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	found := make(chan share, 64)
@@ -171,7 +198,7 @@ func (m *Miner) session(ctx context.Context, url string) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		m.submitter(c, found)
+		m.submitter(submit, found)
 	}()
 
 	var cur context.CancelFunc = func() {}
@@ -188,13 +215,13 @@ func (m *Miner) session(ctx context.Context, url string) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-c.Done():
-			return c.Err()
-		case w, ok := <-c.Updates():
+		case <-done:
+			return connErr()
+		case w, ok := <-updates:
 			if !ok {
-				return c.Err()
+				return connErr()
 			}
-			j, err := newJob(w)
+			j, err := newJob(m, w)
 			if err != nil {
 				m.log.Warn("miner: bad job", "err", err)
 				continue
@@ -214,9 +241,11 @@ func (m *Miner) session(ctx context.Context, url string) error {
 	}
 }
 
+// share is a found solution in the form of its protocol.
 type share struct {
-	sub   stratum.Submit
-	diff  float64
+	v1    stratum.Submit
+	v2    client.Share
+	diff  hashgrid.Diff // credited when accepted
 	block bool
 }
 
@@ -226,12 +255,13 @@ const submitDrainTimeout = 10 * time.Second
 // submitter sends found shares until found is closed. Each submit has its own timeout
 // rather than the session's context, so a share found just before a stop is still
 // answered; a broken connection fails it at once.
-func (m *Miner) submitter(c *stratum.Client, found <-chan share) {
+func (m *Miner) submitter(submit func(context.Context, *share) error, found <-chan share) {
 	for s := range found {
 		ctx, cancel := context.WithTimeout(context.Background(), submitDrainTimeout)
-		err := c.Submit(ctx, &s.sub)
+		err := submit(ctx, &s)
 		cancel()
 		var se *stratum.Error
+		var ve *client.ShareError
 		switch {
 		case err == nil:
 			m.accepted.Add(1)
@@ -239,12 +269,13 @@ func (m *Miner) submitter(c *stratum.Client, found <-chan share) {
 				m.blocks.Add(1)
 			}
 			m.mu.Lock()
-			m.work = m.work.Add(hashgrid.DiffFromFloat(s.diff))
+			m.work = m.work.Add(s.diff)
 			m.mu.Unlock()
-		case errors.As(err, &se) && se.Code == stratum.ErrCodeJobNotFound:
+		case errors.As(err, &se) && se.Code == stratum.ErrCodeJobNotFound,
+			errors.As(err, &ve) && (ve.Code == sv2.CodeStaleShare || ve.Code == sv2.CodeInvalidJobID):
 			m.stale.Add(1)
 			m.rejected.Add(1)
-		case errors.As(err, &se):
+		case errors.As(err, &se), errors.As(err, &ve):
 			m.rejected.Add(1)
 			m.log.Debug("miner: share rejected", "err", err)
 		default:
@@ -253,67 +284,108 @@ func (m *Miner) submitter(c *stratum.Client, found <-chan share) {
 	}
 }
 
-// job is a mining.notify prepared for hashing.
+// job is work prepared for hashing, whichever protocol it came by. The header's merkle
+// root is either fixed (root, a V2 standard channel) or that of the coinbase head,
+// extranonce, tail over branch, with an extranonce of en2Size bytes the miner rolls.
 type job struct {
-	w       stratum.Work
 	prev    chainhash.Hash
-	coinb1  []byte
-	coinb2  []byte
-	branch  []chainhash.Hash
 	version uint32
+	mask    uint32 // nVersion bits the miner may roll
 	bits    uint32
 	ntime   uint32
 	target  pow.Target
 	net     pow.Target
+	diff    hashgrid.Diff
+
+	root    *chainhash.Hash
+	head    []byte
+	tail    []byte
+	en2Size int
+	branch  []chainhash.Hash
+
+	// share builds the submission for a header found with extranonce en2, ntime,
+	// nonce, version and its rolled bits vbits.
+	share func(en2 []byte, ntime, nonce, version, vbits uint32) share
 }
 
-func newJob(w stratum.Work) (*job, error) {
+func newJob(m *Miner, w stratum.Work) (*job, error) {
 	nj, err := w.Notify.Decode()
 	if err != nil {
 		return nil, err
 	}
-	j := &job{w: w, prev: nj.Prev, coinb1: nj.Coinb1, coinb2: nj.Coinb2, branch: nj.Branch, version: nj.Version, bits: nj.Bits, ntime: nj.NTime}
 	if w.Difficulty <= 0 {
 		return nil, errors.New("no difficulty set before the first job")
 	}
-	j.target = pow.DiffTarget(hashgrid.DiffFromFloat(w.Difficulty))
+	d := hashgrid.DiffFromFloat(w.Difficulty)
+	j := &job{prev: nj.Prev, version: nj.Version, mask: w.VersionMask, bits: nj.Bits, ntime: nj.NTime,
+		target: pow.DiffTarget(d), diff: d, head: append(slices.Clip(nj.Coinb1), w.Extranonce1...),
+		tail: nj.Coinb2, en2Size: w.Extranonce2Size, branch: nj.Branch}
 	if j.net, err = pow.CompactTarget(j.bits); err != nil {
 		return nil, err
+	}
+	j.share = func(en2 []byte, ntime, nonce, version, vbits uint32) share {
+		s := share{diff: d, v1: stratum.Submit{
+			Worker:      m.cfg.User,
+			JobID:       w.Notify.JobID,
+			Extranonce2: hex.EncodeToString(en2),
+			NTime:       fmt.Sprintf("%08x", ntime),
+			Nonce:       fmt.Sprintf("%08x", nonce),
+		}}
+		if j.mask != 0 {
+			s.v1.VersionBits = fmt.Sprintf("%08x", vbits)
+		}
+		return s
 	}
 	return j, nil
 }
 
-// hash searches nonces for one job on thread t. Each thread owns the top byte of
-// extranonce2, so threads never repeat each other's work.
+// hash searches nonces for one job on thread t. Threads never repeat each other's
+// work: each owns the top byte of the extranonce when there is one, and otherwise a
+// share of the version bits (or, with no version rolling, of the nonce range).
 func (m *Miner) hash(ctx context.Context, j *job, t int, found chan<- share) {
-	en2 := make([]byte, j.w.Extranonce2Size)
+	threads := uint64(m.cfg.Threads)
+	en2 := make([]byte, j.en2Size)
 	if len(en2) > 0 {
 		en2[0] = byte(t)
 	}
-	mask := j.w.VersionMask
-	cb := make([]byte, 0, len(j.coinb1)+len(j.w.Extranonce1)+len(en2)+len(j.coinb2))
+	split := len(en2) == 0
+	lo, hi := uint64(0), uint64(1)<<32
+	if split && j.mask == 0 {
+		span := hi / threads
+		lo, hi = uint64(t)*span, uint64(t+1)*span
+	}
+	cb := make([]byte, 0, len(j.head)+len(en2)+len(j.tail))
 	var hdr [80]byte
-	var counter uint64
-	for {
-		// Next extranonce2 (the bytes after the thread's own) and version bits.
-		counter++
-		putCounter(en2[min(1, len(en2)):], counter)
-		version, vbits := j.version, uint32(0)
-		if mask != 0 {
-			// Spread the counter's low bits over the mask: rolled versions every round.
-			vbits = deposit(uint32(counter), mask)
-			version = (j.version &^ mask) | vbits
+	ntime := j.ntime
+	for counter := uint64(1); ; counter++ {
+		vc := counter
+		if split {
+			vc = counter*threads + uint64(t)
+			if j.mask == 0 && counter > 1 {
+				ntime++ // the thread's nonces are spent and nothing else rolls
+			}
 		}
-		cb = append(cb[:0], j.coinb1...)
-		cb = append(cb, j.w.Extranonce1...)
-		cb = append(cb, en2...)
-		cb = append(cb, j.coinb2...)
-		root := pow.MerkleRoot(pow.DoubleSHA256(cb), j.branch)
-		pow.Header(&hdr, version, &j.prev, &root, j.ntime, j.bits, 0)
+		version, vbits := j.version, uint32(0)
+		if j.mask != 0 {
+			// Spread the counter's low bits over the mask: rolled versions every round.
+			vbits = deposit(uint32(vc), j.mask)
+			version = (j.version &^ j.mask) | vbits
+		}
+		var root chainhash.Hash
+		if j.root != nil {
+			root = *j.root
+		} else {
+			putCounter(en2[min(1, len(en2)):], counter)
+			cb = append(cb[:0], j.head...)
+			cb = append(cb, en2...)
+			cb = append(cb, j.tail...)
+			root = pow.MerkleRoot(pow.DoubleSHA256(cb), j.branch)
+		}
+		pow.Header(&hdr, version, &j.prev, &root, ntime, j.bits, 0)
 		const batch = 1 << 14
-		for nonce := uint64(0); nonce < 1<<32; nonce++ {
-			if nonce%batch == 0 {
-				if nonce > 0 {
+		for nonce := lo; nonce < hi; nonce++ {
+			if (nonce-lo)%batch == 0 {
+				if nonce > lo {
 					m.hashes.Add(batch)
 				}
 				if ctx.Err() != nil {
@@ -325,16 +397,8 @@ func (m *Miner) hash(ctx context.Context, j *job, t int, found chan<- share) {
 			if !pow.Meets(&h, j.target) {
 				continue
 			}
-			s := share{diff: j.w.Difficulty, block: pow.Meets(&h, j.net), sub: stratum.Submit{
-				Worker:      m.cfg.User,
-				JobID:       j.w.Notify.JobID,
-				Extranonce2: hex.EncodeToString(en2),
-				NTime:       fmt.Sprintf("%08x", j.ntime),
-				Nonce:       fmt.Sprintf("%08x", uint32(nonce)),
-			}}
-			if mask != 0 {
-				s.sub.VersionBits = fmt.Sprintf("%08x", vbits)
-			}
+			s := j.share(slices.Clone(en2), ntime, uint32(nonce), version, vbits)
+			s.block = pow.Meets(&h, j.net)
 			select {
 			case found <- s:
 			case <-ctx.Done():

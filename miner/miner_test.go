@@ -101,7 +101,8 @@ func TestDeposit(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	for _, c := range []Config{{URL: "http://x:1", User: "u"}, {URL: "stratum+tcp://x", User: "u"}, {URL: "stratum+tcp://x:1"}, {URL: "stratum+tcp://x:1", User: "u", Failover: []string{"http://x:2"}}} {
+	for _, c := range []Config{{URL: "http://x:1", User: "u"}, {URL: "stratum+tcp://x", User: "u"}, {URL: "stratum+tcp://x:1"}, {URL: "stratum+tcp://x:1", User: "u", Failover: []string{"http://x:2"}},
+		{URL: "stratum2+tcp://x:1", User: "u"}, {URL: "stratum2+tcp://x:1/notakey", User: "u"}, {URL: "stratum+tcp://x:1", User: "u", Failover: []string{"stratum2+tcp://x/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"}}} {
 		if _, err := New(c); err == nil {
 			t.Errorf("New(%+v) accepted", c)
 		}

@@ -23,6 +23,7 @@ type ClientConfig struct {
 	Agent        string
 	VersionMask  uint32  // mask to request with mining.configure; 0 = no version rolling
 	SuggestDiff  float64 // sent with mining.suggest_difficulty when > 0
+	MinDiff      float64 // asked for with mining.configure's minimum-difficulty extension when > 0
 	Extranonce   bool    // send mining.extranonce.subscribe
 	DialTimeout  time.Duration
 	CallTimeout  time.Duration // time to wait for a reply
@@ -97,6 +98,23 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
+	addr, err := HostPort(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: cfg.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("stratum: dial %s: %w", addr, err)
+	}
+	return NewClient(ctx, nc, cfg)
+}
+
+// NewClient runs the handshake on a connection the caller opened (cfg.URL and
+// cfg.DialTimeout are not used), such as one end of a net.Pipe whose other end a
+// Server serves with ServeConn. The Client owns nc from here: it is closed on error
+// and by Close.
+func NewClient(ctx context.Context, nc net.Conn, cfg ClientConfig) (*Client, error) {
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = 30 * time.Second
 	}
@@ -108,15 +126,6 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	addr, err := HostPort(cfg.URL)
-	if err != nil {
-		return nil, err
-	}
-	d := net.Dialer{Timeout: cfg.DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("stratum: dial %s: %w", addr, err)
 	}
 	c := &Client{
 		cfg:        cfg,
@@ -136,8 +145,22 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 }
 
 func (c *Client) handshake(ctx context.Context) error {
+	var exts []string
+	opts := map[string]any{}
 	if c.cfg.VersionMask != 0 {
-		params := fmt.Appendf(nil, `[["version-rolling"],{"version-rolling.mask":"%08x","version-rolling.min-bit-count":2}]`, c.cfg.VersionMask)
+		exts = append(exts, "version-rolling")
+		opts["version-rolling.mask"] = fmt.Sprintf("%08x", c.cfg.VersionMask)
+		opts["version-rolling.min-bit-count"] = 2
+	}
+	if c.cfg.MinDiff > 0 {
+		exts = append(exts, "minimum-difficulty")
+		opts["minimum-difficulty.value"] = c.cfg.MinDiff
+	}
+	if len(exts) > 0 {
+		params, err := json.Marshal([]any{exts, opts})
+		if err != nil {
+			return fmt.Errorf("stratum: configure: %w", err)
+		}
 		res, err := c.Call(ctx, "mining.configure", params)
 		if err != nil {
 			return fmt.Errorf("stratum: configure: %w", err)

@@ -281,13 +281,32 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+// ErrRefused is returned (wrapped, with the reason OnDrop is given) by ServeConn for a
+// connection the server would not have accepted from a listener.
+var ErrRefused = errors.New("stratum: connection refused")
+
+// ServeConn serves one connection that did not come from a listener, such as one end
+// of a net.Pipe behind which a protocol bridge (Stratum V2) speaks for a remote miner.
+// It goes through the same bans and limits as an accepted one, by nc.RemoteAddr(), so
+// a bridge that wraps the pipe to report the miner's own address keeps per-IP limits
+// and bans on the miner rather than on the bridge. A refused nc is closed and the
+// error wraps ErrRefused; otherwise nc is served on a goroutine of its own (it has no
+// descriptor to poll) until it closes or Shutdown.
+func (s *Server) ServeConn(nc net.Conn) error {
+	if reason := s.accept(nc); reason != "" {
+		return fmt.Errorf("%w: %s", ErrRefused, reason)
+	}
+	return nil
+}
+
 func (s *Server) drop(reason string) {
 	if s.cfg.OnDrop != nil {
 		s.cfg.OnDrop(reason)
 	}
 }
 
-func (s *Server) accept(nc net.Conn) {
+// accept serves nc or closes it, returning the reason it was refused ("" when served).
+func (s *Server) accept(nc net.Conn) string {
 	ip, remote := hostOf(nc.RemoteAddr()), nc.RemoteAddr().String()
 	now := s.cfg.Now()
 	s.mu.Lock()
@@ -296,7 +315,7 @@ func (s *Server) accept(nc net.Conn) {
 			s.mu.Unlock()
 			s.drop("ban")
 			nc.Close()
-			return
+			return "ban"
 		}
 		delete(s.bans, ip)
 	}
@@ -304,13 +323,13 @@ func (s *Server) accept(nc net.Conn) {
 		s.mu.Unlock()
 		s.drop("limit_total")
 		nc.Close()
-		return
+		return "limit_total"
 	}
 	if s.perIP[ip] >= s.lim.MaxConnsPerIP {
 		s.mu.Unlock()
 		s.drop("limit_ip")
 		nc.Close()
-		return
+		return "limit_ip"
 	}
 	s.perIP[ip]++
 	c := &Conn{srv: s, nc: nc, ip: ip, remote: remote, connected: now, version: 0}
@@ -332,13 +351,15 @@ func (s *Server) accept(nc net.Conn) {
 	s.mu.Unlock()
 	if poll == nil {
 		go c.serve()
-		return
+		return ""
 	}
 	if err := poll.arm(c); err != nil {
 		s.log.Warn("poll connection", "err", err, "remote", c.RemoteAddr())
 		s.drop("poll")
 		c.Close()
+		return "poll"
 	}
+	return ""
 }
 
 // sweepEvery is how often the sweeper checks polled connections' timeouts: a quarter

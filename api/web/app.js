@@ -183,7 +183,7 @@
         el('td', { class: 'num', text: w.online ? diff(w.difficulty) : '–' }),
         el('td', { title: w.last_share || '', text: ago(w.last_share) }),
         rej,
-        el('td', { class: 'opt muted', text: w.user_agent || '' }));
+        el('td', { class: 'opt muted', title: w.protocol ? 'Stratum ' + w.protocol.toUpperCase() : '', text: (w.protocol && w.protocol !== 'v1' ? w.protocol.toUpperCase() + ' · ' : '') + (w.user_agent || '') }));
       if (!firstRender && !seenWorkers.has(full)) tr.className = 'fresh';
       seenWorkers.add(full);
       return tr;
