@@ -18,7 +18,7 @@ import (
 // on both.
 type v2Sessions struct{ fakeSessions }
 
-func (v2Sessions) Sessions() []pool.SessionInfo {
+func (*v2Sessions) Sessions() []pool.SessionInfo {
 	at := time.Now().Add(-time.Minute)
 	return []pool.SessionInfo{
 		{ID: "00000001", UserAgent: "bitaxe/2.1", Address: addrA, Workers: []string{"v1rig"}, ConnectedAt: at},
