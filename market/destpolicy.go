@@ -7,7 +7,6 @@ import (
 	"net/netip"
 
 	"github.com/hashgrid/hashgrid"
-	"github.com/hashgrid/hashgrid/stratum"
 )
 
 // A buyer names the host and port the market connects to. Left unchecked, that makes
@@ -77,7 +76,7 @@ func publicAddr(a netip.Addr) bool {
 // whole), and the first one is dialled, so that nothing resolves the name again
 // between the check and the dial. The error carries the detail for the log only.
 func (m *Market) resolveDest(ctx context.Context, rawURL string) (string, error) {
-	hp, err := stratum.HostPort(rawURL)
+	hp, err := destHostPort(rawURL)
 	if err != nil {
 		return "", err
 	}

@@ -41,6 +41,14 @@
 // so sliced sellers move at different moments. A seller moved back to a job it had
 // before gets it with a later ntime, so it does not repeat its earlier shares.
 //
+// Stratum V2 destinations: an order's pool_url may be stratum2+tcp://HOST:PORT/KEY.
+// The market then opens one encrypted extended channel (the pool's certificate must be
+// signed by KEY, or the order pauses as unreachable) and sees its jobs as V1 ones: the
+// coinbase prefix as coinb1, the channel's extranonce prefix as the destination's
+// extranonce1, its extranonce size as the extranonce2 size (v2dest.go); forwarded
+// shares go as SubmitSharesExtended. Sellers may themselves speak V2 (`hashgrid
+// market --stratum-v2`, package stratum/v2/bridge).
+//
 // Version rolling: a seller is sent mining.set_version_mask, before the job it applies
 // to, whenever the mask its job's destination lets the market roll, intersected with
 // the mask the seller negotiated, differs from what the seller was last told: a

@@ -15,7 +15,6 @@ import (
 
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/ledger"
-	"github.com/hashgrid/hashgrid/stratum"
 )
 
 // Order kinds.
@@ -245,7 +244,7 @@ type OrderRequest struct {
 
 // checkDest checks a destination's fields, then that the market may connect to it.
 func (m *Market) checkDest(ctx context.Context, d Destination) error {
-	if _, err := stratum.HostPort(d.URL); err != nil {
+	if _, err := destHostPort(d.URL); err != nil {
 		return hashgrid.Errorf(hashgrid.EINVALID, "pool_url: %v", err)
 	}
 	if d.User == "" || len(d.User) > maxFieldLen {

@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/pow"
 	"github.com/hashgrid/hashgrid/stratum"
+	"github.com/hashgrid/hashgrid/stratum/v2/noise"
 )
 
 // upstreamJobs is how many of a destination's most recent jobs sellers may still
@@ -31,7 +33,7 @@ const upstreamVersionMask = 0x1fffe000
 type mjob struct {
 	id      string // market job id, unique over all destinations
 	up      *upstream
-	cli     *stratum.Client
+	cli     destClient
 	n       *stratum.Notify // as the destination sent it
 	en1     []byte          // destination's extranonce1
 	pad     int             // zero bytes after the seller's extranonce2
@@ -302,12 +304,17 @@ func (u *upstream) session(url string) (string, *stratum.Reconnect) {
 		return reasonUnreachable, nil
 	}
 	dctx, cancel := context.WithTimeout(u.ctx, m.cfg.UpstreamTimeout)
-	cli, err := stratum.Dial(dctx, stratum.ClientConfig{
-		URL: "stratum+tcp://" + addr, User: u.dest.User, Password: u.dest.Password, Agent: "hashgrid-market/1",
-		VersionMask: upstreamVersionMask, Extranonce: true,
-		DialTimeout: m.cfg.UpstreamTimeout, CallTimeout: m.cfg.UpstreamTimeout,
-		Logger: log,
-	})
+	var cli destClient
+	if strings.HasPrefix(url, noise.URLScheme+"://") {
+		cli, err = dialV2Dest(dctx, url, addr, u.dest.User, m.cfg, log)
+	} else {
+		cli, err = stratum.Dial(dctx, stratum.ClientConfig{
+			URL: "stratum+tcp://" + addr, User: u.dest.User, Password: u.dest.Password, Agent: "hashgrid-market/1",
+			VersionMask: upstreamVersionMask, Extranonce: true,
+			DialTimeout: m.cfg.UpstreamTimeout, CallTimeout: m.cfg.UpstreamTimeout,
+			Logger: log,
+		})
+	}
 	cancel()
 	if err != nil {
 		log.Warn("destination unreachable", "err", err)
