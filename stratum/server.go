@@ -286,12 +286,13 @@ func (s *Server) Serve(l net.Listener) error {
 var ErrRefused = errors.New("stratum: connection refused")
 
 // ServeConn serves one connection that did not come from a listener, such as one end
-// of a net.Pipe behind which a protocol bridge (Stratum V2) speaks for a remote miner.
-// It goes through the same bans and limits as an accepted one, by nc.RemoteAddr(), so
-// a bridge that wraps the pipe to report the miner's own address keeps per-IP limits
-// and bans on the miner rather than on the bridge. A refused nc is closed and the
-// error wraps ErrRefused; otherwise nc is served on a goroutine of its own (it has no
-// descriptor to poll) until it closes or Shutdown.
+// of a socket pair or net.Pipe behind which a protocol bridge (Stratum V2) speaks for a
+// remote miner. It goes through the same bans and limits as an accepted one, by
+// nc.RemoteAddr(), so a bridge that wraps its end to report the miner's own address
+// keeps per-IP limits and bans on the miner rather than on the bridge. A refused nc is
+// closed and the error wraps ErrRefused. Otherwise nc is served as an accepted
+// connection is: waited on by the poller when it exposes a descriptor (syscall.Conn)
+// and Serve runs, else read by a goroutine of its own, until it closes or Shutdown.
 func (s *Server) ServeConn(nc net.Conn) error {
 	if reason := s.accept(nc); reason != "" {
 		return fmt.Errorf("%w: %s", ErrRefused, reason)

@@ -66,7 +66,7 @@ func start(t *testing.T, lim bridge.Limits) *env {
 
 // startWith serves a pool whose only difficulty is diff, recording shares in sk, with
 // a bridge to it and, with v1, its own V1 port.
-func startWith(t testing.TB, lim bridge.Limits, diff hashgrid.Diff, sk pool.ShareSink, v1 bool) *env {
+func startWith(t testing.TB, lim bridge.Limits, diff hashgrid.Diff, sk pool.ShareSink, v1 bool, opts ...func(*pool.Config)) *env {
 	t.Helper()
 	out, err := pool.SingleAddress(payAddr, &chaincfg.RegressionNetParams)
 	if err != nil {
@@ -74,10 +74,14 @@ func startWith(t testing.TB, lim bridge.Limits, diff hashgrid.Diff, sk pool.Shar
 	}
 	d := diff.Float()
 	e := &env{sink: sk, drops: make(chan string, 100)}
-	e.pool, err = pool.New(pool.Config{
+	pc := pool.Config{
 		Network: &chaincfg.RegressionNetParams, Outputs: out,
 		StartDiff: d, MinDiff: d, MaxDiff: d, MaxJobShares: 1 << 22,
-	}, nil, e.sink, nil)
+	}
+	for _, o := range opts {
+		o(&pc)
+	}
+	e.pool, err = pool.New(pc, nil, e.sink, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,5 +617,41 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5 s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestUpdateChannelRaisesTarget checks that an UpdateChannel whose max_target the
+// channel's target exceeds makes the pool raise the difficulty (V1
+// mining.suggest_difficulty), which reaches the miner as SetTarget before a job.
+func TestUpdateChannelRaisesTarget(t *testing.T) {
+	e := startWith(t, bridge.Limits{}, testDiff, &sink{}, false, func(c *pool.Config) { c.MaxDiff = 1 })
+	m := dial(t, e)
+	m.setup()
+	s := m.openStandard(1, "up")
+	want := sv2.DiffU256(8 * testDiff)
+	m.send(&sv2.UpdateChannel{ChannelID: s.open.ChannelID, NominalHashRate: 1e6, MaximumTarget: want})
+	st := expect[*sv2.SetTarget](m)
+	if st.ChannelID != s.open.ChannelID || st.MaximumTarget != want {
+		t.Fatalf("SetTarget %+v, want target %x", st, want)
+	}
+	job := expect[*sv2.NewMiningJob](m)
+	if !job.MinNTime.Set || job.JobID == s.job.JobID {
+		t.Fatalf("job after SetTarget: %+v, want a new active job", job)
+	}
+	// A share meeting the old target but not the new one is now too low.
+	s.open.Target, s.job = want, job
+	var nonce uint32
+	for {
+		sub := s.share(2, &nonce, false) // fails the new target
+		var hdr [80]byte
+		sv2.StandardHeader(&hdr, sub, &job.MerkleRoot, s.tip)
+		h := pow.DoubleSHA256(hdr[:])
+		if pow.HashTarget(&h).LE(sv2.DiffU256(testDiff).Target()) {
+			m.send(sub)
+			break
+		}
+	}
+	if e := expect[*sv2.SubmitSharesError](m); e.ErrorCode != sv2.CodeDifficultyTooLow {
+		t.Fatalf("share under the raised difficulty: %+v", e)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
@@ -57,6 +58,24 @@ type pipeConn struct {
 }
 
 func (p *pipeConn) RemoteAddr() net.Addr { return p.remote }
+
+// pipeSysConn is a pipeConn over a descriptor, which it keeps visible so that the V1
+// server polls it.
+type pipeSysConn struct {
+	pipeConn
+	sc syscall.Conn
+}
+
+func (p *pipeSysConn) SyscallConn() (syscall.RawConn, error) { return p.sc.SyscallConn() }
+
+// v1End wraps the V1 server's end of a channel's pipe with the miner's address.
+func v1End(nc net.Conn, remote net.Addr) net.Conn {
+	pc := pipeConn{Conn: nc, remote: remote}
+	if sc, ok := nc.(syscall.Conn); ok {
+		return &pipeSysConn{pipeConn: pc, sc: sc}
+	}
+	return &pc
+}
 
 // openChannel reserves a channel id and opens its V1 connection on a goroutine of its
 // own (a V1 handshake and the first job take round trips the reading loop must not
@@ -164,8 +183,11 @@ const firstJobWait = 5 * time.Second
 // its first job (nil if none came). On error code is the V2 error code to answer.
 func (c *conn) dialChannel(id uint32, user string, minDiff hashgrid.Diff, extended bool, minExtranonce uint16) (*channel, *stratum.Work, string, error) {
 	var none *stratum.Work
-	ours, theirs := net.Pipe()
-	if err := c.s.v1.ServeConn(&pipeConn{Conn: theirs, remote: c.nc.RemoteAddr()}); err != nil {
+	ours, theirs, err := channelPipe()
+	if err != nil {
+		return nil, none, codeRefused, err
+	}
+	if err := c.s.v1.ServeConn(v1End(theirs, c.nc.RemoteAddr())); err != nil {
 		ours.Close()
 		return nil, none, codeRefused, err
 	}

@@ -1,7 +1,7 @@
 // Package bridge serves Stratum V2 miners on a Stratum V1 server (package stratum) by
 // translating: each V2 mining channel becomes one in-process V1 connection to the
-// *stratum.Server, one end of a net.Pipe handed to Server.ServeConn with the miner's
-// real address, so that V2 shares go through exactly the V1 path (validation, share
+// *stratum.Server, one end of a Unix socket pair (net.Pipe where there is none) handed
+// to Server.ServeConn with the miner's real address, so that V2 shares go through exactly the V1 path (validation, share
 // stream, vardiff, accounting, strikes and bans by address, the dashboard) and the
 // pool or market behind the V1 server knows nothing of V2. The V1 connection's user
 // agent is "sv2/VENDOR/FIRMWARE" from SetupConnection, which is how the pool records
@@ -36,7 +36,9 @@
 //
 // Every per-connection resource has a named limit (Limits): the frame size, the
 // channels per connection, the jobs kept per channel, the submits awaiting their V1
-// answer per channel, the handshake and setup deadline and the idle timeout. A peer
+// answer per channel, the handshake and setup deadline and the idle timeout. A channel
+// costs two file descriptors (its socket pair) beside the miner's TCP connection, and
+// counts as one V1 connection against the V1 server's limits. A peer
 // that fails the handshake, sends a malformed frame or a message it must not send is
 // dropped; the server never is.
 package bridge
