@@ -35,18 +35,9 @@ func TestMarketDeliveryMatchesPools(t *testing.T) {
 		}
 		run = d
 	}
-	btcd := regtest.StartT(t)
-	poolCfg := func(payout string) PoolConfig {
-		return PoolConfig{Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: payout,
-			Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Tag: "/delivery/",
-			PollInterval: 100 * time.Millisecond, TrackInterval: time.Second, ShareInterval: time.Second, LogLevel: "warn"}
-	}
 	addr1, addr2 := regtest.TestAddress(), regtest.TestAddressP2PKH()
-	p1, stopP1 := startPool(t, poolCfg(addr1))
+	p1, stopP1, p2, stopP2 := startDestinationPools(t, "/delivery/")
 	defer stopP1()
-	small := poolCfg(addr2)
-	small.Extranonce2Size, small.VersionMask = 4, "00ffe000"
-	p2, stopP2 := startPool(t, small)
 	defer stopP2()
 	mr, stopMarket := startMarket(t, MarketConfig{Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Network: "regtest",
 		FeeBps: 200, SellerShareInterval: time.Second, LogLevel: "info", AdminToken: "e2e-admin", AllowPrivateDestinations: true})

@@ -116,6 +116,25 @@ func poolWorker(t *testing.T, apiAddr, user string) api.WorkerInfo {
 	return api.WorkerInfo{}
 }
 
+// startDestinationPools starts btcd regtest and two hashgrid pools on it as buyers'
+// destinations: pool 1 paying TestAddress, pool 2 paying TestAddressP2PKH with a
+// 4-byte extranonce2 (no room for the market's seller prefix: one connection per
+// seller) and a version mask narrower than miners ask for.
+func startDestinationPools(t *testing.T, tag string) (p1 PoolReady, stop1 func(), p2 PoolReady, stop2 func()) {
+	t.Helper()
+	btcd := regtest.StartT(t)
+	poolCfg := func(payout string) PoolConfig {
+		return PoolConfig{Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: payout,
+			Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Tag: tag,
+			PollInterval: 100 * time.Millisecond, TrackInterval: time.Second, ShareInterval: time.Second, LogLevel: "warn"}
+	}
+	p1, stop1 = startPool(t, poolCfg(regtest.TestAddress()))
+	small := poolCfg(regtest.TestAddressP2PKH())
+	small.Extranonce2Size, small.VersionMask = 4, "00ffe000"
+	p2, stop2 = startPool(t, small)
+	return p1, stop1, p2, stop2
+}
+
 // TestMarketEndToEnd runs two hashgrid pools on btcd regtest (different payout
 // addresses), one market and three hashgrid CPU miners as sellers, and drives the
 // buyers' side through the HTTP API: routing by price and limit, a killed pool, a
@@ -124,20 +143,9 @@ func TestMarketEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts btcd")
 	}
-	btcd := regtest.StartT(t)
-	poolCfg := func(payout string) PoolConfig {
-		return PoolConfig{Nodes: []string{btcd.RPCURL()}, Network: "regtest", PayoutAddress: payout,
-			Stratum: "127.0.0.1:0", API: "127.0.0.1:0", Data: t.TempDir(), Tag: "/market-e2e/",
-			PollInterval: 100 * time.Millisecond, TrackInterval: time.Second, ShareInterval: time.Second, LogLevel: "warn"}
-	}
 	addr1, addr2 := regtest.TestAddress(), regtest.TestAddressP2PKH()
-	p1, stopP1 := startPool(t, poolCfg(addr1))
+	p1, stopP1, p2, stopP2 := startDestinationPools(t, "/market-e2e/")
 	defer stopP1()
-	// Pool 2 gives a 4-byte extranonce2 (no room for the market's seller prefix: one
-	// connection per seller) and lets miners roll fewer version bits than they ask for.
-	p2Cfg := poolCfg(addr2)
-	p2Cfg.Extranonce2Size, p2Cfg.VersionMask = 4, "00ffe000"
-	p2, stopP2 := startPool(t, p2Cfg)
 	p2Stopped := false
 	defer func() {
 		if !p2Stopped {
