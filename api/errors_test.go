@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 
 	"github.com/hashgrid/hashgrid"
+	"github.com/hashgrid/hashgrid/compute"
 	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
 )
@@ -19,7 +20,8 @@ import (
 const marketAdminToken = "market-admin-SECRET-41d2"
 
 // newMarket serves the market's real HTTP handler over a real ledger; it returns the
-// server and the handler (whose Patterns the OpenAPI test reads).
+// server and the handler (whose Patterns the OpenAPI test reads). The compute API is
+// mounted as `hashgrid market` mounts it.
 func newMarket(t *testing.T) (*httptest.Server, http.Handler) {
 	t.Helper()
 	dir := t.TempDir()
@@ -32,7 +34,14 @@ func newMarket(t *testing.T) (*httptest.Server, http.Handler) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := market.NewHandler(m, market.HTTPConfig{AdminToken: marketAdminToken})
+	// Compute leasing on the same book and accounts, as hashgrid market mounts it.
+	cb, err := compute.New(compute.Config{Ledger: led, Accounts: m, Network: &chaincfg.RegressionNetParams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb.Start()
+	t.Cleanup(cb.Close)
+	h := market.NewHandler(m, market.HTTPConfig{AdminToken: marketAdminToken, Compute: compute.NewHandler(cb)})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv, h

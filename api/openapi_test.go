@@ -26,6 +26,7 @@ import (
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/alert"
 	"github.com/hashgrid/hashgrid/api"
+	"github.com/hashgrid/hashgrid/compute"
 	"github.com/hashgrid/hashgrid/market"
 	"github.com/hashgrid/hashgrid/payout"
 	"github.com/hashgrid/hashgrid/pool"
@@ -242,6 +243,59 @@ var openAPIRoutes = []route{
 		params: []param{{name: "id", in: "path", typ: "string", desc: "contract (order) ID"}}, body: market.Destination{},
 		bodyDesc: "the caller's pool: url, user, password",
 		reply:    market.OrderView{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND, hashgrid.ECONFLICT, hashgrid.EINTERNAL}},
+
+	// Market: compute leasing (package compute). Tenants and providers are market
+	// accounts. Prices are integers: sat per core-hour of CPU time and sat per GiB-hour
+	// of memory held.
+	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/offers", summary: "Compute offers",
+		desc:  "Every online, unmarked provider's offer, cheapest first: its resources, what is free now, and its price floors (price in sat per core-hour of CPU time, mem_price in sat per GiB-hour of memory held).",
+		reply: []compute.Offer{}},
+	{services: []string{svcMarket}, pattern: "POST /api/v1/compute/orders", summary: "Submit a compute order", auth: authMarketKey,
+		desc: fmt.Sprintf("Moves budget from the caller's market balance into the order's escrow, then leases the order to the provider named, or to the cheapest offer that fits unless manual (then POST .../accept). A job is a WebAssembly (wasip1) module run once per unit, the unit's bytes on its standard input. At most %d units, a %d-byte module, %d-byte units, %d open orders per account, a %d-byte request.",
+			compute.MaxUnits, compute.MaxModuleBytes, compute.MaxUnitBytes, compute.MaxOpenOrders, compute.MaxOrderBytes),
+		body: compute.OrderRequest{}, bodyDesc: "module and units base64; memory in bytes; max_price in sat per core-hour, max_mem_price in sat per GiB-hour; budget in satoshis",
+		status: http.StatusCreated, reply: compute.OrderView{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND, hashgrid.ECONFLICT, hashgrid.EINTERNAL}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/orders", summary: "The caller's compute orders", auth: authMarketKey,
+		desc: "Newest first, with their leases and metering.", reply: []compute.OrderView{}, errors: []string{hashgrid.EUNAUTHORIZED}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/orders/{id}", summary: "One of the caller's compute orders", auth: authMarketKey,
+		desc:   "The order, its leases and their metering: CPU and wall time in ms, charges in satoshis.",
+		params: []param{{name: "id", in: "path", typ: "string", desc: "compute order ID"}}, reply: compute.OrderView{}, errors: []string{hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/orders/{id}/offers", summary: "Offers that fit a compute order", auth: authMarketKey,
+		desc:   "The offers that fit the caller's order now (price, free cores and memory), cheapest first: the bids it may accept.",
+		params: []param{{name: "id", in: "path", typ: "string", desc: "compute order ID"}}, reply: []compute.Offer{}, errors: []string{hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},
+	{services: []string{svcMarket}, pattern: "POST /api/v1/compute/orders/{id}/accept", summary: "Lease a compute order to an offer", auth: authMarketKey,
+		desc:   "Leases the caller's open order to the provider named, or with {} to the cheapest offer that fits.",
+		params: []param{{name: "id", in: "path", typ: "string", desc: "compute order ID"}}, body: compute.AcceptRequest{}, bodyDesc: "provider: a provider ID from the order's offers; empty for the cheapest",
+		reply: compute.OrderView{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND, hashgrid.ECONFLICT}},
+	{services: []string{svcMarket}, pattern: "POST /api/v1/compute/orders/{id}/cancel", summary: "Cancel a compute order", auth: authMarketKey,
+		desc:   "Its leases stop at their next usage report; work reported so far is paid, the rest of the escrow returns to the balance. An order no longer open or running is answered as it is.",
+		params: []param{{name: "id", in: "path", typ: "string", desc: "compute order ID"}}, reply: compute.OrderView{}, errors: []string{hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/orders/{id}/outputs", summary: "A compute order's outputs", auth: authMarketKey,
+		desc:   fmt.Sprintf("Each unit's standard output (at most %d bytes, base64), the tail of its standard error (%d bytes), exit code, and whether a spot check on another provider confirmed it.", compute.MaxOutputBytes, compute.MaxStderrBytes),
+		params: []param{{name: "id", in: "path", typ: "string", desc: "compute order ID"}}, reply: []compute.UnitOutput{}, errors: []string{hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/orders/{id}/log", summary: "A compute order's events", auth: authMarketKey,
+		desc:   fmt.Sprintf("The order's event log, one line per event, oldest first; the last %d lines are kept.", compute.MaxLogLines),
+		params: []param{{name: "id", in: "path", typ: "string", desc: "compute order ID"}}, reply: []string{}, errors: []string{hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},
+	{services: []string{svcMarket}, pattern: "POST /api/v1/compute/providers", summary: "Register or refresh a compute offer", auth: authMarketKey,
+		desc: fmt.Sprintf("What hashgrid provider sends: the machine's resources and its price floors. The same account and name refresh the same provider. At most %d providers.", compute.MaxProviders),
+		body: compute.ProviderRequest{}, bodyDesc: "memory in bytes; price in sat per core-hour of CPU time, mem_price in sat per GiB-hour of memory held; payout_address on the market's chain",
+		reply: compute.ProviderView{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.EUNAVAILABLE}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/providers/{id}", summary: "A provider's leases and earnings", auth: authMarketKey,
+		desc:   "The caller's provider: its offer, leases, and earned, held and payable satoshis.",
+		params: []param{{name: "id", in: "path", typ: "string", desc: "provider ID"}}, reply: compute.ProviderView{}, errors: []string{hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/providers/{id}/work", summary: "Leases for a provider to run (long poll)", auth: authMarketKey,
+		desc: fmt.Sprintf("The caller's provider's leases not yet fetched (at once, possibly none); with wait_ms, waits for one up to that long (at most %d ms). At most %d polls of one provider wait at once; more are refused with 429. Polling keeps the provider online.", compute.MaxWait.Milliseconds(), compute.MaxPolls),
+		params: []param{{name: "id", in: "path", typ: "string", desc: "provider ID"},
+			{name: "wait_ms", in: "query", typ: "integer", desc: fmt.Sprintf("milliseconds to wait for a lease, 0..%d (more is taken as %d)", compute.MaxWait.Milliseconds(), compute.MaxWait.Milliseconds())}},
+		reply: []compute.LeaseWork{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND, hashgrid.ERATELIMITED}},
+	{services: []string{svcMarket}, pattern: "POST /api/v1/compute/leases/{id}/usage", summary: "Report a lease's usage", auth: authMarketKey,
+		desc:   "Cumulative CPU time, wall time and resident memory of the lease, measured from the operating system, every metered interval (interval_ms). Each report is settled at once from the order's escrow; stop in the reply ends the lease (budget spent, order cancelled or faulted).",
+		params: []param{{name: "id", in: "path", typ: "string", desc: "lease ID"}}, body: compute.UsageReport{}, bodyDesc: "cpu_ns and wall_ns in nanoseconds, rss in bytes, all cumulative; seq increases with every report",
+		reply: compute.ReportReply{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND, hashgrid.EINTERNAL}},
+	{services: []string{svcMarket}, pattern: "POST /api/v1/compute/leases/{id}/results", summary: "One unit's outputs", auth: authMarketKey,
+		desc:   fmt.Sprintf("The outputs of one unit of the lease (unit: its index in the lease's units). Standard output over %d bytes is refused. Answers {}.", compute.MaxOutputBytes),
+		params: []param{{name: "id", in: "path", typ: "string", desc: "lease ID"}}, body: compute.UnitResult{}, bodyDesc: "stdout and stderr base64",
+		reply: struct{}{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND, hashgrid.ECONFLICT}},
 }
 
 // splitPattern turns a ServeMux pattern into an HTTP method and an OpenAPI path.
@@ -540,7 +594,7 @@ func buildOpenAPI() ([]byte, error) {
 			"responses": responses,
 			"securitySchemes": map[string]any{
 				authPoolAdmin:   map[string]any{"type": "http", "scheme": "bearer", "description": "the pool's admin token (Authorization: Bearer TOKEN); admin routes are refused when none is configured"},
-				authMarketKey:   map[string]any{"type": "http", "scheme": "bearer", "description": "a buyer's API key from POST /api/v1/accounts"},
+				authMarketKey:   map[string]any{"type": "http", "scheme": "bearer", "description": "a market account's API key from POST /api/v1/accounts (buyers, compute tenants and compute providers)"},
 				authMarketAdmin: map[string]any{"type": "http", "scheme": "bearer", "description": "the market's admin token"},
 			},
 		},

@@ -161,7 +161,14 @@ func NewHandler(m *Market, cfg HTTPConfig) http.Handler {
 	a.mux.HandleFunc("POST /api/v1/contracts", a.auth(a.buyContract))
 	a.mux.HandleFunc("POST /api/v1/contracts/{id}/transfer", a.auth(a.offerTransfer))
 	a.mux.HandleFunc("POST /api/v1/contracts/{id}/accept", a.auth(a.acceptTransfer))
-	if cfg.Compute != nil {
+	if pc, ok := cfg.Compute.(interface{ Patterns() []string }); ok {
+		// Each of its routes, not the subtree, so that Patterns lists them all (the
+		// OpenAPI test checks them against the document) and the market's mux answers
+		// unknown paths and methods below /api/v1/compute/ as it does its own.
+		for _, p := range pc.Patterns() {
+			a.mux.Handle(p, cfg.Compute)
+		}
+	} else if cfg.Compute != nil {
 		a.mux.Handle("/api/v1/compute/", cfg.Compute)
 	}
 	return a.mux
