@@ -256,28 +256,36 @@ func (s *Server) Serve(l net.Listener) error {
 		go s.sweep()
 	}
 	s.mu.Unlock()
+	return AcceptLoop(l, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.closing
+	}, s.log, func(nc net.Conn) { s.accept(nc) })
+}
+
+// AcceptLoop accepts connections from l and hands each to serve, until l is closed
+// or closing reports true (then it returns nil). A failing Accept (out of file
+// descriptors and the like) is retried after a pause of 5 ms, doubling up to 1 s: a
+// server never exits for it.
+func AcceptLoop(l net.Listener, closing func() bool, log *slog.Logger, serve func(net.Conn)) error {
 	var delay time.Duration
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing || errors.Is(err, net.ErrClosed) {
+			if closing() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			// Out of file descriptors and the like: back off, never exit.
 			if delay == 0 {
 				delay = 5 * time.Millisecond
 			} else if delay *= 2; delay > time.Second {
 				delay = time.Second
 			}
-			s.log.Warn("accept", "err", err, "retry_in", delay)
+			log.Warn("accept", "err", err, "retry_in", delay)
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
-		s.accept(nc)
+		serve(nc)
 	}
 }
 

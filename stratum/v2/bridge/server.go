@@ -142,29 +142,11 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Out of file descriptors and the like: back off, never exit.
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else if delay *= 2; delay > time.Second {
-				delay = time.Second
-			}
-			s.log.Warn("accept", "err", err, "retry_in", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		s.accept(nc)
-	}
+	return stratum.AcceptLoop(l, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.closing
+	}, s.log, s.accept)
 }
 
 func (s *Server) accept(nc net.Conn) {
