@@ -446,7 +446,7 @@ func runAccounting(ctx context.Context, b *poolBase, ready func(PoolReady)) erro
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		err := stream.Tailer{Batch: postgres.ConsumerBatch, Logger: log.With("component", "tail")}.Run(lctx, shares, last, stream.StoreShares(lctx, store))
+		err := stream.Tailer{Batch: postgres.ConsumerBatch, ReadAhead: true, Logger: log.With("component", "tail")}.Run(lctx, shares, last, stream.StoreShares(lctx, store))
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, stream.ErrClosed) {
 			fail("share stream consumer", err)
 		}

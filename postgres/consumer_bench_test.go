@@ -24,9 +24,9 @@ import (
 // shares/s from the first read to the last share stored, the mean batch, and the
 // shares per JetStream message the appends took (natsstream groups them).
 //
-// The "readahead" runs read the next batch while the last is being stored (one batch
-// ahead, in a goroutine of the benchmark's): what a consumer that overlapped the two
-// would gain. stream.Tailer, which the accounting process uses, does one after the other.
+// The "readahead" runs read the next batch while the last is being stored
+// (stream.Tailer.ReadAhead, as the accounting process runs it); the others read and
+// store in turn.
 func BenchmarkConsumer(b *testing.B) {
 	for _, readAhead := range []bool{false, true} {
 		for _, w := range []struct{ addrs, workers int }{{50, 4}, {1000, 10}} {
@@ -116,11 +116,7 @@ func benchConsumer(b *testing.B, addrs, workers int, readAhead bool) {
 		}
 		return nil
 	}
-	if readAhead {
-		err = readAheadConsume(runCtx, sub, consume)
-	} else {
-		err = stream.Tailer{Batch: ConsumerBatch}.Run(runCtx, sub, 0, consume)
-	}
+	err = stream.Tailer{Batch: ConsumerBatch, ReadAhead: readAhead}.Run(runCtx, sub, 0, consume)
 	el := time.Since(start)
 	b.StopTimer()
 	if !errors.Is(err, context.Canceled) {
@@ -133,50 +129,4 @@ func benchConsumer(b *testing.B, addrs, workers int, readAhead bool) {
 	if acc, rej, _, err := s.Totals(ctx); err != nil || acc+rej != uint64(n) {
 		b.Fatalf("Totals: %d accepted, %d rejected, %v; want %d in all", acc, rej, err, n)
 	}
-}
-
-// readAheadConsume reads batches of ConsumerBatch from s in a goroutine, one
-// batch ahead of fn, until ctx ends or fn fails (no retry: a benchmark's consumer).
-func readAheadConsume(ctx context.Context, s stream.Stream, fn func([]stream.Record) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan []stream.Record, 1)
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(ch)
-		var after uint64
-		for {
-			recs, err := s.Read(ctx, after, ConsumerBatch)
-			if err == nil && len(recs) == 0 {
-				err = s.Wait(ctx, after)
-			}
-			if err != nil {
-				readErr <- err
-				return
-			}
-			if len(recs) == 0 {
-				continue
-			}
-			after = recs[len(recs)-1].Seq
-			select {
-			case ch <- recs:
-			case <-ctx.Done():
-				readErr <- ctx.Err()
-				return
-			}
-		}
-	}()
-	for recs := range ch {
-		if err := fn(recs); err != nil {
-			cancel()
-			for range ch {
-			}
-			return err
-		}
-	}
-	err := <-readErr
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return context.Canceled
-	}
-	return err
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -68,6 +69,11 @@ type Tailer struct {
 	MinBackoff time.Duration // first retry delay after fn fails
 	MaxBackoff time.Duration // retry delay cap
 	Logger     *slog.Logger  // failed batches are logged here; silent if nil
+	// ReadAhead reads the next batch while fn works on the last (one batch ahead, on
+	// a goroutine of Run's), so that a consumer whose reads and stores each take time
+	// (JetStream and PostgreSQL) overlaps them. The stream's Read must return records
+	// whose memory the next Read does not reuse, as natsstream's does.
+	ReadAhead bool
 }
 
 // permanentError marks an error that Tail must return rather than retry.
@@ -105,19 +111,44 @@ func (t Tailer) Run(ctx context.Context, s Stream, after uint64, fn func([]Recor
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
+	next := func() ([]Record, error) { return t.read(ctx, s, &after) }
+	if t.ReadAhead {
+		rctx, cancel := context.WithCancel(ctx)
+		type batch struct {
+			recs []Record
+			err  error
 		}
-		recs, err := s.Read(ctx, after, t.Batch)
-		if err != nil {
-			return fmt.Errorf("stream: tail: read after %d: %w", after, err)
-		}
-		if len(recs) == 0 {
-			if err := s.Wait(ctx, after); err != nil {
-				return err
+		ch := make(chan batch, 1)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer cancel()
+		from := after
+		wg.Go(func() {
+			for {
+				recs, err := t.read(rctx, s, &from)
+				select {
+				case ch <- batch{recs, err}:
+				case <-rctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
 			}
-			continue
+		})
+		next = func() ([]Record, error) {
+			select {
+			case b := <-ch:
+				return b.recs, b.err
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	for {
+		recs, err := next()
+		if err != nil {
+			return err
 		}
 		backoff := t.MinBackoff
 		for attempt := 1; ; attempt++ {
@@ -140,6 +171,27 @@ func (t Tailer) Run(ctx context.Context, s Stream, after uint64, fn func([]Recor
 			}
 			backoff = min(2*backoff, t.MaxBackoff)
 		}
-		after = recs[len(recs)-1].Seq
+	}
+}
+
+// read returns the next non-empty batch after *after, waiting for one when the stream
+// has none, and moves *after past it.
+func (t Tailer) read(ctx context.Context, s Stream, after *uint64) ([]Record, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		recs, err := s.Read(ctx, *after, t.Batch)
+		if err != nil {
+			return nil, fmt.Errorf("stream: tail: read after %d: %w", *after, err)
+		}
+		if len(recs) == 0 {
+			if err := s.Wait(ctx, *after); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		*after = recs[len(recs)-1].Seq
+		return recs, nil
 	}
 }

@@ -22,6 +22,11 @@ func runTail(t *testing.T, ctx context.Context, tl Tailer, s Stream, after uint6
 }
 
 func TestTailDelivers(t *testing.T) {
+	t.Run("in turn", func(t *testing.T) { testTailDelivers(t, false) })
+	t.Run("read ahead", func(t *testing.T) { testTailDelivers(t, true) })
+}
+
+func testTailDelivers(t *testing.T, readAhead bool) {
 	l := openLog(t, t.TempDir(), Options{})
 	for i := range 30 {
 		mustAppend(t, l, recordData(i))
@@ -30,7 +35,7 @@ func TestTailDelivers(t *testing.T) {
 	defer cancel()
 	got := make(chan Record, 1000)
 	var sizes []int
-	done := runTail(t, ctx, Tailer{Batch: 7}, l, 10, func(recs []Record) error {
+	done := runTail(t, ctx, Tailer{Batch: 7, ReadAhead: readAhead}, l, 10, func(recs []Record) error {
 		sizes = append(sizes, len(recs))
 		for _, r := range recs {
 			got <- r
@@ -66,6 +71,13 @@ func TestTailDelivers(t *testing.T) {
 }
 
 func TestTailRetriesWithoutSkipping(t *testing.T) {
+	t.Run("in turn", func(t *testing.T) { testTailRetries(t, false) })
+	// Reading ahead, the next batch is read while the store fails: it waits, and the
+	// failed batch is offered again first.
+	t.Run("read ahead", func(t *testing.T) { testTailRetries(t, true) })
+}
+
+func testTailRetries(t *testing.T, readAhead bool) {
 	l := openLog(t, t.TempDir(), Options{})
 	for i := range 12 {
 		mustAppend(t, l, recordData(i))
@@ -76,7 +88,7 @@ func TestTailRetriesWithoutSkipping(t *testing.T) {
 	stored := make(chan uint64, 100)
 	failures := 0
 	start := time.Now()
-	done := runTail(t, ctx, Tailer{Batch: 5, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, l, 0,
+	done := runTail(t, ctx, Tailer{Batch: 5, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, ReadAhead: readAhead}, l, 0,
 		func(recs []Record) error {
 			calls = append(calls, recs[0].Seq)
 			// The store is down for the second batch's first four attempts.
@@ -215,4 +227,53 @@ func BenchmarkAppend(b *testing.B) {
 			}
 		})
 	}
+}
+
+// readCounter is a Stream that tells of each Read.
+type readCounter struct {
+	Stream
+	reads chan uint64 // the after of each Read
+}
+
+func (r readCounter) Read(ctx context.Context, after uint64, max int) ([]Record, error) {
+	select {
+	case r.reads <- after:
+	default:
+	}
+	return r.Stream.Read(ctx, after, max)
+}
+
+// With ReadAhead, the next batch is read while fn still works on the last: fn here
+// waits for that read before it returns, which without read-ahead never comes.
+func TestTailReadsAhead(t *testing.T) {
+	l := openLog(t, t.TempDir(), Options{})
+	for i := range 10 {
+		mustAppend(t, l, recordData(i))
+	}
+	rc := readCounter{Stream: l, reads: make(chan uint64, 16)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	overlapped := make(chan bool, 1)
+	done := runTail(t, ctx, Tailer{Batch: 5, ReadAhead: true}, rc, 0, func(recs []Record) error {
+		if recs[0].Seq != 1 {
+			return nil
+		}
+		for {
+			select {
+			case after := <-rc.reads:
+				if after == 5 {
+					overlapped <- true
+					return nil
+				}
+			case <-time.After(5 * time.Second):
+				overlapped <- false
+				return nil
+			}
+		}
+	})
+	if !<-overlapped {
+		t.Fatal("the batch after 5 was not read while the first was being consumed")
+	}
+	cancel()
+	<-done
 }
