@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/hashgrid/hashgrid/api"
+	"github.com/hashgrid/hashgrid/compute"
 	"github.com/hashgrid/hashgrid/market"
 	"github.com/hashgrid/hashgrid/miner"
 	"github.com/hashgrid/hashgrid/node/regtest"
@@ -637,6 +638,17 @@ func TestMarketPageBrowser(t *testing.T) {
 	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`localStorage.length + ':' + document.cookie`)); got != "0:" {
 		t.Errorf("the key went elsewhere than session storage: %q", got)
 	}
+	// Compute leasing beside the hashrate orders: a provider's offer for everyone, the
+	// buyer's compute job in its own table.
+	var prov market.AccountCreated
+	c.must("POST", "/api/v1/accounts", "", nil, &prov)
+	c.must("POST", "/api/v1/compute/providers", prov.APIKey, compute.ProviderRequest{Name: "box-1", PayoutAddress: payout,
+		Resources: compute.Resources{Cores: 1, Memory: 1 << 30}, Price: 5}, nil)
+	var job compute.OrderView
+	c.must("POST", "/api/v1/compute/orders", buyer.APIKey, compute.OrderRequest{Module: []byte("\x00asm\x01\x00\x00\x00"),
+		Units: [][]byte{[]byte("1")}, Cores: 1, Memory: 64 << 20, MaxPrice: 10, Budget: 10_000}, &job)
+	poll(t, ctx, 20*time.Second, "the provider's offer on the page", `[...document.querySelectorAll('#compute-offers tr[data-provider]')].some((r) => r.textContent.includes('box-1')) && !document.getElementById('compute-panel').hidden`)
+	poll(t, ctx, 20*time.Second, "the buyer's compute job on the page", fmt.Sprintf(`!!document.querySelector('#leases tr[data-job=%q]') && !document.getElementById('leases-panel').hidden`, job.ID))
 	balance, _ := chromedp.Run(ctx, chromedp.Text("#c-balance"))
 	delivered, _ := chromedp.Run(ctx, chromedp.Text("#c-speed"))
 	t.Logf("balance shown %q, delivered %q", balance, delivered)

@@ -231,14 +231,45 @@
     drawChart();
   }
 
+  // Compute leasing: providers' offers for everyone, a signed-in account's jobs. A
+  // market without the compute API (404) shows neither panel.
+  function bytes(n) {
+    const gib = (Number(n) || 0) / (1 << 30);
+    return gib >= 1 ? gib.toFixed(1) + ' GiB' : Math.round(gib * 1024) + ' MiB';
+  }
+  function renderOffers(offers) {
+    $('compute-panel').hidden = false;
+    fill($('compute-offers').tBodies[0], (offers || []).map((o) => el('tr', { 'data-provider': String(o.provider) },
+      el('td', { text: (o.name || o.provider) }),
+      el('td', { class: 'num', text: num(o.free && o.free.cores) + ' / ' + num(o.resources && o.resources.cores) }),
+      el('td', { class: 'num', text: bytes(o.free && o.free.memory) }),
+      el('td', { class: 'num opt', text: num(o.resources && o.resources.gpus ? o.resources.gpus.length : 0) }),
+      el('td', { class: 'num', text: num(o.price) }),
+      el('td', { class: 'num', text: num(o.mem_price) }))), 6, 'No offers');
+  }
+  function renderLeases(jobs) {
+    jobs = jobs || [];
+    $('leases-panel').hidden = jobs.length === 0;
+    fill($('leases').tBodies[0], jobs.map((j) => el('tr', { 'data-job': String(j.id), 'data-status': String(j.status) },
+      el('td', { class: 'mono', text: j.id }),
+      el('td', {}, el('span', { class: 'pill ' + j.status, text: j.status })),
+      el('td', { class: 'num', text: num(j.units_done) + ' / ' + num(j.units) }),
+      el('td', { class: 'num', text: num((j.leases || []).length) }),
+      el('td', { class: 'num', text: money(j.charged) }),
+      el('td', { class: 'num', text: money(j.budget) }),
+      el('td', { class: 'opt', text: j.verdict ? j.verdict + ' (' + num(j.units_checked) + ' units)' : '–' }))), 7, 'No compute jobs yet');
+  }
+
   async function refresh() {
     let ok = true;
     try { renderBook(await api('/api/v1/orderbook')); } catch (e) { ok = false; }
+    try { renderOffers(await api('/api/v1/compute/offers')); } catch (e) { if (e.status !== 404) ok = false; }
     if (key) {
       try {
         renderAccount(await api('/api/v1/account', key));
         showBuyer(true);
         note('');
+        try { renderLeases(await api('/api/v1/compute/orders', key)); } catch (e) { if (e.status !== 404) ok = false; }
         await loadSpeed();
       } catch (e) {
         if (e.status === 401) {
