@@ -890,7 +890,7 @@ func TestTimeSlicedSmallOrder(t *testing.T) {
 	// Both orders get the seller in turn, several times.
 	var onSmall, onBig int
 	var expect float64 // Σ of the share of time the seller's speed estimate then gave the small order
-	for range 120 { // 12 s: three periods
+	for range 120 {    // 12 s: three periods
 		switch {
 		case sellersOn(tm, small.ID) == 1:
 			onSmall++
