@@ -264,8 +264,15 @@ func TestClusterEndToEnd(t *testing.T) {
 	lead := leader()
 	base := func() string { return "http://" + acctAPI[leader()] }
 	standby := 1 - lead
-	if s := httpStatus("http://" + acctAPI[standby] + "/api/v1/pool"); s != http.StatusServiceUnavailable {
-		t.Fatalf("the second accounting process answers %d, want 503 (standby)", s)
+	// The second process may still be starting (its port opens after it reaches
+	// NATS and the node); once it answers, it must answer as the standby.
+	var standbyStatus int
+	waitFor(t, 60*time.Second, "the second accounting process answering", func() bool {
+		standbyStatus = httpStatus("http://" + acctAPI[standby] + "/api/v1/pool")
+		return standbyStatus != 0
+	})
+	if standbyStatus != http.StatusServiceUnavailable {
+		t.Fatalf("the second accounting process answers %d, want 503 (standby)", standbyStatus)
 	}
 
 	// Two front-ends.
