@@ -104,8 +104,8 @@ var openAPIRoutes = []route{
 	{services: []string{svcPool}, pattern: "GET /healthz", summary: "Health",
 		desc:  "200 with status ok when the pool has a block template, every node is up and the store answers; 503 with status degraded and the problems otherwise (the body has the same shape in both cases).",
 		reply: api.Health{}},
-	{services: []string{svcPool}, pattern: "GET /metrics", summary: "Prometheus metrics",
-		desc: "Metrics in the Prometheus text exposition format (served when the pool runs with metrics; docs/grafana/hashgrid.json is a dashboard for them).", content: "text/plain"},
+	{services: []string{svcPool, svcMarket}, pattern: "GET /metrics", summary: "Prometheus metrics",
+		desc: "Metrics in the Prometheus text exposition format: the pool's (served when the pool runs with metrics; docs/grafana/hashgrid.json is a dashboard for them), or the market's (hashgrid_market_* of hashrate orders and sellers, hashgrid_compute_* of compute leasing).", content: "text/plain"},
 
 	// Pool: dashboard.
 	{services: []string{svcPool}, pattern: "GET /{$}", summary: "Dashboard page",
