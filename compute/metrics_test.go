@@ -76,3 +76,31 @@ hashgrid_compute_providers{state="offline"} 1
 hashgrid_compute_providers{state="online"} 0
 `, "hashgrid_compute_escrow_sat", "hashgrid_compute_charged_sat", "hashgrid_compute_orders", "hashgrid_compute_providers")
 }
+
+// TestLiveLeases lists a lease while it is pending and running, with its provider's
+// name and what it metered, and drops it when it ends.
+func TestLiveLeases(t *testing.T) {
+	f := newFixture(t, compute.Config{})
+	tenant, _ := f.account(1_000_000)
+	p := f.provider("p1", 1, satPerMS)
+	if l := f.b.LiveLeases(); len(l) != 0 {
+		t.Fatalf("live leases before any order: %+v", l)
+	}
+	f.order(tenant, 1, 100_000, true)
+	live := f.b.LiveLeases()
+	if len(live) != 1 || live[0].Provider != "p1" || live[0].Status != compute.LeasePending || live[0].Cores != 1 || live[0].Price != satPerMS {
+		t.Fatalf("live leases after placing: %+v, want one pending lease of p1, 1 core at its price", live)
+	}
+	lease := f.lease(p).ID
+	f.clk.Add(time.Second)
+	f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 300e6, WallNS: 1e9})
+	if live = f.b.LiveLeases(); len(live) != 1 || live[0].ID != lease || live[0].Status != compute.LeaseRunning || live[0].CPUMS != 300 || live[0].Charged != 300 {
+		t.Fatalf("live leases while running: %+v, want %s running with 300 ms metered and 300 sat charged", live, lease)
+	}
+	f.result(p, lease, 0, "zero")
+	f.clk.Add(time.Second)
+	f.report(p, lease, compute.UsageReport{Seq: 2, CPUNS: 400e6, WallNS: 2e9, Final: true})
+	if live = f.b.LiveLeases(); len(live) != 0 {
+		t.Fatalf("live leases after the lease ended: %+v", live)
+	}
+}
