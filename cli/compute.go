@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,8 +29,12 @@ func computeCommand() *Command {
 		Name:  "compute",
 		Short: "lease compute from a market: submit jobs, follow them, fetch and check their outputs",
 		Run: func(ctx context.Context, args []string, env Env) error {
-			if len(args) == 0 {
-				return fmt.Errorf("%w: hashgrid compute example|score|offers|submit|status|log|outputs|accept|cancel [flags]", ErrUsage)
+			if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+				io.WriteString(env.Stderr, computeUsage)
+				if len(args) == 0 {
+					return fmt.Errorf("%w: no subcommand", ErrUsage)
+				}
+				return nil
 			}
 			sub, rest := args[0], args[1:]
 			switch sub {
@@ -44,6 +49,19 @@ func computeCommand() *Command {
 		},
 	}
 }
+
+const computeUsage = `usage: hashgrid compute SUBCOMMAND [flags]   (each takes -h)
+
+  example   write the digit classifier (digits.wasm) and labelled work units for it
+  score     compare a digits job's outputs with its units' labels
+  offers    list the providers' offers
+  submit    submit a job: a module and its units; --wait follows it, --outputs fetches them
+  status    an order, its leases and what they metered and were charged
+  log       an order's events
+  outputs   write an order's outputs to a directory
+  accept    lease an order to an offer (after submit --manual)
+  cancel    stop an order's leases and refund the rest of its escrow
+`
 
 // Limits of what `hashgrid compute example` writes.
 const (
