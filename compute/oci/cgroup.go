@@ -25,9 +25,11 @@ const cgroupParent = "hashgrid-oci"
 // what the container used after runc has removed the leaf, and the metering is read
 // there: CPU time from cpuacct.usage (v1) or cpu.stat (v2), memory now and at its
 // peak from memory.usage_in_bytes and memory.max_usage_in_bytes (v1) or
-// memory.current and memory.peak (v2). The memory limit is set on the parent too, so
-// that an out-of-memory kill is counted in the parent's own oom_kill counter (cgroup
-// v1 does not pass it up from a child).
+// memory.current and memory.peak (v2). The memory limit is set on the parent, not by
+// runc on the leaf, so that the parent's counters tell an out-of-memory kill: cgroup
+// v2's memory.events oom_kill counts its subtree's. Cgroup v1 counts a kill only in
+// the victim's own cgroup (the leaf, gone when it is read), so there a SIGKILL nobody
+// here sent, to a job whose memory peaked at its limit, is taken for one.
 type unitCgroup struct {
 	v2       bool
 	rel      string // cgroupParent/ID
@@ -96,7 +98,7 @@ type cgroupUsage struct {
 	cpu     time.Duration
 	memory  uint64 // bytes charged now
 	peak    uint64 // most bytes charged at once
-	oomKill uint64 // processes killed for going over the memory limit
+	oomKill uint64 // processes killed at the memory limit (v2 only)
 }
 
 func (c *unitCgroup) usage() (cgroupUsage, error) {
@@ -125,7 +127,6 @@ func (c *unitCgroup) usage() (cgroupUsage, error) {
 		if u.peak, err = single(filepath.Join(c.mem, "memory.max_usage_in_bytes")); err != nil {
 			return u, err
 		}
-		u.oomKill, _ = keyed(filepath.Join(c.mem, "memory.oom_control"), "oom_kill")
 	}
 	u.peak = max(u.peak, u.memory)
 	return u, nil

@@ -85,6 +85,9 @@ func (rt *Runtime) Probe(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := os.Chmod(filepath.Join(rootfs, "tmp"), 0o777|os.ModeSticky); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(rootfs, "probe"), prog, 0o755); err != nil {
 		return err
 	}

@@ -28,6 +28,9 @@ const (
 	// MinMemory is the least memory a job may be given: runc's own init process
 	// runs in the job's cgroup before it becomes the job, and needs some.
 	MinMemory = 16 << 20
+	// oomMargin: under cgroup v1, a job killed by a SIGKILL nobody here sent, whose
+	// memory peaked within this of its limit, was killed at the limit.
+	oomMargin = 1 << 20
 	// maxRuncLog bounds what is read of runc's own log.
 	maxRuncLog = 64 << 10
 )
@@ -351,7 +354,7 @@ func (p *Process) Wait() sandbox.Result {
 		Usage: sandbox.Usage{CPU: u.cpu, MaxRSS: u.peak, Wall: p.wall}}
 	code := p.code
 	switch {
-	case u.oomKill > 0:
+	case u.oomKill > 0 || !p.cg.v2 && code == 128+int(syscall.SIGKILL) && p.reason == "" && u.peak+oomMargin >= p.spec.Memory:
 		if code >= 0 && code < 128 {
 			res.ExitCode = code
 		}

@@ -352,6 +352,11 @@ func (s *Store) fetch(ctx context.Context, r Ref) (*Image, error) {
 	}
 	rc := mutate.Extract(flat)
 	u, err := unpack(tar.NewReader(rc), rootfs, unpackLimits{bytes: s.cfg.MaxUncompressed, files: s.cfg.MaxFiles})
+	if err == nil {
+		// Extract ends the archive before it reports its own errors (an unsafe path
+		// in a layer, say): read on to the end of the stream for them.
+		_, err = io.Copy(io.Discard, rc)
+	}
 	rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("oci: unpack %s: %w", r, err)

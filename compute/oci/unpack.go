@@ -128,11 +128,20 @@ func unpack(tr *tar.Reader, dir string, lim unpackLimits) (unpacked, error) {
 	}
 	// Mount points the runtime needs; made here, once, because the root file system
 	// is read-only (and shared by the image's containers) when they run.
+	// runc gives a tmpfs the mode of the directory it is mounted on, so /tmp is
+	// made world-writable and sticky, as jobs expect it.
 	for _, d := range []string{"proc", "dev", "tmp"} {
 		fi, err := root.Lstat(d)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
+			mode := fs.FileMode(0o755)
+			if d == "tmp" {
+				mode = 0o777 | fs.ModeSticky
+			}
 			if err := root.Mkdir(d, 0o755); err != nil {
+				return u, err
+			}
+			if err := root.Chmod(d, mode); err != nil {
 				return u, err
 			}
 		case err != nil:
