@@ -19,23 +19,34 @@ const probeExit = 42
 // segment, three instructions. It lets Probe run a real container without shipping
 // or building an image.
 func probeProgram() ([]byte, error) {
-	var machine uint16
 	var code []byte
 	switch runtime.GOARCH {
 	case "amd64":
-		machine = 62 // EM_X86_64
 		code = []byte{
 			0xbf, probeExit, 0, 0, 0, // mov edi, 42
 			0xb8, 60, 0, 0, 0, // mov eax, 60 (exit)
 			0x0f, 0x05, // syscall
 		}
 	case "arm64":
-		machine = 183                                                         // EM_AARCH64
 		code = binary.LittleEndian.AppendUint32(nil, 0xd2800000|probeExit<<5) // mov x0, #42
 		code = binary.LittleEndian.AppendUint32(code, 0xd2800ba8)             // mov x8, #93 (exit)
 		code = binary.LittleEndian.AppendUint32(code, 0xd4000001)             // svc #0
 	default:
 		return nil, fmt.Errorf("oci: no probe program for %s", runtime.GOARCH)
+	}
+	return elfProgram(code)
+}
+
+// elfProgram wraps machine code for this architecture in a static executable.
+func elfProgram(code []byte) ([]byte, error) {
+	var machine uint16
+	switch runtime.GOARCH {
+	case "amd64":
+		machine = 62 // EM_X86_64
+	case "arm64":
+		machine = 183 // EM_AARCH64
+	default:
+		return nil, fmt.Errorf("oci: no executables for %s", runtime.GOARCH)
 	}
 	const base, ehsize, phsize = 0x400000, 64, 56
 	le := binary.LittleEndian

@@ -103,7 +103,29 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 			return nil, err
 		}
 	}
-	return &Runtime{runc: path, dir: cfg.Dir, log: cfg.Logger}, nil
+	rt := &Runtime{runc: path, dir: cfg.Dir, log: cfg.Logger}
+	rt.cleanup()
+	return rt, nil
+}
+
+// cleanup deletes the containers a previous run of this runtime (the same Dir) left
+// behind, killed before it could: runc, killed with the provider, leaves its
+// container running.
+func (rt *Runtime) cleanup() {
+	state := filepath.Join(rt.dir, "state")
+	out, err := exec.Command(rt.runc, "--root", state, "list", "-q").Output()
+	if err != nil {
+		return
+	}
+	for _, id := range strings.Fields(string(out)) {
+		if b, err := exec.Command(rt.runc, "--root", state, "delete", "-f", id).CombinedOutput(); err != nil {
+			rt.log.Warn("left-over container", "container", id, "err", err, "out", strings.TrimSpace(string(b)))
+			continue
+		}
+		rt.log.Info("left-over container deleted", "container", id)
+		os.RemoveAll(filepath.Join(rt.dir, "bundles", id))
+		(&unitCgroup{v2: cgroupV2(), rel: cgroupParent + "/" + id}).remove()
+	}
 }
 
 // Runc is the path of the runc binary used.
