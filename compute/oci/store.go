@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -290,7 +291,17 @@ func (s *Store) fetch(ctx context.Context, r Ref) (*Image, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.FetchTimeout)
 	defer cancel()
 	start := time.Now()
-	img, err := remote.Image(r.d, remote.WithContext(ctx), remote.WithAuth(authn.Anonymous), remote.WithTransport(s.transport()),
+	ref := r.d
+	if slices.Contains(s.cfg.InsecureHosts, r.Host()) {
+		// The registry client reaches only loopback and private addresses over
+		// plain HTTP by itself; a listed host may be any.
+		d, err := name.NewDigest(r.String(), name.StrictValidation, name.Insecure)
+		if err != nil {
+			return nil, err
+		}
+		ref = d
+	}
+	img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithAuth(authn.Anonymous), remote.WithTransport(s.transport()),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}))
 	if err != nil {
 		return nil, fmt.Errorf("oci: fetch %s: %w", r, err)
