@@ -18,6 +18,11 @@ const (
 // MaxImageRefBytes bounds an order's image reference.
 const MaxImageRefBytes = 512
 
+// MinImageMemoryPerCore is the least memory an image order may ask for per core: a
+// provider runs up to one unit per core, each a container whose runtime needs some
+// memory of its own before the job starts (compute/oci.MinMemory).
+const MinImageMemoryPerCore = 16 << 20
+
 // imageRef is what the market accepts as an image reference: a registry host (with a
 // dot or a port, or localhost), a lower-case repository path, and a sha256 digest, and
 // nothing else (no tag). The provider parses it again, fully, before it fetches.
@@ -37,6 +42,9 @@ func validJob(r OrderRequest) error {
 		}
 		if !imageRef.MatchString(r.Image) {
 			return bad("image %q: give registry-host/repository@sha256:<64 hex digits> (pinned by digest; tags are refused)", r.Image)
+		}
+		if r.Cores > 0 && r.Memory < uint64(r.Cores)*MinImageMemoryPerCore {
+			return bad("an image order needs at least %d MiB of memory per core", MinImageMemoryPerCore>>20)
 		}
 	case len(r.Module) == 0 || len(r.Module) > MaxModuleBytes:
 		return bad("module must be 1..%d bytes (or give an image)", MaxModuleBytes)

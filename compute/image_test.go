@@ -28,8 +28,12 @@ func TestImageOrders(t *testing.T) {
 		{nil, "jobs/digits@sha256:" + strings.Repeat("0", 64), "registry-host"},
 		{nil, "127.0.0.1:5000/jobs/digits@sha256:" + strings.Repeat("0", 63), "pinned by digest"},
 		{nil, "127.0.0.1:5000/" + strings.Repeat("a", 600) + "@sha256:" + strings.Repeat("0", 64), "over 512 bytes"},
+		{nil, testImage, "16 MiB of memory per core"}, // with 8 MiB, below
 	} {
 		req := base
+		if tc.want == "16 MiB of memory per core" {
+			req.Memory = 8 << 20
+		}
 		req.Module, req.Image = tc.module, tc.image
 		if _, err := f.b.PlaceOrder(f.ctx, tenant, req); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("module %d bytes, image %q: %v, want an error about %q", len(tc.module), tc.image, err, tc.want)

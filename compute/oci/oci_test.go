@@ -234,8 +234,9 @@ func TestRunCPU(t *testing.T) {
 	}
 }
 
-// TestRunKillAndOutput: Kill and the context stop a job; output past MaxOutput stops
-// it and is cut there.
+// TestRunKillAndOutput: output past MaxOutput stops a job and is cut there; a running
+// job is metered live, its cgroups carry the lease's limits, and the context stops
+// it.
 func TestRunKillAndOutput(t *testing.T) {
 	e := newEnv(t)
 	res := e.run(t, oci.Spec{Args: []string{"flood"}, MaxOutput: 1000})
@@ -263,6 +264,31 @@ func TestRunKillAndOutput(t *testing.T) {
 			t.Fatalf("live usage %+v %v", u, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The kernel holds the job to its lease: the CPU quota and pids limit on its
+	// cgroup, the memory limit on the parent.
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil { // cgroup v1
+		leaf := "hashgrid-oci/" + p.ID() + "/c"
+		for file, want := range map[string]string{
+			"/sys/fs/cgroup/cpu/" + leaf + "/cpu.cfs_quota_us":                        "100000",
+			"/sys/fs/cgroup/cpu/" + leaf + "/cpu.cfs_period_us":                       "100000",
+			"/sys/fs/cgroup/pids/" + leaf + "/pids.max":                               "256",
+			"/sys/fs/cgroup/memory/hashgrid-oci/" + p.ID() + "/memory.limit_in_bytes": "67108864",
+		} {
+			if b, err := os.ReadFile(file); err != nil || strings.TrimSpace(string(b)) != want {
+				t.Errorf("%s: %q %v, want %s", file, b, err, want)
+			}
+		}
+	} else {
+		for file, want := range map[string]string{
+			"/sys/fs/cgroup/hashgrid-oci/" + p.ID() + "/c/cpu.max":  "100000 100000",
+			"/sys/fs/cgroup/hashgrid-oci/" + p.ID() + "/c/pids.max": "256",
+			"/sys/fs/cgroup/hashgrid-oci/" + p.ID() + "/memory.max": "67108864",
+		} {
+			if b, err := os.ReadFile(file); err != nil || strings.TrimSpace(string(b)) != want {
+				t.Errorf("%s: %q %v, want %s", file, b, err, want)
+			}
+		}
 	}
 	cancel()
 	res = p.Wait()

@@ -26,7 +26,8 @@ const (
 	DefaultPids      = 256      // processes and threads of one job
 	DefaultMaxOutput = 1 << 20
 	// MinMemory is the least memory a job may be given: runc's own init process
-	// runs in the job's cgroup before it becomes the job, and needs some.
+	// runs in the job's cgroup before it becomes the job, and needs some. The
+	// market asks image orders for as much per core (compute.MinImageMemoryPerCore).
 	MinMemory = 16 << 20
 	// oomMargin: under cgroup v1, a job killed by a SIGKILL nobody here sent, whose
 	// memory peaked within this of its limit, was killed at the limit.
