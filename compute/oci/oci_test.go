@@ -79,7 +79,12 @@ func newEnv(t *testing.T) *env {
 // run runs the job image once with args and stdin under spec's limits.
 func (e *env) run(t *testing.T, spec oci.Spec) sandbox.Result {
 	t.Helper()
-	im, err := e.store.Get(context.Background(), e.ref)
+	return e.runImage(t, e.ref, spec)
+}
+
+func (e *env) runImage(t *testing.T, ref string, spec oci.Spec) sandbox.Result {
+	t.Helper()
+	im, err := e.store.Get(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,14 +190,17 @@ func TestRunOutputAndMetering(t *testing.T) {
 
 func TestRunExitCode(t *testing.T) {
 	e := newEnv(t)
-	res := e.run(t, oci.Spec{Args: []string{"exit", "3"}})
+	// At the least memory a job may have.
+	res := e.run(t, oci.Spec{Args: []string{"exit", "3"}, Memory: oci.MinMemory})
 	if res.ExitCode != 3 || res.Err != "" || string(res.Stdout) != "exiting 3\n" {
 		t.Fatalf("exit %d err %q stdout %q", res.ExitCode, res.Err, res.Stdout)
 	}
 	// A command that is not in the image: runc could not start it.
-	res = e.run(t, oci.Spec{Args: []string{"exit"}})
-	if res.ExitCode != 0 {
-		t.Fatalf("exit %d", res.ExitCode)
+	nope := ocitest.Push(t, e.host, "tests/nope", v1.Config{Entrypoint: []string{"/nope"}},
+		ocitest.Layer(t, ocitest.File{Name: "x", Body: []byte("x"), Mode: 0o644}))
+	res = e.runImage(t, nope, oci.Spec{})
+	if !res.Stopped(sandbox.StopInvalid) || res.ExitCode != -1 {
+		t.Fatalf("exit %d, err %q: want %q", res.ExitCode, res.Err, sandbox.StopInvalid)
 	}
 }
 
@@ -442,4 +450,32 @@ func TestStore(t *testing.T) {
 		t.Fatalf("over the unpacked size: %v", err)
 	}
 
+}
+
+// TestRunUser: a job runs as its image's user when that is a non-root uid, as nobody
+// when the image names root or no one, and an image naming its user by name is
+// refused.
+func TestRunUser(t *testing.T) {
+	e := newEnv(t)
+	b, err := os.ReadFile(e.bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(user string) string {
+		return ocitest.Push(t, e.host, "tests/user", v1.Config{Entrypoint: []string{"/job"}, Cmd: []string{"id"}, User: user},
+			ocitest.Layer(t, ocitest.File{Name: "job", Body: b, Mode: 0o755}))
+	}
+	for user, want := range map[string]string{"1000:2000": "1000 2000\n", "1001": "1001 1001\n", "root": "65534 65534\n", "0:0": "65534 65534\n"} {
+		if res := e.runImage(t, push(user), oci.Spec{}); string(res.Stdout) != want {
+			t.Errorf("image user %q: ran as %q, want %q", user, res.Stdout, want)
+		}
+	}
+	im, err := e.store.Get(context.Background(), push("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Release()
+	if _, err := e.rt.Start(context.Background(), im, oci.Spec{Cores: 1, Memory: 64 << 20}); err == nil || !strings.Contains(err.Error(), "numeric") {
+		t.Fatalf("image user alice: %v", err)
+	}
 }
