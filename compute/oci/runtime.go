@@ -230,10 +230,13 @@ func (p *Process) reap() {
 		code = st.ExitCode()
 	}
 	// runc run deletes the container as the job ends; delete -f is for a runc that
-	// did not get that far.
-	del := exec.Command(p.rt.runc, "--root", filepath.Join(p.rt.dir, "state"), "delete", "-f", p.id)
-	if out, derr := del.CombinedOutput(); derr != nil && !bytes.Contains(out, []byte("does not exist")) {
-		p.rt.log.Warn("runc delete", "container", p.id, "err", derr, "out", strings.TrimSpace(string(out)))
+	// did not get that far (its state directory is still there).
+	state := filepath.Join(p.rt.dir, "state")
+	if _, serr := os.Stat(filepath.Join(state, p.id)); serr == nil {
+		del := exec.Command(p.rt.runc, "--root", state, "delete", "-f", p.id)
+		if out, derr := del.CombinedOutput(); derr != nil && !bytes.Contains(out, []byte("does not exist")) {
+			p.rt.log.Warn("runc delete", "container", p.id, "err", derr, "out", strings.TrimSpace(string(out)))
+		}
 	}
 	u, uerr := p.cg.usage()
 	if uerr != nil {
