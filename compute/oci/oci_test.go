@@ -307,8 +307,8 @@ func TestRunKillAndOutput(t *testing.T) {
 }
 
 // TestRunWalls: no network (the job cannot reach a listener on the host's loopback,
-// and has no interface but its own loopback), a read-only root file system with a
-// writable /tmp.
+// and has no interface but its own loopback); no capabilities, no new privileges and
+// a seccomp filter; a read-only root file system with a writable /tmp.
 func TestRunWalls(t *testing.T) {
 	e := newEnv(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -343,6 +343,15 @@ func TestRunWalls(t *testing.T) {
 	}
 	if res := e.run(t, oci.Spec{Args: []string{"ifaces"}}); string(res.Stdout) != "lo\n" {
 		t.Fatalf("interfaces %q, want lo only", res.Stdout)
+	}
+	// No capabilities, no new privileges, a seccomp filter; and the filter refuses
+	// what an unprivileged process may otherwise do (make a user namespace).
+	if res := e.run(t, oci.Spec{Args: []string{"status"}}); string(res.Stdout) !=
+		"CapEff: 0000000000000000\nCapBnd: 0000000000000000\nNoNewPrivs: 1\nSeccomp: 2\n" {
+		t.Fatalf("privileges: %q", res.Stdout)
+	}
+	if res := e.run(t, oci.Spec{Args: []string{"unshare"}}); res.ExitCode != 1 || !strings.Contains(string(res.Stdout), "operation not permitted") {
+		t.Fatalf("unshare: exit %d %q", res.ExitCode, res.Stdout)
 	}
 	if res := e.run(t, oci.Spec{Args: []string{"write", "/bin/x"}}); res.ExitCode != 1 || !strings.Contains(string(res.Stdout), "read-only file system") {
 		t.Fatalf("write to the root: exit %d %q", res.ExitCode, res.Stdout)
