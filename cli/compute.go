@@ -257,13 +257,13 @@ func runComputeTenant(ctx context.Context, sub string, args []string, env Env) e
 	fs := newFlagSet("compute "+sub, env)
 	tf := addTenantFlags(fs)
 	var (
-		id, provider, module, unitsGlob, outDir *string
-		cores                                   *int
-		memMiB                                  *uint64
-		maxPrice, maxMemPrice, budget           *int64
-		manual, noVerify                        *bool
-		wait                                    *time.Duration
-		jobArgs                                 stringList
+		id, provider, module, image, unitsGlob, outDir *string
+		cores                                          *int
+		memMiB                                         *uint64
+		maxPrice, maxMemPrice, budget                  *int64
+		manual, noVerify                               *bool
+		wait                                           *time.Duration
+		jobArgs                                        stringList
 	)
 	if sub != "offers" && sub != "submit" {
 		id = fs.String("id", "", "the order's id (printed by submit)")
@@ -271,7 +271,8 @@ func runComputeTenant(ctx context.Context, sub string, args []string, env Env) e
 	switch sub {
 	case "submit":
 		module = fs.String("module", "", "the job's WebAssembly (wasip1) module")
-		fs.Var(&jobArgs, "arg", "an argument passed to the module (repeat for more)")
+		image = fs.String("image", "", "instead of --module: an OCI image, HOST/REPOSITORY@sha256:HEX (pinned by digest), run by providers offering the oci runtime")
+		fs.Var(&jobArgs, "arg", "an argument passed to the module (for an image: replacing its Cmd; repeat for more)")
 		unitsGlob = fs.String("units", "", "the work units' files (a glob, sorted: each file is one unit, on the module's standard input)")
 		cores = fs.Int("cores", 1, "cores the job leases")
 		memMiB = fs.Uint64("memory-mib", 64, "memory the job leases, MiB")
@@ -307,7 +308,7 @@ func runComputeTenant(ctx context.Context, sub string, args []string, env Env) e
 		printOffers(env, offers)
 		return nil
 	case "submit":
-		req, err := orderRequest(*module, *unitsGlob, jobArgs, *cores, *memMiB, *maxPrice, *maxMemPrice, *budget, *provider, *manual, *noVerify)
+		req, err := orderRequest(*module, *image, *unitsGlob, jobArgs, *cores, *memMiB, *maxPrice, *maxMemPrice, *budget, *provider, *manual, *noVerify)
 		if err != nil {
 			return err
 		}
@@ -365,30 +366,32 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, " ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-func orderRequest(module, unitsGlob string, args []string, cores int, memMiB uint64, maxPrice, maxMemPrice, budget int64,
+func orderRequest(module, image, unitsGlob string, args []string, cores int, memMiB uint64, maxPrice, maxMemPrice, budget int64,
 	provider string, manual, noVerify bool) (compute.OrderRequest, error) {
-	if module == "" {
-		return compute.OrderRequest{}, fmt.Errorf("%w: give --module FILE (hashgrid compute example writes one)", ErrUsage)
+	if (module == "") == (image == "") {
+		return compute.OrderRequest{}, fmt.Errorf("%w: give --module FILE (hashgrid compute example writes one) or --image REF, one of them", ErrUsage)
 	}
 	if unitsGlob == "" {
 		return compute.OrderRequest{}, fmt.Errorf("%w: give --units GLOB", ErrUsage)
 	}
-	fi, err := os.Stat(module)
-	if err != nil {
-		return compute.OrderRequest{}, fmt.Errorf("compute submit: %w", err)
-	}
-	if fi.Size() > compute.MaxModuleBytes {
-		return compute.OrderRequest{}, fmt.Errorf("compute submit: %s is %d bytes; a module may have at most %d", module, fi.Size(), compute.MaxModuleBytes)
-	}
-	mod, err := os.ReadFile(module)
-	if err != nil {
-		return compute.OrderRequest{}, fmt.Errorf("compute submit: %w", err)
+	var mod []byte
+	if module != "" {
+		fi, err := os.Stat(module)
+		if err != nil {
+			return compute.OrderRequest{}, fmt.Errorf("compute submit: %w", err)
+		}
+		if fi.Size() > compute.MaxModuleBytes {
+			return compute.OrderRequest{}, fmt.Errorf("compute submit: %s is %d bytes; a module may have at most %d", module, fi.Size(), compute.MaxModuleBytes)
+		}
+		if mod, err = os.ReadFile(module); err != nil {
+			return compute.OrderRequest{}, fmt.Errorf("compute submit: %w", err)
+		}
 	}
 	files, err := unitFiles(unitsGlob)
 	if err != nil {
 		return compute.OrderRequest{}, err
 	}
-	req := compute.OrderRequest{Module: mod, Args: args, Cores: cores, Memory: memMiB << 20,
+	req := compute.OrderRequest{Module: mod, Image: image, Args: args, Cores: cores, Memory: memMiB << 20,
 		MaxPrice: maxPrice, MaxMemPrice: maxMemPrice, Budget: budget, Provider: provider, Manual: manual, NoVerify: noVerify}
 	for _, f := range files {
 		fi, err := os.Stat(f)

@@ -82,6 +82,13 @@ func TestComputeExampleAndScore(t *testing.T) {
 	if _, err := run("compute", "submit", "--key", key, "--module", filepath.Join(dir, "digits.wasm")); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--units") {
 		t.Errorf("submit without --units: %v, want a usage error", err)
 	}
+	const image = "127.0.0.1:5000/jobs/digits@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	if _, err := run("compute", "submit", "--key", key, "--module", filepath.Join(dir, "digits.wasm"), "--image", image, "--units", glob); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "one of them") {
+		t.Errorf("submit with a module and an image: %v, want a usage error", err)
+	}
+	if req, err := orderRequest("", image, glob, []string{"x"}, 1, 64, 1, 1, 1, "", false, false); err != nil || req.Image != image || req.Module != nil || len(req.Units) == 0 {
+		t.Errorf("an image order request: %+v %v", req.Image, err)
+	}
 	if _, err := run("compute", "frobnicate"); !errors.Is(err, ErrUsage) {
 		t.Errorf("unknown subcommand: %v, want a usage error", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -65,11 +66,32 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 		defCache = filepath.Join(d, "hashgrid", "wasm")
 	}
 	cacheDir := fs.String("cache-dir", defCache, "directory where the sandbox keeps compiled modules (empty: compile every run)")
+	ociMode := fs.String("oci", "auto", "run OCI image jobs under runc: auto (when runc is installed, this is root and a probe container runs), on (fail without), off")
+	defOCIDir := ""
+	if d, err := os.UserCacheDir(); err == nil {
+		defOCIDir = filepath.Join(d, "hashgrid", "oci")
+	}
+	ociDir := fs.String("oci-dir", defOCIDir, "directory for OCI images (unpacked, cached by digest) and containers' bundles")
+	ociCacheGiB := fs.Int64("oci-cache-gib", 20, "most GiB of unpacked images kept in --oci-dir")
+	var insecure []string
+	fs.Func("insecure-registry", "a registry HOST[:PORT] that images may be fetched from over plain HTTP (repeatable; every other registry: HTTPS only)", func(v string) error {
+		if v == "" || strings.ContainsAny(v, "/ ") {
+			return fmt.Errorf("give a registry host or host:port")
+		}
+		insecure = append(insecure, v)
+		return nil
+	})
 	jobLogPath := fs.String("job-log", "", "append each finished lease to this file as a job record for `hashgrid registry import-jobs` (CPU time metered, outputs' SHA-256)")
 	group := fs.String("device-group", "", "with --job-log: the registry device group this machine belongs to")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *ociMode != "auto" && *ociMode != "on" && *ociMode != "off" {
+		return fmt.Errorf("%w: --oci is auto, on or off", ErrUsage)
+	}
+	if *ociCacheGiB < 1 {
+		return fmt.Errorf("%w: --oci-cache-gib must be at least 1", ErrUsage)
 	}
 	if (*jobLogPath == "") != (*group == "") {
 		return fmt.Errorf("%w: --job-log and --device-group go together", ErrUsage)
@@ -98,10 +120,25 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return fmt.Errorf("provider: sandbox executable: %w", err)
 	}
+	var ociJobs *provider.OCI
+	if *ociMode != "off" {
+		var err error
+		ociJobs, err = provider.DiscoverOCI(ctx, provider.OCIConfig{Dir: *ociDir, InsecureRegistries: insecure, CacheBytes: *ociCacheGiB << 30,
+			Logger: log.With("component", "oci")})
+		switch {
+		case err != nil && *ociMode == "on":
+			return fmt.Errorf("provider: --oci on: %w", err)
+		case err != nil:
+			log.Info("OCI image jobs off", "reason", err)
+		default:
+			log.Info("OCI image jobs on", "runc", ociJobs.Runtime.Runc(), "dir", *ociDir)
+		}
+	}
 	c := &compute.Client{Base: *marketURL, Key: key, HTTP: &http.Client{Timeout: compute.MaxWait + 30*time.Second}}
 	a, err := provider.New(provider.Config{Client: c, Name: *name, PayoutAddress: *addr, Price: *price, MemPrice: *memPrice,
 		Resources: compute.Resources{Cores: *cores, Memory: *memMiB << 20},
 		Runner:    sandbox.Runner{Exe: exe, Args: []string{"sandbox-exec"}, CacheDir: *cacheDir},
+		OCI:       ociJobs,
 		JobLog:    jobLog, DeviceGroup: *group,
 		Logger: log.With("component", "provider")})
 	if err != nil {
@@ -157,8 +194,12 @@ func runProviderStatus(ctx context.Context, args []string, env Env) error {
 
 // printProvider writes a provider's offer, earnings and leases.
 func printProvider(env Env, v compute.ProviderView) {
-	fmt.Fprintf(env.Stdout, "provider %s (%s): %d cores, %d MiB, %d GPUs at %d sat/core-hour, %d sat/GiB-hour; online %t, marked %t\n",
-		v.ID, v.Name, v.Resources.Cores, v.Resources.Memory>>20, len(v.Resources.GPUs), v.Price, v.MemPrice, v.Online, v.Marked)
+	rts := "wasm"
+	if len(v.Resources.Runtimes) > 0 {
+		rts = strings.Join(v.Resources.Runtimes, ",")
+	}
+	fmt.Fprintf(env.Stdout, "provider %s (%s): %d cores, %d MiB, %d GPUs, runtimes %s at %d sat/core-hour, %d sat/GiB-hour; online %t, marked %t\n",
+		v.ID, v.Name, v.Resources.Cores, v.Resources.Memory>>20, len(v.Resources.GPUs), rts, v.Price, v.MemPrice, v.Online, v.Marked)
 	fmt.Fprintf(env.Stdout, "earned %d sat (payable to %s: %d sat), held for spot checks %d sat\n", v.Earned, v.PayoutAddress, v.Payable, v.Held)
 	tw := tabwriter.NewWriter(env.Stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "LEASE\tORDER\tKIND\tSTATUS\tUNITS\tCPU\tWALL\tCHARGED\tSETTLED")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 
 	"github.com/hashgrid/hashgrid/compute"
+	"github.com/hashgrid/hashgrid/compute/oci"
 )
 
 // TestProviderCommand runs `hashgrid provider` against `hashgrid market`: the offer
@@ -46,7 +48,10 @@ func TestProviderCommand(t *testing.T) {
 	}
 	jobLog := filepath.Join(t.TempDir(), "jobs.jsonl")
 	args := []string{"provider", "--market", base, "--key", keyFile, "--payout-address", a.EncodeAddress(), "--name", "box", "--price", "5", "--cores", "1",
-		"--job-log", jobLog, "--device-group", "cpu-a"}
+		"--job-log", jobLog, "--device-group", "cpu-a", "--oci-dir", filepath.Join(t.TempDir(), "oci")}
+	// Where runc can run (root, runc installed: CI), --oci auto finds it and offers
+	// OCI jobs.
+	_, ociErr := oci.NewRuntime(oci.RuntimeConfig{Dir: t.TempDir()})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, logs bytes.Buffer
@@ -87,6 +92,9 @@ func TestProviderCommand(t *testing.T) {
 			t.Errorf("/metrics lacks %q:\n%s", want, metrics)
 		}
 	}
+	if hasOCI := slices.Contains(offer.Resources.Runtimes, compute.RuntimeOCI); hasOCI != (ociErr == nil) {
+		t.Errorf("offer's runtimes %v; the machine can run OCI jobs: %v", offer.Resources.Runtimes, ociErr)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("provider: %v", err)
@@ -112,6 +120,8 @@ func TestProviderCommand(t *testing.T) {
 	}
 
 	for _, bad := range [][]string{
+		{"provider", "--market", base, "--key", keyFile, "--payout-address", a.EncodeAddress(), "--oci", "maybe"},
+		{"provider", "--market", base, "--key", keyFile, "--payout-address", a.EncodeAddress(), "--insecure-registry", "http://x/"},
 		{"provider", "--market", base, "--payout-address", a.EncodeAddress()}, // no key
 		{"provider", "--market", base, "--key", keyFile},                      // no payout address
 		{"provider", "status", "--market", base, "--key", keyFile},            // no id

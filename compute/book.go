@@ -212,6 +212,9 @@ func (b *Book) Register(account string, req ProviderRequest) (ProviderView, erro
 	if req.Price < 0 || req.Price > MaxPrice || req.MemPrice < 0 || req.MemPrice > MaxPrice {
 		return ProviderView{}, hashgrid.Errorf(hashgrid.EINVALID, "prices must be 0..%d sat", int64(MaxPrice))
 	}
+	if err := validRuntimes(r.Runtimes); err != nil {
+		return ProviderView{}, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var p *provider
@@ -229,6 +232,7 @@ func (b *Book) Register(account string, req ProviderRequest) (ProviderView, erro
 	}
 	p.addr, p.res, p.price, p.memPrice = req.PayoutAddress, r, req.Price, req.MemPrice
 	p.res.GPUs = slices.Clone(r.GPUs)
+	p.res.Runtimes = slices.Clone(r.Runtimes)
 	p.seen = b.cfg.Now()
 	b.assignOpenLocked()
 	return b.providerViewLocked(p), nil
@@ -289,7 +293,7 @@ func (b *Book) sortedProvidersLocked() []*provider {
 func (b *Book) fits(p *provider, o *order) bool {
 	// Sums, not differences: a provider that registered again with less than its
 	// leases hold has no room, not a negative (or, for memory, wrapped) one.
-	return b.online(p) && !p.marked && p.price <= o.req.MaxPrice && p.memPrice <= o.req.MaxMemPrice &&
+	return b.online(p) && !p.marked && offersRuntime(p.res, o.req.runtime()) && p.price <= o.req.MaxPrice && p.memPrice <= o.req.MaxMemPrice &&
 		p.usedCores+o.req.Cores <= p.res.Cores && p.usedMem+o.req.Memory <= p.res.Memory
 }
 
@@ -356,7 +360,7 @@ func (b *Book) Work(ctx context.Context, account, id string, wait time.Duration)
 			}
 			l.fetched, l.status, l.seen = true, LeaseRunning, now
 			req := l.o.req
-			w := LeaseWork{ID: l.id, Module: req.Module, Args: req.Args, Cores: l.cores, Memory: l.memory,
+			w := LeaseWork{ID: l.id, Module: req.Module, Image: req.Image, Args: req.Args, Cores: l.cores, Memory: l.memory,
 				UnitTimeoutMS: b.cfg.UnitTimeout.Milliseconds(), IntervalMS: b.cfg.Interval.Milliseconds()}
 			for _, u := range l.units {
 				w.Units = append(w.Units, req.Units[u])
@@ -425,11 +429,10 @@ func (b *Book) PlaceOrder(ctx context.Context, account string, req OrderRequest)
 
 func validOrder(r OrderRequest) error {
 	bad := func(f string, a ...any) error { return hashgrid.Errorf(hashgrid.EINVALID, f, a...) }
+	if err := validJob(r); err != nil {
+		return err
+	}
 	switch {
-	case len(r.Module) == 0 || len(r.Module) > MaxModuleBytes:
-		return bad("module must be 1..%d bytes", MaxModuleBytes)
-	case !bytes.HasPrefix(r.Module, []byte("\x00asm")):
-		return bad("module is not WebAssembly")
 	case len(r.Units) == 0 || len(r.Units) > MaxUnits:
 		return bad("1..%d units", MaxUnits)
 	case len(r.Args) > MaxArgs:

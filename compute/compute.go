@@ -132,6 +132,9 @@ type Resources struct {
 	// GPUs are the devices found on the provider's machine (/dev/nvidia0, …). They are
 	// shown in offers; no job can use them yet (see the package doc).
 	GPUs []string `json:"gpus,omitempty"`
+	// Runtimes are the kinds of job the provider runs (RuntimeWasm, RuntimeOCI); an
+	// offer listing none runs WebAssembly only.
+	Runtimes []string `json:"runtimes,omitempty"`
 }
 
 // ProviderRequest is POST /api/v1/compute/providers: a provider's offer.
@@ -176,9 +179,16 @@ type ProviderView struct {
 }
 
 // OrderRequest is POST /api/v1/compute/orders: a job of work units, each a run of
-// Module with the unit's bytes as standard input.
+// Module, or of Image, with the unit's bytes as standard input.
 type OrderRequest struct {
-	Module []byte   `json:"module"` // WebAssembly (wasip1) module, base64 in JSON
+	Module []byte `json:"module,omitempty"` // WebAssembly (wasip1) module, base64 in JSON
+	// Image is an OCI image, instead of a module: registry-host/repository@sha256:HEX,
+	// pinned by digest (a tag is refused). It is leased only to providers that offer
+	// the "oci" runtime, which fetch it from the registry (anonymously) and run it
+	// under runc with no network, a read-only root and the lease's cores and memory.
+	Image string `json:"image,omitempty"`
+	// Args are the module's arguments, or, for an image, replace its Cmd after its
+	// Entrypoint.
 	Args   []string `json:"args,omitempty"`
 	Units  [][]byte `json:"units"` // each unit's input, base64 in JSON
 	Cores  int      `json:"cores"`
@@ -261,7 +271,8 @@ type LeaseView struct {
 // LeaseWork is a lease as its provider fetches it.
 type LeaseWork struct {
 	ID            string   `json:"id"`
-	Module        []byte   `json:"module"`
+	Module        []byte   `json:"module,omitempty"`
+	Image         string   `json:"image,omitempty"` // instead of Module: a pinned OCI image reference
 	Args          []string `json:"args,omitempty"`
 	Units         [][]byte `json:"units"`
 	Cores         int      `json:"cores"`

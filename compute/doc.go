@@ -6,8 +6,21 @@
 // machine's cores, memory and GPUs and offers them at a price floor. Tenants, with
 // the market's API key, submit an order: a job of work units (a WebAssembly module
 // run once per unit, the unit's bytes on its standard input, by the provider's
-// sandbox), the cores and memory it needs, the most it pays and a budget. The order
-// is leased to an offer the tenant accepts, or to the cheapest that fits.
+// sandbox; or an OCI image, see below), the cores and memory it needs, the most it
+// pays and a budget. The order is leased to an offer the tenant accepts, or to the
+// cheapest that fits.
+//
+// OCI images: an order may name an image (OrderRequest.Image) instead of a module,
+// pinned by digest (registry-host/repository@sha256:HEX; a tag is refused, so every
+// provider and every spot check's re-run runs the same bytes). An offer lists the
+// runtimes its provider has (Resources.Runtimes: "wasm", and "oci" where the agent
+// found runc and a probe container ran); an image order is leased only to an offer
+// with "oci". The provider fetches the image anonymously (plain HTTP only from the
+// registries it lists as insecure), verifies and unpacks it into its cache, and runs
+// each unit as a container (package compute/oci): no network, a read-only root with
+// a small /tmp, no capabilities, the lease's share of cores and memory as cgroup
+// limits, and metering read from the container's cgroup. The rest (reports,
+// settlement, spot checks, outputs) is as for WebAssembly.
 //
 // Prices are integers: sat per core-hour of CPU time, and sat per GiB-hour of memory
 // held. A core-hour is the unit compute is sold in elsewhere, so tenants and providers
@@ -19,7 +32,7 @@
 //
 // Metering: the provider's agent reports, every Config.Interval (a minute by default),
 // each lease's cumulative CPU time, wall time and resident memory, measured by the
-// sandbox from the operating system (/proc), never declared. The market bounds what
+// sandbox from the operating system (/proc; a container's cgroup), never declared. The market bounds what
 // it accepts by what the lease holds: wall time by its own clock since the last
 // report (plus half an interval for the trip), CPU time by the leased cores over that
 // wall time, memory by the memory leased. Each report is settled at once: the
@@ -82,7 +95,8 @@
 // again, the escrow of orders left open returns to their tenants, while what their
 // leases held for spot checks stays in compute:held: accounts, logged, for the
 // operator to settle;
-// OCI images (only WebAssembly jobs); long-running services (only jobs of units);
+// private registries (images are fetched anonymously); long-running services (only
+// jobs of units);
 // GPUs are discovered and offered but no job can use one; a lost job's remaining
 // units are refunded, not moved to another provider; the power controller moving
 // machines between mining and leasing, the registry's record of leases as workloads,

@@ -35,6 +35,29 @@ need_chromium() {
 	$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 }
 
+# need_runc installs Debian's runc package (compute/oci runs OCI image jobs with it, and
+# its tests and compute/provider's run real containers) unless a runc is already there.
+# It needs apt and root; the container tests need root anyway.
+need_runc() {
+	if command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ]; then
+		return 0
+	fi
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "need_runc: runc is not installed and apt-get is not available; install runc" >&2
+		return 1
+	fi
+	local sudo=""
+	if [ "$(id -u)" -ne 0 ]; then
+		if ! command -v sudo >/dev/null 2>&1; then
+			echo "need_runc: installing runc needs root (or sudo)" >&2
+			return 1
+		fi
+		sudo="sudo"
+	fi
+	echo "installing runc from Debian's packages..." >&2
+	$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq runc >/dev/null
+}
+
 # POSTGRES_TEST_PORT is where need_postgres starts a private PostgreSQL cluster.
 POSTGRES_TEST_PORT=54329
 

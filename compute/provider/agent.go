@@ -10,9 +10,14 @@
 // reply to a report says stop (its budget is spent, its order was cancelled or a spot
 // check refuted it): the agent then kills the lease's processes at once.
 //
+// A provider with a container runtime (Config.OCI, found by DiscoverOCI) also offers
+// the "oci" runtime: a lease of an image order runs each unit as a container (package
+// compute/oci), metered from the container's cgroup, with the same reports and
+// results as a WebAssembly unit.
+//
 // Left out: a lease's units are not resumed after the agent restarts (the market
-// loses the lease after its missed reports and refunds the rest); OCI images; GPUs
-// are discovered and offered, not used.
+// loses the lease after its missed reports and refunds the rest); GPUs are
+// discovered and offered, not used.
 package provider
 
 import (
@@ -43,6 +48,8 @@ type Config struct {
 	Price     int64 // sat per core-hour of CPU time
 	MemPrice  int64 // sat per GiB-hour of memory held
 	Runner    sandbox.Runner
+	// OCI runs image units; nil: the provider offers WebAssembly only.
+	OCI *OCI
 	// Wait is how long one poll for leases waits at the market; default 15 s.
 	Wait time.Duration
 	// CorruptOutputsForTesting makes the agent return wrong results: it flips the
@@ -101,6 +108,13 @@ func New(cfg Config) (*Agent, error) {
 		r.Memory = found.Memory
 	}
 	r.GPUs = found.GPUs
+	r.Runtimes = []string{compute.RuntimeWasm}
+	if cfg.OCI != nil {
+		if cfg.OCI.Runtime == nil || cfg.OCI.Images == nil {
+			return nil, errors.New("provider: OCI without a runtime or an image store")
+		}
+		r.Runtimes = append(r.Runtimes, compute.RuntimeOCI)
+	}
 	if cfg.Wait <= 0 {
 		cfg.Wait = 15 * time.Second
 	}
@@ -216,12 +230,18 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// unitProcess is a running unit: a sandbox child (read from /proc) or a container
+// (read from its cgroup).
+type unitProcess interface {
+	Usage() (sandbox.Usage, error)
+}
+
 // meter sums a lease's usage: the finished units' final usage and the running
-// units' live usage read from /proc.
+// units' live usage, as the operating system counts it.
 type meter struct {
 	mu      sync.Mutex
 	done    time.Duration
-	live    map[*sandbox.Process]bool
+	live    map[unitProcess]bool
 	lastCPU time.Duration
 	outputs map[int][32]byte // each unit's standard output, hashed (for the job log)
 }
@@ -254,7 +274,7 @@ func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
 	if interval <= 0 {
 		interval = time.Minute
 	}
-	m := &meter{live: map[*sandbox.Process]bool{}, outputs: map[int][32]byte{}}
+	m := &meter{live: map[unitProcess]bool{}, outputs: map[int][32]byte{}}
 	var seq uint64
 	var seqMu sync.Mutex
 	// report sends the lease's usage so far and stops the lease when told to.
@@ -287,10 +307,11 @@ func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
 	var workers sync.WaitGroup
 	n := max(min(w.Cores, len(w.Units)), 1)
 	mem := w.Memory / uint64(n)
+	cores := max(w.Cores/n, 1)
 	for range n {
 		workers.Go(func() {
 			for u := range units {
-				a.runUnit(lctx, w, u, mem, m)
+				a.runUnit(lctx, w, u, cores, mem, m)
 			}
 		})
 	}
@@ -329,8 +350,24 @@ func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
 	}
 }
 
-// runUnit runs one unit in the sandbox and sends its outputs.
-func (a *Agent) runUnit(ctx context.Context, w compute.LeaseWork, u int, mem uint64, m *meter) {
+// runUnit runs one unit, in the sandbox or, for an image, in a container, and sends
+// its outputs.
+func (a *Agent) runUnit(ctx context.Context, w compute.LeaseWork, u, cores int, mem uint64, m *meter) {
+	var res compute.UnitResult
+	if w.Image != "" {
+		res = a.runImageUnit(ctx, w, u, cores, mem, m)
+	} else {
+		res = a.runModuleUnit(ctx, w, u, mem, m)
+	}
+	if ctx.Err() != nil {
+		// Stopped: a killed unit's outputs are not results.
+		return
+	}
+	a.sendResult(ctx, w, res, m)
+}
+
+// runModuleUnit runs one unit of a WebAssembly job in the sandbox.
+func (a *Agent) runModuleUnit(ctx context.Context, w compute.LeaseWork, u int, mem uint64, m *meter) compute.UnitResult {
 	spec := sandbox.Spec{Module: w.Module, Args: w.Args, Stdin: w.Units[u], MemoryLimit: mem,
 		Timeout: time.Duration(w.UnitTimeoutMS) * time.Millisecond, MaxOutput: compute.MaxOutputBytes}
 	res := compute.UnitResult{Unit: u, ExitCode: -1}
@@ -352,10 +389,12 @@ func (a *Agent) runUnit(ctx context.Context, w compute.LeaseWork, u int, mem uin
 			res.Stdout, res.Stderr, res.ExitCode, res.Err = r.Stdout, r.Stderr, r.ExitCode, r.Err
 		}
 	}
-	if ctx.Err() != nil {
-		// Stopped: a killed unit's outputs are not results.
-		return
-	}
+	return res
+}
+
+// sendResult sends one unit's outputs to the market, hashing them for the job log.
+func (a *Agent) sendResult(ctx context.Context, w compute.LeaseWork, res compute.UnitResult, m *meter) {
+	u := res.Unit
 	m.mu.Lock()
 	m.outputs[u] = sha256.Sum256(res.Stdout)
 	m.mu.Unlock()
@@ -368,6 +407,7 @@ func (a *Agent) runUnit(ctx context.Context, w compute.LeaseWork, u int, mem uin
 		}
 		res.Stdout[len(res.Stdout)-1] ^= 1
 	}
+	var err error
 	for attempt := range 3 {
 		err = a.c.Result(ctx, w.ID, res)
 		if err == nil || ctx.Err() != nil {

@@ -33,7 +33,8 @@
 // Stop* reasons; a module that exits non-zero or traps after a memory grow was
 // refused is StopMemory, with its exit code kept.
 //
-// What it leaves out: OCI images and other runtimes; GPUs; cgroups (the kernel's
+// What it leaves out: OCI images (package compute/oci runs those, under runc, with
+// cgroups) and other runtimes; GPUs; cgroups (the kernel's
 // per-process limits and /proc suffice for one job per child, and cgroups need
 // privileges a provider may not have); a module's partial output when the child is
 // killed (a killed child reports nothing, so only Usage survives it); streaming of
