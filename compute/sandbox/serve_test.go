@@ -81,7 +81,9 @@ func TestServeEnds(t *testing.T) {
 		want func(Result) bool
 	}{
 		// A Go module's panic exits with code 2, its trace on stderr.
-		{"crash", func(r Result) bool { return r.Err == "" && r.ExitCode == 2 && strings.Contains(string(r.Stderr), "panic") }},
+		{"crash", func(r Result) bool {
+			return r.Err == "" && r.ExitCode == 2 && strings.Contains(string(r.Stderr), "panic")
+		}},
 		{"exit", func(r Result) bool { return r.Err == "" && r.ExitCode == 3 }},
 		{"big 5000", func(r Result) bool { return r.Stopped(StopKilled) }},
 	} {
