@@ -6,11 +6,12 @@
 //
 // One unit is one sandboxed run: the module with the unit's bytes on standard input.
 // A lease of N cores runs up to N units at once, the lease's memory split between
-// them. A lease ends when its units are done (a final report), or when the market's
+// them. A service's lease (see service.go) starts its module once per instance and
+// keeps it running, passing it the requests the market queues for it. A lease ends when its units are done (a final report), or when the market's
 // reply to a report says stop (its budget is spent, its order was cancelled or a spot
 // check refuted it): the agent then kills the lease's processes at once.
 //
-// Left out: a lease's units are not resumed after the agent restarts (the market
+// Left out: a lease's units, or a service, are not resumed after the agent restarts (the market
 // loses the lease after its missed reports and refunds the rest); OCI images; GPUs
 // are discovered and offered, not used.
 package provider
@@ -180,9 +181,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			if dup {
 				continue
 			}
-			a.log.Info("lease started", "lease", w.ID, "units", len(w.Units), "cores", w.Cores, "memory", w.Memory)
+			a.log.Info("lease started", "lease", w.ID, "kind", w.Kind, "units", len(w.Units), "cores", w.Cores, "memory", w.Memory)
 			wg.Go(func() {
-				a.runLease(ctx, w)
+				if w.Kind == compute.KindService {
+					a.runService(ctx, w)
+				} else {
+					a.runLease(ctx, w)
+				}
 				a.mu.Lock()
 				delete(a.running, w.ID)
 				a.mu.Unlock()
@@ -216,12 +221,17 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// usager is a running sandbox child: a unit's process or a service.
+type usager interface {
+	Usage() (sandbox.Usage, error)
+}
+
 // meter sums a lease's usage: the finished units' final usage and the running
 // units' live usage read from /proc.
 type meter struct {
 	mu      sync.Mutex
 	done    time.Duration
-	live    map[*sandbox.Process]bool
+	live    map[usager]bool
 	lastCPU time.Duration
 	outputs map[int][32]byte // each unit's standard output, hashed (for the job log)
 }
@@ -254,7 +264,7 @@ func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
 	if interval <= 0 {
 		interval = time.Minute
 	}
-	m := &meter{live: map[*sandbox.Process]bool{}, outputs: map[int][32]byte{}}
+	m := &meter{live: map[usager]bool{}, outputs: map[int][32]byte{}}
 	var seq uint64
 	var seqMu sync.Mutex
 	// report sends the lease's usage so far and stops the lease when told to.
