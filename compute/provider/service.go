@@ -215,11 +215,20 @@ func crashReason(err error, res sandbox.Result) string {
 	default:
 		why += fmt.Sprintf("; exit %d", res.ExitCode)
 	}
-	if s := strings.TrimSpace(string(res.Stderr)); s != "" {
-		if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-			s = s[i+1:]
-		}
-		why += "; stderr: " + s
+	if line := telling(string(res.Stderr)); line != "" {
+		why += "; stderr: " + line
 	}
 	return why
+}
+
+// telling picks the line of a crashed service's standard error that says most: a Go
+// runtime's "panic:" or "fatal error:" line, else the last line.
+func telling(stderr string) string {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	for _, l := range lines {
+		if strings.HasPrefix(l, "panic:") || strings.HasPrefix(l, "fatal error:") {
+			return l
+		}
+	}
+	return strings.TrimSpace(lines[len(lines)-1])
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -254,4 +257,76 @@ func TestServiceEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("tenant paid %d sat: providers earned %d, fee %d", paid, earned, fee)
+}
+
+// probeModule builds compute/sandbox's test module (its "serve" mode keeps a count
+// of requests and crashes when asked) for wasip1.
+func probeModule(t *testing.T) []byte {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build the probe module: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "probe.wasm")
+	cmd := exec.Command(goBin, "build", "-o", out, "../sandbox/testdata/probe")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v\n%s", err, msg)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestServiceCrashRestarts: a service that crashes fails the request it was
+// answering, is started again by the agent (a fresh process: its state is gone)
+// and goes on answering, up to compute.MaxServiceRestarts times; the crash after
+// that ends the lease, fails the order and refunds the rest.
+func TestServiceCrashRestarts(t *testing.T) {
+	l := newLoop(t)
+	const deposit = 10_000_000
+	tenant, tkey := l.account(deposit)
+	_, pkey := l.account(0)
+	ag := l.startAgent("svc-crash", pkey, 20, satPerMS, false)
+	tc := &compute.Client{Base: l.base, Key: tkey, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	o, err := tc.PlaceOrder(l.ctx, compute.OrderRequest{Kind: compute.KindService, Module: probeModule(t), Args: []string{"serve"},
+		Cores: 1, Memory: 256 << 20, MaxPrice: satPerMS, Budget: 5_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(want string) {
+		t.Helper()
+		r, err := l.ask(tc, o.ID, []byte("count"))
+		if err != nil || r.Status != compute.RequestDone || string(r.Response) != want {
+			t.Fatalf("count: %+v %v, want %q", r, err, want)
+		}
+	}
+	count("1")
+	count("2")
+	for i := 1; i <= compute.MaxServiceRestarts+1; i++ {
+		r, err := l.ask(tc, o.ID, []byte("crash"))
+		if err != nil || r.Status != compute.RequestFailed || !strings.Contains(r.Err, "exit 2") {
+			t.Fatalf("crash %d: %+v %v", i, r, err)
+		}
+		t.Logf("crash %d: %s", i, r.Err)
+		if i <= compute.MaxServiceRestarts {
+			count("1") // a new process
+		}
+	}
+	v := l.waitOrder(tc, o.ID, "failed and closed", 30*time.Second, func(v compute.OrderView) bool { return v.Closed })
+	if v.Status != compute.OrderFailed || v.Leases[0].Status != compute.LeaseEnded || !strings.Contains(v.Reason, "crashed") ||
+		v.Service.Restarts != compute.MaxServiceRestarts || v.Service.Served != 2+compute.MaxServiceRestarts || v.Service.Failed != compute.MaxServiceRestarts+1 ||
+		v.Refunded != v.Budget-v.Charged {
+		t.Fatalf("order after the last crash: %+v %+v", v, v.Service)
+	}
+	t.Logf("order: %s (%s); %d sat charged, %d refunded", v.Status, v.Reason, v.Charged, v.Refunded)
+	waitFor(t, 5*time.Second, "the agent to drop the lease", func() bool { return len(ag.a.Running()) == 0 })
+	if _, err := tc.Request(l.ctx, o.ID, []byte("count"), time.Second); errCode(err) != hashgrid.ECONFLICT {
+		t.Fatalf("request to an ended service: %v", err)
+	}
+	if bal, _ := l.led.Balance(l.ctx, "market:buyer:"+tenant); bal != deposit-v.Charged {
+		t.Errorf("tenant balance %d, want %d", bal, deposit-v.Charged)
+	}
 }

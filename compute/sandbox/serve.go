@@ -263,10 +263,12 @@ func (sv *Service) collect() (Result, error) {
 		res.Stderr, res.Compile = rep.Stderr, rep.Compile
 	}
 	switch {
+	case answered:
+		// The child wrote its reply, so the module ended by itself, even if a kill
+		// came after.
+		res.ExitCode, res.Err = rep.ExitCode, rep.Err
 	case reason != "":
 		res.Err = reason
-	case answered:
-		res.ExitCode, res.Err = rep.ExitCode, rep.Err
 	default:
 		var exit *exec.ExitError
 		if errors.As(waitErr, &exit) {
