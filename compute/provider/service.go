@@ -101,6 +101,9 @@ func (a *Agent) runService(ctx context.Context, w compute.LeaseWork) {
 		})
 	}
 	a.log.Info("service started", "lease", w.ID, "instances", n, "memory_each", spec.MemoryLimit)
+	// A first report at once: the market hears that the lease arrived (a large
+	// module can take a while to fetch), and a lease it already ended stops here.
+	report(false)
 
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
