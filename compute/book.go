@@ -363,7 +363,7 @@ func (b *Book) Work(ctx context.Context, account, id string, wait time.Duration)
 				w.Units = append(w.Units, req.Units[u])
 			}
 			out = append(out, w)
-			l.o.logf(now, "lease %s fetched by provider %s", l.id, p.id)
+			l.o.logf(now, "%s lease %s fetched by provider %s", l.kind, l.id, p.id)
 		}
 		wake := p.wake
 		b.mu.Unlock()

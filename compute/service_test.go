@@ -284,7 +284,7 @@ func TestServiceValidationAndCrashes(t *testing.T) {
 	}
 	log, _ := f.b.Log(tenant, o.ID)
 	joined := strings.Join(log, "\n")
-	for _, want := range []string{"service order placed", "restarted by provider", "service stopped: ended: service crashed 4 times"} {
+	for _, want := range []string{"service order placed", "service lease " + w.ID + " fetched by provider", "restarted by provider", "service stopped: ended: service crashed 4 times"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("order log lacks %q:\n%s", want, joined)
 		}
