@@ -37,6 +37,7 @@ const (
 	MaxResponseBytes  = 1 << 20          // one response's body
 	MaxQueuedRequests = 64               // requests of one service waiting or being answered
 	MaxKeptRequests   = 256              // answered requests of one service kept for GET
+	MaxKeptBytes      = 16 << 20         // and the bytes of their responses kept
 	MaxRequestBatch   = 16               // requests handed to the provider in one poll
 	RequestTimeout    = 60 * time.Second // a request not answered by then fails
 	// MaxServiceRestarts is how many times a provider's agent starts a service again
@@ -112,6 +113,7 @@ type service struct {
 	inflight map[string]*svcRequest
 	reqs     map[string]*svcRequest // every request kept, by id
 	answered []string               // ids of answered requests kept, oldest first
+	kept     int                    // bytes of their responses
 	served   int64
 	failed   int64
 	restarts int
@@ -194,9 +196,10 @@ func (b *Book) stopServiceLocked(o *order, reason string) {
 }
 
 // finishLocked records a request's answer (err empty) or failure, and keeps it for
-// GET among the last MaxKeptRequests answered.
+// GET among the last MaxKeptRequests answered (and MaxKeptBytes of responses).
 func (b *Book) finishLocked(s *service, r *svcRequest, resp []byte, err string, now time.Time) {
 	r.resp, r.err, r.answered = resp, err, now
+	r.body = nil // delivered or never to be: only the answer is kept
 	if err != "" {
 		r.status = RequestFailed
 		s.failed++
@@ -206,8 +209,11 @@ func (b *Book) finishLocked(s *service, r *svcRequest, resp []byte, err string, 
 	}
 	close(r.done)
 	s.answered = append(s.answered, r.id)
-	if len(s.answered) > MaxKeptRequests {
-		delete(s.reqs, s.answered[0])
+	s.kept += len(resp)
+	for len(s.answered) > MaxKeptRequests || s.kept > MaxKeptBytes {
+		old := s.reqs[s.answered[0]]
+		s.kept -= len(old.resp)
+		delete(s.reqs, old.id)
 		s.answered = slices.Delete(s.answered, 0, 1)
 	}
 }
@@ -351,13 +357,14 @@ func (b *Book) ServiceRequests(ctx context.Context, account, id string, wait tim
 	for {
 		b.mu.Lock()
 		l.p.seen = b.cfg.Now()
-		if l.status != LeaseRunning {
+		if terminal(l.status) {
 			st, why := l.status, l.reason
 			b.mu.Unlock()
 			return nil, hashgrid.Errorf(hashgrid.ECONFLICT, "lease %s is %s: %s", id, st, why)
 		}
 		var out []ServiceWork
-		for len(s.queue) > 0 && len(out) < MaxRequestBatch {
+		// A lease not fetched yet gets nothing: it has no service running.
+		for l.status == LeaseRunning && len(s.queue) > 0 && len(out) < MaxRequestBatch {
 			r := s.queue[0]
 			s.queue = s.queue[1:]
 			r.status = RequestDelivered

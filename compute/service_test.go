@@ -290,3 +290,36 @@ func TestServiceValidationAndCrashes(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceKeepsAnswersBounded: answered requests are kept for GET up to
+// MaxKeptBytes of responses; older ones are forgotten.
+func TestServiceKeepsAnswersBounded(t *testing.T) {
+	f := newFixture(t, compute.Config{})
+	tenant, _ := f.account(1_000_000)
+	p := f.provider("p1", 1, satPerMS)
+	o := f.service(tenant, 100_000)
+	w := f.lease(p)
+	n := compute.MaxKeptBytes/compute.MaxResponseBytes + 4
+	var ids []string
+	for range n {
+		r := f.send(tenant, o.ID, "big")
+		ws, err := f.b.ServiceRequests(f.ctx, p.acct, w.ID, 0)
+		if err != nil || len(ws) != 1 {
+			t.Fatalf("poll: %d, %v", len(ws), err)
+		}
+		if err := f.b.ServiceRespond(p.acct, w.ID, compute.ServiceResponse{Request: ws[0].ID, Response: make([]byte, compute.MaxResponseBytes)}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	kept := compute.MaxKeptBytes / compute.MaxResponseBytes
+	for i, id := range ids {
+		_, err := f.b.RequestStatus(f.ctx, tenant, o.ID, id, 0)
+		if gone := i < n-kept; gone != (hashgrid.ErrorCode(err) == hashgrid.ENOTFOUND) {
+			t.Errorf("request %d of %d: %v (want forgotten: %v)", i, n, err, gone)
+		}
+	}
+	if v := f.orderView(tenant, o.ID); v.Service.Served != int64(n) {
+		t.Errorf("served %d, want %d", v.Service.Served, n)
+	}
+}

@@ -89,7 +89,8 @@ func (a *Agent) runService(ctx context.Context, w compute.LeaseWork) {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.pollRequests(lctx, w.ID, interval, reqs, stop) })
 	n := max(min(w.Cores, MaxServiceInstances), 1)
-	spec := sandbox.Spec{Module: w.Module, Args: w.Args, MemoryLimit: w.Memory / uint64(n), MaxOutput: compute.MaxResponseBytes}
+	// Linear memory of a wasm32 module ends at 4 GiB, the sandbox's bound too.
+	spec := sandbox.Spec{Module: w.Module, Args: w.Args, MemoryLimit: min(w.Memory/uint64(n), 4<<30), MaxOutput: compute.MaxResponseBytes}
 	for range n {
 		wg.Go(func() {
 			for lctx.Err() == nil {
