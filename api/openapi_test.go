@@ -305,7 +305,7 @@ var openAPIRoutes = []route{
 		reply: compute.RequestView{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND, hashgrid.ECONFLICT, hashgrid.ERATELIMITED}},
 	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/orders/{id}/requests/{rid}", summary: "A request to a compute service",
 		auth: authMarketKey,
-		desc: fmt.Sprintf("The request's status and, once answered, the service's response; with wait_ms, waits for the answer up to that long. 202 while not answered. The last %d answered requests of a service are kept.", compute.MaxKeptRequests),
+		desc: fmt.Sprintf("The request's status and, once answered, the service's response; with wait_ms, waits for the answer up to that long. 202 while not answered. The last %d answered requests of a service are kept, and at most %d bytes of their responses.", compute.MaxKeptRequests, compute.MaxKeptBytes),
 		params: []param{{name: "id", in: "path", typ: "string", desc: "compute order ID"}, {name: "rid", in: "path", typ: "string", desc: "request ID"},
 			{name: "wait_ms", in: "query", typ: "integer", desc: fmt.Sprintf("milliseconds to wait for the answer, 0..%d", compute.MaxWait.Milliseconds())}},
 		reply: compute.RequestView{}, errors: []string{hashgrid.EINVALID, hashgrid.EUNAUTHORIZED, hashgrid.ENOTFOUND}},
