@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"encoding/json"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -41,7 +43,10 @@ func newMarket(t *testing.T) (*httptest.Server, http.Handler) {
 	}
 	cb.Start()
 	t.Cleanup(cb.Close)
-	h := market.NewHandler(m, market.HTTPConfig{AdminToken: marketAdminToken, Compute: compute.NewHandler(cb)})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.Collector(), cb.Collector())
+	h := market.NewHandler(m, market.HTTPConfig{AdminToken: marketAdminToken, Compute: compute.NewHandler(cb),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv, h

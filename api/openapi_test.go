@@ -104,8 +104,8 @@ var openAPIRoutes = []route{
 	{services: []string{svcPool}, pattern: "GET /healthz", summary: "Health",
 		desc:  "200 with status ok when the pool has a block template, every node is up and the store answers; 503 with status degraded and the problems otherwise (the body has the same shape in both cases).",
 		reply: api.Health{}},
-	{services: []string{svcPool}, pattern: "GET /metrics", summary: "Prometheus metrics",
-		desc: "Metrics in the Prometheus text exposition format (served when the pool runs with metrics; docs/grafana/hashgrid.json is a dashboard for them).", content: "text/plain"},
+	{services: []string{svcPool, svcMarket}, pattern: "GET /metrics", summary: "Prometheus metrics",
+		desc: "Metrics in the Prometheus text exposition format: the pool's (served when the pool runs with metrics; docs/grafana/hashgrid.json is a dashboard for them), or the market's (hashgrid_market_* of hashrate orders and sellers, hashgrid_compute_* of compute leasing).", content: "text/plain"},
 
 	// Pool: dashboard.
 	{services: []string{svcPool}, pattern: "GET /{$}", summary: "Dashboard page",
@@ -250,6 +250,9 @@ var openAPIRoutes = []route{
 	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/offers", summary: "Compute offers",
 		desc:  "Every online, unmarked provider's offer, cheapest first: its resources, what is free now, and its price floors (price in sat per core-hour of CPU time, mem_price in sat per GiB-hour of memory held).",
 		reply: []compute.Offer{}},
+	{services: []string{svcMarket}, pattern: "GET /api/v1/compute/leases", summary: "Live compute leases",
+		desc:  fmt.Sprintf("Every pending and running lease, newest first (at most %d): the provider's name, kind (job or check), the cores and memory held, the prices, and the CPU time, wall time and charge metered so far. Tenants and orders are not shown.", compute.MaxLiveLeases),
+		reply: []compute.LiveLease{}},
 	{services: []string{svcMarket}, pattern: "POST /api/v1/compute/orders", summary: "Submit a compute order", auth: authMarketKey,
 		desc: fmt.Sprintf("Moves budget from the caller's market balance into the order's escrow, then leases the order to the provider named, or to the cheapest offer that fits unless manual (then POST .../accept). A job is a WebAssembly (wasip1) module run once per unit, the unit's bytes on its standard input. At most %d units, a %d-byte module, %d-byte units, %d open orders per account, a %d-byte request.",
 			compute.MaxUnits, compute.MaxModuleBytes, compute.MaxUnitBytes, compute.MaxOpenOrders, compute.MaxOrderBytes),

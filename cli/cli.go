@@ -46,6 +46,7 @@ func commands() []*Command {
 		verifyCommand(),
 		marketCommand(),
 		providerCommand(),
+		computeCommand(),
 		sandboxExecCommand(),
 	}
 }

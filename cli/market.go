@@ -17,6 +17,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/hashgrid/hashgrid"
 	"github.com/hashgrid/hashgrid/compute"
 	"github.com/hashgrid/hashgrid/ledger"
@@ -317,7 +321,10 @@ func RunMarket(ctx context.Context, cfg MarketConfig, env Env, ready func(Market
 			log.Error("stratum", "err", err)
 		}
 	})
-	h := market.NewHandler(m, market.HTTPConfig{AdminToken: cfg.AdminToken, Logger: log.With("component", "api"), Compute: compute.NewHandler(cb)})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m.Collector(), cb.Collector())
+	h := market.NewHandler(m, market.HTTPConfig{AdminToken: cfg.AdminToken, Logger: log.With("component", "api"), Compute: compute.NewHandler(cb),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
 	wg.Go(func() {
 		if err := market.Serve(apiCtx, al, h); err != nil {
 			log.Error("api", "err", err)

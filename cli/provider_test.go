@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,6 +73,19 @@ func TestProviderCommand(t *testing.T) {
 	}
 	if offer.Resources.Cores != 1 || offer.Price != 5 || offer.Resources.Memory == 0 {
 		t.Errorf("offer %+v: want 1 core at 5 sat/core-hour with the machine's memory", offer)
+	}
+	// The market's /metrics counts the provider and its core.
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`hashgrid_compute_providers{state="online"} 1`, `hashgrid_compute_cores{use="offered"} 1`,
+		`hashgrid_compute_cores{use="leased"} 0`, "hashgrid_market_escrow_sat 0", "hashgrid_market_seller_connections 0"} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", want, metrics)
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -255,6 +255,7 @@ func regDeviceAdd(ctx context.Context, args []string, env Env) error {
 	fs.Int64Var(&d.Count, "count", 1, "number of machines")
 	fs.Int64Var(&d.RatedW, "rated-w", 0, "rated power of one machine in W")
 	fs.Int64Var(&d.GPUs, "gpus", 0, "GPUs per machine (gpu kind)")
+	fs.Int64Var(&d.Cores, "cores", 0, "CPU cores per machine: leased compute's CPU-hours are checked against them")
 	fs.StringVar(&d.PoolAddress, "pool-address", "", "payout address the machines mine to, if any")
 	fs.StringVar(&d.WorkerPattern, "workers", "", "pool worker names of the machines (pattern, e.g. rack1-*)")
 	if err := parseFlags(fs, args); err != nil {
@@ -391,7 +392,7 @@ func regImportJobs(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("registry import-jobs", env)
 	var rf regFlags
 	rf.add(fs, env)
-	file := fs.String("file", "", `job records, JSON lines {"job","device_group","start","end","gpu_hours"}`)
+	file := fs.String("file", "", `job records, JSON lines {"job","device_group","start","end","gpu_hours" and/or "cpu_hours"}`)
 	site := fs.String("site", "", "site the device groups belong to")
 	if err := parseFlags(fs, args); err != nil {
 		return err

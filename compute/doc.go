@@ -82,6 +82,7 @@
 // every route but the offers takes "Authorization: Bearer KEY", a market API key:
 //
 //	GET  /api/v1/compute/offers                   providers' offers, cheapest first
+//	GET  /api/v1/compute/leases                   pending and running leases, newest first (no tenant, no order)
 //	POST /api/v1/compute/orders                   submit an order (OrderRequest) → OrderView
 //	GET  /api/v1/compute/orders                   the tenant's orders
 //	GET  /api/v1/compute/orders/{id}              an order, its leases and their metering

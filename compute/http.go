@@ -27,6 +27,7 @@ func NewHandler(b *Book) *hashgrid.Mux {
 	a := &api{b: b, log: b.log}
 	mux := hashgrid.NewMux(b.log)
 	mux.HandleFunc("GET /api/v1/compute/offers", a.offers)
+	mux.HandleFunc("GET /api/v1/compute/leases", a.liveLeases)
 	mux.HandleFunc("POST /api/v1/compute/orders", a.auth(a.placeOrder))
 	mux.HandleFunc("GET /api/v1/compute/orders", a.auth(a.listOrders))
 	mux.HandleFunc("GET /api/v1/compute/orders/{id}", a.auth(a.getOrder))
@@ -269,4 +270,8 @@ func (a *api) serviceRespond(w http.ResponseWriter, r *http.Request, acct string
 	}
 	err := a.b.ServiceRespond(acct, r.PathValue("id"), resp)
 	a.reply(w, r, http.StatusOK, struct{}{}, err)
+}
+
+func (a *api) liveLeases(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.b.LiveLeases())
 }

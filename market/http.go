@@ -114,6 +114,8 @@ type HTTPConfig struct {
 	// Compute, when not nil, serves the compute-leasing API (package compute) under
 	// /api/v1/compute/, authenticated by the market's API keys.
 	Compute http.Handler
+	// Metrics, when not nil, is served at GET /metrics (Prometheus).
+	Metrics http.Handler
 }
 
 type api struct {
@@ -161,6 +163,9 @@ func NewHandler(m *Market, cfg HTTPConfig) http.Handler {
 	a.mux.HandleFunc("POST /api/v1/contracts", a.auth(a.buyContract))
 	a.mux.HandleFunc("POST /api/v1/contracts/{id}/transfer", a.auth(a.offerTransfer))
 	a.mux.HandleFunc("POST /api/v1/contracts/{id}/accept", a.auth(a.acceptTransfer))
+	if cfg.Metrics != nil {
+		a.mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	if pc, ok := cfg.Compute.(interface{ Patterns() []string }); ok {
 		// Each of its routes, not the subtree, so that Patterns lists them all (the
 		// OpenAPI test checks them against the document) and the market's mux answers

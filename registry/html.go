@@ -47,13 +47,13 @@ Site <b>{{.R.Site.ID}}</b>, {{.R.Site.Location}}; grid connection {{.R.Site.Grid
 
 <h2>Declared and measured, by device group</h2>
 <table>
-<tr><th>group</th><th>declared</th><th>devices</th><th>rated W</th><th>energy Wh (source)</th><th>controller Wh</th><th>meter Wh</th><th>shares acc/rej</th><th>hashes</th><th>jobs</th><th>GPU-hours / capacity</th><th>evidence shows</th></tr>
+<tr><th>group</th><th>declared</th><th>devices</th><th>rated W</th><th>energy Wh (source)</th><th>controller Wh</th><th>meter Wh</th><th>shares acc/rej</th><th>hashes</th><th>jobs</th><th>GPU-hours / capacity</th><th>CPU-hours / capacity</th><th>evidence shows</th></tr>
 {{range .R.Groups}}<tr><td>{{.Group}}</td>
 <td>{{range .Declared}}{{.Class}} from {{time .From}}<br>{{else}}nothing{{end}}</td>
 <td>{{range .Devices}}{{.Count}} × {{.Kind}} {{.Model}} ({{.ID}})<br>{{end}}</td>
 <td class="n">{{.RatedW}}</td><td class="n">{{.EnergyWh}} ({{.EnergySource}})</td><td class="n">{{.ControllerWh}}</td><td class="n">{{.MeterWh}}</td>
 <td class="n">{{.Accepted}} / {{.Rejected}}</td><td class="n">{{.Hashes}}</td><td class="n">{{.Jobs}}</td>
-<td class="n">{{milli .GPUMilliHours}} / {{milli .GPUCapacityMilliHr}}</td><td>{{range .MeasuredAs}}{{.}} {{end}}</td></tr>
+<td class="n">{{milli .GPUMilliHours}} / {{milli .GPUCapacityMilliHr}}</td><td class="n">{{milli .CPUMilliHours}} / {{milli .CPUCapacityMilliHr}}</td><td>{{range .MeasuredAs}}{{.}} {{end}}</td></tr>
 {{end}}</table>
 
 <h2>Site energy</h2>

@@ -107,6 +107,9 @@ type Device struct {
 	Count  int64  `json:"count"`
 	RatedW int64  `json:"rated_w"` // rated power of one machine
 	GPUs   int64  `json:"gpus,omitempty"`
+	// Cores is the CPU cores of one machine: what leased compute's CPU-hours are
+	// checked against.
+	Cores int64 `json:"cores,omitempty"`
 	// PoolAddress and WorkerPattern map pool workers to this device: a worker belongs to
 	// it when its payout address is PoolAddress and its name matches WorkerPattern (a
 	// path.Match pattern; empty matches any name).
@@ -127,10 +130,11 @@ type Workload struct {
 
 // Limits on declared values.
 const (
-	MaxDeviceCount = 1_000_000
-	MaxRatedW      = 1_000_000 // one machine; a 1 MW container is declared as its parts
-	MaxGPUsPerUnit = 1024
-	MaxCapacityKW  = 10_000_000
+	MaxDeviceCount  = 1_000_000
+	MaxRatedW       = 1_000_000 // one machine; a 1 MW container is declared as its parts
+	MaxGPUsPerUnit  = 1024
+	MaxCoresPerUnit = 65536
+	MaxCapacityKW   = 10_000_000
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -365,6 +369,9 @@ func (s *State) checkDevice(d Device) error {
 	}
 	if d.GPUs < 0 || d.GPUs > MaxGPUsPerUnit {
 		return fmt.Errorf("device %q: gpus %d out of range 0..%d", d.ID, d.GPUs, MaxGPUsPerUnit)
+	}
+	if d.Cores < 0 || d.Cores > MaxCoresPerUnit {
+		return fmt.Errorf("device %q: cores %d out of range 0..%d", d.ID, d.Cores, MaxCoresPerUnit)
 	}
 	if d.Kind == DeviceGPU && d.GPUs == 0 {
 		return fmt.Errorf("device %q: a gpu device needs its number of GPUs per machine", d.ID)

@@ -488,6 +488,67 @@ func TestGPUHoursOverCapacity(t *testing.T) {
 	}
 }
 
+// TestCPUHoursOverCapacity: leased compute's job records claim CPU-hours, which the
+// group's declared cores bound: 2 machines × 16 cores give 32 CPU-hours an hour; 30
+// fit, 40 do not, and a group that declared no cores can claim none.
+func TestCPUHoursOverCapacity(t *testing.T) {
+	count := func(rep *Report, group string) (n int, evidence string) {
+		for _, d := range rep.Discrepancies {
+			if d.Code == "cpu_hours_exceed_capacity" && d.Group == group {
+				n++
+				evidence += strings.Join(d.Evidence, " ")
+			}
+		}
+		return n, evidence
+	}
+	for _, c := range []struct {
+		name       string
+		cores      int64
+		cpuHours   string
+		want       int
+		evidence   string
+		groupMilli int64
+	}{
+		{"within", 16, "30", 0, "", 32000},
+		{"over", 16, "40", 2, "32.000 CPU-hours", 32000},
+		{"no cores declared", 0, "0.5", 2, "0 cores", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, _ := newRegistry(t)
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(r.AddOperator(Operator{ID: "op1", Name: "Nordlys Compute AS", Country: "NO"}))
+			must(r.AddSite(Site{ID: "s1", Operator: "op1", Name: "Alta hall B", Location: "Alta", Country: "NO", Grid: "Arva 22 kV", CapacityKW: 500}))
+			must(r.AddDevice(Device{ID: "cpu-l", Site: "s1", Group: "leased", Kind: DeviceCPU, Model: "2U EPYC", Count: 2, RatedW: 600, Cores: c.cores}))
+			must(r.Declare(DefaultClasses(), "s1", "leased", "ai-inference", t0.Add(-time.Hour), "leased through hashgrid's market"))
+			jobs := `{"job":"lease-1","device_group":"leased","start":"2026-03-02T10:00:00Z","end":"2026-03-02T11:00:00Z","cpu_hours":` + c.cpuHours + "}\n"
+			if _, err := r.ImportJobs(strings.NewReader(jobs), "jobs", "s1"); err != nil {
+				t.Fatal(err)
+			}
+			_, rep, _, err := r.Report("s1", t0, t0.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, ev := count(rep, "leased")
+			if n != c.want || !strings.Contains(ev, c.evidence) {
+				t.Errorf("cpu_hours_exceed_capacity: %d (%q), want %d naming %q", n, ev, c.want, c.evidence)
+			}
+			if g := rep.Groups[0]; g.CPUCapacityMilliHr != c.groupMilli {
+				t.Errorf("group CPU capacity %d milli-hours, want %d", g.CPUCapacityMilliHr, c.groupMilli)
+			}
+		})
+	}
+	r, _ := newRegistry(t)
+	buildSite(t, r)
+	if err := r.AddDevice(Device{ID: "cpu-x", Site: "s1", Group: "nodes", Kind: DeviceCPU, Count: 1, RatedW: 500, Cores: -1}); err == nil {
+		t.Error("negative cores accepted")
+	}
+}
+
 func TestUndeclaredEnergyAndPositiveList(t *testing.T) {
 	r, _ := newRegistry(t)
 	buildSite(t, r)

@@ -89,7 +89,9 @@ type GroupReport struct {
 	Jobs               int        `json:"jobs"`
 	GPUMilliHours      int64      `json:"gpu_milli_hours"`
 	GPUCapacityMilliHr int64      `json:"gpu_capacity_milli_hours"`
-	CPUMilliHours      int64      `json:"cpu_milli_hours,omitempty"` // leased compute's metered CPU time
+	CPUMilliHours      int64      `json:"cpu_milli_hours,omitempty"`          // leased compute's metered CPU time
+	Cores              int64      `json:"cores,omitempty"`                    // Σ devices' count × cores
+	CPUCapacityMilliHr int64      `json:"cpu_capacity_milli_hours,omitempty"` // the cores over the period
 	RevenueSat         int64      `json:"revenue_sat"`
 	RevenueMicroUSD    int64      `json:"revenue_micro_usd"`
 	MeasuredAs         []string   `json:"measured_as"` // kinds of activity the evidence shows
@@ -230,9 +232,11 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 		for _, d := range gr.Devices {
 			gr.RatedW += d.Count * d.RatedW
 			gr.GPUs += d.Count * d.GPUs
+			gr.Cores += d.Count * d.Cores
 		}
 		gr.CapacityWh = overPeriod(gr.RatedW, period)
 		gr.GPUCapacityMilliHr = overPeriod(gr.GPUs*1000, period)
+		gr.CPUCapacityMilliHr = overPeriod(gr.Cores*1000, period)
 		// Declarations in force during the period: the one at its start and any later.
 		if w, ok := s.declaredAt(groupKey{site, g}, from); ok {
 			gr.Declared = append(gr.Declared, Declared{w.Class.ID, w.Class.Name, w.Class.PositiveList, w.From})
@@ -428,6 +432,11 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 				fmt.Sprintf("job %s claims more GPU-hours than group %s has GPUs for", j.Job, j.Group),
 				fmt.Sprintf("job %s: %s GPU-hours in %s; group has %d GPUs, at most %s GPU-hours", j.Job, milli(j.GPUMilliHours), j.End.Sub(j.Start), gr.GPUs, milli(jc)))
 		}
+		if jc := overPeriod(gr.Cores*1000, j.End.Sub(j.Start)); j.CPUMilliHours > jc {
+			flag(SeverityError, "cpu_hours_exceed_capacity", j.Group,
+				fmt.Sprintf("job %s claims more CPU-hours than group %s has cores for", j.Job, j.Group),
+				fmt.Sprintf("job %s: %s CPU-hours in %s; group has %d cores, at most %s CPU-hours", j.Job, milli(j.CPUMilliHours), j.End.Sub(j.Start), gr.Cores, milli(jc)))
+		}
 	}
 
 	// Revenue.
@@ -488,6 +497,10 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 		if len(gr.Devices) > 0 && gr.GPUMilliHours > gr.GPUCapacityMilliHr {
 			flag(SeverityError, "gpu_hours_exceed_capacity", g, fmt.Sprintf("group %s: job records claim more GPU-hours than its GPUs can give in the period", g),
 				fmt.Sprintf("%s GPU-hours from %d jobs; %d GPUs over %s is %s GPU-hours", milli(gr.GPUMilliHours), gr.Jobs, gr.GPUs, period, milli(gr.GPUCapacityMilliHr)))
+		}
+		if len(gr.Devices) > 0 && gr.CPUMilliHours > gr.CPUCapacityMilliHr {
+			flag(SeverityError, "cpu_hours_exceed_capacity", g, fmt.Sprintf("group %s: job records claim more CPU-hours than its cores can give in the period", g),
+				fmt.Sprintf("%s CPU-hours from %d jobs; %d cores over %s is %s CPU-hours", milli(gr.CPUMilliHours), gr.Jobs, gr.Cores, period, milli(gr.CPUCapacityMilliHr)))
 		}
 		for _, d := range gr.Declared {
 			if !d.PositiveList {

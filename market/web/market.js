@@ -247,6 +247,18 @@
       el('td', { class: 'num', text: num(o.price) }),
       el('td', { class: 'num', text: num(o.mem_price) }))), 6, 'No offers');
   }
+  function renderLiveLeases(leases) {
+    $('compute-leases-panel').hidden = false;
+    fill($('compute-leases').tBodies[0], (leases || []).map((l) => el('tr', { 'data-lease': String(l.id) },
+      el('td', { class: 'mono', text: l.id }),
+      el('td', { text: l.provider }),
+      el('td', { text: l.kind }),
+      el('td', {}, el('span', { class: 'pill ' + l.status, text: l.status })),
+      el('td', { class: 'num', text: num(l.cores) }),
+      el('td', { class: 'num', text: num(l.price) }),
+      el('td', { class: 'num opt', text: ((Number(l.cpu_ms) || 0) / 1000).toFixed(1) + ' s' }),
+      el('td', { class: 'num', text: money(l.charged) }))), 8, 'No leases running');
+  }
   function renderLeases(jobs) {
     jobs = jobs || [];
     $('leases-panel').hidden = jobs.length === 0;
@@ -264,6 +276,7 @@
     let ok = true;
     try { renderBook(await api('/api/v1/orderbook')); } catch (e) { ok = false; }
     try { renderOffers(await api('/api/v1/compute/offers')); } catch (e) { if (e.status !== 404) ok = false; }
+    try { renderLiveLeases(await api('/api/v1/compute/leases')); } catch (e) { if (e.status !== 404) ok = false; }
     if (key) {
       try {
         renderAccount(await api('/api/v1/account', key));
