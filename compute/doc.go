@@ -49,7 +49,8 @@
 // reason, and requests sent after are refused (409). An instance that crashes fails
 // the request it was answering and is started again, at most MaxServiceRestarts
 // times per lease; the next crash ends the lease ("ended") and fails the order, the
-// rest of the escrow refunded. The order's log records the service's start, its
+// rest of the escrow refunded (an instance that exits while idle counts as a crash
+// too). The order's log records the service's start, its
 // restarts and its stop; OrderView and LeaseView carry its state and its counts of
 // requests served and failed.
 //

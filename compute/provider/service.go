@@ -22,7 +22,7 @@ const MaxServiceInstances = 8
 // answer the requests the market hands over, one at a time each. Usage is reported
 // every interval as for a job. An instance that crashes (exits, traps, breaks the
 // framing, or leaves a request unanswered for compute.RequestTimeout) fails the
-// request it was answering and is started again, up to compute.MaxServiceRestarts
+// request it was answering, if any, and is started again, up to compute.MaxServiceRestarts
 // times for the whole lease; the crash after that ends the lease with a final
 // report saying why. A reply that says stop kills every instance at once.
 func (a *Agent) runService(ctx context.Context, w compute.LeaseWork) {
@@ -186,6 +186,9 @@ func (a *Agent) serveInstance(ctx context.Context, lease string, spec sandbox.Sp
 		case <-ctx.Done():
 			end()
 			return ""
+		case <-sv.Done():
+			// Ended while idle: no request fails, but it is a crash all the same.
+			return crashReason(errors.New("service ended while idle"), end())
 		}
 		rctx, cancel := context.WithTimeout(ctx, compute.RequestTimeout)
 		resp, err := sv.Do(rctx, r.Body)

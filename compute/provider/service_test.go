@@ -291,7 +291,8 @@ func TestServiceCrashRestarts(t *testing.T) {
 	_, pkey := l.account(0)
 	ag := l.startAgent("svc-crash", pkey, 20, satPerMS, false)
 	tc := &compute.Client{Base: l.base, Key: tkey, HTTP: &http.Client{Timeout: 30 * time.Second}}
-	o, err := tc.PlaceOrder(l.ctx, compute.OrderRequest{Kind: compute.KindService, Module: probeModule(t), Args: []string{"serve"},
+	probe := probeModule(t)
+	o, err := tc.PlaceOrder(l.ctx, compute.OrderRequest{Kind: compute.KindService, Module: probe, Args: []string{"serve"},
 		Cores: 1, Memory: 256 << 20, MaxPrice: satPerMS, Budget: 5_000_000})
 	if err != nil {
 		t.Fatal(err)
@@ -326,7 +327,23 @@ func TestServiceCrashRestarts(t *testing.T) {
 	if _, err := tc.Request(l.ctx, o.ID, []byte("count"), time.Second); errCode(err) != hashgrid.ECONFLICT {
 		t.Fatalf("request to an ended service: %v", err)
 	}
-	if bal, _ := l.led.Balance(l.ctx, "market:buyer:"+tenant); bal != deposit-v.Charged {
-		t.Errorf("tenant balance %d, want %d", bal, deposit-v.Charged)
+	charged := v.Charged
+
+	// A service that exits with no request under way crashes all the same: the
+	// agent notices, restarts it, and ends the lease after the last restart.
+	idle, err := tc.PlaceOrder(l.ctx, compute.OrderRequest{Kind: compute.KindService, Module: probe, Args: []string{"exit", "5"},
+		Cores: 1, Memory: 256 << 20, MaxPrice: satPerMS, Budget: 5_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = l.waitOrder(tc, idle.ID, "failed and closed", time.Minute, func(v compute.OrderView) bool { return v.Closed })
+	if v.Status != compute.OrderFailed || !strings.Contains(v.Reason, "ended while idle; exit 5") || v.Service.Restarts != compute.MaxServiceRestarts ||
+		v.Service.Failed != 0 || v.Refunded != v.Budget-v.Charged {
+		t.Fatalf("idle crashes: %+v %+v", v, v.Service)
+	}
+	t.Logf("idle crashes: %s (%s)", v.Status, v.Reason)
+	charged += v.Charged
+	if bal, _ := l.led.Balance(l.ctx, "market:buyer:"+tenant); bal != deposit-charged {
+		t.Errorf("tenant balance %d, want %d", bal, deposit-charged)
 	}
 }

@@ -225,6 +225,11 @@ func (sv *Service) exchange(req []byte) ([]byte, error) {
 	return resp, nil
 }
 
+// Done is closed once the service's process has ended, whether or not a request
+// was under way: a service that ends while idle (it exited, or its module did not
+// compile) is noticed without asking it anything.
+func (sv *Service) Done() <-chan struct{} { return sv.p.exited }
+
 // Usage is what the service has used so far (see Process.Usage).
 func (sv *Service) Usage() (Usage, error) { return sv.p.Usage() }
 

@@ -116,6 +116,17 @@ func TestServeEnds(t *testing.T) {
 		t.Fatalf("after an abandoned request: %+v", res)
 	}
 
+	// A service that ends with no request under way: Done says so.
+	idle := startService(t, Spec{Module: probeModule(t), Args: []string{"exit", "5"}})
+	select {
+	case <-idle.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("a service that exited at once is not done")
+	}
+	if res, err := idle.Wait(); err != nil || res.Err != "" || res.ExitCode != 5 {
+		t.Fatalf("idle exit: %+v %v", res, err)
+	}
+
 	if _, err := testRunner(t).Serve(ctx, Spec{Module: probeModule(t), Stdin: []byte("x")}); err == nil {
 		t.Fatal("a service with standard input was started")
 	}
