@@ -50,9 +50,9 @@
 // the request it was answering and is started again, at most MaxServiceRestarts
 // times per lease; the next crash ends the lease ("ended") and fails the order, the
 // rest of the escrow refunded (an instance that exits while idle counts as a crash
-// too). The order's log records the service's start, its
-// restarts and its stop; OrderView and LeaseView carry its state and its counts of
-// requests served and failed.
+// too). The order's log records the service's start, its restarts and its stop;
+// OrderView and LeaseView carry its state and its counts of requests served and
+// failed.
 //
 // Spot checks: a deterministic job's units are sampled (Config.SampleBps of them, at
 // least one, picked by the market and not told to the provider) and re-run by a check
