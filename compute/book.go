@@ -81,6 +81,7 @@ type order struct {
 	noChecker time.Time
 	verdict   string // "", "pass", "fault", "unchecked"
 	log       []string
+	svc       *service // a service's requests (service.go); nil for a job
 }
 
 type lease struct {
@@ -319,7 +320,7 @@ func (b *Book) providerViewLocked(p *provider) ProviderView {
 	v := ProviderView{ID: p.id, Name: p.name, PayoutAddress: p.addr, Resources: p.res, Price: p.price, MemPrice: p.memPrice,
 		Online: b.online(p), Marked: p.marked, Faults: p.faults, IntervalMS: b.cfg.Interval.Milliseconds(), Earned: p.earned, Leases: []LeaseView{}}
 	for _, l := range p.leases {
-		v.Leases = append(v.Leases, leaseView(l))
+		v.Leases = append(v.Leases, b.leaseView(l))
 		if l.settled == "" {
 			v.Held += l.charged
 		}
@@ -360,13 +361,13 @@ func (b *Book) Work(ctx context.Context, account, id string, wait time.Duration)
 			}
 			l.fetched, l.status, l.seen = true, LeaseRunning, now
 			req := l.o.req
-			w := LeaseWork{ID: l.id, Module: req.Module, Image: req.Image, Args: req.Args, Cores: l.cores, Memory: l.memory,
+			w := LeaseWork{ID: l.id, Kind: l.kind, Module: req.Module, Image: req.Image, Args: req.Args, Cores: l.cores, Memory: l.memory,
 				UnitTimeoutMS: b.cfg.UnitTimeout.Milliseconds(), IntervalMS: b.cfg.Interval.Milliseconds()}
 			for _, u := range l.units {
 				w.Units = append(w.Units, req.Units[u])
 			}
 			out = append(out, w)
-			l.o.logf(now, "lease %s fetched by provider %s", l.id, p.id)
+			l.o.logf(now, "%s lease %s fetched by provider %s", l.kind, l.id, p.id)
 		}
 		wake := p.wake
 		b.mu.Unlock()
@@ -405,12 +406,16 @@ func (b *Book) PlaceOrder(ctx context.Context, account string, req OrderRequest)
 	}
 	o := &order{id: newID("c"), account: account, req: req, created: b.cfg.Now(), status: OrderOpen,
 		mismatch: map[int]bool{}, checked: map[int]bool{}}
+	if req.Kind == KindService {
+		// Nothing re-runs a service: its verdict is "unchecked" once it ends.
+		o.svc, o.req.NoVerify = newService(), true
+	}
 	if err := b.fund(ctx, o); err != nil {
 		return OrderView{}, err
 	}
 	b.mu.Lock()
 	b.orders[o.id] = o
-	o.logf(o.created, "order placed: %d units, %d cores, %d bytes, max %d sat/core-hour, budget %d sat", len(req.Units), req.Cores, req.Memory, req.MaxPrice, req.Budget)
+	o.logf(o.created, "%s order placed: %d units, %d cores, %d bytes, max %d sat/core-hour, budget %d sat", kindOf(req), len(req.Units), req.Cores, req.Memory, req.MaxPrice, req.Budget)
 	var err error
 	switch {
 	case req.Provider != "":
@@ -429,11 +434,23 @@ func (b *Book) PlaceOrder(ctx context.Context, account string, req OrderRequest)
 
 func validOrder(r OrderRequest) error {
 	bad := func(f string, a ...any) error { return hashgrid.Errorf(hashgrid.EINVALID, f, a...) }
+	switch r.Kind {
+	case "", KindJob:
+	case KindService:
+		if r.Image != "" {
+			return bad("a service runs a WebAssembly module; images run jobs of units only")
+		}
+		if err := validService(r); err != nil {
+			return err
+		}
+	default:
+		return bad("kind must be %q or %q", KindJob, KindService)
+	}
 	if err := validJob(r); err != nil {
 		return err
 	}
 	switch {
-	case len(r.Units) == 0 || len(r.Units) > MaxUnits:
+	case r.Kind != KindService && (len(r.Units) == 0 || len(r.Units) > MaxUnits):
 		return bad("1..%d units", MaxUnits)
 	case len(r.Args) > MaxArgs:
 		return bad("at most %d arguments", MaxArgs)
@@ -560,6 +577,11 @@ func (b *Book) newLeaseLocked(o *order, p *provider, kind string, units []int) *
 
 // startLocked leases o to p and picks the units a spot check will re-run.
 func (b *Book) startLocked(o *order, p *provider) {
+	if o.svc != nil {
+		o.main = b.newLeaseLocked(o, p, KindService, nil)
+		o.status = OrderRunning
+		return
+	}
 	all := make([]int, len(o.req.Units))
 	for i := range all {
 		all[i] = i
@@ -638,6 +660,9 @@ func (b *Book) endLocked(l *lease, status, reason string) {
 	l.p.usedCores -= l.cores
 	l.p.usedMem -= l.memory
 	l.o.logf(b.cfg.Now(), "lease %s %s: %s", l.id, status, reason)
+	if l.kind == KindService {
+		b.stopServiceLocked(l.o, status+": "+reason)
+	}
 }
 
 // Order returns account's order id.
@@ -698,21 +723,28 @@ func (b *Book) Log(account, id string) ([]string, error) {
 }
 
 func (b *Book) orderViewLocked(o *order) OrderView {
-	v := OrderView{ID: o.id, Status: o.status, Reason: o.reason, Units: len(o.req.Units), Budget: o.req.Budget, Charged: o.charged,
+	v := OrderView{ID: o.id, Kind: kindOf(o.req), Status: o.status, Reason: o.reason, Units: len(o.req.Units), Budget: o.req.Budget, Charged: o.charged,
 		Refunded: o.refunded, Verdict: o.verdict, Checked: len(o.checked), Closed: o.closed, Created: o.created, Leases: []LeaseView{}}
 	if o.main != nil {
 		v.Done = len(o.main.out)
 	}
+	if o.svc != nil {
+		v.Service = b.serviceViewLocked(o)
+	}
 	for _, l := range o.leases {
-		v.Leases = append(v.Leases, leaseView(l))
+		v.Leases = append(v.Leases, b.leaseView(l))
 	}
 	return v
 }
 
-func leaseView(l *lease) LeaseView {
-	return LeaseView{ID: l.id, Order: l.o.id, Provider: l.p.id, Kind: l.kind, Status: l.status, Reason: l.reason, Units: len(l.units),
+func (b *Book) leaseView(l *lease) LeaseView {
+	v := LeaseView{ID: l.id, Order: l.o.id, Provider: l.p.id, Kind: l.kind, Status: l.status, Reason: l.reason, Units: len(l.units),
 		Done: len(l.out), Cores: l.cores, Memory: l.memory, Price: l.price, MemPrice: l.memPrice, CPUMS: l.cpu / 1e6, WallMS: l.wall / 1e6,
 		Charged: l.charged, Reports: l.reports, Settled: l.settled, Created: l.created}
+	if l.kind == KindService {
+		v.Service = b.serviceViewLocked(l.o)
+	}
+	return v
 }
 
 // --- the provider's reports ---
@@ -795,6 +827,9 @@ func (b *Book) Report(ctx context.Context, account, id string, rep UsageReport) 
 		return reply, nil
 	}
 	b.meterLocked(l, rep, now)
+	if l.kind == KindService {
+		b.serviceReportLocked(l, rep, now)
+	}
 	tx, charge, stop := b.settlePlanLocked(l)
 	b.mu.Unlock()
 	if charge > 0 {
@@ -824,6 +859,8 @@ func (b *Book) Report(ctx context.Context, account, id string, rep UsageReport) 
 		if l == l.o.main && l.o.status == OrderRunning {
 			l.o.status, l.o.reason = OrderExhausted, "budget spent"
 		}
+	} else if rep.Final && l.kind == KindService {
+		b.serviceEndedLocked(l, rep.Reason)
 	} else if rep.Final {
 		if len(l.out) == len(l.units) {
 			b.endLocked(l, LeaseDone, "every unit run")

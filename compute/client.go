@@ -145,3 +145,32 @@ func (c *Client) Log(ctx context.Context, id string) ([]string, error) {
 	var v []string
 	return v, c.do(ctx, http.MethodGet, "/api/v1/compute/orders/"+url.PathEscape(id)+"/log", nil, &v)
 }
+
+// Request sends body to a service order and waits up to wait (at most
+// compute.MaxWait) for its answer: the view's Status is "done" (Response is the
+// answer) or "failed" (Err says why), or, when the wait ran out, "queued" or
+// "delivered" (ask again with RequestStatus).
+func (c *Client) Request(ctx context.Context, order string, body []byte, wait time.Duration) (RequestView, error) {
+	var v RequestView
+	return v, c.do(ctx, http.MethodPost, "/api/v1/compute/orders/"+url.PathEscape(order)+"/requests?wait_ms="+strconv.FormatInt(wait.Milliseconds(), 10),
+		ServiceRequest{Body: body}, &v)
+}
+
+// RequestStatus returns a request to a service order, waiting up to wait for its
+// answer.
+func (c *Client) RequestStatus(ctx context.Context, order, request string, wait time.Duration) (RequestView, error) {
+	var v RequestView
+	return v, c.do(ctx, http.MethodGet, "/api/v1/compute/orders/"+url.PathEscape(order)+"/requests/"+url.PathEscape(request)+
+		"?wait_ms="+strconv.FormatInt(wait.Milliseconds(), 10), nil, &v)
+}
+
+// ServiceRequests long-polls for the requests waiting for a service lease.
+func (c *Client) ServiceRequests(ctx context.Context, lease string, wait time.Duration) ([]ServiceWork, error) {
+	var v []ServiceWork
+	return v, c.do(ctx, http.MethodGet, "/api/v1/compute/leases/"+url.PathEscape(lease)+"/requests?wait_ms="+strconv.FormatInt(wait.Milliseconds(), 10), nil, &v)
+}
+
+// ServiceRespond sends a service's answer to one request.
+func (c *Client) ServiceRespond(ctx context.Context, lease string, r ServiceResponse) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/compute/leases/"+url.PathEscape(lease)+"/responses", r, nil)
+}

@@ -179,8 +179,10 @@ type ProviderView struct {
 }
 
 // OrderRequest is POST /api/v1/compute/orders: a job of work units, each a run of
-// Module, or of Image, with the unit's bytes as standard input.
+// Module, or of Image, with the unit's bytes as standard input, or (Kind "service") a
+// service: Module started once and kept running, answering requests (see service.go).
 type OrderRequest struct {
+	Kind   string `json:"kind,omitempty"`   // "job" (the default) or "service"
 	Module []byte `json:"module,omitempty"` // WebAssembly (wasip1) module, base64 in JSON
 	// Image is an OCI image, instead of a module: registry-host/repository@sha256:HEX,
 	// pinned by digest (a tag is refused). It is leased only to providers that offer
@@ -190,7 +192,7 @@ type OrderRequest struct {
 	// Args are the module's arguments, or, for an image, replace its Cmd after its
 	// Entrypoint.
 	Args   []string `json:"args,omitempty"`
-	Units  [][]byte `json:"units"` // each unit's input, base64 in JSON
+	Units  [][]byte `json:"units,omitempty"` // each unit's input, base64 in JSON; none for a service
 	Cores  int      `json:"cores"`
 	Memory uint64   `json:"memory"` // bytes
 	// MaxPrice and MaxMemPrice are the most the tenant pays, sat per core-hour and per
@@ -202,7 +204,8 @@ type OrderRequest struct {
 	// offer that fits, unless Manual asks to wait for POST .../accept.
 	Provider string `json:"provider,omitempty"`
 	Manual   bool   `json:"manual,omitempty"`
-	// NoVerify says the job is not deterministic: no unit is re-run elsewhere.
+	// NoVerify says the job is not deterministic: no unit is re-run elsewhere. (A
+	// service is never re-run; it must not set it.)
 	NoVerify bool `json:"no_verify,omitempty"`
 }
 
@@ -227,11 +230,13 @@ const (
 	LeaseFaulted    = "faulted" // returned outputs a spot check refuted
 	LeaseIncomplete = "incomplete"
 	LeaseCancelled  = "cancelled"
+	// LeaseEnded (service.go): a service that ended by itself.
 )
 
 // OrderView is an order as its tenant sees it.
 type OrderView struct {
 	ID       string      `json:"id"`
+	Kind     string      `json:"kind"` // "job" or "service"
 	Status   string      `json:"status"`
 	Reason   string      `json:"reason,omitempty"`
 	Units    int         `json:"units"`
@@ -244,9 +249,12 @@ type OrderView struct {
 	Closed   bool        `json:"closed"`        // all money of the order is settled
 	Leases   []LeaseView `json:"leases"`
 	Created  time.Time   `json:"created"`
+	// Service is a service's state and request counts; nil for a job.
+	Service *ServiceView `json:"service,omitempty"`
 }
 
-// LeaseView is one lease. A tenant sees its job's leases (Kind "job" or "check").
+// LeaseView is one lease. A tenant sees its order's leases (Kind "job" or "check",
+// or "service").
 type LeaseView struct {
 	ID       string    `json:"id"`
 	Order    string    `json:"order"`
@@ -266,11 +274,14 @@ type LeaseView struct {
 	Reports  uint64    `json:"reports"`
 	Settled  string    `json:"settled,omitempty"` // "released" to the provider or "forfeited" to the tenant
 	Created  time.Time `json:"created"`
+	// Service is the service's state and request counts, for a service's lease.
+	Service *ServiceView `json:"service,omitempty"`
 }
 
 // LeaseWork is a lease as its provider fetches it.
 type LeaseWork struct {
 	ID            string   `json:"id"`
+	Kind          string   `json:"kind"` // "job", "check" (run the units) or "service" (serve requests)
 	Module        []byte   `json:"module,omitempty"`
 	Image         string   `json:"image,omitempty"` // instead of Module: a pinned OCI image reference
 	Args          []string `json:"args,omitempty"`
@@ -289,7 +300,12 @@ type UsageReport struct {
 	CPUNS  int64  `json:"cpu_ns"`  // CPU time of all the lease's processes
 	WallNS int64  `json:"wall_ns"` // time since the lease started
 	RSS    uint64 `json:"rss"`     // memory held now, bytes
-	Final  bool   `json:"final"`   // the provider has run every unit
+	Final  bool   `json:"final"`   // the provider has run every unit, or the service ended
+	// A service's lease: Restarts is how many times the agent started the service
+	// again after a crash (cumulative); Reason why it crashed last, or, with Final,
+	// why it ended.
+	Restarts int    `json:"restarts,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // ReportReply answers a usage report.

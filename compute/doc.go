@@ -6,9 +6,10 @@
 // machine's cores, memory and GPUs and offers them at a price floor. Tenants, with
 // the market's API key, submit an order: a job of work units (a WebAssembly module
 // run once per unit, the unit's bytes on its standard input, by the provider's
-// sandbox; or an OCI image, see below), the cores and memory it needs, the most it
-// pays and a budget. The order is leased to an offer the tenant accepts, or to the
-// cheapest that fits.
+// sandbox; or an OCI image, see below) or a long-running service (kind "service": the
+// module started once and kept running, answering requests; see below), the cores and
+// memory it needs, the most it pays and a budget. The order is leased to an offer the
+// tenant accepts, or to the cheapest that fits.
 //
 // OCI images: an order may name an image (OrderRequest.Image) instead of a module,
 // pinned by digest (registry-host/repository@sha256:HEX; a tag is refused, so every
@@ -20,7 +21,8 @@
 // each unit as a container (package compute/oci): no network, a read-only root with
 // a small /tmp, no capabilities, the lease's share of cores and memory as cgroup
 // limits, and metering read from the container's cgroup. The rest (reports,
-// settlement, spot checks, outputs) is as for WebAssembly.
+// settlement, spot checks, outputs) is as for WebAssembly. Services run WebAssembly
+// only.
 //
 // Prices are integers: sat per core-hour of CPU time, and sat per GiB-hour of memory
 // held. A core-hour is the unit compute is sold in elsewhere, so tenants and providers
@@ -45,6 +47,25 @@
 //
 // Liveness: a lease whose provider misses Config.MissedReports intervals (3) is lost;
 // what it reported is paid, the rest of the escrow returns to the tenant.
+//
+// Services: a service's module is started once per instance by the provider's agent
+// (compute/sandbox's serve mode: requests and responses framed on its standard
+// streams as a 4-byte big-endian length and that many bytes) and runs until the
+// tenant cancels it, its budget runs out (it is stopped within one interval, by the
+// same rule as a job) or its provider is lost; it is metered and settled as a job
+// is, and never spot-checked. The tenant sends requests through the market (at most
+// MaxRequestBytes each, MaxQueuedRequests waiting per service, more answered 429);
+// POST .../requests waits up to MaxWait for the answer and otherwise answers 202
+// with the request's id to ask again by. The agent long-polls a lease's requests
+// (MaxRequestBatch at a time) and posts each answer. A request not answered within
+// RequestTimeout fails; every request waiting when the service stops fails with the
+// reason, and requests sent after are refused (409). An instance that crashes fails
+// the request it was answering and is started again, at most MaxServiceRestarts
+// times per lease; the next crash ends the lease ("ended") and fails the order, the
+// rest of the escrow refunded (an instance that exits while idle counts as a crash
+// too). The order's log records the service's start, its restarts and its stop;
+// OrderView and LeaseView carry its state and its counts of requests served and
+// failed.
 //
 // Spot checks: a deterministic job's units are sampled (Config.SampleBps of them, at
 // least one, picked by the market and not told to the provider) and re-run by a check
@@ -89,16 +110,21 @@
 //	GET  /api/v1/compute/providers/{id}/work      long-poll (?wait_ms=, at most 20 s; MaxPolls at once) for leases
 //	POST /api/v1/compute/leases/{id}/usage        report usage (UsageReport) → ReportReply
 //	POST /api/v1/compute/leases/{id}/results      one unit's outputs (UnitResult)
+//	POST /api/v1/compute/orders/{id}/requests     a request to a service (ServiceRequest; ?wait_ms=, default and at most 20 s) → RequestView, 202 if not answered yet
+//	GET  /api/v1/compute/orders/{id}/requests/{rid}  a request and its answer (?wait_ms= to wait for it)
+//	GET  /api/v1/compute/leases/{id}/requests     long-poll (?wait_ms=) for a service lease's requests → []ServiceWork
+//	POST /api/v1/compute/leases/{id}/responses    a service's answer to one request (ServiceResponse)
 //
 // Left out: orders, leases and outputs are kept in memory, and closed orders for
 // Config.Retention (a day): a restarted market loses them; when the book starts
 // again, the escrow of orders left open returns to their tenants, while what their
 // leases held for spot checks stays in compute:held: accounts, logged, for the
 // operator to settle;
-// private registries (images are fetched anonymously); long-running services (only
-// jobs of units);
-// GPUs are discovered and offered but no job can use one; a lost job's remaining
-// units are refunded, not moved to another provider; the power controller moving
-// machines between mining and leasing, the registry's record of leases as workloads,
-// and the dashboard.
+// private registries (images are fetched anonymously); a service's requests are kept
+// in memory like the rest (a restarted market fails nothing explicitly: the requests
+// are simply gone), are answered one at a time by each instance (one instance per
+// leased core, at most provider.MaxServiceInstances), and carry no headers or
+// streaming, only a body each way; services run WebAssembly, not images; GPUs are
+// discovered and offered but no job can use one; a lost job's remaining units, or a
+// lost service, are refunded, not moved to another provider.
 package compute

@@ -41,6 +41,10 @@ func NewHandler(b *Book) *hashgrid.Mux {
 	mux.HandleFunc("GET /api/v1/compute/providers/{id}/work", a.auth(a.work))
 	mux.HandleFunc("POST /api/v1/compute/leases/{id}/usage", a.auth(a.usage))
 	mux.HandleFunc("POST /api/v1/compute/leases/{id}/results", a.auth(a.result))
+	mux.HandleFunc("POST /api/v1/compute/orders/{id}/requests", a.auth(a.request))
+	mux.HandleFunc("GET /api/v1/compute/orders/{id}/requests/{rid}", a.auth(a.requestStatus))
+	mux.HandleFunc("GET /api/v1/compute/leases/{id}/requests", a.auth(a.serviceRequests))
+	mux.HandleFunc("POST /api/v1/compute/leases/{id}/responses", a.auth(a.serviceRespond))
 	return mux
 }
 
@@ -164,15 +168,24 @@ func (a *api) provider(w http.ResponseWriter, r *http.Request, acct string) {
 	a.reply(w, r, http.StatusOK, v, err)
 }
 
+// waitParam is the wait_ms query parameter, at most MaxWait; def when absent.
+func waitParam(r *http.Request, def time.Duration) (time.Duration, error) {
+	s := r.URL.Query().Get("wait_ms")
+	if s == "" {
+		return def, nil
+	}
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || ms < 0 {
+		return 0, hashgrid.Errorf(hashgrid.EINVALID, "wait_ms: want milliseconds")
+	}
+	return time.Duration(min(ms, MaxWait.Milliseconds())) * time.Millisecond, nil
+}
+
 func (a *api) work(w http.ResponseWriter, r *http.Request, acct string) {
-	var wait time.Duration
-	if s := r.URL.Query().Get("wait_ms"); s != "" {
-		ms, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || ms < 0 {
-			a.fail(w, r, hashgrid.Errorf(hashgrid.EINVALID, "wait_ms: want milliseconds"))
-			return
-		}
-		wait = time.Duration(min(ms, MaxWait.Milliseconds())) * time.Millisecond
+	wait, err := waitParam(r, 0)
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	v, err := a.b.Work(r.Context(), acct, r.PathValue("id"), wait)
 	a.reply(w, r, http.StatusOK, v, err)
@@ -195,6 +208,67 @@ func (a *api) result(w http.ResponseWriter, r *http.Request, acct string) {
 		return
 	}
 	err := a.b.Result(r.Context(), acct, r.PathValue("id"), res)
+	a.reply(w, r, http.StatusOK, struct{}{}, err)
+}
+
+// maxRequestBody bounds POST .../requests: the body in base64, and the JSON around it.
+const maxRequestBody = MaxRequestBytes/3*4 + 4 + 1024
+
+// maxResponseBody bounds POST .../responses likewise.
+const maxResponseBody = MaxResponseBytes/3*4 + 4 + 4096
+
+// requestReply answers a request's view: 200 once answered (done or failed), 202
+// while it still waits.
+func (a *api) requestReply(w http.ResponseWriter, r *http.Request, v RequestView, err error) {
+	code := http.StatusOK
+	if v.Status == RequestQueued || v.Status == RequestDelivered {
+		code = http.StatusAccepted
+	}
+	a.reply(w, r, code, v, err)
+}
+
+func (a *api) request(w http.ResponseWriter, r *http.Request, acct string) {
+	wait, err := waitParam(r, MaxWait)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var req ServiceRequest
+	if err := decode(r, maxRequestBody, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.b.Request(r.Context(), acct, r.PathValue("id"), req.Body, wait)
+	a.requestReply(w, r, v, err)
+}
+
+func (a *api) requestStatus(w http.ResponseWriter, r *http.Request, acct string) {
+	wait, err := waitParam(r, 0)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.b.RequestStatus(r.Context(), acct, r.PathValue("id"), r.PathValue("rid"), wait)
+	a.requestReply(w, r, v, err)
+}
+
+func (a *api) serviceRequests(w http.ResponseWriter, r *http.Request, acct string) {
+	wait, err := waitParam(r, 0)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.b.ServiceRequests(r.Context(), acct, r.PathValue("id"), wait)
+	a.reply(w, r, http.StatusOK, v, err)
+}
+
+func (a *api) serviceRespond(w http.ResponseWriter, r *http.Request, acct string) {
+	var resp ServiceResponse
+	if err := decode(r, maxResponseBody, &resp); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	err := a.b.ServiceRespond(acct, r.PathValue("id"), resp)
 	a.reply(w, r, http.StatusOK, struct{}{}, err)
 }
 

@@ -11,7 +11,7 @@ import (
 type LiveLease struct {
 	ID       string    `json:"id"`
 	Provider string    `json:"provider"` // the provider's name
-	Kind     string    `json:"kind"`     // "job" or "check"
+	Kind     string    `json:"kind"`     // "job", "check" or "service"
 	Status   string    `json:"status"`
 	Cores    int       `json:"cores"`
 	Memory   uint64    `json:"memory"`

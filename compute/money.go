@@ -249,6 +249,7 @@ func (b *Book) Tick(ctx context.Context) {
 			continue
 		}
 		orders = append(orders, o)
+		b.expireRequestsLocked(o, now)
 		for _, l := range o.leases {
 			if terminal(l.status) || now.Sub(l.seen) <= limit {
 				continue

@@ -6,7 +6,8 @@
 //
 // One unit is one sandboxed run: the module with the unit's bytes on standard input.
 // A lease of N cores runs up to N units at once, the lease's memory split between
-// them. A lease ends when its units are done (a final report), or when the market's
+// them. A service's lease (see service.go) starts its module once per instance and
+// keeps it running, passing it the requests the market queues for it. A lease ends when its units are done (a final report), or when the market's
 // reply to a report says stop (its budget is spent, its order was cancelled or a spot
 // check refuted it): the agent then kills the lease's processes at once.
 //
@@ -15,9 +16,9 @@
 // compute/oci), metered from the container's cgroup, with the same reports and
 // results as a WebAssembly unit.
 //
-// Left out: a lease's units are not resumed after the agent restarts (the market
-// loses the lease after its missed reports and refunds the rest); GPUs are
-// discovered and offered, not used.
+// Left out: a lease's units, or a service, are not resumed after the agent restarts
+// (the market loses the lease after its missed reports and refunds the rest); GPUs
+// are discovered and offered, not used.
 package provider
 
 import (
@@ -194,9 +195,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			if dup {
 				continue
 			}
-			a.log.Info("lease started", "lease", w.ID, "units", len(w.Units), "cores", w.Cores, "memory", w.Memory)
+			a.log.Info("lease started", "lease", w.ID, "kind", w.Kind, "units", len(w.Units), "cores", w.Cores, "memory", w.Memory)
 			wg.Go(func() {
-				a.runLease(ctx, w)
+				if w.Kind == compute.KindService {
+					a.runService(ctx, w)
+				} else {
+					a.runLease(ctx, w)
+				}
 				a.mu.Lock()
 				delete(a.running, w.ID)
 				a.mu.Unlock()
@@ -230,8 +235,8 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// unitProcess is a running unit: a sandbox child (read from /proc) or a container
-// (read from its cgroup).
+// unitProcess is a running process of a lease: a unit's sandbox child or a service
+// (read from /proc), or a container (read from its cgroup).
 type unitProcess interface {
 	Usage() (sandbox.Usage, error)
 }

@@ -151,12 +151,18 @@ func (r *runningAgent) kill(t *testing.T) {
 
 func (l *loop) startAgent(name, key string, addrByte byte, price int64, corrupt bool) *runningAgent {
 	l.t.Helper()
+	return l.startAgentPriced(name, key, addrByte, price, 0, corrupt)
+}
+
+// startAgentPriced starts an agent with a memory price too (sat per GiB-hour).
+func (l *loop) startAgentPriced(name, key string, addrByte byte, price, memPrice int64, corrupt bool) *runningAgent {
+	l.t.Helper()
 	addr := payAddr(l.t, addrByte)
 	jobLog := &lockedBuffer{}
 	a, err := provider.New(provider.Config{
 		JobLog: jobLog, DeviceGroup: name,
 		Client: &compute.Client{Base: l.base, Key: key, HTTP: &http.Client{Timeout: 30 * time.Second}},
-		Name:   name, PayoutAddress: addr, Price: price,
+		Name:   name, PayoutAddress: addr, Price: price, MemPrice: memPrice,
 		Resources: compute.Resources{Cores: 1, Memory: 1 << 30},
 		Runner:    l.runner, Wait: 2 * time.Second, CorruptOutputsForTesting: corrupt,
 		Logger: slog.New(slog.NewTextHandler(testLog{l.t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("agent", name),

@@ -38,7 +38,10 @@ func ChildMain(stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sandbox child: read request: %v\n", err)
 		return 1
 	}
-	rep := run(spec.withDefaults(), cacheDir)
+	if spec.serve {
+		return serveChild(spec.withDefaults(), cacheDir, stdin, stdout, stderr)
+	}
+	rep := run(spec.withDefaults(), cacheDir, nil)
 	if err := json.NewEncoder(stdout).Encode(rep); err != nil {
 		fmt.Fprintf(stderr, "sandbox child: write reply: %v\n", err)
 		return 1
@@ -46,8 +49,17 @@ func ChildMain(stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// run compiles and runs one module.
-func run(s Spec, cacheDir string) reply {
+// serveIO is a service's standard streams (serve.go): the requests after the frame,
+// the stream of responses, and the tail of its standard error.
+type serveIO struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr *tailWriter
+}
+
+// run compiles and runs one module: a job, with s.Stdin as its standard input and its
+// outputs captured, or, with sio, a service on sio's streams.
+func run(s Spec, cacheDir string, sio *serveIO) reply {
 	ctx := context.Background()
 
 	// Not WithCloseOnContextDone: its checks made the digit model run ten times
@@ -89,13 +101,18 @@ func run(s Spec, cacheDir string) reply {
 
 	stdout := &capWriter{max: s.MaxOutput}
 	stderr := &capWriter{max: s.MaxOutput}
+	var modIn io.Reader = bytes.NewReader(s.Stdin)
+	var modOut, modErr io.Writer = stdout, stderr
+	if sio != nil {
+		modIn, modOut, modErr = sio.stdin, sio.stdout, sio.stderr
+	}
 	mem := &memoryLimiter{limit: s.MemoryLimit}
 	mc := wazero.NewModuleConfig().
 		WithName("job").
 		WithArgs(append([]string{"job"}, s.Args...)...).
-		WithStdin(bytes.NewReader(s.Stdin)).
-		WithStdout(stdout).
-		WithStderr(stderr).
+		WithStdin(modIn).
+		WithStdout(modOut).
+		WithStderr(modErr).
 		// An in-memory fs.FS, not a host directory: wazero lets a guest walk out of
 		// a mounted host directory with "..", and an fs.FS has no outside.
 		WithFSConfig(wazero.NewFSConfig().WithFSMount(inputFS(s.Inputs), "/in"))
@@ -109,6 +126,9 @@ func run(s Spec, cacheDir string) reply {
 	}
 
 	rep := reply{Stdout: stdout.buf, Stderr: stderr.buf, Compile: compile}
+	if sio != nil {
+		rep.Stderr = sio.stderr.bytes()
+	}
 	var exit *sys.ExitError
 	switch {
 	case stdout.hit || stderr.hit:

@@ -33,11 +33,16 @@
 // Stop* reasons; a module that exits non-zero or traps after a memory grow was
 // refused is StopMemory, with its exit code kept.
 //
+// A service (Runner.Serve, serve.go) is the same child and the same limits, with
+// the module started once and kept running: requests go to its standard input and
+// responses come from its standard output, each framed as a 4-byte big-endian length
+// and that many bytes, and it is metered from /proc the same way while it runs.
+//
 // What it leaves out: OCI images (package compute/oci runs those, under runc, with
 // cgroups) and other runtimes; GPUs; cgroups (the kernel's
 // per-process limits and /proc suffice for one job per child, and cgroups need
 // privileges a provider may not have); a module's partial output when the child is
 // killed (a killed child reports nothing, so only Usage survives it); streaming of
-// output while a job runs. It is Linux only: /proc and RLIMIT_CPU are what meter and
-// limit the child.
+// output while a job runs (a service answers whole responses only). It is Linux
+// only: /proc and RLIMIT_CPU are what meter and limit the child.
 package sandbox

@@ -19,6 +19,8 @@ type Spec struct {
 	CPULimit    time.Duration // CPU time for the job, rounded up to whole seconds; 0 means none
 	Timeout     time.Duration // wall time from Start; 0 means none (the context still ends it)
 	MaxOutput   int           // bytes of stdout, and of stderr, kept; 0 means DefaultMaxOutput
+
+	serve bool // set by Runner.Serve: the module is a service (see serve.go)
 }
 
 // Defaults for a Spec's zero limits. A module needs linear memory, and a result must

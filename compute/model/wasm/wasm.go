@@ -10,7 +10,9 @@
 //	go test ./compute/model/wasm -run TestDigitsBuiltFromSource -update
 //
 // It is committed, not built when needed, because a provider runs what the tenant
-// sends, and a demo or test must send the same bytes everywhere. What it leaves out:
+// sends, and a demo or test must send the same bytes everywhere. Run with the one
+// argument "serve", the module is a service (compute/sandbox's framing): it loads the
+// network once and answers each request of digit lines with their classes. What it leaves out:
 // running the module (compute/sandbox does that).
 package wasm
 

@@ -3,6 +3,7 @@ package wasm
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"flag"
 	"os"
 	"os/exec"
@@ -146,5 +147,62 @@ func TestDigitsRejectsBadInput(t *testing.T) {
 	_, stderr, code = runModule(t, Digits, nil, fstest.MapFS{}, "/in/missing.csv")
 	if code != 1 || !strings.Contains(string(stderr), "missing.csv") {
 		t.Errorf("missing input: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestDigitsServe runs the module's service mode over a stream of framed requests:
+// each answer is what the native model prints for that request's digits, a bad
+// request is answered with an error line and the service goes on, and the end of
+// the input ends it with exit 0.
+func TestDigitsServe(t *testing.T) {
+	ex := model.HeldOut()
+	var stream bytes.Buffer
+	frame := func(b []byte) {
+		stream.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
+		stream.Write(b)
+	}
+	var want [][]byte
+	for i := range 50 {
+		var in, out bytes.Buffer
+		for j := range i%4 + 1 {
+			model.FormatDigit(&in, &ex[(i*4+j)%len(ex)].Digit)
+		}
+		if err := model.Default().Classify(&out, bytes.NewReader(in.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+		frame(in.Bytes())
+		want = append(want, out.Bytes())
+		if i == 10 {
+			frame([]byte("not a digit\n"))
+			want = append(want, nil) // an error line
+		}
+		if i == 20 {
+			frame(bytes.Repeat([]byte{'0'}, 1<<20+1))
+			want = append(want, nil)
+		}
+	}
+	got, stderr, code := runModule(t, Digits, stream.Bytes(), nil, "serve")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for i, w := range want {
+		if len(got) < 4 {
+			t.Fatalf("response %d missing", i)
+		}
+		n := binary.BigEndian.Uint32(got)
+		resp := got[4 : 4+n]
+		got = got[4+n:]
+		if w == nil {
+			if !bytes.HasPrefix(resp, []byte("error: ")) {
+				t.Fatalf("response %d to a bad request: %q", i, resp)
+			}
+			continue
+		}
+		if !bytes.Equal(resp, w) {
+			t.Fatalf("response %d: %q, want %q", i, resp, w)
+		}
+	}
+	if len(got) != 0 {
+		t.Fatalf("%d bytes after the last response", len(got))
 	}
 }

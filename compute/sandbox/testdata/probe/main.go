@@ -3,12 +3,15 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -131,8 +134,57 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Printf("now %d\nrandom %x\n", time.Now().UnixNano(), b)
+	case "serve": // a service (sandbox/serve.go): answers each request framed
+		serve()
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown mode", os.Args[1])
 		os.Exit(64)
+	}
+}
+
+// serve answers each request (4-byte big-endian length, bytes) with a response in the
+// same framing: "count" answers how many requests it has seen (it keeps state),
+// "crash" traps, "exit" exits with code 3, "big N" answers N bytes, "hang" never
+// answers, "spin N" burns N million rounds of CPU first; anything else is echoed upper-cased.
+func serve() {
+	var n [4]byte
+	seen := 0
+	for {
+		if _, err := io.ReadFull(os.Stdin, n[:]); err != nil {
+			fmt.Fprintln(os.Stderr, "probe serve: end of requests:", err)
+			return
+		}
+		req := make([]byte, binary.BigEndian.Uint32(n[:]))
+		if _, err := io.ReadFull(os.Stdin, req); err != nil {
+			fmt.Fprintln(os.Stderr, "probe serve:", err)
+			os.Exit(1)
+		}
+		seen++
+		var resp []byte
+		switch f := strings.Fields(string(req)); {
+		case len(f) == 1 && f[0] == "count":
+			resp = []byte(strconv.Itoa(seen))
+		case len(f) == 1 && f[0] == "crash":
+			fmt.Fprintln(os.Stderr, "probe serve: crashing on purpose")
+			var m map[string]int
+			m["x"] = 1
+		case len(f) == 1 && f[0] == "exit":
+			os.Exit(3)
+		case len(f) == 2 && f[0] == "big":
+			k, _ := strconv.Atoi(f[1])
+			resp = bytes.Repeat([]byte{'b'}, k)
+		case len(f) == 1 && f[0] == "hang":
+			io.ReadAll(os.Stdin) // answers nothing, ever
+		case len(f) == 2 && f[0] == "spin":
+			k, _ := strconv.Atoi(f[1])
+			for range k * 1_000_000 {
+				spun = spun*6364136223846793005 + 1442695040888963407
+			}
+			resp = []byte("spun")
+		default:
+			resp = bytes.ToUpper(req)
+		}
+		out := binary.BigEndian.AppendUint32(nil, uint32(len(resp)))
+		os.Stdout.Write(append(out, resp...))
 	}
 }
