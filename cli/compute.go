@@ -42,10 +42,10 @@ func computeCommand() *Command {
 				return runComputeExample(rest, env)
 			case "score":
 				return runComputeScore(rest, env)
-			case "offers", "submit", "status", "log", "outputs", "accept", "cancel":
+			case "offers", "submit", "status", "log", "outputs", "accept", "cancel", "request":
 				return runComputeTenant(ctx, sub, rest, env)
 			}
-			return fmt.Errorf("%w: hashgrid compute: unknown subcommand %q (example, score, offers, submit, status, log, outputs, accept, cancel)", ErrUsage, sub)
+			return fmt.Errorf("%w: hashgrid compute: unknown subcommand %q (example, score, offers, submit, status, log, outputs, accept, cancel, request)", ErrUsage, sub)
 		},
 	}
 }
@@ -55,12 +55,14 @@ const computeUsage = `usage: hashgrid compute SUBCOMMAND [flags]   (each takes -
   example   write the digit classifier (digits.wasm) and labelled work units for it
   score     compare a digits job's outputs with its units' labels
   offers    list the providers' offers
-  submit    submit a job: a module and its units; --wait follows it, --outputs fetches them
+  submit    submit a job (a module or an image, and its units; --wait follows it, --outputs
+            fetches them) or a long-running service (--service)
   status    an order, its leases and what they metered and were charged
   log       an order's events
   outputs   write an order's outputs to a directory
   accept    lease an order to an offer (after submit --manual)
   cancel    stop an order's leases and refund the rest of its escrow
+  request   send a request to a running service (submit --service) and print its answer
 `
 
 // Limits of what `hashgrid compute example` writes.
@@ -261,7 +263,8 @@ func runComputeTenant(ctx context.Context, sub string, args []string, env Env) e
 		cores                                          *int
 		memMiB                                         *uint64
 		maxPrice, maxMemPrice, budget                  *int64
-		manual, noVerify                               *bool
+		manual, noVerify, service                      *bool
+		bodyFile                                       *string
 		wait                                           *time.Duration
 		jobArgs                                        stringList
 	)
@@ -282,12 +285,16 @@ func runComputeTenant(ctx context.Context, sub string, args []string, env Env) e
 		provider = fs.String("provider", "", "accept this provider's offer (default: the cheapest that fits)")
 		manual = fs.Bool("manual", false, "wait for `hashgrid compute accept` instead of taking the cheapest offer")
 		noVerify = fs.Bool("no-verify", false, "the job is not deterministic: no unit is re-run on another provider")
-		wait = fs.Duration("wait", 0, "follow the order until its money is settled, at most this long (0: return at once)")
+		service = fs.Bool("service", false, "a long-running service instead of a job: the module is started once and answers `hashgrid compute request` until cancelled or its budget is spent (no --units)")
+		wait = fs.Duration("wait", 0, "follow the order until its money is settled (a service: until it runs), at most this long (0: return at once)")
 		outDir = fs.String("outputs", "", "with --wait: write each unit's standard output to DIR/NNNN.out")
 	case "accept":
 		provider = fs.String("provider", "", "the provider whose offer to accept (default: the cheapest that fits)")
 	case "outputs":
 		outDir = fs.String("dir", "outputs", "directory to write each unit's standard output to, as NNNN.out")
+	case "request":
+		bodyFile = fs.String("file", "-", "the request's body: a file, or - for standard input")
+		wait = fs.Duration("wait", time.Minute, "how long to wait for the answer")
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -308,9 +315,23 @@ func runComputeTenant(ctx context.Context, sub string, args []string, env Env) e
 		printOffers(env, offers)
 		return nil
 	case "submit":
-		req, err := orderRequest(*module, *image, *unitsGlob, jobArgs, *cores, *memMiB, *maxPrice, *maxMemPrice, *budget, *provider, *manual, *noVerify)
+		req, err := orderRequest(*module, *image, *unitsGlob, jobArgs, *cores, *memMiB, *maxPrice, *maxMemPrice, *budget, *provider, *manual, *noVerify, *service)
 		if err != nil {
 			return err
+		}
+		if *service {
+			if *outDir != "" {
+				return fmt.Errorf("%w: a service has no outputs: send it requests with hashgrid compute request", ErrUsage)
+			}
+			v, err := c.PlaceOrder(ctx, req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "service %s: %s, budget %d sat\n", v.ID, v.Status, v.Budget)
+			if *wait == 0 {
+				return nil
+			}
+			return waitService(ctx, c, v.ID, *wait, env)
 		}
 		if *outDir != "" && *wait == 0 {
 			return fmt.Errorf("%w: --outputs needs --wait", ErrUsage)
@@ -349,6 +370,8 @@ func runComputeTenant(ctx context.Context, sub string, args []string, env Env) e
 		}
 		printOrder(env, v)
 		return nil
+	case "request":
+		return serviceRequest(ctx, c, *id, *bodyFile, *wait, env)
 	case "cancel":
 		v, err := c.Cancel(ctx, *id)
 		if err != nil {
@@ -367,11 +390,14 @@ func (s *stringList) String() string     { return strings.Join(*s, " ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func orderRequest(module, image, unitsGlob string, args []string, cores int, memMiB uint64, maxPrice, maxMemPrice, budget int64,
-	provider string, manual, noVerify bool) (compute.OrderRequest, error) {
+	provider string, manual, noVerify, service bool) (compute.OrderRequest, error) {
 	if (module == "") == (image == "") {
 		return compute.OrderRequest{}, fmt.Errorf("%w: give --module FILE (hashgrid compute example writes one) or --image REF, one of them", ErrUsage)
 	}
-	if unitsGlob == "" {
+	if service && unitsGlob != "" {
+		return compute.OrderRequest{}, fmt.Errorf("%w: a service takes no --units: send it requests once it runs", ErrUsage)
+	}
+	if !service && unitsGlob == "" {
 		return compute.OrderRequest{}, fmt.Errorf("%w: give --units GLOB", ErrUsage)
 	}
 	var mod []byte
@@ -387,12 +413,16 @@ func orderRequest(module, image, unitsGlob string, args []string, cores int, mem
 			return compute.OrderRequest{}, fmt.Errorf("compute submit: %w", err)
 		}
 	}
+	req := compute.OrderRequest{Module: mod, Image: image, Args: args, Cores: cores, Memory: memMiB << 20,
+		MaxPrice: maxPrice, MaxMemPrice: maxMemPrice, Budget: budget, Provider: provider, Manual: manual, NoVerify: noVerify}
+	if service {
+		req.Kind = compute.KindService
+		return req, nil
+	}
 	files, err := unitFiles(unitsGlob)
 	if err != nil {
 		return compute.OrderRequest{}, err
 	}
-	req := compute.OrderRequest{Module: mod, Image: image, Args: args, Cores: cores, Memory: memMiB << 20,
-		MaxPrice: maxPrice, MaxMemPrice: maxMemPrice, Budget: budget, Provider: provider, Manual: manual, NoVerify: noVerify}
 	for _, f := range files {
 		fi, err := os.Stat(f)
 		if err != nil {
@@ -519,4 +549,74 @@ func printOrder(env Env, v compute.OrderView) {
 			time.Duration(l.CPUMS)*time.Millisecond, time.Duration(l.WallMS)*time.Millisecond, l.Charged, l.Settled)
 	}
 	tw.Flush()
+}
+
+// waitService waits until a service order's module runs at a provider.
+func waitService(ctx context.Context, c *compute.Client, id string, wait time.Duration, env Env) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		v, err := c.Order(ctx, id)
+		if err == nil && v.Service != nil {
+			switch v.Service.State {
+			case compute.ServiceRunning:
+				fmt.Fprintf(env.Stdout, "service %s running (send requests: hashgrid compute request --id %s)\n", id, id)
+				return nil
+			case compute.ServiceStopped:
+				return fmt.Errorf("compute submit: service %s stopped: %s", id, v.Service.Reason)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("compute submit: service %s not running after %s (follow it: hashgrid compute status --id %s)", id, wait, id)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// serviceRequest sends one request to a service and prints its answer.
+func serviceRequest(ctx context.Context, c *compute.Client, id, file string, wait time.Duration, env Env) error {
+	var body []byte
+	var err error
+	if file == "-" {
+		if env.Stdin == nil {
+			return fmt.Errorf("%w: no standard input: give --file", ErrUsage)
+		}
+		body, err = io.ReadAll(io.LimitReader(env.Stdin, compute.MaxRequestBytes+1))
+	} else {
+		body, err = readCapped(file, compute.MaxRequestBytes+1)
+	}
+	if err != nil {
+		return fmt.Errorf("compute request: %w", err)
+	}
+	if len(body) > compute.MaxRequestBytes {
+		return fmt.Errorf("compute request: the body is over %d bytes", compute.MaxRequestBytes)
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	v, err := c.Request(ctx, id, body, min(wait, compute.MaxWait))
+	for err == nil && (v.Status == compute.RequestQueued || v.Status == compute.RequestDelivered) {
+		v, err = c.RequestStatus(ctx, id, v.ID, compute.MaxWait)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("compute request: no answer within %s", wait)
+		}
+		return err
+	}
+	if v.Status == compute.RequestFailed {
+		return fmt.Errorf("compute request %s failed: %s", v.ID, v.Err)
+	}
+	env.Stdout.Write(v.Response)
+	return nil
+}
+
+// readCapped reads at most n bytes of a file.
+func readCapped(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashgrid/hashgrid/compute"
 	"github.com/hashgrid/hashgrid/compute/model"
 )
 
@@ -86,8 +87,14 @@ func TestComputeExampleAndScore(t *testing.T) {
 	if _, err := run("compute", "submit", "--key", key, "--module", filepath.Join(dir, "digits.wasm"), "--image", image, "--units", glob); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "one of them") {
 		t.Errorf("submit with a module and an image: %v, want a usage error", err)
 	}
-	if req, err := orderRequest("", image, glob, []string{"x"}, 1, 64, 1, 1, 1, "", false, false); err != nil || req.Image != image || req.Module != nil || len(req.Units) == 0 {
+	if req, err := orderRequest("", image, glob, []string{"x"}, 1, 64, 1, 1, 1, "", false, false, false); err != nil || req.Image != image || req.Module != nil || len(req.Units) == 0 {
 		t.Errorf("an image order request: %+v %v", req.Image, err)
+	}
+	if req, err := orderRequest(filepath.Join(dir, "digits.wasm"), "", "", []string{"serve"}, 1, 64, 1, 1, 1, "", false, false, true); err != nil || req.Kind != compute.KindService || len(req.Units) != 0 || len(req.Module) == 0 {
+		t.Errorf("a service order request: kind %q, %d units, %v", req.Kind, len(req.Units), err)
+	}
+	if _, err := run("compute", "submit", "--key", key, "--service", "--module", filepath.Join(dir, "digits.wasm"), "--units", glob); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "no --units") {
+		t.Errorf("a service with units: %v, want a usage error", err)
 	}
 	if _, err := run("compute", "frobnicate"); !errors.Is(err, ErrUsage) {
 		t.Errorf("unknown subcommand: %v, want a usage error", err)

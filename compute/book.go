@@ -110,6 +110,13 @@ type lease struct {
 	out      map[int]*UnitResult
 	faulted  bool
 	settled  string // "released" or "forfeited"
+	// stopping is why a running lease is to stop at its next report (its order was
+	// cancelled), which is metered and charged like any other: the provider is paid
+	// for the work it did up to the stop, and a tenant cannot take outputs and cancel
+	// before they are paid for. stopAt is when; a lease that has not reported within
+	// an interval and a half of it ends without that report.
+	stopping string
+	stopAt   time.Time
 }
 
 func terminal(status string) bool {
@@ -635,8 +642,17 @@ func (b *Book) Cancel(ctx context.Context, account, id string) (OrderView, error
 	}
 	if o.status == OrderOpen || o.status == OrderRunning {
 		o.status, o.reason = OrderCancelled, "cancelled by the tenant"
+		now := b.cfg.Now()
 		for _, l := range o.leases {
-			b.endLocked(l, LeaseCancelled, "order cancelled")
+			if l.status != LeaseRunning {
+				b.endLocked(l, LeaseCancelled, "order cancelled")
+				continue
+			}
+			// Running: it stops at its next report, which is paid.
+			l.stopping, l.stopAt = "order cancelled", now
+			if l.kind == KindService {
+				b.stopServiceLocked(o, "cancelled: order cancelled")
+			}
 		}
 		if o.verdict == "" {
 			// Nothing more will be compared: what was reported is paid.
@@ -854,7 +870,9 @@ func (b *Book) Report(ctx context.Context, account, id string, rep UsageReport) 
 	}
 	l.seq = rep.Seq
 	l.reports++
-	if stop {
+	if l.stopping != "" {
+		b.endLocked(l, LeaseCancelled, l.stopping)
+	} else if stop {
 		b.endLocked(l, LeaseExhausted, "the order's budget is spent")
 		if l == l.o.main && l.o.status == OrderRunning {
 			l.o.status, l.o.reason = OrderExhausted, "budget spent"

@@ -565,15 +565,57 @@ func TestCancelRefundsTheRest(t *testing.T) {
 	lease := f.lease(p).ID
 	f.clk.Add(time.Second)
 	f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 300e6, WallNS: 1e9})
+	f.result(p, lease, 0, "zero")
 	v, err := f.b.Cancel(f.ctx, tenant, o.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Status != compute.OrderCancelled || !v.Closed || v.Charged != 300 || v.Refunded != 49_700 {
-		t.Fatalf("order %+v: want cancelled, closed, 300 charged, 49700 refunded", v)
+	// The running lease stops at its next report, which is paid: a tenant cannot
+	// take the outputs so far and cancel before the work is charged.
+	if v.Status != compute.OrderCancelled || v.Closed || v.Charged != 300 {
+		t.Fatalf("order %+v: want cancelled, not closed before the lease's last report, 300 charged", v)
 	}
-	if r := f.report(p, lease, compute.UsageReport{Seq: 2, CPUNS: 1e9, WallNS: 2e9}); !r.Stop {
-		t.Errorf("report after cancel: got %+v, want stop", r)
+	f.clk.Add(time.Second)
+	if r := f.report(p, lease, compute.UsageReport{Seq: 2, CPUNS: 1e9, WallNS: 2e9}); !r.Stop || r.Charged != 1000 {
+		t.Errorf("report after cancel: got %+v, want stop and the work up to it charged (1000 in all)", r)
+	}
+	v = f.orderView(tenant, o.ID)
+	if v.Status != compute.OrderCancelled || !v.Closed || v.Charged != 1000 || v.Refunded != 49_000 || v.Leases[0].Status != compute.LeaseCancelled {
+		t.Fatalf("order %+v: want cancelled, closed, 1000 charged, 49000 refunded", v)
+	}
+	f.checkBooks(map[string]int64{tenant: 100_000})
+}
+
+// TestCancelWithoutLastReport: a cancelled order's running lease whose provider does
+// not report again ends an interval and a half after the cancel, with only what it
+// reported charged.
+func TestCancelWithoutLastReport(t *testing.T) {
+	f := newFixture(t, compute.Config{})
+	tenant, _ := f.account(100_000)
+	p := f.provider("p1", 1, satPerMS)
+	o := f.order(tenant, 3, 50_000, true)
+	lease := f.lease(p).ID
+	pending := f.order(tenant, 1, 10_000, true) // leased, not yet fetched
+	f.clk.Add(time.Second)
+	f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 300e6, WallNS: 1e9})
+	for _, id := range []string{o.ID, pending.ID} {
+		if _, err := f.b.Cancel(f.ctx, tenant, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := f.orderView(tenant, pending.ID); !v.Closed || v.Refunded != 10_000 {
+		t.Errorf("an order cancelled before it ran: %+v, want closed and all refunded", v)
+	}
+	f.clk.Add(time.Second)
+	f.b.Tick(f.ctx)
+	if v := f.orderView(tenant, o.ID); v.Closed {
+		t.Fatalf("closed within an interval and a half of the cancel: %+v", v)
+	}
+	f.clk.Add(time.Second)
+	f.b.Tick(f.ctx)
+	v := f.orderView(tenant, o.ID)
+	if !v.Closed || v.Charged != 300 || v.Refunded != 49_700 || v.Leases[0].Status != compute.LeaseCancelled {
+		t.Fatalf("order %+v: want closed with what was reported (300) charged and 49700 refunded", v)
 	}
 	f.checkBooks(map[string]int64{tenant: 100_000})
 }

@@ -45,6 +45,12 @@
 // report, so it stops within one interval of its budget running out and no provider
 // works an interval nobody pays. Nothing is charged for work not reported.
 //
+// Cancelling: a lease not yet fetched ends at once; a running lease stops at its
+// provider's next report, which is metered and charged like any other (at most an
+// interval's work), so a provider is paid for what it did up to the stop and a tenant
+// cannot take outputs and cancel before they are charged. A lease that does not
+// report within an interval and a half of the cancel ends with what it reported.
+//
 // Liveness: a lease whose provider misses Config.MissedReports intervals (3) is lost;
 // what it reported is paid, the rest of the escrow returns to the tenant.
 //
@@ -102,7 +108,7 @@
 //	GET  /api/v1/compute/orders/{id}              an order, its leases and their metering
 //	GET  /api/v1/compute/orders/{id}/offers       offers that fit the order (its bids)
 //	POST /api/v1/compute/orders/{id}/accept       {"provider": ID} or {} for the cheapest
-//	POST /api/v1/compute/orders/{id}/cancel       stop its leases, refund the rest
+//	POST /api/v1/compute/orders/{id}/cancel       stop its leases at their next report, refund the rest
 //	GET  /api/v1/compute/orders/{id}/outputs      each unit's stdout, stderr, exit code
 //	GET  /api/v1/compute/orders/{id}/log          the order's events
 //	POST /api/v1/compute/providers                register or refresh an offer (ProviderRequest)

@@ -251,6 +251,10 @@ func (b *Book) Tick(ctx context.Context) {
 		orders = append(orders, o)
 		b.expireRequestsLocked(o, now)
 		for _, l := range o.leases {
+			if !terminal(l.status) && l.stopping != "" && now.Sub(l.stopAt) > b.cfg.Interval*3/2 {
+				b.endLocked(l, LeaseCancelled, l.stopping+"; no report since")
+				continue
+			}
 			if terminal(l.status) || now.Sub(l.seen) <= limit {
 				continue
 			}

@@ -108,22 +108,30 @@ func TestServiceSettlement(t *testing.T) {
 	if _, err := f.b.Request(f.ctx, tenant, o.ID, []byte("late"), 0); hashgrid.ErrorCode(err) != hashgrid.ECONFLICT {
 		t.Errorf("request after the cancel: %v, want conflict", err)
 	}
-	if _, err := f.b.ServiceRequests(f.ctx, p.acct, w.ID, 0); hashgrid.ErrorCode(err) != hashgrid.ECONFLICT {
-		t.Errorf("the provider's poll after the cancel: %v, want conflict", err)
+	// The lease runs until its next report, which is paid: the provider's poll
+	// gets nothing more to answer.
+	if work, err := f.b.ServiceRequests(f.ctx, p.acct, w.ID, 0); err != nil || len(work) != 0 {
+		t.Errorf("the provider's poll after the cancel: %v, %v, want no requests", work, err)
+	}
+	if v := f.orderView(tenant, o.ID); v.Closed {
+		t.Fatalf("cancelled service closed before its lease's last report: %+v", v)
 	}
 	f.clk.Add(time.Second)
-	if r := f.report(p, w.ID, compute.UsageReport{Seq: 2, CPUNS: 900e6, WallNS: 2e9}); !r.Stop || r.Charged != 300 {
-		t.Fatalf("report after the cancel: %+v, want stop, nothing more charged", r)
+	if r := f.report(p, w.ID, compute.UsageReport{Seq: 2, CPUNS: 900e6, WallNS: 2e9}); !r.Stop || r.Charged != 900 {
+		t.Fatalf("report after the cancel: %+v, want stop, the interval up to it charged (900 in all)", r)
+	}
+	if work, err := f.b.ServiceRequests(f.ctx, p.acct, w.ID, 0); hashgrid.ErrorCode(err) != hashgrid.ECONFLICT {
+		t.Errorf("the provider's poll after the last report: %v, %v, want conflict", work, err)
 	}
 	v = f.orderView(tenant, o.ID)
-	if v.Status != compute.OrderCancelled || !v.Closed || v.Charged != 300 || v.Refunded != 99_700 || v.Service.Failed != 2 || v.Service.State != compute.ServiceStopped {
+	if v.Status != compute.OrderCancelled || !v.Closed || v.Charged != 900 || v.Refunded != 99_100 || v.Service.Failed != 2 || v.Service.State != compute.ServiceStopped {
 		t.Fatalf("cancelled service %+v %+v", v, v.Service)
 	}
-	if got := f.balance("market:buyer:" + tenant); got != 1_000_000-300 {
-		t.Errorf("tenant balance %d, want %d", got, 1_000_000-300)
+	if got := f.balance("market:buyer:" + tenant); got != 1_000_000-900 {
+		t.Errorf("tenant balance %d, want %d", got, 1_000_000-900)
 	}
-	if got := f.balance("miner:" + p.addr + ":balance"); got != 294 {
-		t.Errorf("provider payable %d, want 294 (300 less the 2%% fee)", got)
+	if got := f.balance("miner:" + p.addr + ":balance"); got != 882 {
+		t.Errorf("provider payable %d, want 882 (900 less the 2%% fee)", got)
 	}
 	f.checkBooks(map[string]int64{tenant: 1_000_000})
 }
