@@ -223,6 +223,46 @@ func digitUnits(t *testing.T, offset, n, rows int) (units [][]byte, want [][]byt
 	return units, want
 }
 
+// checkBooks checks the ledger once every order is closed: it balances, what the
+// tenants (each given deposit) paid is what the agents earned plus the market's fee,
+// to the satoshi, and no escrow, held or provider account keeps anything.
+func (l *loop) checkBooks(deposit int64, tenants []string, agents []*runningAgent) (paid, earned, fee int64) {
+	t := l.t
+	t.Helper()
+	if err := l.led.Check(l.ctx); err != nil {
+		t.Fatal(err)
+	}
+	balance := func(acct string) int64 {
+		n, err := l.led.Balance(l.ctx, acct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, acct := range tenants {
+		paid += deposit - balance("market:buyer:"+acct)
+	}
+	for _, ag := range agents {
+		earned += balance("miner:" + ag.addr + ":balance")
+	}
+	fee = balance("compute:fees")
+	if paid != earned+fee || paid <= 0 {
+		t.Errorf("tenants paid %d sat; providers earned %d and the market's fee is %d (sum %d)", paid, earned, fee, earned+fee)
+	}
+	for _, prefix := range []string{"compute:escrow:", "compute:held:", "compute:provider:"} {
+		bals, err := l.led.Balances(l.ctx, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for a, n := range bals {
+			if n != 0 {
+				t.Errorf("%s holds %d sat with every order closed", a, n)
+			}
+		}
+	}
+	return paid, earned, fee
+}
+
 func (l *loop) waitOrder(c *compute.Client, id, what string, timeout time.Duration, cond func(compute.OrderView) bool) compute.OrderView {
 	l.t.Helper()
 	var v compute.OrderView
@@ -452,43 +492,7 @@ func TestLeasingEndToEnd(t *testing.T) {
 		}
 		return true
 	})
-	if err := l.led.Check(l.ctx); err != nil {
-		t.Fatal(err)
-	}
-	var paid int64
-	for _, acct := range []string{tenantA, tenantB} {
-		bal, err := l.led.Balance(l.ctx, "market:buyer:"+acct)
-		if err != nil {
-			t.Fatal(err)
-		}
-		paid += deposit - bal
-	}
-	var earned int64
-	for _, ag := range []*runningAgent{p0, p1, liar} {
-		n, err := l.led.Balance(l.ctx, "miner:"+ag.addr+":balance")
-		if err != nil {
-			t.Fatal(err)
-		}
-		earned += n
-	}
-	fee, err := l.led.Balance(l.ctx, "compute:fees")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if paid != earned+fee || paid <= 0 {
-		t.Errorf("tenants paid %d sat; providers earned %d and the market's fee is %d (sum %d)", paid, earned, fee, earned+fee)
-	}
-	for _, prefix := range []string{"compute:escrow:", "compute:held:", "compute:provider:"} {
-		bals, err := l.led.Balances(l.ctx, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for a, n := range bals {
-			if n != 0 {
-				t.Errorf("%s holds %d sat with every order closed", a, n)
-			}
-		}
-	}
+	paid, earned, fee := l.checkBooks(deposit, []string{tenantA, tenantB}, []*runningAgent{p0, p1, liar})
 	t.Logf("tenants paid %d sat: providers earned %d, fee %d", paid, earned, fee)
 
 	// The pool's payout engine pays the providers' earnings from the same book, as it

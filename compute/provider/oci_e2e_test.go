@@ -149,26 +149,5 @@ func TestImageLeaseEndToEnd(t *testing.T) {
 	t.Logf("WebAssembly order of the same units: %v, job lease %d ms of CPU, %d ms of wall, %d sat", time.Since(start).Round(time.Millisecond),
 		wl.CPUMS, wl.WallMS, wl.Charged)
 
-	if err := l.led.Check(l.ctx); err != nil {
-		t.Fatal(err)
-	}
-	paidBal, err := l.led.Balance(l.ctx, "market:buyer:"+tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var earned int64
-	for _, ag := range []*runningAgent{wasmOnly, o0, o1} {
-		n, err := l.led.Balance(l.ctx, "miner:"+ag.addr+":balance")
-		if err != nil {
-			t.Fatal(err)
-		}
-		earned += n
-	}
-	fee, err := l.led.Balance(l.ctx, "compute:fees")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if paid := deposit - paidBal; paid != earned+fee || paid <= 0 {
-		t.Errorf("the tenant paid %d sat; providers earned %d and the fee is %d", paid, earned, fee)
-	}
+	l.checkBooks(deposit, []string{tenant}, []*runningAgent{wasmOnly, o0, o1})
 }

@@ -218,43 +218,13 @@ func TestServiceEndToEnd(t *testing.T) {
 	}
 
 	// The books: what the tenant paid is what providers earned plus the fee.
-	if err := l.led.Check(l.ctx); err != nil {
-		t.Fatal(err)
-	}
-	bal, err := l.led.Balance(l.ctx, "market:buyer:"+tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	paid := deposit - bal
-	var earned int64
-	for _, ag := range agents {
-		n, err := l.led.Balance(l.ctx, "miner:"+ag.addr+":balance")
-		if err != nil {
-			t.Fatal(err)
-		}
-		earned += n
-	}
-	fee, err := l.led.Balance(l.ctx, "compute:fees")
-	if err != nil {
-		t.Fatal(err)
-	}
+	paid, earned, fee := l.checkBooks(deposit, []string{tenant}, agents)
 	var charged int64
 	for _, o := range l.b.Orders(tenant) {
 		charged += o.Charged
 	}
-	if paid != earned+fee || paid != charged || paid <= 0 {
-		t.Errorf("tenant paid %d sat (orders charged %d); providers earned %d and the fee is %d", paid, charged, earned, fee)
-	}
-	for _, prefix := range []string{"compute:escrow:", "compute:held:", "compute:provider:"} {
-		bals, err := l.led.Balances(l.ctx, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for a, n := range bals {
-			if n != 0 {
-				t.Errorf("%s holds %d sat with every order closed", a, n)
-			}
-		}
+	if paid != charged {
+		t.Errorf("tenant paid %d sat; its orders were charged %d", paid, charged)
 	}
 	t.Logf("tenant paid %d sat: providers earned %d, fee %d", paid, earned, fee)
 }
