@@ -43,7 +43,7 @@ var (
 	jobDir    string
 )
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ocitest.NeedRuntime(t)
 	buildOnce.Do(func() {
@@ -77,12 +77,12 @@ func newEnv(t *testing.T) *env {
 }
 
 // run runs the job image once with args and stdin under spec's limits.
-func (e *env) run(t *testing.T, spec oci.Spec) sandbox.Result {
+func (e *env) run(t testing.TB, spec oci.Spec) sandbox.Result {
 	t.Helper()
 	return e.runImage(t, e.ref, spec)
 }
 
-func (e *env) runImage(t *testing.T, ref string, spec oci.Spec) sandbox.Result {
+func (e *env) runImage(t testing.TB, ref string, spec oci.Spec) sandbox.Result {
 	t.Helper()
 	im, err := e.store.Get(context.Background(), ref)
 	if err != nil {
@@ -110,7 +110,7 @@ func (e *env) runImage(t *testing.T, ref string, spec oci.Spec) sandbox.Result {
 }
 
 // noLeftovers checks that the container, its cgroups and its bundle are gone.
-func (e *env) noLeftovers(t *testing.T, id string) {
+func (e *env) noLeftovers(t testing.TB, id string) {
 	t.Helper()
 	out, err := exec.Command(e.rt.Runc(), "--root", filepath.Join(e.dir, "run", "state"), "list", "-q").Output()
 	if err != nil {
@@ -130,7 +130,7 @@ func (e *env) noLeftovers(t *testing.T, id string) {
 	}
 }
 
-func digits(t *testing.T, n int) (in, want []byte) {
+func digits(t testing.TB, n int) (in, want []byte) {
 	var ib, ob bytes.Buffer
 	ex := model.HeldOut()
 	for i := range n {
@@ -488,5 +488,30 @@ func TestRunUser(t *testing.T) {
 	defer im.Release()
 	if _, err := e.rt.Start(context.Background(), im, oci.Spec{Cores: 1, Memory: 64 << 20}); err == nil || !strings.Contains(err.Error(), "numeric") {
 		t.Fatalf("image user alice: %v", err)
+	}
+}
+
+// BenchmarkUnitNative and BenchmarkUnitContainer run the test image's classifier on
+// 400 digits: natively, and as a leased unit in a container (start, run, metering
+// from the cgroup, removal). The difference is what a unit costs in a container.
+func BenchmarkUnitNative(b *testing.B) {
+	e := newEnv(b)
+	in, want := digits(b, 400)
+	for b.Loop() {
+		cmd := exec.Command(e.bin)
+		cmd.Stdin = bytes.NewReader(in)
+		if out, err := cmd.Output(); err != nil || !bytes.Equal(out, want) {
+			b.Fatalf("native run: %v", err)
+		}
+	}
+}
+
+func BenchmarkUnitContainer(b *testing.B) {
+	e := newEnv(b)
+	in, want := digits(b, 400)
+	for b.Loop() {
+		if res := e.run(b, oci.Spec{Stdin: in}); !bytes.Equal(res.Stdout, want) {
+			b.Fatal("container run differs")
+		}
 	}
 }
