@@ -45,6 +45,7 @@ type provider struct {
 	price, memPrice         int64
 	seen                    time.Time
 	marked                  bool
+	paused                  bool // takes no new leases (ProviderRequest.Paused)
 	faults                  int
 	usedCores               int
 	usedMem                 uint64
@@ -238,7 +239,7 @@ func (b *Book) Register(account string, req ProviderRequest) (ProviderView, erro
 		p = &provider{id: newID("p"), account: account, name: req.Name, wake: make(chan struct{})}
 		b.providers[p.id] = p
 	}
-	p.addr, p.res, p.price, p.memPrice = req.PayoutAddress, r, req.Price, req.MemPrice
+	p.addr, p.res, p.price, p.memPrice, p.paused = req.PayoutAddress, r, req.Price, req.MemPrice, req.Paused
 	p.res.GPUs = slices.Clone(r.GPUs)
 	p.res.Runtimes = slices.Clone(r.Runtimes)
 	p.seen = b.cfg.Now()
@@ -266,13 +267,14 @@ func (b *Book) offerLocked(p *provider) Offer {
 	return Offer{Provider: p.id, Name: p.name, Resources: p.res, Price: p.price, MemPrice: p.memPrice, Free: free}
 }
 
-// Offers lists the offers of providers online and not marked, cheapest first.
+// Offers lists the offers of providers online, not marked and not paused, cheapest
+// first.
 func (b *Book) Offers() []Offer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := []Offer{}
 	for _, p := range b.sortedProvidersLocked() {
-		if b.online(p) && !p.marked {
+		if b.online(p) && !p.marked && !p.paused {
 			out = append(out, b.offerLocked(p))
 		}
 	}
@@ -301,7 +303,7 @@ func (b *Book) sortedProvidersLocked() []*provider {
 func (b *Book) fits(p *provider, o *order) bool {
 	// Sums, not differences: a provider that registered again with less than its
 	// leases hold has no room, not a negative (or, for memory, wrapped) one.
-	return b.online(p) && !p.marked && offersRuntime(p.res, o.req.runtime()) && p.price <= o.req.MaxPrice && p.memPrice <= o.req.MaxMemPrice &&
+	return b.online(p) && !p.marked && !p.paused && offersRuntime(p.res, o.req.runtime()) && p.price <= o.req.MaxPrice && p.memPrice <= o.req.MaxMemPrice &&
 		p.usedCores+o.req.Cores <= p.res.Cores && p.usedMem+o.req.Memory <= p.res.Memory
 }
 
@@ -325,7 +327,7 @@ func (b *Book) Provider(ctx context.Context, account, id string) (ProviderView, 
 
 func (b *Book) providerViewLocked(p *provider) ProviderView {
 	v := ProviderView{ID: p.id, Name: p.name, PayoutAddress: p.addr, Resources: p.res, Price: p.price, MemPrice: p.memPrice,
-		Online: b.online(p), Marked: p.marked, Faults: p.faults, IntervalMS: b.cfg.Interval.Milliseconds(), Earned: p.earned, Leases: []LeaseView{}}
+		Online: b.online(p), Marked: p.marked, Paused: p.paused, Faults: p.faults, IntervalMS: b.cfg.Interval.Milliseconds(), Earned: p.earned, Leases: []LeaseView{}}
 	for _, l := range p.leases {
 		v.Leases = append(v.Leases, b.leaseView(l))
 		if l.settled == "" {

@@ -144,6 +144,10 @@ type ProviderRequest struct {
 	Resources     Resources `json:"resources"`
 	Price         int64     `json:"price"`     // floor, sat per core-hour of CPU time
 	MemPrice      int64     `json:"mem_price"` // floor, sat per GiB-hour of memory held
+	// Paused asks the market to take no new leases for the provider: it is offered to
+	// nobody and assigned nothing, while the leases it runs finish (a power controller
+	// pauses a machine's offer before the machine goes back to mining).
+	Paused bool `json:"paused,omitempty"`
 }
 
 // Offer is a provider's standing offer as tenants see it.
@@ -166,6 +170,7 @@ type ProviderView struct {
 	MemPrice      int64       `json:"mem_price"`
 	Online        bool        `json:"online"`
 	Marked        bool        `json:"marked"` // caught returning wrong results: offered no more leases
+	Paused        bool        `json:"paused"` // the provider asked for no new leases (ProviderRequest.Paused)
 	Faults        int         `json:"faults"`
 	IntervalMS    int64       `json:"interval_ms"` // report usage this often
 	Leases        []LeaseView `json:"leases"`
