@@ -84,6 +84,8 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 	jobLogPath := fs.String("job-log", "", "append each finished lease to this file as a job record for `hashgrid registry import-jobs` (CPU time metered, outputs' SHA-256)")
 	group := fs.String("device-group", "", "with --job-log: the registry device group this machine belongs to")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	control := fs.String("control", provider.DefaultControlAddr, "serve the control endpoint a power controller pauses and resumes the offer through, on this address (no authentication: keep it on loopback or the site's management network; empty: none)")
+	paused := fs.Bool("paused", false, "start with the offer paused (registered, taking no new leases until resumed through --control)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -92,6 +94,9 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 	}
 	if *ociCacheGiB < 1 {
 		return fmt.Errorf("%w: --oci-cache-gib must be at least 1", ErrUsage)
+	}
+	if *paused && *control == "" {
+		return fmt.Errorf("%w: --paused needs --control, or nothing could resume the offer", ErrUsage)
 	}
 	if (*jobLogPath == "") != (*group == "") {
 		return fmt.Errorf("%w: --job-log and --device-group go together", ErrUsage)
@@ -139,13 +144,18 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 		Resources: compute.Resources{Cores: *cores, Memory: *memMiB << 20},
 		Runner:    sandbox.Runner{Exe: exe, Args: []string{"sandbox-exec"}, CacheDir: *cacheDir},
 		OCI:       ociJobs,
-		JobLog:    jobLog, DeviceGroup: *group,
+		JobLog:    jobLog, DeviceGroup: *group, Paused: *paused,
 		Logger: log.With("component", "provider")})
 	if err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if *control != "" {
+		if _, err := a.ServeControl(runCtx, *control); err != nil {
+			return err
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(runCtx) }()
 	// Every few minutes, and at the end, the provider's leases and earnings.
@@ -198,8 +208,8 @@ func printProvider(env Env, v compute.ProviderView) {
 	if len(v.Resources.Runtimes) > 0 {
 		rts = strings.Join(v.Resources.Runtimes, ",")
 	}
-	fmt.Fprintf(env.Stdout, "provider %s (%s): %d cores, %d MiB, %d GPUs, runtimes %s at %d sat/core-hour, %d sat/GiB-hour; online %t, marked %t\n",
-		v.ID, v.Name, v.Resources.Cores, v.Resources.Memory>>20, len(v.Resources.GPUs), rts, v.Price, v.MemPrice, v.Online, v.Marked)
+	fmt.Fprintf(env.Stdout, "provider %s (%s): %d cores, %d MiB, %d GPUs, runtimes %s at %d sat/core-hour, %d sat/GiB-hour; online %t, marked %t, paused %t\n",
+		v.ID, v.Name, v.Resources.Cores, v.Resources.Memory>>20, len(v.Resources.GPUs), rts, v.Price, v.MemPrice, v.Online, v.Marked, v.Paused)
 	fmt.Fprintf(env.Stdout, "earned %d sat (payable to %s: %d sat), held for spot checks %d sat\n", v.Earned, v.PayoutAddress, v.Payable, v.Held)
 	tw := tabwriter.NewWriter(env.Stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "LEASE\tORDER\tKIND\tSTATUS\tUNITS\tCPU\tWALL\tCHARGED\tSETTLED")

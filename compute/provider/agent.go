@@ -16,6 +16,12 @@
 // compute/oci), metered from the container's cgroup, with the same reports and
 // results as a WebAssembly unit.
 //
+// A power controller moves the machine between mining and leasing through the
+// agent's control endpoint (control.go): paused, the agent registers its offer as
+// paused, so the market leases it nothing new while its running leases finish;
+// released, the running leases, services included, are handed back at once (see
+// Release).
+//
 // Left out: a lease's units, or a service, are not resumed after the agent restarts
 // (the market loses the lease after its missed reports and refunds the rest); GPUs
 // are discovered and offered, not used.
@@ -65,7 +71,10 @@ type Config struct {
 	// a workload with its evidence.
 	JobLog      io.Writer
 	DeviceGroup string
-	Logger      *slog.Logger
+	// Paused starts the agent with its offer paused: registered, but taking no new
+	// leases until resumed through the control endpoint (SetPaused).
+	Paused bool
+	Logger *slog.Logger
 }
 
 // Agent is a running provider.
@@ -77,8 +86,17 @@ type Agent struct {
 	mu       sync.Mutex
 	id       string
 	interval time.Duration
-	running  map[string]bool
+	paused   bool
+	running  map[string]*leaseRun
 	logMu    sync.Mutex // one JobLog line at a time
+	regMu    sync.Mutex // one registration at a time, so the market ends with the last one's state
+}
+
+// leaseRun is a lease the agent runs: stop kills its processes; released says the
+// agent handed it back (Release) rather than the market stopping it.
+type leaseRun struct {
+	stop     context.CancelFunc
+	released bool // guarded by Agent.mu
 }
 
 // New checks cfg and fills the offer's resources from the machine.
@@ -122,7 +140,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger, c: cfg.Client, running: map[string]bool{}}, nil
+	return &Agent{cfg: cfg, log: cfg.Logger, c: cfg.Client, running: map[string]*leaseRun{}, paused: cfg.Paused}, nil
 }
 
 // ID is the provider's id at the market, once registered.
@@ -189,8 +207,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		backoff = time.Second
 		for _, w := range work {
 			a.mu.Lock()
-			dup := a.running[w.ID]
-			a.running[w.ID] = true
+			_, dup := a.running[w.ID]
+			var run *leaseRun
+			var lctx context.Context
+			if !dup {
+				run = &leaseRun{}
+				lctx, run.stop = context.WithCancel(ctx)
+				a.running[w.ID] = run
+			}
 			a.mu.Unlock()
 			if dup {
 				continue
@@ -198,9 +222,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Info("lease started", "lease", w.ID, "kind", w.Kind, "units", len(w.Units), "cores", w.Cores, "memory", w.Memory)
 			wg.Go(func() {
 				if w.Kind == compute.KindService {
-					a.runService(ctx, w)
+					a.runService(ctx, lctx, run, w)
 				} else {
-					a.runLease(ctx, w)
+					a.runLease(ctx, lctx, run, w)
 				}
 				a.mu.Lock()
 				delete(a.running, w.ID)
@@ -212,18 +236,71 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) register(ctx context.Context) error {
+	_, err := a.registerView(ctx)
+	return err
+}
+
+// registerView sends the offer, paused or not as the agent is now, and returns the
+// market's view of it.
+func (a *Agent) registerView(ctx context.Context) (compute.ProviderView, error) {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	a.mu.Lock()
+	paused := a.paused
+	a.mu.Unlock()
 	v, err := a.c.Register(ctx, compute.ProviderRequest{Name: a.cfg.Name, PayoutAddress: a.cfg.PayoutAddress, Resources: a.cfg.Resources,
-		Price: a.cfg.Price, MemPrice: a.cfg.MemPrice})
+		Price: a.cfg.Price, MemPrice: a.cfg.MemPrice, Paused: paused})
 	if err != nil {
-		return err
+		return v, err
 	}
 	a.mu.Lock()
 	a.id = v.ID
 	a.interval = time.Duration(v.IntervalMS) * time.Millisecond
 	a.mu.Unlock()
 	a.log.Info("offer registered", "provider", v.ID, "cores", v.Resources.Cores, "memory", v.Resources.Memory, "gpus", len(v.Resources.GPUs),
-		"price_sat_per_core_hour", v.Price, "mem_price_sat_per_gib_hour", v.MemPrice, "interval", a.interval)
-	return nil
+		"price_sat_per_core_hour", v.Price, "mem_price_sat_per_gib_hour", v.MemPrice, "interval", a.interval, "paused", v.Paused)
+	return v, nil
+}
+
+// Paused reports whether the agent asks the market for no new leases.
+func (a *Agent) Paused() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.paused
+}
+
+// SetPaused pauses (or resumes) the offer and tells the market at once; it returns
+// the market's view once the market has it. The running leases are not touched. A
+// failed call leaves the agent in the asked state: the agent registers it again
+// whenever it registers (after a market restart), and a retry of SetPaused resends it.
+func (a *Agent) SetPaused(ctx context.Context, paused bool) (compute.ProviderView, error) {
+	a.mu.Lock()
+	a.paused = paused
+	a.mu.Unlock()
+	return a.registerView(ctx)
+}
+
+// Release hands back every running lease at once: its processes are killed and the
+// agent sends the market a final report of the usage so far, so the market ends the
+// lease (incomplete: the tenant pays for the work metered and the rest of the
+// order's budget returns). It is refused unless the offer is paused, since a
+// provider still offering would take new leases as it hands these back. It returns
+// the leases handed back.
+func (a *Agent) Release() ([]string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.paused {
+		return nil, errors.New("provider: release while offering: pause first")
+	}
+	var out []string
+	for id, r := range a.running {
+		if !r.released {
+			r.released = true
+			r.stop()
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -271,8 +348,8 @@ func (m *meter) read() (cpu time.Duration, rss uint64) {
 
 // runLease runs w's units and reports its usage every interval until the units are
 // done or the market says stop.
-func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
-	lctx, stop := context.WithCancel(ctx)
+func (a *Agent) runLease(ctx, lctx context.Context, run *leaseRun, w compute.LeaseWork) {
+	stop := run.stop
 	defer stop()
 	start := time.Now()
 	interval := time.Duration(w.IntervalMS) * time.Millisecond
@@ -343,10 +420,18 @@ func (a *Agent) runLease(ctx context.Context, w compute.LeaseWork) {
 	for {
 		select {
 		case <-allDone:
-			if lctx.Err() == nil {
+			a.mu.Lock()
+			released := run.released
+			a.mu.Unlock()
+			switch {
+			case lctx.Err() == nil:
 				report(true)
 				a.log.Info("lease done", "lease", w.ID, "units", len(w.Units), "wall", time.Since(start).Round(time.Millisecond))
 				a.logJob(w, start, m)
+			case released && ctx.Err() == nil:
+				// Handed back: the final report ends the lease with the units run.
+				report(true)
+				a.log.Info("lease handed back", "lease", w.ID, "units", len(w.Units), "wall", time.Since(start).Round(time.Millisecond))
 			}
 			return
 		case <-ticker.C:

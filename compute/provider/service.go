@@ -25,8 +25,8 @@ const MaxServiceInstances = 8
 // request it was answering, if any, and is started again, up to compute.MaxServiceRestarts
 // times for the whole lease; the crash after that ends the lease with a final
 // report saying why. A reply that says stop kills every instance at once.
-func (a *Agent) runService(ctx context.Context, w compute.LeaseWork) {
-	lctx, stop := context.WithCancel(ctx)
+func (a *Agent) runService(ctx, lctx context.Context, run *leaseRun, w compute.LeaseWork) {
+	stop := run.stop
 	defer stop()
 	start := time.Now()
 	interval := time.Duration(w.IntervalMS) * time.Millisecond
@@ -65,7 +65,13 @@ func (a *Agent) runService(ctx context.Context, w compute.LeaseWork) {
 		mu.Lock()
 		n, why := restarts, crashMsg
 		mu.Unlock()
-		if final {
+		a.mu.Lock()
+		released := run.released
+		a.mu.Unlock()
+		switch {
+		case final && released:
+			why = "handed back by its provider (the machine went back to another workload)"
+		case final:
 			why = fmt.Sprintf("service crashed %d times, the last: %s", n+1, why)
 		}
 		seq++
@@ -119,7 +125,14 @@ func (a *Agent) runService(ctx context.Context, w compute.LeaseWork) {
 			return
 		case <-lctx.Done():
 			wg.Wait()
-			a.log.Info("service lease over", "lease", w.ID, "wall", time.Since(start).Round(time.Millisecond))
+			a.mu.Lock()
+			released := run.released
+			a.mu.Unlock()
+			if released && ctx.Err() == nil {
+				// Handed back: the final report ends the lease at the market.
+				report(true)
+			}
+			a.log.Info("service lease over", "lease", w.ID, "wall", time.Since(start).Round(time.Millisecond), "handed_back", released)
 			return
 		case <-ticker.C:
 			report(false)
