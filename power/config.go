@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -117,7 +119,42 @@ type GroupConfig struct {
 	SleepWatts   float64      `toml:"sleep_watts"`   // draw when curtailed
 	Protocol     string       `toml:"protocol"`      // "luxos" or "cgminer"
 	Endpoints    []string     `toml:"endpoints"`     // host:port per machine (live only)
+	// Compute, when set, says the group's machines can also lease compute through
+	// a compute market (package compute): the live controller then weighs leasing
+	// against mining and curtailing every interval (see ChooseLease).
+	Compute *ComputeConfig `toml:"compute"`
 }
+
+// ComputeConfig is the [group.compute] table: how a group's machines lease compute.
+// The expected revenue of leasing is read from the market each interval (see
+// LeaseMarket and QuoteLease), never configured.
+type ComputeConfig struct {
+	// Market is the compute market's API base URL, http://HOST:PORT: its public
+	// offers give the market's occupancy.
+	Market string `toml:"market"`
+	// Controls are the control addresses (host:port) of the provider agents
+	// (`hashgrid provider --control`): one per machine, or one for the whole group.
+	Controls []string `toml:"controls"`
+	Cores    int      `toml:"cores"` // cores each machine offers
+	Watts    float64  `toml:"watts"` // a machine's draw while leased work runs
+	// Window is how far back the providers' own leases are read for the rate they
+	// earn per leased core-hour (default 24h).
+	Window Duration `toml:"window"`
+	// FeeBps is the market's fee in basis points of what tenants pay, taken from the
+	// providers' earnings (default 200, the market's default).
+	FeeBps int64 `toml:"fee_bps"`
+	// Drain bounds how long the controller waits, after pausing the offers, for
+	// running leases to finish before waking the miners; those still running then are
+	// handed back (default 5m, at most 10m; a shed hands them back at once).
+	Drain Duration `toml:"drain"`
+}
+
+// Limits of a [group.compute] table.
+const (
+	MaxComputeCores  = 4096
+	MaxComputeWindow = 30 * 24 * time.Hour
+	MaxDrain         = 10 * time.Minute
+)
 
 // ModeConfig is one power mode of a machine.
 type ModeConfig struct {
@@ -291,6 +328,17 @@ func (c *Config) SetDefaults() {
 		if g.Protocol == "" {
 			g.Protocol = "luxos"
 		}
+		if cc := g.Compute; cc != nil {
+			if cc.Window.Duration == 0 {
+				cc.Window.Duration = 24 * time.Hour
+			}
+			if cc.FeeBps == 0 {
+				cc.FeeBps = 200
+			}
+			if cc.Drain.Duration == 0 {
+				cc.Drain.Duration = 5 * time.Minute
+			}
+		}
 	}
 }
 
@@ -365,6 +413,35 @@ func (c *Config) Validate() error {
 				bad("%s.mode[%d]: ths and watts must be positive and plausible", where, j)
 			}
 			maxW = math.Max(maxW, m.Watts)
+		}
+		if cc := g.Compute; cc != nil {
+			if u, err := url.Parse(cc.Market); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("%s.compute.market: want the market's http(s)://HOST:PORT", where)
+			}
+			if len(cc.Controls) != 1 && len(cc.Controls) != g.Count {
+				bad("%s.compute.controls: %d given: one per machine (%d) or one for the group", where, len(cc.Controls), g.Count)
+			}
+			for j, a := range cc.Controls {
+				if _, _, err := net.SplitHostPort(a); err != nil {
+					bad("%s.compute.controls[%d]: want host:port", where, j)
+				}
+			}
+			if cc.Cores < 1 || cc.Cores > MaxComputeCores {
+				bad("%s.compute.cores: must be in 1..%d", where, MaxComputeCores)
+			}
+			if !(cc.Watts > 0) || cc.Watts > 1e6 {
+				bad("%s.compute.watts: must be positive and plausible", where)
+			}
+			if cc.Window.Duration < time.Minute || cc.Window.Duration > MaxComputeWindow {
+				bad("%s.compute.window: must be within 1m..%v", where, MaxComputeWindow)
+			}
+			if cc.FeeBps < 0 || cc.FeeBps >= 10_000 {
+				bad("%s.compute.fee_bps: must be in 0..9999", where)
+			}
+			if cc.Drain.Duration < 0 || cc.Drain.Duration > MaxDrain {
+				bad("%s.compute.drain: must be within 0..%v", where, MaxDrain)
+			}
+			maxW = math.Max(maxW, cc.Watts)
 		}
 		fullMW += maxW * float64(g.Count) / 1e6
 		if g.StaggerBatch <= 0 {
