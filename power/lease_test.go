@@ -54,7 +54,7 @@ func TestChooseLease(t *testing.T) {
 		return &Input{Site: site, Model: m, State: s, History: []Price{p}, Hashprice: 0.05}
 	}
 	for _, c := range []struct {
-		p               Price
+		p                Price
 		mine, lease, off Micro
 	}{
 		{10_00, 429_167, 384_500, -300},
