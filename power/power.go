@@ -33,11 +33,12 @@
 // The live controller, and the backtest when asked, append one JSON object per machine
 // group per interval to <data dir>/energy.jsonl (see EnergyRecord):
 //
-//	{"start":"2019-08-13T21:15:00Z","end":"2019-08-13T21:30:00Z","site":"west-1","group":"s19","mode":"full","machines_on":100,"energy_wh":88250,"hashrate_ghs":9500000}
+//	{"start":"2019-08-13T21:15:00Z","end":"2019-08-13T21:30:00Z","site":"west-1","group":"s19","mode":"full","machines_on":100,"energy_wh":88250,"hashrate_ghs":9500000,"workload":"mining"}
 //
-// start and end are RFC 3339; mode is a mode name or "curtailed"; machines_on,
-// energy_wh (watt-hours used in the interval) and hashrate_ghs (average over the
-// interval, GH/s) are integers.
+// start and end are RFC 3339; mode is a mode name, "curtailed" or, for a group that
+// leases compute, "leased"; machines_on, energy_wh (watt-hours used in the interval)
+// and hashrate_ghs (average over the interval, GH/s) are integers; workload says what
+// the energy went to, "mining" or "compute" (absent when curtailed).
 //
 // The package leaves out ERCOT's settlement arithmetic beyond the 15-minute real-time
 // price (no ancillary-service clearing), and the 4CP charge is a per-interval tariff on
@@ -192,6 +193,9 @@ type EnergyRecord struct {
 	MachinesOn  int       `json:"machines_on"`
 	EnergyWh    int64     `json:"energy_wh"`
 	HashrateGHs int64     `json:"hashrate_ghs"`
+	// Workload is what the energy went to: "mining" in a mining mode, "compute" while
+	// the group leases compute (mode "leased"); absent when curtailed.
+	Workload string `json:"workload,omitempty"`
 }
 
 // EnergyWriter appends EnergyRecords as JSON lines.

@@ -161,11 +161,11 @@ func WriteEnergy(w io.Writer, sc *power.Scenario, res []power.GroupResult) error
 				prev = int(gr.Path[t-1])
 			}
 			to := int(gr.Path[t])
-			on := 0
+			on, workload := 0, ""
 			if to > 0 {
-				on = m.Count
+				on, workload = m.Count, power.WorkloadMining
 			}
-			rec := power.EnergyRecord{
+			rec := power.EnergyRecord{Workload: workload,
 				Start: iv.Start, End: iv.End(), Site: sc.Site.Name, Group: m.Name, Mode: m.ModeName(to),
 				MachinesOn: on, EnergyWh: m.EnergyWh(prev, to), HashrateGHs: int64(m.THSeconds(prev, to)/900*1000 + 0.5),
 			}

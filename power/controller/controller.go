@@ -19,6 +19,11 @@
 //
 // Energy records are the commanded state's modelled energy (power.Model) for the
 // interval, with machines_on counting the machines that were verified in that state.
+//
+// A group with a [group.compute] table can also lease compute (lease.go): every
+// decision reads its providers' recent leases and the market's offers, prices leasing
+// (power.QuoteLease) and weighs it against the strategy's mining choice and curtailing
+// (power.ChooseLease). Its energy records then say "leased" and workload "compute".
 package controller
 
 import (
@@ -65,6 +70,12 @@ type Options struct {
 	BTCPrice BTCPriceSource // nil: the configured BTC price
 	Miners   [][]Miner      // per group; nil: clients for the configured endpoints
 	Strategy power.Strategy // nil: the policy
+	// Providers are, per group, the provider agents of a group that can lease compute
+	// (nil for the others); nil: control clients of the configured controls.
+	Providers [][]Provider
+	// Offers reads the compute market's offers, per group (nil for the others); nil:
+	// a client of the configured market.
+	Offers []OfferSource
 	Clock    func() time.Time
 	Logger   *slog.Logger
 	Energy   io.Writer // energy.jsonl lines
@@ -88,6 +99,11 @@ type Controller struct {
 	stale   bool
 	// chain is the last figures the chain source gave, used while it fails.
 	chain *Chain
+	// Per group: the provider agents and the market's offers of a group that can
+	// lease compute (nil for the others), and whether it leases now.
+	providers [][]Provider
+	offers    []OfferSource
+	leasing   []bool
 }
 
 type decided struct {
@@ -95,6 +111,7 @@ type decided struct {
 	from  []int
 	to    []int
 	on    []int
+	lease []bool
 }
 
 // Failure is a machine that did not obey.
@@ -112,9 +129,12 @@ func (f Failure) String() string {
 // GroupDecision is what the controller did to one group.
 type GroupDecision struct {
 	Group  string
-	Mode   string
+	Mode   string // a mining mode, "curtailed" or "leased"
 	Reason string
 	On     int // machines verified running (or, for curtailed, the machines still running)
+	// Lease is what leasing compute was expected to earn, for a group that can lease
+	// and whose market could be read.
+	Lease *power.LeaseQuote
 }
 
 // Step is the outcome of one decision.
@@ -175,6 +195,9 @@ func New(o Options) (*Controller, error) {
 			}
 		}
 		c.miners = append(c.miners, ms)
+		if err := c.addCompute(gi, g); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -296,15 +319,20 @@ func (c *Controller) decide(ctx context.Context, now time.Time, stale bool) (*St
 		lt.Hour() >= c.cfg.FourCP.WindowStartHour && lt.Hour() < c.cfg.FourCP.WindowEndHour
 
 	c.catchUp(start)
-	next := &decided{start: start, from: make([]int, len(c.models)), to: make([]int, len(c.models)), on: make([]int, len(c.models))}
+	next := &decided{start: start, from: make([]int, len(c.models)), to: make([]int, len(c.models)), on: make([]int, len(c.models)),
+		lease: make([]bool, len(c.models))}
 	targets := make([]int, len(c.models))
+	quotes := c.quotes(ctx, econ.BTCUSD)
 	for g, m := range c.models {
 		in := power.Input{Site: &c.site, Model: m, State: c.states[g], Start: start, History: c.prices[:len(c.prices):len(c.prices)],
 			Hashprice: hp, Cond: cond, Watch: watch}
 		to := m.Feasible(c.states[g], c.o.Strategy.Decide(&in), cond)
+		if q := quotes[g]; q != nil && power.ChooseLease(&in, to, c.leasing[g], *q) {
+			to, next.lease[g] = 0, true
+		}
 		targets[g] = to
 		next.from[g], next.to[g] = c.states[g].Mode, to
-		if to == 0 && c.states[g].Mode != 0 {
+		if to == 0 && !next.lease[g] && (c.states[g].Mode != 0 || c.leasing[g]) {
 			step.Shed = step.Shed || stale || forced || cond.ShedAllowed
 		}
 	}
@@ -324,7 +352,14 @@ func (c *Controller) decide(ctx context.Context, now time.Time, stale bool) (*St
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			on, fails := c.apply(ctx, g, targets[g], step.Shed && targets[g] == 0)
+			shed := step.Shed && targets[g] == 0 && !next.lease[g]
+			var on int
+			var fails []Failure
+			if c.providers[g] != nil {
+				on, fails = c.applyCompute(ctx, g, targets[g], next.lease[g], shed)
+			} else {
+				on, fails = c.apply(ctx, g, targets[g], shed, nil)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			next.on[g] = on
@@ -338,9 +373,18 @@ func (c *Controller) decide(ctx context.Context, now time.Time, stale bool) (*St
 	step.Took = c.o.Clock().Sub(began)
 	for g, m := range c.models {
 		c.states[g] = m.Next(c.states[g], targets[g])
-		step.Groups = append(step.Groups, GroupDecision{Group: m.Name, Mode: m.ModeName(targets[g]), Reason: reason, On: next.on[g]})
-		fmt.Fprintf(c.o.Report, "%s price %s $/MWh hashprice %.4f $/TH/day: group %s -> %s (%s), %d/%d running\n",
-			start.Format(time.RFC3339), last.Price, hp, m.Name, m.ModeName(targets[g]), reason, next.on[g], m.Count)
+		c.leasing[g] = next.lease[g]
+		mode := m.ModeName(targets[g])
+		if next.lease[g] {
+			mode = power.Leased
+		}
+		step.Groups = append(step.Groups, GroupDecision{Group: m.Name, Mode: mode, Reason: reason, On: next.on[g], Lease: quotes[g]})
+		lease := ""
+		if q := quotes[g]; q != nil {
+			lease = fmt.Sprintf(" lease %.0f sat/h (%.2f sat/core-hour, occupancy %.2f)", q.SatPerHour, q.RatePerCoreHour, q.Occupancy)
+		}
+		fmt.Fprintf(c.o.Report, "%s price %s $/MWh hashprice %.4f $/TH/day%s: group %s -> %s (%s), %d/%d running\n",
+			start.Format(time.RFC3339), last.Price, hp, lease, m.Name, mode, reason, next.on[g], m.Count)
 	}
 	for _, f := range step.Failures {
 		if errors.Is(f.Err, context.Canceled) {
@@ -379,6 +423,14 @@ func (c *Controller) catchUp(next time.Time) {
 			rec := power.EnergyRecord{Start: at, End: at.Add(power.IntervalLength), Site: c.cfg.Name, Group: m.Name,
 				Mode: m.ModeName(d.to[g]), MachinesOn: d.on[g], EnergyWh: m.EnergyWh(from, d.to[g]),
 				HashrateGHs: int64(m.THSeconds(from, d.to[g])/900*1000 + 0.5)}
+			switch {
+			case d.lease[g]:
+				// The leased draw for the whole interval; the miners' hashing while
+				// they ramp down, if they were on.
+				rec.Mode, rec.Workload, rec.EnergyWh = power.Leased, power.WorkloadCompute, power.LeaseEnergyWh(c.cfg.Groups[g].Compute, m.Count)
+			case d.to[g] > 0:
+				rec.Workload = power.WorkloadMining
+			}
 			if err := c.energy.Write(rec); err != nil {
 				c.log.Warn("energy record", "err", err)
 			}
@@ -388,8 +440,9 @@ func (c *Controller) catchUp(next time.Time) {
 }
 
 // apply commands group g into state to, in staggered batches unless shedding, and
-// returns the number of machines verified running and the failures.
-func (c *Controller) apply(ctx context.Context, g, to int, shed bool) (int, []Failure) {
+// returns the number of machines verified running and the failures. Machines in skip
+// are not commanded (their failure is the caller's to report).
+func (c *Controller) apply(ctx context.Context, g, to int, shed bool, skip map[int]bool) (int, []Failure) {
 	gc := c.cfg.Groups[g]
 	ms := c.miners[g]
 	batch := gc.StaggerBatch
@@ -417,6 +470,9 @@ func (c *Controller) apply(ctx context.Context, g, to int, shed bool) (int, []Fa
 		}
 		var wg sync.WaitGroup
 		for i := b; i < min(b+batch, len(ms)); i++ {
+			if skip[i] {
+				continue
+			}
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
