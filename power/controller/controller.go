@@ -76,10 +76,10 @@ type Options struct {
 	// Offers reads the compute market's offers, per group (nil for the others); nil:
 	// a client of the configured market.
 	Offers []OfferSource
-	Clock    func() time.Time
-	Logger   *slog.Logger
-	Energy   io.Writer // energy.jsonl lines
-	Report   io.Writer // one line per decision and per disobedient machine
+	Clock  func() time.Time
+	Logger *slog.Logger
+	Energy io.Writer // energy.jsonl lines
+	Report io.Writer // one line per decision and per disobedient machine
 }
 
 // Controller runs one site.
