@@ -42,6 +42,10 @@ type EnergyRecord struct {
 	MachinesOn  int64     `json:"machines_on"`
 	EnergyWh    int64     `json:"energy_wh"`
 	HashrateGHs float64   `json:"hashrate_ghs"` // display only
+	// Workload is what the controller says the energy went to: "mining", "compute"
+	// (a group leasing compute through a compute market) or empty (curtailed, or a
+	// controller that does not say).
+	Workload string `json:"workload,omitempty"`
 }
 
 func (e EnergyRecord) key() string {
@@ -322,11 +326,13 @@ type energyLine struct {
 	MachinesOn  json.Number `json:"machines_on"`
 	EnergyWh    json.Number `json:"energy_wh"`
 	HashrateGHs json.Number `json:"hashrate_ghs"`
+	Workload    string      `json:"workload"`
 }
 
 // ParseEnergy reads the power controller's energy log: one JSON object per line with
-// start, end (RFC 3339), site, group, mode, machines_on, energy_wh (integer Wh) and
-// hashrate_ghs. Blank lines are skipped; errors name the line.
+// start, end (RFC 3339), site, group, mode, machines_on, energy_wh (integer Wh),
+// hashrate_ghs and, optionally, workload ("mining" or "compute"). Blank lines are
+// skipped; errors name the line.
 func ParseEnergy(r io.Reader) ([]EnergyRecord, string, error) {
 	lr, sum := newLineReader(r)
 	var out []EnergyRecord
@@ -373,6 +379,12 @@ func parseEnergyLine(b []byte) (EnergyRecord, error) {
 		return rec, errors.New("site and group are required")
 	}
 	rec.Site, rec.Group, rec.Mode = l.Site, l.Group, l.Mode
+	switch l.Workload {
+	case "", WorkloadMining, WorkloadCompute:
+		rec.Workload = l.Workload
+	default:
+		return rec, fmt.Errorf("workload: %q is not %q or %q", l.Workload, WorkloadMining, WorkloadCompute)
+	}
 	if rec.MachinesOn, err = wholeNumber("machines_on", l.MachinesOn, MaxDeviceCount); err != nil {
 		return rec, err
 	}
@@ -702,8 +714,15 @@ func (r *Registry) ImportEnergy(rd io.Reader, source, site string) (ImportResult
 
 func sameEnergy(a, b EnergyRecord) bool {
 	return a.Start.Equal(b.Start) && a.End.Equal(b.End) && a.Site == b.Site && a.Group == b.Group &&
-		a.Mode == b.Mode && a.MachinesOn == b.MachinesOn && a.EnergyWh == b.EnergyWh && a.HashrateGHs == b.HashrateGHs
+		a.Mode == b.Mode && a.MachinesOn == b.MachinesOn && a.EnergyWh == b.EnergyWh && a.HashrateGHs == b.HashrateGHs &&
+		a.Workload == b.Workload
 }
+
+// Workloads an energy record may name (power.WorkloadMining, power.WorkloadCompute).
+const (
+	WorkloadMining  = "mining"
+	WorkloadCompute = "compute"
+)
 
 // ImportMeters reads a meter CSV and records the readings not yet in the registry. Gaps
 // in a meter's readings are an error unless allowGaps, in which case they are recorded

@@ -268,6 +268,8 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 		max float64
 	}
 	hashing := map[string]*hashSeen{}
+	type computeSeen struct{ n, wh int64 }
+	leasing := map[string]*computeSeen{}
 	seqOf := s.importSeqs()
 	undeclaredWh := map[string]int64{}
 	for _, r := range s.Energy {
@@ -286,6 +288,17 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 			classOf(r.Group, r.Start).EnergyWh += wh
 			if _, ok := s.declaredAt(groupKey{site, r.Group}, r.Start); !ok {
 				undeclaredWh[r.Group] += wh
+			}
+		}
+		if r.Workload == WorkloadCompute {
+			if ok, _ := pow(r.Group, r.Start); ok {
+				c := leasing[r.Group]
+				if c == nil {
+					c = &computeSeen{}
+					leasing[r.Group] = c
+				}
+				c.n++
+				c.wh += wh
 			}
 		}
 		if r.HashrateGHs > 0 {
@@ -393,6 +406,12 @@ func buildReport(s *State, site string, from, to, now time.Time) (*Report, error
 				}
 			}
 		}
+	}
+	for g, c := range leasing {
+		_, why := pow(g, from)
+		flag(SeverityWarning, "controller_compute_on_pow_group", g,
+			fmt.Sprintf("the power controller reports group %s leasing compute (%s): its energy then went to compute, not mining", g, why),
+			fmt.Sprintf("%d energy intervals with workload compute, %d Wh", c.n, c.wh))
 	}
 	for g, h := range hashing {
 		_, why := pow(g, from)
