@@ -51,6 +51,12 @@
 // cannot take outputs and cancel before they are charged. A lease that does not
 // report within an interval and a half of the cancel ends with what it reported.
 //
+// Pausing: a provider that registers with Paused (its agent does when a power
+// controller moves the machine back to mining, see compute/provider's control
+// endpoint) is offered to nobody and assigned no new lease, spot checks included;
+// the leases it runs go on to their end, and its view says paused. Registering again
+// without Paused offers it again, and open orders are tried on it at once.
+//
 // Liveness: a lease whose provider misses Config.MissedReports intervals (3) is lost;
 // what it reported is paid, the rest of the escrow returns to the tenant.
 //
@@ -111,7 +117,7 @@
 //	POST /api/v1/compute/orders/{id}/cancel       stop its leases at their next report, refund the rest
 //	GET  /api/v1/compute/orders/{id}/outputs      each unit's stdout, stderr, exit code
 //	GET  /api/v1/compute/orders/{id}/log          the order's events
-//	POST /api/v1/compute/providers                register or refresh an offer (ProviderRequest)
+//	POST /api/v1/compute/providers                register or refresh an offer (ProviderRequest; paused: no new leases)
 //	GET  /api/v1/compute/providers/{id}           the provider's leases and earnings
 //	GET  /api/v1/compute/providers/{id}/work      long-poll (?wait_ms=, at most 20 s; MaxPolls at once) for leases
 //	POST /api/v1/compute/leases/{id}/usage        report usage (UsageReport) → ReportReply
@@ -132,5 +138,6 @@
 // leased core, at most provider.MaxServiceInstances), and carry no headers or
 // streaming, only a body each way; services run WebAssembly, not images; GPUs are
 // discovered and offered but no job can use one; a lost job's remaining units, or a
-// lost service, are refunded, not moved to another provider.
+// lost service, are refunded, not moved to another provider, and so are those of a
+// lease its provider hands back (a power controller moving the machine to mining).
 package compute

@@ -28,6 +28,16 @@
 // dynamic programme per machine group over (mode, dwell) states with integer rewards, so
 // it is exact under the same constraints as the strategies.
 //
+// # Leased compute
+//
+// A group with a [group.compute] table can also lease its machines' cores through a
+// compute market (package compute). The live controller prices leasing from the
+// market every interval (LeaseMarket, QuoteLease: the providers' own earnings per
+// leased core-hour over a recent window, times the market's occupancy, converted at
+// the BTC price) and ChooseLease weighs it against the strategy's mining choice and
+// curtailing at the last published price, under the same safety rules. Backtests and
+// plans do not: no history of the compute market is kept.
+//
 // # Energy evidence
 //
 // The live controller, and the backtest when asked, append one JSON object per machine
