@@ -347,6 +347,12 @@ func powerRun(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	for _, g := range cfg.Groups {
+		if cc := g.Compute; cc != nil {
+			log.Info("group can lease compute", "group", g.Name, "market", cc.Market, "agents", len(cc.Controls), "cores", cc.Cores,
+				"watts", cc.Watts, "window", cc.Window.Duration, "drain", cc.Drain.Duration)
+		}
+	}
 	log.Info("power run", "site", cfg.Name, "zone", zone.String(), "machines", cfg.MachineCount(), "energy", filepath.Join(dataDir, "energy.jsonl"))
 	return ctl.Run(ctx)
 }
