@@ -116,7 +116,7 @@ func newLeaseRig(t *testing.T) *leaseRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Shutdown(context.Background()) })
-	b, err := compute.New(compute.Config{Ledger: led, Accounts: m, Network: regtest, Interval: time.Second})
+	b, err := compute.New(compute.Config{Ledger: led, Accounts: m, Network: regtest, Interval: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,6 +350,12 @@ func TestGroupMovesBetweenMiningAndLeasing(t *testing.T) {
 		}
 	}
 
+	// The market shows the other provider's offer, its one core leased.
+	waitUntil(t, 60*time.Second, "the other provider's offer, fully leased", func() bool {
+		offers, err := tenant.Offers(r.ctx)
+		return err == nil && len(offers) == 1 && offers[0].Provider == other.ID() && offers[0].Free.Cores == 0
+	})
+
 	// $5: mining pays most.
 	if g := step(0).Groups[0]; g.Mode != "full" || g.On != 2 || g.Lease == nil || g.Lease.Occupancy != 1 || g.Lease.RatePerCoreHour != 0.98*corePrice {
 		t.Fatalf("$5: %+v, want mining, with leasing quoted at the floor on a fully occupied market", g)
@@ -365,7 +371,7 @@ func TestGroupMovesBetweenMiningAndLeasing(t *testing.T) {
 	checkMiners("$125", true)
 	checkMarket("$125", false)
 	var leaseA compute.LeaseView
-	waitUntil(t, 30*time.Second, "job A running on the group with a usage report", func() bool {
+	waitUntil(t, 60*time.Second, "job A running on the group with a usage report", func() bool {
 		v, err := tenant.Order(r.ctx, jobA.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -435,7 +441,7 @@ func TestGroupMovesBetweenMiningAndLeasing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var leaseB compute.LeaseView
-	waitUntil(t, 30*time.Second, "job B running on the group with a usage report", func() bool {
+	waitUntil(t, 60*time.Second, "job B running on the group with a usage report", func() bool {
 		v, err := tenant.Order(r.ctx, jobB.ID)
 		if err != nil {
 			t.Fatal(err)
