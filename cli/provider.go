@@ -84,7 +84,7 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 	jobLogPath := fs.String("job-log", "", "append each finished lease to this file as a job record for `hashgrid registry import-jobs` (CPU time metered, outputs' SHA-256)")
 	group := fs.String("device-group", "", "with --job-log: the registry device group this machine belongs to")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	control := fs.String("control", provider.DefaultControlAddr, "serve the control endpoint a power controller pauses and resumes the offer through, on this address (no authentication: keep it on loopback or the site's management network; empty: none)")
+	control := fs.String("control", "", "serve the control endpoint a power controller pauses and resumes the offer through: PORT (on loopback, 127.0.0.1) or HOST:PORT (no authentication: keep it on the site's management network); default none")
 	paused := fs.Bool("paused", false, "start with the offer paused (registered, taking no new leases until resumed through --control)")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -7,9 +7,9 @@ import (
 // Prometheus descriptions of the compute book's state, read when scraped.
 var (
 	descProviders = prometheus.NewDesc("hashgrid_compute_providers",
-		"Providers registered, by state: online (reported within MissedReports intervals), offline, or marked (caught returning wrong results).", []string{"state"}, nil)
+		"Providers registered, by state: online (reported within MissedReports intervals), paused (online, taking no new leases), offline, or marked (caught returning wrong results).", []string{"state"}, nil)
 	descCores = prometheus.NewDesc("hashgrid_compute_cores",
-		"Cores of online, unmarked providers: offered in all, and held by running or pending leases.", []string{"use"}, nil)
+		"Cores of online, unmarked, unpaused providers: offered in all, and held by running or pending leases.", []string{"use"}, nil)
 	descLeases = prometheus.NewDesc("hashgrid_compute_leases",
 		"Leases the book holds (closed orders' for Config.Retention), by kind and status.", []string{"kind", "status"}, nil)
 	descComputeOrders = prometheus.NewDesc("hashgrid_compute_orders",
@@ -36,7 +36,7 @@ func (c bookCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c bookCollector) Collect(ch chan<- prometheus.Metric) {
 	b := c.b
-	var online, offline, marked, offered, held int
+	var online, paused, offline, marked, offered, held int
 	type ks struct{ kind, status string }
 	leases := map[ks]int{}
 	orders := map[string]int{}
@@ -46,6 +46,8 @@ func (c bookCollector) Collect(ch chan<- prometheus.Metric) {
 		switch {
 		case p.marked:
 			marked++
+		case b.online(p) && p.paused:
+			paused++
 		case b.online(p):
 			online++
 			offered += p.res.Cores
@@ -68,7 +70,7 @@ func (c bookCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range []struct {
 		state string
 		n     int
-	}{{"online", online}, {"offline", offline}, {"marked", marked}} {
+	}{{"online", online}, {"paused", paused}, {"offline", offline}, {"marked", marked}} {
 		ch <- prometheus.MustNewConstMetric(descProviders, prometheus.GaugeValue, float64(s.n), s.state)
 	}
 	ch <- prometheus.MustNewConstMetric(descCores, prometheus.GaugeValue, float64(offered), "offered")

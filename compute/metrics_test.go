@@ -27,7 +27,7 @@ func TestCollector(t *testing.T) {
 	tenant, _ := f.account(1_000_000)
 	p := f.provider("p1", 1, satPerMS)
 	expect("a provider registered", `
-# HELP hashgrid_compute_cores Cores of online, unmarked providers: offered in all, and held by running or pending leases.
+# HELP hashgrid_compute_cores Cores of online, unmarked, unpaused providers: offered in all, and held by running or pending leases.
 # TYPE hashgrid_compute_cores gauge
 hashgrid_compute_cores{use="leased"} 0
 hashgrid_compute_cores{use="offered"} 2
@@ -37,7 +37,7 @@ hashgrid_compute_cores{use="offered"} 2
 	f.clk.Add(time.Second)
 	f.report(p, lease, compute.UsageReport{Seq: 1, CPUNS: 500e6, WallNS: 1e9})
 	expect("a lease running", `
-# HELP hashgrid_compute_cores Cores of online, unmarked providers: offered in all, and held by running or pending leases.
+# HELP hashgrid_compute_cores Cores of online, unmarked, unpaused providers: offered in all, and held by running or pending leases.
 # TYPE hashgrid_compute_cores gauge
 hashgrid_compute_cores{use="leased"} 1
 hashgrid_compute_cores{use="offered"} 2
@@ -69,11 +69,12 @@ hashgrid_compute_charged_sat 800
 # HELP hashgrid_compute_orders Orders the book holds (closed ones for Config.Retention), by status.
 # TYPE hashgrid_compute_orders gauge
 hashgrid_compute_orders{status="done"} 1
-# HELP hashgrid_compute_providers Providers registered, by state: online (reported within MissedReports intervals), offline, or marked (caught returning wrong results).
+# HELP hashgrid_compute_providers Providers registered, by state: online (reported within MissedReports intervals), paused (online, taking no new leases), offline, or marked (caught returning wrong results).
 # TYPE hashgrid_compute_providers gauge
 hashgrid_compute_providers{state="marked"} 0
 hashgrid_compute_providers{state="offline"} 1
 hashgrid_compute_providers{state="online"} 0
+hashgrid_compute_providers{state="paused"} 0
 `, "hashgrid_compute_escrow_sat", "hashgrid_compute_charged_sat", "hashgrid_compute_orders", "hashgrid_compute_providers")
 }
 

@@ -1,7 +1,11 @@
 package compute_test
 
 import (
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hashgrid/hashgrid/compute"
 )
@@ -28,6 +32,22 @@ func TestPausedProviderTakesNoNewLeases(t *testing.T) {
 	}
 	if offers := f.b.Offers(); len(offers) != 0 {
 		t.Errorf("offers while paused: %+v, want none", offers)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(f.b.Collector())
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP hashgrid_compute_providers Providers registered, by state: online (reported within MissedReports intervals), paused (online, taking no new leases), offline, or marked (caught returning wrong results).
+# TYPE hashgrid_compute_providers gauge
+hashgrid_compute_providers{state="marked"} 0
+hashgrid_compute_providers{state="offline"} 0
+hashgrid_compute_providers{state="online"} 0
+hashgrid_compute_providers{state="paused"} 1
+# HELP hashgrid_compute_cores Cores of online, unmarked, unpaused providers: offered in all, and held by running or pending leases.
+# TYPE hashgrid_compute_cores gauge
+hashgrid_compute_cores{use="leased"} 0
+hashgrid_compute_cores{use="offered"} 0
+`), "hashgrid_compute_providers", "hashgrid_compute_cores"); err != nil {
+		t.Errorf("metrics while paused: %v", err)
 	}
 	second := f.order(tenant, 1, 100_000, true)
 	if second.Status != compute.OrderOpen {

@@ -19,8 +19,8 @@ import (
 
 // The control endpoint is how a power controller (power/controller) moves the
 // machine between mining and leasing. It has no authentication: it listens on
-// loopback unless told otherwise (`hashgrid provider --control ADDR`), and an
-// address off the machine belongs on the site's management network only.
+// loopback unless given a host (`hashgrid provider --control PORT` or HOST:PORT), and
+// an address off the machine belongs on the site's management network only.
 //
 //	GET  /control/status    ControlStatus: paused or offering, the leases running here, the market's view
 //	POST /control/pause     take no new leases (the market is told before the reply) → ControlStatus
@@ -30,9 +30,22 @@ import (
 // Requests carry no body. Every reply that touches the market waits for it at most
 // ControlMarketTimeout.
 
-// DefaultControlAddr is where `hashgrid provider` serves the control endpoint unless
-// told otherwise: loopback only.
-const DefaultControlAddr = "127.0.0.1:8094"
+// ControlListenAddr resolves the address the control endpoint listens on: a port
+// alone ("8094" or ":8094") means loopback, 127.0.0.1:PORT; a host must be given to
+// listen anywhere else.
+func ControlListenAddr(s string) (string, error) {
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		s = ":" + s
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || port == "" {
+		return "", fmt.Errorf("provider: control address %q: want PORT, :PORT or HOST:PORT", s)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
 
 // ControlMarketTimeout bounds the market call one control request makes.
 const ControlMarketTimeout = 10 * time.Second
@@ -109,6 +122,10 @@ func (a *Agent) writeStatus(w http.ResponseWriter, r *http.Request, v *compute.P
 // ServeControl serves the control endpoint on addr until ctx ends. It returns once
 // the listener is bound (its address in the result), serving in the background.
 func (a *Agent) ServeControl(ctx context.Context, addr string) (net.Addr, error) {
+	addr, err := ControlListenAddr(addr)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("provider: control: %w", err)

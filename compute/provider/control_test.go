@@ -67,4 +67,11 @@ func TestControlEndpoint(t *testing.T) {
 	if _, err := provider.NewControlClient("no-port", time.Second); err == nil {
 		t.Error("control address without a port accepted")
 	}
+	for in, want := range map[string]string{"8094": "127.0.0.1:8094", ":8094": "127.0.0.1:8094", "mgmt.example:8094": "mgmt.example:8094", "[::1]:8094": "[::1]:8094",
+		"": "", "host": "", "host:": ""} {
+		got, err := provider.ControlListenAddr(in)
+		if got != want || (err != nil) != (want == "") {
+			t.Errorf("ControlListenAddr(%q): %q, %v; want %q", in, got, err, want)
+		}
+	}
 }
