@@ -322,7 +322,12 @@ func (c *Controller) decide(ctx context.Context, now time.Time, stale bool) (*St
 	next := &decided{start: start, from: make([]int, len(c.models)), to: make([]int, len(c.models)), on: make([]int, len(c.models)),
 		lease: make([]bool, len(c.models))}
 	targets := make([]int, len(c.models))
-	quotes := c.quotes(ctx, econ.BTCUSD)
+	var quotes []*power.LeaseQuote
+	if !cond.ForcedOff {
+		quotes = c.quotes(ctx, econ.BTCUSD)
+	} else {
+		quotes = make([]*power.LeaseQuote, len(c.models)) // nothing leases: no need to ask
+	}
 	for g, m := range c.models {
 		in := power.Input{Site: &c.site, Model: m, State: c.states[g], Start: start, History: c.prices[:len(c.prices):len(c.prices)],
 			Hashprice: hp, Cond: cond, Watch: watch}

@@ -62,9 +62,13 @@ func (c *Controller) addCompute(gi int, g power.GroupConfig) error {
 }
 
 // quotes prices leasing for every group that can lease: nil for the others, and for
-// a group whose providers or market could not be read (it then does not lease).
+// a group whose providers or market could not be read (it then does not lease). The
+// reads are bounded by half of shed_within, so that a slow market cannot hold up a
+// shed.
 func (c *Controller) quotes(ctx context.Context, btcUSD float64) []*power.LeaseQuote {
 	out := make([]*power.LeaseQuote, len(c.models))
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ShedWithin.Duration/2)
+	defer cancel()
 	for g, ps := range c.providers {
 		if ps == nil {
 			continue
@@ -90,11 +94,25 @@ func (c *Controller) leaseMarket(ctx context.Context, g int) (power.LeaseMarket,
 	cc := c.cfg.Groups[g].Compute
 	since := c.o.Clock().Add(-cc.Window.Duration)
 	var lm power.LeaseMarket
+	ps := c.providers[g]
+	sts := make([]provider.ControlStatus, len(ps))
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, c.cfg.Control.Parallel)
+	for i, p := range ps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			sts[i], errs[i] = p.Status(ctx)
+		}()
+	}
+	wg.Wait()
 	seenProv, seenLease := map[string]bool{}, map[string]bool{}
-	for i, p := range c.providers[g] {
-		st, err := p.Status(ctx)
-		if err != nil {
-			return lm, fmt.Errorf("provider %d: %w", i, err)
+	for i, st := range sts {
+		if errs[i] != nil {
+			return lm, fmt.Errorf("provider %d: %w", i, errs[i])
 		}
 		if st.Market == nil {
 			return lm, fmt.Errorf("provider %d: market view: %s", i, st.MarketError)

@@ -87,7 +87,7 @@ protocol = "luxos"
   controls = ["%s", "%s"]
   cores = 1
   watts = 100.0
-  window = "1h"
+  window = "3h"
   drain = "90s"
 [control]
 timeout = "2s"
@@ -236,7 +236,8 @@ func (s *safeBuffer) String() string {
 // WebAssembly leases in the sandbox (two are the group's machines, with their control
 // endpoints; the third is another provider whose lease keeps the market occupied),
 // two emulated miners, and the controller on a replayed price feed: $5, $125, $5,
-// $125, then a $3,000 spike.
+// $125, a $3,000 spike, $125, and then no new price
+// (a stale feed).
 func TestGroupMovesBetweenMiningAndLeasing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs leases in the sandbox")
@@ -279,7 +280,7 @@ func TestGroupMovesBetweenMiningAndLeasing(t *testing.T) {
 	// Market time follows a clock the test moves one interval per step, from now.
 	t0 := time.Now().Truncate(power.IntervalLength).Add(-power.IntervalLength)
 	var ivs []power.Interval
-	for i, p := range []power.Price{5_00, 125_00, 5_00, 125_00, 3000_00} {
+	for i, p := range []power.Price{5_00, 125_00, 5_00, 125_00, 3000_00, 125_00} {
 		ivs = append(ivs, power.Interval{Start: t0.Add(time.Duration(i) * power.IntervalLength), Price: p})
 	}
 	feed, err := ercot.NewReplay(ivs, 1, t0, t0)
@@ -480,6 +481,22 @@ func TestGroupMovesBetweenMiningAndLeasing(t *testing.T) {
 		t.Errorf("the other provider's job: %+v, %v; want it still running (the controller touches only its group)", v, err)
 	}
 
+	// $125 once more: leasing. Then the feed goes quiet: past stale_after, the safe
+	// rule curtails everything, leasing included.
+	if g := step(5).Groups[0]; g.Mode != power.Leased {
+		t.Fatalf("$125 after the spike: %+v, want leased", g)
+	}
+	checkMarket("$125 after the spike", false)
+	mu.Lock()
+	wall = wall.Add(cfg.StaleAfter.Duration + time.Minute)
+	mu.Unlock()
+	st, err = ctl.Step(r.ctx)
+	if err != nil || st == nil || !st.Shed || st.Groups[0].Reason != "stale feed" || st.Groups[0].Mode != power.Curtailed || st.Groups[0].Lease != nil {
+		t.Fatalf("stale feed: %+v, %v; want a stale-feed shed, with no quote asked", st, err)
+	}
+	checkMiners("stale feed", true)
+	checkMarket("stale feed", true)
+
 	// Energy records: the workload each interval's energy went to.
 	var got []string
 	for _, line := range strings.Split(strings.TrimSpace(energy.String()), "\n") {
@@ -489,7 +506,8 @@ func TestGroupMovesBetweenMiningAndLeasing(t *testing.T) {
 		}
 		got = append(got, fmt.Sprintf("%s/%s/%d/%d", rec.Mode, rec.Workload, rec.MachinesOn, rec.EnergyWh))
 	}
-	want := []string{"full/mining/2/1625", "leased/compute/2/50", "full/mining/2/1625", "leased/compute/2/50"}
+	want := []string{"full/mining/2/1625", "leased/compute/2/50", "full/mining/2/1625", "leased/compute/2/50", "curtailed//0/6",
+		"leased/compute/2/50", "leased/compute/2/50"} // the last leased state held through the two intervals before the feed went stale
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("energy records (mode/workload/machines/Wh): %v, want %v\n%s", got, want, energy.String())
 	}
