@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashgrid/hashgrid/compute"
+	modelwasm "github.com/hashgrid/hashgrid/compute/model/wasm"
 	"github.com/hashgrid/hashgrid/compute/provider"
 )
 
@@ -74,4 +76,58 @@ func TestControlEndpoint(t *testing.T) {
 			t.Errorf("ControlListenAddr(%q): %q, %v; want %q", in, got, err, want)
 		}
 	}
+}
+
+// TestReleaseHandsBackAService: a service never finishes by itself, so a controller
+// draining the machine hands it back: paused, then released, the agent stops the
+// service and its final report ends the lease at the market with the reason, the
+// tenant charged for what was metered and refunded the rest.
+func TestReleaseHandsBackAService(t *testing.T) {
+	l := newLoop(t)
+	_, tkey := l.account(50_000_000)
+	_, key := l.account(0)
+	ag := l.startAgentPriced("svc", key, 30, satPerMS, memPrice, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, err := ag.a.ServeControl(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := provider.NewControlClient(addr.String(), 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &compute.Client{Base: l.base, Key: tkey, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	o, err := tc.PlaceOrder(l.ctx, compute.OrderRequest{Kind: compute.KindService, Module: modelwasm.Digits, Args: []string{"serve"},
+		Cores: 1, Memory: 256 << 20, MaxPrice: satPerMS, MaxMemPrice: memPrice, Budget: 10_000_000, Provider: ag.a.ID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	units, want := digitUnits(t, 0, 1, 3)
+	if v, err := l.ask(tc, o.ID, units[0]); err != nil || !bytes.Equal(v.Response, want[0]) {
+		t.Fatalf("request to the service: %+v, %v", v, err)
+	}
+	if st, err := c.Pause(l.ctx); err != nil || !st.Paused || len(st.Running) != 1 {
+		t.Fatalf("pause with the service running: %+v, %v; want paused, the service still running", st, err)
+	}
+	st, err := c.Release(l.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v compute.OrderView
+	waitFor(t, 30*time.Second, "the service's lease ended at the market", func() bool {
+		if v, err = tc.Order(l.ctx, o.ID); err != nil {
+			t.Fatal(err)
+		}
+		return v.Closed
+	})
+	ls := v.Leases[0]
+	if ls.Status != compute.LeaseEnded || !strings.Contains(ls.Reason, "handed back by its provider") || v.Charged <= 0 || v.Charged+v.Refunded != v.Budget {
+		t.Fatalf("service after its hand-back: %+v; want its lease ended, handed back, the metered work charged and the rest refunded", v)
+	}
+	waitFor(t, 10*time.Second, "the agent with nothing running", func() bool {
+		st, err = c.Status(l.ctx)
+		return err == nil && len(st.Running) == 0
+	})
+	t.Logf("service handed back: %d sat charged, %d refunded", v.Charged, v.Refunded)
 }
