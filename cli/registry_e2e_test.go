@@ -541,18 +541,19 @@ type anchorCase struct {
 	miner     string
 }
 
-// alteredHeader is the pool's store with one byte changed in the first kept header
-// (its nonce): the evidence of an operator who swapped a share's header.
+// alteredHeader is the pool's store with one byte changed in every kept header (its
+// nonce): the evidence of an operator who swapped shares' headers.
 type alteredHeader struct{ *sqlite.DB }
 
 func (a alteredHeader) Shares(ctx context.Context, after, upto uint64, limit int) ([]hashgrid.Share, error) {
 	ss, err := a.DB.Shares(ctx, after, upto, limit)
+	// Every kept header: the first one in a batch may be a share no device group
+	// claims, or one the sample rate leaves out, and then nothing would check it.
 	for i := range ss {
 		if ss[i].Header != nil {
 			h := *ss[i].Header
 			h[79] ^= 0x40
 			ss[i].Header = &h
-			break
 		}
 	}
 	return ss, err
