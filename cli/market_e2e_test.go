@@ -650,6 +650,11 @@ func TestMarketPageBrowser(t *testing.T) {
 	poll(t, ctx, 20*time.Second, "the provider's offer on the page", `[...document.querySelectorAll('#compute-offers tr[data-provider]')].some((r) => r.textContent.includes('box-1')) && !document.getElementById('compute-panel').hidden`)
 	poll(t, ctx, 20*time.Second, "the job's lease among the live leases", `[...document.querySelectorAll('#compute-leases tr[data-lease]')].some((r) => r.textContent.includes('box-1')) && !document.getElementById('compute-leases-panel').hidden`)
 	poll(t, ctx, 20*time.Second, "the buyer's compute job on the page", fmt.Sprintf(`!!document.querySelector('#leases tr[data-job=%q]') && !document.getElementById('leases-panel').hidden`, job.ID))
+	// A service (no units) shows as one, with its requests served.
+	var svc compute.OrderView
+	c.must("POST", "/api/v1/compute/orders", buyer.APIKey, compute.OrderRequest{Kind: compute.KindService, Module: []byte("\x00asm\x01\x00\x00\x00"),
+		Cores: 1, Memory: 64 << 20, MaxPrice: 10, Budget: 10_000, Manual: true}, &svc)
+	poll(t, ctx, 20*time.Second, "the buyer's service on the page", fmt.Sprintf(`(document.querySelector('#leases tr[data-job=%q]') || {textContent: ''}).textContent.includes('service, 0 served')`, svc.ID))
 	balance, _ := chromedp.Run(ctx, chromedp.Text("#c-balance"))
 	delivered, _ := chromedp.Run(ctx, chromedp.Text("#c-speed"))
 	t.Logf("balance shown %q, delivered %q", balance, delivered)

@@ -18,6 +18,8 @@ var (
 		"Tenants' escrow not yet charged or refunded, sat, over orders not closed.", nil, nil)
 	descCharged = prometheus.NewDesc("hashgrid_compute_charged_sat",
 		"What the book's orders were charged for metered work, sat.", nil, nil)
+	descServiceRequests = prometheus.NewDesc("hashgrid_compute_service_requests",
+		"Requests to the services the book holds, by result: served, failed, or waiting (queued or at the provider).", []string{"result"}, nil)
 )
 
 // Collector returns a Prometheus collector of the book's state: providers, cores
@@ -29,7 +31,7 @@ func (b *Book) Collector() prometheus.Collector { return bookCollector{b} }
 type bookCollector struct{ b *Book }
 
 func (c bookCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProviders, descCores, descLeases, descComputeOrders, descComputeEscrow, descCharged} {
+	for _, d := range []*prometheus.Desc{descProviders, descCores, descLeases, descComputeOrders, descComputeEscrow, descCharged, descServiceRequests} {
 		ch <- d
 	}
 }
@@ -41,6 +43,7 @@ func (c bookCollector) Collect(ch chan<- prometheus.Metric) {
 	leases := map[ks]int{}
 	orders := map[string]int{}
 	var escrow, charged int64
+	var served, failed, waiting int64
 	b.mu.Lock()
 	for _, p := range b.providers {
 		switch {
@@ -61,6 +64,11 @@ func (c bookCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, o := range b.orders {
 		orders[o.status]++
+		if s := o.svc; s != nil {
+			served += s.served
+			failed += s.failed
+			waiting += int64(len(s.queue) + len(s.inflight))
+		}
 		charged += o.charged
 		if !o.closed {
 			escrow += max(o.funded-o.charged-o.refunded, 0)
@@ -83,4 +91,10 @@ func (c bookCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descComputeEscrow, prometheus.GaugeValue, float64(escrow))
 	ch <- prometheus.MustNewConstMetric(descCharged, prometheus.GaugeValue, float64(charged))
+	for _, r := range []struct {
+		result string
+		n      int64
+	}{{"served", served}, {"failed", failed}, {"waiting", waiting}} {
+		ch <- prometheus.MustNewConstMetric(descServiceRequests, prometheus.GaugeValue, float64(r.n), r.result)
+	}
 }

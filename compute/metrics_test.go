@@ -1,6 +1,7 @@
 package compute_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +105,44 @@ func TestLiveLeases(t *testing.T) {
 	if live = f.b.LiveLeases(); len(live) != 0 {
 		t.Fatalf("live leases after the lease ended: %+v", live)
 	}
+}
+
+// TestServiceRequestMetrics counts a service's requests by result as they are queued,
+// answered and failed.
+func TestServiceRequestMetrics(t *testing.T) {
+	f := newFixture(t, compute.Config{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(f.b.Collector())
+	expect := func(what string, served, failed, waiting int) {
+		t.Helper()
+		text := fmt.Sprintf(`
+# HELP hashgrid_compute_service_requests Requests to the services the book holds, by result: served, failed, or waiting (queued or at the provider).
+# TYPE hashgrid_compute_service_requests gauge
+hashgrid_compute_service_requests{result="failed"} %d
+hashgrid_compute_service_requests{result="served"} %d
+hashgrid_compute_service_requests{result="waiting"} %d
+`, failed, served, waiting)
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(text), "hashgrid_compute_service_requests"); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	tenant, _ := f.account(1_000_000)
+	p := f.provider("p1", 1, satPerMS)
+	o := f.service(tenant, 100_000)
+	w := f.lease(p)
+	f.send(tenant, o.ID, "a")
+	f.send(tenant, o.ID, "b")
+	expect("two queued", 0, 0, 2)
+	work, err := f.b.ServiceRequests(f.ctx, p.acct, w.ID, 0)
+	if err != nil || len(work) != 2 {
+		t.Fatalf("the provider's poll: %v, %v", work, err)
+	}
+	expect("two at the provider", 0, 0, 2)
+	if err := f.b.ServiceRespond(p.acct, w.ID, compute.ServiceResponse{Request: work[0].ID, Response: []byte("A")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.b.ServiceRespond(p.acct, w.ID, compute.ServiceResponse{Request: work[1].ID, Err: "the service crashed on it"}); err != nil {
+		t.Fatal(err)
+	}
+	expect("one answered, one failed", 1, 1, 0)
 }

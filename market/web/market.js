@@ -265,7 +265,9 @@
     fill($('leases').tBodies[0], jobs.map((j) => el('tr', { 'data-job': String(j.id), 'data-status': String(j.status) },
       el('td', { class: 'mono', text: j.id }),
       el('td', {}, el('span', { class: 'pill ' + j.status, text: j.status })),
-      el('td', { class: 'num', text: num(j.units_done) + ' / ' + num(j.units) }),
+      el('td', { class: 'num', text: j.kind === 'service' && j.service
+        ? 'service, ' + num(j.service.served) + ' served'
+        : num(j.units_done) + ' / ' + num(j.units) }),
       el('td', { class: 'num', text: num((j.leases || []).length) }),
       el('td', { class: 'num', text: money(j.charged) }),
       el('td', { class: 'num', text: money(j.budget) }),
