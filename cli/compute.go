@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -98,16 +99,11 @@ func runComputeExample(args []string, env Env) error {
 		return fmt.Errorf("compute example: %w", err)
 	}
 	for u := range *units {
-		var b strings.Builder
-		for _, ex := range held[u**per : (u+1)**per] {
-			for _, c := range ex.Digit {
-				b.WriteString(strconv.Itoa(int(c)))
-				b.WriteByte(',')
-			}
-			b.WriteString(strconv.Itoa(ex.Label))
-			b.WriteByte('\n')
+		var b bytes.Buffer
+		for i := range held[u**per : (u+1)**per] {
+			model.FormatExample(&b, &held[u**per+i])
 		}
-		if err := os.WriteFile(filepath.Join(*dir, "units", fmt.Sprintf("%03d.txt", u)), []byte(b.String()), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(*dir, "units", fmt.Sprintf("%03d.txt", u)), b.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("compute example: %w", err)
 		}
 	}

@@ -260,13 +260,24 @@ func ParseExamples(r io.Reader) ([]Example, error) {
 }
 
 // FormatDigit writes d as a work-unit line.
-func FormatDigit(w io.Writer, d *Digit) error {
-	b := make([]byte, 0, 3*Inputs)
+func FormatDigit(w io.Writer, d *Digit) error { return formatLine(w, d, -1) }
+
+// FormatExample writes e as a work-unit line with its class as the 65th field, which
+// Classify ignores and a scorer compares with the answer.
+func FormatExample(w io.Writer, e *Example) error { return formatLine(w, &e.Digit, e.Label) }
+
+// formatLine writes d's counts and, when label is not negative, the label.
+func formatLine(w io.Writer, d *Digit, label int) error {
+	b := make([]byte, 0, 3*Inputs+3)
 	for k, v := range d {
 		if k > 0 {
 			b = append(b, ',')
 		}
 		b = strconv.AppendUint(b, uint64(v), 10)
+	}
+	if label >= 0 {
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(label), 10)
 	}
 	b = append(b, '\n')
 	_, err := w.Write(b)

@@ -201,6 +201,12 @@ func FuzzParseDigit(f *testing.F) {
 		if err != nil || d2 != d || label != -1 {
 			t.Fatalf("round trip of %q: %v, %v, label %d", line, d2, err, label)
 		}
+		b.Reset()
+		FormatExample(&b, &Example{Digit: d, Label: 7})
+		d3, label, err := ParseDigit(b.String())
+		if err != nil || d3 != d || label != 7 {
+			t.Fatalf("round trip of %q with its label: %v, %v, label %d", line, d3, err, label)
+		}
 	})
 }
 
