@@ -236,16 +236,9 @@ func (f tenantFlags) client(env Env, needKey bool) (*compute.Client, error) {
 	if !needKey {
 		return c, nil
 	}
-	getenv := env.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
-	}
-	key, err := secret("API key", "", "", *f.keyFile, "--key", getenv(envMarketAPIKey))
+	key, err := marketKey(*f.keyFile, "your market API key", env)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	if key == "" {
-		return nil, fmt.Errorf("%w: give --key FILE holding your market API key (or $%s)", ErrUsage, envMarketAPIKey)
+		return nil, err
 	}
 	c.Key = key
 	return c, nil

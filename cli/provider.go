@@ -32,8 +32,9 @@ func providerCommand() *Command {
 	}
 }
 
-// providerKey reads the market API key from --key or $HASHGRID_MARKET_API_KEY.
-func providerKey(file string, env Env) (string, error) {
+// marketKey reads a market API key (what names whose) from --key FILE or
+// $HASHGRID_MARKET_API_KEY.
+func marketKey(file, what string, env Env) (string, error) {
 	getenv := env.Getenv
 	if getenv == nil {
 		getenv = func(string) string { return "" }
@@ -43,7 +44,7 @@ func providerKey(file string, env Env) (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	if key == "" {
-		return "", fmt.Errorf("%w: give --key FILE holding the market API key of the provider's account (or $%s)", ErrUsage, envMarketAPIKey)
+		return "", fmt.Errorf("%w: give --key FILE holding %s (or $%s)", ErrUsage, what, envMarketAPIKey)
 	}
 	return key, nil
 }
@@ -110,7 +111,7 @@ func runProvider(ctx context.Context, args []string, env Env) error {
 		defer f.Close()
 		jobLog = f
 	}
-	key, err := providerKey(*keyFile, env)
+	key, err := marketKey(*keyFile, "the market API key of the provider's account", env)
 	if err != nil {
 		return err
 	}
@@ -189,7 +190,7 @@ func runProviderStatus(ctx context.Context, args []string, env Env) error {
 	if *id == "" {
 		return fmt.Errorf("%w: give --id", ErrUsage)
 	}
-	key, err := providerKey(*keyFile, env)
+	key, err := marketKey(*keyFile, "the market API key of the provider's account", env)
 	if err != nil {
 		return err
 	}
