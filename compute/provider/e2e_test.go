@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/address/v2"
 	"github.com/btcsuite/btcd/chaincfg/v2"
 
 	"github.com/hashgrid/hashgrid/compute"
+	"github.com/hashgrid/hashgrid/compute/computetest"
 	"github.com/hashgrid/hashgrid/compute/model"
 	modelwasm "github.com/hashgrid/hashgrid/compute/model/wasm"
 	"github.com/hashgrid/hashgrid/compute/provider"
@@ -31,16 +29,7 @@ import (
 	"github.com/hashgrid/hashgrid/registry"
 )
 
-// childEnv switches this test binary into the sandbox's child, as `hashgrid
-// sandbox-exec` is in the real binary.
-const childEnv = "HASHGRID_SANDBOX_CHILD"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		os.Exit(sandbox.ChildMain(os.Stdin, os.Stdout, os.Stderr))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { computetest.Main(m) }
 
 var regtest = &chaincfg.RegressionNetParams
 
@@ -58,58 +47,20 @@ type loop struct {
 	base   string
 	runner sandbox.Runner
 	ctx    context.Context
+	cm     *computetest.Market
 }
 
 func newLoop(t *testing.T) *loop {
-	dir := t.TempDir()
-	led, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { led.Close() })
-	m, err := market.New(market.Config{Network: regtest, Ledger: led, StatePath: filepath.Join(dir, "market.json")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown(context.Background()) })
-	b, err := compute.New(compute.Config{Ledger: led, Accounts: m, Network: regtest, Interval: interval, SampleBps: 2000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Start()
-	t.Cleanup(b.Close)
-	srv := httptest.NewServer(market.NewHandler(m, market.HTTPConfig{Compute: compute.NewHandler(b)}))
-	t.Cleanup(srv.Close)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := filepath.Join(dir, "wasm-cache")
-	return &loop{t: t, m: m, led: led, b: b, base: srv.URL, ctx: context.Background(),
-		runner: sandbox.Runner{Exe: exe, Env: []string{childEnv + "=1"}, CacheDir: cache}}
+	cm := computetest.Start(t, compute.Config{Interval: interval, SampleBps: 2000})
+	return &loop{t: t, m: cm.Market, led: cm.Ledger, b: cm.Book, base: cm.Base, runner: cm.Runner, ctx: context.Background(), cm: cm}
 }
 
 func (l *loop) account(deposit int64) (id, key string) {
 	l.t.Helper()
-	id, key, err := l.m.CreateAccount()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	if deposit > 0 {
-		if err := l.m.Deposit(l.ctx, id, deposit, "deposit-"+id); err != nil {
-			l.t.Fatal(err)
-		}
-	}
-	return id, key
+	return l.cm.Account(l.t, deposit)
 }
 
-func payAddr(t *testing.T, i byte) string {
-	a, err := address.NewAddressWitnessPubKeyHash(bytes.Repeat([]byte{i}, 20), regtest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a.EncodeAddress()
-}
+func payAddr(t *testing.T, i byte) string { return computetest.PayAddr(t, i) }
 
 // runningAgent is a provider agent running on its own context.
 type runningAgent struct {
@@ -165,7 +116,7 @@ func (l *loop) startAgentPriced(name, key string, addrByte byte, price, memPrice
 		Name:   name, PayoutAddress: addr, Price: price, MemPrice: memPrice,
 		Resources: compute.Resources{Cores: 1, Memory: 1 << 30},
 		Runner:    l.runner, Wait: 2 * time.Second, CorruptOutputsForTesting: corrupt,
-		Logger: slog.New(slog.NewTextHandler(testLog{l.t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("agent", name),
+		Logger: slog.New(slog.NewTextHandler(testLog{T: l.t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("agent", name),
 	})
 	if err != nil {
 		l.t.Fatal(err)
@@ -184,22 +135,11 @@ func (l *loop) startAgentPriced(name, key string, addrByte byte, price, memPrice
 }
 
 // testLog writes an agent's log to the test's.
-type testLog struct{ t *testing.T }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
+type testLog = computetest.Log
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	computetest.WaitFor(t, timeout, what, cond)
 }
 
 // digitUnits cuts the model's held-out digits into n units of rows lines, from

@@ -31,7 +31,7 @@ func (l *loop) startOCIAgent(name, key string, addrByte byte, price int64, regis
 		Name:   name, PayoutAddress: addr, Price: price,
 		Resources: compute.Resources{Cores: 1, Memory: 1 << 30},
 		Runner:    l.runner, OCI: ociJobs, Wait: 2 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(testLog{l.t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("agent", name),
+		Logger: slog.New(slog.NewTextHandler(testLog{T: l.t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("agent", name),
 	})
 	if err != nil {
 		l.t.Fatal(err)

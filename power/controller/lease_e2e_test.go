@@ -8,23 +8,17 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/address/v2"
-	"github.com/btcsuite/btcd/chaincfg/v2"
-
 	"github.com/hashgrid/hashgrid/compute"
+	"github.com/hashgrid/hashgrid/compute/computetest"
 	"github.com/hashgrid/hashgrid/compute/model"
 	modelwasm "github.com/hashgrid/hashgrid/compute/model/wasm"
 	"github.com/hashgrid/hashgrid/compute/provider"
 	"github.com/hashgrid/hashgrid/compute/sandbox"
-	"github.com/hashgrid/hashgrid/ledger"
 	"github.com/hashgrid/hashgrid/market"
 	"github.com/hashgrid/hashgrid/power"
 	"github.com/hashgrid/hashgrid/power/controller"
@@ -32,16 +26,7 @@ import (
 	"github.com/hashgrid/hashgrid/power/minersim"
 )
 
-// childEnv switches this test binary into the sandbox's child, as `hashgrid
-// sandbox-exec` is in the real binary.
-const childEnv = "HASHGRID_SANDBOX_CHILD"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		os.Exit(sandbox.ChildMain(os.Stdin, os.Stdout, os.Stderr))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { computetest.Main(m) }
 
 // corePrice is the providers' floor: one sat per CPU millisecond, in sat per core-hour.
 const corePrice = 3_600_000
@@ -102,48 +87,17 @@ type leaseRig struct {
 	base   string
 	runner sandbox.Runner
 	ctx    context.Context
+	cm     *computetest.Market
 }
 
 func newLeaseRig(t *testing.T) *leaseRig {
-	dir := t.TempDir()
-	regtest := &chaincfg.RegressionNetParams
-	led, err := ledger.Open(filepath.Join(dir, "ledger.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { led.Close() })
-	m, err := market.New(market.Config{Network: regtest, Ledger: led, StatePath: filepath.Join(dir, "market.json")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown(context.Background()) })
-	b, err := compute.New(compute.Config{Ledger: led, Accounts: m, Network: regtest, Interval: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Start()
-	t.Cleanup(b.Close)
-	srv := httptest.NewServer(market.NewHandler(m, market.HTTPConfig{Compute: compute.NewHandler(b)}))
-	t.Cleanup(srv.Close)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &leaseRig{t: t, m: m, base: srv.URL, ctx: context.Background(),
-		runner: sandbox.Runner{Exe: exe, Env: []string{childEnv + "=1"}, CacheDir: filepath.Join(dir, "wasm-cache")}}
+	cm := computetest.Start(t, compute.Config{Interval: 2 * time.Second})
+	return &leaseRig{t: t, m: cm.Market, base: cm.Base, runner: cm.Runner, ctx: context.Background(), cm: cm}
 }
 
 func (r *leaseRig) account(deposit int64) string {
 	r.t.Helper()
-	id, key, err := r.m.CreateAccount()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if deposit > 0 {
-		if err := r.m.Deposit(r.ctx, id, deposit, "deposit-"+id); err != nil {
-			r.t.Fatal(err)
-		}
-	}
+	_, key := r.cm.Account(r.t, deposit)
 	return key
 }
 
@@ -151,15 +105,11 @@ func (r *leaseRig) account(deposit int64) string {
 // with the endpoint's address.
 func (r *leaseRig) agent(name string, payByte byte, paused bool) (*provider.Agent, string) {
 	r.t.Helper()
-	a, err := address.NewAddressWitnessPubKeyHash(bytes.Repeat([]byte{payByte}, 20), &chaincfg.RegressionNetParams)
-	if err != nil {
-		r.t.Fatal(err)
-	}
 	ag, err := provider.New(provider.Config{
 		Client: &compute.Client{Base: r.base, Key: r.account(0), HTTP: &http.Client{Timeout: 30 * time.Second}},
-		Name:   name, PayoutAddress: a.EncodeAddress(), Price: corePrice,
+		Name:   name, PayoutAddress: computetest.PayAddr(r.t, payByte), Price: corePrice,
 		Resources: compute.Resources{Cores: 1, Memory: 1 << 30}, Runner: r.runner, Wait: time.Second, Paused: paused,
-		Logger: slog.New(slog.NewTextHandler(testLog{r.t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("agent", name),
+		Logger: slog.New(slog.NewTextHandler(testLog{T: r.t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("agent", name),
 	})
 	if err != nil {
 		r.t.Fatal(err)
@@ -180,22 +130,11 @@ func (r *leaseRig) agent(name string, payByte byte, paused bool) (*provider.Agen
 }
 
 // testLog writes an agent's log to the test's.
-type testLog struct{ t *testing.T }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
+type testLog = computetest.Log
 
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	computetest.WaitFor(t, timeout, what, cond)
 }
 
 // digitJob is an order of n units of the digit classifier, 50 rows each.
@@ -292,7 +231,7 @@ func TestGroupMovesBetweenMiningAndLeasing(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return wall }
 	energy, report := &safeBuffer{}, &safeBuffer{}
 	ctl, err := controller.New(controller.Options{Config: cfg, Feed: feed, Clock: clock, Energy: energy, Report: report,
-		Logger: slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+		Logger: slog.New(slog.NewTextHandler(testLog{T: t}, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)
 	}
